@@ -1,0 +1,218 @@
+/*
+ * ferrule.h - the ferrule plugin ABI, version 1.
+ *
+ * This header is the single source of truth for the ABI. The Python host's
+ * view (src/ferrule/_cdef.py) is generated from the block between the
+ * FERRULE-ABI-BEGIN and FERRULE-ABI-END markers by tools/gen_cdef.py; the
+ * Rust SDK (sdk/rust/src/abi.rs) is held to it by a layout test. Inside that
+ * block: plain declarations and integer #defines only, no other macros.
+ *
+ * Rules that hold for every struct below:
+ *   - It starts with its own size (struct_size) where it can grow; fields
+ *     are only ever appended. A reader uses what struct_size covers and
+ *     treats later fields as absent.
+ *   - Only fixed-width integers, pointers and doubles; no C enums, no
+ *     packing, natural alignment.
+ *   - Strings are UTF-8. "static" means: valid until the library is
+ *     unloaded, which a ferrule host never does implicitly.
+ *
+ * See docs/abi.md for the full contract (ownership, threads, signatures).
+ */
+#ifndef FERRULE_H
+#define FERRULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* FERRULE-ABI-BEGIN */
+
+/* Version of this header. A host refuses a plugin whose major differs. */
+#define FERRULE_ABI_MAJOR 1
+#define FERRULE_ABI_MINOR 0
+
+/* First 8 bytes of every descriptor: "FERRULE!" read as a big-endian u64. */
+#define FERRULE_MAGIC 0x46455252554C4521
+
+/* Status returned by init and by every exported function. Any value other
+ * than FERRULE_OK is a failure; FERRULE_PANIC marks a caught Rust panic. */
+#define FERRULE_OK 0
+#define FERRULE_ERROR 1
+#define FERRULE_PANIC 2
+
+/* Log levels for ferrule_host.log. */
+#define FERRULE_LOG_TRACE 0
+#define FERRULE_LOG_DEBUG 1
+#define FERRULE_LOG_INFO 2
+#define FERRULE_LOG_WARN 3
+#define FERRULE_LOG_ERROR 4
+
+/* ferrule_function.flags: the function may run on several threads at once.
+ * Without it the host serialises calls into the plugin instance. */
+#define FERRULE_FN_THREAD_SAFE 1
+
+typedef struct ferrule_host ferrule_host;
+
+/* A run of bytes.
+ * As an argument: borrowed from the host for the duration of the call;
+ *   release is NULL. A "str" argument is also NUL-terminated (len excludes
+ *   the NUL); a "bytes" argument need not be.
+ * As a return value: the host copies len bytes from ptr once, then calls
+ *   release(ptr, len) if release is not NULL. NULL release means the bytes
+ *   are static. Use host->alloc with release = host->free, or your own
+ *   allocator with your own release function. */
+typedef struct ferrule_bytes {
+    const void *ptr;
+    size_t len;
+    void (*release)(void *ptr, size_t len);
+} ferrule_bytes;
+
+/* One argument or return slot. Integers of every width travel sign- or
+ * zero-extended in i64/u64; bool is u64 0 or 1; f32 uses its own member. */
+typedef union ferrule_value {
+    int64_t i64;
+    uint64_t u64;
+    double f64;
+    float f32;
+    ferrule_bytes bytes;
+} ferrule_value;
+
+/* Callbacks the host hands to the plugin at init. The table and host_data
+ * stay valid until shutdown returns. All callbacks may be called from any
+ * thread while the instance is alive. */
+struct ferrule_host {
+    uint32_t struct_size;   /* sizeof as the host built it; check before using
+                               any field added after ABI 1.0 */
+    uint16_t abi_major;     /* the host's ABI version */
+    uint16_t abi_minor;
+    void *host_data;        /* opaque; the host's own */
+    /* Log a message (borrowed for the call) at a FERRULE_LOG_* level. */
+    void (*log)(const ferrule_host *host, int32_t level, const char *msg, size_t len);
+    /* Set the failure message of the current call or init, on the thread
+     * that runs it, before returning a non-OK status. The host copies msg. */
+    void (*set_error)(const ferrule_host *host, const char *msg, size_t len);
+    /* Allocate memory for a value handed back to the host; aligned for any
+     * type; a unique non-NULL pointer even for size 0. Returns NULL only on
+     * failure. Free it with free(ptr, size), the same size. */
+    void *(*alloc)(size_t size);
+    void (*free)(void *ptr, size_t size);
+};
+
+/* An exported function. args holds one slot per parameter of the signature,
+ * borrowed for the call; the function writes its result (if any) to *ret.
+ * state is what init returned. Returns FERRULE_OK or a failure status after
+ * calling host->set_error. */
+typedef int32_t (*ferrule_call_fn)(const ferrule_host *host, void *state,
+                                   const ferrule_value *args, ferrule_value *ret);
+
+typedef struct ferrule_function {
+    uint32_t struct_size;   /* sizeof(ferrule_function) as the plugin built it */
+    uint32_t flags;         /* FERRULE_FN_* bits */
+    const char *name;       /* static; an identifier, unique in the plugin */
+    const char *signature;  /* static; e.g. "(a: i64, b: i64) -> i64" */
+    const char *doc;        /* static; may be NULL */
+    ferrule_call_fn call;
+} ferrule_function;
+
+/* Creates the instance state. config is borrowed UTF-8 (len config_len,
+ * NUL-terminated), empty when the host has none. On failure call
+ * host->set_error and return a non-OK status; shutdown is then not called. */
+typedef int32_t (*ferrule_init_fn)(const ferrule_host *host, const char *config,
+                                   size_t config_len, void **state);
+/* Destroys the instance state; called exactly once per successful init,
+ * after every call into the instance has returned. */
+typedef void (*ferrule_shutdown_fn)(void *state);
+
+/* The descriptor returned by the entry point. Static. The host checks magic,
+ * struct_size and abi_major before it reads any other field. */
+typedef struct ferrule_plugin {
+    uint64_t magic;          /* FERRULE_MAGIC */
+    uint32_t struct_size;    /* sizeof(ferrule_plugin) as the plugin built it */
+    uint16_t abi_major;      /* FERRULE_ABI_MAJOR the plugin was built with */
+    uint16_t abi_minor;
+    const char *id;          /* static; reverse-DNS, e.g. "org.example.greeter" */
+    const char *name;        /* static; human-readable */
+    const char *version;     /* static; the plugin's own version */
+    const char *description; /* static; may be NULL */
+    const char *license;     /* static; SPDX expression, may be NULL */
+    uint32_t function_count;
+    uint32_t flags;          /* reserved, 0 */
+    const ferrule_function *const *functions; /* static array of function_count */
+    ferrule_init_fn init;         /* may be NULL: state is then NULL */
+    ferrule_shutdown_fn shutdown; /* may be NULL */
+} ferrule_plugin;
+
+/* The one exported symbol, named "ferrule_entry_v1". Callable from any
+ * thread, any number of times; returns the same static descriptor. */
+typedef const ferrule_plugin *(*ferrule_entry_fn)(void);
+
+/* FERRULE-ABI-END */
+
+#define FERRULE_ENTRY_SYMBOL "ferrule_entry_v1"
+
+#if defined(_WIN32)
+#define FERRULE_EXPORT __declspec(dllexport)
+#elif defined(__GNUC__)
+#define FERRULE_EXPORT __attribute__((visibility("default")))
+#else
+#define FERRULE_EXPORT
+#endif
+
+/* Declare (and then define) the entry point with this:
+ *   FERRULE_ENTRY { return &my_descriptor; }
+ * Build with -fvisibility=hidden so that nothing else is exported. */
+#define FERRULE_ENTRY FERRULE_EXPORT const ferrule_plugin *ferrule_entry_v1(void)
+
+/* Fill in the fixed head of a descriptor. */
+#define FERRULE_PLUGIN_HEAD \
+    FERRULE_MAGIC, (uint32_t)sizeof(ferrule_plugin), FERRULE_ABI_MAJOR, FERRULE_ABI_MINOR
+
+/* Initialiser for a ferrule_function. */
+#define FERRULE_FUNCTION(name, signature, doc, flags, call) \
+    { (uint32_t)sizeof(ferrule_function), (flags), (name), (signature), (doc), (call) }
+
+/* Report a NUL-terminated error message and return FERRULE_ERROR. */
+static inline int32_t ferrule_fail(const ferrule_host *host, const char *msg) {
+    size_t len = 0;
+    while (msg[len] != '\0') {
+        len++;
+    }
+    host->set_error(host, msg, len);
+    return FERRULE_ERROR;
+}
+
+/* Log a NUL-terminated message. */
+static inline void ferrule_log(const ferrule_host *host, int32_t level, const char *msg) {
+    size_t len = 0;
+    while (msg[len] != '\0') {
+        len++;
+    }
+    host->log(host, level, msg, len);
+}
+
+/* Return a copy of len bytes allocated with the host's allocator; the host
+ * frees it after copying. Returns FERRULE_ERROR if allocation fails. */
+static inline int32_t ferrule_return_copy(const ferrule_host *host, ferrule_value *ret,
+                                          const void *data, size_t len) {
+    unsigned char *out = (unsigned char *)host->alloc(len);
+    size_t i;
+    if (out == NULL) {
+        return ferrule_fail(host, "out of memory");
+    }
+    for (i = 0; i < len; i++) {
+        out[i] = ((const unsigned char *)data)[i];
+    }
+    ret->bytes.ptr = out;
+    ret->bytes.len = len;
+    ret->bytes.release = host->free;
+    return FERRULE_OK;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FERRULE_H */

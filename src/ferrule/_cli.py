@@ -1,0 +1,146 @@
+"""The ``ferrule`` command: inspect and call plugins from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._errors import FerruleError
+from ._plugin import Plugin, PluginFunction, load
+from ._signature import AbiType
+
+# Exit statuses: 0 ok, 1 a ferrule error, 2 bad command line (argparse's own).
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _describe(plugin: Plugin) -> dict[str, Any]:
+    return {
+        "path": plugin.path,
+        "id": plugin.id,
+        "name": plugin.name,
+        "version": plugin.version,
+        "description": plugin.description,
+        "license": plugin.license,
+        "abi": {"major": plugin.abi_version[0], "minor": plugin.abi_version[1]},
+        "functions": [
+            {
+                "name": fn.name,
+                "signature": str(fn.signature),
+                "params": [{"name": p.name, "type": p.type.name} for p in fn.signature.params],
+                "result": fn.signature.result.name if fn.signature.result else None,
+                "thread_safe": fn.thread_safe,
+                "doc": fn.doc,
+            }
+            for fn in plugin
+        ],
+    }
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    with load(args.path) as plugin:
+        info = _describe(plugin)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['name']} {info['version']} ({info['id']})")
+    print(f"  path:        {info['path']}")
+    print(f"  ABI:         {info['abi']['major']}.{info['abi']['minor']}")
+    if info["description"]:
+        print(f"  description: {info['description']}")
+    if info["license"]:
+        print(f"  license:     {info['license']}")
+    print(f"  functions ({len(info['functions'])}):")
+    for fn in info["functions"]:
+        flag = "" if fn["thread_safe"] else "  [serialised]"
+        print(f"    {fn['name']}{fn['signature']}{flag}")
+        if fn["doc"]:
+            for line in fn["doc"].splitlines():
+                print(f"        {line}")
+    return 0
+
+
+def _parse_arg(fn: PluginFunction, name: str, abi_type: AbiType, text: str) -> Any:
+    kind = abi_type.name
+    try:
+        if abi_type.bits:
+            return int(text, 0)
+        if kind == "bool":
+            lowered = text.lower()
+            if lowered in ("true", "1", "yes"):
+                return True
+            if lowered in ("false", "0", "no"):
+                return False
+            raise ValueError("expected true or false")
+        if kind in ("f32", "f64"):
+            return float(text)
+        if kind == "bytes":
+            return bytes.fromhex(text[4:]) if text.startswith("hex:") else text.encode()
+    except ValueError as exc:
+        raise ValueError(f"{fn.name}() argument {name!r}: cannot read {text!r} as {kind}: {exc}") from None
+    return text
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return "hex:" + value.hex()
+    return str(value)
+
+
+def _call(args: argparse.Namespace) -> int:
+    config = args.config
+    with load(args.path, config=config) as plugin:
+        fn = plugin.functions.get(args.function)
+        if fn is None:
+            names = ", ".join(plugin.functions) or "(none)"
+            print(f"ferrule: plugin {plugin.id!r} has no function {args.function!r}; it has: {names}", file=sys.stderr)
+            return EXIT_ERROR
+        params = fn.signature.params
+        if len(args.args) != len(params):
+            print(
+                f"ferrule: {fn.name}{fn.signature} takes {len(params)} arguments, {len(args.args)} given",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        values = [_parse_arg(fn, p.name, p.type, text) for p, text in zip(params, args.args)]
+        result = fn(*values)
+    if fn.signature.result is not None:
+        print(_format(result))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferrule", description="Inspect and call ferrule plugins.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    inspect_cmd = sub.add_parser("inspect", help="print a plugin's metadata and functions")
+    inspect_cmd.add_argument("path", help="path to the plugin's shared library")
+    inspect_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect_cmd.set_defaults(run=_inspect)
+    call_cmd = sub.add_parser(
+        "call",
+        help="call one function, arguments parsed by its signature",
+        description="Integers accept 0x/0o/0b prefixes, bools true/false, bytes 'hex:...' or text.",
+    )
+    call_cmd.add_argument("path", help="path to the plugin's shared library")
+    call_cmd.add_argument("function", help="function name")
+    call_cmd.add_argument("args", nargs="*", help="arguments, one per parameter")
+    call_cmd.add_argument("--config", default=None, help="configuration text passed to the plugin's init")
+    call_cmd.set_defaults(run=_call)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except FerruleError as exc:
+        print(f"ferrule: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except (TypeError, ValueError) as exc:
+        print(f"ferrule: {exc}", file=sys.stderr)
+        return EXIT_USAGE

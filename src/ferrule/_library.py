@@ -1,0 +1,220 @@
+"""ferrule.Library: open a shared library, look up symbols, call them through
+a declared C signature. The safe layer over dlopen/dlsym, never dlclose."""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ._elf import check_header
+from ._errors import (
+    LibraryError,
+    LibraryNotFoundError,
+    MissingDependencyError,
+    NotALibraryError,
+    SymbolNotFoundError,
+    WrongArchitectureError,
+)
+from ._ffi import ffi, last_dlerror, libc
+
+__all__ = ["Library", "library_file_name"]
+
+_RTLD_DI_LINKMAP = 2
+# dlerror() is per thread, but dlopen+dlerror must pair up: keep them together.
+_dl_lock = threading.Lock()
+
+
+def library_file_name(name: str) -> str:
+    """The platform's file name for a bare library name: libNAME.so, libNAME.dylib, NAME.dll."""
+    if sys.platform == "win32":
+        return f"{name}.dll"
+    if sys.platform == "darwin":
+        return f"lib{name}.dylib"
+    return f"lib{name}.so"
+
+
+def _looks_like_file_name(name: str) -> bool:
+    return name.endswith((".so", ".dylib", ".dll")) or ".so." in name
+
+
+def _classify(path: str, message: str) -> LibraryError:
+    """Turn a dlopen failure message into the specific error class."""
+    text = f"cannot load {path}: {message}"
+    own_file = message.startswith(path + ":") or message.startswith(os.path.basename(path) + ":")
+    if "cannot open shared object file" in message and not own_file:
+        dep = message.split(":", 1)[0]
+        return MissingDependencyError(
+            f"{text}; {path} needs {dep}, which the loader cannot find: install it or add its "
+            "directory to LD_LIBRARY_PATH (or the library's RUNPATH)"
+        )
+    if "undefined symbol" in message:
+        return MissingDependencyError(
+            f"{text}; a library it depends on is missing that symbol (too old, or not linked)"
+        )
+    if "wrong ELF class" in message or "ELF file data encoding" in message:
+        return WrongArchitectureError(f"{text}; rebuild it for this platform")
+    if "invalid ELF header" in message or "file too short" in message or "position-independent" in message:
+        return NotALibraryError(f"{text}; expected a shared library")
+    if "cannot open shared object file" in message:
+        return LibraryNotFoundError(f"{text}; check the name and the loader path")
+    return LibraryError(text)
+
+
+def _dlopen(target: str) -> tuple[Any, str | None]:
+    with _dl_lock:
+        handle = libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
+        error = last_dlerror() if handle == ffi.NULL else None
+    return handle, error
+
+
+class Library:
+    """A shared library opened with RTLD_NOW | RTLD_LOCAL.
+
+    ``Library("path/to/libfoo.so")`` opens a file; a bare name such as
+    ``Library("z")`` becomes the platform's file name (``libz.so``) and is
+    looked up in ``search_dirs`` if given, otherwise on the system loader path.
+    The current directory is never searched implicitly.
+
+    The library is never unloaded: unloading code that registered thread-local
+    destructors or still has threads running crashes the process later.
+    """
+
+    __module__ = "ferrule"
+
+    def __init__(self, name: str | os.PathLike[str], *, search_dirs: Iterable[str | os.PathLike[str]] | None = None):
+        self._handle, self.path = self._open(name, search_dirs)
+
+    @staticmethod
+    def _open(name: str | os.PathLike[str], search_dirs: Iterable[str | os.PathLike[str]] | None) -> tuple[Any, str]:
+        text = os.fspath(name)
+        if isinstance(name, os.PathLike) or os.sep in text or (os.altsep and os.altsep in text):
+            path = Path(text).expanduser()
+            if not path.exists():
+                raise LibraryNotFoundError(f"no file at {path}: check the path, or build the library first")
+            return Library._open_file(str(path.resolve()))
+        if not text:
+            raise LibraryNotFoundError("empty library name")
+        file_name = text if _looks_like_file_name(text) else library_file_name(text)
+        if search_dirs is not None:
+            dirs = [Path(d) for d in search_dirs]
+            for directory in dirs:
+                candidate = directory / file_name
+                if candidate.exists():
+                    return Library._open_file(str(candidate.resolve()))
+            listed = ", ".join(str(d) for d in dirs) or "(no directories)"
+            raise LibraryNotFoundError(f"no {file_name} in {listed}: check the name, or add the directory that holds it")
+        # System loader path; the unversioned dev symlink may be absent, so
+        # fall back to what ldconfig knows (e.g. libz.so.1).
+        handle, error = _dlopen(file_name)
+        if handle == ffi.NULL and error is not None and "cannot open shared object file" in error and error.startswith(file_name):
+            found = ctypes.util.find_library(text)
+            if found:
+                handle, error = _dlopen(found)
+        if handle == ffi.NULL:
+            raise _classify(file_name, error or "")
+        return handle, _loaded_path(handle) or file_name
+
+    @staticmethod
+    def _open_file(path: str) -> tuple[Any, str]:
+        check_header(path)
+        handle, error = _dlopen(path)
+        if handle == ffi.NULL:
+            raise _classify(path, error or "")
+        return handle, path
+
+    def __repr__(self) -> str:
+        return f"<ferrule.Library {self.path!r}>"
+
+    def _lookup(self, name: str) -> Any:
+        with _dl_lock:
+            libc.dlerror()
+            address = libc.dlsym(self._handle, name.encode())
+        return address
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._lookup(name) != ffi.NULL
+
+    def symbol(self, name: str) -> int:
+        """The address of an exported symbol. Raises SymbolNotFoundError."""
+        address = self._lookup(name)
+        if address == ffi.NULL:
+            raise SymbolNotFoundError(
+                f"{self.path} does not export {name!r}: check the spelling, and that the symbol is "
+                "exported (nm -D --defined-only)"
+            )
+        return int(ffi.cast("uintptr_t", address))
+
+    def function(self, name: str, signature: str) -> Callable[..., Any]:
+        """Look up ``name`` and return it as a Python callable of C type ``signature``.
+
+        ``signature`` is a C function type without the name, e.g.
+        ``"unsigned long (unsigned long, const unsigned char *, unsigned int)"``.
+        Integer and float arguments convert as in C; bytes-like objects pass
+        as pointers (borrowed for the call); a ``char *`` result becomes bytes
+        (None for NULL), any other pointer result an int address.
+        """
+        cut = signature.find("(")
+        if cut <= 0:
+            raise ValueError(f"C signature {signature!r} has no return type and parameter list")
+        try:
+            ctype = ffi.typeof(f"{signature[:cut]}(*){signature[cut:]}")
+        except ffi.error as exc:
+            raise ValueError(f"C signature {signature!r} does not parse: {exc}") from None
+        pointer = ffi.cast(ctype, self.symbol(name))
+        return _CFunction(name, signature, pointer, ctype)
+
+
+def _loaded_path(handle: Any) -> str | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    link_map = ffi.new("struct link_map **")
+    if libc.dlinfo(handle, _RTLD_DI_LINKMAP, link_map) != 0 or link_map[0] == ffi.NULL:
+        return None
+    name = link_map[0].l_name
+    return ffi.string(name).decode(errors="replace") if name != ffi.NULL else None
+
+
+class _CFunction:
+    """A C function pointer with Python-friendly argument and result conversion."""
+
+    def __init__(self, name: str, signature: str, pointer: Any, ctype: Any):
+        self.__name__ = name
+        self._signature = signature
+        self._pointer = pointer
+        self._params = ctype.args
+        result = ctype.result
+        self._char_result = result.kind == "pointer" and result.item.cname == "char"
+        self._pointer_result = result.kind == "pointer"
+
+    def __repr__(self) -> str:
+        return f"<ferrule C function {self.__name__}: {self._signature}>"
+
+    def __call__(self, *args: Any) -> Any:
+        if len(args) != len(self._params):
+            raise TypeError(f"{self.__name__}() takes {len(self._params)} arguments ({len(args)} given)")
+        converted = [self._convert(i, t, a) for i, (t, a) in enumerate(zip(self._params, args))]
+        result = self._pointer(*converted)
+        if self._char_result:
+            return None if result == ffi.NULL else ffi.string(result)
+        if self._pointer_result:
+            return int(ffi.cast("uintptr_t", result))
+        return result
+
+    def _convert(self, index: int, ctype: Any, value: Any) -> Any:
+        if ctype.kind != "pointer":
+            return value
+        if value is None:
+            return ffi.NULL
+        if isinstance(value, int):
+            return ffi.cast(ctype, value)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return ffi.from_buffer(ctype, value) if not isinstance(value, bytes) else value
+        raise TypeError(
+            f"{self.__name__}() argument {index + 1}: expected bytes-like, int address or None for "
+            f"{ctype.cname}, got {type(value).__name__}"
+        )

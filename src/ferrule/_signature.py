@@ -1,0 +1,151 @@
+"""Parse and describe the machine-readable signature of an exported function.
+
+Grammar (whitespace between tokens is free):
+
+    signature := "(" [ param { "," param } ] ")" [ "->" type ]
+    param     := identifier ":" type
+    type      := "bool" | "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64"
+               | "f32" | "f64" | "str" | "bytes"
+
+Canonical form, as ``str(Signature)`` prints it: ``(a: i64, b: i64) -> i64``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["AbiType", "Param", "Signature", "TYPES", "parse_signature"]
+
+
+@dataclass(frozen=True)
+class AbiType:
+    """One type of the call layer: its ABI name, the union member that carries
+    it, and the Python type a caller passes and receives."""
+
+    name: str
+    slot: str  # member of ferrule_value: i64, u64, f64, f32 or bytes
+    python: type
+    bits: int = 0  # integer width; 0 for non-integers
+    signed: bool = False
+
+    @property
+    def min(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def max(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+
+def _int(name: str, bits: int, signed: bool) -> AbiType:
+    return AbiType(name, "i64" if signed else "u64", int, bits, signed)
+
+
+TYPES: dict[str, AbiType] = {
+    t.name: t
+    for t in (
+        AbiType("bool", "u64", bool),
+        _int("i8", 8, True),
+        _int("i16", 16, True),
+        _int("i32", 32, True),
+        _int("i64", 64, True),
+        _int("u8", 8, False),
+        _int("u16", 16, False),
+        _int("u32", 32, False),
+        _int("u64", 64, False),
+        AbiType("f32", "f32", float),
+        AbiType("f64", "f64", float),
+        AbiType("str", "bytes", str),
+        AbiType("bytes", "bytes", bytes),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: AbiType
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.type.name}"
+
+
+@dataclass(frozen=True)
+class Signature:
+    params: tuple[Param, ...]
+    result: AbiType | None
+
+    def __str__(self) -> str:
+        text = "(" + ", ".join(str(p) for p in self.params) + ")"
+        return text + (f" -> {self.result.name}" if self.result else "")
+
+
+_TOKEN = re.compile(r"\s*(?:(->)|([A-Za-z_][A-Za-z0-9_]*)|(.))")
+_MAX_LENGTH = 4096
+_MAX_PARAMS = 64
+
+
+def _tokens(text: str) -> list[tuple[str, int]]:
+    out = []
+    for match in _TOKEN.finditer(text):
+        token = match.group(1) or match.group(2) or match.group(3)
+        if token is None:  # trailing whitespace
+            continue
+        out.append((token, match.start(match.lastindex or 0)))
+    return out
+
+
+def parse_signature(text: str) -> Signature:
+    """Parse a signature string. Raises ValueError saying where and what was expected."""
+    if len(text) > _MAX_LENGTH:
+        raise ValueError(f"signature is {len(text)} characters long, at most {_MAX_LENGTH} allowed")
+    tokens = _tokens(text)
+    pos = 0
+
+    def fail(expected: str) -> ValueError:
+        if pos < len(tokens):
+            token, col = tokens[pos]
+            return ValueError(f"expected {expected} at column {col + 1}, found {token!r}")
+        return ValueError(f"expected {expected}, found the end of the signature")
+
+    def take(expected: str, predicate: object = None) -> str:
+        nonlocal pos
+        if pos >= len(tokens):
+            raise fail(expected)
+        token = tokens[pos][0]
+        if (predicate is None and token != expected) or (callable(predicate) and not predicate(token)):
+            raise fail(expected)
+        pos += 1
+        return token
+
+    def abi_type() -> AbiType:
+        name = take("a type (" + ", ".join(TYPES) + ")", lambda t: t in TYPES)
+        return TYPES[name]
+
+    take("(")
+    params: list[Param] = []
+    seen: set[str] = set()
+    if pos < len(tokens) and tokens[pos][0] != ")":
+        while True:
+            name = take("a parameter name", lambda t: t.isidentifier())
+            if name in seen:
+                pos -= 1
+                raise fail("a parameter name not used before")
+            seen.add(name)
+            take(":")
+            params.append(Param(name, abi_type()))
+            if len(params) > _MAX_PARAMS:
+                raise ValueError(f"more than {_MAX_PARAMS} parameters")
+            if pos < len(tokens) and tokens[pos][0] == ",":
+                pos += 1
+                continue
+            break
+    take(")")
+    result = None
+    if pos < len(tokens):
+        take("->")
+        result = abi_type()
+    if pos < len(tokens):
+        raise fail("the end of the signature")
+    return Signature(tuple(params), result)
