@@ -25,6 +25,10 @@ ffi.cdef(
 
 # The process's own namespace: libc (and libdl on old glibc) live there.
 libc: Any = ffi.dlopen(None)
+# Resolve every function now: cffi looks a name up with dlsym on first use,
+# and that dlsym would clear the dlerror() text of a dlopen that just failed.
+for _name in ("dlopen", "dlsym", "dlerror", "dlinfo", "malloc", "free"):
+    getattr(libc, _name)
 
 
 def last_dlerror() -> str:

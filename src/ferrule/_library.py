@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import cffi
+
 from ._elf import check_header
 from ._errors import (
     LibraryError,
@@ -163,7 +165,7 @@ class Library:
             raise ValueError(f"C signature {signature!r} has no return type and parameter list")
         try:
             ctype = ffi.typeof(f"{signature[:cut]}(*){signature[cut:]}")
-        except ffi.error as exc:
+        except (cffi.CDefError, cffi.FFIError) as exc:
             raise ValueError(f"C signature {signature!r} does not parse: {exc}") from None
         pointer = ffi.cast(ctype, self.symbol(name))
         return _CFunction(name, signature, pointer, ctype)

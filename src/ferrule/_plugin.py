@@ -184,6 +184,11 @@ class PluginFunction:
     def __repr__(self) -> str:
         return f"<ferrule function {self._plugin.id}.{self.name}{self.signature}>"
 
+    def __get__(self, instance: object, owner: type | None = None) -> PluginFunction:
+        # Not bound to the plugin: a class attribute of the plugin's own class
+        # (see Plugin.__init__), which also makes help() list it as a routine.
+        return self
+
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         count = len(self._names)
         if not kwargs:
@@ -257,6 +262,7 @@ class PluginFunction:
                 raise ValueError(f"{self.name}() argument {self._names[i]!r}: {number} is out of range for f32")
             setattr(slot, kind, number)
             return None
+        data: object
         if kind == "str":
             if not isinstance(value, str):
                 raise self._type_error(i, "str", value)
@@ -345,6 +351,13 @@ class Plugin:
         self.license = _text(desc.license, f"plugin {self.id!r} license", required=False)
         self._functions = self._read_functions(desc)
         self.functions: Mapping[str, PluginFunction] = MappingProxyType(self._functions)
+        # Each plugin gets its own subclass holding its functions, so that
+        # plugin.add is a plain attribute lookup and help(plugin) documents them.
+        namespace: dict[str, Any] = {n: f for n, f in self._functions.items() if not hasattr(Plugin, n)}
+        namespace["__doc__"] = f"{self.name} {self.version} ({self.id}): {self.description}"
+        namespace["__module__"] = "ferrule"
+        namespace["__qualname__"] = f"Plugin[{self.id}]"
+        self.__class__ = type("Plugin", (Plugin,), namespace)
 
         self._host = _Host(logging.getLogger(f"ferrule.plugin.{self.id}"))
         self._serial = threading.Lock()

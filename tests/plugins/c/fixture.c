@@ -64,7 +64,7 @@ static const ferrule_function fn_add = FERRULE_FUNCTION("add", ADD_SIGNATURE, "A
 static const ferrule_function fn_bad_text = FERRULE_FUNCTION("bad_text", "() -> str", "Return text that is not UTF-8.", 0, f_bad_text);
 static const ferrule_function fn_silent = FERRULE_FUNCTION("silent_fail", "()", "Fail without a message.", 0, f_silent_fail);
 #ifdef VARIANT_DUPLICATE_NAMES
-static const ferrule_function *const functions[] = {&fn_add, &fn_add};
+static const ferrule_function *const functions[] = {&fn_add, &fn_bad_text, &fn_silent, &fn_add};
 #else
 static const ferrule_function *const functions[] = {&fn_add, &fn_bad_text, &fn_silent};
 #endif
@@ -111,7 +111,7 @@ FERRULE_EXPORT const ferrule_plugin *plugin_descriptor(void) { return &descripto
 #elif defined(VARIANT_ENTRY_V2)
 FERRULE_EXPORT const ferrule_plugin *ferrule_entry_v2(void) { return &descriptor; }
 #elif defined(VARIANT_ENTRY_NULL)
-FERRULE_ENTRY { return NULL; }
+FERRULE_ENTRY { return descriptor.magic == 0 ? &descriptor : NULL; }
 #else
 FERRULE_ENTRY { return &descriptor; }
 #endif

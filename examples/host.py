@@ -1,0 +1,50 @@
+"""A host application: load the Rust greeter and the C calculator, call them.
+
+    python examples/host.py target/release/libgreeter.so build/libcalc.so
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import ferrule
+
+
+def main(greeter_path: str, calc_path: str) -> None:
+    # Plugins log through `logging`, under ferrule.plugin.<plugin id>.
+    logging.basicConfig(level=logging.INFO, format="  [log %(name)s] %(message)s", stream=sys.stdout)
+
+    with ferrule.load(greeter_path) as greeter:
+        print(f"loaded {greeter.name} {greeter.version} ({greeter.id}), ABI {greeter.abi_version}")
+        for fn in greeter:
+            print(f"  {fn.name}{fn.signature}  # {fn.doc}")
+        print("greeter.greet('Ada')      =", greeter.greet("Ada"))
+        print("greeter.add(2, 3)         =", greeter.add(2, 3))
+        print("greeter.divide(1.0, 8.0)  =", greeter.divide(1.0, 8.0))
+        print("greeter.shout('ferrule')  =", greeter.shout("ferrule"))
+        try:
+            greeter.divide(1.0, 0.0)
+        except ferrule.PluginCallError as exc:
+            print("greeter.divide(1.0, 0.0)  raised", type(exc).__name__ + ":", exc.plugin_message)
+        try:
+            greeter.add(1, "two")
+        except TypeError as exc:
+            print("greeter.add(1, 'two')     raised TypeError:", exc)
+
+    with ferrule.load(calc_path, config={"precision": "high"}) as calc:
+        print(f"loaded {calc.name} {calc.version} ({calc.id})")
+        print("calc.mul(6, 7)            =", calc.mul(6, 7))
+        print("calc.hypot(3.0, 4.0)      =", calc.hypot(3.0, 4.0))
+        print("calc.reverse('stressed')  =", calc.reverse("stressed"))
+        try:
+            calc.checked_div(1, 0)
+        except ferrule.PluginCallError as exc:
+            print("calc.checked_div(1, 0)    raised", type(exc).__name__ + ":", exc.plugin_message)
+        print("calc.calls()              =", calc.calls())
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,99 @@
+"""Build every fixture plugin once per test session: the Rust workspace with
+cargo, the C plugins and their broken variants with the C compiler."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+INCLUDE = ROOT / "sdk" / "c" / "include"
+C_DIR = ROOT / "tests" / "plugins" / "c"
+CC = os.environ.get("CC", "cc")
+
+# Every -DVARIANT_<NAME> of tests/plugins/c/fixture.c that builds a broken plugin.
+C_VARIANTS = [
+    "BAD_MAGIC",
+    "ABI_MAJOR_2",
+    "ABI_MAJOR_0",
+    "ENTRY_V2",
+    "SMALL_DESCRIPTOR",
+    "BAD_SIGNATURE",
+    "INIT_FAILS",
+    "NO_ENTRY",
+    "ENTRY_NULL",
+    "NON_UTF8_NAME",
+    "DUPLICATE_NAMES",
+]
+
+
+def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a build command; on failure show its output in the test report."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc  # type: ignore[no-any-return]
+
+
+def compile_plugin(source: Path, output: Path, *flags: str) -> Path:
+    run([CC, "-shared", "-fPIC", "-fvisibility=hidden", "-O2", "-std=c99", "-Wall", "-Wextra",
+         "-pedantic", "-Werror", f"-I{INCLUDE}", str(source), "-o", str(output), *flags])
+    return output
+
+
+@dataclass(frozen=True)
+class Built:
+    rust: Path  # cargo's release directory
+    c: Path  # directory of the C builds
+
+    @property
+    def greeter(self) -> Path:
+        return self.rust / "libgreeter.so"
+
+    @property
+    def kitchen(self) -> Path:
+        return self.rust / "libkitchen.so"
+
+    @property
+    def rawgreet(self) -> Path:
+        return self.rust / "librawgreet.so"
+
+    @property
+    def calc(self) -> Path:
+        return self.c / "libcalc.so"
+
+    @property
+    def fixture(self) -> Path:
+        return self.c / "libfixture.so"
+
+    def variant(self, name: str) -> Path:
+        return self.c / f"libfixture_{name.lower()}.so"
+
+    @property
+    def missing_dep(self) -> Path:
+        return self.c / "libfixture_missing_dep.so"
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    if shutil.which("cargo") is None or shutil.which(CC) is None:
+        pytest.fail("cargo and a C compiler are required to build the test plugins (see README)")
+    run(["cargo", "build", "--workspace", "--release", "--quiet"], cwd=ROOT)
+    rust = ROOT / "target" / "release"
+    c = tmp_path_factory.mktemp("c-plugins")
+    compile_plugin(ROOT / "examples" / "c_plugin" / "calc.c", c / "libcalc.so", "-lm")
+    compile_plugin(C_DIR / "fixture.c", c / "libfixture.so")
+    for name in C_VARIANTS:
+        compile_plugin(C_DIR / "fixture.c", c / f"libfixture_{name.lower()}.so", f"-DVARIANT_{name}")
+    # Link against a dependency, then delete it: loading must name what is missing.
+    dep_dir = tmp_path_factory.mktemp("dep")
+    compile_plugin(C_DIR / "dep.c", dep_dir / "libferrule_dep.so")
+    compile_plugin(C_DIR / "fixture.c", c / "libfixture_missing_dep.so", "-DVARIANT_MISSING_DEP",
+                   f"-L{dep_dir}", "-lferrule_dep")
+    (dep_dir / "libferrule_dep.so").unlink()
+    return Built(rust=rust, c=c)

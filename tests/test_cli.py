@@ -1,0 +1,122 @@
+"""The ferrule command, run as a user runs it: a subprocess of this Python."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import Built
+from .test_errors import CASES
+
+
+def ferrule_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ferrule", *map(str, args)], capture_output=True, text=True)
+
+
+def test_inspect_text(built: Built) -> None:
+    proc = ferrule_cli("inspect", built.greeter)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Greeter 0.1.0 (org.ferrule.examples.greeter)" in out
+    assert "ABI:         1.0" in out
+    assert "add(a: i64, b: i64) -> i64" in out
+    assert "greet(name: str) -> str" in out
+    assert "divide(a: f64, b: f64) -> f64" in out
+
+
+def test_inspect_json(built: Built) -> None:
+    proc = ferrule_cli("inspect", "--json", built.calc)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["id"] == "org.ferrule.examples.calc"
+    assert info["abi"] == {"major": 1, "minor": 0}
+    mul = next(f for f in info["functions"] if f["name"] == "mul")
+    assert mul == {
+        "name": "mul",
+        "signature": "(a: i64, b: i64) -> i64",
+        "params": [{"name": "a", "type": "i64"}, {"name": "b", "type": "i64"}],
+        "result": "i64",
+        "thread_safe": False,
+        "doc": "Multiply two integers.",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("add", "2", "-5"), "-3"),
+        (("greet", "Ada"), "Hello, Ada!"),
+        (("divide", "1", "4"), "0.25"),
+        (("shout", "quiet"), "QUIET"),
+    ],
+)
+def test_call_parses_args_by_signature(built: Built, args: tuple[str, ...], expected: str) -> None:
+    proc = ferrule_cli("call", built.greeter, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == expected
+
+
+def test_call_kitchen_types(built: Built) -> None:
+    assert ferrule_cli("call", built.kitchen, "echo_bool", "true").stdout.strip() == "true"
+    assert ferrule_cli("call", built.kitchen, "echo_u16", "0xffff").stdout.strip() == "65535"
+    assert ferrule_cli("call", built.kitchen, "echo_bytes", "hex:00ff").stdout.strip() == "hex:00ff"
+    assert ferrule_cli("call", built.kitchen, "nothing").stdout == ""
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], status: int) -> str:
+    assert proc.returncode == status, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_call_failure_and_panic(built: Built) -> None:
+    line = one_line_error(ferrule_cli("call", built.greeter, "divide", "1", "0"), 1)
+    assert line == ("ferrule: PluginCallError: plugin 'org.ferrule.examples.greeter' function 'divide' failed: "
+                    "division by zero: b must not be 0")
+    line = one_line_error(ferrule_cli("call", built.kitchen, "boom", "oops"), 1)
+    assert line.startswith("ferrule: PluginPanicError:") and line.endswith("oops")
+
+
+def test_bad_arguments(built: Built) -> None:
+    line = one_line_error(ferrule_cli("call", built.greeter, "add", "1", "x"), 2)
+    assert line == "ferrule: add() argument 'b': cannot read 'x' as i64: invalid literal for int() with base 0: 'x'"
+    line = one_line_error(ferrule_cli("call", built.greeter, "add", "1"), 2)
+    assert "takes 2 arguments, 1 given" in line
+    line = one_line_error(ferrule_cli("call", built.greeter, "nope"), 1)
+    assert "has no function 'nope'; it has: add, greet, divide, shout" in line
+    line = one_line_error(ferrule_cli("call", built.kitchen, "echo_u8", "256"), 2)
+    assert "256 is out of range for u8" in line
+
+
+@pytest.mark.parametrize(("variant", "cls", "message"), CASES, ids=[c[0] for c in CASES])
+def test_every_error_class_is_one_line(built: Built, variant: str, cls: type, message: str) -> None:
+    line = one_line_error(ferrule_cli("inspect", built.variant(variant)), 1)
+    assert line.startswith(f"ferrule: {cls.__name__}: ")
+
+
+@pytest.mark.parametrize(
+    ("make", "cls"),
+    [
+        (lambda b, t: t / "missing.so", "LibraryNotFoundError"),
+        (lambda b, t: (t / "text.so").write_text("hi") and t / "text.so", "NotALibraryError"),
+        (lambda b, t: b.missing_dep, "MissingDependencyError"),
+    ],
+    ids=["missing", "not-a-library", "missing-dependency"],
+)
+def test_library_errors_are_one_line(built: Built, tmp_path: Path, make, cls: str) -> None:  # type: ignore[no-untyped-def]
+    line = one_line_error(ferrule_cli("call", make(built, tmp_path), "f"), 1)
+    assert line.startswith(f"ferrule: {cls}: ")
+
+
+def test_wrong_architecture_is_one_line(built: Built, tmp_path: Path) -> None:
+    from .test_errors import patched_copy
+
+    path = patched_copy(built.fixture, tmp_path / "libarm.so", 18, (183).to_bytes(2, "little"))
+    line = one_line_error(ferrule_cli("inspect", path), 1)
+    assert line.startswith("ferrule: WrongArchitectureError: ")

@@ -1,0 +1,85 @@
+"""The low-level loader: open by path or bare name, look up symbols, call
+them through a declared C signature."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+import pytest
+
+import ferrule
+
+from .conftest import Built
+
+
+def test_rust_greet_by_bare_name(built: Built) -> None:
+    lib = ferrule.Library("rawgreet", search_dirs=[built.rust])
+    assert lib.path == str(built.rawgreet.resolve())
+    greet = lib.function("greet", "const char *(void)")
+    assert greet() == b"Hello from Rust!"
+
+
+def test_bare_name_is_mapped_to_platform_file_name() -> None:
+    assert ferrule.library_file_name("greeter") == "libgreeter.so"
+
+
+def test_bare_name_not_in_given_dirs(built: Built, tmp_path: Path) -> None:
+    with pytest.raises(ferrule.LibraryNotFoundError, match=r"no librawgreet\.so in .*: check the name"):
+        ferrule.Library("rawgreet", search_dirs=[tmp_path])
+
+
+def test_current_directory_is_not_searched(built: Built, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(built.rust)
+    assert (Path.cwd() / "librawgreet.so").exists()
+    with pytest.raises(ferrule.LibraryNotFoundError, match="rawgreet"):
+        ferrule.Library("rawgreet")
+
+
+def test_zlib_from_system_loader_path() -> None:
+    z = ferrule.Library("z")
+    assert os.path.basename(z.path).startswith("libz.so")
+    version = z.function("zlibVersion", "const char *(void)")()
+    assert version.decode() == zlib.ZLIB_RUNTIME_VERSION
+    crc32 = z.function("crc32", "unsigned long (unsigned long, const unsigned char *, unsigned int)")
+    data = bytes(range(256)) * 1000
+    assert crc32(0, data, len(data)) == zlib.crc32(data)
+    # Chained, over a bytearray and a memoryview slice.
+    first = crc32(0, bytearray(data[:1000]), 1000)
+    assert crc32(first, memoryview(data)[1000:], len(data) - 1000) == zlib.crc32(data)
+    adler = z.function("adler32", "unsigned long (unsigned long, const unsigned char *, unsigned int)")
+    assert adler(1, b"ferrule", 7) == zlib.adler32(b"ferrule")
+
+
+def test_missing_symbol(built: Built) -> None:
+    lib = ferrule.Library(built.rawgreet)
+    assert "greet" in lib
+    assert "no_such_symbol" not in lib
+    with pytest.raises(ferrule.SymbolNotFoundError, match=r"librawgreet\.so does not export 'no_such_symbol'"):
+        lib.symbol("no_such_symbol")
+    with pytest.raises(ferrule.SymbolNotFoundError):
+        lib.function("no_such_symbol", "int (void)")
+    assert lib.function("greet", "const char *(void)")() == b"Hello from Rust!"
+
+
+def test_bad_c_signature(built: Built) -> None:
+    lib = ferrule.Library(built.rawgreet)
+    with pytest.raises(ValueError, match="does not parse"):
+        lib.function("greet", "const char *(banana)")
+    with pytest.raises(ValueError, match="no return type"):
+        lib.function("greet", "greet")
+
+
+def test_wrong_argument_count(built: Built) -> None:
+    greet = ferrule.Library(built.rawgreet).function("greet", "const char *(void)")
+    with pytest.raises(TypeError, match=r"greet\(\) takes 0 arguments \(1 given\)"):
+        greet(1)
+
+
+def test_library_never_unloads(built: Built) -> None:
+    # Opening twice gives the same mapping; dropping the objects unloads nothing.
+    first = ferrule.Library(built.rawgreet)
+    address = first.symbol("greet")
+    del first
+    assert ferrule.Library(built.rawgreet).symbol("greet") == address
