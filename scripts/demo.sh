@@ -2,6 +2,7 @@
 # Set up on a fresh machine, build the example plugins (Rust and C) and run
 # the example host script that loads and calls them.
 set -euo pipefail
+export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e .
 cargo build --release --quiet -p greeter

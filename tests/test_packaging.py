@@ -57,3 +57,9 @@ def test_public_api_is_exactly_this() -> None:
 def test_mypy_strict_is_clean() -> None:
     proc = subprocess.run([sys.executable, "-m", "mypy", "--strict", "src/ferrule"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_rust_sdk_own_tests_pass(built: Built) -> None:
+    # The SDK's unit, integration and doc tests drive plugin! through a fake host.
+    proc = subprocess.run(["cargo", "test", "--quiet", "-p", "ferrule-sdk"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -8,7 +8,6 @@
 #include "ferrule.h"
 
 typedef struct calc_state {
-    const ferrule_host *host;
     uint64_t calls; /* plain counter: these functions are not marked thread-safe,
                        so the host serialises calls into one instance */
 } calc_state;
@@ -19,17 +18,15 @@ static int32_t calc_init(const ferrule_host *host, const char *config, size_t co
     if (s == NULL) {
         return ferrule_fail(host, "out of memory");
     }
-    s->host = host;
     snprintf(line, sizeof line, "calc ready (config: %.*s)", (int)(config_len > 64 ? 64 : config_len), config);
     ferrule_log(host, FERRULE_LOG_INFO, line);
     *state = s;
     return FERRULE_OK;
 }
 
-static void calc_shutdown(void *state) {
-    calc_state *s = (calc_state *)state;
-    ferrule_log(s->host, FERRULE_LOG_INFO, "calc shutting down");
-    free(s);
+static void calc_shutdown(const ferrule_host *host, void *state) {
+    ferrule_log(host, FERRULE_LOG_INFO, "calc shutting down");
+    free(state);
 }
 
 static int32_t calc_mul(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {

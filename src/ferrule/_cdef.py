@@ -62,7 +62,7 @@ typedef struct ferrule_function {
 } ferrule_function;
 typedef int32_t (*ferrule_init_fn)(const ferrule_host *host, const char *config,
                                    size_t config_len, void **state);
-typedef void (*ferrule_shutdown_fn)(void *state);
+typedef void (*ferrule_shutdown_fn)(const ferrule_host *host, void *state);
 typedef struct ferrule_plugin {
     uint64_t magic;
     uint32_t struct_size;

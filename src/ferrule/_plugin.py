@@ -84,7 +84,7 @@ class _Host:
     def _log(self, _host: Any, level: int, msg: Any, length: int) -> None:
         try:
             text = ffi.unpack(msg, length).decode("utf-8", "replace") if msg != ffi.NULL else ""
-            self.logger.log(_LOG_LEVELS.get(level, logging.ERROR if level > abi.LOG_ERROR else 5), "%s", text)
+            self.logger.log(_LOG_LEVELS[min(max(level, abi.LOG_TRACE), abi.LOG_ERROR)], "%s", text)
         except Exception:  # a broken handler must not unwind into plugin code
             pass
 
@@ -309,7 +309,7 @@ class PluginFunction:
             else:
                 data = ffi.unpack(ffi.cast("const char *", ptr), length)
         finally:
-            if release != ffi.NULL and ptr != ffi.NULL:
+            if release != ffi.NULL:
                 release(ffi.cast("void *", ptr), length)
         if result.name == "bytes":
             return data
@@ -365,7 +365,7 @@ class Plugin:
         self._active = 0
         self._closed = False
         self._state = self._init(desc, config)
-        self._finalizer = weakref.finalize(self, _shutdown, desc.shutdown, self._state, self._host)
+        self._finalizer = weakref.finalize(self, _shutdown, desc.shutdown, self._host, self._state)
 
     def _read_functions(self, desc: Any) -> dict[str, PluginFunction]:
         count = desc.function_count
@@ -471,8 +471,7 @@ class Plugin:
         return "\n".join(lines) + ">"
 
 
-def _shutdown(shutdown: Callable[[Any], None], state: Any, host: _Host) -> None:
-    # host is an argument only so the callback table outlives the shutdown call.
+def _shutdown(shutdown: Callable[[Any, Any], None], host: _Host, state: Any) -> None:
+    # Holding host here keeps the callback table alive until shutdown returns.
     if shutdown != ffi.NULL:
-        shutdown(state)
-    del host
+        shutdown(host.table, state)

@@ -34,7 +34,8 @@ extern "C" {
 #define FERRULE_ABI_MAJOR 1
 #define FERRULE_ABI_MINOR 0
 
-/* First 8 bytes of every descriptor: "FERRULE!" read as a big-endian u64. */
+/* First field of every descriptor, a native-endian u64 (the ASCII of
+ * "FERRULE!" when written big-endian). Compare the integer, not bytes. */
 #define FERRULE_MAGIC 0x46455252554C4521
 
 /* Status returned by init and by every exported function. Any value other
@@ -63,7 +64,8 @@ typedef struct ferrule_host ferrule_host;
  * As a return value: the host copies len bytes from ptr once, then calls
  *   release(ptr, len) if release is not NULL. NULL release means the bytes
  *   are static. Use host->alloc with release = host->free, or your own
- *   allocator with your own release function. */
+ *   allocator with your own release function. A result with len 0 may
+ *   carry any ptr: the host does not read it, but still calls release. */
 typedef struct ferrule_bytes {
     const void *ptr;
     size_t len;
@@ -80,31 +82,36 @@ typedef union ferrule_value {
     ferrule_bytes bytes;
 } ferrule_value;
 
-/* Callbacks the host hands to the plugin at init. The table and host_data
- * stay valid until shutdown returns. All callbacks may be called from any
- * thread while the instance is alive. */
+/* Callbacks the host hands to the plugin at init and to every call. The
+ * table and host_data stay valid until shutdown returns. In an ABI 1.0 table
+ * no callback is NULL. All may be called from any thread while the instance
+ * is alive, except set_error (see below). Messages are length-delimited
+ * UTF-8, not necessarily NUL-terminated. */
 struct ferrule_host {
     uint32_t struct_size;   /* sizeof as the host built it; check before using
                                any field added after ABI 1.0 */
     uint16_t abi_major;     /* the host's ABI version */
     uint16_t abi_minor;
     void *host_data;        /* opaque; the host's own */
-    /* Log a message (borrowed for the call) at a FERRULE_LOG_* level. */
+    /* Log a message (borrowed for the call) at a FERRULE_LOG_* level; levels
+     * above ERROR are logged as ERROR, below TRACE as TRACE. */
     void (*log)(const ferrule_host *host, int32_t level, const char *msg, size_t len);
     /* Set the failure message of the current call or init, on the thread
      * that runs it, before returning a non-OK status. The host copies msg. */
     void (*set_error)(const ferrule_host *host, const char *msg, size_t len);
     /* Allocate memory for a value handed back to the host; aligned for any
      * type; a unique non-NULL pointer even for size 0. Returns NULL only on
-     * failure. Free it with free(ptr, size), the same size. */
+     * failure. Free it with free(ptr, size), the same size. No host
+     * argument, so that free fits ferrule_bytes.release. */
     void *(*alloc)(size_t size);
     void (*free)(void *ptr, size_t size);
 };
 
 /* An exported function. args holds one slot per parameter of the signature,
- * borrowed for the call; the function writes its result (if any) to *ret.
- * state is what init returned. Returns FERRULE_OK or a failure status after
- * calling host->set_error. */
+ * borrowed for the call (never NULL, even with no parameters); the function
+ * writes its result (if any) to *ret (never NULL; an f32 result leaves the
+ * other bytes unspecified). state is what init stored. Returns FERRULE_OK,
+ * or a failure status after calling host->set_error. */
 typedef int32_t (*ferrule_call_fn)(const ferrule_host *host, void *state,
                                    const ferrule_value *args, ferrule_value *ret);
 
@@ -122,9 +129,10 @@ typedef struct ferrule_function {
  * host->set_error and return a non-OK status; shutdown is then not called. */
 typedef int32_t (*ferrule_init_fn)(const ferrule_host *host, const char *config,
                                    size_t config_len, void **state);
-/* Destroys the instance state; called exactly once per successful init,
- * after every call into the instance has returned. */
-typedef void (*ferrule_shutdown_fn)(void *state);
+/* Destroys the instance state; called exactly once per successful init
+ * (also when init is NULL, with state NULL), after every call into the
+ * instance has returned. The host table is still valid during the call. */
+typedef void (*ferrule_shutdown_fn)(const ferrule_host *host, void *state);
 
 /* The descriptor returned by the entry point. Static. The host checks magic,
  * struct_size and abi_major before it reads any other field. */

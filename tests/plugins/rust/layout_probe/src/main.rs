@@ -1,0 +1,97 @@
+//! Prints the Rust SDK's view of the ferrule ABI as one JSON object, keyed by
+//! the C names from `sdk/c/include/ferrule.h`:
+//!
+//! ```text
+//! {"structs": {"ferrule_bytes": {"size": 24, "align": 8, "fields": {"ptr": 0, ...}}, ...},
+//!  "constants": {"FERRULE_ABI_MAJOR": 1, ...}}
+//! ```
+
+use std::mem::{align_of, offset_of, size_of};
+
+use ferrule_sdk::abi::{self, Bytes, Function, Host, Plugin, Value};
+
+struct Layout {
+    name: &'static str,
+    size: usize,
+    align: usize,
+    fields: Vec<(&'static str, usize)>,
+}
+
+macro_rules! layout {
+    ($cname:literal, $ty:ty, { $($cfield:literal => $field:ident),* $(,)? }) => {
+        Layout {
+            name: $cname,
+            size: size_of::<$ty>(),
+            align: align_of::<$ty>(),
+            fields: vec![$(($cfield, offset_of!($ty, $field))),*],
+        }
+    };
+}
+
+fn main() {
+    let structs = [
+        layout!("ferrule_bytes", Bytes, {
+            "ptr" => ptr, "len" => len, "release" => release,
+        }),
+        layout!("ferrule_value", Value, {
+            "i64" => i64, "u64" => u64, "f64" => f64, "f32" => f32, "bytes" => bytes,
+        }),
+        layout!("ferrule_host", Host, {
+            "struct_size" => struct_size, "abi_major" => abi_major, "abi_minor" => abi_minor,
+            "host_data" => host_data, "log" => log, "set_error" => set_error,
+            "alloc" => alloc, "free" => free,
+        }),
+        layout!("ferrule_function", Function, {
+            "struct_size" => struct_size, "flags" => flags, "name" => name,
+            "signature" => signature, "doc" => doc, "call" => call,
+        }),
+        layout!("ferrule_plugin", Plugin, {
+            "magic" => magic, "struct_size" => struct_size, "abi_major" => abi_major,
+            "abi_minor" => abi_minor, "id" => id, "name" => name, "version" => version,
+            "description" => description, "license" => license,
+            "function_count" => function_count, "flags" => flags, "functions" => functions,
+            "init" => init, "shutdown" => shutdown,
+        }),
+    ];
+    let constants: [(&str, u64); 12] = [
+        ("FERRULE_ABI_MAJOR", abi::ABI_MAJOR.into()),
+        ("FERRULE_ABI_MINOR", abi::ABI_MINOR.into()),
+        ("FERRULE_MAGIC", abi::MAGIC),
+        ("FERRULE_OK", abi::OK as u64),
+        ("FERRULE_ERROR", abi::ERROR as u64),
+        ("FERRULE_PANIC", abi::PANIC as u64),
+        ("FERRULE_LOG_TRACE", abi::LOG_TRACE as u64),
+        ("FERRULE_LOG_DEBUG", abi::LOG_DEBUG as u64),
+        ("FERRULE_LOG_INFO", abi::LOG_INFO as u64),
+        ("FERRULE_LOG_WARN", abi::LOG_WARN as u64),
+        ("FERRULE_LOG_ERROR", abi::LOG_ERROR as u64),
+        ("FERRULE_FN_THREAD_SAFE", abi::FN_THREAD_SAFE.into()),
+    ];
+
+    let mut out = String::from("{\"structs\": {");
+    for (i, s) in structs.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&format!(
+            "\"{}\": {{\"size\": {}, \"align\": {}, \"fields\": {{",
+            s.name, s.size, s.align
+        ));
+        for (j, (field, offset)) in s.fields.iter().enumerate() {
+            if j > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("\"{field}\": {offset}"));
+        }
+        out.push_str("}}");
+    }
+    out.push_str("}, \"constants\": {");
+    for (i, (name, value)) in constants.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&format!("\"{name}\": {value}"));
+    }
+    out.push_str("}}");
+    println!("{out}");
+}
