@@ -141,3 +141,9 @@ def test_failure_without_message_and_bad_text(built: Built) -> None:
         with pytest.raises(ferrule.PluginCallError, match="returned text that is not valid UTF-8"):
             plugin.bad_text()
         assert plugin.add(1, 1) == 2
+
+
+def test_docs_list_every_class() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "errors.md").read_text()
+    for name in _errors.__all__:
+        assert f"`{name}`" in doc, f"docs/errors.md does not list {name}"

@@ -212,11 +212,15 @@ class PluginFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         values = self._bind(args, kwargs)
-        slots = ffi.new("ferrule_value[]", max(len(values), 1))
+        count = len(values)
+        slots = ffi.new(_VALUES, count + 1)  # the arguments, then the result
         keep = []  # encoded text and buffers must outlive the call
         for i, (value, abi_type) in enumerate(zip(values, self._types)):
-            keep.append(self._encode(slots, i, value, abi_type))
-        ret = ffi.new("ferrule_value *")
+            if abi_type.bits and type(value) is int and abi_type.min <= value <= abi_type.max:
+                setattr(slots[i], abi_type.slot, value)  # the common case, checked inline
+            else:
+                keep.append(self._encode(slots, i, value, abi_type))
+        ret = slots + count
         plugin = self._plugin
         host = plugin._enter()
         try:
@@ -323,6 +327,7 @@ class PluginFunction:
 
 
 _MISSING: Any = object()
+_VALUES = ffi.typeof("ferrule_value[]")
 
 
 class Plugin:
@@ -361,7 +366,8 @@ class Plugin:
 
         self._host = _Host(logging.getLogger(f"ferrule.plugin.{self.id}"))
         self._serial = threading.Lock()
-        self._gate = threading.Condition(threading.Lock())
+        self._gate = threading.Lock()  # guards _active and _closed
+        self._idle = threading.Event()  # set once closed with no call in flight
         self._active = 0
         self._closed = False
         self._state = self._init(desc, config)
@@ -427,8 +433,8 @@ class Plugin:
     def _leave(self) -> None:
         with self._gate:
             self._active -= 1
-            if not self._active:
-                self._gate.notify_all()
+            if self._closed and not self._active:
+                self._idle.set()
 
     @property
     def closed(self) -> bool:
@@ -440,8 +446,9 @@ class Plugin:
             if self._closed:
                 return
             self._closed = True
-            while self._active:
-                self._gate.wait()
+            busy = self._active > 0
+        if busy:
+            self._idle.wait()
         self._finalizer()
 
     def __enter__(self) -> Plugin:

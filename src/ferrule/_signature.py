@@ -28,18 +28,13 @@ class AbiType:
     python: type
     bits: int = 0  # integer width; 0 for non-integers
     signed: bool = False
-
-    @property
-    def min(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
-
-    @property
-    def max(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+    min: int = 0  # integer range, inclusive
+    max: int = 0
 
 
 def _int(name: str, bits: int, signed: bool) -> AbiType:
-    return AbiType(name, "i64" if signed else "u64", int, bits, signed)
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    return AbiType(name, "i64" if signed else "u64", int, bits, signed, low, high)
 
 
 TYPES: dict[str, AbiType] = {

@@ -1,0 +1,28 @@
+"""The example host script runs against the example plugins, as the demo does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from .conftest import ROOT, Built
+
+
+def test_example_host_script(built: Built) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "host.py"), str(built.greeter), str(built.calc)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for line in [
+        "greeter.greet('Ada')      = Hello, Ada!",
+        "greeter.add(2, 3)         = 5",
+        "greeter.divide(1.0, 0.0)  raised PluginCallError: division by zero: b must not be 0",
+        "[log ferrule.plugin.org.ferrule.examples.greeter] greeting Ada",
+        "calc.reverse('stressed')  = desserts",
+        "calc.checked_div(1, 0)    raised PluginCallError: checked_div: division by zero",
+        "calc.calls()              = 5",
+        "[log ferrule.plugin.org.ferrule.examples.calc] calc shutting down",
+    ]:
+        assert line in out, out
