@@ -362,7 +362,7 @@ class Plugin:
         namespace["__doc__"] = f"{self.name} {self.version} ({self.id}): {self.description}"
         namespace["__module__"] = "ferrule"
         namespace["__qualname__"] = f"Plugin[{self.id}]"
-        self.__class__ = type("Plugin", (Plugin,), namespace)
+        self.__class__ = type(namespace["__qualname__"], (Plugin,), namespace)
 
         self._host = _Host(logging.getLogger(f"ferrule.plugin.{self.id}"))
         self._serial = threading.Lock()

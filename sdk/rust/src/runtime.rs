@@ -227,28 +227,32 @@ where
         unsafe { set_error(host, "ferrule: NULL return slot") };
         return abi::ERROR;
     }
-    let scope = ShimScope::enter(host);
-    let status = match panic::catch_unwind(AssertUnwindSafe(|| f(args))) {
-        Ok(Ok(value)) => {
-            if let Some(v) = value {
-                if has_ret {
-                    unsafe { ret.write(v) };
-                }
+    match unsafe { guarded(host, || f(args)) } {
+        Ok(value) => {
+            if let (Some(v), true) = (value, has_ret) {
+                unsafe { ret.write(v) };
             }
             abi::OK
         }
-        Ok(Err(msg)) => {
-            unsafe { set_error(host, &msg) };
-            abi::ERROR
-        }
-        Err(payload) => {
-            let msg = panic_message(payload);
-            unsafe { set_error(host, &msg) };
-            abi::PANIC
-        }
+        Err(status) => status,
+    }
+}
+
+/// Runs `f` with `host` as the current host. A panic or an `Err` is reported
+/// through `set_error` (before the scope ends, while the captured panic
+/// message is still there) and becomes the returned status.
+///
+/// # Safety
+/// `host` must point to a live host table.
+unsafe fn guarded<T>(host: *const Host, f: impl FnOnce() -> Result<T, String>) -> Result<T, i32> {
+    let _scope = ShimScope::enter(host);
+    let (msg, status) = match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(msg)) => (msg, abi::ERROR),
+        Err(payload) => (panic_message(payload), abi::PANIC),
     };
-    drop(scope);
-    status
+    unsafe { set_error(host, &msg) };
+    Err(status)
 }
 
 /// The instance state behind the `state` pointer.
@@ -292,25 +296,14 @@ where
             return abi::ERROR;
         }
     };
-    let scope = ShimScope::enter(host);
-    let status = match panic::catch_unwind(AssertUnwindSafe(|| f(config).map_err(|e| e.to_string()))) {
-        Ok(Ok(())) => {
+    match unsafe { guarded(host, || f(config).map_err(|e| e.to_string())) } {
+        Ok(()) => {
             let instance = Box::new(Instance { host });
             unsafe { state.write(Box::into_raw(instance).cast::<c_void>()) };
             abi::OK
         }
-        Ok(Err(msg)) => {
-            unsafe { set_error(host, &msg) };
-            abi::ERROR
-        }
-        Err(payload) => {
-            let msg = panic_message(payload);
-            unsafe { set_error(host, &msg) };
-            abi::PANIC
-        }
-    };
-    drop(scope);
-    status
+        Err(status) => status,
+    }
 }
 
 /// The body of the generated shutdown shim. A panic in `f` is logged at
