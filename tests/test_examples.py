@@ -26,3 +26,19 @@ def test_example_host_script(built: Built) -> None:
         "[log ferrule.plugin.org.ferrule.examples.calc] calc shutting down",
     ]:
         assert line in out, out
+
+
+def test_readme_c_quickstart_builds_and_loads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    import ferrule
+
+    from .conftest import compile_plugin
+
+    snippet = re.search(r"```c\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert snippet is not None
+    source = tmp_path / "calc.c"
+    source.write_text(snippet.group(1))
+    with ferrule.load(compile_plugin(source, tmp_path / "libquick.so")) as plugin:
+        assert plugin.id == "org.example.calc"
+        assert plugin.mul(6, 7) == 42
