@@ -147,3 +147,19 @@ def test_docs_list_every_class() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "errors.md").read_text()
     for name in _errors.__all__:
         assert f"`{name}`" in doc, f"docs/errors.md does not list {name}"
+
+
+def test_message_set_by_a_successful_call_does_not_leak(built: Built) -> None:
+    with ferrule.load(built.fixture) as plugin:
+        plugin.note_ok()
+        with pytest.raises(ferrule.PluginCallError, match=r"failed: \(the plugin gave no error message\)$"):
+            plugin.silent_fail()
+
+
+def test_special_python_names_stay_out_of_the_class(built: Built) -> None:
+    with ferrule.load(built.fixture) as plugin:
+        assert "__len__" in plugin.functions
+        with pytest.raises(TypeError):
+            len(plugin)  # type: ignore[arg-type]
+        with pytest.raises(ferrule.PluginCallError, match="not valid UTF-8"):
+            plugin.functions["__len__"]()

@@ -83,3 +83,16 @@ def test_library_never_unloads(built: Built) -> None:
     address = first.symbol("greet")
     del first
     assert ferrule.Library(built.rawgreet).symbol("greet") == address
+
+
+def test_c_cannot_write_into_immutable_bytes() -> None:
+    libc = ferrule.Library("c")  # glibc's libc.so is a linker script: resolved via ldconfig
+    memset = libc.function("memset", "void *(void *, int, size_t)")
+    frozen = b"immutable"
+    memset(frozen, 0x41, 3)
+    assert frozen == b"immutable"
+    buffer = bytearray(b"mutable")
+    memset(buffer, 0x41, 3)
+    assert buffer == bytearray(b"AAAable")
+    with pytest.raises(TypeError, match="expected bytes-like, int address or None"):
+        memset(True, 0, 0)

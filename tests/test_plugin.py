@@ -247,3 +247,38 @@ def test_two_instances_of_one_library(built: Built) -> None:
         a.calls(), a.calls()
         assert b.calls() == 1
         assert a.calls() == 3
+
+
+def test_argument_edge_cases(kitchen: ferrule.Plugin) -> None:
+    class Weird(str):
+        def encode(self, *args: object, **kwargs: object) -> bytes:  # type: ignore[override]
+            return b"\xff not utf-8"
+
+    class Index:
+        def __index__(self) -> int:
+            return 7
+
+    class BadIndex:
+        def __index__(self) -> float:
+            return 1.5
+
+    assert kitchen.echo_str(Weird("plain")) == "plain"
+    assert kitchen.echo_u8(Index()) == 7
+    with pytest.raises(TypeError, match=r"echo_u8\(\) argument 'v' must be int \(u8\), got BadIndex"):
+        kitchen.echo_u8(BadIndex())
+    with pytest.raises(ValueError, match=r"argument 'v': a 16610-bit integer is out of range for i64"):
+        kitchen.echo_i64(10**5000)
+    with pytest.raises(ValueError, match=r"echo_f64\(\) argument 'v': integer too large for f64"):
+        kitchen.echo_f64(10**400)
+    with pytest.raises(ValueError, match=r"echo_str\(\) argument 's': cannot encode as UTF-8: surrogates not allowed"):
+        kitchen.echo_str("\ud800")
+
+
+def test_config_forms(built: Built, caplog: pytest.LogCaptureFixture) -> None:
+    from types import MappingProxyType
+
+    caplog.set_level(logging.INFO, logger=KITCHEN_LOGGER)
+    ferrule.load(built.kitchen, config=MappingProxyType({"a": 1})).close()
+    assert 'kitchen init: {"a": 1}' in [r.getMessage() for r in caplog.records]
+    with pytest.raises(TypeError, match="config must be str, a mapping"):
+        ferrule.load(built.kitchen, config=b"x")  # type: ignore[arg-type]

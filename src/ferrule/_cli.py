@@ -41,7 +41,7 @@ def _describe(plugin: Plugin) -> dict[str, Any]:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    with load(args.path) as plugin:
+    with load(args.path, config=args.config) as plugin:
         info = _describe(plugin)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect_cmd = sub.add_parser("inspect", help="print a plugin's metadata and functions")
     inspect_cmd.add_argument("path", help="path to the plugin's shared library")
     inspect_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect_cmd.add_argument("--config", default=None, help="configuration text passed to the plugin's init")
     inspect_cmd.set_defaults(run=_inspect)
     call_cmd = sub.add_parser(
         "call",

@@ -43,6 +43,25 @@ _HOST_MACHINE = {
 _MACHO_MAGICS = {b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe"}
 
 
+_host_machine_cache: list[int | None] = []
+
+
+def _host_machine() -> int | None:
+    """e_machine of this interpreter's own executable: platform.machine()
+    names the kernel's architecture, wrong for a 32-bit Python on a 64-bit OS."""
+    if not _host_machine_cache:
+        machine = _HOST_MACHINE.get(platform.machine().lower())
+        try:
+            with open("/proc/self/exe", "rb") as f:
+                head = f.read(20)
+            if head[:4] == b"\x7fELF" and len(head) == 20:
+                machine = struct.unpack_from("<H" if head[5] == 1 else ">H", head, 18)[0]
+        except OSError:
+            pass
+        _host_machine_cache.append(machine)
+    return _host_machine_cache[0]
+
+
 def host_description() -> str:
     return f"{platform.machine()} ({struct.calcsize('P') * 8}-bit {sys.platform})"
 
@@ -75,7 +94,7 @@ def check_header(path: str) -> None:
     order = "<" if data == 1 else ">"
     e_type, e_machine = struct.unpack_from(order + "HH", head, 16)
     host_bits = struct.calcsize("P") * 8
-    host_machine = _HOST_MACHINE.get(platform.machine().lower())
+    host_machine = _host_machine()
     if bits != host_bits or (host_machine is not None and e_machine != host_machine):
         found = f"{_MACHINES.get(e_machine, f'machine {e_machine}')} ({bits or '?'}-bit)"
         raise WrongArchitectureError(

@@ -110,10 +110,12 @@ class Library:
                     return Library._open_file(str(candidate.resolve()))
             listed = ", ".join(str(d) for d in dirs) or "(no directories)"
             raise LibraryNotFoundError(f"no {file_name} in {listed}: check the name, or add the directory that holds it")
-        # System loader path; the unversioned dev symlink may be absent, so
-        # fall back to what ldconfig knows (e.g. libz.so.1).
+        # System loader path. The unversioned dev file may be absent, or a
+        # linker script (glibc's libc.so): fall back to what ldconfig knows.
         handle, error = _dlopen(file_name)
-        if handle == ffi.NULL and error is not None and "cannot open shared object file" in error and error.startswith(file_name):
+        if handle == ffi.NULL and error is not None and (
+            ("cannot open shared object file" in error and error.startswith(file_name)) or "invalid ELF header" in error
+        ):
             found = ctypes.util.find_library(text)
             if found:
                 handle, error = _dlopen(found)
@@ -212,10 +214,13 @@ class _CFunction:
             return value
         if value is None:
             return ffi.NULL
-        if isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):
             return ffi.cast(ctype, value)
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return ffi.from_buffer(ctype, value) if not isinstance(value, bytes) else value
+        if isinstance(value, bytes) or (isinstance(value, memoryview) and value.readonly):
+            # cffi types do not record const: never let C write into immutable bytes.
+            return ffi.cast(ctype, ffi.new("char[]", bytes(value)))
+        if isinstance(value, (bytearray, memoryview)):
+            return ffi.from_buffer(ctype, value, require_writable=True)
         raise TypeError(
             f"{self.__name__}() argument {index + 1}: expected bytes-like, int address or None for "
             f"{ctype.cname}, got {type(value).__name__}"

@@ -7,6 +7,7 @@ import inspect
 import json
 import logging
 import math
+import operator
 import os
 import re
 import threading
@@ -222,18 +223,23 @@ class PluginFunction:
                 keep.append(self._encode(slots, i, value, abi_type))
         ret = slots + count
         plugin = self._plugin
-        host = plugin._enter()
+        host = plugin._host
+        # Results are read and released before leaving the gate (shutdown
+        # must not run in between) and the serial lock (release is plugin code).
+        plugin._life.enter(plugin.id)
         try:
+            host.errors.message = None
             if self.thread_safe:
-                status = self._call(host.table, plugin._state, slots, ret)
-            else:
-                with plugin._serial:
-                    status = self._call(host.table, plugin._state, slots, ret)
+                return self._finish(self._call(host.table, plugin._state, slots, ret), ret)
+            with plugin._serial:
+                return self._finish(self._call(host.table, plugin._state, slots, ret), ret)
         finally:
-            plugin._leave()
+            plugin._life.leave()
+
+    def _finish(self, status: int, ret: Any) -> Any:
         if status != abi.OK:
-            message = host.take_error()
-            where = f"plugin {plugin.id!r} function {self.name!r}"
+            message = self._plugin._host.take_error()
+            where = f"plugin {self._plugin.id!r} function {self.name!r}"
             if status == abi.PANIC:
                 raise PluginPanicError(f"{where} panicked: {message}", message)
             raise PluginCallError(f"{where} failed: {message}", message)
@@ -243,12 +249,16 @@ class PluginFunction:
         slot = slots[i]
         kind = abi_type.name
         if abi_type.bits:
-            if isinstance(value, bool) or not hasattr(value, "__index__"):
+            if isinstance(value, bool):
                 raise self._type_error(i, "int", value)
-            number = value.__index__()
+            try:
+                number = operator.index(value)
+            except TypeError:
+                raise self._type_error(i, "int", value) from None
             if not abi_type.min <= number <= abi_type.max:
+                shown = number if number.bit_length() <= 128 else f"a {number.bit_length()}-bit integer"
                 raise ValueError(
-                    f"{self.name}() argument {self._names[i]!r}: {number} is out of range for {kind} "
+                    f"{self.name}() argument {self._names[i]!r}: {shown} is out of range for {kind} "
                     f"({abi_type.min} to {abi_type.max})"
                 )
             setattr(slot, abi_type.slot, number)
@@ -261,16 +271,22 @@ class PluginFunction:
         if kind in ("f32", "f64"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self._type_error(i, "float", value)
-            number = float(value)
-            if kind == "f32" and math.isfinite(number) and abs(number) > _F32_MAX:
-                raise ValueError(f"{self.name}() argument {self._names[i]!r}: {number} is out of range for f32")
-            setattr(slot, kind, number)
+            try:
+                real = float(value)
+            except OverflowError:
+                raise ValueError(f"{self.name}() argument {self._names[i]!r}: integer too large for {kind}") from None
+            if kind == "f32" and math.isfinite(real) and abs(real) > _F32_MAX:
+                raise ValueError(f"{self.name}() argument {self._names[i]!r}: {real} is out of range for f32")
+            setattr(slot, kind, real)
             return None
         data: object
         if kind == "str":
             if not isinstance(value, str):
                 raise self._type_error(i, "str", value)
-            data = value.encode("utf-8")
+            try:
+                data = str.encode(value, "utf-8")  # not a subclass's own encode()
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"{self.name}() argument {self._names[i]!r}: cannot encode as UTF-8: {exc.reason}") from None
             buffer = ffi.from_buffer(data)  # bytes keep their trailing NUL
         else:
             if not isinstance(value, (bytes, bytearray, memoryview)):
@@ -358,7 +374,9 @@ class Plugin:
         self.functions: Mapping[str, PluginFunction] = MappingProxyType(self._functions)
         # Each plugin gets its own subclass holding its functions, so that
         # plugin.add is a plain attribute lookup and help(plugin) documents them.
-        namespace: dict[str, Any] = {n: f for n, f in self._functions.items() if not hasattr(Plugin, n)}
+        namespace: dict[str, Any] = {
+            n: f for n, f in self._functions.items() if not n.startswith("_") and not hasattr(Plugin, n)
+        }
         namespace["__doc__"] = f"{self.name} {self.version} ({self.id}): {self.description}"
         namespace["__module__"] = "ferrule"
         namespace["__qualname__"] = f"Plugin[{self.id}]"
@@ -366,12 +384,9 @@ class Plugin:
 
         self._host = _Host(logging.getLogger(f"ferrule.plugin.{self.id}"))
         self._serial = threading.Lock()
-        self._gate = threading.Lock()  # guards _active and _closed
-        self._idle = threading.Event()  # set once closed with no call in flight
-        self._active = 0
-        self._closed = False
+        self._life = _Lifecycle()
         self._state = self._init(desc, config)
-        self._finalizer = weakref.finalize(self, _shutdown, desc.shutdown, self._host, self._state)
+        self._finalizer = weakref.finalize(self, _shutdown, self._life, desc.shutdown, self._host, self._state)
 
     def _read_functions(self, desc: Any) -> dict[str, PluginFunction]:
         count = desc.function_count
@@ -413,8 +428,16 @@ class Plugin:
         state = ffi.new("void **")
         if desc.init == ffi.NULL:
             return ffi.NULL
-        text = config if isinstance(config, str) else json.dumps(config) if config is not None else ""
-        data = text.encode("utf-8")
+        if config is None:
+            text = ""
+        elif isinstance(config, str):
+            text = config
+        elif isinstance(config, Mapping):
+            text = json.dumps(dict(config))
+        else:
+            raise TypeError(f"config must be str, a mapping (sent as JSON) or None, got {type(config).__name__}")
+        data = str.encode(text, "utf-8")
+        self._host.errors.message = None
         status = desc.init(self._host.table, data, len(data), state)
         if status != abi.OK:
             message = self._host.take_error()
@@ -422,34 +445,14 @@ class Plugin:
             raise PluginInitError(f"plugin {self.id!r} {verb}: {message}")
         return state[0]
 
-    # Calls enter and leave through a gate so close() can wait for them.
-    def _enter(self) -> _Host:
-        with self._gate:
-            if self._closed:
-                raise PluginClosedError(f"plugin {self.id!r} is closed: load it again to call it")
-            self._active += 1
-        return self._host
-
-    def _leave(self) -> None:
-        with self._gate:
-            self._active -= 1
-            if self._closed and not self._active:
-                self._idle.set()
-
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._life.closed
 
     def close(self) -> None:
         """Wait for calls in flight, then run the plugin's shutdown. Idempotent."""
-        with self._gate:
-            if self._closed:
-                return
-            self._closed = True
-            busy = self._active > 0
-        if busy:
-            self._idle.wait()
-        self._finalizer()
+        if self._life.close(wait=True):
+            self._finalizer()
 
     def __enter__(self) -> Plugin:
         return self
@@ -470,7 +473,7 @@ class Plugin:
         return iter(self._functions.values())
 
     def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
+        state = " closed" if self.closed else ""
         lines = [f"<ferrule.Plugin {self.id} {self.name!r} {self.version}{state}, ABI {self.abi_version[0]}.{self.abi_version[1]}"]
         for fn in self._functions.values():
             doc = fn.doc.splitlines()[0] if fn.doc else ""
@@ -478,7 +481,48 @@ class Plugin:
         return "\n".join(lines) + ">"
 
 
-def _shutdown(shutdown: Callable[[Any, Any], None], host: _Host, state: Any) -> None:
-    # Holding host here keeps the callback table alive until shutdown returns.
+class _Lifecycle:
+    """Counts calls in flight so that shutdown never runs under one."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.idle = threading.Event()  # set once closed with no call in flight
+        self.active = 0
+        self.closed = False
+        self.shut_down = False
+
+    def enter(self, plugin_id: str) -> None:
+        with self.lock:
+            if self.closed:
+                raise PluginClosedError(f"plugin {plugin_id!r} is closed: load it again to call it")
+            self.active += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.active -= 1
+            if self.closed and not self.active:
+                self.idle.set()
+
+    def close(self, wait: bool) -> bool:
+        """Refuse new calls. True if shutdown may run now: this was the first
+        close and no call is in flight (after waiting for them if wait)."""
+        with self.lock:
+            if self.shut_down:
+                return False
+            self.closed = True
+            busy = self.active > 0
+        if busy and not (wait and self.idle.wait()):
+            return False
+        with self.lock:
+            first, self.shut_down = not self.shut_down, True
+        return first
+
+
+def _shutdown(life: _Lifecycle, shutdown: Callable[[Any, Any], None], host: _Host, state: Any) -> None:
+    # Runs from close(), the garbage collector or interpreter exit. At exit a
+    # daemon thread may still be inside a call: then shutdown is skipped
+    # rather than run under it. Holding host keeps the callbacks alive.
+    if not life.closed and not life.close(wait=False):
+        return
     if shutdown != ffi.NULL:
         shutdown(host.table, state)

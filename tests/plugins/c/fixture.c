@@ -42,6 +42,15 @@ static int32_t f_silent_fail(const ferrule_host *host, void *state, const ferrul
     return FERRULE_ERROR;
 }
 
+/* Sets an error message but succeeds: the message must not leak into a later failure. */
+static int32_t f_note_ok(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    (void)state;
+    (void)args;
+    (void)ret;
+    host->set_error(host, "stale note", 10);
+    return FERRULE_OK;
+}
+
 static int32_t fixture_init(const ferrule_host *host, const char *config, size_t config_len, void **state) {
     (void)config;
     (void)config_len;
@@ -63,10 +72,13 @@ static int32_t fixture_init(const ferrule_host *host, const char *config, size_t
 static const ferrule_function fn_add = FERRULE_FUNCTION("add", ADD_SIGNATURE, "Add two integers.", FERRULE_FN_THREAD_SAFE, f_add);
 static const ferrule_function fn_bad_text = FERRULE_FUNCTION("bad_text", "() -> str", "Return text that is not UTF-8.", 0, f_bad_text);
 static const ferrule_function fn_silent = FERRULE_FUNCTION("silent_fail", "()", "Fail without a message.", 0, f_silent_fail);
+static const ferrule_function fn_note_ok = FERRULE_FUNCTION("note_ok", "()", "Set an error message, then succeed.", 0, f_note_ok);
+/* A name Python treats specially: reachable through plugin.functions only. */
+static const ferrule_function fn_dunder = FERRULE_FUNCTION("__len__", "() -> str", "Not a length.", 0, f_bad_text);
 #ifdef VARIANT_DUPLICATE_NAMES
-static const ferrule_function *const functions[] = {&fn_add, &fn_bad_text, &fn_silent, &fn_add};
+static const ferrule_function *const functions[] = {&fn_add, &fn_bad_text, &fn_silent, &fn_note_ok, &fn_dunder, &fn_add};
 #else
-static const ferrule_function *const functions[] = {&fn_add, &fn_bad_text, &fn_silent};
+static const ferrule_function *const functions[] = {&fn_add, &fn_bad_text, &fn_silent, &fn_note_ok, &fn_dunder};
 #endif
 
 #if defined(VARIANT_BAD_MAGIC)
