@@ -34,12 +34,12 @@ def per_call_ns(fn: Callable[[], object], number: int) -> list[float]:
     return [t / number * 1e9 for t in timer.repeat(REPEATS, number)]
 
 
-def load_ms(fn: Callable[[], object]) -> list[float]:
+def load_us(fn: Callable[[], object]) -> list[float]:
     out = []
     for _ in range(REPEATS):
         start = time.perf_counter()
         fn()
-        out.append((time.perf_counter() - start) * 1e3)
+        out.append((time.perf_counter() - start) * 1e6)
     return out
 
 
@@ -90,10 +90,10 @@ def main() -> None:
 
     # dlopen caches a loaded library, so both sides measure the repeat cost on a
     # mapped file; ferrule's extra is header checks, descriptor reading and init.
-    table("load", "ms", [
-        ("ctypes.CDLL", load_ms(lambda: ctypes.CDLL(str(greeter_path)))),
-        ("ferrule.Library", load_ms(lambda: ferrule.Library(greeter_path))),
-        ("ferrule.load + close", load_ms(lambda: ferrule.load(greeter_path).close())),
+    table("load", "us", [
+        ("ctypes.CDLL", load_us(lambda: ctypes.CDLL(str(greeter_path)))),
+        ("ferrule.Library", load_us(lambda: ferrule.Library(greeter_path))),
+        ("ferrule.load + close", load_us(lambda: ferrule.load(greeter_path).close())),
     ], "ctypes.CDLL")
     plugin.close()
 
