@@ -7,6 +7,7 @@ found and what was expected.
 
 from __future__ import annotations
 
+import functools
 import platform
 import struct
 import sys
@@ -43,23 +44,25 @@ _HOST_MACHINE = {
 _MACHO_MAGICS = {b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe"}
 
 
-_host_machine_cache: list[int | None] = []
+def _type_and_machine(head: bytes) -> tuple[int, int]:
+    """e_type and e_machine of an ELF header of at least 20 bytes."""
+    order = "<" if head[5] == 1 else ">"
+    e_type, e_machine = struct.unpack_from(order + "HH", head, 16)
+    return e_type, e_machine
 
 
+@functools.cache
 def _host_machine() -> int | None:
     """e_machine of this interpreter's own executable: platform.machine()
     names the kernel's architecture, wrong for a 32-bit Python on a 64-bit OS."""
-    if not _host_machine_cache:
-        machine = _HOST_MACHINE.get(platform.machine().lower())
-        try:
-            with open("/proc/self/exe", "rb") as f:
-                head = f.read(20)
-            if head[:4] == b"\x7fELF" and len(head) == 20:
-                machine = struct.unpack_from("<H" if head[5] == 1 else ">H", head, 18)[0]
-        except OSError:
-            pass
-        _host_machine_cache.append(machine)
-    return _host_machine_cache[0]
+    try:
+        with open("/proc/self/exe", "rb") as f:
+            head = f.read(20)
+    except OSError:
+        head = b""
+    if head[:4] == b"\x7fELF" and len(head) == 20:
+        return _type_and_machine(head)[1]
+    return _HOST_MACHINE.get(platform.machine().lower())
 
 
 def host_description() -> str:
@@ -89,10 +92,8 @@ def check_header(path: str) -> None:
         )
     if len(head) < 20:
         raise NotALibraryError(f"{path} is a truncated ELF file ({len(head)} bytes), {expected}")
-    elf_class, data = head[4], head[5]
-    bits = {1: 32, 2: 64}.get(elf_class)
-    order = "<" if data == 1 else ">"
-    e_type, e_machine = struct.unpack_from(order + "HH", head, 16)
+    bits = {1: 32, 2: 64}.get(head[4])
+    e_type, e_machine = _type_and_machine(head)
     host_bits = struct.calcsize("P") * 8
     host_machine = _host_machine()
     if bits != host_bits or (host_machine is not None and e_machine != host_machine):
