@@ -489,7 +489,6 @@ class _Lifecycle:
         self.idle = threading.Event()  # set once closed with no call in flight
         self.active = 0
         self.closed = False
-        self.shut_down = False
 
     def enter(self, plugin_id: str) -> None:
         with self.lock:
@@ -504,25 +503,19 @@ class _Lifecycle:
                 self.idle.set()
 
     def close(self, wait: bool) -> bool:
-        """Refuse new calls. True if shutdown may run now: this was the first
-        close and no call is in flight (after waiting for them if wait)."""
+        """Refuse new calls. True if none is in flight (after waiting for them
+        if wait). That shutdown runs once is weakref.finalize's guarantee."""
         with self.lock:
-            if self.shut_down:
-                return False
             self.closed = True
             busy = self.active > 0
-        if busy and not (wait and self.idle.wait()):
-            return False
-        with self.lock:
-            first, self.shut_down = not self.shut_down, True
-        return first
+        return not busy or (wait and self.idle.wait())
 
 
 def _shutdown(life: _Lifecycle, shutdown: Callable[[Any, Any], None], host: _Host, state: Any) -> None:
     # Runs from close(), the garbage collector or interpreter exit. At exit a
     # daemon thread may still be inside a call: then shutdown is skipped
     # rather than run under it. Holding host keeps the callbacks alive.
-    if not life.closed and not life.close(wait=False):
+    if not life.close(wait=False):
         return
     if shutdown != ffi.NULL:
         shutdown(host.table, state)
