@@ -17,6 +17,10 @@ from .conftest import Built
 KITCHEN_LOGGER = "ferrule.plugin.org.ferrule.tests.kitchen"
 
 
+def kitchen_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == KITCHEN_LOGGER]
+
+
 @pytest.fixture()
 def kitchen(built: Built):  # type: ignore[no-untyped-def]
     with ferrule.load(built.kitchen, config="ok") as plugin:
@@ -147,7 +151,7 @@ def test_lifecycle_init_config_and_shutdown_once(built: Built, caplog: pytest.Lo
     assert plugin.closed
     with pytest.raises(ferrule.PluginClosedError, match="plugin 'org.ferrule.tests.kitchen' is closed: load it again"):
         plugin.add(1, 2)
-    messages = [r.getMessage() for r in caplog.records if r.name == KITCHEN_LOGGER]
+    messages = kitchen_messages(caplog)
     assert messages == ['kitchen init: {"threads": 2}', "kitchen shutdown"]
 
 
@@ -156,7 +160,7 @@ def test_context_manager_shuts_down(built: Built, caplog: pytest.LogCaptureFixtu
     with ferrule.load(built.kitchen) as plugin:
         assert plugin.echo_i32(-7) == -7
     assert plugin.closed
-    assert [r.getMessage() for r in caplog.records if r.name == KITCHEN_LOGGER].count("kitchen shutdown") == 1
+    assert kitchen_messages(caplog).count("kitchen shutdown") == 1
 
 
 def test_unclosed_plugin_is_shut_down_when_collected(built: Built, caplog: pytest.LogCaptureFixture) -> None:
@@ -166,7 +170,7 @@ def test_unclosed_plugin_is_shut_down_when_collected(built: Built, caplog: pytes
     plugin = ferrule.load(built.kitchen)
     del plugin
     gc.collect()
-    assert [r.getMessage() for r in caplog.records if r.name == KITCHEN_LOGGER].count("kitchen shutdown") == 1
+    assert kitchen_messages(caplog).count("kitchen shutdown") == 1
 
 
 def test_rust_init_failure_and_panic(built: Built) -> None:
