@@ -19,14 +19,16 @@ from .conftest import CC, INCLUDE, ROOT, run
 
 FIELDS = {
     "ferrule_bytes": ["ptr", "len", "release"],
-    "ferrule_value": ["i64", "u64", "f64", "f32", "bytes"],
-    "ferrule_host": ["struct_size", "abi_major", "abi_minor", "host_data", "log", "set_error", "alloc", "free"],
+    "ferrule_buf": ["ptr", "len"],
+    "ferrule_value": ["i64", "u64", "f64", "f32", "bytes", "buf", "func"],
+    "ferrule_host": ["struct_size", "abi_major", "abi_minor", "host_data", "log", "set_error", "alloc", "free",
+                     "invoke"],
     "ferrule_function": ["struct_size", "flags", "name", "signature", "doc", "call"],
     "ferrule_plugin": ["magic", "struct_size", "abi_major", "abi_minor", "id", "name", "version", "description",
                        "license", "function_count", "flags", "functions", "init", "shutdown"],
 }
 CONSTANTS = ["ABI_MAJOR", "ABI_MINOR", "MAGIC", "OK", "ERROR", "PANIC", "LOG_TRACE", "LOG_DEBUG", "LOG_INFO",
-             "LOG_WARN", "LOG_ERROR", "FN_THREAD_SAFE"]
+             "LOG_WARN", "LOG_ERROR", "FN_THREAD_SAFE", "FN_QUICK"]
 
 
 def python_view() -> dict[str, object]:
@@ -88,4 +90,4 @@ def test_header_compiles_cleanly(tmp_path: Path, compiler: str, std: str) -> Non
 
 
 def test_host_reports_its_abi() -> None:
-    assert (ferrule.ABI_MAJOR, ferrule.ABI_MINOR) == (1, 0)
+    assert (ferrule.ABI_MAJOR, ferrule.ABI_MINOR) == (1, 1)

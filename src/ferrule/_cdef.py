@@ -2,7 +2,7 @@
 sdk/c/include/ferrule.h; do not edit."""
 
 ABI_MAJOR = 1
-ABI_MINOR = 0
+ABI_MINOR = 1
 MAGIC = 0x46455252554C4521
 OK = 0
 ERROR = 1
@@ -13,10 +13,11 @@ LOG_INFO = 2
 LOG_WARN = 3
 LOG_ERROR = 4
 FN_THREAD_SAFE = 1
+FN_QUICK = 2
 
 CDEF = """
 #define FERRULE_ABI_MAJOR 1
-#define FERRULE_ABI_MINOR 0
+#define FERRULE_ABI_MINOR 1
 #define FERRULE_MAGIC 0x46455252554C4521
 #define FERRULE_OK 0
 #define FERRULE_ERROR 1
@@ -27,18 +28,26 @@ CDEF = """
 #define FERRULE_LOG_WARN 3
 #define FERRULE_LOG_ERROR 4
 #define FERRULE_FN_THREAD_SAFE 1
+#define FERRULE_FN_QUICK 2
 typedef struct ferrule_host ferrule_host;
+typedef struct ferrule_fn ferrule_fn;
 typedef struct ferrule_bytes {
     const void *ptr;
     size_t len;
     void (*release)(void *ptr, size_t len);
 } ferrule_bytes;
+typedef struct ferrule_buf {
+    void *ptr;
+    size_t len;
+} ferrule_buf;
 typedef union ferrule_value {
     int64_t i64;
     uint64_t u64;
     double f64;
     float f32;
     ferrule_bytes bytes;
+    ferrule_buf buf;
+    const ferrule_fn *func;
 } ferrule_value;
 struct ferrule_host {
     uint32_t struct_size;
@@ -49,6 +58,8 @@ struct ferrule_host {
     void (*set_error)(const ferrule_host *host, const char *msg, size_t len);
     void *(*alloc)(size_t size);
     void (*free)(void *ptr, size_t size);
+    int32_t (*invoke)(const ferrule_host *host, const ferrule_fn *fn,
+                      const ferrule_value *args, ferrule_value *ret);
 };
 typedef int32_t (*ferrule_call_fn)(const ferrule_host *host, void *state,
                                    const ferrule_value *args, ferrule_value *ret);

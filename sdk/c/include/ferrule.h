@@ -32,7 +32,7 @@ extern "C" {
 
 /* Version of this header. A host refuses a plugin whose major differs. */
 #define FERRULE_ABI_MAJOR 1
-#define FERRULE_ABI_MINOR 0
+#define FERRULE_ABI_MINOR 1
 
 /* First field of every descriptor, a native-endian u64 (the ASCII of
  * "FERRULE!" when written big-endian). Compare the integer, not bytes. */
@@ -54,8 +54,19 @@ extern "C" {
 /* ferrule_function.flags: the function may run on several threads at once.
  * Without it the host serialises calls into the plugin instance. */
 #define FERRULE_FN_THREAD_SAFE 1
+/* ferrule_function.flags (ABI 1.1): the function is short and never blocks
+ * (no I/O, no locks, no host callbacks that wait), so the host may keep its
+ * own locks held across the call. A Python host then keeps the GIL, which
+ * saves its release and re-acquire on tiny calls; other Python threads do not
+ * run meanwhile. Without it the host releases the GIL during the call. */
+#define FERRULE_FN_QUICK 2
 
 typedef struct ferrule_host ferrule_host;
+
+/* Opaque handle to a host function passed as an "fn(...)" argument (ABI
+ * 1.1). Call it with host->invoke; valid until the call that received it
+ * returns. */
+typedef struct ferrule_fn ferrule_fn;
 
 /* A run of bytes.
  * As an argument: borrowed from the host for the duration of the call;
@@ -72,19 +83,31 @@ typedef struct ferrule_bytes {
     void (*release)(void *ptr, size_t len);
 } ferrule_bytes;
 
+/* A typed array the caller owns (ABI 1.1): a "buf[T]" or "mutbuf[T]"
+ * argument. ptr is the caller's own memory, not a copy, borrowed for the
+ * call and aligned for T; len counts elements of T, not bytes. Only a
+ * "mutbuf" may be written. ptr may be NULL when len is 0. */
+typedef struct ferrule_buf {
+    void *ptr;
+    size_t len;
+} ferrule_buf;
+
 /* One argument or return slot. Integers of every width travel sign- or
- * zero-extended in i64/u64; bool is u64 0 or 1; f32 uses its own member. */
+ * zero-extended in i64/u64; bool is u64 0 or 1; f32 uses its own member.
+ * str and bytes use bytes; buf[T] and mutbuf[T] use buf; fn(...) uses func. */
 typedef union ferrule_value {
     int64_t i64;
     uint64_t u64;
     double f64;
     float f32;
     ferrule_bytes bytes;
+    ferrule_buf buf;
+    const ferrule_fn *func;
 } ferrule_value;
 
 /* Callbacks the host hands to the plugin at init and to every call. The
- * table and host_data stay valid until shutdown returns. In an ABI 1.0 table
- * no callback is NULL. All may be called from any thread while the instance
+ * table and host_data stay valid until shutdown returns. No callback that
+ * struct_size covers is NULL. All may be called from any thread while the instance
  * is alive, except set_error (see below). Messages are length-delimited
  * UTF-8, not necessarily NUL-terminated. */
 struct ferrule_host {
@@ -105,6 +128,17 @@ struct ferrule_host {
      * argument, so that free fits ferrule_bytes.release. */
     void *(*alloc)(size_t size);
     void (*free)(void *ptr, size_t size);
+    /* ABI 1.1 (present when struct_size covers it). Call the host function
+     * fn, received as an "fn(...)" argument of the current call, from any
+     * thread before that call returns. args holds one slot per parameter of
+     * fn's signature, borrowed by the host for the invoke; a str or bytes
+     * result in *ret is owned by the plugin afterwards and must be given to
+     * its release (when not NULL). Returns FERRULE_OK, or FERRULE_ERROR when
+     * the host function failed (the host reports that failure itself when
+     * the call returns, whatever status the plugin returns) or fn is not a
+     * live handle. */
+    int32_t (*invoke)(const ferrule_host *host, const ferrule_fn *fn,
+                      const ferrule_value *args, ferrule_value *ret);
 };
 
 /* An exported function. args holds one slot per parameter of the signature,
@@ -217,6 +251,17 @@ static inline int32_t ferrule_return_copy(const ferrule_host *host, ferrule_valu
     ret->bytes.len = len;
     ret->bytes.release = host->free;
     return FERRULE_OK;
+}
+
+/* Call the host function fn (an "fn(...)" argument) through host->invoke;
+ * FERRULE_ERROR if the host is older than ABI 1.1 and has no invoke. */
+static inline int32_t ferrule_invoke(const ferrule_host *host, const ferrule_fn *fn,
+                                     const ferrule_value *args, ferrule_value *ret) {
+    if (host->struct_size < offsetof(ferrule_host, invoke) + sizeof(host->invoke) ||
+        host->invoke == NULL) {
+        return FERRULE_ERROR;
+    }
+    return host->invoke(host, fn, args, ret);
 }
 
 #ifdef __cplusplus

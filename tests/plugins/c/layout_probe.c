@@ -16,14 +16,19 @@ int main(void) {
     OPEN(ferrule_bytes);
     FIELD(ferrule_bytes, ptr, 0); FIELD(ferrule_bytes, len, 0); FIELD(ferrule_bytes, release, 1);
     CLOSE(0);
+    OPEN(ferrule_buf);
+    FIELD(ferrule_buf, ptr, 0); FIELD(ferrule_buf, len, 1);
+    CLOSE(0);
     OPEN(ferrule_value);
     FIELD(ferrule_value, i64, 0); FIELD(ferrule_value, u64, 0); FIELD(ferrule_value, f64, 0);
-    FIELD(ferrule_value, f32, 0); FIELD(ferrule_value, bytes, 1);
+    FIELD(ferrule_value, f32, 0); FIELD(ferrule_value, bytes, 0);
+    FIELD(ferrule_value, buf, 0); FIELD(ferrule_value, func, 1);
     CLOSE(0);
     OPEN(ferrule_host);
     FIELD(ferrule_host, struct_size, 0); FIELD(ferrule_host, abi_major, 0); FIELD(ferrule_host, abi_minor, 0);
     FIELD(ferrule_host, host_data, 0); FIELD(ferrule_host, log, 0); FIELD(ferrule_host, set_error, 0);
-    FIELD(ferrule_host, alloc, 0); FIELD(ferrule_host, free, 1);
+    FIELD(ferrule_host, alloc, 0); FIELD(ferrule_host, free, 0);
+    FIELD(ferrule_host, invoke, 1);
     CLOSE(0);
     OPEN(ferrule_function);
     FIELD(ferrule_function, struct_size, 0); FIELD(ferrule_function, flags, 0); FIELD(ferrule_function, name, 0);
@@ -40,7 +45,8 @@ int main(void) {
     CONST(FERRULE_ABI_MAJOR, 0); CONST(FERRULE_ABI_MINOR, 0); CONST(FERRULE_MAGIC, 0);
     CONST(FERRULE_OK, 0); CONST(FERRULE_ERROR, 0); CONST(FERRULE_PANIC, 0);
     CONST(FERRULE_LOG_TRACE, 0); CONST(FERRULE_LOG_DEBUG, 0); CONST(FERRULE_LOG_INFO, 0);
-    CONST(FERRULE_LOG_WARN, 0); CONST(FERRULE_LOG_ERROR, 0); CONST(FERRULE_FN_THREAD_SAFE, 1);
+    CONST(FERRULE_LOG_WARN, 0); CONST(FERRULE_LOG_ERROR, 0); CONST(FERRULE_FN_THREAD_SAFE, 0);
+    CONST(FERRULE_FN_QUICK, 1);
     printf("}}\n");
     return 0;
 }
