@@ -68,6 +68,10 @@ class Built:
         return self.c / "libcalc.so"
 
     @property
+    def cdata(self) -> Path:
+        return self.c / "libcdata.so"
+
+    @property
     def fixture(self) -> Path:
         return self.c / "libfixture.so"
 
@@ -88,6 +92,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     c = tmp_path_factory.mktemp("c-plugins")
     compile_plugin(ROOT / "examples" / "c_plugin" / "calc.c", c / "libcalc.so", "-lm")
     compile_plugin(C_DIR / "fixture.c", c / "libfixture.so")
+    compile_plugin(C_DIR / "cdata.c", c / "libcdata.so")
     for name in C_VARIANTS:
         compile_plugin(C_DIR / "fixture.c", c / f"libfixture_{name.lower()}.so", f"-DVARIANT_{name}")
     # Link against a dependency, then delete it: loading must name what is missing.

@@ -3,18 +3,22 @@ lifecycle and call its functions with typed, checked arguments."""
 
 from __future__ import annotations
 
+import functools
 import inspect
+import itertools
 import json
 import logging
 import math
 import operator
 import os
 import re
+import sys
 import threading
+import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _cdef as abi
 from ._errors import (
@@ -32,7 +36,7 @@ from ._errors import (
 )
 from ._ffi import ffi, libc
 from ._library import Library
-from ._signature import AbiType, Signature, parse_signature
+from ._signature import ELEMENT_SIZE, AbiType, Signature, parse_signature
 
 __all__ = ["Plugin", "PluginFunction", "load"]
 
@@ -61,17 +65,54 @@ def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None
     return Plugin(Library(path), config=config)
 
 
+_speedups: types.ModuleType | None
+try:
+    if os.environ.get("FERRULE_PURE_PYTHON"):
+        raise ImportError("FERRULE_PURE_PYTHON is set")
+    from . import _speedups
+except ImportError:  # not built: the cffi path below does every job
+    _speedups = None
+
+# Whether new plugins take the C path (tests switch it to compare paths).
+_ACCELERATE = _speedups is not None
+
+
+def _log_sink(logger: logging.Logger) -> Callable[[int, str], None]:
+    def log(level: int, text: str) -> None:
+        logger.log(_LOG_LEVELS[min(max(level, abi.LOG_TRACE), abi.LOG_ERROR)], "%s", text)
+
+    return log
+
+
+class _Frame:
+    """A host function passed to one call, on the cffi path."""
+
+    __slots__ = ("callable", "sig", "owner", "index", "error")
+
+    def __init__(self, function: Callable[..., Any], sig: Signature, owner: PluginFunction, index: int):
+        self.callable = function
+        self.sig = sig
+        self.owner = owner
+        self.index = index
+        self.error: BaseException | None = None
+
+
 class _Host:
-    """The host callback table handed to one plugin instance, and the Python
-    side of its callbacks. Kept alive until the instance has shut down."""
+    """The host callback table handed to one plugin instance on the cffi path,
+    and the Python side of its callbacks. Kept alive until shutdown."""
 
     def __init__(self, logger: logging.Logger):
-        self.logger = logger
+        self.log = _log_sink(logger)
         self.errors = threading.local()
+        self.frames: dict[int, _Frame] = {}
+        self.keys = itertools.count(1)
         self.log_cb = ffi.callback("void(*)(const ferrule_host *, int32_t, const char *, size_t)", self._log)
         self.error_cb = ffi.callback("void(*)(const ferrule_host *, const char *, size_t)", self._set_error)
         self.alloc_cb = ffi.callback("void *(*)(size_t)", self._alloc)
         self.free_cb = ffi.callback("void(*)(void *, size_t)", self._free)
+        self.invoke_cb = ffi.callback(
+            "int32_t(*)(const ferrule_host *, const ferrule_fn *, const ferrule_value *, ferrule_value *)", self._invoke
+        )
         table = ffi.new("ferrule_host *")
         table.struct_size = ffi.sizeof("ferrule_host")
         table.abi_major = abi.ABI_MAJOR
@@ -80,12 +121,12 @@ class _Host:
         table.set_error = self.error_cb
         table.alloc = self.alloc_cb
         table.free = self.free_cb
+        table.invoke = self.invoke_cb
         self.table = table
 
     def _log(self, _host: Any, level: int, msg: Any, length: int) -> None:
         try:
-            text = ffi.unpack(msg, length).decode("utf-8", "replace") if msg != ffi.NULL else ""
-            self.logger.log(_LOG_LEVELS[min(max(level, abi.LOG_TRACE), abi.LOG_ERROR)], "%s", text)
+            self.log(level, ffi.unpack(msg, length).decode("utf-8", "replace") if msg != ffi.NULL else "")
         except Exception:  # a broken handler must not unwind into plugin code
             pass
 
@@ -103,10 +144,91 @@ class _Host:
     def _free(ptr: Any, _size: int) -> None:
         libc.free(ptr)
 
+    def _invoke(self, _host: Any, handle: Any, args: Any, ret: Any) -> int:
+        frame = self.frames.get(int(ffi.cast("uintptr_t", handle)))
+        if frame is None or frame.error is not None or ret == ffi.NULL:
+            return abi.ERROR
+        try:
+            argv = [_value_of(p.type, args[i]) for i, p in enumerate(frame.sig.params)]
+            result = frame.callable(*argv)
+            if frame.sig.result is not None:
+                result = frame.owner._check_host_result(frame.index, result)
+                kind = frame.sig.result.name
+                if kind in ("str", "bytes"):
+                    data = str.encode(result, "utf-8") if kind == "str" else bytes(result)
+                    copy = libc.malloc(max(len(data), 1))
+                    if copy == ffi.NULL:
+                        raise MemoryError
+                    ffi.memmove(copy, data, len(data))
+                    ret.bytes.ptr = copy
+                    ret.bytes.len = len(data)
+                    ret.bytes.release = self.free_cb
+                else:
+                    _store_scalar(ret, frame.sig.result, result)
+            return abi.OK
+        except BaseException as exc:  # re-raised by the call that passed the function
+            frame.error = exc
+            return abi.ERROR
+
+    def open_frame(self, frame: _Frame) -> Any:
+        key = next(self.keys)
+        self.frames[key] = frame
+        return ffi.cast("ferrule_fn *", key)
+
+    def clear_error(self) -> None:
+        self.errors.message = None
+
     def take_error(self) -> str:
         message: str = getattr(self.errors, "message", "") or "(the plugin gave no error message)"
         self.errors.message = None
         return message
+
+
+def _value_of(abi_type: AbiType, value: Any) -> Any:
+    """A value the plugin passes to a host function, as Python sees it."""
+    if abi_type.bits:
+        return _int_of(abi_type, value.u64)
+    kind = abi_type.name
+    if kind == "bool":
+        return value.u64 != 0
+    if kind in ("f32", "f64"):
+        return getattr(value, kind)
+    ptr, length = value.bytes.ptr, value.bytes.len
+    if ptr == ffi.NULL and length:
+        raise ValueError("the plugin passed a NULL pointer with a non-zero length")
+    data = ffi.unpack(ffi.cast("const char *", ptr), length) if length else b""
+    return data if kind == "bytes" else data.decode("utf-8")
+
+
+def _int_of(abi_type: AbiType, raw: int) -> int:
+    raw &= (1 << abi_type.bits) - 1
+    if abi_type.signed and raw >> (abi_type.bits - 1):
+        raw -= 1 << abi_type.bits
+    return raw
+
+
+def _store_scalar(slot: Any, abi_type: AbiType, value: Any) -> None:
+    if abi_type.name == "bool":
+        slot.u64 = int(value)
+    else:
+        setattr(slot, abi_type.slot, value)
+
+
+def _format_matches(fmt: str, itemsize: int, elem: AbiType) -> bool:
+    """Does a buffer's struct-module format describe one element of elem?
+    The same rule as format_matches() in _speedups.c."""
+    if fmt[:1] in ("@", "=", "<", ">", "!"):
+        big = fmt[0] in (">", "!")
+        if itemsize > 1 and (big if sys.byteorder == "little" else fmt[0] == "<"):
+            return False
+        fmt = fmt[1:]
+    if len(fmt) != 1 or itemsize != ELEMENT_SIZE[elem.name]:
+        return False
+    if elem.name == "f32":
+        return fmt == "f"
+    if elem.name == "f64":
+        return fmt == "d"
+    return fmt in ("bhilqn" if elem.signed else "BHILQN")
 
 
 def _text(ptr: Any, what: str, required: bool = True) -> str:
@@ -162,7 +284,15 @@ def _read_descriptor(lib: Library) -> Any:
     return desc
 
 
-class PluginFunction:
+if TYPE_CHECKING:
+    _FunctionBase = object
+elif _speedups is None:
+    _FunctionBase = object
+else:
+    _FunctionBase = _speedups.Function
+
+
+class PluginFunction(_FunctionBase):
     """A typed callable for one exported function of a loaded plugin."""
 
     __module__ = "ferrule"
@@ -173,14 +303,35 @@ class PluginFunction:
         self.__name__ = self.__qualname__ = self.name = ffi.string(raw.name).decode()
         self.signature = signature
         self.thread_safe = bool(raw.flags & abi.FN_THREAD_SAFE)
+        self.quick = bool(raw.flags & abi.FN_QUICK)
         self.doc = doc
         self.__doc__ = f"{self.name}{signature}\n\n{doc}" if doc else f"{self.name}{signature}"
-        self.__signature__ = inspect.Signature(
-            [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=p.type.python) for p in signature.params],
-            return_annotation=signature.result.python if signature.result else None,
-        )
         self._names = [p.name for p in signature.params]
         self._types = [p.type for p in signature.params]
+
+    @functools.cached_property
+    def __signature__(self) -> inspect.Signature:
+        sig = self.signature
+        return inspect.Signature(
+            [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=p.type.python) for p in sig.params],
+            return_annotation=sig.result.python if sig.result else None,
+        )
+
+    def _attach(self, host: Any, gate: Any, state: Any) -> None:
+        """Route calls through the C accelerator (once the state exists)."""
+        specs = tuple(
+            (
+                t.code,
+                t.elem.code if t.elem else -1,
+                tuple(p.type.code for p in t.fn.params) if t.fn else (),
+                t.fn.result.code if t.fn and t.fn.result else -1,
+            )
+            for t in self._types
+        )
+        flags = (abi.FN_THREAD_SAFE if self.thread_safe else 0) | (abi.FN_QUICK if self.quick else 0)
+        result = self.signature.result.code if self.signature.result else -1
+        address = int(ffi.cast("uintptr_t", self._call))
+        self._accelerate(address, host, gate, int(ffi.cast("uintptr_t", state)), flags, specs, result)  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"<ferrule function {self._plugin.id}.{self.name}{self.signature}>"
@@ -211,128 +362,151 @@ class PluginFunction:
             raise TypeError(f"{self.name}() missing argument{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
         return tuple(values)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def _call_checked(self, *args: Any, **kwargs: Any) -> Any:
+        """The Python call path: bind and check every argument, then call
+        through the accelerator (normalised values) or through cffi."""
         values = self._bind(args, kwargs)
+        if getattr(self, "accelerated", False):
+            return self._call_normalized(*[self._check(i, v) for i, v in enumerate(values)])  # type: ignore[attr-defined]
         count = len(values)
         slots = ffi.new(_VALUES, count + 1)  # the arguments, then the result
-        keep = []  # encoded text and buffers must outlive the call
+        keep: list[Any] = []  # encoded text and buffers must outlive the call
+        frames: list[_Frame] = []
+        host = self._plugin._host
         for i, (value, abi_type) in enumerate(zip(values, self._types)):
             if abi_type.bits and type(value) is int and abi_type.min <= value <= abi_type.max:
                 setattr(slots[i], abi_type.slot, value)  # the common case, checked inline
             else:
-                keep.append(self._encode(slots, i, value, abi_type))
+                self._store(slots[i], abi_type, self._check(i, value), keep, frames, host, i)
         ret = slots + count
         plugin = self._plugin
-        host = plugin._host
         # Results are read and released before leaving the gate (shutdown
         # must not run in between) and the serial lock (release is plugin code).
-        plugin._life.enter(plugin.id)
+        plugin._life.enter()
         try:
-            host.errors.message = None
+            host.clear_error()
             if self.thread_safe:
-                return self._finish(self._call(host.table, plugin._state, slots, ret), ret)
+                status = self._call(plugin._table, plugin._state, slots, ret)
+                return self._finish(status, ret, frames)
             with plugin._serial:
-                return self._finish(self._call(host.table, plugin._state, slots, ret), ret)
+                status = self._call(plugin._table, plugin._state, slots, ret)
+                return self._finish(status, ret, frames)
         finally:
+            for key in keep:
+                if type(key) is int:
+                    host.frames.pop(key, None)
             plugin._life.leave()
 
-    def _finish(self, status: int, ret: Any) -> Any:
+    __call__ = _call_checked
+
+    def _store(self, slot: Any, abi_type: AbiType, value: Any, keep: list[Any], frames: list[_Frame], host: _Host, i: int) -> None:
+        kind = abi_type.slot
+        if kind in ("i64", "u64", "f32", "f64"):
+            _store_scalar(slot, abi_type, value)
+        elif kind == "func":
+            assert abi_type.fn is not None
+            frame = _Frame(value, abi_type.fn, self, i)
+            handle = host.open_frame(frame)
+            slot.func = handle
+            frames.append(frame)
+            keep.append(int(ffi.cast("uintptr_t", handle)))
+        elif kind == "buf":
+            view = value  # a memoryview, from _check
+            cdata = ffi.from_buffer("char[]", view, require_writable=abi_type.writable)
+            slot.buf.ptr = cdata
+            slot.buf.len = view.nbytes // view.itemsize
+            keep.append(cdata)
+        else:
+            data = str.encode(value, "utf-8") if abi_type.name == "str" else value
+            cdata = ffi.from_buffer(data)  # bytes keep their trailing NUL
+            slot.bytes.ptr = cdata
+            slot.bytes.len = len(cdata)
+            keep.append((data, cdata))
+
+    def _finish(self, status: int, ret: Any, frames: list[_Frame]) -> Any:
+        errors = [f.error for f in frames if f.error is not None]
+        if errors:  # a host function raised: that is the cause
+            if status == abi.OK:
+                self._release(ret)
+            raise errors[0]
         if status != abi.OK:
-            message = self._plugin._host.take_error()
-            where = f"plugin {self._plugin.id!r} function {self.name!r}"
-            if status == abi.PANIC:
-                raise PluginPanicError(f"{where} panicked: {message}", message)
-            raise PluginCallError(f"{where} failed: {message}", message)
+            self._raise_status(status, self._plugin._host.take_error())
         return self._decode(ret)
 
-    def _encode(self, slots: Any, i: int, value: Any, abi_type: AbiType) -> Any:
-        slot = slots[i]
+    def _raise_status(self, status: int, message: str) -> None:
+        where = f"plugin {self._plugin.id!r} function {self.name!r}"
+        if status == abi.PANIC:
+            raise PluginPanicError(f"{where} panicked: {message}", message)
+        raise PluginCallError(f"{where} failed: {message}", message)
+
+    def _check(self, i: int, value: Any) -> Any:
+        """Check one argument and return it in the form both call paths take
+        (an exact int, float, bool, str, a bytes-like, a memoryview, a
+        callable); raise TypeError or ValueError naming the parameter."""
+        return self._check_value(self._types[i], value, f"{self.name}() argument {self._names[i]!r}")
+
+    def _check_host_result(self, i: int, value: Any) -> Any:
+        """Check what a host function passed as argument i returned."""
+        fn = self._types[i].fn
+        assert fn is not None and fn.result is not None
+        return self._check_value(fn.result, value, f"the result of the host function passed as {self.name}() argument {self._names[i]!r}")
+
+    @staticmethod
+    def _check_value(abi_type: AbiType, value: Any, what: str) -> Any:
         kind = abi_type.name
+
+        def wrong(expected: str) -> TypeError:
+            return TypeError(f"{what} must be {expected} ({kind}), got {type(value).__name__}")
+
         if abi_type.bits:
             if isinstance(value, bool):
-                raise self._type_error(i, "int", value)
+                raise wrong("int")
             try:
                 number = operator.index(value)
             except TypeError:
-                raise self._type_error(i, "int", value) from None
+                raise wrong("int") from None
             if not abi_type.min <= number <= abi_type.max:
                 shown = number if number.bit_length() <= 128 else f"a {number.bit_length()}-bit integer"
-                raise ValueError(
-                    f"{self.name}() argument {self._names[i]!r}: {shown} is out of range for {kind} "
-                    f"({abi_type.min} to {abi_type.max})"
-                )
-            setattr(slot, abi_type.slot, number)
-            return None
+                raise ValueError(f"{what}: {shown} is out of range for {kind} ({abi_type.min} to {abi_type.max})")
+            return int(number)
         if kind == "bool":
             if not isinstance(value, bool):
-                raise self._type_error(i, "bool", value)
-            slot.u64 = int(value)
-            return None
+                raise wrong("bool")
+            return value
         if kind in ("f32", "f64"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise self._type_error(i, "float", value)
+                raise wrong("float")
             try:
                 real = float(value)
             except OverflowError:
-                raise ValueError(f"{self.name}() argument {self._names[i]!r}: integer too large for {kind}") from None
+                raise ValueError(f"{what}: integer too large for {kind}") from None
             if kind == "f32" and math.isfinite(real) and abs(real) > _F32_MAX:
-                raise ValueError(f"{self.name}() argument {self._names[i]!r}: {real} is out of range for f32")
-            setattr(slot, kind, real)
-            return None
-        data: object
+                raise ValueError(f"{what}: {real} is out of range for f32")
+            return real
         if kind == "str":
             if not isinstance(value, str):
-                raise self._type_error(i, "str", value)
+                raise wrong("str")
             try:
-                data = str.encode(value, "utf-8")  # not a subclass's own encode()
+                str.encode(value, "utf-8")
             except UnicodeEncodeError as exc:
-                raise ValueError(f"{self.name}() argument {self._names[i]!r}: cannot encode as UTF-8: {exc.reason}") from None
-            buffer = ffi.from_buffer(data)  # bytes keep their trailing NUL
-        else:
+                raise ValueError(f"{what}: cannot encode as UTF-8: {exc.reason}") from None
+            return str.__str__(value)  # an exact str, even from a subclass
+        if kind == "bytes":
             if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise self._type_error(i, "bytes-like object", value)
+                raise wrong("bytes-like object")
             if isinstance(value, memoryview) and not value.c_contiguous:
-                raise ValueError(f"{self.name}() argument {self._names[i]!r}: memoryview is not contiguous")
-            data = value
-            buffer = ffi.from_buffer(value)
-        slot.bytes.ptr = buffer
-        slot.bytes.len = len(buffer)
-        return (data, buffer)
+                raise ValueError(f"{what}: memoryview is not contiguous")
+            return value if type(value) is bytes else memoryview(value)
+        if abi_type.fn is not None:
+            if not callable(value):
+                raise TypeError(f"{what} must be callable ({kind}), got {type(value).__name__}")
+            return value
+        return _check_buffer(abi_type, value, what)
 
-    def _type_error(self, i: int, expected: str, value: Any) -> TypeError:
-        return TypeError(
-            f"{self.name}() argument {self._names[i]!r} must be {expected} "
-            f"({self._types[i].name}), got {type(value).__name__}"
-        )
+    def _null_result(self, length: int) -> Any:
+        raise PluginCallError(f"plugin {self._plugin.id!r} function {self.name!r} returned NULL with length {length}")
 
-    def _decode(self, ret: Any) -> Any:
-        result = self.signature.result
-        if result is None:
-            return None
-        if result.bits:
-            raw = ret.u64 & ((1 << result.bits) - 1)
-            if result.signed and raw >> (result.bits - 1):
-                raw -= 1 << result.bits
-            return raw
-        if result.name == "bool":
-            return ret.u64 != 0
-        if result.name == "f32":
-            return ret.f32
-        if result.name == "f64":
-            return ret.f64
-        ptr, length, release = ret.bytes.ptr, ret.bytes.len, ret.bytes.release
-        try:
-            if ptr == ffi.NULL:
-                if length:
-                    raise PluginCallError(f"plugin {self._plugin.id!r} function {self.name!r} returned NULL with length {length}")
-                data = b""
-            else:
-                data = ffi.unpack(ffi.cast("const char *", ptr), length)
-        finally:
-            if release != ffi.NULL:
-                release(ffi.cast("void *", ptr), length)
-        if result.name == "bytes":
-            return data
+    def _decode_text(self, data: bytes) -> str:
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -340,6 +514,74 @@ class PluginFunction:
                 f"plugin {self._plugin.id!r} function {self.name!r} returned text that is not valid "
                 f"UTF-8 ({exc.reason} at byte {exc.start}); expected str"
             ) from None
+
+    def _release(self, ret: Any) -> None:
+        result = self.signature.result
+        if result is not None and result.slot == "bytes" and ret.bytes.release != ffi.NULL:
+            ret.bytes.release(ffi.cast("void *", ret.bytes.ptr), ret.bytes.len)
+
+    def _decode(self, ret: Any) -> Any:
+        result = self.signature.result
+        if result is None:
+            return None
+        if result.bits:
+            return _int_of(result, ret.u64)
+        if result.name == "bool":
+            return ret.u64 != 0
+        if result.name == "f32":
+            return ret.f32
+        if result.name == "f64":
+            return ret.f64
+        ptr, length = ret.bytes.ptr, ret.bytes.len
+        try:
+            if ptr == ffi.NULL and length:
+                self._null_result(length)
+            view = ffi.buffer(ffi.cast("const char *", ptr), length) if length else b""
+            if result.name == "bytes":
+                return bytes(view)  # the one copy
+            try:
+                return str(view, "utf-8")  # decoding is the one copy
+            except UnicodeDecodeError:
+                return self._decode_text(bytes(view))
+        finally:
+            self._release(ret)
+
+
+def _check_buffer(abi_type: AbiType, value: Any, what: str) -> memoryview:
+    elem = abi_type.elem
+    assert elem is not None
+    kind = abi_type.name
+    try:
+        view = memoryview(value)
+    except TypeError:
+        raise TypeError(
+            f"{what} must be a buffer of {elem.name} ({kind}), such as array.array or a numpy array, "
+            f"got {type(value).__name__}"
+        ) from None
+    if abi_type.writable and view.readonly:
+        raise TypeError(
+            f"{what} is a read-only {type(value).__name__}, {kind} needs a writable buffer: "
+            "pass a bytearray, an array.array or a writable numpy array"
+        )
+    if not view.c_contiguous:
+        raise ValueError(
+            f"{what} is not C-contiguous (shape {view.shape}, strides {view.strides}), {kind} needs "
+            "contiguous memory: pass numpy.ascontiguousarray(x) or a copy"
+        )
+    if not _format_matches(view.format, view.itemsize, elem):
+        raise TypeError(
+            f"{what} has elements of format {view.format!r} ({view.itemsize} byte{'s' if view.itemsize != 1 else ''} each), {kind} needs "
+            f"{elem.name}: convert it, e.g. numpy's x.astype(numpy.{_NUMPY_NAMES[elem.name]})"
+        )
+    return view
+
+
+_NUMPY_NAMES = {"i8": "int8", "i16": "int16", "i32": "int32", "i64": "int64", "u8": "uint8", "u16": "uint16",
+                "u32": "uint32", "u64": "uint64", "f32": "float32", "f64": "float64"}
+
+
+if _speedups is not None:
+    _speedups.enable_vectorcall(PluginFunction)
 
 
 _MISSING: Any = object()
@@ -382,11 +624,24 @@ class Plugin:
         namespace["__qualname__"] = f"Plugin[{self.id}]"
         self.__class__ = type(namespace["__qualname__"], (Plugin,), namespace)
 
-        self._host = _Host(logging.getLogger(f"ferrule.plugin.{self.id}"))
-        self._serial = threading.Lock()
-        self._life = _Lifecycle()
+        logger = logging.getLogger(f"ferrule.plugin.{self.id}")
+        closed = f"plugin {self.id!r} is closed: load it again to call it"
+        self._host: Any
+        self._life: Any
+        if _ACCELERATE and _speedups is not None:
+            self._host = _speedups.Host(_log_sink(logger))
+            self._table = ffi.cast("ferrule_host *", self._host.address)
+            self._life = _speedups.Gate(PluginClosedError, closed)
+        else:
+            self._host = _Host(logger)
+            self._table = self._host.table
+            self._life = _Lifecycle(closed)
+        self._serial = threading.Lock()  # the cffi path's; the C path's is in the gate
         self._state = self._init(desc, config)
-        self._finalizer = weakref.finalize(self, _shutdown, self._life, desc.shutdown, self._host, self._state)
+        if _ACCELERATE and _speedups is not None:
+            for function in self._functions.values():
+                function._attach(self._host, self._life, self._state)
+        self._finalizer = weakref.finalize(self, _shutdown, self._life, desc.shutdown, self._host, self._table, self._state)
 
     def _read_functions(self, desc: Any) -> dict[str, PluginFunction]:
         count = desc.function_count
@@ -437,8 +692,8 @@ class Plugin:
         else:
             raise TypeError(f"config must be str, a mapping (sent as JSON) or None, got {type(config).__name__}")
         data = str.encode(text, "utf-8")
-        self._host.errors.message = None
-        status = desc.init(self._host.table, data, len(data), state)
+        self._host.clear_error()
+        status = desc.init(self._table, data, len(data), state)
         if status != abi.OK:
             message = self._host.take_error()
             verb = "panicked in init" if status == abi.PANIC else "failed to initialise"
@@ -447,11 +702,11 @@ class Plugin:
 
     @property
     def closed(self) -> bool:
-        return self._life.closed
+        return bool(self._life.closed)
 
     def close(self) -> None:
         """Wait for calls in flight, then run the plugin's shutdown. Idempotent."""
-        if self._life.close(wait=True):
+        if self._life.close(True):
             self._finalizer()
 
     def __enter__(self) -> Plugin:
@@ -484,16 +739,17 @@ class Plugin:
 class _Lifecycle:
     """Counts calls in flight so that shutdown never runs under one."""
 
-    def __init__(self) -> None:
+    def __init__(self, closed_message: str) -> None:
+        self.closed_message = closed_message
         self.lock = threading.Lock()
         self.idle = threading.Event()  # set once closed with no call in flight
         self.active = 0
         self.closed = False
 
-    def enter(self, plugin_id: str) -> None:
+    def enter(self) -> None:
         with self.lock:
             if self.closed:
-                raise PluginClosedError(f"plugin {plugin_id!r} is closed: load it again to call it")
+                raise PluginClosedError(self.closed_message)
             self.active += 1
 
     def leave(self) -> None:
@@ -511,11 +767,11 @@ class _Lifecycle:
         return not busy or (wait and self.idle.wait())
 
 
-def _shutdown(life: _Lifecycle, shutdown: Callable[[Any, Any], None], host: _Host, state: Any) -> None:
+def _shutdown(life: Any, shutdown: Callable[[Any, Any], None], host: object, table: Any, state: Any) -> None:
     # Runs from close(), the garbage collector or interpreter exit. At exit a
     # daemon thread may still be inside a call: then shutdown is skipped
     # rather than run under it. Holding host keeps the callbacks alive.
-    if not life.close(wait=False):
+    if not life.close(False):
         return
     if shutdown != ffi.NULL:
-        shutdown(host.table, state)
+        shutdown(table, state)

@@ -2,20 +2,26 @@
 
 Grammar (whitespace between tokens is free):
 
-    signature := "(" [ param { "," param } ] ")" [ "->" type ]
-    param     := identifier ":" type
-    type      := "bool" | "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64"
-               | "f32" | "f64" | "str" | "bytes"
+    signature := "(" [ param { "," param } ] ")" [ "->" result ]
+    param     := identifier ":" ( value | array | hostfn )
+    value     := number | "bool" | "str" | "bytes"
+    number    := "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "f32" | "f64"
+    array     := ( "buf" | "mutbuf" ) "[" number "]"          (ABI 1.1)
+    hostfn    := "fn" "(" [ value { "," value } ] ")" [ "->" value ]   (ABI 1.1)
+    result    := value
 
-Canonical form, as ``str(Signature)`` prints it: ``(a: i64, b: i64) -> i64``.
+Canonical form, as ``str(Signature)`` prints it: ``(a: i64, b: i64) -> i64``,
+``(data: buf[f64]) -> f64``, ``(f: fn(i64) -> i64, x: i64) -> i64``.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["AbiType", "Param", "Signature", "TYPES", "parse_signature"]
+__all__ = ["ARRAYS", "AbiType", "CODES", "ELEMENT_SIZE", "Param", "Signature", "TYPES", "parse_signature"]
 
 
 @dataclass(frozen=True)
@@ -24,23 +30,31 @@ class AbiType:
     it, and the Python type a caller passes and receives."""
 
     name: str
-    slot: str  # member of ferrule_value: i64, u64, f64, f32 or bytes
-    python: type
+    slot: str  # member of ferrule_value: i64, u64, f64, f32, bytes, buf or func
+    python: object
+    code: int  # the accelerator's type code, see CODES
     bits: int = 0  # integer width; 0 for non-integers
     signed: bool = False
     min: int = 0  # integer range, inclusive
     max: int = 0
+    elem: AbiType | None = None  # buf[T] and mutbuf[T]: T
+    writable: bool = False  # mutbuf[T]
+    fn: Signature | None = None  # fn(...): the host function's signature
+
+
+# Type codes shared with the C accelerator (_speedups.c); never renumber.
+CODES = ("bool", "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "f32", "f64", "str", "bytes", "buf", "mutbuf", "fn")
 
 
 def _int(name: str, bits: int, signed: bool) -> AbiType:
     low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    return AbiType(name, "i64" if signed else "u64", int, bits, signed, low, high)
+    return AbiType(name, "i64" if signed else "u64", int, CODES.index(name), bits, signed, low, high)
 
 
 TYPES: dict[str, AbiType] = {
     t.name: t
     for t in (
-        AbiType("bool", "u64", bool),
+        AbiType("bool", "u64", bool, 0),
         _int("i8", 8, True),
         _int("i16", 16, True),
         _int("i32", 32, True),
@@ -49,12 +63,24 @@ TYPES: dict[str, AbiType] = {
         _int("u16", 16, False),
         _int("u32", 32, False),
         _int("u64", 64, False),
-        AbiType("f32", "f32", float),
-        AbiType("f64", "f64", float),
-        AbiType("str", "bytes", str),
-        AbiType("bytes", "bytes", bytes),
+        AbiType("f32", "f32", float, 9),
+        AbiType("f64", "f64", float, 10),
+        AbiType("str", "bytes", str, 11),
+        AbiType("bytes", "bytes", bytes, 12),
     )
 }
+NUMBERS = ("i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "f32", "f64")
+# Element sizes of buf[T]; the Python annotation of an array is any buffer.
+ELEMENT_SIZE = {"i8": 1, "i16": 2, "i32": 4, "i64": 8, "u8": 1, "u16": 2, "u32": 4, "u64": 8, "f32": 4, "f64": 8}
+ARRAYS: dict[str, AbiType] = {
+    f"{kind}[{n}]": AbiType(f"{kind}[{n}]", "buf", memoryview, CODES.index(kind), elem=TYPES[n], writable=kind == "mutbuf")
+    for kind in ("buf", "mutbuf")
+    for n in NUMBERS
+}
+
+
+def _host_fn(sig: Signature) -> AbiType:
+    return AbiType(f"fn{sig}", "func", Callable, CODES.index("fn"), fn=sig)
 
 
 @dataclass(frozen=True)
@@ -76,6 +102,14 @@ class Signature:
         return text + (f" -> {self.result.name}" if self.result else "")
 
 
+@dataclass(frozen=True)
+class _Unnamed(Param):
+    """A parameter of an fn(...) type, which has no name."""
+
+    def __str__(self) -> str:
+        return self.type.name
+
+
 _TOKEN = re.compile(r"\s*(?:(->)|([A-Za-z_][A-Za-z0-9_]*)|(.))")
 _MAX_LENGTH = 4096
 _MAX_PARAMS = 64
@@ -91,6 +125,7 @@ def _tokens(text: str) -> list[tuple[str, int]]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_signature(text: str) -> Signature:
     """Parse a signature string. Raises ValueError saying where and what was expected."""
     if len(text) > _MAX_LENGTH:
@@ -114,33 +149,52 @@ def parse_signature(text: str) -> Signature:
         pos += 1
         return token
 
-    def abi_type() -> AbiType:
-        name = take("a type (" + ", ".join(TYPES) + ")", lambda t: t in TYPES)
-        return TYPES[name]
+    def value_type() -> AbiType:
+        return TYPES[take("a type (" + ", ".join(TYPES) + ")", lambda t: t in TYPES)]
 
-    take("(")
-    params: list[Param] = []
-    seen: set[str] = set()
-    if pos < len(tokens) and tokens[pos][0] != ")":
-        while True:
-            name = take("a parameter name", lambda t: t.isidentifier())
-            if name in seen:
-                pos -= 1
-                raise fail("a parameter name not used before")
-            seen.add(name)
-            take(":")
-            params.append(Param(name, abi_type()))
-            if len(params) > _MAX_PARAMS:
-                raise ValueError(f"more than {_MAX_PARAMS} parameters")
-            if pos < len(tokens) and tokens[pos][0] == ",":
-                pos += 1
-                continue
-            break
-    take(")")
-    result = None
+    def param_type() -> AbiType:
+        if pos < len(tokens) and tokens[pos][0] in ("buf", "mutbuf"):
+            kind = take("buf or mutbuf", lambda t: t in ("buf", "mutbuf"))
+            take("[")
+            elem = take("an element type (" + ", ".join(NUMBERS) + ")", lambda t: t in NUMBERS)
+            take("]")
+            return ARRAYS[f"{kind}[{elem}]"]
+        if pos < len(tokens) and tokens[pos][0] == "fn":
+            take("fn")
+            return _host_fn(parameters(named=False))
+        return value_type()
+
+    def parameters(named: bool) -> Signature:
+        nonlocal pos
+        take("(")
+        params: list[Param] = []
+        seen: set[str] = set()
+        if pos < len(tokens) and tokens[pos][0] != ")":
+            while True:
+                if named:
+                    name = take("a parameter name", lambda t: t.isidentifier())
+                    if name in seen:
+                        pos -= 1
+                        raise fail("a parameter name not used before")
+                    seen.add(name)
+                    take(":")
+                    params.append(Param(name, param_type()))
+                else:
+                    params.append(_Unnamed("", value_type()))
+                if len(params) > _MAX_PARAMS:
+                    raise ValueError(f"more than {_MAX_PARAMS} parameters")
+                if pos < len(tokens) and tokens[pos][0] == ",":
+                    pos += 1
+                    continue
+                break
+        take(")")
+        result = None
+        if pos < len(tokens) and tokens[pos][0] == "->":
+            take("->")
+            result = value_type()
+        return Signature(tuple(params), result)
+
+    signature = parameters(named=True)
     if pos < len(tokens):
-        take("->")
-        result = abi_type()
-    if pos < len(tokens):
-        raise fail("the end of the signature")
-    return Signature(tuple(params), result)
+        raise fail("the end of the signature" if signature.result else "'->' or the end of the signature")
+    return signature
