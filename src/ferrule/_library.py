@@ -95,10 +95,7 @@ class Library:
     def _open(name: str | os.PathLike[str], search_dirs: Iterable[str | os.PathLike[str]] | None) -> tuple[Any, str]:
         text = os.fspath(name)
         if isinstance(name, os.PathLike) or os.sep in text or (os.altsep and os.altsep in text):
-            path = Path(text).expanduser()
-            if not path.exists():
-                raise LibraryNotFoundError(f"no file at {path}: check the path, or build the library first")
-            return Library._open_file(str(path.resolve()))
+            return Library._open_file(os.path.abspath(os.path.expanduser(text)))
         if not text:
             raise LibraryNotFoundError("empty library name")
         file_name = text if _looks_like_file_name(text) else library_file_name(text)
@@ -107,7 +104,7 @@ class Library:
             for directory in dirs:
                 candidate = directory / file_name
                 if candidate.exists():
-                    return Library._open_file(str(candidate.resolve()))
+                    return Library._open_file(os.path.abspath(candidate))
             listed = ", ".join(str(d) for d in dirs) or "(no directories)"
             raise LibraryNotFoundError(f"no {file_name} in {listed}: check the name, or add the directory that holds it")
         # System loader path. The unversioned dev file may be absent, or a
@@ -125,9 +122,13 @@ class Library:
 
     @staticmethod
     def _open_file(path: str) -> tuple[Any, str]:
-        check_header(path)
         handle, error = _dlopen(path)
         if handle == ffi.NULL:
+            # Explain the failure from the file itself where the loader's
+            # message is vague (a wrong machine reads "cannot open").
+            if not os.path.lexists(path):
+                raise LibraryNotFoundError(f"no file at {path}: check the path, or build the library first")
+            check_header(path)
             raise _classify(path, error or "")
         return handle, path
 
@@ -201,15 +202,17 @@ class _CFunction:
     def __call__(self, *args: Any) -> Any:
         if len(args) != len(self._params):
             raise TypeError(f"{self.__name__}() takes {len(self._params)} arguments ({len(args)} given)")
-        converted = [self._convert(i, t, a) for i, (t, a) in enumerate(zip(self._params, args))]
+        keep: list[Any] = []  # copies must outlive the call: a cast does not own them
+        converted = [self._convert(i, t, a, keep) for i, (t, a) in enumerate(zip(self._params, args))]
         result = self._pointer(*converted)
+        del keep
         if self._char_result:
             return None if result == ffi.NULL else ffi.string(result)
         if self._pointer_result:
             return int(ffi.cast("uintptr_t", result))
         return result
 
-    def _convert(self, index: int, ctype: Any, value: Any) -> Any:
+    def _convert(self, index: int, ctype: Any, value: Any, keep: list[Any]) -> Any:
         if ctype.kind != "pointer":
             return value
         if value is None:
@@ -218,7 +221,9 @@ class _CFunction:
             return ffi.cast(ctype, value)
         if isinstance(value, bytes) or (isinstance(value, memoryview) and value.readonly):
             # cffi types do not record const: never let C write into immutable bytes.
-            return ffi.cast(ctype, ffi.new("char[]", bytes(value)))
+            copy = ffi.new("char[]", bytes(value))
+            keep.append(copy)
+            return ffi.cast(ctype, copy)
         if isinstance(value, (bytearray, memoryview)):
             return ffi.from_buffer(ctype, value, require_writable=True)
         raise TypeError(
