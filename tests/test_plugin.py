@@ -16,6 +16,10 @@ from .conftest import Built
 
 KITCHEN_LOGGER = "ferrule.plugin.org.ferrule.tests.kitchen"
 
+# Every test runs on both call paths (C accelerator and cffi fallback):
+# the same assertions must hold on each.
+pytestmark = pytest.mark.usefixtures("call_path")
+
 
 def kitchen_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == KITCHEN_LOGGER]

@@ -12,6 +12,7 @@ ferrule_sdk::plugin! {
     license: "MIT",
     functions: {
         /// Add two integers.
+        #[quick] // tiny and never blocks: the host may keep its locks (the GIL)
         fn add(a: i64, b: i64) -> i64 {
             a + b
         }

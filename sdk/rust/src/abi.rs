@@ -1,5 +1,5 @@
 //! `#[repr(C)]` mirror of the FERRULE-ABI block of `sdk/c/include/ferrule.h`
-//! (ABI v1.0).
+//! (ABI v1.1).
 //!
 //! The C header is the single source of truth; every item here has the same
 //! layout as its C counterpart (checked by the `layout_probe` binary against a
@@ -21,7 +21,7 @@ use core::ffi::{c_char, c_void};
 /// host refuses a plugin whose major differs from its own.
 pub const ABI_MAJOR: u16 = 1;
 /// `FERRULE_ABI_MINOR`: minor version of the ABI this crate was built for.
-pub const ABI_MINOR: u16 = 0;
+pub const ABI_MINOR: u16 = 1;
 
 /// `FERRULE_MAGIC`: the first field of every [`Plugin`] descriptor. It is the
 /// ASCII text `"FERRULE!"` read as a big-endian `u64`, stored as a native
@@ -52,11 +52,28 @@ pub const LOG_ERROR: i32 = 4;
 /// on several threads at once; without it the host serialises calls into the
 /// plugin instance.
 pub const FN_THREAD_SAFE: u32 = 1;
+/// `FERRULE_FN_QUICK` (ABI 1.1): bit of [`Function::flags`]. The function is
+/// short and never blocks (no I/O, no locks, no host callbacks that wait), so
+/// the host may keep its own locks held across the call. A Python host then
+/// keeps the GIL, which saves its release and re-acquire on tiny calls; other
+/// Python threads do not run meanwhile. Without it the host releases the GIL
+/// during the call.
+pub const FN_QUICK: u32 = 2;
 
 /// `FERRULE_ENTRY_SYMBOL`: the name of the one symbol a plugin exports, an
 /// [`EntryFn`]. (Defined outside the ABI block in the header, but part of the
 /// contract.)
 pub const ENTRY_SYMBOL: &str = "ferrule_entry_v1";
+
+/// `ferrule_fn` (ABI 1.1): opaque handle to a host function, received as an
+/// `fn(...)` argument (`Value::func`). Call it with [`Host::invoke`]; valid
+/// until the call that received it returns. Only ever used behind a pointer.
+#[repr(C)]
+pub struct FnHandle {
+    _opaque: [u8; 0],
+    // Not Send, not Sync, not Unpin: nothing may be assumed about it.
+    _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+}
 
 /// `ferrule_bytes.release`: frees bytes that a plugin returned. Called by the
 /// host exactly once, with the same `ptr` and `len`, on any thread, after it
@@ -83,11 +100,27 @@ pub struct Bytes {
     pub release: Option<ReleaseFn>,
 }
 
+/// `ferrule_buf` (ABI 1.1): a typed array the caller owns, the argument of a
+/// `buf[T]` or `mutbuf[T]` parameter.
+///
+/// `ptr` is the caller's own memory, not a copy, borrowed for the call and
+/// aligned for `T`; `len` counts elements of `T`, not bytes. Only a `mutbuf`
+/// may be written. `ptr` may be NULL when `len` is 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Buf {
+    /// First element; may be NULL when `len` is 0.
+    pub ptr: *mut c_void,
+    /// Number of elements of `T` (not bytes).
+    pub len: usize,
+}
+
 /// `ferrule_value`: one argument or return slot.
 ///
 /// Integers of every width travel sign-extended in `i64` (signed types) or
 /// zero-extended in `u64` (unsigned types); `bool` is `u64` 0 or 1; `f32` uses
-/// its own member; `str` and `bytes` use `bytes`. Which member is live is
+/// its own member; `str` and `bytes` use `bytes`; `buf[T]` and `mutbuf[T]`
+/// use `buf`; `fn(...)` uses `func`. Which member is live is
 /// given by the function's signature, never by the value itself. Argument
 /// slots are borrowed from the host for the call; the return slot is written
 /// by the plugin and owned by the host afterwards.
@@ -104,6 +137,10 @@ pub union Value {
     pub f32: f32,
     /// `str` (UTF-8) and `bytes`.
     pub bytes: Bytes,
+    /// `buf[T]` and `mutbuf[T]` (ABI 1.1).
+    pub buf: Buf,
+    /// `fn(...)` (ABI 1.1): the host function handle.
+    pub func: *const FnHandle,
 }
 
 impl Value {
@@ -141,12 +178,24 @@ pub type AllocFn = unsafe extern "C" fn(size: usize) -> *mut c_void;
 /// `ferrule_host.free`: free memory from [`AllocFn`], with the same size. Has
 /// the signature of a [`ReleaseFn`], so it can be a return value's release.
 pub type FreeFn = unsafe extern "C" fn(ptr: *mut c_void, size: usize);
+/// `ferrule_host.invoke` (ABI 1.1): call the host function `func`, received
+/// as an `fn(...)` argument of the current call, from any thread before that
+/// call returns. `args` holds one slot per parameter of `func`'s signature,
+/// borrowed by the host for the invoke; a `str` or `bytes` result in `*ret`
+/// is owned by the plugin afterwards and must be given to its `release`
+/// (when not `None`). Returns [`OK`], or [`ERROR`] when the host function
+/// failed (the host reports that failure itself when the call returns,
+/// whatever status the plugin returns) or `func` is not a live handle.
+pub type InvokeFn =
+    unsafe extern "C" fn(host: *const Host, func: *const FnHandle, args: *const Value, ret: *mut Value) -> i32;
 
 /// `ferrule_host`: callbacks the host hands to the plugin at init.
 ///
 /// Owned by the host. The table and `host_data` stay valid until shutdown
 /// returns. All callbacks may be called from any thread while the instance is
-/// alive. Check `struct_size` before using any field added after ABI 1.0.
+/// alive. Check `struct_size` before using any field added after ABI 1.0
+/// ([`Host::invoke`]): a 1.0 host's table ends before it, so only read such a
+/// field through a raw pointer after the check, never through a `&Host`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Host {
@@ -166,12 +215,15 @@ pub struct Host {
     pub alloc: Option<AllocFn>,
     /// See [`FreeFn`]. Never NULL from a conforming host.
     pub free: Option<FreeFn>,
+    /// See [`InvokeFn`]. ABI 1.1: present only when `struct_size` covers it;
+    /// never NULL then, from a conforming host.
+    pub invoke: Option<InvokeFn>,
 }
 
 /// `ferrule_call_fn`: an exported function.
 ///
 /// `args` holds one slot per parameter of the signature, borrowed for the
-/// call (may be NULL when there are none); the function writes its result (if
+/// call (never NULL, even with no parameters); the function writes its result (if
 /// any) to `*ret`. `state` is what init returned. Returns [`OK`] or, after
 /// calling `host->set_error` on this thread, a failure status. Called from
 /// any thread; concurrently only if [`FN_THREAD_SAFE`] is set.
@@ -264,6 +316,9 @@ const _: () = {
     assert!(size_of::<Option<ReleaseFn>>() == size_of::<*const c_void>());
     assert!(size_of::<Option<LogFn>>() == size_of::<*const c_void>());
     assert!(size_of::<Option<InitFn>>() == size_of::<*const c_void>());
+    assert!(size_of::<Option<InvokeFn>>() == size_of::<*const c_void>());
+    assert!(size_of::<*const FnHandle>() == size_of::<*const c_void>());
+    assert!(size_of::<Buf>() <= size_of::<Bytes>());
     assert!(size_of::<CallFn>() == size_of::<*const c_void>());
     assert!(size_of::<Value>() == size_of::<Bytes>());
     assert!(align_of::<Value>() == 8);
@@ -273,8 +328,11 @@ const _: () = {
 const _: () = {
     use core::mem::{offset_of, size_of};
     assert!(size_of::<Bytes>() == 24);
+    assert!(size_of::<Buf>() == 16);
+    assert!(offset_of!(Buf, len) == 8);
     assert!(size_of::<Value>() == 24);
-    assert!(size_of::<Host>() == 48);
+    assert!(size_of::<Host>() == 56);
+    assert!(offset_of!(Host, invoke) == 48);
     assert!(offset_of!(Host, host_data) == 8);
     assert!(offset_of!(Host, free) == 40);
     assert!(size_of::<Function>() == 40);

@@ -1,22 +1,41 @@
 //! Argument decoding ([`FromArg`]) and result encoding ([`IntoRet`]).
 
+use std::borrow::Cow;
+
 use core::ffi::c_void;
 use core::fmt::Display;
+use core::mem::{align_of, size_of};
+use core::ptr::NonNull;
 
 use crate::abi::{Bytes, Value};
 
 /// A Rust type that a plugin function can take as a parameter.
 ///
-/// `TYPE` is the parameter's type in the ABI signature string. Implemented
-/// for `bool`, `i8`..`i64`, `u8`..`u64`, `f32`, `f64` (same names), `&str` and
-/// `String` (`str`), `&[u8]` and `Vec<u8>` (`bytes`).
+/// Implemented for `bool`, `i8`..`i64`, `u8`..`u64`, `f32`, `f64` (same
+/// names), `&str` and `String` (`str`), `&[u8]` and `Vec<u8>` (`bytes`),
+/// `&[T]` and `Vec<T>` (`buf[T]`, for `T` in `i8`..`i64`, `u16`..`u64`,
+/// `f32`, `f64`), `&mut [T]` (`mutbuf[T]`, for those and `u8`), and
+/// [`HostFn`](crate::HostFn) (`fn(...)`).
 ///
 /// The lifetime `'a` is the duration of the call: borrowed types (`&str`,
-/// `&[u8]`) point straight into the host's argument buffer, without a copy,
-/// and cannot outlive the call.
+/// `&[u8]`, `&[T]`, `&mut [T]`, `HostFn`) point straight into the host's
+/// memory, without a copy, and cannot outlive the call.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a parameter of a plugin function",
+    note = "see `ferrule_sdk::plugin!` for the parameter types: scalars, `&str`/`String`, `&[u8]`/`Vec<u8>`, \
+            `&[T]`/`Vec<T>`, `&mut [T]` (T a number type), `HostFn<'_, fn(..) -> R>`"
+)]
 pub trait FromArg<'a>: Sized {
-    /// The ABI signature type name, e.g. `"i64"` or `"str"`.
-    const TYPE: &'static str;
+    /// The ABI signature type name, e.g. `"i64"`, `"str"`, `"mutbuf[f32]"`
+    /// or `"fn(i64) -> i64"`. A function rather than a constant because some
+    /// names are composed from other types' names.
+    fn abi_type() -> Cow<'static, str>;
+
+    /// Which host memory the decoded value reads or writes. Before decoding
+    /// any argument, the SDK fails a call in which a [`ArgBorrow::MutBuf`]
+    /// argument overlaps any other borrowing argument, so that a `&mut [T]`
+    /// never aliases another reference.
+    const BORROW: ArgBorrow = ArgBorrow::None;
 
     /// Decode one argument slot. An `Err` fails the call with
     /// `FERRULE_ERROR` and that message.
@@ -24,10 +43,55 @@ pub trait FromArg<'a>: Sized {
     /// # Safety
     ///
     /// `v` must be a slot the host filled for a parameter whose signature
-    /// type is `Self::TYPE`: for `str`/`bytes` its `bytes` member must point
-    /// to `len` readable bytes (or have `len` 0) that stay valid and
-    /// unchanged for `'a`.
+    /// type is `Self::abi_type()`: for `str`/`bytes` its `bytes` member must
+    /// point to `len` readable bytes (or have `len` 0), for `buf[T]` its
+    /// `buf` member to `len` readable elements (or have `len` 0), valid and
+    /// unchanged for `'a`; for `mutbuf[T]` likewise writable, and no other
+    /// live reference may point into that memory (call `from_arg` at most
+    /// once per slot); for `fn(...)`, `func` must be a handle that stays
+    /// valid for `'a`, and this must run inside the call that received it.
     unsafe fn from_arg(v: &'a Value) -> Result<Self, String>;
+}
+
+/// Which host memory an argument borrows; see [`FromArg::BORROW`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgBorrow {
+    /// No memory behind the slot (scalars, host functions).
+    None,
+    /// Reads `bytes.len` bytes at `bytes.ptr` (`str`, `bytes`, also when
+    /// copied into a `String` or `Vec<u8>`).
+    Bytes,
+    /// Reads `buf.len` elements of `elem_size` bytes at `buf.ptr`.
+    Buf {
+        /// Size of one element in bytes.
+        elem_size: usize,
+    },
+    /// Reads and writes `buf.len` elements of `elem_size` bytes at
+    /// `buf.ptr`.
+    MutBuf {
+        /// Size of one element in bytes.
+        elem_size: usize,
+    },
+}
+
+impl ArgBorrow {
+    /// The byte range `(start, len)` that this kind of borrow covers in `v`.
+    ///
+    /// # Safety
+    /// `v` must be a slot of the matching kind (see [`FromArg::from_arg`]).
+    pub(crate) unsafe fn range(self, v: &Value) -> (usize, usize) {
+        match self {
+            ArgBorrow::None => (0, 0),
+            ArgBorrow::Bytes => {
+                let b = unsafe { v.bytes };
+                (b.ptr as usize, b.len)
+            }
+            ArgBorrow::Buf { elem_size } | ArgBorrow::MutBuf { elem_size } => {
+                let b = unsafe { v.buf };
+                (b.ptr as usize, b.len.saturating_mul(elem_size))
+            }
+        }
+    }
 }
 
 /// A Rust type that a plugin function can return.
@@ -47,12 +111,22 @@ pub trait IntoRet {
     fn into_ret(self) -> Result<Option<Value>, String>;
 }
 
+/// Implements [`FromArg`] with a fixed ABI type name.
+macro_rules! fixed_type {
+    ($name:expr) => {
+        #[inline]
+        fn abi_type() -> Cow<'static, str> {
+            Cow::Borrowed($name)
+        }
+    };
+}
+
 // ---- arguments --------------------------------------------------------------
 
 macro_rules! signed_arg {
     ($($t:ident),*) => {$(
         impl<'a> FromArg<'a> for $t {
-            const TYPE: &'static str = stringify!($t);
+            fixed_type!(stringify!($t));
             #[inline]
             unsafe fn from_arg(v: &'a Value) -> Result<Self, String> {
                 // The host range-checked the value against the signature.
@@ -74,7 +148,7 @@ macro_rules! signed_arg {
 macro_rules! unsigned_arg {
     ($($t:ident),*) => {$(
         impl<'a> FromArg<'a> for $t {
-            const TYPE: &'static str = stringify!($t);
+            fixed_type!(stringify!($t));
             #[inline]
             unsafe fn from_arg(v: &'a Value) -> Result<Self, String> {
                 Ok(unsafe { v.u64 } as $t)
@@ -96,7 +170,7 @@ signed_arg!(i8, i16, i32, i64);
 unsigned_arg!(u8, u16, u32, u64);
 
 impl<'a> FromArg<'a> for bool {
-    const TYPE: &'static str = "bool";
+    fixed_type!("bool");
     #[inline]
     unsafe fn from_arg(v: &'a Value) -> Result<Self, String> {
         Ok(unsafe { v.u64 } != 0)
@@ -114,7 +188,7 @@ impl IntoRet for bool {
 }
 
 impl<'a> FromArg<'a> for f32 {
-    const TYPE: &'static str = "f32";
+    fixed_type!("f32");
     #[inline]
     unsafe fn from_arg(v: &'a Value) -> Result<Self, String> {
         Ok(unsafe { v.f32 })
@@ -132,7 +206,7 @@ impl IntoRet for f32 {
 }
 
 impl<'a> FromArg<'a> for f64 {
-    const TYPE: &'static str = "f64";
+    fixed_type!("f64");
     #[inline]
     unsafe fn from_arg(v: &'a Value) -> Result<Self, String> {
         Ok(unsafe { v.f64 })
@@ -164,7 +238,8 @@ unsafe fn slot_bytes(v: &Value) -> &[u8] {
 }
 
 impl<'a> FromArg<'a> for &'a str {
-    const TYPE: &'static str = "str";
+    fixed_type!("str");
+    const BORROW: ArgBorrow = ArgBorrow::Bytes;
     #[inline]
     unsafe fn from_arg(v: &'a Value) -> Result<Self, String> {
         let bytes = unsafe { slot_bytes(v) };
@@ -173,7 +248,8 @@ impl<'a> FromArg<'a> for &'a str {
 }
 
 impl<'a> FromArg<'a> for String {
-    const TYPE: &'static str = "str";
+    fixed_type!("str");
+    const BORROW: ArgBorrow = ArgBorrow::Bytes;
     #[inline]
     unsafe fn from_arg(v: &'a Value) -> Result<Self, String> {
         unsafe { <&str as FromArg<'a>>::from_arg(v) }.map(str::to_owned)
@@ -181,7 +257,8 @@ impl<'a> FromArg<'a> for String {
 }
 
 impl<'a> FromArg<'a> for &'a [u8] {
-    const TYPE: &'static str = "bytes";
+    fixed_type!("bytes");
+    const BORROW: ArgBorrow = ArgBorrow::Bytes;
     #[inline]
     unsafe fn from_arg(v: &'a Value) -> Result<Self, String> {
         Ok(unsafe { slot_bytes(v) })
@@ -189,11 +266,121 @@ impl<'a> FromArg<'a> for &'a [u8] {
 }
 
 impl<'a> FromArg<'a> for Vec<u8> {
-    const TYPE: &'static str = "bytes";
+    fixed_type!("bytes");
+    const BORROW: ArgBorrow = ArgBorrow::Bytes;
     #[inline]
     unsafe fn from_arg(v: &'a Value) -> Result<Self, String> {
         Ok(unsafe { slot_bytes(v) }.to_vec())
     }
+}
+
+// ---- typed buffers ----------------------------------------------------------
+
+/// Checks the `buf` member of a `buf[T]`/`mutbuf[T]` slot and returns a
+/// pointer and length that `slice::from_raw_parts(_mut)` accepts: dangling
+/// and 0 for an empty buffer (whatever `ptr` is); an error for a NULL or
+/// misaligned `ptr` with elements, or a size over `isize::MAX` bytes.
+///
+/// # Safety
+/// `v` must be a `buf[T]`/`mutbuf[T]` slot.
+#[inline]
+unsafe fn buf_parts<T>(v: &Value, type_name: &str) -> Result<(NonNull<T>, usize), String> {
+    let b = unsafe { v.buf };
+    if b.len == 0 {
+        return Ok((NonNull::dangling(), 0));
+    }
+    let Some(ptr) = NonNull::new(b.ptr.cast::<T>()) else {
+        return Err(format!("NULL buffer with {} elements", b.len));
+    };
+    if (ptr.as_ptr() as usize) % align_of::<T>() != 0 {
+        return Err(format!(
+            "buffer at {:#x} is not aligned for {type_name} ({} bytes)",
+            ptr.as_ptr() as usize,
+            align_of::<T>()
+        ));
+    }
+    match b.len.checked_mul(size_of::<T>()) {
+        Some(n) if n <= isize::MAX as usize => Ok((ptr, b.len)),
+        _ => Err(format!("buffer of {} {type_name} elements is too large", b.len)),
+    }
+}
+
+/// `&[T]` and `Vec<T>` as `buf[T]` (not for `u8`: `&[u8]` is `bytes`).
+macro_rules! buf_arg {
+    ($($t:ident),*) => {$(
+        impl<'a> FromArg<'a> for &'a [$t] {
+            fixed_type!(concat!("buf[", stringify!($t), "]"));
+            const BORROW: ArgBorrow = ArgBorrow::Buf { elem_size: size_of::<$t>() };
+            #[inline]
+            unsafe fn from_arg(v: &'a Value) -> Result<Self, String> {
+                let (ptr, len) = unsafe { buf_parts::<$t>(v, stringify!($t)) }?;
+                // SAFETY: non-NULL, aligned, in bounds of isize; the host
+                // lends `len` readable elements for 'a (see from_arg).
+                Ok(unsafe { core::slice::from_raw_parts(ptr.as_ptr(), len) })
+            }
+        }
+        impl<'a> FromArg<'a> for Vec<$t> {
+            fixed_type!(concat!("buf[", stringify!($t), "]"));
+            const BORROW: ArgBorrow = ArgBorrow::Buf { elem_size: size_of::<$t>() };
+            #[inline]
+            unsafe fn from_arg(v: &'a Value) -> Result<Self, String> {
+                unsafe { <&[$t] as FromArg<'a>>::from_arg(v) }.map(<[$t]>::to_vec)
+            }
+        }
+    )*};
+}
+
+/// `&mut [T]` as `mutbuf[T]`.
+macro_rules! mutbuf_arg {
+    ($($t:ident),*) => {$(
+        impl<'a> FromArg<'a> for &'a mut [$t] {
+            fixed_type!(concat!("mutbuf[", stringify!($t), "]"));
+            const BORROW: ArgBorrow = ArgBorrow::MutBuf { elem_size: size_of::<$t>() };
+            #[inline]
+            unsafe fn from_arg(v: &'a Value) -> Result<Self, String> {
+                let (ptr, len) = unsafe { buf_parts::<$t>(v, stringify!($t)) }?;
+                // SAFETY: as for &[T], plus: the host lends the memory
+                // writable and the shim checked that no other argument
+                // overlaps it (see from_arg).
+                Ok(unsafe { core::slice::from_raw_parts_mut(ptr.as_ptr(), len) })
+            }
+        }
+    )*};
+}
+
+buf_arg!(i8, i16, i32, i64, u16, u32, u64, f32, f64);
+mutbuf_arg!(i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
+
+/// Fails when a `mutbuf` argument overlaps any other argument's memory.
+/// `params` are `(name, borrow)` per slot of `args`.
+///
+/// # Safety
+/// Every slot of `args` must match the kind of its borrow.
+pub(crate) unsafe fn check_overlap(args: &[Value], params: &[(&str, ArgBorrow)]) -> Result<(), String> {
+    if !params.iter().any(|(_, b)| matches!(b, ArgBorrow::MutBuf { .. })) {
+        return Ok(());
+    }
+    for (i, ((name, borrow), slot)) in params.iter().zip(args).enumerate() {
+        if !matches!(borrow, ArgBorrow::MutBuf { .. }) {
+            continue;
+        }
+        let (start, len) = unsafe { borrow.range(slot) };
+        if len == 0 {
+            continue;
+        }
+        for (j, ((other, other_borrow), other_slot)) in params.iter().zip(args).enumerate() {
+            if i == j {
+                continue;
+            }
+            let (o_start, o_len) = unsafe { other_borrow.range(other_slot) };
+            if o_len != 0 && start < o_start.saturating_add(o_len) && o_start < start.saturating_add(len) {
+                return Err(format!(
+                    "argument `{name}` is a mutable buffer that overlaps the memory of argument `{other}`"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 // ---- results ----------------------------------------------------------------

@@ -14,6 +14,7 @@
 //!     license: "MIT",
 //!     functions: {
 //!         /// Add two integers.
+//!         #[quick]
 //!         fn add(a: i64, b: i64) -> i64 { a + b }
 //!         /// Greet someone by name.
 //!         fn greet(name: &str) -> String {
@@ -48,11 +49,14 @@
 //!   once, on the first call of `ferrule_entry_v1`, and leaked: they live
 //!   until the library is unloaded (which a ferrule host never does
 //!   implicitly).
-//! * Arguments are borrowed from the host for the call. `&str` and `&[u8]`
-//!   parameters point straight into the host's buffers (no copy) and cannot
-//!   escape the function; take `String` or `Vec<u8>` to get an owned copy.
-//!   `&str` arguments are checked with [`std::str::from_utf8`]; invalid UTF-8
-//!   fails the call with `FERRULE_ERROR`.
+//! * Arguments are borrowed from the host for the call. `&str`, `&[u8]`,
+//!   `&[T]` and `&mut [T]` parameters point straight into the host's (for
+//!   typed buffers: the caller's) memory, with no copy, and cannot escape
+//!   the function; take `String`, `Vec<u8>` or `Vec<T>` to get an owned
+//!   copy. `&str` arguments are checked with [`std::str::from_utf8`];
+//!   invalid UTF-8 fails the call with `FERRULE_ERROR`. A typed buffer with
+//!   a NULL or misaligned pointer (and elements), or a `&mut [T]` that
+//!   overlaps another argument, fails the call too.
 //! * Returned `String` and `Vec<u8>` are handed to the host without a copy,
 //!   as a leaked `Box<[u8]>`; the host copies the bytes and calls the SDK's
 //!   release function, which frees the box. `&'static str` and
@@ -60,6 +64,17 @@
 //! * `Err(e)` from a function returning `Result<T, E>` (with
 //!   `E: Display`) becomes `FERRULE_ERROR` with `e.to_string()` as the
 //!   message.
+//!
+//! # Host functions
+//!
+//! A [`HostFn<'_, fn(A, ..) -> R>`](HostFn) parameter is a function of the
+//! host (for a Python host: any callable) with ABI type `fn(A, ..) -> R`.
+//! [`HostFn::call`] calls it through the host's `invoke` (ABI 1.1) and
+//! returns `Result<R, HostFnError>`. When the host function fails, the host
+//! reports its error itself when the plugin call returns; propagate the
+//! [`HostFnError`] with `?` (it converts into `String` and implements
+//! [`std::error::Error`]). Against an ABI 1.0 host, `call` returns
+//! [`HostFnError::Unsupported`].
 //!
 //! # Threads
 //!
@@ -69,6 +84,11 @@
 //! being called from one thread at a time. Shared state must be `Sync`
 //! anyway to be reachable from a `static` (use `Mutex`, atomics, `OnceLock`).
 //!
+//! Mark short, non-blocking functions `#[quick]` to add `FERRULE_FN_QUICK`
+//! (see [`plugin!`]): a Python host then keeps the GIL across the call, which
+//! makes tiny calls cheaper; unmarked functions run with the GIL released,
+//! in parallel with other Python threads.
+//!
 //! Logging ([`log`], [`info!`] and friends) goes to the host of the call,
 //! init or shutdown running *on the current thread*. On threads that your
 //! plugin spawns itself there is no current host and logging is a no-op.
@@ -77,13 +97,15 @@
 
 pub mod abi;
 mod convert;
+mod hostfn;
 mod macros;
 
 #[doc(hidden)]
 #[path = "runtime.rs"]
 pub mod __private;
 
-pub use convert::{FromArg, IntoRet};
+pub use convert::{ArgBorrow, FromArg, IntoRet};
+pub use hostfn::{HostFn, HostFnArg, HostFnError, HostFnRet, HostFnSignature};
 
 use std::fmt;
 
@@ -147,9 +169,9 @@ pub fn host_abi_version() -> Option<(u16, u16)> {
     if host.is_null() {
         None
     } else {
-        // SAFETY: as in `log`.
-        let h = unsafe { &*host };
-        Some((h.abi_major, h.abi_minor))
+        // SAFETY: as in `log`. Read through the raw pointer: a host table
+        // older than this crate's `Host` is shorter, so no `&Host`.
+        Some(unsafe { ((*host).abi_major, (*host).abi_minor) })
     }
 }
 

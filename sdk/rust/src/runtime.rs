@@ -6,6 +6,7 @@ use core::ffi::{c_char, c_void};
 use core::fmt::Display;
 use core::ptr;
 use std::any::Any;
+use std::borrow::Cow;
 use std::ffi::CString;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Once, OnceLock};
@@ -150,11 +151,13 @@ fn drop_payload(payload: Box<dyn Any + Send>) {
 ///
 /// # Safety
 /// `host` must be NULL or point to a live host table.
-unsafe fn host_has(host: *const Host, field_end: usize) -> bool {
+pub(crate) unsafe fn host_has(host: *const Host, field_end: usize) -> bool {
     !host.is_null() && unsafe { (*host).struct_size } as usize >= field_end
 }
 
-const fn end_of(offset: usize) -> usize {
+/// The end of a pointer-sized field at `offset` (every optional host field
+/// is a function pointer).
+pub(crate) const fn end_of(offset: usize) -> usize {
     offset + core::mem::size_of::<usize>()
 }
 
@@ -202,16 +205,28 @@ pub fn encode_ret<R: crate::IntoRet>(r: R) -> Result<Option<Value>, String> {
     r.into_ret()
 }
 
-/// The body of every generated call shim.
+/// The body of every generated call shim. `params` holds the name and
+/// [`ArgBorrow`](crate::ArgBorrow) of each parameter; before `f` decodes
+/// the arguments, a call whose mutable buffer overlaps another argument
+/// fails.
 ///
 /// # Safety
 /// The pointers are those the host passed to a [`CallFn`]: `host` a live
-/// table, `args` `nargs` slots matching the signature (or anything if
-/// `nargs` is 0), `ret` a writable slot (or anything if `has_ret` is false).
-pub unsafe fn run_call<F>(host: *const Host, args: *const Value, nargs: usize, ret: *mut Value, has_ret: bool, f: F) -> i32
+/// table, `args` `params.len()` slots matching the signature (or anything if
+/// there are no parameters), `ret` a writable slot (or anything if `has_ret`
+/// is false).
+pub unsafe fn run_call<F>(
+    host: *const Host,
+    args: *const Value,
+    params: &[(&str, crate::ArgBorrow)],
+    ret: *mut Value,
+    has_ret: bool,
+    f: F,
+) -> i32
 where
     F: FnOnce(&[Value]) -> Result<Option<Value>, String>,
 {
+    let nargs = params.len();
     if host.is_null() {
         return abi::ERROR;
     }
@@ -227,7 +242,12 @@ where
         unsafe { set_error(host, "ferrule: NULL return slot") };
         return abi::ERROR;
     }
-    match unsafe { guarded(host, || f(args)) } {
+    let checked = || {
+        // SAFETY: the slots match the signature, hence the borrows.
+        unsafe { crate::convert::check_overlap(args, params) }?;
+        f(args)
+    };
+    match unsafe { guarded(host, checked) } {
         Ok(value) => {
             if let (Some(v), true) = (value, has_ret) {
                 unsafe { ret.write(v) };
@@ -334,11 +354,13 @@ pub unsafe fn run_shutdown<F: FnOnce()>(host: *const abi::Host, state: *mut c_vo
 pub struct FunctionSpec {
     pub name: &'static str,
     /// `(parameter name, ABI type)` pairs.
-    pub params: Vec<(&'static str, &'static str)>,
+    pub params: Vec<(&'static str, Cow<'static, str>)>,
     /// ABI return type, `""` for none.
     pub ret: &'static str,
     /// `#[doc]` attributes in order; `None` for other attributes.
     pub docs: Vec<Option<&'static str>>,
+    /// Marked `#[quick]`: registered with `FERRULE_FN_QUICK`.
+    pub quick: bool,
     pub call: CallFn,
 }
 
@@ -356,7 +378,7 @@ pub struct PluginSpec {
 
 /// The canonical signature string: `(a: i64, b: i64) -> i64`, `(msg: str)`,
 /// `()`.
-pub fn signature(params: &[(&str, &str)], ret: &str) -> String {
+pub fn signature<T: AsRef<str>>(params: &[(&str, T)], ret: &str) -> String {
     let mut s = String::from("(");
     for (i, (name, ty)) in params.iter().enumerate() {
         if i > 0 {
@@ -364,7 +386,7 @@ pub fn signature(params: &[(&str, &str)], ret: &str) -> String {
         }
         s.push_str(name);
         s.push_str(": ");
-        s.push_str(ty);
+        s.push_str(ty.as_ref());
     }
     s.push(')');
     if !ret.is_empty() {
@@ -413,7 +435,7 @@ pub fn build_descriptor(spec: &PluginSpec) -> Option<*const Plugin> {
             struct_size: core::mem::size_of::<Function>() as u32,
             // Safe Rust cannot data-race and the shims share no mutable
             // state, so every SDK function may run on many threads at once.
-            flags: abi::FN_THREAD_SAFE,
+            flags: if f.quick { abi::FN_THREAD_SAFE | abi::FN_QUICK } else { abi::FN_THREAD_SAFE },
             name: leak_cstr(f.name)?,
             signature: leak_cstr(&signature(&f.params, f.ret))?,
             doc: leak_opt_cstr(doc.as_deref())?,
@@ -492,9 +514,13 @@ mod tests {
     fn signatures() {
         assert_eq!(signature(&[("a", "i64"), ("b", "i64")], "i64"), "(a: i64, b: i64) -> i64");
         assert_eq!(signature(&[("name", "str")], "str"), "(name: str) -> str");
-        assert_eq!(signature(&[], ""), "()");
+        assert_eq!(signature::<&str>(&[], ""), "()");
         assert_eq!(signature(&[("msg", "str")], ""), "(msg: str)");
-        assert_eq!(signature(&[], "bytes"), "() -> bytes");
+        assert_eq!(signature::<&str>(&[], "bytes"), "() -> bytes");
+        assert_eq!(
+            signature(&[("f", Cow::Borrowed("fn(i64) -> i64")), ("data", Cow::Owned("buf[f64]".into()))], "i64"),
+            "(f: fn(i64) -> i64, data: buf[f64]) -> i64"
+        );
     }
 
     #[test]

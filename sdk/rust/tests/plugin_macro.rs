@@ -5,8 +5,10 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
 use std::fmt;
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ferrule_sdk::abi::{self, Bytes, Function, Host, Plugin, Value};
+use ferrule_sdk::abi::{self, Buf, Bytes, FnHandle, Function, Host, Plugin, Value};
+use ferrule_sdk::{HostFn, HostFnError};
 
 #[derive(Debug)]
 struct Oops(u32);
@@ -44,6 +46,38 @@ ferrule_sdk::plugin! {
         fn narrow(a: i8, b: u8, c: bool, d: f32) -> f32 { a as f32 + b as f32 + c as u8 as f32 + d }
         /// Panics with a non-string payload.
         fn odd_panic() -> i64 { std::panic::panic_any(42u8) }
+        /// Sum of a read-only buffer.
+        fn sum(data: &[f64]) -> f64 { data.iter().sum() }
+        /// Scale in place.
+        #[quick]
+        #[allow(clippy::needless_range_loop)]
+        fn scale(data: &mut [i32], k: i32) { for i in 0..data.len() { data[i] *= k; } }
+        /// Copy src into the start of dst.
+        fn copy_into(dst: &mut [u8], src: &[u8]) -> u64 {
+            let n = dst.len().min(src.len());
+            dst[..n].copy_from_slice(&src[..n]);
+            n as u64
+        }
+        /// Owned copy of a buffer.
+        #[allow(clippy::ptr_arg)]
+        fn owned(v: Vec<u16>) -> u64 { v.iter().map(|&x| x as u64).sum() }
+        /// Apply a host function, errors converted with `?` into String.
+        fn apply(f: HostFn<'_, fn(i64) -> i64>, x: i64) -> Result<i64, String> { Ok(f.call(x)? + 1) }
+        /// Text and bytes through a host function.
+        fn text(f: HostFn<'_, fn(String, Vec<u8>) -> String>, s: &str) -> Result<String, HostFnError> {
+            f.call(s, s.as_bytes())
+        }
+        /// No parameters, no result.
+        #[quick]
+        fn poke(f: HostFn<'_, fn()>) -> Result<(), HostFnError> { f.call() }
+        /// Call a host function from two scoped threads.
+        fn par(f: HostFn<'_, fn(i64) -> i64>) -> Result<i64, HostFnError> {
+            std::thread::scope(|s| {
+                let a = s.spawn(|| f.call(1));
+                let b = s.spawn(|| f.call(2));
+                Ok(a.join().unwrap()? + b.join().unwrap()?)
+            })
+        }
     }
 }
 
@@ -62,6 +96,77 @@ unsafe extern "C" fn host_set_error(_h: *const Host, msg: *const c_char, len: us
     ERROR.with(|e| *e.borrow_mut() = Some(String::from_utf8(s.to_vec()).unwrap()));
 }
 
+// ---- a fake host function table for `invoke` --------------------------------
+
+/// What a handle points to in these tests.
+struct TestFn {
+    /// Number of parameters.
+    nargs: usize,
+    /// Result value, or Err for a failing host function.
+    run: fn(&[Value]) -> Result<Value, ()>,
+}
+
+static RELEASED: AtomicUsize = AtomicUsize::new(0);
+static POKED: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn release_result(ptr: *mut c_void, len: usize) {
+    RELEASED.fetch_add(1, Ordering::SeqCst);
+    drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(ptr.cast::<u8>(), len)) });
+}
+
+fn result_text(s: String) -> Value {
+    let b = s.into_bytes().into_boxed_slice();
+    let len = b.len();
+    Value { bytes: Bytes { ptr: Box::into_raw(b).cast::<c_void>(), len, release: Some(release_result) } }
+}
+
+fn arg_bytes(v: &Value) -> Vec<u8> {
+    let b = unsafe { v.bytes };
+    assert!(b.release.is_none());
+    unsafe { std::slice::from_raw_parts(b.ptr.cast::<u8>(), b.len) }.to_vec()
+}
+
+static TIMES_TEN: TestFn = TestFn { nargs: 1, run: |a| Ok(Value { i64: unsafe { a[0].i64 } * 10 }) };
+static FAILS: TestFn = TestFn { nargs: 1, run: |_| Err(()) };
+static CONCAT: TestFn = TestFn {
+    nargs: 2,
+    run: |a| {
+        let s = String::from_utf8(arg_bytes(&a[0])).unwrap();
+        Ok(result_text(format!("{s}+{}", arg_bytes(&a[1]).len())))
+    },
+};
+static BAD_UTF8: TestFn = TestFn {
+    nargs: 2,
+    run: |_| {
+        let b: Box<[u8]> = Box::new([0xff, 0xfe]);
+        Ok(Value { bytes: Bytes { ptr: Box::into_raw(b).cast::<c_void>(), len: 2, release: Some(release_result) } })
+    },
+};
+static POKE: TestFn = TestFn {
+    nargs: 0,
+    run: |_| {
+        POKED.fetch_add(1, Ordering::SeqCst);
+        Ok(Value::ZERO)
+    },
+};
+
+fn handle(f: &'static TestFn) -> Value {
+    Value { func: (f as *const TestFn).cast::<FnHandle>() }
+}
+
+unsafe extern "C" fn host_invoke(_h: *const Host, func: *const FnHandle, args: *const Value, ret: *mut Value) -> i32 {
+    let f = unsafe { &*func.cast::<TestFn>() };
+    assert!(!args.is_null(), "args is never NULL");
+    let args = unsafe { std::slice::from_raw_parts(args, f.nargs) };
+    match (f.run)(args) {
+        Ok(v) => {
+            unsafe { ret.write(v) };
+            abi::OK
+        }
+        Err(()) => abi::ERROR,
+    }
+}
+
 fn host() -> Host {
     Host {
         struct_size: std::mem::size_of::<Host>() as u32,
@@ -72,6 +177,7 @@ fn host() -> Host {
         set_error: Some(host_set_error),
         alloc: None,
         free: None,
+        invoke: Some(host_invoke),
     }
 }
 
@@ -105,11 +211,14 @@ fn str_arg(s: &[u8]) -> Value {
 
 /// Calls `name`; returns status, return slot and error message.
 fn call(name: &str, args: &[Value]) -> (i32, Value, Option<String>) {
-    let h = host();
+    call_with(&host(), name, args)
+}
+
+fn call_with(h: &Host, name: &str, args: &[Value]) -> (i32, Value, Option<String>) {
     let mut ret = Value::ZERO;
     ERROR.with(|e| e.borrow_mut().take());
     let f = function(name);
-    let rc = unsafe { (f.call)(&h, ptr::null_mut(), args.as_ptr(), &mut ret) };
+    let rc = unsafe { (f.call)(h, ptr::null_mut(), args.as_ptr(), &mut ret) };
     (rc, ret, ERROR.with(|e| e.borrow_mut().take()))
 }
 
@@ -133,7 +242,7 @@ fn descriptor() {
     assert_eq!(cstr(p.version), Some("0.9"));
     assert_eq!(cstr(p.description), None);
     assert_eq!(cstr(p.license), None);
-    assert_eq!(p.function_count, 8);
+    assert_eq!(p.function_count, 16);
     assert_eq!(p.flags, 0);
     assert!(p.init.is_some() && p.shutdown.is_some());
 
@@ -148,8 +257,128 @@ fn descriptor() {
     assert_eq!(cstr(function("check").signature), Some("(n: u32)"));
     assert_eq!(cstr(function("blob").signature), Some("(n: u16) -> bytes"));
     assert_eq!(cstr(function("narrow").signature), Some("(a: i8, b: u8, c: bool, d: f32) -> f32"));
+    assert_eq!(cstr(function("sum").signature), Some("(data: buf[f64]) -> f64"));
+    assert_eq!(cstr(function("scale").signature), Some("(data: mutbuf[i32], k: i32)"));
+    assert_eq!(cstr(function("copy_into").signature), Some("(dst: mutbuf[u8], src: bytes) -> u64"));
+    assert_eq!(cstr(function("owned").signature), Some("(v: buf[u16]) -> u64"));
+    assert_eq!(cstr(function("apply").signature), Some("(f: fn(i64) -> i64, x: i64) -> i64"));
+    assert_eq!(cstr(function("text").signature), Some("(f: fn(str, bytes) -> str, s: str) -> str"));
+    assert_eq!(cstr(function("poke").signature), Some("(f: fn())"));
+    // #[quick] sets the flag, is not re-emitted, and keeps other attributes.
+    assert_eq!(function("scale").flags, abi::FN_THREAD_SAFE | abi::FN_QUICK);
+    assert_eq!(function("poke").flags, abi::FN_THREAD_SAFE | abi::FN_QUICK);
+    assert_eq!(function("apply").flags, abi::FN_THREAD_SAFE);
+    assert_eq!(cstr(function("scale").doc), Some("Scale in place."));
     // The functions stay ordinary Rust functions.
     assert_eq!(self::add(2, 3), 5);
+    let mut v = [1, 2];
+    self::scale(&mut v, 3);
+    assert_eq!(v, [3, 6]);
+}
+
+/// A read-only buffer argument.
+fn buf<T>(data: &[T]) -> Value {
+    Value { buf: Buf { ptr: data.as_ptr().cast_mut().cast(), len: data.len() } }
+}
+
+/// A writable buffer argument of `len` elements at `ptr`.
+fn mutbuf<T>(ptr: *mut T, len: usize) -> Value {
+    Value { buf: Buf { ptr: ptr.cast(), len } }
+}
+
+/// A bytes argument of `len` bytes at `ptr`.
+fn bytes_at(ptr: *const u8, len: usize) -> Value {
+    Value { bytes: Bytes { ptr: ptr.cast(), len, release: None } }
+}
+
+#[test]
+fn buffers() {
+    let data = [1.5f64, 2.0, 3.5];
+    let (rc, ret, err) = call("sum", &[buf(&data)]);
+    assert_eq!((rc, unsafe { ret.f64 }, err), (abi::OK, 7.0, None));
+
+    // Empty: any pointer, even NULL or misaligned, is an empty slice.
+    for ptr in [ptr::null_mut(), ptr::NonNull::<u8>::dangling().as_ptr().cast::<c_void>()] {
+        let (rc, ret, err) = call("sum", &[Value { buf: Buf { ptr, len: 0 } }]);
+        assert_eq!((rc, unsafe { ret.f64 }, err), (abi::OK, 0.0, None));
+    }
+    let (rc, _, err) = call("sum", &[Value { buf: Buf { ptr: ptr::null_mut(), len: 2 } }]);
+    assert_eq!((rc, err.as_deref()), (abi::ERROR, Some("argument `data`: NULL buffer with 2 elements")));
+    let misaligned = Value { buf: Buf { ptr: data.as_ptr().cast::<u8>().wrapping_add(1).cast_mut().cast(), len: 1 } };
+    let (rc, _, err) = call("sum", &[misaligned]);
+    assert_eq!(rc, abi::ERROR);
+    assert!(err.unwrap().contains("is not aligned for f64 (8 bytes)"));
+    let (rc, _, err) = call("sum", &[Value { buf: Buf { ptr: data.as_ptr().cast_mut().cast(), len: usize::MAX / 4 } }]);
+    assert_eq!(rc, abi::ERROR);
+    assert!(err.unwrap().ends_with("is too large"));
+
+    // Written in place.
+    let mut ints = [1i32, -2, 3];
+    let (rc, _, err) = call("scale", &[mutbuf(ints.as_mut_ptr(), 3), Value { i64: -2 }]);
+    assert_eq!((rc, err), (abi::OK, None));
+    assert_eq!(ints, [-2, 4, -6]);
+
+    // A mutable buffer may not overlap another argument...
+    let mut mem = *b"abcdefgh";
+    let base = mem.as_mut_ptr();
+    let whole = mutbuf(base, 8);
+    let tail = bytes_at(base.wrapping_add(4), 4);
+    let (rc, _, err) = call("copy_into", &[whole, tail]);
+    assert_eq!(rc, abi::ERROR);
+    assert_eq!(
+        err.as_deref(),
+        Some("argument `dst` is a mutable buffer that overlaps the memory of argument `src`")
+    );
+    // ...but may touch it, or share it when either is empty.
+    let (rc, ret, err) = call("copy_into", &[mutbuf(base, 4), tail]);
+    assert_eq!((rc, unsafe { ret.u64 }, err), (abi::OK, 4, None));
+    assert_eq!(call("copy_into", &[mutbuf(base, 0), tail]).0, abi::OK);
+    assert_eq!(call("copy_into", &[mutbuf(base, 8), bytes_at(base, 0)]).0, abi::OK);
+    assert_eq!(&mem, b"efghefgh");
+
+    let shorts = [1u16, 2, 65535];
+    let (rc, ret, _) = call("owned", &[buf(&shorts)]);
+    assert_eq!((rc, unsafe { ret.u64 }), (abi::OK, 65538));
+}
+
+#[test]
+fn host_functions() {
+    let (rc, ret, err) = call("apply", &[handle(&TIMES_TEN), Value { i64: 4 }]);
+    assert_eq!((rc, unsafe { ret.i64 }, err), (abi::OK, 41, None));
+
+    let (rc, _, err) = call("apply", &[handle(&FAILS), Value { i64: 4 }]);
+    assert_eq!((rc, err.as_deref()), (abi::ERROR, Some("host function failed")));
+
+    let (rc, _, err) = call("apply", &[Value { func: ptr::null() }, Value { i64: 4 }]);
+    assert_eq!((rc, err.as_deref()), (abi::ERROR, Some("argument `f`: NULL host function handle")));
+
+    let before = RELEASED.load(Ordering::SeqCst);
+    let (rc, ret, err) = call("text", &[handle(&CONCAT), str_arg("héllo".as_bytes())]);
+    assert_eq!((rc, err), (abi::OK, None));
+    assert_eq!(take_bytes(ret), "héllo+6".as_bytes());
+    let (rc, _, err) = call("text", &[handle(&BAD_UTF8), str_arg(b"")]);
+    assert_eq!(rc, abi::ERROR);
+    assert!(err.unwrap().starts_with("host function returned a bad result: invalid UTF-8"));
+    assert_eq!(RELEASED.load(Ordering::SeqCst) - before, 2, "each str result released once");
+
+    let before = POKED.load(Ordering::SeqCst);
+    assert_eq!(call("poke", &[handle(&POKE)]).0, abi::OK);
+    assert_eq!(POKED.load(Ordering::SeqCst) - before, 1);
+
+    let (rc, ret, err) = call("par", &[handle(&TIMES_TEN)]);
+    assert_eq!((rc, unsafe { ret.i64 }, err), (abi::OK, 30, None));
+
+    // An ABI 1.0 host's table ends before `invoke`.
+    let mut old = host();
+    old.struct_size = std::mem::offset_of!(Host, invoke) as u32;
+    old.abi_minor = 0;
+    let (rc, _, err) = call_with(&old, "apply", &[handle(&TIMES_TEN), Value { i64: 4 }]);
+    assert_eq!(rc, abi::ERROR);
+    assert_eq!(err.unwrap(), HostFnError::Unsupported.to_string());
+    let mut null_invoke = host();
+    null_invoke.invoke = None;
+    let (rc, _, err) = call_with(&null_invoke, "poke", &[handle(&POKE)]);
+    assert_eq!((rc, err.unwrap()), (abi::ERROR, HostFnError::Unsupported.to_string()));
 }
 
 #[test]

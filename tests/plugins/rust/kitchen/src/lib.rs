@@ -1,7 +1,8 @@
 //! Test plugin exercising every type the ABI carries, errors, panics,
-//! logging, init and shutdown.
+//! logging, init and shutdown, typed buffers, host functions and the quick
+//! flag.
 
-use ferrule_sdk::Level;
+use ferrule_sdk::{HostFn, HostFnError, Level};
 
 fn kitchen_init(config: &str) -> Result<(), String> {
     ferrule_sdk::info!("kitchen init: {config}");
@@ -82,5 +83,102 @@ ferrule_sdk::plugin! {
         }
         /// Return the number of bytes.
         fn len_bytes(b: &[u8]) -> u64 { b.len() as u64 }
+
+        // ---- typed buffers (ABI 1.1) ----------------------------------------
+
+        /// Sum the bytes as f64.
+        fn sum_bytes(data: &[u8]) -> f64 { data.iter().map(|&x| x as f64).sum() }
+        /// Sum the i8 elements as f64.
+        fn sum_i8(data: &[i8]) -> f64 { data.iter().map(|&x| x as f64).sum() }
+        /// Sum the i16 elements as f64.
+        fn sum_i16(data: &[i16]) -> f64 { data.iter().map(|&x| x as f64).sum() }
+        /// Sum the i32 elements as f64.
+        fn sum_i32(data: &[i32]) -> f64 { data.iter().map(|&x| x as f64).sum() }
+        /// Sum the i64 elements as f64.
+        fn sum_i64(data: &[i64]) -> f64 { data.iter().map(|&x| x as f64).sum() }
+        /// Sum the u16 elements as f64.
+        fn sum_u16(data: &[u16]) -> f64 { data.iter().map(|&x| x as f64).sum() }
+        /// Sum the u32 elements as f64.
+        fn sum_u32(data: &[u32]) -> f64 { data.iter().map(|&x| x as f64).sum() }
+        /// Sum the u64 elements as f64.
+        fn sum_u64(data: &[u64]) -> f64 { data.iter().map(|&x| x as f64).sum() }
+        /// Sum the f32 elements as f64.
+        fn sum_f32(data: &[f32]) -> f64 { data.iter().map(|&x| x as f64).sum() }
+        /// Sum the f64 elements.
+        fn sum_f64(data: &[f64]) -> f64 { data.iter().sum() }
+
+        /// Double every i8 element in place, wrapping.
+        fn double_i8(data: &mut [i8]) { data.iter_mut().for_each(|x| *x = x.wrapping_mul(2)) }
+        /// Double every i16 element in place, wrapping.
+        fn double_i16(data: &mut [i16]) { data.iter_mut().for_each(|x| *x = x.wrapping_mul(2)) }
+        /// Double every i32 element in place, wrapping.
+        fn double_i32(data: &mut [i32]) { data.iter_mut().for_each(|x| *x = x.wrapping_mul(2)) }
+        /// Double every i64 element in place, wrapping.
+        fn double_i64(data: &mut [i64]) { data.iter_mut().for_each(|x| *x = x.wrapping_mul(2)) }
+        /// Double every u8 element in place, wrapping.
+        fn double_u8(data: &mut [u8]) { data.iter_mut().for_each(|x| *x = x.wrapping_mul(2)) }
+        /// Double every u16 element in place, wrapping.
+        fn double_u16(data: &mut [u16]) { data.iter_mut().for_each(|x| *x = x.wrapping_mul(2)) }
+        /// Double every u32 element in place, wrapping.
+        fn double_u32(data: &mut [u32]) { data.iter_mut().for_each(|x| *x = x.wrapping_mul(2)) }
+        /// Double every u64 element in place, wrapping.
+        fn double_u64(data: &mut [u64]) { data.iter_mut().for_each(|x| *x = x.wrapping_mul(2)) }
+        /// Double every f32 element in place.
+        fn double_f32(data: &mut [f32]) { data.iter_mut().for_each(|x| *x *= 2.0) }
+        /// Double every f64 element in place.
+        fn double_f64(data: &mut [f64]) { data.iter_mut().for_each(|x| *x *= 2.0) }
+
+        /// Address of the f64 buffer as received (zero-copy check).
+        fn addr_f64(data: &[f64]) -> u64 { data.as_ptr() as usize as u64 }
+        /// Address of the mutable u8 buffer as received (zero-copy check).
+        fn addr_u8(data: &mut [u8]) -> u64 { data.as_mut_ptr() as usize as u64 }
+        /// Address of the bytes as received (zero-copy check).
+        fn addr_bytes(data: &[u8]) -> u64 { data.as_ptr() as usize as u64 }
+
+        // ---- threads and the quick flag -------------------------------------
+
+        /// CPU-bound: n rounds of xorshift64; returns the final state. Not
+        /// quick, so the host lets other threads run meanwhile.
+        fn spin(n: u64) -> u64 {
+            let mut x: u64 = std::hint::black_box(0x9E37_79B9_7F4A_7C15);
+            for _ in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            x
+        }
+        /// Add two integers, wrapping; marked quick.
+        #[quick]
+        fn quick_add(a: i64, b: i64) -> i64 { a.wrapping_add(b) }
+
+        // ---- host functions (ABI 1.1) ---------------------------------------
+
+        /// Return f(x).
+        fn apply(f: HostFn<'_, fn(i64) -> i64>, x: i64) -> Result<i64, HostFnError> { f.call(x) }
+        /// Return f(0) + f(1) + ... + f(n - 1), wrapping; stops at the first
+        /// failure.
+        fn apply_sum(f: HostFn<'_, fn(i64) -> i64>, n: i64) -> Result<i64, HostFnError> {
+            let mut sum = 0i64;
+            for i in 0..n {
+                sum = sum.wrapping_add(f.call(i)?);
+            }
+            Ok(sum)
+        }
+        /// Return f(s) followed by "!".
+        fn apply_text(f: HostFn<'_, fn(String) -> String>, s: &str) -> Result<String, HostFnError> {
+            let mut out = f.call(s)?;
+            out.push('!');
+            Ok(out)
+        }
+        /// Return f(a, b).
+        fn apply_f64(f: HostFn<'_, fn(f64, f64) -> f64>, a: f64, b: f64) -> Result<f64, HostFnError> {
+            f.call(a, b)
+        }
+        /// Call f once.
+        fn call_none(f: HostFn<'_, fn()>) -> Result<(), HostFnError> { f.call() }
+
+        /// Return a string of n 'x' characters.
+        fn make_text(n: u64) -> String { "x".repeat(n as usize) }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::mem::{align_of, offset_of, size_of};
 
-use ferrule_sdk::abi::{self, Bytes, Function, Host, Plugin, Value};
+use ferrule_sdk::abi::{self, Buf, Bytes, Function, Host, Plugin, Value};
 
 struct Layout {
     name: &'static str,
@@ -33,13 +33,17 @@ fn main() {
         layout!("ferrule_bytes", Bytes, {
             "ptr" => ptr, "len" => len, "release" => release,
         }),
+        layout!("ferrule_buf", Buf, {
+            "ptr" => ptr, "len" => len,
+        }),
         layout!("ferrule_value", Value, {
             "i64" => i64, "u64" => u64, "f64" => f64, "f32" => f32, "bytes" => bytes,
+            "buf" => buf, "func" => func,
         }),
         layout!("ferrule_host", Host, {
             "struct_size" => struct_size, "abi_major" => abi_major, "abi_minor" => abi_minor,
             "host_data" => host_data, "log" => log, "set_error" => set_error,
-            "alloc" => alloc, "free" => free,
+            "alloc" => alloc, "free" => free, "invoke" => invoke,
         }),
         layout!("ferrule_function", Function, {
             "struct_size" => struct_size, "flags" => flags, "name" => name,
@@ -53,7 +57,7 @@ fn main() {
             "init" => init, "shutdown" => shutdown,
         }),
     ];
-    let constants: [(&str, u64); 12] = [
+    let constants: [(&str, u64); 13] = [
         ("FERRULE_ABI_MAJOR", abi::ABI_MAJOR.into()),
         ("FERRULE_ABI_MINOR", abi::ABI_MINOR.into()),
         ("FERRULE_MAGIC", abi::MAGIC),
@@ -66,6 +70,7 @@ fn main() {
         ("FERRULE_LOG_WARN", abi::LOG_WARN as u64),
         ("FERRULE_LOG_ERROR", abi::LOG_ERROR as u64),
         ("FERRULE_FN_THREAD_SAFE", abi::FN_THREAD_SAFE.into()),
+        ("FERRULE_FN_QUICK", abi::FN_QUICK.into()),
     ];
 
     let mut out = String::from("{\"structs\": {");
