@@ -297,25 +297,21 @@ class PluginFunction(_FunctionBase):
 
     __module__ = "ferrule"
 
-    def __init__(self, plugin: Plugin, raw: Any, signature: Signature, doc: str):
+    def __init__(self, plugin: Plugin, info: _FunctionInfo):
         self._plugin = plugin
-        self._call = raw.call
-        self.__name__ = self.__qualname__ = self.name = ffi.string(raw.name).decode()
-        self.signature = signature
-        self.thread_safe = bool(raw.flags & abi.FN_THREAD_SAFE)
-        self.quick = bool(raw.flags & abi.FN_QUICK)
-        self.doc = doc
-        self.__doc__ = f"{self.name}{signature}\n\n{doc}" if doc else f"{self.name}{signature}"
+        self._call = info.call
+        self.__name__ = self.__qualname__ = self.name = info.name
+        self.signature = signature = info.signature
+        self.thread_safe = bool(info.flags & abi.FN_THREAD_SAFE)
+        self.quick = bool(info.flags & abi.FN_QUICK)
+        self.doc = info.doc
+        self.__doc__ = f"{self.name}{signature}\n\n{info.doc}" if info.doc else f"{self.name}{signature}"
         self._names = [p.name for p in signature.params]
         self._types = [p.type for p in signature.params]
 
     @functools.cached_property
     def __signature__(self) -> inspect.Signature:
-        sig = self.signature
-        return inspect.Signature(
-            [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=p.type.python) for p in sig.params],
-            return_annotation=sig.result.python if sig.result else None,
-        )
+        return _python_signature(self.signature)
 
     def _attach(self, host: Any, gate: Any, state: Any) -> None:
         """Route calls through the C accelerator (once the state exists)."""
@@ -588,68 +584,59 @@ _MISSING: Any = object()
 _VALUES = ffi.typeof("ferrule_value[]")
 
 
-class Plugin:
-    """A loaded, initialised plugin instance.
+class _FunctionInfo:
+    """One function of a descriptor, read and checked once per library."""
 
-    Functions are attributes (``plugin.add(2, 3)``) and are listed in
-    ``plugin.functions``. Use as a context manager or call ``close()``; the
-    plugin's shutdown runs exactly once. The library stays mapped afterwards.
-    """
+    __slots__ = ("name", "signature", "doc", "flags", "call")
 
-    __module__ = "ferrule"
+    def __init__(self, name: str, signature: Signature, doc: str, flags: int, call: Any):
+        self.name = name
+        self.signature = signature
+        self.doc = doc
+        self.flags = flags
+        self.call = call
 
-    def __init__(self, library: Library, *, config: str | Mapping[str, Any] | None = None):
-        desc = _read_descriptor(library)
-        self.library = library
-        self.path = library.path
-        self.abi_version: tuple[int, int] = (desc.abi_major, desc.abi_minor)
-        self.id = _text(desc.id, "plugin id")
+
+class _Descriptor:
+    """What a plugin's static descriptor says, read and checked once per
+    library (it never changes while the library is mapped, which is always),
+    and the Plugin subclass that documents its functions."""
+
+    def __init__(self, library: Library):
+        raw = _read_descriptor(library)
+        self.abi_version: tuple[int, int] = (raw.abi_major, raw.abi_minor)
+        self.id = _text(raw.id, "plugin id")
         if not _ID_RE.match(self.id):
             raise MetadataError(
                 f"{library.path}: plugin id {self.id!r} is not reverse-DNS (like 'org.example.greeter'): fix the descriptor"
             )
-        self.name = _text(desc.name, f"plugin {self.id!r} name")
-        self.version = _text(desc.version, f"plugin {self.id!r} version")
-        self.description = _text(desc.description, f"plugin {self.id!r} description", required=False)
-        self.license = _text(desc.license, f"plugin {self.id!r} license", required=False)
-        self._functions = self._read_functions(desc)
-        self.functions: Mapping[str, PluginFunction] = MappingProxyType(self._functions)
-        # Each plugin gets its own subclass holding its functions, so that
-        # plugin.add is a plain attribute lookup and help(plugin) documents them.
+        self.name = _text(raw.name, f"plugin {self.id!r} name")
+        self.version = _text(raw.version, f"plugin {self.id!r} version")
+        self.description = _text(raw.description, f"plugin {self.id!r} description", required=False)
+        self.license = _text(raw.license, f"plugin {self.id!r} license", required=False)
+        self.functions = self._read_functions(raw)
+        self.init = raw.init
+        self.shutdown = raw.shutdown
+        # Each plugin gets its own subclass: its functions are attributes
+        # there, so help(plugin) documents them; each instance makes its own
+        # callables on first use (see _FunctionSlot).
         namespace: dict[str, Any] = {
-            n: f for n, f in self._functions.items() if not n.startswith("_") and not hasattr(Plugin, n)
+            n: _FunctionSlot(info) for n, info in self.functions.items() if not n.startswith("_") and n not in _RESERVED
         }
         namespace["__doc__"] = f"{self.name} {self.version} ({self.id}): {self.description}"
         namespace["__module__"] = "ferrule"
         namespace["__qualname__"] = f"Plugin[{self.id}]"
-        self.__class__ = type(namespace["__qualname__"], (Plugin,), namespace)
+        namespace["__slots__"] = ()
+        namespace["_desc"] = self
+        self.cls: type[Plugin] = type(namespace["__qualname__"], (Plugin,), namespace)
 
-        logger = logging.getLogger(f"ferrule.plugin.{self.id}")
-        closed = f"plugin {self.id!r} is closed: load it again to call it"
-        self._host: Any
-        self._life: Any
-        if _ACCELERATE and _speedups is not None:
-            self._host = _speedups.Host(_log_sink(logger))
-            self._table = ffi.cast("ferrule_host *", self._host.address)
-            self._life = _speedups.Gate(PluginClosedError, closed)
-        else:
-            self._host = _Host(logger)
-            self._table = self._host.table
-            self._life = _Lifecycle(closed)
-        self._serial = threading.Lock()  # the cffi path's; the C path's is in the gate
-        self._state = self._init(desc, config)
-        if _ACCELERATE and _speedups is not None:
-            for function in self._functions.values():
-                function._attach(self._host, self._life, self._state)
-        self._finalizer = weakref.finalize(self, _shutdown, self._life, desc.shutdown, self._host, self._table, self._state)
-
-    def _read_functions(self, desc: Any) -> dict[str, PluginFunction]:
+    def _read_functions(self, desc: Any) -> dict[str, _FunctionInfo]:
         count = desc.function_count
         if count > _MAX_FUNCTIONS:
             raise MetadataError(f"plugin {self.id!r} declares {count} functions, at most {_MAX_FUNCTIONS} allowed")
         if count and desc.functions == ffi.NULL:
             raise DescriptorError(f"plugin {self.id!r} declares {count} functions but its function table is NULL")
-        functions: dict[str, PluginFunction] = {}
+        functions: dict[str, _FunctionInfo] = {}
         for i in range(count):
             raw = desc.functions[i]
             where = f"plugin {self.id!r} function #{i}"
@@ -676,24 +663,124 @@ class Plugin:
             if raw.call == ffi.NULL:
                 raise DescriptorError(f"plugin {self.id!r} function {name!r} has a NULL call pointer")
             doc = _text(raw.doc, f"plugin {self.id!r} function {name!r} doc", required=False)
-            functions[name] = PluginFunction(self, raw, signature, doc)
+            functions[name] = _FunctionInfo(name, signature, doc, raw.flags, raw.call)
         return functions
 
-    def _init(self, desc: Any, config: str | Mapping[str, Any] | None) -> Any:
-        state = ffi.new("void **")
-        if desc.init == ffi.NULL:
+
+# Keyed on the dlopen handle: one entry per mapped library, never evicted
+# because ferrule never unmaps a library.
+_descriptors: dict[int, _Descriptor] = {}
+_descriptors_lock = threading.Lock()
+
+
+def _describe(library: Library) -> _Descriptor:
+    key = int(ffi.cast("uintptr_t", library._handle))
+    desc = _descriptors.get(key)
+    if desc is None:
+        with _descriptors_lock:
+            desc = _descriptors.get(key)
+            if desc is None:
+                desc = _descriptors[key] = _Descriptor(library)
+    return desc
+
+
+class _FunctionSlot:
+    """A plugin function as an attribute of the plugin's class: documents it,
+    and makes the instance's PluginFunction when first looked up there. Not a
+    data descriptor, so afterwards the instance's own attribute wins."""
+
+    def __init__(self, info: _FunctionInfo):
+        self.info = info
+        self.__name__ = info.name
+        self.__doc__ = f"{info.name}{info.signature}\n\n{info.doc}" if info.doc else f"{info.name}{info.signature}"
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return _python_signature(self.info.signature)
+
+    def __get__(self, instance: Plugin | None, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return instance._function(self.info.name)
+
+
+def _python_signature(sig: Signature) -> inspect.Signature:
+    return inspect.Signature(
+        [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=p.type.python) for p in sig.params],
+        return_annotation=sig.result.python if sig.result else None,
+    )
+
+
+class Plugin:
+    """A loaded, initialised plugin instance.
+
+    Functions are attributes (``plugin.add(2, 3)``) and are listed in
+    ``plugin.functions``. Use as a context manager or call ``close()``; the
+    plugin's shutdown runs exactly once. The library stays mapped afterwards.
+    """
+
+    __module__ = "ferrule"
+    _desc: _Descriptor  # set on each plugin's own subclass
+
+    def __init__(self, library: Library, *, config: str | Mapping[str, Any] | None = None):
+        desc = _describe(library)
+        self.__class__ = desc.cls
+        self.library = library
+        self.path = library.path
+        self.abi_version = desc.abi_version
+        self.id = desc.id
+        self.name = desc.name
+        self.version = desc.version
+        self.description = desc.description
+        self.license = desc.license
+        self._made: dict[str, PluginFunction] = {}
+        self._host: Any
+        self._life: Any
+        self._accelerated = _ACCELERATE and _speedups is not None
+        if self._accelerated:
+            assert _speedups is not None
+            self._host = _speedups.Host(_log_sink(logging.getLogger(f"ferrule.plugin.{self.id}")))
+            self._table = ffi.cast("ferrule_host *", self._host.address)
+            self._life = _speedups.Gate(PluginClosedError, f"plugin {self.id!r} is closed: load it again to call it")
+        else:
+            self._host = _Host(logging.getLogger(f"ferrule.plugin.{self.id}"))
+            self._table = self._host.table
+            self._life = _Lifecycle(f"plugin {self.id!r} is closed: load it again to call it")
+            self._serial = threading.Lock()  # the C path's is in the gate
+        self._state = self._init(desc.init, config)
+        self._finalizer = weakref.finalize(self, _shutdown, self._life, desc.shutdown, self._host, self._table, self._state)
+
+    def _function(self, name: str) -> PluginFunction:
+        fn = self._made.get(name)
+        if fn is None:
+            fn = PluginFunction(self, self._desc.functions[name])
+            if self._accelerated:
+                fn._attach(self._host, self._life, self._state)
+            fn = self._made.setdefault(name, fn)  # another thread may have won
+            if name in type(self).__dict__ and name not in self.__dict__:
+                self.__dict__[name] = fn  # later lookups skip the slot
+        return fn
+
+    @property
+    def functions(self) -> Mapping[str, PluginFunction]:
+        """Every exported function by name, including names that are not
+        attributes (a leading underscore, or the name of a Plugin attribute)."""
+        return MappingProxyType({name: self._function(name) for name in self._desc.functions})
+
+    def _init(self, init: Any, config: str | Mapping[str, Any] | None) -> Any:
+        if init == ffi.NULL:
             return ffi.NULL
         if config is None:
-            text = ""
+            data = b""
         elif isinstance(config, str):
-            text = config
+            data = str.encode(config, "utf-8")
         elif isinstance(config, Mapping):
-            text = json.dumps(dict(config))
+            data = json.dumps(dict(config)).encode()
         else:
             raise TypeError(f"config must be str, a mapping (sent as JSON) or None, got {type(config).__name__}")
-        data = str.encode(text, "utf-8")
+        state = ffi.new("void **")
         self._host.clear_error()
-        status = desc.init(self._table, data, len(data), state)
+        status = init(self._table, data, len(data), state)
         if status != abi.OK:
             message = self._host.take_error()
             verb = "panicked in init" if status == abi.PANIC else "failed to initialise"
@@ -716,24 +803,28 @@ class Plugin:
         self.close()
 
     def __getattr__(self, name: str) -> PluginFunction:
-        functions = self.__dict__.get("_functions")
-        if functions is not None and name in functions:
-            return functions[name]  # type: ignore[no-any-return]
-        raise AttributeError(f"plugin {self.__dict__.get('id', '?')!r} has no function {name!r}")
+        desc = type(self).__dict__.get("_desc")
+        if desc is not None and name in desc.functions and "_made" in self.__dict__:
+            return self._function(name)
+        raise AttributeError(f"plugin {desc.id if desc else '?'!r} has no function {name!r}")
 
     def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(self._functions))
+        return sorted(set(super().__dir__()) | set(self._desc.functions))
 
     def __iter__(self) -> Iterator[PluginFunction]:
-        return iter(self._functions.values())
+        return iter(self.functions.values())
 
     def __repr__(self) -> str:
         state = " closed" if self.closed else ""
         lines = [f"<ferrule.Plugin {self.id} {self.name!r} {self.version}{state}, ABI {self.abi_version[0]}.{self.abi_version[1]}"]
-        for fn in self._functions.values():
-            doc = fn.doc.splitlines()[0] if fn.doc else ""
-            lines.append(f"    {fn.name}{fn.signature}" + (f"  # {doc}" if doc else ""))
+        for info in self._desc.functions.values():
+            doc = info.doc.splitlines()[0] if info.doc else ""
+            lines.append(f"    {info.name}{info.signature}" + (f"  # {doc}" if doc else ""))
         return "\n".join(lines) + ">"
+
+
+# Names a function cannot take as a plugin attribute (it stays in .functions).
+_RESERVED = frozenset(dir(Plugin)) | {"library", "path", "abi_version", "id", "name", "version", "description", "license"}
 
 
 class _Lifecycle:
