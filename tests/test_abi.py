@@ -77,10 +77,11 @@ def test_header_compiles_cleanly(tmp_path: Path, compiler: str, std: str) -> Non
     source.write_text(
         '#include "ferrule.h"\n'
         "static int32_t call(const ferrule_host *h, void *s, const ferrule_value *a, ferrule_value *r) {\n"
-        "    (void)s; (void)a; ferrule_log(h, FERRULE_LOG_INFO, \"x\");\n"
+        "    (void)s; ferrule_log(h, FERRULE_LOG_INFO, \"x\");\n"
+        "    if (ferrule_invoke(h, a[0].func, NULL, r) != FERRULE_OK) return FERRULE_ERROR;\n"
         "    return ferrule_return_copy(h, r, \"abc\", 3) == FERRULE_OK ? FERRULE_OK : ferrule_fail(h, \"no\");\n"
         "}\n"
-        "static const ferrule_function f = FERRULE_FUNCTION(\"f\", \"() -> str\", \"doc\", 0, call);\n"
+        "static const ferrule_function f = FERRULE_FUNCTION(\"f\", \"(g: fn()) -> str\", \"doc\", 0, call);\n"
         "static const ferrule_function *const fs[] = {&f};\n"
         "static const ferrule_plugin d = {FERRULE_PLUGIN_HEAD, \"a.b\", \"n\", \"1\", NULL, NULL, 1, 0, fs, NULL, NULL};\n"
         "FERRULE_ENTRY { return &d; }\n"

@@ -37,12 +37,24 @@ static _Thread_local struct {
     int set;
 } tls_error;
 
+/* Threads holding a message: lets the call path skip the thread-local
+ * lookup (a function call in a shared object) when nobody has one. */
+static int errors_pending;
+
 static void error_clear(void) {
     if (tls_error.set) {
         free(tls_error.msg);
         tls_error.msg = NULL;
         tls_error.len = 0;
         tls_error.set = 0;
+        __atomic_fetch_sub(&errors_pending, 1, __ATOMIC_RELAXED);
+    }
+}
+
+/* Before a call: forget a message left by an earlier one on this thread. */
+static inline void error_reset(void) {
+    if (__atomic_load_n(&errors_pending, __ATOMIC_RELAXED)) {
+        error_clear();
     }
 }
 
@@ -102,6 +114,7 @@ static void host_set_error(const ferrule_host *host, const char *msg, size_t len
     (void)host;
     error_clear();
     tls_error.set = 1;
+    __atomic_fetch_add(&errors_pending, 1, __ATOMIC_RELAXED);
     if (msg == NULL || len == 0) {
         return;
     }
@@ -687,7 +700,7 @@ static PyObject *function_call(FunctionObject *self, PyObject *const *args, Py_s
     }
     ferrule_value *ret = &slots[n];
     int32_t status;
-    error_clear();
+    error_reset();
     if (self->flags & FERRULE_FN_QUICK) {
         int locked = 0;
         if (!(self->flags & FERRULE_FN_THREAD_SAFE)) {

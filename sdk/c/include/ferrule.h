@@ -55,10 +55,13 @@ extern "C" {
  * Without it the host serialises calls into the plugin instance. */
 #define FERRULE_FN_THREAD_SAFE 1
 /* ferrule_function.flags (ABI 1.1): the function is short and never blocks
- * (no I/O, no locks, no host callbacks that wait), so the host may keep its
+ * (no I/O, no locks, no waiting on other threads), so the host may keep its
  * own locks held across the call. A Python host then keeps the GIL, which
  * saves its release and re-acquire on tiny calls; other Python threads do not
- * run meanwhile. Without it the host releases the GIL during the call. */
+ * run meanwhile. Host callbacks stay allowed on the calling thread, but a
+ * QUICK function must not wait for another thread that calls the host: that
+ * thread would wait for the GIL forever. Without the flag the host releases
+ * the GIL during the call. */
 #define FERRULE_FN_QUICK 2
 
 typedef struct ferrule_host ferrule_host;
@@ -86,7 +89,10 @@ typedef struct ferrule_bytes {
 /* A typed array the caller owns (ABI 1.1): a "buf[T]" or "mutbuf[T]"
  * argument. ptr is the caller's own memory, not a copy, borrowed for the
  * call and aligned for T; len counts elements of T, not bytes. Only a
- * "mutbuf" may be written. ptr may be NULL when len is 0. */
+ * "mutbuf" may be written. ptr may be NULL when len is 0. The caller may
+ * pass one buffer to several parameters (the Rust SDK refuses a mutbuf that
+ * overlaps another argument), and must not write or resize it from another
+ * thread during the call. */
 typedef struct ferrule_buf {
     void *ptr;
     size_t len;
@@ -131,12 +137,15 @@ struct ferrule_host {
     /* ABI 1.1 (present when struct_size covers it). Call the host function
      * fn, received as an "fn(...)" argument of the current call, from any
      * thread before that call returns. args holds one slot per parameter of
-     * fn's signature, borrowed by the host for the invoke; a str or bytes
-     * result in *ret is owned by the plugin afterwards and must be given to
-     * its release (when not NULL). Returns FERRULE_OK, or FERRULE_ERROR when
-     * the host function failed (the host reports that failure itself when
-     * the call returns, whatever status the plugin returns) or fn is not a
-     * live handle. */
+     * fn's signature, borrowed by the host for the invoke (NULL allowed when
+     * there are none). On FERRULE_OK, *ret holds a result of the declared
+     * type, already range-checked by the host; a str or bytes result is owned
+     * by the plugin afterwards and must be given to its release (when not
+     * NULL). Returns FERRULE_ERROR when the host function failed or fn is not
+     * a live handle; *ret is then untouched and owns nothing. A failure is
+     * final: the host raises the host function's own exception when the call
+     * returns, whatever status and message the plugin gives, and later
+     * invokes of fn in that call fail at once. */
     int32_t (*invoke)(const ferrule_host *host, const ferrule_fn *fn,
                       const ferrule_value *args, ferrule_value *ret);
 };
@@ -253,13 +262,14 @@ static inline int32_t ferrule_return_copy(const ferrule_host *host, ferrule_valu
     return FERRULE_OK;
 }
 
-/* Call the host function fn (an "fn(...)" argument) through host->invoke;
- * FERRULE_ERROR if the host is older than ABI 1.1 and has no invoke. */
+/* Call the host function fn (an "fn(...)" argument) through host->invoke.
+ * A host older than ABI 1.1 has no invoke: then the call's error message is
+ * set and FERRULE_ERROR returned. */
 static inline int32_t ferrule_invoke(const ferrule_host *host, const ferrule_fn *fn,
                                      const ferrule_value *args, ferrule_value *ret) {
     if (host->struct_size < offsetof(ferrule_host, invoke) + sizeof(host->invoke) ||
         host->invoke == NULL) {
-        return FERRULE_ERROR;
+        return ferrule_fail(host, "this host has no invoke (ABI 1.0): host functions need ABI 1.1");
     }
     return host->invoke(host, fn, args, ret);
 }
