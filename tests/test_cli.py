@@ -67,6 +67,16 @@ def test_call_kitchen_types(built: Built) -> None:
     assert ferrule_cli("call", built.kitchen, "nothing").stdout == ""
 
 
+def test_call_with_buffers(built: Built) -> None:
+    assert ferrule_cli("call", built.kitchen, "sum_f64", "1,2,3.5").stdout.strip() == "6.5"
+    # A writable buffer is printed after the call, as the plugin left it.
+    assert ferrule_cli("call", built.kitchen, "double_i16", "1,-2,0x10").stdout.splitlines() == ["data = 2,-4,32"]
+    line = one_line_error(ferrule_cli("call", built.kitchen, "sum_i8", "1,300"), 2)
+    assert "sum_i8() argument 'data': cannot read '1,300' as buf[i8]" in line
+    line = one_line_error(ferrule_cli("call", built.kitchen, "apply", "1", "2"), 2)
+    assert line == "ferrule: apply() argument 'f' is a host function (fn(i64) -> i64): it cannot be given on the command line"
+
+
 def one_line_error(proc: subprocess.CompletedProcess[str], status: int) -> str:
     assert proc.returncode == status, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr

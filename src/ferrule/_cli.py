@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import array
 import json
 import sys
 from collections.abc import Sequence
@@ -65,7 +66,14 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _parse_arg(fn: PluginFunction, name: str, abi_type: AbiType, text: str) -> Any:
     kind = abi_type.name
+    if abi_type.fn is not None:
+        raise ValueError(f"{fn.name}() argument {name!r} is a host function ({kind}): it cannot be given on the command line")
     try:
+        if abi_type.elem is not None:
+            elem = abi_type.elem
+            items = [x for x in text.split(",") if x.strip()]
+            numbers = [float(x) if elem.python is float else int(x, 0) for x in items]
+            return array.array(_ARRAY_CODES[elem.name], numbers)
         if abi_type.bits:
             return int(text, 0)
         if kind == "bool":
@@ -79,12 +87,19 @@ def _parse_arg(fn: PluginFunction, name: str, abi_type: AbiType, text: str) -> A
             return float(text)
         if kind == "bytes":
             return bytes.fromhex(text[4:]) if text.startswith("hex:") else text.encode()
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ValueError(f"{fn.name}() argument {name!r}: cannot read {text!r} as {kind}: {exc}") from None
     return text
 
 
+# array.array type codes of each element type (their sizes on LP64 Linux).
+_ARRAY_CODES = {"i8": "b", "i16": "h", "i32": "i", "i64": "q", "u8": "B", "u16": "H", "u32": "I", "u64": "Q",
+                "f32": "f", "f64": "d"}
+
+
 def _format(value: Any) -> str:
+    if isinstance(value, array.array):
+        return ",".join(str(v) for v in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, bytes):
@@ -111,6 +126,9 @@ def _call(args: argparse.Namespace) -> int:
         result = fn(*values)
     if fn.signature.result is not None:
         print(_format(result))
+    for param, value in zip(params, values):
+        if param.type.writable:  # show what the plugin wrote
+            print(f"{param.name} = {_format(value)}")
     return 0
 
 
@@ -125,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     call_cmd = sub.add_parser(
         "call",
         help="call one function, arguments parsed by its signature",
-        description="Integers accept 0x/0o/0b prefixes, bools true/false, bytes 'hex:...' or text.",
+        description="Integers accept 0x/0o/0b prefixes, bools true/false, bytes 'hex:...' or text, "
+        "buffers comma-separated numbers (a mutbuf is printed after the call).",
     )
     call_cmd.add_argument("path", help="path to the plugin's shared library")
     call_cmd.add_argument("function", help="function name")
