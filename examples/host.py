@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import array
 import logging
 import sys
 
@@ -31,6 +32,13 @@ def main(greeter_path: str, calc_path: str) -> None:
             greeter.add(1, "two")
         except TypeError as exc:
             print("greeter.add(1, 'two')     raised TypeError:", exc)
+        # Buffers pass without a copy: any buffer object (array.array, numpy, bytearray).
+        values = array.array("d", [1.0, 2.0, 6.0])
+        print("greeter.mean(values)      =", greeter.mean(values))
+        greeter.scale(values, 10.0)
+        print("after greeter.scale(values, 10.0):", values.tolist())
+        # A Python function the plugin calls back.
+        print("greeter.count_if(odd, 10) =", greeter.count_if(lambda i: i % 2 == 1, 10))
 
     with ferrule.load(calc_path, config={"precision": "high"}) as calc:
         print(f"loaded {calc.name} {calc.version} ({calc.id})")

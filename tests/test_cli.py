@@ -99,7 +99,7 @@ def test_bad_arguments(built: Built) -> None:
     line = one_line_error(ferrule_cli("call", built.greeter, "add", "1"), 2)
     assert "takes 2 arguments, 1 given" in line
     line = one_line_error(ferrule_cli("call", built.greeter, "nope"), 1)
-    assert "has no function 'nope'; it has: add, greet, divide, shout" in line
+    assert "has no function 'nope'; it has: add, greet, divide, shout, mean, scale, count_if" in line
     line = one_line_error(ferrule_cli("call", built.kitchen, "echo_u8", "256"), 2)
     assert "256 is out of range for u8" in line
 
