@@ -8,6 +8,7 @@ import array
 import ctypes
 import gc
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -280,3 +281,18 @@ def test_host_function_results_are_released_by_the_plugin(cdata: ferrule.Plugin)
         cdata.shout(lambda s: text, "a")
     gc.collect()
     assert rss_bytes() - before < 16 * 1024 * 1024
+
+
+def test_pure_python_switch_runs_without_the_accelerator(built: Built) -> None:
+    # What a machine without a C compiler gets: the same API on cffi.
+    code = (
+        "import ferrule, ferrule._plugin as p, array\n"
+        "assert p._speedups is None\n"
+        f"k = ferrule.load({str(built.kitchen)!r}, config='ok')\n"
+        "assert not getattr(k.add, 'accelerated', False)\n"
+        "print(k.add(2, 3), k.sum_f64(array.array('d', [1.5, 2.0])), k.apply(lambda x: x + 1, 1))\n"
+    )
+    env = dict(os.environ, FERRULE_PURE_PYTHON="1")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["5", "3.5", "2"]

@@ -469,6 +469,51 @@ static int format_matches(const char *format, Py_ssize_t itemsize, int code) {
     return strchr(UNSIGNED_CHARS, c) != NULL;
 }
 
+/* The value of an int that fits one digit, without a call: most arguments
+ * are small. 0 when the int is larger (the caller then asks CPython). */
+static inline int small_int(PyObject *obj, long long *out) {
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyUnstable_Long_IsCompact((PyLongObject *)obj)) {
+        *out = (long long)PyUnstable_Long_CompactValue((PyLongObject *)obj);
+        return 1;
+    }
+    return 0;
+#else
+    Py_ssize_t size = Py_SIZE(obj);
+    if (size == 0 || size == 1 || size == -1) {
+        *out = size * (long long)((PyLongObject *)obj)->ob_digit[0];
+        return 1;
+    }
+    return 0;
+#endif
+}
+
+/* Fill slot for the scalar types; 1 when obj needs the general encoder. */
+static inline int encode_scalar(int code, PyObject *obj, ferrule_value *slot) {
+    long long v;
+    if (code >= T_I8 && code <= T_U64 && PyLong_CheckExact(obj) && small_int(obj, &v)) {
+        if (code <= T_I64) {
+            if (v < SIGNED[code].min || v > SIGNED[code].max) return 1;
+            slot->i64 = v;
+        } else {
+            if (v < 0 || (uint64_t)v > UNSIGNED_MAX[code]) return 1;
+            slot->u64 = (uint64_t)v;
+        }
+        return 0;
+    }
+    if (code == T_F64 && PyFloat_CheckExact(obj)) {
+        slot->f64 = PyFloat_AS_DOUBLE(obj);
+        return 0;
+    }
+    if (code == T_BOOL) {
+        if (obj == Py_True) slot->u64 = 1;
+        else if (obj == Py_False) slot->u64 = 0;
+        else return 1;
+        return 0;
+    }
+    return encode(NULL, code, NULL, obj, slot, NULL, NULL, NULL, 0);
+}
+
 /* Fill slot from obj for a parameter of type code. Returns 0 on success, 1
  * when obj needs the Python path (no exception set). A buffer acquired into
  * view sets *has_view; the caller releases it after the call. */
@@ -638,8 +683,11 @@ typedef struct {
     int flags;
     int nparams;
     int result; /* a code, or -1 */
+    int simple; /* scalars only, in and out, at most MAX_SIMPLE: the short path */
     Spec *params;
 } FunctionObject;
+
+#define MAX_SIMPLE 16
 
 static void release_all(Py_buffer *views, const int *has_view, Frame *frames, const Spec *params, int n) {
     for (int i = 0; i < n; i++) {
@@ -677,7 +725,76 @@ static PyObject *decode_result(FunctionObject *self, ferrule_value *ret) {
     return out;
 }
 
+static PyObject *call_failed(FunctionObject *self, int32_t status);
+
+/* The short path: scalar arguments and result, no buffers, no frames. NULL
+ * with no exception set means "take the general path". */
+static inline PyObject *call_simple(FunctionObject *self, PyObject *const *args) {
+    ferrule_value slots[MAX_SIMPLE + 1];
+    int n = self->nparams;
+    for (int i = 0; i < n; i++) {
+        if (encode_scalar(self->params[i].code, args[i], &slots[i])) {
+            return NULL;
+        }
+    }
+    GateObject *gate = self->gate;
+    if (gate_enter(gate) < 0) {
+        return NULL;
+    }
+    int32_t status;
+    error_reset();
+    if ((self->flags & (FERRULE_FN_QUICK | FERRULE_FN_THREAD_SAFE)) == (FERRULE_FN_QUICK | FERRULE_FN_THREAD_SAFE)) {
+        status = self->call(&self->host->table, self->state, slots, &slots[n]);
+    } else if (self->flags & FERRULE_FN_QUICK) {
+        if (!PyThread_acquire_lock(gate->serial, NOWAIT_LOCK)) {
+            Py_BEGIN_ALLOW_THREADS
+            PyThread_acquire_lock(gate->serial, WAIT_LOCK);
+            Py_END_ALLOW_THREADS
+        }
+        status = self->call(&self->host->table, self->state, slots, &slots[n]);
+        PyThread_release_lock(gate->serial);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        if (self->flags & FERRULE_FN_THREAD_SAFE) {
+            status = self->call(&self->host->table, self->state, slots, &slots[n]);
+        } else {
+            PyThread_acquire_lock(gate->serial, WAIT_LOCK);
+            status = self->call(&self->host->table, self->state, slots, &slots[n]);
+            PyThread_release_lock(gate->serial);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyObject *result;
+    if (status == FERRULE_OK) {
+        result = self->result < 0 ? Py_NewRef(Py_None) : decode_value(self->result, &slots[n]);
+    } else {
+        result = call_failed(self, status);
+    }
+    gate_leave(gate);
+    return result;
+}
+
+/* Raise the plugin's failure: always returns NULL. */
+static PyObject *call_failed(FunctionObject *self, int32_t status) {
+    PyObject *message = error_take();
+    if (message != NULL) {
+        PyObject *r = PyObject_CallMethod((PyObject *)self, "_raise_status", "iO", (int)status, message);
+        Py_XDECREF(r);
+        Py_DECREF(message);
+    }
+    if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_SystemError, "ferrule: a failed call raised nothing");
+    }
+    return NULL;
+}
+
 static PyObject *function_call(FunctionObject *self, PyObject *const *args, Py_ssize_t nargs, int strict) {
+    if (self->simple && nargs == self->nparams) {
+        PyObject *result = call_simple(self, args);
+        if (result != NULL || PyErr_Occurred()) {
+            return result;
+        }
+    }
     ferrule_value slots[MAX_PARAMS + 1];
     Py_buffer views[MAX_PARAMS];
     int has_view[MAX_PARAMS];
@@ -742,12 +859,11 @@ static PyObject *function_call(FunctionObject *self, PyObject *const *args, Py_s
         }
     }
     if (status != FERRULE_OK) {
-        PyObject *message = error_take();
-        if (etype == NULL && message != NULL) {
-            PyObject *r = PyObject_CallMethod((PyObject *)self, "_raise_status", "iO", (int)status, message);
-            Py_XDECREF(r);
+        if (etype == NULL) {
+            call_failed(self, status);
+        } else {
+            error_reset();
         }
-        Py_XDECREF(message);
     } else {
         result = decode_result(self, ret);
         if (etype != NULL) Py_CLEAR(result);
@@ -851,6 +967,10 @@ static PyObject *Function_accelerate(PyObject *op, PyObject *args) {
     self->nparams = (int)n;
     self->params = specs;
     self->result = result;
+    self->simple = n <= MAX_SIMPLE && result <= T_F64;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (specs[i].code > T_F64) self->simple = 0;
+    }
     self->vectorcall = Function_vectorcall;
     Py_RETURN_NONE;
 }
