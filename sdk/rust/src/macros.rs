@@ -126,6 +126,13 @@ macro_rules! plugin {
             static __FERRULE_DESCRIPTOR: $crate::__private::DescriptorCell =
                 $crate::__private::DescriptorCell::new();
 
+            // The SDK's per-thread state, declared here so that the shims
+            // below reach it without a call into the SDK.
+            ::std::thread_local! {
+                static __FERRULE_STATE: $crate::__private::ThreadState =
+                    const { $crate::__private::ThreadState::new() };
+            }
+
             unsafe extern "C" fn __ferrule_init(
                 host: *const $crate::abi::Host,
                 config: *const ::core::ffi::c_char,
@@ -135,6 +142,7 @@ macro_rules! plugin {
                 // SAFETY: the host passes pointers as ferrule_init_fn says.
                 unsafe {
                     $crate::__private::run_init(
+                        &__FERRULE_STATE,
                         host,
                         config,
                         config_len,
@@ -151,6 +159,7 @@ macro_rules! plugin {
                 // SAFETY: the host passes the state init returned, once.
                 unsafe {
                     $crate::__private::run_shutdown(
+                        &__FERRULE_STATE,
                         host,
                         state,
                         $crate::__ferrule_or!([$($shutdown)?] $crate::__private::no_shutdown),
@@ -158,7 +167,7 @@ macro_rules! plugin {
                 }
             }
 
-            $crate::__private::entry(&__FERRULE_DESCRIPTOR, || $crate::__private::PluginSpec {
+            $crate::__private::entry(&__FERRULE_DESCRIPTOR, &__FERRULE_STATE, || $crate::__private::PluginSpec {
                 id: $id,
                 name: $name,
                 version: $version,
@@ -182,14 +191,21 @@ macro_rules! plugin {
                                 args: *const $crate::abi::Value,
                                 ret: *mut $crate::abi::Value,
                             ) -> i32 {
-                                const HAS_RET: bool = !$crate::__ferrule_ret_type!($($ret)?).is_empty();
-                                let params: &[(&str, $crate::ArgBorrow)] = &[$(
-                                    (::core::stringify!($arg), <$ty as $crate::FromArg>::BORROW)
-                                ),*];
+                                const __FERRULE_N: usize = <[&str]>::len(&[$(::core::stringify!($arg)),*]);
+                                // Built at compile time: the shim skips what
+                                // the signature does not need (e.g. the
+                                // overlap check without a mutable buffer).
+                                const __FERRULE_SPEC: $crate::__private::CallSpec<__FERRULE_N> =
+                                    $crate::__private::CallSpec::new(
+                                        [$(
+                                            (::core::stringify!($arg), <$ty as $crate::FromArg>::BORROW)
+                                        ),*],
+                                        !$crate::__ferrule_ret_type!($($ret)?).is_empty(),
+                                    );
                                 // SAFETY: the host passes one slot per
                                 // parameter, typed as the signature says.
                                 unsafe {
-                                    $crate::__private::run_call(host, args, params, ret, HAS_RET, |args| {
+                                    $crate::__private::run_call(&__FERRULE_STATE, &__FERRULE_SPEC, host, args, ret, |args| {
                                         #[allow(unused_mut, unused_variables)]
                                         let mut slots = args.iter();
                                         $(

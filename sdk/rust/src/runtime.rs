@@ -10,79 +10,166 @@ use std::borrow::Cow;
 use std::ffi::CString;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Once, OnceLock};
+use std::thread::LocalKey;
 
 use crate::abi::{self, CallFn, Function, Host, Plugin, Value};
-use crate::Level;
+use crate::{ArgBorrow, Level};
 
-// ---- thread-locals ----------------------------------------------------------
+// ---- per-thread state -------------------------------------------------------
 //
-// All of them are `const`-initialised `Cell`s of `Copy` types: they need no
-// drop, so std registers no TLS destructor for them. A destructor would be a
-// hazard: the library may be loaded into a process that never unloads it,
-// or unloaded while threads that touched it are still alive.
+// Everything the shims keep per thread lives in one thread-local, so that a
+// call pays for a single TLS lookup (in a cdylib, one `__tls_get_addr` call)
+// and then works through the reference it got.
+//
+// The thread-local is declared by `plugin!` in the plugin's own crate, not
+// here: a call shim is instantiated there, and a `thread_local!` of another
+// crate can only be reached through the accessor function stored in its
+// `LocalKey` static, an indirect call that cannot be inlined. Declared in the
+// plugin's crate, the lookup is inlined into every shim. `entry` registers
+// the key here, for the code of this crate that needs the state outside of a
+// shim's own frame (logging, the panic hook, host function arguments).
+//
+// It is `const`-initialised and made of `Cell`s of `Copy` types: it needs no
+// drop, so std registers no TLS destructor for it, and it is accessible on
+// every thread for the thread's whole life (`with` never fails). A destructor
+// would be a hazard: the library may be loaded into a process that never
+// unloads it, or unloaded while threads that touched it are still alive.
 
-thread_local! {
+/// The per-thread state of the shims, held in a `thread_local!` that
+/// `plugin!` declares (`const`-initialised with [`ThreadState::new`]).
+pub struct ThreadState {
     /// The host of the init, call or shutdown running on this thread; NULL
     /// outside of them.
-    static CURRENT_HOST: Cell<*const Host> = const { Cell::new(ptr::null()) };
+    host: Cell<*const Host>,
     /// How many shims (or entry points) are active on this thread. While it
     /// is non-zero the panic hook captures messages instead of printing.
-    static CAPTURE_DEPTH: Cell<u32> = const { Cell::new(0) };
-    /// The last captured panic message, a `Box<String>` turned into a raw
-    /// pointer (NULL if none). A raw pointer rather than a
-    /// `RefCell<Option<String>>` so that no TLS destructor is needed; shims
-    /// free it before they return, so nothing is left behind on any thread.
-    static PANIC_MESSAGE: Cell<*mut String> = const { Cell::new(ptr::null_mut()) };
+    depth: Cell<u32>,
+    /// The panic message captured in the innermost active scope, a
+    /// `Box<String>` turned into a raw pointer (NULL if none). A raw pointer
+    /// rather than a `RefCell<Option<String>>` so that no TLS destructor is
+    /// needed. Each scope saves the slot of its parent on entry and frees
+    /// its own leftover on exit, so no message outlives its scope and none
+    /// is left behind on any thread.
+    message: Cell<*mut String>,
 }
 
+// No TLS destructor (see above).
+const _: () = assert!(!core::mem::needs_drop::<ThreadState>());
+
+/// The `thread_local!` key of a plugin's [`ThreadState`].
+pub type StateKey = LocalKey<ThreadState>;
+
+/// The key of the plugin in this library, registered by [`entry`] before it
+/// hands out the descriptor, hence before any shim can run.
+static STATE_KEY: OnceLock<&'static StateKey> = OnceLock::new();
+
+/// Runs `f` with this thread's state; `None` if no plugin registered one
+/// (then no shim has ever run in this library).
+fn with_state<R>(f: impl FnOnce(&ThreadState) -> R) -> Option<R> {
+    STATE_KEY.get().map(|key| key.with(f))
+}
+
+/// The address of this thread's state in `key`: one TLS lookup.
+///
+/// For the call shims, where the lookup must be inlined: `LocalKey::with`
+/// with the whole call in its closure is not, while with this tiny closure
+/// it is, and the shim keeps the address for the whole call instead of
+/// looking it up again on exit.
+///
+/// Why the address may outlive the closure: the state needs no drop
+/// (asserted above), so its storage is never destroyed while the thread
+/// runs; at most the thread's own teardown releases it, after the thread's
+/// code is done, and that cannot happen in the middle of a call running on
+/// the thread. Callers dereference the address only on this thread, while
+/// the shim that looked it up is running, and keep no reference beyond that
+/// shim (`ThreadState` is not `Sync`, so no reference to it can reach
+/// another thread either).
+#[inline(always)]
+fn state_ptr(key: &'static StateKey) -> *const ThreadState {
+    key.with(|st| st as *const ThreadState)
+}
+
+/// The host of the call, init or shutdown running on this thread; NULL
+/// outside of them.
 pub(crate) fn current_host() -> *const Host {
-    CURRENT_HOST.get()
+    with_state(|st| st.host.get()).unwrap_or(ptr::null())
 }
 
-fn take_captured_message() -> Option<String> {
-    let p = PANIC_MESSAGE.replace(ptr::null_mut());
-    if p.is_null() {
-        None
-    } else {
-        // SAFETY: only `store_captured_message` writes non-NULL pointers,
-        // each from Box::into_raw, and `replace` hands each one out once.
-        Some(*unsafe { Box::from_raw(p) })
-    }
-}
-
-fn store_captured_message(msg: String) {
-    let old = PANIC_MESSAGE.replace(Box::into_raw(Box::new(msg)));
-    if !old.is_null() {
-        // SAFETY: as in take_captured_message.
-        drop(unsafe { Box::from_raw(old) });
-    }
-}
-
-/// Sets the current host and panic capturing for one shim; restores both on
-/// every exit path (it is a drop guard) and frees a leftover message.
-struct ShimScope {
-    previous_host: *const Host,
-}
-
-impl ShimScope {
-    fn enter(host: *const Host) -> ShimScope {
-        let depth = CAPTURE_DEPTH.get() + 1;
-        CAPTURE_DEPTH.set(depth);
-        let previous_host = CURRENT_HOST.replace(host);
-        if depth == 1 {
-            // Outermost scope: drop anything stale.
-            drop(take_captured_message());
+impl ThreadState {
+    /// The state of a thread that runs no shim.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> ThreadState {
+        ThreadState {
+            host: Cell::new(ptr::null()),
+            depth: Cell::new(0),
+            message: Cell::new(ptr::null_mut()),
         }
-        ShimScope { previous_host }
+    }
+
+    fn take_message(&self) -> Option<String> {
+        let p = self.message.replace(ptr::null_mut());
+        if p.is_null() {
+            None
+        } else {
+            // SAFETY: only `store_message` writes non-NULL pointers, each
+            // from Box::into_raw, and every reader takes the pointer out of
+            // the slot (replace) before it rebuilds the box, so each one is
+            // rebuilt once.
+            Some(*unsafe { Box::from_raw(p) })
+        }
+    }
+
+    fn store_message(&self, msg: String) {
+        drop(self.take_message());
+        self.message.set(Box::into_raw(Box::new(msg)));
     }
 }
 
-impl Drop for ShimScope {
+/// Frees a message that was captured in a scope and never taken (plugin
+/// code caught its own panic). Out of line: it almost never happens.
+#[cold]
+#[inline(never)]
+fn free_message(p: *mut String) {
+    // SAFETY: `p` was just taken out of the slot (see take_message).
+    drop(unsafe { Box::from_raw(p) });
+}
+
+/// Sets the current host and panic capturing for one shim, and gives the
+/// shim a fresh captured-message slot; restores all three on every exit path
+/// (it is a drop guard), freeing a message that was captured in the scope
+/// and not taken.
+struct Scope<'s> {
+    state: &'s ThreadState,
+    previous_host: *const Host,
+    previous_message: *mut String,
+    previous_depth: u32,
+}
+
+impl<'s> Scope<'s> {
+    #[inline(always)]
+    fn enter(state: &'s ThreadState, host: *const Host) -> Scope<'s> {
+        let previous_depth = state.depth.get();
+        // Each level is a native stack frame: it cannot wrap in practice,
+        // and must not panic here, outside of any catch_unwind.
+        state.depth.set(previous_depth.wrapping_add(1));
+        Scope {
+            state,
+            previous_host: state.host.replace(host),
+            previous_message: state.message.replace(ptr::null_mut()),
+            previous_depth,
+        }
+    }
+}
+
+impl Drop for Scope<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
-        CURRENT_HOST.set(self.previous_host);
-        CAPTURE_DEPTH.set(CAPTURE_DEPTH.get().saturating_sub(1));
-        if CAPTURE_DEPTH.get() == 0 {
-            drop(take_captured_message());
+        let st = self.state;
+        st.host.set(self.previous_host);
+        st.depth.set(self.previous_depth);
+        let leftover = st.message.replace(self.previous_message);
+        if !leftover.is_null() {
+            free_message(leftover);
         }
     }
 }
@@ -113,36 +200,39 @@ fn install_panic_hook() {
     HOOK.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if CAPTURE_DEPTH.get() == 0 {
+            let captured = with_state(|st| {
+                if st.depth.get() == 0 {
+                    return false;
+                }
+                let msg = payload_str(info.payload());
+                let text = match info.location() {
+                    Some(l) => format!("panicked at {}:{}:{}: {}", l.file(), l.line(), l.column(), msg),
+                    None => format!("panicked at <unknown location>: {msg}"),
+                };
+                st.store_message(text);
+                true
+            });
+            if captured != Some(true) {
                 previous(info);
-                return;
             }
-            let msg = payload_str(info.payload());
-            let text = match info.location() {
-                Some(l) => format!("panicked at {}:{}:{}: {}", l.file(), l.line(), l.column(), msg),
-                None => format!("panicked at <unknown location>: {msg}"),
-            };
-            store_captured_message(text);
         }));
     });
 }
 
-/// The message for a caught panic: what the hook captured, else the payload.
-/// Drops the payload without letting a panicking `Drop` escape.
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    let msg = match take_captured_message() {
+/// The message for a panic caught in the current scope: what the hook
+/// captured, else the payload. Drops the payload without letting a panicking
+/// `Drop` escape (and without keeping what the hook captured for that one).
+fn panic_message(st: &ThreadState, payload: Box<dyn Any + Send>) -> String {
+    let msg = match st.take_message() {
         Some(m) => m,
         None => format!("panicked at <unknown location>: {}", payload_str(&*payload)),
     };
-    drop_payload(payload);
-    msg
-}
-
-fn drop_payload(payload: Box<dyn Any + Send>) {
     if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
         // A payload whose Drop panicked, twice: give up and leak it.
         core::mem::forget(again);
+        drop(st.take_message());
     }
+    msg
 }
 
 // ---- host callbacks ---------------------------------------------------------
@@ -151,6 +241,7 @@ fn drop_payload(payload: Box<dyn Any + Send>) {
 ///
 /// # Safety
 /// `host` must be NULL or point to a live host table.
+#[inline]
 pub(crate) unsafe fn host_has(host: *const Host, field_end: usize) -> bool {
     !host.is_null() && unsafe { (*host).struct_size } as usize >= field_end
 }
@@ -186,76 +277,176 @@ pub(crate) unsafe fn host_log(host: *const Host, level: Level, msg: &str) {
 }
 
 // ---- shims ------------------------------------------------------------------
+//
+// The call path is generic and `#[inline(always)]`, so that each generated
+// call shim is one function: the TLS lookup, a few loads and stores, the
+// decoding and the user's function, with every failure path out of line.
 
 /// Decode argument `name` of type `T` from the next slot.
 ///
 /// # Safety
 /// The slot must match `T::TYPE` (see [`crate::FromArg::from_arg`]).
-#[inline]
+#[inline(always)]
 pub unsafe fn decode_arg<'a, T: crate::FromArg<'a>>(slot: Option<&'a Value>, name: &str) -> Result<T, String> {
     match slot {
-        Some(v) => unsafe { T::from_arg(v) }.map_err(|e| format!("argument `{name}`: {e}")),
-        None => Err(format!("argument `{name}` is missing")),
+        Some(v) => match unsafe { T::from_arg(v) } {
+            Ok(value) => Ok(value),
+            Err(e) => Err(bad_arg(name, e)),
+        },
+        None => Err(missing_arg(name)),
     }
 }
 
+#[cold]
+#[inline(never)]
+fn bad_arg(name: &str, e: String) -> String {
+    format!("argument `{name}`: {e}")
+}
+
+#[cold]
+#[inline(never)]
+fn missing_arg(name: &str) -> String {
+    format!("argument `{name}` is missing")
+}
+
 /// Encode a user function's result.
-#[inline]
+#[inline(always)]
 pub fn encode_ret<R: crate::IntoRet>(r: R) -> Result<Option<Value>, String> {
     r.into_ret()
 }
 
-/// The body of every generated call shim. `params` holds the name and
-/// [`ArgBorrow`](crate::ArgBorrow) of each parameter; before `f` decodes
-/// the arguments, a call whose mutable buffer overlaps another argument
-/// fails.
+/// What a call shim knows about its function, built at compile time by
+/// `plugin!` (a `const`), so that the checks it does not need cost nothing.
+pub struct CallSpec<const N: usize> {
+    /// Name and [`ArgBorrow`] of each parameter.
+    params: [(&'static str, ArgBorrow); N],
+    /// Whether a call must be checked for a mutable buffer that overlaps
+    /// another argument: whether any parameter is a mutable buffer.
+    check_overlap: bool,
+    /// Whether the function returns a value.
+    has_ret: bool,
+}
+
+impl<const N: usize> CallSpec<N> {
+    /// The spec of a function with these parameters, returning a value or
+    /// not.
+    pub const fn new(params: [(&'static str, ArgBorrow); N], has_ret: bool) -> CallSpec<N> {
+        let check_overlap = has_mutbuf(&params);
+        CallSpec { params, check_overlap, has_ret }
+    }
+}
+
+/// Whether any parameter is a mutable buffer.
+const fn has_mutbuf(params: &[(&str, ArgBorrow)]) -> bool {
+    let mut i = 0;
+    while i < params.len() {
+        if let ArgBorrow::MutBuf { .. } = params[i].1 {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The body of every generated call shim. `state` is the plugin's
+/// thread-local state (see [`ThreadState`]), `spec` describes the function.
+/// A call whose mutable buffer overlaps another argument fails before `f`
+/// decodes the arguments.
 ///
 /// # Safety
 /// The pointers are those the host passed to a [`CallFn`]: `host` a live
-/// table, `args` `params.len()` slots matching the signature (or anything if
-/// there are no parameters), `ret` a writable slot (or anything if `has_ret`
-/// is false).
-pub unsafe fn run_call<F>(
+/// table, `args` `N` slots matching the signature (or anything if `N` is 0),
+/// `ret` a writable slot (or anything if the function returns nothing).
+/// `spec` must describe the function whose arguments `f` decodes: one
+/// entry per slot, with the [`ArgBorrow`] of the type decoded from it.
+#[inline(always)]
+pub unsafe fn run_call<const N: usize, F>(
+    state: &'static StateKey,
+    spec: &CallSpec<N>,
     host: *const Host,
     args: *const Value,
-    params: &[(&str, crate::ArgBorrow)],
     ret: *mut Value,
-    has_ret: bool,
     f: F,
 ) -> i32
 where
-    F: FnOnce(&[Value]) -> Result<Option<Value>, String>,
+    F: FnOnce(&[Value; N]) -> Result<Option<Value>, String>,
 {
-    let nargs = params.len();
     if host.is_null() {
         return abi::ERROR;
     }
-    let args: &[Value] = if nargs == 0 {
-        &[]
+    let args: &[Value; N] = if N == 0 {
+        // SAFETY: a zero-sized array: any aligned non-NULL pointer will do.
+        unsafe { &*ptr::NonNull::<[Value; N]>::dangling().as_ptr() }
     } else if args.is_null() {
-        unsafe { set_error(host, "ferrule: NULL argument array") };
-        return abi::ERROR;
+        return unsafe { fail_static(host, "ferrule: NULL argument array") };
     } else {
-        unsafe { core::slice::from_raw_parts(args, nargs) }
+        // SAFETY: the host passes N slots.
+        unsafe { &*args.cast::<[Value; N]>() }
     };
-    if has_ret && ret.is_null() {
-        unsafe { set_error(host, "ferrule: NULL return slot") };
-        return abi::ERROR;
+    if spec.has_ret && ret.is_null() {
+        return unsafe { fail_static(host, "ferrule: NULL return slot") };
     }
-    let checked = || {
-        // SAFETY: the slots match the signature, hence the borrows.
-        unsafe { crate::convert::check_overlap(args, params) }?;
+    // SAFETY: dereferenced on this thread, for this call only.
+    let st = unsafe { &*state_ptr(state) };
+    let scope = Scope::enter(st, host);
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        if spec.check_overlap {
+            // SAFETY: the slots match the signature, hence the borrows.
+            unsafe { crate::convert::check_overlap(args, &spec.params) }?;
+        }
         f(args)
-    };
-    match unsafe { guarded(host, checked) } {
-        Ok(value) => {
-            if let (Some(v), true) = (value, has_ret) {
-                unsafe { ret.write(v) };
+    }));
+    // Failures are reported while the scope is still active, as the
+    // captured panic message belongs to it.
+    let status = match result {
+        Ok(Ok(value)) => {
+            if spec.has_ret {
+                if let Some(v) = value {
+                    // SAFETY: checked non-NULL above; writable per the ABI.
+                    unsafe { ret.write(v) };
+                }
             }
             abi::OK
         }
-        Err(status) => status,
-    }
+        Ok(Err(msg)) => unsafe { fail(host, msg) },
+        Err(payload) => unsafe { fail_panic(st, host, payload) },
+    };
+    drop(scope);
+    status
+}
+
+/// `set_error(msg)`; `FERRULE_ERROR`.
+///
+/// # Safety
+/// `host` must point to a live host table.
+#[cold]
+#[inline(never)]
+unsafe fn fail_static(host: *const Host, msg: &str) -> i32 {
+    unsafe { set_error(host, msg) };
+    abi::ERROR
+}
+
+/// `set_error(msg)`; `FERRULE_ERROR`.
+///
+/// # Safety
+/// `host` must point to a live host table.
+#[cold]
+#[inline(never)]
+unsafe fn fail(host: *const Host, msg: String) -> i32 {
+    unsafe { fail_static(host, &msg) }
+}
+
+/// `set_error` with the message of a panic caught in the current scope;
+/// `FERRULE_PANIC`.
+///
+/// # Safety
+/// `host` must point to a live host table.
+#[cold]
+#[inline(never)]
+unsafe fn fail_panic(st: &ThreadState, host: *const Host, payload: Box<dyn Any + Send>) -> i32 {
+    let msg = panic_message(st, payload);
+    unsafe { set_error(host, &msg) };
+    abi::PANIC
 }
 
 /// Runs `f` with `host` as the current host. A panic or an `Err` is reported
@@ -264,15 +455,15 @@ where
 ///
 /// # Safety
 /// `host` must point to a live host table.
-unsafe fn guarded<T>(host: *const Host, f: impl FnOnce() -> Result<T, String>) -> Result<T, i32> {
-    let _scope = ShimScope::enter(host);
-    let (msg, status) = match panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(value)) => return Ok(value),
-        Ok(Err(msg)) => (msg, abi::ERROR),
-        Err(payload) => (panic_message(payload), abi::PANIC),
-    };
-    unsafe { set_error(host, &msg) };
-    Err(status)
+unsafe fn guarded<T>(state: &'static StateKey, host: *const Host, f: impl FnOnce() -> Result<T, String>) -> Result<T, i32> {
+    state.with(|st| {
+        let _scope = Scope::enter(st, host);
+        match panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(msg)) => Err(unsafe { fail(host, msg) }),
+            Err(payload) => Err(unsafe { fail_panic(st, host, payload) }),
+        }
+    })
 }
 
 /// The instance state behind the `state` pointer.
@@ -292,7 +483,14 @@ pub fn no_shutdown() {}
 ///
 /// # Safety
 /// The pointers are those the host passed to an [`abi::InitFn`].
-pub unsafe fn run_init<F, E>(host: *const Host, config: *const c_char, config_len: usize, state: *mut *mut c_void, f: F) -> i32
+pub unsafe fn run_init<F, E>(
+    key: &'static StateKey,
+    host: *const Host,
+    config: *const c_char,
+    config_len: usize,
+    state: *mut *mut c_void,
+    f: F,
+) -> i32
 where
     F: FnOnce(&str) -> Result<(), E>,
     E: Display,
@@ -316,7 +514,7 @@ where
             return abi::ERROR;
         }
     };
-    match unsafe { guarded(host, || f(config).map_err(|e| e.to_string())) } {
+    match unsafe { guarded(key, host, || f(config).map_err(|e| e.to_string())) } {
         Ok(()) => {
             let instance = Box::new(Instance { host });
             unsafe { state.write(Box::into_raw(instance).cast::<c_void>()) };
@@ -332,19 +530,20 @@ where
 /// # Safety
 /// `state` must be what [`run_init`] stored, passed once; `host` the live
 /// host table or NULL (then the one init saw is used).
-pub unsafe fn run_shutdown<F: FnOnce()>(host: *const abi::Host, state: *mut c_void, f: F) {
+pub unsafe fn run_shutdown<F: FnOnce()>(key: &'static StateKey, host: *const abi::Host, state: *mut c_void, f: F) {
     if state.is_null() {
         return;
     }
     // SAFETY: run_init made it with Box::into_raw; shutdown runs once.
     let instance = unsafe { Box::from_raw(state.cast::<Instance>()) };
     let host = if host.is_null() { instance.host } else { host };
-    let scope = ShimScope::enter(host);
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
-        let msg = panic_message(payload);
-        unsafe { host_log(host, Level::Error, &format!("shutdown {msg}")) };
-    }
-    drop(scope);
+    key.with(|st| {
+        let _scope = Scope::enter(st, host);
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+            let msg = panic_message(st, payload);
+            unsafe { host_log(host, Level::Error, &format!("shutdown {msg}")) };
+        }
+    });
     drop(instance);
 }
 
@@ -483,27 +682,29 @@ impl DescriptorCell {
 }
 
 /// The body of the generated `ferrule_entry_v1`. Never unwinds; NULL if the
-/// descriptor cannot be built.
-pub fn entry<F: FnOnce() -> PluginSpec>(cell: &'static DescriptorCell, spec: F) -> *const Plugin {
+/// descriptor cannot be built. Registers the plugin's thread-local `state`
+/// for this crate (the first one wins; `plugin!` is used once per library).
+pub fn entry<F: FnOnce() -> PluginSpec>(cell: &'static DescriptorCell, state: &'static StateKey, spec: F) -> *const Plugin {
     if let Some(p) = cell.0.get() {
         return p.0;
     }
-    let scope = ShimScope::enter(ptr::null());
-    let result = panic::catch_unwind(AssertUnwindSafe(|| {
-        install_panic_hook();
-        cell.0
-            .get_or_init(|| DescriptorPtr(build_descriptor(&spec()).unwrap_or(ptr::null())))
-            .0
-    }));
-    let plugin = match result {
-        Ok(p) => p,
-        Err(payload) => {
-            drop(panic_message(payload));
-            ptr::null()
+    let _ = STATE_KEY.set(state);
+    state.with(|st| {
+        let _scope = Scope::enter(st, ptr::null());
+        let result = panic::catch_unwind(AssertUnwindSafe(|| {
+            install_panic_hook();
+            cell.0
+                .get_or_init(|| DescriptorPtr(build_descriptor(&spec()).unwrap_or(ptr::null())))
+                .0
+        }));
+        match result {
+            Ok(p) => p,
+            Err(payload) => {
+                drop(panic_message(st, payload));
+                ptr::null()
+            }
         }
-    };
-    drop(scope);
-    plugin
+    })
 }
 
 #[cfg(test)]
@@ -521,6 +722,18 @@ mod tests {
             signature(&[("f", Cow::Borrowed("fn(i64) -> i64")), ("data", Cow::Owned("buf[f64]".into()))], "i64"),
             "(f: fn(i64) -> i64, data: buf[f64]) -> i64"
         );
+    }
+
+    #[test]
+    fn call_specs() {
+        let none = CallSpec::new([], false);
+        assert!(!none.check_overlap && !none.has_ret);
+        let reads = CallSpec::new([("a", ArgBorrow::Bytes), ("b", ArgBorrow::Buf { elem_size: 8 })], true);
+        assert!(!reads.check_overlap && reads.has_ret);
+        let writes = CallSpec::new([("a", ArgBorrow::None), ("b", ArgBorrow::MutBuf { elem_size: 4 })], false);
+        assert!(writes.check_overlap);
+        const SPEC: CallSpec<1> = CallSpec::new([("x", ArgBorrow::MutBuf { elem_size: 1 })], true);
+        const { assert!(SPEC.check_overlap) };
     }
 
     #[test]
