@@ -137,7 +137,7 @@ static void host_free(void *ptr, size_t size) {
 
 static int encode(PyObject *self, int code, const void *spec, PyObject *obj, ferrule_value *slot,
                   Py_buffer *view, int *has_view, Frame *frame, int index);
-static PyObject *decode_value(int code, const ferrule_value *value);
+static inline PyObject *decode_value(int code, const ferrule_value *value);
 
 static void frame_fail(Frame *frame) {
     if (frame->exc_type == NULL) {
@@ -428,7 +428,7 @@ static PyTypeObject GateType = {
 typedef struct {
     int code;
     int elem;       /* buf/mutbuf: element code */
-    FnSig fn;       /* fn: the host function's signature */
+    FnSig *fn;      /* fn: the host function's signature (owned) */
 } Spec;
 
 static const struct { int64_t min, max; } SIGNED[] = {
@@ -491,24 +491,25 @@ static inline int small_int(PyObject *obj, long long *out) {
 /* Fill slot for the scalar types; 1 when obj needs the general encoder. */
 static inline int encode_scalar(int code, PyObject *obj, ferrule_value *slot) {
     long long v;
-    if (code >= T_I8 && code <= T_U64 && PyLong_CheckExact(obj) && small_int(obj, &v)) {
-        if (code <= T_I64) {
-            if (v < SIGNED[code].min || v > SIGNED[code].max) return 1;
-            slot->i64 = v;
-        } else {
-            if (v < 0 || (uint64_t)v > UNSIGNED_MAX[code]) return 1;
-            slot->u64 = (uint64_t)v;
-        }
-        return 0;
-    }
-    if (code == T_F64 && PyFloat_CheckExact(obj)) {
-        slot->f64 = PyFloat_AS_DOUBLE(obj);
-        return 0;
-    }
-    if (code == T_BOOL) {
+    switch (code) {
+    case T_BOOL:
         if (obj == Py_True) slot->u64 = 1;
         else if (obj == Py_False) slot->u64 = 0;
         else return 1;
+        return 0;
+    case T_I8: case T_I16: case T_I32: case T_I64:
+        if (!PyLong_CheckExact(obj) || !small_int(obj, &v)) break;
+        if (v < SIGNED[code].min || v > SIGNED[code].max) return 1;
+        slot->i64 = v;
+        return 0;
+    case T_U8: case T_U16: case T_U32: case T_U64:
+        if (!PyLong_CheckExact(obj) || !small_int(obj, &v)) break;
+        if (v < 0 || (uint64_t)v > UNSIGNED_MAX[code]) return 1;
+        slot->u64 = (uint64_t)v;
+        return 0;
+    case T_F64:
+        if (!PyFloat_CheckExact(obj)) break;
+        slot->f64 = PyFloat_AS_DOUBLE(obj);
         return 0;
     }
     return encode(NULL, code, NULL, obj, slot, NULL, NULL, NULL, 0);
@@ -625,7 +626,7 @@ static int encode(PyObject *self, int code, const void *spec_ptr, PyObject *obj,
         if (!PyCallable_Check(obj)) return 1;
         frame->live = FRAME_LIVE;
         frame->callable = obj;
-        frame->sig = &spec->fn;
+        frame->sig = spec->fn;
         frame->owner = self;
         frame->index = index;
         frame->exc_type = frame->exc_value = frame->exc_tb = NULL;
@@ -650,7 +651,7 @@ static PyObject *int_value(int code, uint64_t raw) {
 }
 
 /* A value the plugin passes to a host function, as Python sees it. */
-static PyObject *decode_value(int code, const ferrule_value *value) {
+static inline PyObject *decode_value(int code, const ferrule_value *value) {
     switch (code) {
     case T_BOOL: return PyBool_FromLong(value->u64 != 0);
     case T_F32: return PyFloat_FromDouble(value->f32);
@@ -909,6 +910,12 @@ static PyObject *Function_call_normalized(PyObject *self, PyObject *const *args,
     return function_call((FunctionObject *)self, args, nargs, 1);
 }
 
+static void free_specs(Spec *specs, Py_ssize_t n) {
+    if (specs == NULL) return;
+    for (Py_ssize_t i = 0; i < n; i++) PyMem_Free(specs[i].fn);
+    PyMem_Free(specs);
+}
+
 static int parse_fn_sig(PyObject *params, PyObject *result, FnSig *sig) {
     Py_ssize_t n = PyTuple_Size(params);
     if (n < 0 || n > MAX_PARAMS) {
@@ -950,15 +957,19 @@ static PyObject *Function_accelerate(PyObject *op, PyObject *args) {
         PyObject *fn_params, *fn_result;
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(params, i), "iiOO", &specs[i].code, &specs[i].elem, &fn_params,
                               &fn_result)) {
-            PyMem_Free(specs);
+            free_specs(specs, i);
             return NULL;
         }
-        if (specs[i].code == T_FN && parse_fn_sig(fn_params, fn_result, &specs[i].fn) < 0) {
-            PyMem_Free(specs);
-            return NULL;
+        if (specs[i].code == T_FN) {
+            specs[i].fn = PyMem_Calloc(1, sizeof(FnSig));
+            int no_memory = specs[i].fn == NULL;
+            if (no_memory || parse_fn_sig(fn_params, fn_result, specs[i].fn) < 0) {
+                free_specs(specs, i + 1);
+                return no_memory ? PyErr_NoMemory() : NULL;
+            }
         }
     }
-    PyMem_Free(self->params);
+    free_specs(self->params, self->nparams);
     Py_XSETREF(self->host, (HostObject *)Py_NewRef(host));
     Py_XSETREF(self->gate, (GateObject *)Py_NewRef(gate));
     memcpy(&self->call, &fn, sizeof(fn));
@@ -987,7 +998,7 @@ static PyObject *Function_new(PyTypeObject *type, PyObject *args, PyObject *kwds
 }
 
 static void Function_dealloc(FunctionObject *self) {
-    PyMem_Free(self->params);
+    free_specs(self->params, self->nparams);
     Py_XDECREF(self->host);
     Py_XDECREF(self->gate);
     Py_TYPE(self)->tp_free((PyObject *)self);
