@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import tracemalloc
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
@@ -145,6 +146,15 @@ def test_a_large_sum_allocates_nothing_proportional(kitchen: ferrule.Plugin, cda
         assert peak < 64 * 1024, f"{fn.name} allocated {peak} bytes for an 80 MB input"
 
 
+def test_misaligned_buffers_are_refused(kitchen: ferrule.Plugin, cdata: ferrule.Plugin) -> None:
+    raw = bytearray(8 * 4 + 1)
+    shifted = np.frombuffer(raw, dtype=np.float64, count=4, offset=1)
+    for fn in (kitchen.sum_f64, cdata.sum):
+        with pytest.raises(ValueError, match=rf"{fn.name}\(\) argument 'data' is not aligned for f64 .*pass a copy"):
+            fn(shifted)
+        assert fn(shifted.copy()) == 0.0
+
+
 def test_c_plugin_fills_a_caller_buffer(cdata: ferrule.Plugin) -> None:
     out = np.zeros(5)
     cdata.fill(out, 0.5)
@@ -212,6 +222,22 @@ def test_two_threads_run_a_plugin_function_in_parallel(kitchen: ferrule.Plugin) 
     assert both < 1.6 * single, f"one call {single:.3f}s, two threads {both:.3f}s"
 
 
+def test_results_are_released_under_the_serial_lock(cdata: ferrule.Plugin) -> None:
+    # release is plugin code: for a function that is not thread-safe it must
+    # not overlap another call into the instance.
+    def worker() -> None:
+        for _ in range(3000):
+            assert cdata.serial_make(8) == b"abcdefgh"
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cdata.overlaps() == 0
+    assert cdata.live() == 0
+
+
 def test_quick_functions_still_serialise_when_not_thread_safe(cdata: ferrule.Plugin) -> None:
     assert cdata.quick_add.quick and cdata.quick_add.thread_safe
     assert cdata.serial_quick_add.quick and not cdata.serial_quick_add.thread_safe
@@ -267,6 +293,25 @@ def test_an_exception_in_a_host_function_is_raised_by_the_call(kitchen: ferrule.
     with pytest.raises(TypeError, match=r"apply\(\) argument 'f' must be callable \(fn\(i64\) -> i64\), got int"):
         kitchen.apply(5, 1)
     assert kitchen.apply(lambda x: x, 9) == 9  # the host is still usable
+
+
+def test_a_handle_kept_past_its_call_is_refused(cdata: ferrule.Plugin) -> None:
+    cdata.keep(lambda x: x + 1000)
+    with pytest.raises(ferrule.PluginCallError, match="the kept handle was refused"):
+        cdata.use_kept(lambda x: -x)
+
+
+def test_a_refused_call_leaves_no_host_function_behind(built: Built) -> None:
+    plugin = ferrule.load(built.kitchen, config="ok")
+    with pytest.raises(TypeError):
+        plugin.apply(lambda x: x, "not an int")
+    plugin.close()
+    with pytest.raises(ferrule.PluginClosedError):
+        plugin.apply(lambda x: x, 1)
+    alive = weakref.ref(plugin)
+    del plugin
+    gc.collect()
+    assert alive() is None  # nothing kept the plugin (or the lambdas) alive
 
 
 def test_host_function_results_are_released_by_the_plugin(cdata: ferrule.Plugin) -> None:

@@ -43,6 +43,7 @@ def test_canonical_forms(text: str, canonical: str) -> None:
         ("(f: fn(x: i64))", "expected a type (bool, i8,"),
         ("(a: i64) -> buf[u8]", "expected a type (bool, i8,"),
         ("(a: i64) x", "expected '->' or the end of the signature at column 10, found 'x'"),
+        ("(f: fn(" + ", ".join(["i8"] * 65) + "))", "more than 64 parameters"),
         ("(a: str) ->", "expected a type (bool, i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, str, bytes), found the end"),
     ],
 )

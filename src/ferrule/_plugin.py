@@ -97,6 +97,12 @@ class _Frame:
         self.error: BaseException | None = None
 
 
+# The allocator pair of the host table, one for the process: memory handed
+# to a plugin may be released after the instance that made it is gone.
+_alloc_cb = ffi.callback("void *(*)(size_t)", lambda size: libc.malloc(max(size, 1)))
+_free_cb = ffi.callback("void(*)(void *, size_t)", lambda ptr, _size: libc.free(ptr))
+
+
 class _Host:
     """The host callback table handed to one plugin instance on the cffi path,
     and the Python side of its callbacks. Kept alive until shutdown."""
@@ -108,8 +114,6 @@ class _Host:
         self.keys = itertools.count(1)
         self.log_cb = ffi.callback("void(*)(const ferrule_host *, int32_t, const char *, size_t)", self._log)
         self.error_cb = ffi.callback("void(*)(const ferrule_host *, const char *, size_t)", self._set_error)
-        self.alloc_cb = ffi.callback("void *(*)(size_t)", self._alloc)
-        self.free_cb = ffi.callback("void(*)(void *, size_t)", self._free)
         self.invoke_cb = ffi.callback(
             "int32_t(*)(const ferrule_host *, const ferrule_fn *, const ferrule_value *, ferrule_value *)", self._invoke
         )
@@ -119,8 +123,8 @@ class _Host:
         table.abi_minor = abi.ABI_MINOR
         table.log = self.log_cb
         table.set_error = self.error_cb
-        table.alloc = self.alloc_cb
-        table.free = self.free_cb
+        table.alloc = _alloc_cb
+        table.free = _free_cb
         table.invoke = self.invoke_cb
         self.table = table
 
@@ -136,19 +140,13 @@ class _Host:
         else:
             self.errors.message = ffi.unpack(msg, min(length, _MAX_TEXT)).decode("utf-8", "replace")
 
-    @staticmethod
-    def _alloc(size: int) -> Any:
-        return libc.malloc(max(size, 1))
-
-    @staticmethod
-    def _free(ptr: Any, _size: int) -> None:
-        libc.free(ptr)
-
     def _invoke(self, _host: Any, handle: Any, args: Any, ret: Any) -> int:
         frame = self.frames.get(int(ffi.cast("uintptr_t", handle)))
         if frame is None or frame.error is not None or ret == ffi.NULL:
             return abi.ERROR
         try:
+            if args == ffi.NULL and frame.sig.params:
+                raise ValueError(f"the plugin passed no arguments to a host function that takes {len(frame.sig.params)}")
             argv = [_value_of(p.type, args[i]) for i, p in enumerate(frame.sig.params)]
             result = frame.callable(*argv)
             if frame.sig.result is not None:
@@ -162,7 +160,7 @@ class _Host:
                     ffi.memmove(copy, data, len(data))
                     ret.bytes.ptr = copy
                     ret.bytes.len = len(data)
-                    ret.bytes.release = self.free_cb
+                    ret.bytes.release = _free_cb
                 else:
                     _store_scalar(ret, frame.sig.result, result)
             return abi.OK
@@ -365,33 +363,37 @@ class PluginFunction(_FunctionBase):
         if getattr(self, "accelerated", False):
             return self._call_normalized(*[self._check(i, v) for i, v in enumerate(values)])  # type: ignore[attr-defined]
         count = len(values)
+        types = self._types
+        checked = [
+            v if t.bits and type(v) is int and t.min <= v <= t.max else self._check(i, v)  # ints inline
+            for i, (v, t) in enumerate(zip(values, types))
+        ]
         slots = ffi.new(_VALUES, count + 1)  # the arguments, then the result
         keep: list[Any] = []  # encoded text and buffers must outlive the call
         frames: list[_Frame] = []
-        host = self._plugin._host
-        for i, (value, abi_type) in enumerate(zip(values, self._types)):
-            if abi_type.bits and type(value) is int and abi_type.min <= value <= abi_type.max:
-                setattr(slots[i], abi_type.slot, value)  # the common case, checked inline
-            else:
-                self._store(slots[i], abi_type, self._check(i, value), keep, frames, host, i)
-        ret = slots + count
         plugin = self._plugin
-        # Results are read and released before leaving the gate (shutdown
-        # must not run in between) and the serial lock (release is plugin code).
-        plugin._life.enter()
+        host = plugin._host
         try:
-            host.clear_error()
-            if self.thread_safe:
-                status = self._call(plugin._table, plugin._state, slots, ret)
-                return self._finish(status, ret, frames)
-            with plugin._serial:
-                status = self._call(plugin._table, plugin._state, slots, ret)
-                return self._finish(status, ret, frames)
+            for i, (value, abi_type) in enumerate(zip(checked, types)):
+                self._store(slots[i], abi_type, value, keep, frames, host, i)
+            ret = slots + count
+            # Results are read and released before leaving the gate (shutdown
+            # must not run in between) and the serial lock (release is plugin code).
+            plugin._life.enter()
+            try:
+                host.clear_error()
+                if self.thread_safe:
+                    status = self._call(plugin._table, plugin._state, slots, ret)
+                    return self._finish(status, ret, frames)
+                with plugin._serial:
+                    status = self._call(plugin._table, plugin._state, slots, ret)
+                    return self._finish(status, ret, frames)
+            finally:
+                plugin._life.leave()
         finally:
             for key in keep:
                 if type(key) is int:
                     host.frames.pop(key, None)
-            plugin._life.leave()
 
     __call__ = _call_checked
 
@@ -568,6 +570,11 @@ def _check_buffer(abi_type: AbiType, value: Any, what: str) -> memoryview:
         raise TypeError(
             f"{what} has elements of format {view.format!r} ({view.itemsize} byte{'s' if view.itemsize != 1 else ''} each), {kind} needs "
             f"{elem.name}: convert it, e.g. numpy's x.astype(numpy.{_NUMPY_NAMES[elem.name]})"
+        )
+    if view.nbytes and int(ffi.cast("uintptr_t", ffi.from_buffer(view))) % view.itemsize:
+        raise ValueError(
+            f"{what} is not aligned for {elem.name} (its address is not a multiple of {view.itemsize}), "
+            f"{kind} needs aligned memory: pass a copy, e.g. numpy.array(x) or bytes(x)"
         )
     return view
 

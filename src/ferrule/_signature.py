@@ -152,6 +152,8 @@ def _quick_parse(text: str) -> Signature | None:
             inner = _FN.fullmatch(kind)
             assert inner is not None
             values = [TYPES[v.strip()] for v in inner.group(1).split(",") if v.strip()]
+            if len(values) > _MAX_PARAMS:
+                return None
             ret = TYPES[inner.group(2)] if inner.group(2) else None
             abi_type = _host_fn(Signature(tuple(_Unnamed("", v) for v in values), ret))
         else:

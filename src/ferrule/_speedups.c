@@ -21,7 +21,6 @@
 
 #define MAX_PARAMS 64
 #define MAX_TEXT 65536
-#define FRAME_LIVE 0x66726D6C69766521ULL
 
 /* Type codes, as ferrule._signature.CODES lists them. */
 enum { T_BOOL, T_I8, T_I16, T_I32, T_I64, T_U8, T_U16, T_U32, T_U64, T_F32, T_F64,
@@ -72,10 +71,14 @@ static PyObject *error_take(void) {
 
 /* ---------------------------------------------------------------- host */
 
+typedef struct Frame Frame;
+
 typedef struct {
     PyObject_HEAD
     ferrule_host table;
-    PyObject *log; /* callable(level: int, text: str) */
+    PyObject *log;  /* callable(level: int, text: str) */
+    Frame *frames;  /* host functions of the calls in flight; the GIL guards it */
+    uintptr_t last_handle; /* handles are never reused, so a stale one matches nothing */
 } HostObject;
 
 /* A host function passed as an fn(...) argument, alive for one call. */
@@ -85,14 +88,15 @@ typedef struct {
     int result; /* a code, or -1 for none */
 } FnSig;
 
-typedef struct {
-    uint64_t live;        /* FRAME_LIVE until the call returns */
+struct Frame {
+    Frame *next, *prev;   /* in the host's list while the call runs */
+    uintptr_t handle;     /* what the plugin gets as its ferrule_fn pointer */
     PyObject *callable;
     const FnSig *sig;
     PyObject *owner;      /* the Function, for result checks */
     int index;            /* the parameter it was passed as */
     PyObject *exc_type, *exc_value, *exc_tb; /* the first failure */
-} Frame;
+};
 
 static void host_log(const ferrule_host *host, int32_t level, const char *msg, size_t len) {
     HostObject *self = (HostObject *)host->host_data;
@@ -149,16 +153,26 @@ static void frame_fail(Frame *frame) {
 
 static int32_t host_invoke(const ferrule_host *host, const ferrule_fn *fn, const ferrule_value *args,
                            ferrule_value *ret) {
-    (void)host;
-    Frame *frame = (Frame *)fn;
-    if (frame == NULL || frame->live != FRAME_LIVE || ret == NULL || (args == NULL && frame->sig->nparams)) {
+    if (host == NULL || fn == NULL || ret == NULL) {
         return FERRULE_ERROR;
     }
     PyGILState_STATE gil = PyGILState_Ensure();
     int32_t status = FERRULE_ERROR;
     PyObject *argv[MAX_PARAMS];
     int n = 0;
-    if (frame->exc_type != NULL) { /* failed before: the call will raise anyway */
+    /* Only a handle of a call in flight on this instance is dereferenced: a
+     * stale or foreign one is refused, not followed. */
+    Frame *frame = ((HostObject *)host->host_data)->frames;
+    while (frame != NULL && frame->handle != (uintptr_t)fn) {
+        frame = frame->next;
+    }
+    if (frame == NULL || frame->exc_type != NULL) { /* unknown, or failed before */
+        goto done;
+    }
+    if (args == NULL && frame->sig->nparams) {
+        PyErr_Format(PyExc_ValueError, "the plugin passed no arguments to a host function that takes %d",
+                     frame->sig->nparams);
+        frame_fail(frame);
         goto done;
     }
     for (; n < frame->sig->nparams; n++) {
@@ -179,10 +193,12 @@ static int32_t host_invoke(const ferrule_host *host, const ferrule_fn *fn, const
         status = FERRULE_OK;
         goto done;
     }
-    /* Text and bytes go to the plugin as a malloc'd copy it releases. */
+    /* Text and bytes go to the plugin as a malloc'd copy it releases; *ret
+     * is written only on success. */
     int has_view = 0;
     Py_buffer view;
-    int r = encode(NULL, code, NULL, res, ret, &view, &has_view, NULL, 0);
+    ferrule_value out;
+    int r = encode(NULL, code, NULL, res, &out, &view, &has_view, NULL, 0);
     if (r != 0) {
         /* Unusual or wrong: let Python check and normalise (or raise). */
         PyObject *fixed = PyObject_CallMethod(frame->owner, "_check_host_result", "iO", frame->index, res);
@@ -192,7 +208,7 @@ static int32_t host_invoke(const ferrule_host *host, const ferrule_fn *fn, const
             goto done;
         }
         res = fixed;
-        if (encode(NULL, code, NULL, res, ret, &view, &has_view, NULL, 0) != 0) {
+        if (encode(NULL, code, NULL, res, &out, &view, &has_view, NULL, 0) != 0) {
             Py_DECREF(res);
             if (!PyErr_Occurred()) {
                 PyErr_SetString(PyExc_TypeError, "host function result could not be converted");
@@ -202,7 +218,7 @@ static int32_t host_invoke(const ferrule_host *host, const ferrule_fn *fn, const
         }
     }
     if (code == T_STR || code == T_BYTES) {
-        size_t len = ret->bytes.len;
+        size_t len = out.bytes.len;
         void *copy = malloc(len ? len : 1);
         if (copy == NULL) {
             if (has_view) PyBuffer_Release(&view);
@@ -211,10 +227,11 @@ static int32_t host_invoke(const ferrule_host *host, const ferrule_fn *fn, const
             frame_fail(frame);
             goto done;
         }
-        memcpy(copy, ret->bytes.ptr, len);
-        ret->bytes.ptr = copy;
-        ret->bytes.release = host_free;
+        memcpy(copy, out.bytes.ptr, len);
+        out.bytes.ptr = copy;
+        out.bytes.release = host_free;
     }
+    *ret = out;
     if (has_view) PyBuffer_Release(&view);
     Py_DECREF(res);
     status = FERRULE_OK;
@@ -378,7 +395,9 @@ static PyObject *Gate_close(GateObject *self, PyObject *wait) {
     if (self->active == 0) {
         Py_RETURN_TRUE;
     }
-    if (!PyObject_IsTrue(wait)) {
+    int should_wait = PyObject_IsTrue(wait);
+    if (should_wait < 0) return NULL;
+    if (!should_wait) {
         Py_RETURN_FALSE;
     }
     while (self->active > 0) {
@@ -440,6 +459,24 @@ static const uint64_t UNSIGNED_MAX[] = {
 };
 static const int BITS[] = {[T_I8] = 8, [T_I16] = 16, [T_I32] = 32, [T_I64] = 64,
                            [T_U8] = 8, [T_U16] = 16, [T_U32] = 32, [T_U64] = 64};
+
+#define FN_ACCELERATED 0x100
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    ferrule_call_fn call;
+    HostObject *host;
+    GateObject *gate;
+    void *state;
+    int flags;
+    int nparams;
+    int result; /* a code, or -1 */
+    int simple; /* scalars only, in and out, at most MAX_SIMPLE: the short path */
+    Spec *params;
+} FunctionObject;
+
+#define MAX_SIMPLE 16
 
 /* Does a buffer's struct-module format describe one element of code? */
 static int format_matches(const char *format, Py_ssize_t itemsize, int code) {
@@ -613,7 +650,8 @@ static int encode(PyObject *self, int code, const void *spec_ptr, PyObject *obj,
             PyErr_Clear();
             return 1;
         }
-        if (!format_matches(view->format, view->itemsize, spec->elem) || view->itemsize <= 0) {
+        if (!format_matches(view->format, view->itemsize, spec->elem) || view->itemsize <= 0 ||
+            (view->len > 0 && (uintptr_t)view->buf % (uintptr_t)view->itemsize != 0)) {
             PyBuffer_Release(view);
             return 1;
         }
@@ -624,13 +662,18 @@ static int encode(PyObject *self, int code, const void *spec_ptr, PyObject *obj,
     }
     case T_FN:
         if (!PyCallable_Check(obj)) return 1;
-        frame->live = FRAME_LIVE;
+        HostObject *owner_host = ((FunctionObject *)self)->host;
+        frame->prev = NULL;
+        frame->next = owner_host->frames;
+        if (frame->next != NULL) frame->next->prev = frame;
+        owner_host->frames = frame;
+        frame->handle = ++owner_host->last_handle;
         frame->callable = obj;
         frame->sig = spec->fn;
         frame->owner = self;
         frame->index = index;
         frame->exc_type = frame->exc_value = frame->exc_tb = NULL;
-        slot->func = (const ferrule_fn *)frame;
+        slot->func = (const ferrule_fn *)frame->handle;
         return 0;
     }
     return 1;
@@ -672,38 +715,29 @@ static inline PyObject *decode_value(int code, const ferrule_value *value) {
 
 /* ---------------------------------------------------------------- function */
 
-#define FN_ACCELERATED 0x100
 
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    ferrule_call_fn call;
-    HostObject *host;
-    GateObject *gate;
-    void *state;
-    int flags;
-    int nparams;
-    int result; /* a code, or -1 */
-    int simple; /* scalars only, in and out, at most MAX_SIMPLE: the short path */
-    Spec *params;
-} FunctionObject;
 
-#define MAX_SIMPLE 16
-
-static void release_all(Py_buffer *views, const int *has_view, Frame *frames, const Spec *params, int n) {
+static void release_all(HostObject *host, Py_buffer *views, const int *has_view, Frame *frames, const Spec *params,
+                        int n) {
     for (int i = 0; i < n; i++) {
         if (has_view[i]) PyBuffer_Release(&views[i]);
-        if (params[i].code == T_FN) frames[i].live = 0;
+        if (params[i].code == T_FN) {
+            Frame *f = &frames[i];
+            if (f->prev != NULL) f->prev->next = f->next;
+            else host->frames = f->next;
+            if (f->next != NULL) f->next->prev = f->prev;
+        }
     }
 }
 
+/* The result as Python sees it: a scalar, or the one copy of owned text or
+ * bytes (the caller then runs its release). */
 static PyObject *decode_result(FunctionObject *self, ferrule_value *ret) {
     int code = self->result;
     if (code < 0) Py_RETURN_NONE;
     if (code != T_STR && code != T_BYTES) return decode_value(code, ret);
     const char *ptr = ret->bytes.ptr;
     size_t len = ret->bytes.len;
-    void (*release)(void *, size_t) = ret->bytes.release;
     PyObject *out;
     if (ptr == NULL && len) {
         out = PyObject_CallMethod((PyObject *)self, "_null_result", "n", (Py_ssize_t)len);
@@ -720,10 +754,17 @@ static PyObject *decode_result(FunctionObject *self, ferrule_value *ret) {
             }
         }
     }
-    if (release != NULL) {
-        release((void *)ptr, len);
-    }
     return out;
+}
+
+/* Take the per-instance serial lock without holding the GIL while waiting:
+ * its holder may need the GIL (a host callback) to finish. */
+static void serial_lock(GateObject *gate) {
+    if (!PyThread_acquire_lock(gate->serial, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(gate->serial, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
 }
 
 static PyObject *call_failed(FunctionObject *self, int32_t status);
@@ -747,11 +788,7 @@ static inline PyObject *call_simple(FunctionObject *self, PyObject *const *args)
     if ((self->flags & (FERRULE_FN_QUICK | FERRULE_FN_THREAD_SAFE)) == (FERRULE_FN_QUICK | FERRULE_FN_THREAD_SAFE)) {
         status = self->call(&self->host->table, self->state, slots, &slots[n]);
     } else if (self->flags & FERRULE_FN_QUICK) {
-        if (!PyThread_acquire_lock(gate->serial, NOWAIT_LOCK)) {
-            Py_BEGIN_ALLOW_THREADS
-            PyThread_acquire_lock(gate->serial, WAIT_LOCK);
-            Py_END_ALLOW_THREADS
-        }
+        serial_lock(gate);
         status = self->call(&self->host->table, self->state, slots, &slots[n]);
         PyThread_release_lock(gate->serial);
     } else {
@@ -808,41 +845,30 @@ static PyObject *function_call(FunctionObject *self, PyObject *const *args, Py_s
         has_view[i] = 0;
         if (encode((PyObject *)self, self->params[i].code, &self->params[i], args[i], &slots[i], &views[i],
                    &has_view[i], &frames[i], i)) {
-            release_all(views, has_view, frames, self->params, i);
+            release_all(self->host, views, has_view, frames, self->params, i);
             goto slow;
         }
     }
     if (gate_enter(self->gate) < 0) {
-        release_all(views, has_view, frames, self->params, n);
+        release_all(self->host, views, has_view, frames, self->params, n);
         return NULL;
     }
     ferrule_value *ret = &slots[n];
     int32_t status;
+    int quick = self->flags & FERRULE_FN_QUICK;
+    int serial = !(self->flags & FERRULE_FN_THREAD_SAFE);
     error_reset();
-    if (self->flags & FERRULE_FN_QUICK) {
-        int locked = 0;
-        if (!(self->flags & FERRULE_FN_THREAD_SAFE)) {
-            locked = 1;
-            if (!PyThread_acquire_lock(self->gate->serial, NOWAIT_LOCK)) {
-                Py_BEGIN_ALLOW_THREADS
-                PyThread_acquire_lock(self->gate->serial, WAIT_LOCK);
-                Py_END_ALLOW_THREADS
-            }
-        }
+    /* The serial lock covers the call and the release of its result, which
+     * is plugin code too (and runs without the GIL unless QUICK). */
+    if (serial) serial_lock(self->gate);
+    if (quick) {
         status = self->call(&self->host->table, self->state, slots, ret);
-        if (locked) PyThread_release_lock(self->gate->serial);
     } else {
         Py_BEGIN_ALLOW_THREADS
-        if (self->flags & FERRULE_FN_THREAD_SAFE) {
-            status = self->call(&self->host->table, self->state, slots, ret);
-        } else {
-            PyThread_acquire_lock(self->gate->serial, WAIT_LOCK);
-            status = self->call(&self->host->table, self->state, slots, ret);
-            PyThread_release_lock(self->gate->serial);
-        }
+        status = self->call(&self->host->table, self->state, slots, ret);
         Py_END_ALLOW_THREADS
     }
-    release_all(views, has_view, frames, self->params, n);
+    release_all(self->host, views, has_view, frames, self->params, n);
     PyObject *result = NULL;
     /* An exception raised by a host function wins: it is the cause. */
     PyObject *etype = NULL, *evalue = NULL, *etb = NULL;
@@ -868,7 +894,21 @@ static PyObject *function_call(FunctionObject *self, PyObject *const *args, Py_s
     } else {
         result = decode_result(self, ret);
         if (etype != NULL) Py_CLEAR(result);
+        void (*release)(void *, size_t) = ret->bytes.release;
+        if ((self->result == T_STR || self->result == T_BYTES) && release != NULL) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            if (quick) {
+                release((void *)ret->bytes.ptr, ret->bytes.len);
+            } else {
+                Py_BEGIN_ALLOW_THREADS
+                release((void *)ret->bytes.ptr, ret->bytes.len);
+                Py_END_ALLOW_THREADS
+            }
+            PyErr_Restore(type, value, tb);
+        }
     }
+    if (serial) PyThread_release_lock(self->gate->serial);
     if (etype != NULL) {
         PyErr_Restore(etype, evalue, etb);
     }

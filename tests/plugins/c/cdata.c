@@ -32,6 +32,60 @@ static int32_t make_letters(const ferrule_host *host, uint64_t n, ferrule_value 
     return FERRULE_OK;
 }
 
+/* Overlapping runs of plugin code in one instance of a function that is not
+ * thread-safe: its calls and the release of its results. */
+static int inside;
+static long long overlaps;
+
+static void enter_serial(void) {
+    if (__atomic_fetch_add(&inside, 1, __ATOMIC_SEQ_CST) != 0) {
+        __atomic_fetch_add(&overlaps, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
+static void leave_serial(void) { __atomic_fetch_sub(&inside, 1, __ATOMIC_SEQ_CST); }
+
+static void serial_release(void *ptr, size_t len) {
+    enter_serial();
+    counted_release(ptr, len);
+    leave_serial();
+}
+
+static int32_t serial_make(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    int32_t status;
+    (void)state;
+    enter_serial();
+    status = make_letters(host, args[0].u64, ret);
+    ret->bytes.release = serial_release;
+    leave_serial();
+    return status;
+}
+
+static int32_t overlap_count(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    (void)host; (void)state; (void)args;
+    ret->i64 = __atomic_load_n(&overlaps, __ATOMIC_SEQ_CST);
+    return FERRULE_OK;
+}
+
+/* A host function handle kept past its call: using it later must fail. */
+static const ferrule_fn *kept;
+
+static int32_t keep(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    (void)host; (void)state; (void)ret;
+    kept = args[0].func;
+    return FERRULE_OK;
+}
+
+static int32_t use_kept(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    ferrule_value arg;
+    (void)state; (void)args;
+    arg.i64 = 7;
+    if (ferrule_invoke(host, kept, &arg, ret) != FERRULE_OK) {
+        return ferrule_fail(host, "the kept handle was refused");
+    }
+    return FERRULE_OK;
+}
+
 static int32_t make(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
     (void)state;
     return make_letters(host, args[0].u64, ret);
@@ -142,9 +196,18 @@ static const ferrule_function fn_quick_add = FERRULE_FUNCTION(
 static const ferrule_function fn_serial_quick_add = FERRULE_FUNCTION(
     "serial_quick_add", "(a: i64, b: i64) -> i64", "a + b, quick but not thread-safe", FERRULE_FN_QUICK, add);
 
+static const ferrule_function fn_serial_make = FERRULE_FUNCTION(
+    "serial_make", "(n: u64) -> bytes", "make, not thread-safe; counts overlaps with its release", 0, serial_make);
+static const ferrule_function fn_overlaps = FERRULE_FUNCTION(
+    "overlaps", "() -> i64", "overlapping runs of serial_make and its release", FERRULE_FN_THREAD_SAFE, overlap_count);
+static const ferrule_function fn_keep = FERRULE_FUNCTION(
+    "keep", "(f: fn(i64) -> i64)", "keeps the handle past the call (wrong on purpose)", FERRULE_FN_THREAD_SAFE, keep);
+static const ferrule_function fn_use_kept = FERRULE_FUNCTION(
+    "use_kept", "(g: fn(i64) -> i64) -> i64", "invokes the kept handle", FERRULE_FN_THREAD_SAFE, use_kept);
+
 static const ferrule_function *const functions[] = {
     &fn_make, &fn_make_text, &fn_live, &fn_sum, &fn_fill, &fn_addr, &fn_apply, &fn_shout,
-    &fn_add, &fn_quick_add, &fn_serial_quick_add,
+    &fn_add, &fn_quick_add, &fn_serial_quick_add, &fn_serial_make, &fn_overlaps, &fn_keep, &fn_use_kept,
 };
 
 static const ferrule_plugin descriptor = {
