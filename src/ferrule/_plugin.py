@@ -87,7 +87,7 @@ def _log_sink(logger: logging.Logger) -> Callable[[int, str], None]:
 class _Frame:
     """A host function passed to one call, on the cffi path."""
 
-    __slots__ = ("callable", "sig", "owner", "index", "error")
+    __slots__ = ("callable", "sig", "owner", "index", "error", "key")
 
     def __init__(self, function: Callable[..., Any], sig: Signature, owner: PluginFunction, index: int):
         self.callable = function
@@ -95,6 +95,7 @@ class _Frame:
         self.owner = owner
         self.index = index
         self.error: BaseException | None = None
+        self.key = 0  # its handle, once registered with the host
 
 
 # The allocator pair of the host table, one for the process: memory handed
@@ -169,9 +170,9 @@ class _Host:
             return abi.ERROR
 
     def open_frame(self, frame: _Frame) -> Any:
-        key = next(self.keys)
-        self.frames[key] = frame
-        return ffi.cast("ferrule_fn *", key)
+        frame.key = next(self.keys)
+        self.frames[frame.key] = frame
+        return ffi.cast("ferrule_fn *", frame.key)
 
     def clear_error(self) -> None:
         self.errors.message = None
@@ -303,7 +304,7 @@ class PluginFunction(_FunctionBase):
         self.thread_safe = bool(info.flags & abi.FN_THREAD_SAFE)
         self.quick = bool(info.flags & abi.FN_QUICK)
         self.doc = info.doc
-        self.__doc__ = f"{self.name}{signature}\n\n{info.doc}" if info.doc else f"{self.name}{signature}"
+        self.__doc__ = _doc_text(info)
         self._names = [p.name for p in signature.params]
         self._types = [p.type for p in signature.params]
 
@@ -391,9 +392,8 @@ class PluginFunction(_FunctionBase):
             finally:
                 plugin._life.leave()
         finally:
-            for key in keep:
-                if type(key) is int:
-                    host.frames.pop(key, None)
+            for frame in frames:
+                host.frames.pop(frame.key, None)
 
     __call__ = _call_checked
 
@@ -404,10 +404,8 @@ class PluginFunction(_FunctionBase):
         elif kind == "func":
             assert abi_type.fn is not None
             frame = _Frame(value, abi_type.fn, self, i)
-            handle = host.open_frame(frame)
-            slot.func = handle
             frames.append(frame)
-            keep.append(int(ffi.cast("uintptr_t", handle)))
+            slot.func = host.open_frame(frame)
         elif kind == "buf":
             view = value  # a memoryview, from _check
             cdata = ffi.from_buffer("char[]", view, require_writable=abi_type.writable)
@@ -699,7 +697,7 @@ class _FunctionSlot:
     def __init__(self, info: _FunctionInfo):
         self.info = info
         self.__name__ = info.name
-        self.__doc__ = f"{info.name}{info.signature}\n\n{info.doc}" if info.doc else f"{info.name}{info.signature}"
+        self.__doc__ = _doc_text(info)
 
     @property
     def __signature__(self) -> inspect.Signature:
@@ -709,6 +707,11 @@ class _FunctionSlot:
         if instance is None:
             return self
         return instance._function(self.info.name)
+
+
+def _doc_text(info: _FunctionInfo) -> str:
+    head = f"{info.name}{info.signature}"
+    return f"{head}\n\n{info.doc}" if info.doc else head
 
 
 def _python_signature(sig: Signature) -> inspect.Signature:

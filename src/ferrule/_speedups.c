@@ -769,6 +769,28 @@ static void serial_lock(GateObject *gate) {
 
 static PyObject *call_failed(FunctionObject *self, int32_t status);
 
+/* The Python path (_call_checked): binds, checks and normalises, or raises. */
+static PyObject *call_python_path(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *method = PyObject_GetAttrString(self, "_call_checked");
+    if (method == NULL) return NULL;
+    PyObject *out = PyObject_Vectorcall(method, args, (size_t)nargs, kwnames);
+    Py_DECREF(method);
+    return out;
+}
+
+/* Run the plugin's code: with the GIL kept for a QUICK function, released
+ * otherwise. The caller holds the serial lock where one is needed. */
+static inline int32_t call_plugin(FunctionObject *self, ferrule_value *slots, ferrule_value *ret) {
+    int32_t status;
+    if (self->flags & FERRULE_FN_QUICK) {
+        return self->call(&self->host->table, self->state, slots, ret);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = self->call(&self->host->table, self->state, slots, ret);
+    Py_END_ALLOW_THREADS
+    return status;
+}
+
 /* The short path: scalar arguments and result, no buffers, no frames. NULL
  * with no exception set means "take the general path". */
 static inline PyObject *call_simple(FunctionObject *self, PyObject *const *args) {
@@ -783,25 +805,11 @@ static inline PyObject *call_simple(FunctionObject *self, PyObject *const *args)
     if (gate_enter(gate) < 0) {
         return NULL;
     }
-    int32_t status;
+    int serial = !(self->flags & FERRULE_FN_THREAD_SAFE);
     error_reset();
-    if ((self->flags & (FERRULE_FN_QUICK | FERRULE_FN_THREAD_SAFE)) == (FERRULE_FN_QUICK | FERRULE_FN_THREAD_SAFE)) {
-        status = self->call(&self->host->table, self->state, slots, &slots[n]);
-    } else if (self->flags & FERRULE_FN_QUICK) {
-        serial_lock(gate);
-        status = self->call(&self->host->table, self->state, slots, &slots[n]);
-        PyThread_release_lock(gate->serial);
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        if (self->flags & FERRULE_FN_THREAD_SAFE) {
-            status = self->call(&self->host->table, self->state, slots, &slots[n]);
-        } else {
-            PyThread_acquire_lock(gate->serial, WAIT_LOCK);
-            status = self->call(&self->host->table, self->state, slots, &slots[n]);
-            PyThread_release_lock(gate->serial);
-        }
-        Py_END_ALLOW_THREADS
-    }
+    if (serial) serial_lock(gate);
+    int32_t status = call_plugin(self, slots, &slots[n]);
+    if (serial) PyThread_release_lock(gate->serial);
     PyObject *result;
     if (status == FERRULE_OK) {
         result = self->result < 0 ? Py_NewRef(Py_None) : decode_value(self->result, &slots[n]);
@@ -861,13 +869,7 @@ static PyObject *function_call(FunctionObject *self, PyObject *const *args, Py_s
     /* The serial lock covers the call and the release of its result, which
      * is plugin code too (and runs without the GIL unless QUICK). */
     if (serial) serial_lock(self->gate);
-    if (quick) {
-        status = self->call(&self->host->table, self->state, slots, ret);
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        status = self->call(&self->host->table, self->state, slots, ret);
-        Py_END_ALLOW_THREADS
-    }
+    status = call_plugin(self, slots, ret);
     release_all(self->host, views, has_view, frames, self->params, n);
     PyObject *result = NULL;
     /* An exception raised by a host function wins: it is the cause. */
@@ -920,24 +922,14 @@ slow:
         PyErr_SetString(PyExc_TypeError, "ferrule: a normalised argument was refused by the accelerator");
         return NULL;
     }
-    {
-        PyObject *method = PyObject_GetAttrString((PyObject *)self, "_call_checked");
-        if (method == NULL) return NULL;
-        PyObject *out = PyObject_Vectorcall(method, args, (size_t)nargs, NULL);
-        Py_DECREF(method);
-        return out;
-    }
+    return call_python_path((PyObject *)self, args, nargs, NULL);
 }
 
 static PyObject *Function_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     FunctionObject *self = (FunctionObject *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) {
-        PyObject *method = PyObject_GetAttrString(callable, "_call_checked");
-        if (method == NULL) return NULL;
-        PyObject *out = PyObject_Vectorcall(method, args, (size_t)nargs, kwnames);
-        Py_DECREF(method);
-        return out;
+        return call_python_path(callable, args, nargs, kwnames);
     }
     return function_call(self, args, nargs, 0);
 }
