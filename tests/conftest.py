@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 INCLUDE = ROOT / "sdk" / "c" / "include"
 C_DIR = ROOT / "tests" / "plugins" / "c"
+GENERATED = ROOT / "tests" / "plugins" / "generated"
 CC = os.environ.get("CC", "cc")
 
 # Every -DVARIANT_<NAME> of tests/plugins/c/fixture.c that builds a broken plugin.
@@ -82,6 +83,14 @@ class Built:
     def missing_dep(self) -> Path:
         return self.c / "libfixture_missing_dep.so"
 
+    @property
+    def ifaces_rust(self) -> Path:
+        return self.rust / "libifaces.so"
+
+    @property
+    def ifaces_c(self) -> Path:
+        return self.c / "libifaces_c.so"
+
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
@@ -93,6 +102,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     compile_plugin(ROOT / "examples" / "c_plugin" / "calc.c", c / "libcalc.so", "-lm")
     compile_plugin(C_DIR / "fixture.c", c / "libfixture.so")
     compile_plugin(C_DIR / "cdata.c", c / "libcdata.so")
+    compile_plugin(C_DIR / "ifaces.c", c / "libifaces_c.so", f"-I{GENERATED}")
     for name in C_VARIANTS:
         compile_plugin(C_DIR / "fixture.c", c / f"libfixture_{name.lower()}.so", f"-DVARIANT_{name}")
     # Link against a dependency, then delete it: loading must name what is missing.

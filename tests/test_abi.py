@@ -22,13 +22,17 @@ FIELDS = {
     "ferrule_buf": ["ptr", "len"],
     "ferrule_value": ["i64", "u64", "f64", "f32", "bytes", "buf", "func"],
     "ferrule_host": ["struct_size", "abi_major", "abi_minor", "host_data", "log", "set_error", "alloc", "free",
-                     "invoke"],
+                     "invoke", "query", "call", "release"],
     "ferrule_function": ["struct_size", "flags", "name", "signature", "doc", "call"],
     "ferrule_plugin": ["magic", "struct_size", "abi_major", "abi_minor", "id", "name", "version", "description",
-                       "license", "function_count", "flags", "functions", "init", "shutdown"],
+                       "license", "function_count", "flags", "functions", "init", "shutdown", "interface_count",
+                       "reserved", "interfaces"],
+    "ferrule_interface": ["struct_size", "flags", "id", "revision", "method_count", "fingerprint", "layout", "name",
+                          "doc", "methods", "create", "destroy"],
 }
 CONSTANTS = ["ABI_MAJOR", "ABI_MINOR", "MAGIC", "OK", "ERROR", "PANIC", "LOG_TRACE", "LOG_DEBUG", "LOG_INFO",
-             "LOG_WARN", "LOG_ERROR", "FN_THREAD_SAFE", "FN_QUICK"]
+             "LOG_WARN", "LOG_ERROR", "FN_THREAD_SAFE", "FN_QUICK",
+             "IFACE_THREAD_SAFE"]
 
 
 def python_view() -> dict[str, object]:
@@ -83,7 +87,7 @@ def test_header_compiles_cleanly(tmp_path: Path, compiler: str, std: str) -> Non
         "}\n"
         "static const ferrule_function f = FERRULE_FUNCTION(\"f\", \"(g: fn()) -> str\", \"doc\", 0, call);\n"
         "static const ferrule_function *const fs[] = {&f};\n"
-        "static const ferrule_plugin d = {FERRULE_PLUGIN_HEAD, \"a.b\", \"n\", \"1\", NULL, NULL, 1, 0, fs, NULL, NULL};\n"
+        "static const ferrule_plugin d = {FERRULE_PLUGIN_HEAD, \"a.b\", \"n\", \"1\", NULL, NULL, 1, 0, fs, NULL, NULL, 0, 0, NULL};\n"
         "FERRULE_ENTRY { return &d; }\n"
     )
     run([compiler, f"-std={std}", "-Wall", "-Wextra", "-pedantic", "-Werror", f"-I{INCLUDE}",
@@ -91,4 +95,4 @@ def test_header_compiles_cleanly(tmp_path: Path, compiler: str, std: str) -> Non
 
 
 def test_host_reports_its_abi() -> None:
-    assert (ferrule.ABI_MAJOR, ferrule.ABI_MINOR) == (1, 1)
+    assert (ferrule.ABI_MAJOR, ferrule.ABI_MINOR) == (1, 2)

@@ -4,7 +4,9 @@
     plugin.add(2, 3)
 
 ``Library`` is the low-level loader (symbols and C signatures); ``load``
-returns a ``Plugin`` with typed functions. Every error is a subclass of
+returns a ``Plugin`` with typed functions. ``ferrule.idl`` declares the
+interfaces a host defines; a ``PluginHost`` provides services to plugins and
+makes instances of the interfaces they implement. Every error is a subclass of
 ``FerruleError``; see ``ferrule._errors`` for the whole tree.
 """
 
@@ -15,6 +17,7 @@ from ._errors import (
     DescriptorError,
     DescriptorTooSmallError,
     FerruleError,
+    InterfaceMismatchError,
     LibraryError,
     LibraryNotFoundError,
     MetadataError,
@@ -27,8 +30,12 @@ from ._errors import (
     PluginPanicError,
     SignatureError,
     SymbolNotFoundError,
+    ThreadContractWarning,
     WrongArchitectureError,
 )
+from . import idl
+from ._host import PluginHost
+from ._interfaces import Implementation, Instance
 from ._library import Library, library_file_name
 from ._plugin import Plugin, PluginFunction, load
 
@@ -42,6 +49,9 @@ __all__ = [
     "DescriptorError",
     "DescriptorTooSmallError",
     "FerruleError",
+    "Implementation",
+    "Instance",
+    "InterfaceMismatchError",
     "Library",
     "LibraryError",
     "LibraryNotFoundError",
@@ -53,11 +63,14 @@ __all__ = [
     "PluginCallError",
     "PluginClosedError",
     "PluginFunction",
+    "PluginHost",
     "PluginInitError",
     "PluginPanicError",
     "SignatureError",
     "SymbolNotFoundError",
+    "ThreadContractWarning",
     "WrongArchitectureError",
+    "idl",
     "library_file_name",
     "load",
 ]

@@ -2,7 +2,7 @@
 sdk/c/include/ferrule.h; do not edit."""
 
 ABI_MAJOR = 1
-ABI_MINOR = 1
+ABI_MINOR = 2
 MAGIC = 0x46455252554C4521
 OK = 0
 ERROR = 1
@@ -14,10 +14,11 @@ LOG_WARN = 3
 LOG_ERROR = 4
 FN_THREAD_SAFE = 1
 FN_QUICK = 2
+IFACE_THREAD_SAFE = 1
 
 CDEF = """
 #define FERRULE_ABI_MAJOR 1
-#define FERRULE_ABI_MINOR 1
+#define FERRULE_ABI_MINOR 2
 #define FERRULE_MAGIC 0x46455252554C4521
 #define FERRULE_OK 0
 #define FERRULE_ERROR 1
@@ -29,7 +30,9 @@ CDEF = """
 #define FERRULE_LOG_ERROR 4
 #define FERRULE_FN_THREAD_SAFE 1
 #define FERRULE_FN_QUICK 2
+#define FERRULE_IFACE_THREAD_SAFE 1
 typedef struct ferrule_host ferrule_host;
+typedef struct ferrule_object ferrule_object;
 typedef struct ferrule_fn ferrule_fn;
 typedef struct ferrule_bytes {
     const void *ptr;
@@ -60,6 +63,11 @@ struct ferrule_host {
     void (*free)(void *ptr, size_t size);
     int32_t (*invoke)(const ferrule_host *host, const ferrule_fn *fn,
                       const ferrule_value *args, ferrule_value *ret);
+    const ferrule_object *(*query)(const ferrule_host *host, const char *id,
+                                   uint32_t revision, uint64_t fingerprint);
+    int32_t (*call)(const ferrule_host *host, const ferrule_object *object, uint32_t method,
+                    const ferrule_value *args, ferrule_value *ret);
+    void (*release)(const ferrule_host *host, const ferrule_object *object);
 };
 typedef int32_t (*ferrule_call_fn)(const ferrule_host *host, void *state,
                                    const ferrule_value *args, ferrule_value *ret);
@@ -73,6 +81,20 @@ typedef struct ferrule_function {
 } ferrule_function;
 typedef int32_t (*ferrule_init_fn)(const ferrule_host *host, const char *config,
                                    size_t config_len, void **state);
+typedef struct ferrule_interface {
+    uint32_t struct_size;
+    uint32_t flags;
+    const char *id;
+    uint32_t revision;
+    uint32_t method_count;
+    uint64_t fingerprint;
+    const char *layout;
+    const char *name;
+    const char *doc;
+    const ferrule_call_fn *methods;
+    int32_t (*create)(const ferrule_host *host, void *plugin_state, void **self);
+    void (*destroy)(const ferrule_host *host, void *plugin_state, void *self);
+} ferrule_interface;
 typedef void (*ferrule_shutdown_fn)(const ferrule_host *host, void *state);
 typedef struct ferrule_plugin {
     uint64_t magic;
@@ -89,6 +111,9 @@ typedef struct ferrule_plugin {
     const ferrule_function *const *functions;
     ferrule_init_fn init;
     ferrule_shutdown_fn shutdown;
+    uint32_t interface_count;
+    uint32_t reserved;
+    const ferrule_interface *const *interfaces;
 } ferrule_plugin;
 typedef const ferrule_plugin *(*ferrule_entry_fn)(void);
 """

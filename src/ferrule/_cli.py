@@ -1,4 +1,5 @@
-"""The ``ferrule`` command: inspect and call plugins from a shell."""
+"""The ``ferrule`` command: inspect and call plugins from a shell, and
+generate code from interface declarations."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from . import _generate
 from ._errors import FerruleError
 from ._plugin import Plugin, PluginFunction, load
 from ._signature import AbiType
@@ -38,6 +40,11 @@ def _describe(plugin: Plugin) -> dict[str, Any]:
             }
             for fn in plugin
         ],
+        "interfaces": [
+            {"id": o.id, "revision": o.revision, "name": o.name, "doc": o.doc, "fingerprint": f"{o.fingerprint:#018x}",
+             "methods": o.method_count, "thread_safe": bool(o.flags & 1)}
+            for o in plugin.interfaces
+        ],
     }
 
 
@@ -61,6 +68,13 @@ def _inspect(args: argparse.Namespace) -> int:
         if fn["doc"]:
             for line in fn["doc"].splitlines():
                 print(f"        {line}")
+    if info["interfaces"]:
+        print(f"  implements ({len(info['interfaces'])}):")
+        for o in info["interfaces"]:
+            flag = "" if o["thread_safe"] else "  [serialised]"
+            print(f"    {o['id']}/{o['revision']} {o['name']!r}  fingerprint {o['fingerprint']}{flag}")
+            if o["doc"]:
+                print(f"        {o['doc']}")
     return 0
 
 
@@ -151,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     call_cmd.add_argument("args", nargs="*", help="arguments, one per parameter")
     call_cmd.add_argument("--config", default=None, help="configuration text passed to the plugin's init")
     call_cmd.set_defaults(run=_call)
+    _generate.add_parser(sub)
     return parser
 
 
@@ -160,6 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except FerruleError as exc:
         print(f"ferrule: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except _generate.GenerateError as exc:
+        print(f"ferrule: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except (TypeError, ValueError) as exc:
         print(f"ferrule: {exc}", file=sys.stderr)

@@ -13,11 +13,15 @@
     │   ├── AbiVersionError           the plugin's ABI major differs from the host's
     │   ├── DescriptorTooSmallError   a struct_size smaller than ABI 1.0 requires
     │   ├── SignatureError            a function signature that does not parse
-    │   └── MetadataError             missing, non-UTF-8 or duplicate metadata
+    │   ├── MetadataError             missing, non-UTF-8 or duplicate metadata
+    │   └── InterfaceMismatchError    an implementation's layout differs from the host's declaration
     ├── PluginInitError               the plugin's init reported failure (or panicked)
     ├── PluginCallError               a plugin function reported failure
     │   └── PluginPanicError          a Rust panic caught at the boundary
-    └── PluginClosedError             a call after close()
+    └── PluginClosedError             a call after close() (of a plugin or an instance)
+
+    ThreadContractWarning (a RuntimeWarning): a debug host saw a plugin break
+    the thread contract, e.g. set_error from a thread not running a call.
 
 Argument mistakes (wrong count, type or range) raise the built-in TypeError
 and ValueError, naming the function and the parameter.
@@ -31,6 +35,7 @@ __all__ = [
     "DescriptorError",
     "DescriptorTooSmallError",
     "FerruleError",
+    "InterfaceMismatchError",
     "LibraryError",
     "LibraryNotFoundError",
     "MetadataError",
@@ -43,6 +48,7 @@ __all__ = [
     "PluginPanicError",
     "SignatureError",
     "SymbolNotFoundError",
+    "ThreadContractWarning",
     "WrongArchitectureError",
 ]
 
@@ -136,6 +142,18 @@ class MetadataError(DescriptorError):
     __module__ = "ferrule"
 
 
+class InterfaceMismatchError(DescriptorError):
+    """A plugin's implementation of an interface was generated from another
+    layout than the host's declaration of the same id and revision."""
+
+    __module__ = "ferrule"
+
+    def __init__(self, message: str, expected_layout: str = "", found_layout: str = ""):
+        super().__init__(message)
+        self.expected_layout = expected_layout
+        self.found_layout = found_layout
+
+
 class PluginInitError(FerruleError):
     """The plugin's init function reported failure; the message is the plugin's own."""
 
@@ -160,5 +178,13 @@ class PluginPanicError(PluginCallError):
 
 class PluginClosedError(FerruleError):
     """The plugin was used after close()."""
+
+    __module__ = "ferrule"
+
+
+class ThreadContractWarning(RuntimeWarning):
+    """A debug host (``PluginHost(debug=True)``) saw the thread contract
+    broken: a host callback from a thread that must not call it, or two
+    threads inside one instance that is not thread-safe."""
 
     __module__ = "ferrule"

@@ -3,6 +3,7 @@ lifecycle and call its functions with typed, checked arguments."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import itertools
@@ -18,7 +19,7 @@ import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _cdef as abi
 from ._errors import (
@@ -36,13 +37,18 @@ from ._errors import (
 )
 from ._ffi import ffi, libc
 from ._library import Library
+from ._interfaces import Implementation, Instance, Offer, Services, check_offer, proxy_class
 from ._signature import ELEMENT_SIZE, AbiType, Signature, parse_signature
+from .idl import spec as _spec
 
 __all__ = ["Plugin", "PluginFunction", "load"]
 
+P = TypeVar("P")
 ENTRY_SYMBOL = f"ferrule_entry_v{abi.ABI_MAJOR}"
-_PLUGIN_V1_SIZE = ffi.sizeof("ferrule_plugin")
+_PLUGIN_V1_SIZE = ffi.offsetof("ferrule_plugin", "interface_count")  # ABI 1.0's size
 _FUNCTION_V1_SIZE = ffi.sizeof("ferrule_function")
+_PLUGIN_V12_SIZE = ffi.offsetof("ferrule_plugin", "interfaces") + ffi.sizeof("void *")
+_INTERFACE_SIZE = ffi.sizeof("ferrule_interface")
 _MAX_FUNCTIONS = 4096
 _MAX_TEXT = 1 << 16
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
@@ -60,7 +66,9 @@ def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None
     """Load the plugin at ``path``, check its descriptor and run its init.
 
     ``config`` reaches the plugin's init as UTF-8 text; a mapping is sent as
-    JSON. Raises a subclass of ferrule.FerruleError on any failure.
+    JSON. Raises a subclass of ferrule.FerruleError on any failure. The
+    plugin gets a host of its own; load through a ``PluginHost`` to share
+    services and interfaces between plugins.
     """
     return Plugin(Library(path), config=config)
 
@@ -108,8 +116,10 @@ class _Host:
     """The host callback table handed to one plugin instance on the cffi path,
     and the Python side of its callbacks. Kept alive until shutdown."""
 
-    def __init__(self, logger: logging.Logger):
+    def __init__(self, logger: logging.Logger, debug: bool = False):
         self.log = _log_sink(logger)
+        self.debug = debug
+        self.inside: dict[int, int] = {}  # debug: thread id -> calls into the plugin it is running
         self.errors = threading.local()
         self.frames: dict[int, _Frame] = {}
         self.keys = itertools.count(1)
@@ -136,12 +146,16 @@ class _Host:
             pass
 
     def _set_error(self, _host: Any, msg: Any, length: int) -> None:
+        if self.debug:
+            self.check_thread("set_error")
         if msg == ffi.NULL:
             self.errors.message = ""
         else:
             self.errors.message = ffi.unpack(msg, min(length, _MAX_TEXT)).decode("utf-8", "replace")
 
     def _invoke(self, _host: Any, handle: Any, args: Any, ret: Any) -> int:
+        if self.debug:
+            self.check_thread("invoke")
         frame = self.frames.get(int(ffi.cast("uintptr_t", handle)))
         if frame is None or frame.error is not None or ret == ffi.NULL:
             return abi.ERROR
@@ -168,6 +182,42 @@ class _Host:
         except BaseException as exc:  # re-raised by the call that passed the function
             frame.error = exc
             return abi.ERROR
+
+    def set_services(self, query: int, call: int, release: int) -> None:
+        table = self.table
+        table.query = ffi.cast(ffi.typeof(table.query), query)
+        table.call = ffi.cast(ffi.typeof(table.call), call)
+        table.release = ffi.cast(ffi.typeof(table.release), release)
+
+    def enter(self) -> None:
+        ident = threading.get_ident()
+        self.inside[ident] = self.inside.get(ident, 0) + 1
+
+    def leave(self) -> None:
+        ident = threading.get_ident()
+        left = self.inside[ident] - 1
+        if left:
+            self.inside[ident] = left
+        else:
+            del self.inside[ident]
+
+    def check_thread(self, what: str) -> None:
+        """Debug mode: a per-call callback must come from a thread that runs
+        a call into this plugin (the error or handle belongs to that call)."""
+        if threading.get_ident() not in self.inside:
+            import warnings
+
+            from ._errors import ThreadContractWarning
+
+            warnings.warn(
+                ThreadContractWarning(
+                    f"{self.plugin_id!r} called host->{what} from thread {threading.current_thread().name!r}, "
+                    "which is not running a call into the plugin: per-call callbacks belong to the calling thread"
+                ),
+                stacklevel=1,
+            )
+
+    plugin_id = "?"
 
     def open_frame(self, frame: _Frame) -> Any:
         frame.key = next(self.keys)
@@ -381,6 +431,8 @@ class PluginFunction(_FunctionBase):
             # Results are read and released before leaving the gate (shutdown
             # must not run in between) and the serial lock (release is plugin code).
             plugin._life.enter()
+            if host.debug:
+                host.enter()
             try:
                 host.clear_error()
                 if self.thread_safe:
@@ -390,6 +442,8 @@ class PluginFunction(_FunctionBase):
                     status = self._call(plugin._table, plugin._state, slots, ret)
                     return self._finish(status, ret, frames)
             finally:
+                if host.debug:
+                    host.leave()
                 plugin._life.leave()
         finally:
             for frame in frames:
@@ -620,6 +674,7 @@ class _Descriptor:
         self.description = _text(raw.description, f"plugin {self.id!r} description", required=False)
         self.license = _text(raw.license, f"plugin {self.id!r} license", required=False)
         self.functions = self._read_functions(raw)
+        self.offers = self._read_offers(raw)
         self.init = raw.init
         self.shutdown = raw.shutdown
         # Each plugin gets its own subclass: its functions are attributes
@@ -670,6 +725,53 @@ class _Descriptor:
             doc = _text(raw.doc, f"plugin {self.id!r} function {name!r} doc", required=False)
             functions[name] = _FunctionInfo(name, signature, doc, raw.flags, raw.call)
         return functions
+
+
+    def _read_offers(self, desc: Any) -> tuple[Offer, ...]:
+        if desc.struct_size < _PLUGIN_V12_SIZE or desc.interface_count == 0:
+            return ()
+        count = desc.interface_count
+        if count > _MAX_FUNCTIONS:
+            raise MetadataError(f"plugin {self.id!r} declares {count} interface implementations, at most {_MAX_FUNCTIONS} allowed")
+        if desc.interfaces == ffi.NULL:
+            raise DescriptorError(f"plugin {self.id!r} declares {count} interface implementations but its table is NULL")
+        offers: list[Offer] = []
+        seen: set[tuple[str, int, str]] = set()
+        for i in range(count):
+            raw = desc.interfaces[i]
+            where = f"plugin {self.id!r} interface implementation #{i}"
+            if raw == ffi.NULL:
+                raise DescriptorError(f"{where} is NULL, expected a ferrule_interface")
+            if raw.struct_size < _INTERFACE_SIZE:
+                raise DescriptorTooSmallError(
+                    f"{where}: struct_size is {raw.struct_size} bytes, ABI {abi.ABI_MAJOR}.2 needs at least "
+                    f"{_INTERFACE_SIZE}: rebuild the plugin with the current SDK"
+                )
+            ident = _text(raw.id, f"{where} id")
+            if not _ID_RE.match(ident):
+                raise MetadataError(f"{where}: interface id {ident!r} is not reverse-DNS")
+            name = _text(raw.name, f"{where} name")
+            if not name:
+                raise MetadataError(f"{where} ({ident}) has an empty name")
+            key = (ident, raw.revision, name)
+            if key in seen:
+                raise MetadataError(f"plugin {self.id!r} offers two implementations of {ident}/{raw.revision} named {name!r}")
+            seen.add(key)
+            where = f"plugin {self.id!r} implementation {name!r} of {ident}/{raw.revision}"
+            if raw.method_count > 256:
+                raise MetadataError(f"{where} has {raw.method_count} methods, at most 256 allowed")
+            if raw.method_count and raw.methods == ffi.NULL:
+                raise DescriptorError(f"{where} has {raw.method_count} methods but a NULL method table")
+            for m in range(raw.method_count):
+                if raw.methods[m] == ffi.NULL:
+                    raise DescriptorError(f"{where}: method #{m} is NULL")
+            if raw.create == ffi.NULL or raw.destroy == ffi.NULL:
+                raise DescriptorError(f"{where} has a NULL create or destroy")
+            layout = _text(raw.layout, f"{where} layout", required=False)
+            doc = _text(raw.doc, f"{where} doc", required=False)
+            offers.append(Offer(ident, raw.revision, name, doc, raw.flags, raw.fingerprint, layout, raw.method_count,
+                                raw.methods, raw.create, raw.destroy))
+        return tuple(offers)
 
 
 # Keyed on the dlopen handle: one entry per mapped library, never evicted
@@ -732,7 +834,8 @@ class Plugin:
     __module__ = "ferrule"
     _desc: _Descriptor  # set on each plugin's own subclass
 
-    def __init__(self, library: Library, *, config: str | Mapping[str, Any] | None = None):
+    def __init__(self, library: Library, *, config: str | Mapping[str, Any] | None = None,
+                 _services: Services | None = None):
         desc = _describe(library)
         self.__class__ = desc.cls
         self.library = library
@@ -746,19 +849,95 @@ class Plugin:
         self._made: dict[str, PluginFunction] = {}
         self._host: Any
         self._life: Any
-        self._accelerated = _ACCELERATE and _speedups is not None
+        services = _services if _services is not None else Services(debug=False)
+        self._services = services
+        self._debug = services.debug
+        self._accelerated = _ACCELERATE and _speedups is not None and not self._debug
+        self._create_lock = threading.Lock()  # create and destroy run one at a time
+        self._count_lock = threading.Lock()
+        self._instances = 0
+        self._shutdown_pending = False
         if self._accelerated:
             assert _speedups is not None
             self._host = _speedups.Host(_log_sink(logging.getLogger(f"ferrule.plugin.{self.id}")))
             self._table = ffi.cast("ferrule_host *", self._host.address)
             self._life = _speedups.Gate(PluginClosedError, f"plugin {self.id!r} is closed: load it again to call it")
         else:
-            self._host = _Host(logging.getLogger(f"ferrule.plugin.{self.id}"))
+            self._host = _Host(logging.getLogger(f"ferrule.plugin.{self.id}"), debug=self._debug)
+            self._host.plugin_id = self.id
             self._table = self._host.table
             self._life = _Lifecycle(f"plugin {self.id!r} is closed: load it again to call it")
             self._serial = threading.Lock()  # the C path's is in the gate
+        self._host.set_services(*services.addresses())
+        table_address = int(ffi.cast("uintptr_t", self._table))
+        services.attach(self, table_address)
         self._state = self._init(desc.init, config)
-        self._finalizer = weakref.finalize(self, _shutdown, self._life, desc.shutdown, self._host, self._table, self._state)
+        self._finalizer = weakref.finalize(self, _shutdown, self._life, desc.shutdown, self._host, self._table, self._state,
+                                           services, table_address)
+
+    def _calling(self) -> Any:
+        """Debug mode: mark this thread as running a call into the plugin."""
+        return _Inside(self._host) if self._debug else contextlib.nullcontext()
+
+    def _check_thread(self, what: str) -> None:
+        if self._debug:
+            self._host.check_thread(what)
+
+    def _instance_made(self) -> None:
+        with self._count_lock:
+            self._instances += 1
+
+    def _instance_gone(self) -> None:
+        with self._count_lock:
+            self._instances -= 1
+            run = self._instances == 0 and self._shutdown_pending
+        if run:
+            self._finalizer()
+
+    # -- interfaces
+
+    @property
+    def interfaces(self) -> tuple[Offer, ...]:
+        """Every implementation the plugin offers (id, revision, name, doc,
+        fingerprint), as its descriptor lists them."""
+        return self._desc.offers
+
+    def implementations(self, interface: type[P]) -> list[Implementation[P]]:
+        """The plugin's implementations of an interface revision, in
+        descriptor order; empty when it offers none. ``interface`` is a
+        generated proxy class (typed instances) or an @idl.interface class.
+
+        Raises InterfaceMismatchError when an implementation was generated
+        from another layout of the same id and revision."""
+        iface = _spec(interface)
+        proxy = proxy_class(interface)
+        found = []
+        for offer in self._desc.offers:
+            if (offer.id, offer.revision) == iface.key:
+                check_offer(self.id, offer, iface)
+                found.append(Implementation(self, offer, proxy))
+        return found  # type: ignore[return-value]
+
+    def implementation(self, interface: type[P], name: str | None = None) -> Implementation[P] | None:
+        """The implementation called ``name`` (or the first one), or None."""
+        for impl in self.implementations(interface):
+            if name is None or impl.name == name:
+                return impl
+        return None
+
+    def create(self, interface: type[P], name: str | None = None) -> P:
+        """Make an instance of the implementation called ``name`` (or the
+        first). Raises LookupError when the plugin offers none."""
+        impl = self.implementation(interface, name)
+        if impl is None:
+            iface = _spec(interface)
+            offered = [o.name for o in self._desc.offers if (o.id, o.revision) == iface.key]
+            which = f" named {name!r}" if name is not None else ""
+            raise LookupError(
+                f"plugin {self.id!r} offers no implementation of {iface.id}/{iface.revision}{which}"
+                + (f" (it offers {', '.join(map(repr, offered))})" if offered else "")
+            )
+        return impl.create()
 
     def _function(self, name: str) -> PluginFunction:
         fn = self._made.get(name)
@@ -790,7 +969,8 @@ class Plugin:
             raise TypeError(f"config must be str, a mapping (sent as JSON) or None, got {type(config).__name__}")
         state = ffi.new("void **")
         self._host.clear_error()
-        status = init(self._table, data, len(data), state)
+        with self._calling():
+            status = init(self._table, data, len(data), state)
         if status != abi.OK:
             message = self._host.take_error()
             verb = "panicked in init" if status == abi.PANIC else "failed to initialise"
@@ -802,9 +982,15 @@ class Plugin:
         return bool(self._life.closed)
 
     def close(self) -> None:
-        """Wait for calls in flight, then run the plugin's shutdown. Idempotent."""
+        """Wait for calls in flight, then run the plugin's shutdown. Idempotent.
+
+        Instances the plugin made stay usable: shutdown then runs when the
+        last of them is closed or collected."""
         if self._life.close(True):
-            self._finalizer()
+            with self._count_lock:
+                self._shutdown_pending = self._instances > 0
+            if not self._shutdown_pending:
+                self._finalizer()
 
     def __enter__(self) -> Plugin:
         return self
@@ -868,11 +1054,31 @@ class _Lifecycle:
         return not busy or (wait and self.idle.wait())
 
 
-def _shutdown(life: Any, shutdown: Callable[[Any, Any], None], host: object, table: Any, state: Any) -> None:
-    # Runs from close(), the garbage collector or interpreter exit. At exit a
-    # daemon thread may still be inside a call: then shutdown is skipped
-    # rather than run under it. Holding host keeps the callbacks alive.
+def _shutdown(life: Any, shutdown: Callable[[Any, Any], None], host: Any, table: Any, state: Any,
+              services: Services, table_address: int) -> None:
+    # Runs from close(), the last instance's destroy, the garbage collector
+    # or interpreter exit. At exit a daemon thread may still be inside a
+    # call: then shutdown is skipped rather than run under it. Holding host
+    # keeps the callbacks alive.
     if not life.close(False):
         return
+    left = services.release_all(table_address)
+    if left:
+        logging.getLogger("ferrule").warning("a plugin shut down holding %d objects from host->query; released them", left)
     if shutdown != ffi.NULL:
+        if getattr(host, "debug", False):
+            host.enter()
         shutdown(table, state)
+
+
+class _Inside:
+    """Debug mode: the thread runs a call into the plugin (init, create...)."""
+
+    def __init__(self, host: Any):
+        self.host = host
+
+    def __enter__(self) -> None:
+        self.host.enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.host.leave()

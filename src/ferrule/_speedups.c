@@ -290,7 +290,22 @@ static PyObject *Host_clear_error(PyObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* The interface callbacks (ABI 1.2) live in Python (cffi callbacks): they
+ * reach the host's registry, which only Python knows. */
+static PyObject *Host_set_services(HostObject *self, PyObject *args) {
+    unsigned long long query, call, release;
+    if (!PyArg_ParseTuple(args, "KKK", &query, &call, &release)) {
+        return NULL;
+    }
+    self->table.query = (const ferrule_object *(*)(const ferrule_host *, const char *, uint32_t, uint64_t))(uintptr_t)query;
+    self->table.call = (int32_t(*)(const ferrule_host *, const ferrule_object *, uint32_t, const ferrule_value *,
+                                   ferrule_value *))(uintptr_t)call;
+    self->table.release = (void (*)(const ferrule_host *, const ferrule_object *))(uintptr_t)release;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Host_methods[] = {
+    {"set_services", (PyCFunction)Host_set_services, METH_VARARGS, "Fill in query, call and release (addresses)."},
     {"take_error", Host_take_error, METH_NOARGS, "The calling thread's failure message (consumed)."},
     {"clear_error", Host_clear_error, METH_NOARGS, "Forget the calling thread's failure message."},
     {NULL, NULL, 0, NULL},

@@ -32,7 +32,7 @@ extern "C" {
 
 /* Version of this header. A host refuses a plugin whose major differs. */
 #define FERRULE_ABI_MAJOR 1
-#define FERRULE_ABI_MINOR 1
+#define FERRULE_ABI_MINOR 2
 
 /* First field of every descriptor, a native-endian u64 (the ASCII of
  * "FERRULE!" when written big-endian). Compare the integer, not bytes. */
@@ -64,7 +64,18 @@ extern "C" {
  * the GIL during the call. */
 #define FERRULE_FN_QUICK 2
 
+/* ferrule_interface.flags (ABI 1.2): the implementation's instances may be
+ * called from several threads at once. Without it the host serialises calls
+ * into each instance (each instance has its own lock). */
+#define FERRULE_IFACE_THREAD_SAFE 1
+
 typedef struct ferrule_host ferrule_host;
+
+/* Opaque handle to an object the host lends a plugin (ABI 1.2): a service
+ * the host implements, or an instance of an interface another plugin
+ * provides. Got from host->query, used with host->call, given back with
+ * host->release. */
+typedef struct ferrule_object ferrule_object;
 
 /* Opaque handle to a host function passed as an "fn(...)" argument (ABI
  * 1.1). Call it with host->invoke; valid until the call that received it
@@ -148,6 +159,29 @@ struct ferrule_host {
      * invokes of fn in that call fail at once. */
     int32_t (*invoke)(const ferrule_host *host, const ferrule_fn *fn,
                       const ferrule_value *args, ferrule_value *ret);
+    /* ABI 1.2 (present when struct_size covers it). Find an implementation
+     * of interface id (borrowed, NUL-terminated) at exactly this revision:
+     * a service the host provides, else an instance made for the caller from
+     * another loaded plugin's implementation. fingerprint is the one the
+     * plugin was generated with; a different one is refused (and logged with
+     * both layouts). Returns NULL when nothing matches, never fails
+     * otherwise. The object is the caller's until it passes it to release;
+     * an object of an interface that is not thread-safe must not be called
+     * from two threads at once. Allowed from any thread, also in init. */
+    const ferrule_object *(*query)(const ferrule_host *host, const char *id,
+                                   uint32_t revision, uint64_t fingerprint);
+    /* Call method number `method` (declaration order, from 0) of object with
+     * the method's arguments (borrowed, laid out as for an exported function;
+     * NULL allowed when there are none). On FERRULE_OK, *ret holds the result
+     * with the release rule of an exported function's result, reversed: the
+     * caller owns a str or bytes result and gives it to its release. On
+     * failure returns FERRULE_ERROR or FERRULE_PANIC and ret->bytes holds the
+     * callee's message, owned by the caller the same way. An unknown or
+     * released object, or a method out of range, is a failure too. */
+    int32_t (*call)(const ferrule_host *host, const ferrule_object *object, uint32_t method,
+                    const ferrule_value *args, ferrule_value *ret);
+    /* Give an object back; it must not be used afterwards. NULL is ignored. */
+    void (*release)(const ferrule_host *host, const ferrule_object *object);
 };
 
 /* An exported function. args holds one slot per parameter of the signature,
@@ -172,6 +206,31 @@ typedef struct ferrule_function {
  * host->set_error and return a non-OK status; shutdown is then not called. */
 typedef int32_t (*ferrule_init_fn)(const ferrule_host *host, const char *config,
                                    size_t config_len, void **state);
+/* An implementation of a host-defined interface (ABI 1.2). Static. The host
+ * makes instances of it with create and calls their methods through
+ * methods[i](host, self, args, ret), in the uniform calling convention with
+ * the instance as state. Generated code fills this in (ferrule generate);
+ * see docs/interfaces.md for how each parameter type travels. */
+typedef struct ferrule_interface {
+    uint32_t struct_size;      /* sizeof(ferrule_interface) as the plugin built it */
+    uint32_t flags;            /* FERRULE_IFACE_* bits */
+    const char *id;            /* static; the interface id, e.g. "org.example.text.transform" */
+    uint32_t revision;         /* the interface revision implemented */
+    uint32_t method_count;     /* entries in methods */
+    uint64_t fingerprint;      /* of the revision's canonical layout, as generated */
+    const char *layout;        /* static; that canonical layout text, may be NULL */
+    const char *name;          /* static; unique in the plugin among implementations of id */
+    const char *doc;           /* static; may be NULL */
+    const ferrule_call_fn *methods; /* static; the vtable, in declaration order */
+    /* Make an instance: store it in *self and return FERRULE_OK, or call
+     * host->set_error and return a failure status. plugin_state is what the
+     * plugin's init stored. The host calls destroy exactly once per instance,
+     * after every call into it has returned; the plugin's shutdown runs only
+     * after every instance is destroyed. */
+    int32_t (*create)(const ferrule_host *host, void *plugin_state, void **self);
+    void (*destroy)(const ferrule_host *host, void *plugin_state, void *self);
+} ferrule_interface;
+
 /* Destroys the instance state; called exactly once per successful init
  * (also when init is NULL, with state NULL), after every call into the
  * instance has returned. The host table is still valid during the call. */
@@ -194,6 +253,10 @@ typedef struct ferrule_plugin {
     const ferrule_function *const *functions; /* static array of function_count */
     ferrule_init_fn init;         /* may be NULL: state is then NULL */
     ferrule_shutdown_fn shutdown; /* may be NULL */
+    /* ABI 1.2 (read when struct_size covers it) */
+    uint32_t interface_count;
+    uint32_t reserved;       /* 0 */
+    const ferrule_interface *const *interfaces; /* static array of interface_count */
 } ferrule_plugin;
 
 /* The one exported symbol, named "ferrule_entry_v1". Callable from any
@@ -216,6 +279,11 @@ typedef const ferrule_plugin *(*ferrule_entry_fn)(void);
  *   FERRULE_ENTRY { return &my_descriptor; }
  * Build with -fvisibility=hidden so that nothing else is exported. */
 #define FERRULE_ENTRY FERRULE_EXPORT const ferrule_plugin *ferrule_entry_v1(void)
+
+/* Whether a host table has a field added after ABI 1.0, e.g.
+ * FERRULE_HOST_HAS(host, query) before using host->query. */
+#define FERRULE_HOST_HAS(host, field) \
+    ((host)->struct_size >= offsetof(ferrule_host, field) + sizeof((host)->field))
 
 /* Fill in the fixed head of a descriptor. */
 #define FERRULE_PLUGIN_HEAD \

@@ -28,7 +28,8 @@ int main(void) {
     FIELD(ferrule_host, struct_size, 0); FIELD(ferrule_host, abi_major, 0); FIELD(ferrule_host, abi_minor, 0);
     FIELD(ferrule_host, host_data, 0); FIELD(ferrule_host, log, 0); FIELD(ferrule_host, set_error, 0);
     FIELD(ferrule_host, alloc, 0); FIELD(ferrule_host, free, 0);
-    FIELD(ferrule_host, invoke, 1);
+    FIELD(ferrule_host, invoke, 0); FIELD(ferrule_host, query, 0); FIELD(ferrule_host, call, 0);
+    FIELD(ferrule_host, release, 1);
     CLOSE(0);
     OPEN(ferrule_function);
     FIELD(ferrule_function, struct_size, 0); FIELD(ferrule_function, flags, 0); FIELD(ferrule_function, name, 0);
@@ -39,14 +40,23 @@ int main(void) {
     FIELD(ferrule_plugin, abi_minor, 0); FIELD(ferrule_plugin, id, 0); FIELD(ferrule_plugin, name, 0);
     FIELD(ferrule_plugin, version, 0); FIELD(ferrule_plugin, description, 0); FIELD(ferrule_plugin, license, 0);
     FIELD(ferrule_plugin, function_count, 0); FIELD(ferrule_plugin, flags, 0); FIELD(ferrule_plugin, functions, 0);
-    FIELD(ferrule_plugin, init, 0); FIELD(ferrule_plugin, shutdown, 1);
+    FIELD(ferrule_plugin, init, 0); FIELD(ferrule_plugin, shutdown, 0);
+    FIELD(ferrule_plugin, interface_count, 0); FIELD(ferrule_plugin, reserved, 0);
+    FIELD(ferrule_plugin, interfaces, 1);
+    CLOSE(0);
+    OPEN(ferrule_interface);
+    FIELD(ferrule_interface, struct_size, 0); FIELD(ferrule_interface, flags, 0); FIELD(ferrule_interface, id, 0);
+    FIELD(ferrule_interface, revision, 0); FIELD(ferrule_interface, method_count, 0);
+    FIELD(ferrule_interface, fingerprint, 0); FIELD(ferrule_interface, layout, 0); FIELD(ferrule_interface, name, 0);
+    FIELD(ferrule_interface, doc, 0); FIELD(ferrule_interface, methods, 0); FIELD(ferrule_interface, create, 0);
+    FIELD(ferrule_interface, destroy, 1);
     CLOSE(1);
     printf("}, \"constants\": {");
     CONST(FERRULE_ABI_MAJOR, 0); CONST(FERRULE_ABI_MINOR, 0); CONST(FERRULE_MAGIC, 0);
     CONST(FERRULE_OK, 0); CONST(FERRULE_ERROR, 0); CONST(FERRULE_PANIC, 0);
     CONST(FERRULE_LOG_TRACE, 0); CONST(FERRULE_LOG_DEBUG, 0); CONST(FERRULE_LOG_INFO, 0);
     CONST(FERRULE_LOG_WARN, 0); CONST(FERRULE_LOG_ERROR, 0); CONST(FERRULE_FN_THREAD_SAFE, 0);
-    CONST(FERRULE_FN_QUICK, 1);
+    CONST(FERRULE_FN_QUICK, 0); CONST(FERRULE_IFACE_THREAD_SAFE, 1);
     printf("}}\n");
     return 0;
 }

@@ -1,0 +1,272 @@
+"""Host-defined interfaces end to end: the Rust and C test plugins, built
+only from generated code, implement tests/iface_api.py's declarations; the
+host provides the store service; plugins reach each other through it."""
+
+from __future__ import annotations
+
+import array
+import gc
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Protocol
+
+import pytest
+
+import ferrule
+from ferrule import idl
+from tests import iface_api as api
+from tests import iface_proxies as proxies
+
+from .conftest import Built
+
+LANGS = ["rust", "c"]
+
+
+def path_of(built: Built, lang: str) -> str:
+    return str(built.ifaces_rust if lang == "rust" else built.ifaces_c)
+
+
+@pytest.fixture(params=LANGS)
+def lang(request: pytest.FixtureRequest, built: Built, call_path: str) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def plugin(built: Built, lang: str) -> Iterator[ferrule.Plugin]:
+    with ferrule.PluginHost().load(path_of(built, lang)) as p:
+        yield p
+
+
+class DictStore:
+    """The host's store service, revision 1."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+        self.calls: list[str] = []
+
+    def get(self, key: str) -> str:
+        self.calls.append(f"get {key}")
+        if key not in self.data:
+            raise KeyError(f"no key {key!r} in the store")
+        return self.data[key]
+
+    def put(self, key: str, value: str) -> None:
+        self.calls.append(f"put {key}")
+        self.data[key] = value
+
+
+class DictStore2(DictStore):
+    def count(self) -> int:
+        return len(self.data)
+
+
+def test_plugin_lists_what_it_implements(plugin: ferrule.Plugin, lang: str) -> None:
+    offered = {(o.id, o.revision, o.name, o.fingerprint) for o in plugin.interfaces}
+    counter = idl.spec(api.Counter)
+    shapes = idl.spec(api.Shapes)
+    assert offered == {
+        (counter.id, 1, f"{lang}-counter", counter.fingerprint),
+        (counter.id, 1, f"{lang}-counter-b", counter.fingerprint),
+        (shapes.id, 1, f"{lang}-shapes", shapes.fingerprint),
+    }
+    impls = plugin.implementations(proxies.Counter)
+    assert [i.name for i in impls] == [f"{lang}-counter", f"{lang}-counter-b"]
+    assert not impls[0].thread_safe
+    assert plugin.implementation(proxies.Shapes) is not None
+    assert plugin.implementation(proxies.Shapes).thread_safe  # type: ignore[union-attr]
+    assert plugin.implementation(proxies.Counter, "nope") is None
+    assert plugin.implementation(proxies.Store) is None  # a service, not implemented by plugins
+
+
+def test_counter_instances_are_independent(plugin: ferrule.Plugin, lang: str) -> None:
+    a = plugin.create(proxies.Counter, f"{lang}-counter")
+    b = plugin.create(proxies.Counter, f"{lang}-counter-b")
+    assert isinstance(a, proxies.Counter)
+    assert a.add(5) == 5
+    assert a.add(-2) == 3
+    assert b.add(10) == 10
+    assert (a.total(), b.total()) == (3, 10)
+    assert (a.name(), b.name()) == (f"{lang}-counter", f"{lang}-counter-b")
+    with pytest.raises(ferrule.PluginCallError, match="boom here") as info:
+        a.fail("boom here")
+    assert info.value.plugin_message == "boom here"
+    assert a.total() == 3  # the instance is still usable after a failure
+    with pytest.raises(TypeError, match=r"Counter.add\(\) argument 'n' must be int"):
+        a.add("5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="out of range for i64"):
+        a.add(1 << 63)
+    a.close()
+    a.close()  # idempotent
+    assert a.closed
+    with pytest.raises(ferrule.PluginClosedError, match="instance .*-counter' of plugin .* is closed"):
+        a.add(1)
+    assert b.total() == 10
+    b.close()
+
+
+def test_every_parameter_kind(plugin: ferrule.Plugin, lang: str) -> None:
+    with plugin.create(proxies.Shapes) as shapes:
+        rect = api.Rect(api.Point(-3, 4), 5, 6, True, 0)
+        assert shapes.area(rect) == 30
+        grown = shapes.grow(rect, 2)
+        assert grown == api.Rect(api.Point(-5, 2), 9, 10, True, 90)
+        assert type(grown.origin) is api.Point
+        assert shapes.mix(True, -8, 65535, 0.5, 0.25, 1 << 40) == pytest.approx(-8 + 65535 + 0.75 + (1 << 40))
+        assert shapes.mix(False, 1, 2, 3.0, 4.0, 5) == -15.0
+        assert shapes.sum(array.array("d", [1.5, 2.5, 3.0])) == 7.0
+        target = array.array("i", [0] * 5)
+        shapes.fill(target, -7)
+        assert list(target) == [-7] * 5
+        first = shapes.token("alpha")
+        second = shapes.token("beta")
+        assert isinstance(first, api.Token) and int(second) == int(first) + 1
+        assert shapes.label(second) == "beta"
+        with pytest.raises(ferrule.PluginCallError, match="unknown token 999"):
+            shapes.label(api.Token(999))
+        assert shapes.echo(b"\x00bytes\xff") == b"\x00bytes\xff"
+        assert shapes.apply(lambda x: x * 3, 14) == 42
+        with pytest.raises(TypeError, match="must be Rect, got Point"):
+            shapes.area(api.Point(1, 2))  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="out of range"):
+            shapes.area(api.Rect(api.Point(0, 0), -1, 1, False, 0))
+
+
+def test_non_thread_safe_instances_are_serialised(plugin: ferrule.Plugin, lang: str) -> None:
+    # slow_add reads, waits, then writes: concurrent calls lose updates.
+    impl = plugin.implementation(proxies.Counter)
+    assert impl is not None
+
+    def hammer(counter: proxies.Counter) -> int:
+        threads = [threading.Thread(target=lambda: [counter.slow_add(1, 200) for _ in range(25)]) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return counter.total()
+
+    with impl.create() as counter:
+        assert hammer(counter) == 100
+    # The control: the same instance kind, wrongly declared thread-safe, loses updates.
+    impl.thread_safe = True
+    with impl.create() as unsafe:
+        assert hammer(unsafe) < 100
+
+
+def test_instance_keeps_its_plugin_alive(built: Built, lang: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ferrule.plugin")
+    host = ferrule.PluginHost()
+    plugin = host.load(path_of(built, lang))
+    counter = plugin.create(proxies.Counter)
+    add = counter.add
+    plugin.close()  # closes the plugin's own functions; shutdown waits for the instance
+    del plugin
+    gc.collect()
+    assert add(2) == 2
+    assert counter.total() == 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert "shutdown" not in messages
+    del counter
+    gc.collect()
+    assert add(1) == 3  # a method keeps its instance alive
+    del add
+    gc.collect()
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.index(f"destroy {lang}-counter") < messages.index("shutdown")
+
+
+def test_create_after_close_is_refused(plugin: ferrule.Plugin) -> None:
+    impl = plugin.implementation(proxies.Counter)
+    assert impl is not None
+    plugin.close()
+    with pytest.raises(ferrule.PluginClosedError):
+        impl.create()
+
+
+def test_service_from_python(built: Built, lang: str) -> None:
+    host = ferrule.PluginHost()
+    store = DictStore()
+    host.provide(api.Store, store)
+    plugin = host.load(path_of(built, lang))
+    assert plugin.store_roundtrip("k", "välue") == "välue"
+    assert store.data == {"k": "välue"}
+    with pytest.raises(ferrule.PluginCallError, match="no key 'missing' in the store"):
+        plugin.store_get("missing")
+    assert plugin.store_get("k") == "välue"
+
+
+def test_revision_1_plugin_on_a_host_with_revisions_1_and_2(built: Built, lang: str) -> None:
+    host = ferrule.PluginHost()
+    old, new = DictStore(), DictStore2()
+    host.provide(api.Store, old)
+    host.provide(api.Store2, new)
+    plugin = host.load(path_of(built, lang))
+    assert plugin.store_roundtrip("a", "1") == "1"
+    assert old.calls == ["put a", "get a"] and new.calls == []
+    new.data.update(x="1", y="2")
+    assert plugin.store2_count() == 2
+
+
+def test_missing_ids_and_revisions(built: Built, lang: str) -> None:
+    host = ferrule.PluginHost()
+    host.provide(api.Store2, DictStore2())  # revision 2 only
+    plugin = host.load(path_of(built, lang))
+    assert plugin.query_missing() is True
+    with pytest.raises(ferrule.PluginCallError, match="no org.ferrule.test.store/1"):
+        plugin.store_roundtrip("k", "v")
+    assert host.create(proxies.Store) is None
+    assert host.service(api.Store) is None
+    lonely = ferrule.load(path_of(built, lang))  # a host of its own, with no services
+    with pytest.raises(ferrule.PluginCallError, match="no org.ferrule.test.store/2"):
+        lonely.store2_count()
+
+
+@pytest.mark.parametrize("caller", LANGS)
+def test_plugin_uses_another_plugins_implementation(built: Built, caller: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ferrule.plugin")
+    other = "c" if caller == "rust" else "rust"
+    host = ferrule.PluginHost()
+    calling = host.load(path_of(built, caller))
+    host.load(path_of(built, other))
+    assert calling.counter_via_host(21) == 42
+    messages = [r.getMessage() for r in caplog.records]
+    # The host preferred the other plugin's counter, and gave it back.
+    assert f"create {other}-counter" in messages and f"destroy {other}-counter" in messages
+    assert [i.name for i in host.implementations(proxies.Counter)] == [
+        f"{caller}-counter", f"{caller}-counter-b", f"{other}-counter", f"{other}-counter-b"]
+
+
+def test_fingerprint_mismatch_prints_both_layouts(plugin: ferrule.Plugin) -> None:
+    @idl.interface("org.ferrule.test.counter", revision=1)
+    class ChangedCounter(Protocol):
+        def add(self, n: idl.i32) -> idl.i64: ...
+        def total(self) -> idl.i64: ...
+        def slow_add(self, n: idl.i64, spin_us: idl.u32) -> idl.i64: ...
+        def name(self) -> str: ...
+        def fail(self, message: str) -> None: ...
+
+    with pytest.raises(ferrule.InterfaceMismatchError) as info:
+        plugin.implementations(ChangedCounter)
+    text = str(info.value)
+    assert "first difference: line 5: host has 'method 0 add(i32) -> i64', plugin has 'method 0 add(i64) -> i64'" in text
+    assert "host layout:\n    ferrule-layout 1" in text and "plugin layout:\n    ferrule-layout 1" in text
+    assert "Regenerate the plugin's code" in text
+    assert info.value.found_layout == idl.spec(api.Counter).layout
+    assert plugin.create(proxies.Counter).add(1) == 1  # the host still works
+
+
+def test_stale_generated_proxy_is_refused() -> None:
+    with pytest.raises(ferrule.InterfaceMismatchError, match="run ferrule generate again"):
+
+        class Stale(ferrule.Instance):
+            __ferrule_interface__ = idl.spec(api.Counter)
+            __ferrule_fingerprint__ = 1
+
+
+def test_provide_checks_the_object() -> None:
+    host = ferrule.PluginHost()
+    with pytest.raises(TypeError, match="lacks method count"):
+        host.provide(api.Store2, DictStore())
+    complete = type("AllShapes", (), {m.name: lambda self, *a: None for m in idl.spec(api.Shapes).methods})()
+    with pytest.raises(TypeError, match="Shapes.apply takes a callable"):
+        host.provide(api.Shapes, complete)
