@@ -206,6 +206,9 @@ static const ferrule_plugin anchor_descriptor = {
     anchor_functions,
     NULL,
     NULL,
+    0, /* interfaces (ABI 1.2): none */
+    0,
+    NULL,
 };
 
 FERRULE_ENTRY { return &anchor_descriptor; }

@@ -9,7 +9,7 @@ from ferrule import Instance
 
 import tests.iface_api as _declared
 
-__all__ = ['Counter', 'Shapes', 'Store', 'Store2']
+__all__ = ["Counter", "Shapes", "Store", "Store2"]
 
 
 class Counter(Instance):

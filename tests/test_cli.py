@@ -22,7 +22,7 @@ def test_inspect_text(built: Built) -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "Greeter 0.1.0 (org.ferrule.examples.greeter)" in out
-    assert "ABI:         1.1" in out
+    assert "ABI:         1.2" in out
     assert "add(a: i64, b: i64) -> i64" in out
     assert "greet(name: str) -> str" in out
     assert "divide(a: f64, b: f64) -> f64" in out
@@ -33,7 +33,7 @@ def test_inspect_json(built: Built) -> None:
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["id"] == "org.ferrule.examples.calc"
-    assert info["abi"] == {"major": 1, "minor": 1}
+    assert info["abi"] == {"major": 1, "minor": 2}
     mul = next(f for f in info["functions"] if f["name"] == "mul")
     assert mul == {
         "name": "mul",

@@ -8,6 +8,7 @@ import array
 import gc
 import logging
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -270,3 +271,24 @@ def test_provide_checks_the_object() -> None:
     complete = type("AllShapes", (), {m.name: lambda self, *a: None for m in idl.spec(api.Shapes).methods})()
     with pytest.raises(TypeError, match="Shapes.apply takes a callable"):
         host.provide(api.Shapes, complete)
+
+
+def test_debug_mode_reports_thread_contract_violations(built: Built) -> None:
+    host = ferrule.PluginHost(debug=True)
+    plugin = host.load(str(built.ifaces_c))
+    with pytest.warns(ferrule.ThreadContractWarning, match="called host->set_error from thread .* not running a call"):
+        assert plugin.error_from_thread() is True
+    # Calls on the calling thread are fine, and the plugin still works.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ferrule.ThreadContractWarning)
+        with plugin.create(proxies.Counter) as counter:
+            assert counter.add(2) == 2
+            with pytest.raises(ferrule.PluginCallError, match="on the right thread"):
+                counter.fail("on the right thread")
+
+
+def test_without_debug_mode_no_checks_run(built: Built) -> None:
+    plugin = ferrule.PluginHost().load(str(built.ifaces_c))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ferrule.ThreadContractWarning)
+        assert plugin.error_from_thread() is True

@@ -47,8 +47,10 @@ def test_public_api_is_exactly_this() -> None:
             "MetadataError", "MissingDependencyError", "NoEntryPointError", "NotALibraryError", "Plugin",
             "PluginCallError", "PluginClosedError", "PluginFunction", "PluginInitError", "PluginPanicError",
             "SignatureError", "SymbolNotFoundError", "WrongArchitectureError", "library_file_name", "load",
+            "Implementation", "Instance", "InterfaceMismatchError", "PluginHost", "ThreadContractWarning", "idl",
         ]
     )
+    assert ferrule.idl.__name__ == "ferrule.idl"  # the one public module: declarations
     public_modules = [m for m in dir(ferrule) if not m.startswith("_") and m not in ferrule.__all__]
     assert public_modules == [], "internals must be private modules"
     assert (ROOT / "src" / "ferrule" / "py.typed").exists()

@@ -98,6 +98,9 @@ static const ferrule_plugin descriptor = {
     functions,
     calc_init,
     calc_shutdown,
+    0, /* interfaces (ABI 1.2): none */
+    0,
+    NULL,
 };
 
 FERRULE_ENTRY { return &descriptor; }

@@ -24,8 +24,9 @@ def _header(source: str, what: str) -> list[str]:
 
 def render_py(specs: Sequence[InterfaceSpec], source: str) -> str:
     lines = _header(source, "Typed proxies")
+    names = ", ".join(f'"{s.name}"' for s in specs)
     lines += ["from __future__ import annotations", "", "from ferrule import Instance", "",
-              f"import {source} as _declared", "", f"__all__ = {sorted(s.name for s in specs)!r}", ""]
+              f"import {source} as _declared", "", f"__all__ = [{names}]", ""]
     for s in specs:
         lines += ["", f"class {s.name}(Instance):"]
         lines += _docstring(s.doc or f"{s.id} revision {s.revision}.", "    ")
@@ -44,12 +45,11 @@ def render_pyi(specs: Sequence[InterfaceSpec], source: str) -> str:
     for s in specs:
         body += ["", f"class {s.name}(Instance):"]
         body += _docstring(s.doc or f"{s.id} revision {s.revision}.", "    ")
-        body += [f"    __ferrule_interface__: ClassVar[InterfaceSpec]", f"    __ferrule_fingerprint__: ClassVar[int]"]
         for m in s.methods:
-            body += [f"    def {m.name}({_params(m, needs)}) -> {_result(m.result)}:"]
+            body += ["", f"    def {m.name}({_params(m, needs)}) -> {_result(m.result)}:"]
             body += _docstring(m.doc or "", "        ") if m.doc else []
             body += ["        ..."] if not m.doc else []
-    imports = ["from typing import ClassVar", "", "from ferrule import Instance", "from ferrule.idl import InterfaceSpec"]
+    imports = ["from ferrule import Instance"]
     if "buffer" in needs:
         imports.insert(0, "from _typeshed import ReadableBuffer, WriteableBuffer")
     if "callable" in needs:

@@ -11,7 +11,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from . import _cdef as abi
 from ._errors import InterfaceMismatchError, PluginCallError, PluginClosedError, PluginPanicError, ThreadContractWarning
@@ -204,8 +204,8 @@ class Instance:
     """
 
     __module__ = "ferrule"
-    __ferrule_interface__: InterfaceSpec
-    __ferrule_fingerprint__: int = 0
+    __ferrule_interface__: ClassVar[InterfaceSpec]
+    __ferrule_fingerprint__: ClassVar[int] = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -342,7 +342,7 @@ class Implementation(Generic[P]):
         fails, PluginClosedError once the plugin is closed."""
         target = _make_target(self.plugin, self._offer, self.interface.name, self.thread_safe)
         target.iface = self.interface
-        proxy: Any = object.__new__(self._proxy)  # type: ignore[call-overload]
+        proxy: Any = object.__new__(self._proxy)
         proxy.implementation = self
         proxy._target = target
         for m in self.interface.methods:
@@ -468,8 +468,6 @@ class Services:
         try:
             if caller is None or id_ptr == ffi.NULL:
                 return ffi.NULL
-            if self.debug:
-                caller._check_thread("query")
             ident = ffi.string(id_ptr, 256).decode("utf-8", "replace")
             key = (ident, revision)
             lent = self._find(caller, key, fingerprint)
@@ -531,7 +529,6 @@ class Services:
             if not 0 <= method < lent.methods:
                 return _fail(ret, abi.ERROR, f"host->call: {lent.name} has no method number {method}")
             if self.debug and caller is not None:
-                caller._check_thread("call")
                 if not lent.thread_safe and lent.busy:
                     self._violation(caller, f"two threads inside one {lent.name} object (not thread-safe) at once")
             lent.busy += 1
@@ -559,8 +556,9 @@ class Services:
             else:
                 result = method(*argv)
         except Exception as exc:
-            message = str(exc) if isinstance(exc, KeyError) is False else f"KeyError: {exc}"
-            return _fail(ret, abi.ERROR, message or type(exc).__name__)
+            # KeyError's str() is the repr of its key; show the key or message as given.
+            text = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+            return _fail(ret, abi.ERROR, f"{type(exc).__name__}: {text}")
         _encode_result(m, result, args, ret, f"the result of {lent.name}.{m.name}()")
         return abi.OK
 
@@ -666,9 +664,9 @@ def _decode_arg(t: TypeSpec, slot: Any, where: str) -> Any:
         if slot.buf.ptr == ffi.NULL:
             if slot.buf.len:
                 raise ValueError(f"{where}: NULL pointer with length {slot.buf.len}")
-            view = memoryview(b"").cast("B").cast(_ELEM_FORMATS[t.elem])
-            return view
-        view = memoryview(ffi.buffer(slot.buf.ptr, slot.buf.len * size)).cast("B").cast(_ELEM_FORMATS[t.elem])
+            return memoryview(b"").cast(_ELEM_FORMATS[t.elem])  # type: ignore[call-overload]
+        raw: Any = memoryview(ffi.buffer(slot.buf.ptr, slot.buf.len * size)).cast("B")
+        view: memoryview = raw.cast(_ELEM_FORMATS[t.elem])
         return view if kind == "mutbuf" else view.toreadonly()
     if kind == "struct":
         assert t.struct is not None

@@ -879,10 +879,6 @@ class Plugin:
         """Debug mode: mark this thread as running a call into the plugin."""
         return _Inside(self._host) if self._debug else contextlib.nullcontext()
 
-    def _check_thread(self, what: str) -> None:
-        if self._debug:
-            self._host.check_thread(what)
-
     def _instance_made(self) -> None:
         with self._count_lock:
             self._instances += 1
@@ -1066,9 +1062,8 @@ def _shutdown(life: Any, shutdown: Callable[[Any, Any], None], host: Any, table:
     if left:
         logging.getLogger("ferrule").warning("a plugin shut down holding %d objects from host->query; released them", left)
     if shutdown != ffi.NULL:
-        if getattr(host, "debug", False):
-            host.enter()
-        shutdown(table, state)
+        with _Inside(host) if getattr(host, "debug", False) else contextlib.nullcontext():
+            shutdown(table, state)
 
 
 class _Inside:

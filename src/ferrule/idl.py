@@ -270,7 +270,7 @@ def struct(cls: type[T]) -> type[T]:
     fields: list[FieldSpec] = []
     offset = 0
     align = 1
-    for f in dataclasses.fields(made):
+    for f in dataclasses.fields(made):  # type: ignore[arg-type]
         where = f"struct {cls.__name__} field {f.name!r}"
         t = _type_of(hints[f.name], where)
         if t.kind not in ("number", "bool", "handle", "struct"):
@@ -333,16 +333,16 @@ def _build(cls: type, id: str, revision: int, thread_safe: bool) -> InterfaceSpe
         import inspect
 
         params: list[ParamSpec] = []
-        for i, p in enumerate(inspect.signature(member).parameters.values()):
+        for i, arg in enumerate(inspect.signature(member).parameters.values()):
             if i == 0:
                 continue  # self
-            if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                raise TypeError(f"{where}: parameter {p.name!r} must be a plain positional parameter")
-            if p.name not in hints:
-                raise TypeError(f"{where}: parameter {p.name!r} has no type annotation")
-            if p.name == "out":
+            if arg.kind not in (arg.POSITIONAL_ONLY, arg.POSITIONAL_OR_KEYWORD):
+                raise TypeError(f"{where}: parameter {arg.name!r} must be a plain positional parameter")
+            if arg.name not in hints:
+                raise TypeError(f"{where}: parameter {arg.name!r} has no type annotation")
+            if arg.name == "out":
                 raise TypeError(f"{where}: 'out' is reserved for struct results, rename the parameter")
-            params.append(ParamSpec(p.name, _type_of(hints[p.name], f"{where} parameter {p.name!r}")))
+            params.append(ParamSpec(arg.name, _type_of(hints[arg.name], f"{where} parameter {arg.name!r}")))
         if "return" not in hints:
             raise TypeError(f"{where} has no return annotation: write '-> None' if it returns nothing")
         result = None if hints["return"] is type(None) else _type_of(hints["return"], f"{where} result")

@@ -222,6 +222,9 @@ static const ferrule_plugin descriptor = {
     functions,
     NULL,
     NULL,
+    0, /* interfaces (ABI 1.2): none */
+    0,
+    NULL,
 };
 
 FERRULE_ENTRY { return &descriptor; }

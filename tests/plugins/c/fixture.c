@@ -116,6 +116,9 @@ static const ferrule_plugin descriptor = {
     functions,
     fixture_init,
     NULL,
+    0, /* interfaces (ABI 1.2): none */
+    0,
+    NULL,
 };
 
 #if defined(VARIANT_NO_ENTRY)

@@ -1,0 +1,108 @@
+"""`ferrule generate`: committed outputs are current, output is deterministic,
+published revisions stay immutable, and the Python proxies type-check calls."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ferrule import _gen_c, _gen_python, _gen_rust, idl
+from ferrule._generate import declarations
+from tests import iface_api as api
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = ROOT / "examples" / "pipeline"
+
+# The committed outputs and the commands that make them (also in the README files).
+TARGETS = [
+    (ROOT, ["tests.iface_api", "--rust", "tests/plugins/generated/iface_api.rs", "--c",
+            "tests/plugins/generated/iface_api.h", "--c-prefix", "tapi", "--python", "tests/iface_proxies.py"]),
+    (PIPELINE, ["pipeline_api", "--rust", "generated/pipeline_api.rs", "--c", "generated/pipeline_api.h",
+                "--c-prefix", "pipeline", "--python", "pipeline_proxies.py"]),
+]
+
+
+def generate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ferrule", "generate", *args], cwd=cwd, capture_output=True,
+                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+@pytest.mark.parametrize(("cwd", "args"), TARGETS, ids=["tests", "pipeline"])
+def test_committed_code_is_current(cwd: Path, args: list[str]) -> None:
+    proc = generate(cwd, *args, "--check")
+    assert proc.returncode == 0, proc.stderr + "\nrun: ferrule generate " + " ".join(args)
+
+
+def test_check_reports_a_stale_output(tmp_path: Path) -> None:
+    proc = generate(ROOT, "tests.iface_api", "--python", str(tmp_path / "proxies.py"), "--check")
+    assert proc.returncode == 1
+    assert f"{tmp_path / 'proxies.py'} is not current" in proc.stderr
+
+
+def test_output_is_deterministic() -> None:
+    specs = declarations("tests.iface_api")
+    again = [idl.spec(c) for c in (api.Counter, api.Shapes, api.Store, api.Store2)]
+    assert [s.fingerprint for s in specs] == [s.fingerprint for s in again]
+    for render in (lambda s: _gen_rust.render(s, "tests.iface_api"), lambda s: _gen_c.render(s, "tests.iface_api", "tapi"),
+                   lambda s: _gen_python.render_py(s, "tests.iface_api"), lambda s: _gen_python.render_pyi(s, "tests.iface_api")):
+        assert render(specs) == render(again)
+
+
+def test_published_revision_is_immutable(tmp_path: Path) -> None:
+    source = (ROOT / "tests" / "iface_api.py").read_text()
+    (tmp_path / "api_copy.py").write_text(source.replace("def add(self, n: idl.i64)", "def add(self, n: idl.i32)"))
+    shutil.copy(ROOT / "tests" / "iface_api.ferrule-lock", tmp_path / "api_copy.ferrule-lock")
+    proc = generate(tmp_path, "api_copy", "--python", "out.py")
+    assert proc.returncode == 1
+    assert "org.ferrule.test.counter/1 (Counter) changed since it was published" in proc.stderr
+    assert "published has 'method 0 add(i64) -> i64', declaration has 'method 0 add(i32) -> i64'" in proc.stderr
+    assert "declare the change as revision 2" in proc.stderr
+    assert not (tmp_path / "out.py").exists()
+    # The same change as a new revision is fine, and is recorded.
+    (tmp_path / "api_copy.py").write_text(source.replace(
+        '@idl.interface("org.ferrule.test.counter", revision=1)', '@idl.interface("org.ferrule.test.counter", revision=3)'
+    ).replace("def add(self, n: idl.i64)", "def add(self, n: idl.i32)"))
+    proc = generate(tmp_path, "api_copy", "--python", "out.py")
+    assert proc.returncode == 0, proc.stderr
+    assert '"org.ferrule.test.counter/3"' in (tmp_path / "api_copy.ferrule-lock").read_text()
+
+
+def test_declaration_errors_are_specific() -> None:
+    with pytest.raises(TypeError, match="say its width, e.g. idl.i64"):
+        @idl.interface("org.example.bad", revision=1)
+        class Bad:
+            def f(self, x: int) -> None: ...
+    with pytest.raises(TypeError, match="struct fields must be numbers, bool, handles or structs"):
+        @idl.struct
+        class BadStruct:
+            name: str
+    with pytest.raises(ValueError, match="not reverse-DNS"):
+        idl.interface("nodots", revision=1)
+    with pytest.raises(TypeError, match="returns buf\\[u8\\]"):
+        @idl.interface("org.example.bad", revision=1)
+        class BadResult:
+            def f(self) -> idl.buf[idl.u8]: ...
+
+
+def test_proxies_type_check_calls(tmp_path: Path) -> None:
+    use = tmp_path / "use_proxies.py"
+    use.write_text(
+        "import ferrule\n"
+        "from tests import iface_api as api, iface_proxies as px\n\n"
+        "def run(plugin: ferrule.Plugin) -> int:\n"
+        "    counter = plugin.create(px.Counter)\n"
+        "    shapes = plugin.create(px.Shapes)\n"
+        "    rect: api.Rect = shapes.grow(api.Rect(api.Point(0, 0), 1, 1, False, 0), 2)\n"
+        "    token: api.Token = shapes.token('a')\n"
+        "    counter.add('five')\n"
+        "    return counter.add(rect.width) + len(shapes.label(token))\n"
+    )
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(use)], cwd=ROOT,
+                          capture_output=True, text=True)
+    errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1, proc.stdout
+    assert 'use_proxies.py:9: error: Argument 1 to "add" of "Counter" has incompatible type "str"; expected "int"' in errors[0]
