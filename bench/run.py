@@ -51,9 +51,11 @@ BENCH = ROOT / "bench"
 ANCHOR_C = BENCH / "anchor.c"
 SDK_INCLUDE = ROOT / "sdk" / "c" / "include"
 RELEASE = ROOT / "target" / "release"
+GENERATED = ROOT / "tests" / "plugins" / "generated"
+IFACES_C = ROOT / "tests" / "plugins" / "c" / "ifaces.c"
 CFLAGS = ["-O2"]  # the same for every build of anchor.c
 
-CASES = ["scalar", "small", "throughput", "callbacks", "load"]
+CASES = ["scalar", "small", "throughput", "callbacks", "load", "interfaces"]
 CALLBACKS_PER_CALL = 10_000
 SMALL_LEN = 16
 BIG_LEN = 10_000_000  # 80 MB of float64
@@ -198,6 +200,8 @@ class Built:
     kitchen: Path | None
     greeter: Path | None
     cargo_note: str = ""
+    ifaces_c: Path | None = None
+    ifaces_rust: Path | None = None
 
 
 def build(tmp: Path) -> Built:
@@ -206,6 +210,9 @@ def build(tmp: Path) -> Built:
         sys.exit("bench: no C compiler 'cc' on PATH")
     anchor = tmp / "libanchor.so"
     run([cc, "-shared", "-fPIC", *CFLAGS, "-fvisibility=hidden", "-I", SDK_INCLUDE, ANCHOR_C, "-o", anchor])
+    ifaces_c = tmp / "libifaces_c.so"
+    run([cc, "-shared", "-fPIC", *CFLAGS, "-fvisibility=hidden", "-I", SDK_INCLUDE, "-I", GENERATED, IFACES_C, "-o",
+         ifaces_c])
 
     ext_path = tmp / f"anchor_ext{sysconfig.get_config_var('EXT_SUFFIX')}"
     include = sysconfig.get_paths()["include"]
@@ -226,14 +233,14 @@ def build(tmp: Path) -> Built:
     ext = importlib.import_module("anchor_ext")
     api = importlib.import_module("_anchor_api")
 
-    kitchen = greeter = None
+    kitchen = greeter = ifaces_rust = None
     note = ""
     cargo = shutil.which("cargo")
     if cargo is None:
         note = "no cargo on PATH: Rust rows and the greeter load table skipped"
     else:
         done = subprocess.run(
-            [cargo, "build", "--release", "--quiet", "-p", "kitchen", "-p", "greeter"],
+            [cargo, "build", "--release", "--quiet", "-p", "kitchen", "-p", "greeter", "-p", "ifaces"],
             cwd=ROOT, text=True, capture_output=True,
         )
         if done.returncode != 0:
@@ -242,7 +249,8 @@ def build(tmp: Path) -> Built:
         else:
             kitchen = RELEASE / "libkitchen.so"
             greeter = RELEASE / "libgreeter.so"
-    return Built(anchor, ext, api, kitchen, greeter, note)
+            ifaces_rust = RELEASE / "libifaces.so"
+    return Built(anchor, ext, api, kitchen, greeter, note, ifaces_c, ifaces_rust)
 
 
 # ---------------------------------------------------------------- the paths
@@ -459,6 +467,60 @@ def case_callbacks(p: Paths) -> None:
         rel = ratios[main] / ratios[ctypes_name]
         print("  " + verdict(f"ferrule <= 1.00x {ctypes_name}", rel, 1.0, at_most=True,
                              extra=f"; {ratios[main]:.2f}x C-extension"))
+
+
+def case_interfaces(p: Paths) -> None:
+    sys.path.insert(0, str(ROOT))
+    import tests.iface_api as api
+    import tests.iface_proxies as proxies
+
+    print("\n== 6. Host-defined interfaces: instance methods, services and plugin-to-plugin calls ==")
+    host = ferrule.PluginHost()
+    host.provide(api.Store, _BenchStore())
+    c_plugin = host.load(p.built.ifaces_c)
+    rust_plugin = host.load(p.built.ifaces_rust) if p.built.ifaces_rust else None
+    counter = c_plugin.create(proxies.Counter, "c-counter")
+    shapes = c_plugin.create(proxies.Shapes, "c-shapes")
+    rect = api.Rect(api.Point(1, 2), 3, 4, True, 0)
+    rows = [
+        Row("ferrule plugin function add (C, GIL released)", "f(1, 2)", {"f": p.plugin.add_released}),
+        Row("ferrule method Counter.add (C, serialised, GIL released)", "f(0)", {"f": counter.add}),
+        Row("ferrule method Shapes.area(Rect) (C, struct packed)", "f(r)", {"f": shapes.area, "r": rect}),
+        Row("ferrule method Shapes.grow(Rect, u32) -> Rect (C)", "f(r, 1)", {"f": shapes.grow, "r": rect}),
+        Row("ctypes add(i64, i64)", "f(1, 2)", {"f": p.cdll.anchor_add}),
+        Row("C-extension add (METH_FASTCALL)", "f(1, 2)", {"f": p.ext.add}),
+    ]
+    if rust_plugin is not None:
+        rc = rust_plugin.create(proxies.Counter, "rust-counter")
+        rows.insert(2, Row("ferrule method Counter.add (Rust, serialised, GIL released)", "f(0)", {"f": rc.add}))
+    base = rows[-1].name
+    measure(rows)
+    print_table("-- one method call from Python", rows, base)
+    trips = [
+        Row("C plugin: query Store, put, get, release (Python service)", "f('k', 'v')", {"f": c_plugin.store_roundtrip}),
+    ]
+    if rust_plugin is not None:
+        trips += [
+            Row("Rust plugin: query Store, put, get, release (Python service)", "f('k', 'v')",
+                {"f": rust_plugin.store_roundtrip}),
+            Row("C plugin: query Counter from Rust plugin, 3 calls, release", "f(1)", {"f": c_plugin.counter_via_host}),
+        ]
+    trips.append(Row("ctypes add(i64, i64), for scale", "f(1, 2)", {"f": p.cdll.anchor_add}))
+    measure(trips)
+    print_table("-- plugins calling through the host (whole plugin function)", trips, trips[-1].name, unit="us")
+    for obj in (counter, shapes):
+        obj.close()
+
+
+class _BenchStore:
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def get(self, key: str) -> str:
+        return self.data[key]
+
+    def put(self, key: str, value: str) -> None:
+        self.data[key] = value
 
 
 def case_load(p: Paths) -> None:

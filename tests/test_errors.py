@@ -97,7 +97,7 @@ CASES = [
     ("ENTRY_NULL", ferrule.NoEntryPointError, r"ferrule_entry_v1 in .* returned NULL, expected a descriptor"),
     ("BAD_MAGIC", ferrule.BadMagicError, r"descriptor starts with 0x7f454c4600000000, expected the magic 0x46455252554c4521"),
     ("ABI_MAJOR_2", ferrule.AbiVersionError, r"built for ferrule ABI 2\.2, this host speaks ABI 1\.2: rebuild the plugin against ABI 1"),
-    ("ABI_MAJOR_0", ferrule.AbiVersionError, r"built for ferrule ABI 0\.1, this host speaks ABI 1\.1"),
+    ("ABI_MAJOR_0", ferrule.AbiVersionError, r"built for ferrule ABI 0\.2, this host speaks ABI 1\.2"),
     ("ENTRY_V2", ferrule.AbiVersionError, r"exports ferrule_entry_v2 \(ABI 2\), this host speaks ABI 1"),
     ("SMALL_DESCRIPTOR", ferrule.DescriptorTooSmallError, r"struct_size is 24 bytes, ABI 1\.0 needs at least 88"),
     ("BAD_SIGNATURE", ferrule.SignatureError,

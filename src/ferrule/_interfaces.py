@@ -17,6 +17,7 @@ from . import _cdef as abi
 from ._errors import InterfaceMismatchError, PluginCallError, PluginClosedError, PluginPanicError, ThreadContractWarning
 from ._ffi import ffi, libc
 from ._signature import TYPES
+from ._values import _free_cb, _int_of, _store_scalar, _value_of
 from .idl import Handle, InterfaceSpec, MethodSpec, StructSpec, TypeSpec, first_difference, spec
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ __all__ = ["Implementation", "Instance", "Offer"]
 
 P = TypeVar("P")
 _log = logging.getLogger("ferrule")
+_UINTPTR = ffi.typeof("uintptr_t")
 _MAX_MESSAGE = 1 << 16
 
 
@@ -434,7 +436,7 @@ class Services:
         self.release_cb = ffi.callback("void(*)(const ferrule_host *, const ferrule_object *)", self._release)
 
     def addresses(self) -> tuple[int, int, int]:
-        return tuple(int(ffi.cast("uintptr_t", cb)) for cb in (self.query_cb, self.call_cb, self.release_cb))  # type: ignore[return-value]
+        return tuple(int(ffi.cast(_UINTPTR, cb)) for cb in (self.query_cb, self.call_cb, self.release_cb))  # type: ignore[return-value]
 
     def attach(self, plugin: Plugin, table_address: int) -> None:
         with self.lock:
@@ -460,7 +462,7 @@ class Services:
     # -- callbacks: each runs on a plugin's thread with the GIL; none may raise
 
     def _caller(self, host: Any) -> Plugin | None:
-        ref = self.tables.get(int(ffi.cast("uintptr_t", host)))
+        ref = self.tables.get(int(ffi.cast(_UINTPTR, host)))
         return ref() if ref is not None else None
 
     def _query(self, host: Any, id_ptr: Any, revision: int, fingerprint: int) -> Any:
@@ -482,7 +484,7 @@ class Services:
             return ffi.NULL
 
     def _find(self, caller: Plugin, key: tuple[str, int], fingerprint: int) -> _Lent | None:
-        table = int(ffi.cast("uintptr_t", caller._table))
+        table = int(ffi.cast(_UINTPTR, caller._table))
         with self.lock:
             service = self.services.get(key)
             plugins = list(self.plugins)
@@ -522,7 +524,7 @@ class Services:
         if ret == ffi.NULL:
             return abi.ERROR
         try:
-            lent = self.lent.get(int(ffi.cast("uintptr_t", obj)))
+            lent = self.lent.get(int(ffi.cast(_UINTPTR, obj)))
             if lent is None:
                 self._violation(caller, "call on an unknown or released object")
                 return _fail(ret, abi.ERROR, "host->call: unknown or released object")
@@ -588,7 +590,7 @@ class Services:
             return
         try:
             with self.lock:
-                lent = self.lent.pop(int(ffi.cast("uintptr_t", obj)), None)
+                lent = self.lent.pop(int(ffi.cast(_UINTPTR, obj)), None)
             if lent is None:
                 self._violation(caller, "release of an unknown or already released object")
                 return
@@ -637,8 +639,6 @@ def _fail(ret: Any, status: int, message: str) -> int:
         ret.bytes.release = ffi.NULL
         return status
     ffi.memmove(copy, data, len(data))
-    from ._plugin import _free_cb
-
     ret.bytes.ptr = copy
     ret.bytes.len = len(data)
     ret.bytes.release = _free_cb
@@ -651,8 +651,6 @@ _ELEM_FORMATS = {"i8": "b", "i16": "h", "i32": "i", "i64": "q", "u8": "B", "u16"
 
 def _decode_arg(t: TypeSpec, slot: Any, where: str) -> Any:
     """An argument a plugin passes to a host service, as Python sees it."""
-    from ._plugin import _int_of, _value_of
-
     kind = t.kind
     if kind == "number" or kind in ("bool", "str", "bytes"):
         return _value_of(TYPES[t.name if kind == "number" else kind], slot)
@@ -678,7 +676,7 @@ def _decode_arg(t: TypeSpec, slot: Any, where: str) -> Any:
 
 
 def _encode_result(m: MethodSpec, result: Any, args: Any, ret: Any, where: str) -> None:
-    from ._plugin import PluginFunction, _free_cb, _store_scalar
+    from ._plugin import PluginFunction
 
     t = m.result
     if t is None:

@@ -39,6 +39,7 @@ from ._ffi import ffi, libc
 from ._library import Library
 from ._interfaces import Implementation, Instance, Offer, Services, check_offer, proxy_class
 from ._signature import ELEMENT_SIZE, AbiType, Signature, parse_signature
+from ._values import _alloc_cb, _free_cb, _int_of, _store_scalar, _value_of
 from .idl import spec as _spec
 
 __all__ = ["Plugin", "PluginFunction", "load"]
@@ -104,12 +105,6 @@ class _Frame:
         self.index = index
         self.error: BaseException | None = None
         self.key = 0  # its handle, once registered with the host
-
-
-# The allocator pair of the host table, one for the process: memory handed
-# to a plugin may be released after the instance that made it is gone.
-_alloc_cb = ffi.callback("void *(*)(size_t)", lambda size: libc.malloc(max(size, 1)))
-_free_cb = ffi.callback("void(*)(void *, size_t)", lambda ptr, _size: libc.free(ptr))
 
 
 class _Host:
@@ -231,36 +226,6 @@ class _Host:
         message: str = getattr(self.errors, "message", "") or "(the plugin gave no error message)"
         self.errors.message = None
         return message
-
-
-def _value_of(abi_type: AbiType, value: Any) -> Any:
-    """A value the plugin passes to a host function, as Python sees it."""
-    if abi_type.bits:
-        return _int_of(abi_type, value.u64)
-    kind = abi_type.name
-    if kind == "bool":
-        return value.u64 != 0
-    if kind in ("f32", "f64"):
-        return getattr(value, kind)
-    ptr, length = value.bytes.ptr, value.bytes.len
-    if ptr == ffi.NULL and length:
-        raise ValueError("the plugin passed a NULL pointer with a non-zero length")
-    data = ffi.unpack(ffi.cast("const char *", ptr), length) if length else b""
-    return data if kind == "bytes" else data.decode("utf-8")
-
-
-def _int_of(abi_type: AbiType, raw: int) -> int:
-    raw &= (1 << abi_type.bits) - 1
-    if abi_type.signed and raw >> (abi_type.bits - 1):
-        raw -= 1 << abi_type.bits
-    return raw
-
-
-def _store_scalar(slot: Any, abi_type: AbiType, value: Any) -> None:
-    if abi_type.name == "bool":
-        slot.u64 = int(value)
-    else:
-        setattr(slot, abi_type.slot, value)
 
 
 def _format_matches(fmt: str, itemsize: int, elem: AbiType) -> bool:

@@ -428,7 +428,7 @@ def _type_of(hint: Any, where: str) -> TypeSpec:
     if origin is collections.abc.Callable:
         args, result = typing.get_args(hint)
         params = tuple(_type_of(a, where) for a in args)
-        ret = None if result is type(None) else _type_of(result, where)
+        ret = None if result is None or result is type(None) else _type_of(result, where)
         for t in params + ((ret,) if ret else ()):
             if t.kind not in ("number", "bool", "str", "bytes"):
                 raise TypeError(f"{where}: a callable takes and returns numbers, bool, str or bytes, not {t.layout}")
