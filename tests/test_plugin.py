@@ -37,7 +37,7 @@ def test_metadata(kitchen: ferrule.Plugin, built: Built) -> None:
     assert kitchen.version == "1.2.3"
     assert kitchen.description == "Every type the ABI carries."
     assert kitchen.license == "Apache-2.0"
-    assert kitchen.abi_version == (1, 1)
+    assert kitchen.abi_version == (1, 2)
     assert kitchen.path == str(built.kitchen.resolve())
     assert "echo_i8" in kitchen.functions
     assert str(kitchen.functions["add"].signature) == "(a: i64, b: i64) -> i64"

@@ -1,5 +1,5 @@
 //! `#[repr(C)]` mirror of the FERRULE-ABI block of `sdk/c/include/ferrule.h`
-//! (ABI v1.1).
+//! (ABI v1.2).
 //!
 //! The C header is the single source of truth; every item here has the same
 //! layout as its C counterpart (checked by the `layout_probe` binary against a
@@ -21,7 +21,7 @@ use core::ffi::{c_char, c_void};
 /// host refuses a plugin whose major differs from its own.
 pub const ABI_MAJOR: u16 = 1;
 /// `FERRULE_ABI_MINOR`: minor version of the ABI this crate was built for.
-pub const ABI_MINOR: u16 = 1;
+pub const ABI_MINOR: u16 = 2;
 
 /// `FERRULE_MAGIC`: the first field of every [`Plugin`] descriptor. It is the
 /// ASCII text `"FERRULE!"` read as a big-endian `u64`, stored as a native
@@ -60,6 +60,12 @@ pub const FN_THREAD_SAFE: u32 = 1;
 /// during the call.
 pub const FN_QUICK: u32 = 2;
 
+/// `FERRULE_IFACE_THREAD_SAFE` (ABI 1.2): bit of [`Interface::flags`]. The
+/// implementation's instances may be called from several threads at once.
+/// Without it the host serialises calls into each instance (each instance
+/// has its own lock).
+pub const IFACE_THREAD_SAFE: u32 = 1;
+
 /// `FERRULE_ENTRY_SYMBOL`: the name of the one symbol a plugin exports, an
 /// [`EntryFn`]. (Defined outside the ABI block in the header, but part of the
 /// contract.)
@@ -72,6 +78,17 @@ pub const ENTRY_SYMBOL: &str = "ferrule_entry_v1";
 pub struct FnHandle {
     _opaque: [u8; 0],
     // Not Send, not Sync, not Unpin: nothing may be assumed about it.
+    _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+}
+
+/// `ferrule_object` (ABI 1.2): opaque handle to an object the host lends a
+/// plugin: a service the host implements, or an instance of an interface
+/// another plugin provides. Got from [`Host::query`], used with
+/// [`Host::call`], given back with [`Host::release`]. Only ever used behind
+/// a pointer.
+#[repr(C)]
+pub struct Object {
+    _opaque: [u8; 0],
     _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
 }
 
@@ -189,13 +206,41 @@ pub type FreeFn = unsafe extern "C" fn(ptr: *mut c_void, size: usize);
 pub type InvokeFn =
     unsafe extern "C" fn(host: *const Host, func: *const FnHandle, args: *const Value, ret: *mut Value) -> i32;
 
+/// `ferrule_host.query` (ABI 1.2): find an implementation of interface `id`
+/// (borrowed, NUL-terminated) at exactly `revision`, with the layout
+/// `fingerprint` the caller was generated with: a service of the host, else
+/// an instance made for the caller from another loaded plugin's
+/// implementation. NULL when nothing matches. The object is the caller's
+/// until it passes it to [`ReleaseObjectFn`]; an object of an interface that
+/// is not thread-safe must not be called from two threads at once. Allowed
+/// from any thread, also in init.
+pub type QueryFn =
+    unsafe extern "C" fn(host: *const Host, id: *const c_char, revision: u32, fingerprint: u64) -> *const Object;
+/// `ferrule_host.call` (ABI 1.2): call method number `method` (declaration
+/// order, from 0) of `object` with `args` (borrowed, laid out as for an
+/// exported function; NULL allowed when there are none). On [`OK`], `*ret`
+/// holds the result; the caller owns a `str` or `bytes` result and gives it
+/// to its `release`. On failure returns [`ERROR`] or [`PANIC`] and
+/// `ret.bytes` holds the callee's message, owned by the caller the same way.
+pub type ObjectCallFn = unsafe extern "C" fn(
+    host: *const Host,
+    object: *const Object,
+    method: u32,
+    args: *const Value,
+    ret: *mut Value,
+) -> i32;
+/// `ferrule_host.release` (ABI 1.2): give an object back; it must not be used
+/// afterwards. NULL is ignored.
+pub type ReleaseObjectFn = unsafe extern "C" fn(host: *const Host, object: *const Object);
+
 /// `ferrule_host`: callbacks the host hands to the plugin at init.
 ///
 /// Owned by the host. The table and `host_data` stay valid until shutdown
 /// returns. All callbacks may be called from any thread while the instance is
 /// alive. Check `struct_size` before using any field added after ABI 1.0
-/// ([`Host::invoke`]): a 1.0 host's table ends before it, so only read such a
-/// field through a raw pointer after the check, never through a `&Host`.
+/// ([`Host::invoke`], [`Host::query`], [`Host::call`], [`Host::release`]):
+/// an older host's table ends before them, so only read such a field through
+/// a raw pointer after the check, never through a `&Host`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Host {
@@ -218,6 +263,14 @@ pub struct Host {
     /// See [`InvokeFn`]. ABI 1.1: present only when `struct_size` covers it;
     /// never NULL then, from a conforming host.
     pub invoke: Option<InvokeFn>,
+    /// See [`QueryFn`]. ABI 1.2: present only when `struct_size` covers it.
+    pub query: Option<QueryFn>,
+    /// See [`ObjectCallFn`]. ABI 1.2: present only when `struct_size` covers
+    /// it.
+    pub call: Option<ObjectCallFn>,
+    /// See [`ReleaseObjectFn`]. ABI 1.2: present only when `struct_size`
+    /// covers it.
+    pub release: Option<ReleaseObjectFn>,
 }
 
 /// `ferrule_call_fn`: an exported function.
@@ -262,6 +315,53 @@ pub type InitFn = unsafe extern "C" fn(
     state: *mut *mut c_void,
 ) -> i32;
 
+/// `ferrule_interface.create` (ABI 1.2): make an instance, store it in
+/// `*this` and return [`OK`], or call `host->set_error` and return a failure
+/// status. `plugin_state` is what the plugin's init stored.
+pub type CreateFn = unsafe extern "C" fn(host: *const Host, plugin_state: *mut c_void, this: *mut *mut c_void) -> i32;
+/// `ferrule_interface.destroy` (ABI 1.2): destroy an instance made by
+/// [`CreateFn`]; called exactly once per instance, after every call into it
+/// has returned, and before the plugin's shutdown.
+pub type DestroyFn = unsafe extern "C" fn(host: *const Host, plugin_state: *mut c_void, this: *mut c_void);
+
+/// `ferrule_interface` (ABI 1.2): an implementation of a host-defined
+/// interface revision. Owned by the plugin and static.
+///
+/// The host makes instances with `create` and calls their methods through
+/// `methods[i](host, this, args, ret)`, the calling convention of a
+/// [`CallFn`] with the instance as `state`. Generated code fills this in
+/// (`ferrule generate`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Interface {
+    /// `sizeof(ferrule_interface)` as the plugin built it.
+    pub struct_size: u32,
+    /// `IFACE_*` bits.
+    pub flags: u32,
+    /// Static, NUL-terminated; the interface id, e.g.
+    /// `"org.example.text.transform"`.
+    pub id: *const c_char,
+    /// The interface revision implemented.
+    pub revision: u32,
+    /// Number of entries in `methods`.
+    pub method_count: u32,
+    /// Fingerprint of the revision's canonical layout, as generated.
+    pub fingerprint: u64,
+    /// Static, NUL-terminated; the canonical layout text; may be NULL.
+    pub layout: *const c_char,
+    /// Static, NUL-terminated; unique in the plugin among implementations of
+    /// `id`.
+    pub name: *const c_char,
+    /// Static, NUL-terminated; may be NULL.
+    pub doc: *const c_char,
+    /// Static array of `method_count` entries, in declaration order.
+    pub methods: *const CallFn,
+    /// Makes an instance; see [`CreateFn`].
+    pub create: CreateFn,
+    /// Destroys an instance; see [`DestroyFn`].
+    pub destroy: DestroyFn,
+}
+
 /// `ferrule_shutdown_fn`: destroys the instance state; called exactly once per
 /// successful init, after every call into the instance has returned. The
 /// host table is valid for the duration of the call.
@@ -302,6 +402,12 @@ pub struct Plugin {
     pub init: Option<InitFn>,
     /// May be `None`.
     pub shutdown: Option<ShutdownFn>,
+    /// ABI 1.2: number of entries in `interfaces`.
+    pub interface_count: u32,
+    /// ABI 1.2: reserved, 0.
+    pub reserved: u32,
+    /// ABI 1.2: static array of `interface_count` pointers.
+    pub interfaces: *const *const Interface,
 }
 
 /// `ferrule_entry_fn`: the type of the one exported symbol,
@@ -318,6 +424,8 @@ const _: () = {
     assert!(size_of::<Option<InitFn>>() == size_of::<*const c_void>());
     assert!(size_of::<Option<InvokeFn>>() == size_of::<*const c_void>());
     assert!(size_of::<*const FnHandle>() == size_of::<*const c_void>());
+    assert!(size_of::<Option<QueryFn>>() == size_of::<*const c_void>());
+    assert!(size_of::<CreateFn>() == size_of::<*const c_void>());
     assert!(size_of::<Buf>() <= size_of::<Bytes>());
     assert!(size_of::<CallFn>() == size_of::<*const c_void>());
     assert!(size_of::<Value>() == size_of::<Bytes>());
@@ -331,13 +439,19 @@ const _: () = {
     assert!(size_of::<Buf>() == 16);
     assert!(offset_of!(Buf, len) == 8);
     assert!(size_of::<Value>() == 24);
-    assert!(size_of::<Host>() == 56);
+    assert!(size_of::<Host>() == 80);
     assert!(offset_of!(Host, invoke) == 48);
+    assert!(offset_of!(Host, release) == 72);
     assert!(offset_of!(Host, host_data) == 8);
     assert!(offset_of!(Host, free) == 40);
     assert!(size_of::<Function>() == 40);
     assert!(offset_of!(Function, call) == 32);
-    assert!(size_of::<Plugin>() == 88);
+    assert!(size_of::<Plugin>() == 104);
+    assert!(offset_of!(Plugin, interface_count) == 88);
+    assert!(offset_of!(Plugin, interfaces) == 96);
+    assert!(size_of::<Interface>() == 80);
+    assert!(offset_of!(Interface, fingerprint) == 24);
+    assert!(offset_of!(Interface, destroy) == 72);
     assert!(offset_of!(Plugin, function_count) == 56);
     assert!(offset_of!(Plugin, shutdown) == 80);
 };

@@ -76,6 +76,14 @@
 //! [`std::error::Error`]). Against an ABI 1.0 host, `call` returns
 //! [`HostFnError::Unsupported`].
 //!
+//! # Interfaces
+//!
+//! Interfaces that a host declares (`ferrule.idl`) are implemented and called
+//! through code that `ferrule generate --rust` writes on top of [`iface`]:
+//! a trait per interface whose implementations `plugin!` lists under
+//! `interfaces: [...]`, and a typed client that calls through the host
+//! ([`host()`], [`CallError`]). See the crate README.
+//!
 //! # Threads
 //!
 //! Every function is registered with `FERRULE_FN_THREAD_SAFE`: the host may
@@ -98,6 +106,7 @@
 pub mod abi;
 mod convert;
 mod hostfn;
+pub mod iface;
 mod macros;
 
 #[doc(hidden)]
@@ -106,6 +115,7 @@ pub mod __private;
 
 pub use convert::{ArgBorrow, FromArg, IntoRet};
 pub use hostfn::{HostFn, HostFnArg, HostFnError, HostFnRet, HostFnSignature};
+pub use iface::{CallError, HostRef};
 
 use std::fmt;
 
@@ -173,6 +183,17 @@ pub fn host_abi_version() -> Option<(u16, u16)> {
         // older than this crate's `Host` is shorter, so no `&Host`.
         Some(unsafe { ((*host).abi_major, (*host).abi_minor) })
     }
+}
+
+/// The host of the plugin call, init, shutdown, or interface create, call or
+/// destroy running on this thread; `None` outside of one (e.g. on a thread
+/// the plugin spawned: pass the [`HostRef`] to it instead).
+///
+/// Generated interface clients use it to query the host
+/// (`Client::query()`); the handle may be kept while the plugin instance is
+/// alive (see [`iface`]).
+pub fn host() -> Option<HostRef> {
+    HostRef::current()
 }
 
 /// Log at [`Level::Trace`] with `format!` arguments.

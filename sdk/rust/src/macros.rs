@@ -41,6 +41,21 @@
 /// }
 /// ```
 ///
+/// After `functions`, an optional `interfaces: [...]` section lists
+/// implementations of host-defined interfaces (ABI 1.2), each made by the
+/// `export` function of code that `ferrule generate --rust` wrote:
+///
+/// ```text
+///     functions: { ... },
+///     interfaces: [
+///         api::counter::export::<MyCounter>("my-counter", "A running total."),
+///         api::shapes::export::<MyShapes>("my-shapes", ""),
+///     ],
+/// ```
+///
+/// They fill the descriptor's `interfaces` array in this order (see
+/// [`iface`](crate::iface)).
+///
 /// The fields must come in this order. Each function is emitted unchanged as
 /// an ordinary Rust function (with its attributes and visibility), so it can
 /// be called and tested from Rust. Its `///` doc comment becomes the
@@ -108,7 +123,9 @@ macro_rules! plugin {
                 $(#[$($attr:tt)*])*
                 $vis:vis fn $fname:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? $body:block
             )*
-        } $(,)?
+        }
+        $(, interfaces: [ $($iface:expr),* $(,)? ])?
+        $(,)?
     ) => {
         $(
             $crate::__ferrule_item! {
@@ -222,6 +239,7 @@ macro_rules! plugin {
                         },
                     }
                 ),*],
+                interfaces: ::std::vec![$($($iface),*)?],
             })
         }
     };

@@ -12,7 +12,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Once, OnceLock};
 use std::thread::LocalKey;
 
-use crate::abi::{self, CallFn, Function, Host, Plugin, Value};
+use crate::abi::{self, CallFn, Function, Host, Interface, Plugin, Value};
 use crate::{ArgBorrow, Level};
 
 // ---- per-thread state -------------------------------------------------------
@@ -63,10 +63,25 @@ pub type StateKey = LocalKey<ThreadState>;
 /// hands out the descriptor, hence before any shim can run.
 static STATE_KEY: OnceLock<&'static StateKey> = OnceLock::new();
 
-/// Runs `f` with this thread's state; `None` if no plugin registered one
-/// (then no shim has ever run in this library).
-fn with_state<R>(f: impl FnOnce(&ThreadState) -> R) -> Option<R> {
-    STATE_KEY.get().map(|key| key.with(f))
+std::thread_local! {
+    /// The state used before a plugin registered its own (only code that
+    /// runs without `ferrule_entry_v1`, e.g. interface thunks driven
+    /// directly by a unit test, ever sees it).
+    static FALLBACK_STATE: ThreadState = const { ThreadState::new() };
+}
+
+/// The registered key of this library's plugin, or the SDK's fallback.
+#[inline]
+fn state_key() -> &'static StateKey {
+    match STATE_KEY.get() {
+        Some(key) => key,
+        None => &FALLBACK_STATE,
+    }
+}
+
+/// Runs `f` with this thread's state.
+fn with_state<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
+    state_key().with(f)
 }
 
 /// The address of this thread's state in `key`: one TLS lookup.
@@ -92,7 +107,7 @@ fn state_ptr(key: &'static StateKey) -> *const ThreadState {
 /// The host of the call, init or shutdown running on this thread; NULL
 /// outside of them.
 pub(crate) fn current_host() -> *const Host {
-    with_state(|st| st.host.get()).unwrap_or(ptr::null())
+    with_state(|st| st.host.get())
 }
 
 impl ThreadState {
@@ -212,7 +227,7 @@ fn install_panic_hook() {
                 st.store_message(text);
                 true
             });
-            if captured != Some(true) {
+            if !captured {
                 previous(info);
             }
         }));
@@ -334,6 +349,11 @@ impl<const N: usize> CallSpec<N> {
         let check_overlap = has_mutbuf(&params);
         CallSpec { params, check_overlap, has_ret }
     }
+
+    /// Whether the function returns a value in the return slot.
+    pub const fn has_ret(&self) -> bool {
+        self.has_ret
+    }
 }
 
 /// Whether any parameter is a mutable buffer.
@@ -388,6 +408,27 @@ where
     }
     // SAFETY: dereferenced on this thread, for this call only.
     let st = unsafe { &*state_ptr(state) };
+    unsafe { run_in_scope(st, spec, host, args, ret, f) }
+}
+
+/// The part of [`run_call`] after the pointer checks: runs `f` in a scope
+/// of `st` with panics caught, and reports the outcome.
+///
+/// # Safety
+/// As for [`run_call`], with `args` already checked; `ret` is non-NULL if
+/// `spec.has_ret`.
+#[inline(always)]
+pub(crate) unsafe fn run_in_scope<const N: usize, F>(
+    st: &ThreadState,
+    spec: &CallSpec<N>,
+    host: *const Host,
+    args: &[Value; N],
+    ret: *mut Value,
+    f: F,
+) -> i32
+where
+    F: FnOnce(&[Value; N]) -> Result<Option<Value>, String>,
+{
     let scope = Scope::enter(st, host);
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
         if spec.check_overlap {
@@ -415,13 +456,50 @@ where
     status
 }
 
+/// The current thread's state, in the registered key (or the fallback),
+/// for code outside the plugin's own shims. Same rules as [`state_ptr`].
+pub(crate) fn current_state_ptr() -> *const ThreadState {
+    state_ptr(state_key())
+}
+
+/// Runs `f` in a scope of the current thread's state with `host` as the
+/// current host; a panic or an `Err` is reported through `set_error` and
+/// becomes the returned status.
+///
+/// # Safety
+/// `host` must point to a live host table.
+pub(crate) unsafe fn guarded_current<T>(host: *const Host, f: impl FnOnce() -> Result<T, String>) -> Result<T, i32> {
+    unsafe { guarded(state_key(), host, f) }
+}
+
+/// Runs `f` in a scope of the current thread's state with `host` as the
+/// current host; a panic is logged at error level as `"{what} {message}"`.
+///
+/// # Safety
+/// `host` must be NULL or point to a live host table.
+pub(crate) unsafe fn logged_current(host: *const Host, what: &str, f: impl FnOnce()) {
+    state_key().with(|st| {
+        let _scope = Scope::enter(st, host);
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+            let msg = panic_message(st, payload);
+            unsafe { host_log(host, Level::Error, &format!("{what} {msg}")) };
+        }
+    });
+}
+
+/// Installs the SDK's panic hook (once per process); see
+/// [`install_panic_hook`].
+pub(crate) fn ensure_panic_hook() {
+    install_panic_hook();
+}
+
 /// `set_error(msg)`; `FERRULE_ERROR`.
 ///
 /// # Safety
 /// `host` must point to a live host table.
 #[cold]
 #[inline(never)]
-unsafe fn fail_static(host: *const Host, msg: &str) -> i32 {
+pub(crate) unsafe fn fail_static(host: *const Host, msg: &str) -> i32 {
     unsafe { set_error(host, msg) };
     abi::ERROR
 }
@@ -573,6 +651,8 @@ pub struct PluginSpec {
     pub init: abi::InitFn,
     pub shutdown: abi::ShutdownFn,
     pub functions: Vec<FunctionSpec>,
+    /// Implementations of host-defined interfaces (ABI 1.2).
+    pub interfaces: Vec<crate::iface::Export>,
 }
 
 /// The canonical signature string: `(a: i64, b: i64) -> i64`, `(msg: str)`,
@@ -644,6 +724,26 @@ pub fn build_descriptor(spec: &PluginSpec) -> Option<*const Plugin> {
     }
     let function_count = u32::try_from(functions.len()).ok()?;
     let functions: &'static mut [*const Function] = Box::leak(functions.into_boxed_slice());
+    let mut interfaces: Vec<*const Interface> = Vec::with_capacity(spec.interfaces.len());
+    for export in &spec.interfaces {
+        let interface = Interface {
+            struct_size: core::mem::size_of::<Interface>() as u32,
+            flags: if export.thread_safe { abi::IFACE_THREAD_SAFE } else { 0 },
+            id: leak_cstr(export.id)?,
+            revision: export.revision,
+            method_count: u32::try_from(export.methods.len()).ok()?,
+            fingerprint: export.fingerprint,
+            layout: leak_opt_cstr(export.layout)?,
+            name: leak_cstr(export.name)?,
+            doc: leak_opt_cstr(export.doc)?,
+            methods: Box::leak(export.methods.clone().into_boxed_slice()).as_ptr(),
+            create: export.create,
+            destroy: export.destroy,
+        };
+        interfaces.push(Box::into_raw(Box::new(interface)).cast_const());
+    }
+    let interface_count = u32::try_from(interfaces.len()).ok()?;
+    let interfaces: &'static mut [*const Interface] = Box::leak(interfaces.into_boxed_slice());
     let plugin = Plugin {
         magic: abi::MAGIC,
         struct_size: core::mem::size_of::<Plugin>() as u32,
@@ -659,6 +759,9 @@ pub fn build_descriptor(spec: &PluginSpec) -> Option<*const Plugin> {
         functions: functions.as_ptr(),
         init: Some(spec.init),
         shutdown: Some(spec.shutdown),
+        interface_count,
+        reserved: 0,
+        interfaces: interfaces.as_ptr(),
     };
     Some(Box::into_raw(Box::new(plugin)).cast_const())
 }

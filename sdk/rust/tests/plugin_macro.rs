@@ -178,6 +178,9 @@ fn host() -> Host {
         alloc: None,
         free: None,
         invoke: Some(host_invoke),
+        query: None,
+        call: None,
+        release: None,
     }
 }
 
@@ -245,6 +248,10 @@ fn descriptor() {
     assert_eq!(p.function_count, 16);
     assert_eq!(p.flags, 0);
     assert!(p.init.is_some() && p.shutdown.is_some());
+    assert_eq!((p.abi_major, p.abi_minor), (1, 2));
+    #[cfg(target_pointer_width = "64")]
+    assert_eq!(p.struct_size, 104);
+    assert_eq!((p.interface_count, p.reserved), (0, 0), "no interfaces: section");
 
     let add = function("add");
     assert_eq!(cstr(add.signature), Some("(a: i64, b: i64) -> i64"));

@@ -100,6 +100,9 @@ fn make_host(id: usize) -> Host {
         alloc: None,
         free: None,
         invoke: Some(host_invoke),
+        query: None,
+        call: None,
+        release: None,
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::mem::{align_of, offset_of, size_of};
 
-use ferrule_sdk::abi::{self, Buf, Bytes, Function, Host, Plugin, Value};
+use ferrule_sdk::abi::{self, Buf, Bytes, Function, Host, Interface, Plugin, Value};
 
 struct Layout {
     name: &'static str,
@@ -44,6 +44,7 @@ fn main() {
             "struct_size" => struct_size, "abi_major" => abi_major, "abi_minor" => abi_minor,
             "host_data" => host_data, "log" => log, "set_error" => set_error,
             "alloc" => alloc, "free" => free, "invoke" => invoke,
+            "query" => query, "call" => call, "release" => release,
         }),
         layout!("ferrule_function", Function, {
             "struct_size" => struct_size, "flags" => flags, "name" => name,
@@ -54,10 +55,17 @@ fn main() {
             "abi_minor" => abi_minor, "id" => id, "name" => name, "version" => version,
             "description" => description, "license" => license,
             "function_count" => function_count, "flags" => flags, "functions" => functions,
-            "init" => init, "shutdown" => shutdown,
+            "init" => init, "shutdown" => shutdown, "interface_count" => interface_count,
+            "reserved" => reserved, "interfaces" => interfaces,
+        }),
+        layout!("ferrule_interface", Interface, {
+            "struct_size" => struct_size, "flags" => flags, "id" => id, "revision" => revision,
+            "method_count" => method_count, "fingerprint" => fingerprint, "layout" => layout,
+            "name" => name, "doc" => doc, "methods" => methods, "create" => create,
+            "destroy" => destroy,
         }),
     ];
-    let constants: [(&str, u64); 13] = [
+    let constants: [(&str, u64); 14] = [
         ("FERRULE_ABI_MAJOR", abi::ABI_MAJOR.into()),
         ("FERRULE_ABI_MINOR", abi::ABI_MINOR.into()),
         ("FERRULE_MAGIC", abi::MAGIC),
@@ -71,6 +79,7 @@ fn main() {
         ("FERRULE_LOG_ERROR", abi::LOG_ERROR as u64),
         ("FERRULE_FN_THREAD_SAFE", abi::FN_THREAD_SAFE.into()),
         ("FERRULE_FN_QUICK", abi::FN_QUICK.into()),
+        ("FERRULE_IFACE_THREAD_SAFE", abi::IFACE_THREAD_SAFE.into()),
     ];
 
     let mut out = String::from("{\"structs\": {");
