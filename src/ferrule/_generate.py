@@ -110,7 +110,7 @@ def generate(args: argparse.Namespace) -> int:
         if path in stale:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-            print(f"wrote {path}")
+            print(f"wrote {os.path.relpath(path)}")
     for s in specs:
         print(f"{s.id}/{s.revision} {s.name}: fingerprint {s.fingerprint:#018x}")
     return 0

@@ -190,6 +190,9 @@ static int32_t analyzer_stats(const ferrule_host *host, analyzer *self, const ch
     memset(result, 0, sizeof *result);
     for (i = 0; i < text_len; i++) {
         unsigned char c = (unsigned char)text[i];
+        if (starts_code_point(c)) {
+            result->chars++; /* every code point, whitespace included */
+        }
         if (c == '\n') {
             result->lines++;
         }
@@ -201,7 +204,6 @@ static int32_t analyzer_stats(const ferrule_host *host, analyzer *self, const ch
             result->words++;
         }
         if (starts_code_point(c)) {
-            result->chars++;
             word_chars++;
             if (word_chars > result->longest_word) {
                 result->longest_word = word_chars;
