@@ -131,6 +131,12 @@ def test_every_parameter_kind(plugin: ferrule.Plugin, lang: str) -> None:
             shapes.area(api.Point(1, 2))  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="out of range"):
             shapes.area(api.Rect(api.Point(0, 0), -1, 1, False, 0))
+        with pytest.raises(TypeError, match="Rect.width must be int, got float"):
+            shapes.area(api.Rect(api.Point(0, 0), 1.5, 1, False, 0))  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="Rect.filled must be bool, got int"):
+            shapes.area(api.Rect(api.Point(0, 0), 1, 1, 1, 0))  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="Rect.origin must be Point, got Rect"):
+            shapes.area(api.Rect(rect, 1, 1, True, 0))  # type: ignore[arg-type]
 
 
 def test_non_thread_safe_instances_are_serialised(plugin: ferrule.Plugin, lang: str) -> None:

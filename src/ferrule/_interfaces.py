@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import struct as _struct
 import threading
 import warnings
@@ -95,6 +96,14 @@ class StructCodec:
         fmt, self._build = self._plan(s, 0)
         self._struct = _struct.Struct("=" + fmt)
         assert self._struct.size == s.size, (fmt, s)
+        # The fast path reads the flat fields with one getter each; anything
+        # odd goes to _flatten, which checks every field and names the bad one.
+        paths: list[tuple[str, str]] = []
+        _paths(s, "", paths)
+        self._get = operator.attrgetter(*[p for p, _ in paths]) if len(paths) > 1 else None
+        self._bools = [i for i, (_, kind) in enumerate(paths) if kind == "bool"]
+        self._ints = [i for i, (_, kind) in enumerate(paths) if kind in ("int", "handle")]
+        self._cls = s.cls
 
     @classmethod
     def _plan(cls, s: StructSpec, base: int) -> tuple[str, Callable[[Iterator_], Any]]:
@@ -124,25 +133,49 @@ class StructCodec:
 
         return fmt, build
 
-    def flat(self, value: Any, where: str) -> list[Any]:
-        if type(value) is not self.spec.cls:
+    def flat(self, value: Any, where: str) -> Any:
+        if type(value) is not self._cls:
             raise TypeError(f"{where} must be {self.spec.name}, got {type(value).__name__}")
+        if self._get is not None:
+            try:
+                values = self._get(value)
+            except AttributeError:
+                pass
+            else:
+                for i in self._bools:
+                    if type(values[i]) is not bool:
+                        break
+                else:
+                    for i in self._ints:
+                        if type(values[i]) is bool:
+                            break
+                    else:
+                        return values  # struct.pack checks the numbers themselves
         out: list[Any] = []
         _flatten(self.spec, value, out)
         return out
 
     def pack(self, value: Any, where: str) -> bytes:
-        values = self.flat(value, where)
         try:
-            return self._struct.pack(*values)
-        except _struct.error as exc:
-            raise ValueError(f"{where}: a field of {self.spec.name} is out of range ({exc})") from None
+            return self._struct.pack(*self.flat(value, where))
+        except _struct.error:
+            return self._struct.pack(*self._checked(value, where))
 
     def pack_into(self, target: Any, value: Any, where: str) -> None:
         try:
             self._struct.pack_into(target, 0, *self.flat(value, where))
+        except _struct.error:
+            self._struct.pack_into(target, 0, *self._checked(value, where))
+
+    def _checked(self, value: Any, where: str) -> list[Any]:
+        """The slow path after struct refused a value: name the field."""
+        out: list[Any] = []
+        _flatten(self.spec, value, out)
+        try:
+            self._struct.pack(*out)
         except _struct.error as exc:
             raise ValueError(f"{where}: a field of {self.spec.name} is out of range ({exc})") from None
+        return out
 
     def unpack(self, data: Any) -> Any:
         return self._build(iter(self._struct.unpack(data)))
@@ -157,6 +190,18 @@ def _scalar_maker(t: TypeSpec) -> Callable[[Iterator_], Any]:
         assert cls is not None
         return lambda values: cls(next(values))
     return lambda values: next(values)
+
+
+def _paths(s: StructSpec, prefix: str, out: list[tuple[str, str]]) -> None:
+    """The dotted attribute path and kind of every flat field, in order."""
+    for f in s.fields:
+        t = f.type
+        if t.kind == "struct":
+            assert t.struct is not None
+            _paths(t.struct, f"{prefix}{f.name}.", out)
+        else:
+            kind = "float" if t.name in ("f32", "f64") else "int" if t.kind == "number" else t.kind
+            out.append((f"{prefix}{f.name}", kind))
 
 
 def _flatten(s: StructSpec, value: Any, out: list[Any]) -> None:
