@@ -13,7 +13,7 @@ from typing import Any
 from . import _generate
 from ._errors import FerruleError
 from ._plugin import Plugin, PluginFunction, load
-from ._signature import AbiType
+from ._signature import STRUCT_FORMATS, AbiType
 
 # Exit statuses: 0 ok, 1 a ferrule error, 2 bad command line (argparse's own).
 EXIT_ERROR = 1
@@ -87,7 +87,7 @@ def _parse_arg(fn: PluginFunction, name: str, abi_type: AbiType, text: str) -> A
             elem = abi_type.elem
             items = [x for x in text.split(",") if x.strip()]
             numbers = [float(x) if elem.python is float else int(x, 0) for x in items]
-            return array.array(_ARRAY_CODES[elem.name], numbers)
+            return array.array(STRUCT_FORMATS[elem.name], numbers)
         if abi_type.bits:
             return int(text, 0)
         if kind == "bool":
@@ -106,9 +106,6 @@ def _parse_arg(fn: PluginFunction, name: str, abi_type: AbiType, text: str) -> A
     return text
 
 
-# array.array type codes of each element type (their sizes on LP64 Linux).
-_ARRAY_CODES = {"i8": "b", "i16": "h", "i32": "i", "i64": "q", "u8": "B", "u16": "H", "u32": "I", "u64": "Q",
-                "f32": "f", "f64": "d"}
 
 
 def _format(value: Any) -> str:

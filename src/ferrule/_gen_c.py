@@ -187,7 +187,7 @@ class _Header:
             f" * C bindings for {names}, on top of ferrule.h. For each interface:",
             f" *   {self.P}_<NAME>_ID, _REVISION, _FINGERPRINT, _LAYOUT, _FLAGS: what the host checks;",
             f" *   {self.P}_<NAME>_IMPLEMENT(cprefix, type, \"name\", \"doc\"): implement it with typed functions",
-            f" *     and list &cprefix_interface in the plugin descriptor's interfaces array;",
+            " *     and list &cprefix_interface in the plugin descriptor's interfaces array;",
             f" *   {self.p}_<name>_client: call an implementation the host lends (host->query/call/release).",
             " *",
             " * Implementers get str and bytes arguments as a pointer and a length (a str",

@@ -4,6 +4,7 @@ query / call / release that plugins use to reach both."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import operator
@@ -11,18 +12,18 @@ import struct as _struct
 import threading
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from . import _cdef as abi
-from ._errors import InterfaceMismatchError, PluginCallError, PluginClosedError, PluginPanicError, ThreadContractWarning
-from ._ffi import ffi, libc
-from ._signature import TYPES
-from ._values import _free_cb, _int_of, _store_scalar, _value_of
-from .idl import Handle, InterfaceSpec, MethodSpec, StructSpec, TypeSpec, first_difference, spec
+from ._errors import InterfaceMismatchError, PluginCallError, PluginPanicError, ThreadContractWarning
+from ._ffi import ffi
+from ._signature import STRUCT_FORMATS, TYPES
+from ._values import _give_bytes, _int_of, _store_scalar, _value_of
+from .idl import InterfaceSpec, MethodSpec, StructSpec, TypeSpec, first_difference, spec
 
 if TYPE_CHECKING:
-    from ._plugin import Plugin, PluginFunction
+    from ._plugin import Plugin
 
 __all__ = ["Implementation", "Instance", "Offer"]
 
@@ -83,8 +84,7 @@ def _indent(text: str) -> str:
 
 # ------------------------------------------------------------------ structs
 
-_FORMATS = {"i8": "b", "i16": "h", "i32": "i", "i64": "q", "u8": "B", "u16": "H", "u32": "I", "u64": "Q",
-            "f32": "f", "f64": "d", "bool": "?", "handle": "Q"}
+_FORMATS = {**STRUCT_FORMATS, "bool": "?", "handle": "Q"}
 
 
 class StructCodec:
@@ -93,23 +93,26 @@ class StructCodec:
     def __init__(self, s: StructSpec):
         self.spec = s
         self.size = s.size
-        fmt, self._build = self._plan(s, 0)
-        self._struct = _struct.Struct("=" + fmt)
-        assert self._struct.size == s.size, (fmt, s)
         # The fast path reads the flat fields with one getter each; anything
         # odd goes to _flatten, which checks every field and names the bad one.
         paths: list[tuple[str, str]] = []
-        _paths(s, "", paths)
+        fmt, self._build = self._plan(s, 0, "", paths)
+        self._struct = _struct.Struct("=" + fmt)
+        assert self._struct.size == s.size, (fmt, s)
         self._get = operator.attrgetter(*[p for p, _ in paths]) if len(paths) > 1 else None
         self._bools = [i for i, (_, kind) in enumerate(paths) if kind == "bool"]
         self._ints = [i for i, (_, kind) in enumerate(paths) if kind in ("int", "handle")]
         self._cls = s.cls
 
     @classmethod
-    def _plan(cls, s: StructSpec, base: int) -> tuple[str, Callable[[Iterator_], Any]]:
+    def _plan(cls, s: StructSpec, base: int, prefix: str,
+              paths: list[tuple[str, str]]) -> tuple[str, Callable[[Iterator[Any]], Any]]:
+        """The struct format of s placed at offset base, the function that
+        builds s from unpacked values, and (into paths) each flat field's
+        dotted attribute path and kind."""
         fmt = ""
         at = base
-        makers: list[Callable[[Iterator_], Any]] = []
+        makers: list[Callable[[Iterator[Any]], Any]] = []
         for f in s.fields:
             pad = base + f.offset - at
             fmt += "x" * pad
@@ -117,7 +120,7 @@ class StructCodec:
             t = f.type
             if t.kind == "struct":
                 assert t.struct is not None
-                inner, make = cls._plan(t.struct, at)
+                inner, make = cls._plan(t.struct, at, f"{prefix}{f.name}.", paths)
                 fmt += inner
                 at += t.struct.size
                 makers.append(make)
@@ -125,10 +128,12 @@ class StructCodec:
                 fmt += _FORMATS[t.name if t.kind == "number" else t.kind]
                 at += t.size
                 makers.append(_scalar_maker(t))
+                kind = "float" if t.name in ("f32", "f64") else "int" if t.kind == "number" else t.kind
+                paths.append((f"{prefix}{f.name}", kind))
         fmt += "x" * (base + s.size - at)
         made = s.cls
 
-        def build(values: Iterator_) -> Any:
+        def build(values: Iterator[Any]) -> Any:
             return made(*[m(values) for m in makers])
 
         return fmt, build
@@ -181,27 +186,12 @@ class StructCodec:
         return self._build(iter(self._struct.unpack(data)))
 
 
-Iterator_ = Any  # an iterator of unpacked field values
-
-
-def _scalar_maker(t: TypeSpec) -> Callable[[Iterator_], Any]:
+def _scalar_maker(t: TypeSpec) -> Callable[[Iterator[Any]], Any]:
     if t.kind == "handle":
         cls = t.handle
         assert cls is not None
         return lambda values: cls(next(values))
     return lambda values: next(values)
-
-
-def _paths(s: StructSpec, prefix: str, out: list[tuple[str, str]]) -> None:
-    """The dotted attribute path and kind of every flat field, in order."""
-    for f in s.fields:
-        t = f.type
-        if t.kind == "struct":
-            assert t.struct is not None
-            _paths(t.struct, f"{prefix}{f.name}.", out)
-        else:
-            kind = "float" if t.name in ("f32", "f64") else "int" if t.kind == "number" else t.kind
-            out.append((f"{prefix}{f.name}", kind))
 
 
 def _flatten(s: StructSpec, value: Any, out: list[Any]) -> None:
@@ -309,7 +299,7 @@ class _Target:
     plugin in PluginFunction): the host, the instance pointer, its own gate."""
 
     def __init__(self, plugin: Plugin, offer: Offer, name: str, self_ptr: Any, thread_safe: bool):
-        from ._plugin import _Lifecycle, _speedups
+        from ._plugin import _gate
 
         self.plugin = plugin
         self.offer = offer
@@ -320,13 +310,8 @@ class _Target:
         self._state = self_ptr
         self.thread_safe = thread_safe
         message = f"{name} instance {offer.name!r} of plugin {plugin.id!r} is closed: create another"
-        if plugin._accelerated:
-            assert _speedups is not None
-            self.life: Any = _speedups.Gate(PluginClosedError, message)
-        else:
-            self.life = _Lifecycle(message)
-            self._serial = threading.Lock()
-        self._life = self.life
+        self.life, self._serial = _gate(plugin._accelerated, message)
+        self._life = self.life  # the name PluginFunction looks for
         self.cross = threading.Lock()  # serialises calls that other plugins make through the host
         self.finalizer = weakref.finalize(self, _destroy, self.life, offer.destroy, plugin, self_ptr, offer.name)
 
@@ -618,7 +603,7 @@ class Services:
             args = empty = ffi.new("ferrule_value[1]")
         target.life.enter()
         try:
-            with target.cross if not target.thread_safe else _NO_LOCK, plugin._calling():
+            with target.cross if not target.thread_safe else contextlib.nullcontext(), plugin._calling():
                 plugin._host.clear_error()
                 status = target.offer.methods[method](plugin._table, target._state, args, ret)
                 if status != abi.OK:
@@ -660,38 +645,17 @@ class Services:
             warnings.warn(ThreadContractWarning(f"plugin {who!r}: {what}"), stacklevel=1)
 
 
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
-
-
 def _logger(plugin: Plugin | None) -> logging.Logger:
     return logging.getLogger(f"ferrule.plugin.{plugin.id}") if plugin is not None else _log
 
 
 def _fail(ret: Any, status: int, message: str) -> int:
-    data = message.encode("utf-8", "replace")[:_MAX_MESSAGE]
-    copy = libc.malloc(max(len(data), 1))
-    if copy == ffi.NULL:
+    """A failed host->call: the message goes to the caller as owned bytes."""
+    if not _give_bytes(ret, message.encode("utf-8", "replace")[:_MAX_MESSAGE]):
         ret.bytes.ptr = ffi.NULL
         ret.bytes.len = 0
         ret.bytes.release = ffi.NULL
-        return status
-    ffi.memmove(copy, data, len(data))
-    ret.bytes.ptr = copy
-    ret.bytes.len = len(data)
-    ret.bytes.release = _free_cb
     return status
-
-
-_ELEM_FORMATS = {"i8": "b", "i16": "h", "i32": "i", "i64": "q", "u8": "B", "u16": "H", "u32": "I", "u64": "Q",
-                 "f32": "f", "f64": "d"}
 
 
 def _decode_arg(t: TypeSpec, slot: Any, where: str) -> Any:
@@ -703,13 +667,13 @@ def _decode_arg(t: TypeSpec, slot: Any, where: str) -> Any:
         assert t.handle is not None
         return t.handle(_int_of(TYPES["u64"], slot.u64))
     if kind in ("buf", "mutbuf"):
-        size = _struct.calcsize(_ELEM_FORMATS[t.elem])
+        size = _struct.calcsize(STRUCT_FORMATS[t.elem])
         if slot.buf.ptr == ffi.NULL:
             if slot.buf.len:
                 raise ValueError(f"{where}: NULL pointer with length {slot.buf.len}")
-            return memoryview(b"").cast(_ELEM_FORMATS[t.elem])  # type: ignore[call-overload]
+            return memoryview(b"").cast(STRUCT_FORMATS[t.elem])  # type: ignore[call-overload]
         raw: Any = memoryview(ffi.buffer(slot.buf.ptr, slot.buf.len * size)).cast("B")
-        view: memoryview = raw.cast(_ELEM_FORMATS[t.elem])
+        view: memoryview = raw.cast(STRUCT_FORMATS[t.elem])
         return view if kind == "mutbuf" else view.toreadonly()
     if kind == "struct":
         assert t.struct is not None
@@ -743,13 +707,7 @@ def _encode_result(m: MethodSpec, result: Any, args: Any, ret: Any, where: str) 
     abi_type = TYPES[t.name if t.kind == "number" else t.kind]
     value = PluginFunction._check_value(abi_type, result, where)
     if t.kind in ("str", "bytes"):
-        data = str.encode(value, "utf-8") if t.kind == "str" else bytes(value)
-        copy = libc.malloc(max(len(data), 1))
-        if copy == ffi.NULL:
+        if not _give_bytes(ret, str.encode(value, "utf-8") if t.kind == "str" else bytes(value)):
             raise MemoryError
-        ffi.memmove(copy, data, len(data))
-        ret.bytes.ptr = copy
-        ret.bytes.len = len(data)
-        ret.bytes.release = _free_cb
         return
     _store_scalar(ret, abi_type, value)

@@ -35,11 +35,11 @@ from ._errors import (
     PluginPanicError,
     SignatureError,
 )
-from ._ffi import ffi, libc
+from ._ffi import ffi
 from ._library import Library
-from ._interfaces import Implementation, Instance, Offer, Services, check_offer, proxy_class
+from ._interfaces import Implementation, Offer, Services, check_offer, proxy_class
 from ._signature import ELEMENT_SIZE, AbiType, Signature, parse_signature
-from ._values import _alloc_cb, _free_cb, _int_of, _store_scalar, _value_of
+from ._values import _alloc_cb, _free_cb, _give_bytes, _int_of, _store_scalar, _value_of
 from .idl import spec as _spec
 
 __all__ = ["Plugin", "PluginFunction", "load"]
@@ -163,14 +163,8 @@ class _Host:
                 result = frame.owner._check_host_result(frame.index, result)
                 kind = frame.sig.result.name
                 if kind in ("str", "bytes"):
-                    data = str.encode(result, "utf-8") if kind == "str" else bytes(result)
-                    copy = libc.malloc(max(len(data), 1))
-                    if copy == ffi.NULL:
+                    if not _give_bytes(ret, str.encode(result, "utf-8") if kind == "str" else bytes(result)):
                         raise MemoryError
-                    ffi.memmove(copy, data, len(data))
-                    ret.bytes.ptr = copy
-                    ret.bytes.len = len(data)
-                    ret.bytes.release = _free_cb
                 else:
                     _store_scalar(ret, frame.sig.result, result)
             return abi.OK
@@ -826,13 +820,12 @@ class Plugin:
             assert _speedups is not None
             self._host = _speedups.Host(_log_sink(logging.getLogger(f"ferrule.plugin.{self.id}")))
             self._table = ffi.cast("ferrule_host *", self._host.address)
-            self._life = _speedups.Gate(PluginClosedError, f"plugin {self.id!r} is closed: load it again to call it")
         else:
             self._host = _Host(logging.getLogger(f"ferrule.plugin.{self.id}"), debug=self._debug)
             self._host.plugin_id = self.id
             self._table = self._host.table
-            self._life = _Lifecycle(f"plugin {self.id!r} is closed: load it again to call it")
-            self._serial = threading.Lock()  # the C path's is in the gate
+        self._serial: Any
+        self._life, self._serial = _gate(self._accelerated, f"plugin {self.id!r} is closed: load it again to call it")
         self._host.set_services(*services.addresses())
         table_address = int(ffi.cast("uintptr_t", self._table))
         services.attach(self, table_address)
@@ -982,6 +975,16 @@ class Plugin:
 
 # Names a function cannot take as a plugin attribute (it stays in .functions).
 _RESERVED = frozenset(dir(Plugin)) | {"library", "path", "abi_version", "id", "name", "version", "description", "license"}
+
+
+def _gate(accelerated: bool, closed_message: str) -> tuple[Any, threading.Lock | None]:
+    """What guards one plugin or instance: the count of calls in flight and
+    the lock that serialises calls to its non-thread-safe functions (inside
+    the C Gate on the accelerated path)."""
+    if accelerated:
+        assert _speedups is not None
+        return _speedups.Gate(PluginClosedError, closed_message), None
+    return _Lifecycle(closed_message), threading.Lock()
 
 
 class _Lifecycle:

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["ARRAYS", "AbiType", "CODES", "ELEMENT_SIZE", "Param", "Signature", "TYPES", "parse_signature"]
+__all__ = ["ARRAYS", "AbiType", "CODES", "ELEMENT_SIZE", "STRUCT_FORMATS", "Param", "Signature", "TYPES", "parse_signature"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,9 @@ TYPES: dict[str, AbiType] = {
 NUMBERS = ("i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "f32", "f64")
 # Element sizes of buf[T]; the Python annotation of an array is any buffer.
 ELEMENT_SIZE = {"i8": 1, "i16": 2, "i32": 4, "i64": 8, "u8": 1, "u16": 2, "u32": 4, "u64": 8, "f32": 4, "f64": 8}
+# The struct-module (and array.array) format of each number type, on LP64 Linux.
+STRUCT_FORMATS = {"i8": "b", "i16": "h", "i32": "i", "i64": "q", "u8": "B", "u16": "H", "u32": "I", "u64": "Q",
+                  "f32": "f", "f64": "d"}
 ARRAYS: dict[str, AbiType] = {
     f"{kind}[{n}]": AbiType(f"{kind}[{n}]", "buf", memoryview, CODES.index(kind), elem=TYPES[n], writable=kind == "mutbuf")
     for kind in ("buf", "mutbuf")

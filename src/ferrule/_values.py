@@ -9,7 +9,7 @@ from typing import Any
 from ._ffi import ffi, libc
 from ._signature import AbiType
 
-__all__ = ["_alloc_cb", "_free_cb", "_int_of", "_store_scalar", "_value_of"]
+__all__ = ["_alloc_cb", "_free_cb", "_give_bytes", "_int_of", "_store_scalar", "_value_of"]
 
 # The allocator pair of the host table, one for the process: memory handed
 # to a plugin may be released after the instance that made it is gone.
@@ -45,3 +45,17 @@ def _store_scalar(slot: Any, abi_type: AbiType, value: Any) -> None:
         slot.u64 = int(value)
     else:
         setattr(slot, abi_type.slot, value)
+
+
+
+def _give_bytes(slot: Any, data: bytes) -> bool:
+    """Hand data to a plugin as an owned copy in slot.bytes, released with
+    the host's free. False (slot untouched) when malloc fails."""
+    copy = libc.malloc(max(len(data), 1))
+    if copy == ffi.NULL:
+        return False
+    ffi.memmove(copy, data, len(data))
+    slot.bytes.ptr = copy
+    slot.bytes.len = len(data)
+    slot.bytes.release = _free_cb
+    return True
