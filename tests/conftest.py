@@ -10,6 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Fuzz tests (marked "fuzz") share one budget: a fixed, derandomised number of
+# examples in CI; bench/fuzz.py raises it through FERRULE_FUZZ_EXAMPLES.
+settings.register_profile(
+    "ferrule",
+    max_examples=int(os.environ.get("FERRULE_FUZZ_EXAMPLES", "200")),
+    derandomize=not os.environ.get("FERRULE_FUZZ_RANDOM"),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
+)
+settings.load_profile("ferrule")
 
 ROOT = Path(__file__).resolve().parent.parent
 INCLUDE = ROOT / "sdk" / "c" / "include"

@@ -48,6 +48,8 @@ def test_public_api_is_exactly_this() -> None:
             "PluginCallError", "PluginClosedError", "PluginFunction", "PluginInitError", "PluginPanicError",
             "SignatureError", "SymbolNotFoundError", "WrongArchitectureError", "library_file_name", "load",
             "Implementation", "Instance", "InterfaceMismatchError", "PluginHost", "ThreadContractWarning", "idl",
+            "IsolationError", "PluginCrashedError", "PluginTimeoutError", "CallCancelledError", "IsolatedPlugin",
+            "IsolatedFunction", "scan", "ScanResult", "PluginInfo", "ScanProblem",
         ]
     )
     assert ferrule.idl.__name__ == "ferrule.idl"  # the one public module: declarations

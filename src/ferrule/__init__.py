@@ -14,10 +14,12 @@ from ._cdef import ABI_MAJOR, ABI_MINOR
 from ._errors import (
     AbiVersionError,
     BadMagicError,
+    CallCancelledError,
     DescriptorError,
     DescriptorTooSmallError,
     FerruleError,
     InterfaceMismatchError,
+    IsolationError,
     LibraryError,
     LibraryNotFoundError,
     MetadataError,
@@ -26,8 +28,10 @@ from ._errors import (
     NotALibraryError,
     PluginCallError,
     PluginClosedError,
+    PluginCrashedError,
     PluginInitError,
     PluginPanicError,
+    PluginTimeoutError,
     SignatureError,
     SymbolNotFoundError,
     ThreadContractWarning,
@@ -36,8 +40,10 @@ from ._errors import (
 from . import idl
 from ._host import PluginHost
 from ._interfaces import Implementation, Instance
+from ._isolated import IsolatedFunction, IsolatedPlugin
 from ._library import Library, library_file_name
 from ._plugin import Plugin, PluginFunction, load
+from ._scan import PluginInfo, ScanProblem, ScanResult, scan
 
 __version__ = "0.1.0"
 
@@ -46,12 +52,16 @@ __all__ = [
     "ABI_MINOR",
     "AbiVersionError",
     "BadMagicError",
+    "CallCancelledError",
     "DescriptorError",
     "DescriptorTooSmallError",
     "FerruleError",
     "Implementation",
     "Instance",
     "InterfaceMismatchError",
+    "IsolatedFunction",
+    "IsolatedPlugin",
+    "IsolationError",
     "Library",
     "LibraryError",
     "LibraryNotFoundError",
@@ -62,10 +72,15 @@ __all__ = [
     "Plugin",
     "PluginCallError",
     "PluginClosedError",
+    "PluginCrashedError",
     "PluginFunction",
     "PluginHost",
+    "PluginInfo",
     "PluginInitError",
     "PluginPanicError",
+    "PluginTimeoutError",
+    "ScanProblem",
+    "ScanResult",
     "SignatureError",
     "SymbolNotFoundError",
     "ThreadContractWarning",
@@ -73,4 +88,5 @@ __all__ = [
     "idl",
     "library_file_name",
     "load",
+    "scan",
 ]

@@ -18,7 +18,11 @@
     ├── PluginInitError               the plugin's init reported failure (or panicked)
     ├── PluginCallError               a plugin function reported failure
     │   └── PluginPanicError          a Rust panic caught at the boundary
-    └── PluginClosedError             a call after close() (of a plugin or an instance)
+    ├── PluginClosedError             a call after close() (of a plugin or an instance)
+    └── IsolationError                an isolated plugin's child process failed
+        ├── PluginCrashedError        the child died: signal or exit status, last output lines
+        ├── PluginTimeoutError        a call outlived its timeout (also TimeoutError)
+        └── CallCancelledError        cancel() from another thread ended the call
 
     ThreadContractWarning (a RuntimeWarning): a debug host saw a plugin break
     the thread contract, e.g. set_error from a thread not running a call.
@@ -32,10 +36,12 @@ from __future__ import annotations
 __all__ = [
     "AbiVersionError",
     "BadMagicError",
+    "CallCancelledError",
     "DescriptorError",
     "DescriptorTooSmallError",
     "FerruleError",
     "InterfaceMismatchError",
+    "IsolationError",
     "LibraryError",
     "LibraryNotFoundError",
     "MetadataError",
@@ -44,8 +50,10 @@ __all__ = [
     "NotALibraryError",
     "PluginCallError",
     "PluginClosedError",
+    "PluginCrashedError",
     "PluginInitError",
     "PluginPanicError",
+    "PluginTimeoutError",
     "SignatureError",
     "SymbolNotFoundError",
     "ThreadContractWarning",
@@ -186,5 +194,50 @@ class ThreadContractWarning(RuntimeWarning):
     """A debug host (``PluginHost(debug=True)``) saw the thread contract
     broken: a host callback from a thread that must not call it, or two
     threads inside one instance that is not thread-safe."""
+
+    __module__ = "ferrule"
+
+
+class IsolationError(FerruleError):
+    """An isolated plugin's child process failed; the host is unharmed.
+
+    ``status`` is how the child ended: a negative signal number (as in
+    ``subprocess``), an exit status, or None while it still ran (it was then
+    killed by ferrule). ``last_lines`` holds the plugin's last log and
+    stderr lines, oldest first."""
+
+    __module__ = "ferrule"
+
+    def __init__(self, message: str, status: int | None = None, last_lines: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.status = status
+        self.last_lines = last_lines
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that ended the child, or None."""
+        return -self.status if self.status is not None and self.status < 0 else None
+
+    @property
+    def exit_status(self) -> int | None:
+        """The child's exit status when it exited on its own, or None."""
+        return self.status if self.status is not None and self.status >= 0 else None
+
+
+class PluginCrashedError(IsolationError):
+    """The isolated plugin's process died (a signal, exit() or abort()), or
+    failed earlier and was loaded with ``restart=False``."""
+
+    __module__ = "ferrule"
+
+
+class PluginTimeoutError(IsolationError, TimeoutError):
+    """A call into an isolated plugin outlived its timeout; the child was killed."""
+
+    __module__ = "ferrule"
+
+
+class CallCancelledError(IsolationError):
+    """Another thread cancelled the call (``cancel()``); the child was killed."""
 
     __module__ = "ferrule"

@@ -19,7 +19,7 @@ import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import _cdef as abi
 from ._errors import (
@@ -42,6 +42,9 @@ from ._signature import ELEMENT_SIZE, AbiType, Signature, parse_signature
 from ._values import _alloc_cb, _free_cb, _give_bytes, _int_of, _store_scalar, _value_of
 from .idl import spec as _spec
 
+if TYPE_CHECKING:
+    from ._isolated import IsolatedPlugin
+
 __all__ = ["Plugin", "PluginFunction", "load"]
 
 P = TypeVar("P")
@@ -63,14 +66,39 @@ _LOG_LEVELS = {
 _F32_MAX = 3.4028234663852886e38
 
 
-def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None) -> Plugin:
+@overload
+def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
+         isolated: Literal[False] = False) -> Plugin: ...
+
+
+@overload
+def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
+         isolated: Literal[True], timeout: float | None = None, restart: bool = True,
+         memory_limit: int | None = None, cpu_limit: float | None = None) -> IsolatedPlugin: ...
+
+
+def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None, isolated: bool = False,
+         **isolation: Any) -> Plugin | IsolatedPlugin:
     """Load the plugin at ``path``, check its descriptor and run its init.
 
     ``config`` reaches the plugin's init as UTF-8 text; a mapping is sent as
     JSON. Raises a subclass of ferrule.FerruleError on any failure. The
     plugin gets a host of its own; load through a ``PluginHost`` to share
     services and interfaces between plugins.
+
+    ``isolated=True`` runs the plugin in a child process behind the same
+    API (see ``IsolatedPlugin``): a crash, hang or runaway allocation there
+    becomes an exception here. Only then are ``timeout`` (seconds per call),
+    ``restart`` (start a new child on the next call after a failure),
+    ``memory_limit`` (bytes of address space) and ``cpu_limit`` (CPU
+    seconds) accepted.
     """
+    if isolated:
+        from ._isolated import IsolatedPlugin
+
+        return IsolatedPlugin(path, config=config, **isolation)
+    if isolation:
+        raise TypeError(f"load() got {', '.join(sorted(isolation))}: these apply only with isolated=True")
     return Plugin(Library(path), config=config)
 
 
