@@ -97,6 +97,10 @@ class Built:
         return self.c / "libfixture_missing_dep.so"
 
     @property
+    def hostile(self) -> Path:
+        return self.c / "libhostile.so"
+
+    @property
     def ifaces_rust(self) -> Path:
         return self.rust / "libifaces.so"
 
@@ -116,6 +120,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     compile_plugin(C_DIR / "fixture.c", c / "libfixture.so")
     compile_plugin(C_DIR / "cdata.c", c / "libcdata.so")
     compile_plugin(C_DIR / "ifaces.c", c / "libifaces_c.so", f"-I{GENERATED}")
+    compile_plugin(C_DIR / "hostile.c", c / "libhostile.so")
     for name in C_VARIANTS:
         compile_plugin(C_DIR / "fixture.c", c / f"libfixture_{name.lower()}.so", f"-DVARIANT_{name}")
     # Link against a dependency, then delete it: loading must name what is missing.

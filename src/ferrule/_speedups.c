@@ -17,6 +17,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#endif
+
 #include "ferrule.h"
 
 #define MAX_PARAMS 64
@@ -25,6 +37,29 @@
 /* Type codes, as ferrule._signature.CODES lists them. */
 enum { T_BOOL, T_I8, T_I16, T_I32, T_I64, T_U8, T_U16, T_U32, T_U64, T_F32, T_F64,
        T_STR, T_BYTES, T_BUF, T_MUTBUF, T_FN };
+
+/* ------------------------------------------------------------ fork guard */
+
+/* A plugin that forks returns from its call twice. The copy must never run
+ * the host's Python code (it would serve the same pipes and memory), so a
+ * call that comes back in a forked copy ends that process. The counter moves
+ * only in a child of fork(); the parent's calls see it unchanged. */
+static unsigned fork_generation;
+static int die_with_parent;  /* set in an isolated child: forked copies get SIGKILL when it dies */
+
+static void after_fork_in_child(void) {
+    __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED);
+#ifdef __linux__
+    if (die_with_parent) prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+}
+
+static void forked_copy_exit(void) {
+    static const char msg[] = "ferrule: a plugin forked during a call; the copy ends here, as it must not run the host\n";
+    ssize_t unused = write(2, msg, sizeof msg - 1);
+    (void)unused;
+    _exit(70);
+}
 
 /* ---------------------------------------------------------------- errors */
 
@@ -797,12 +832,17 @@ static PyObject *call_python_path(PyObject *self, PyObject *const *args, Py_ssiz
  * otherwise. The caller holds the serial lock where one is needed. */
 static inline int32_t call_plugin(FunctionObject *self, ferrule_value *slots, ferrule_value *ret) {
     int32_t status;
+    unsigned generation = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
     if (self->flags & FERRULE_FN_QUICK) {
-        return self->call(&self->host->table, self->state, slots, ret);
+        status = self->call(&self->host->table, self->state, slots, ret);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        status = self->call(&self->host->table, self->state, slots, ret);
+        Py_END_ALLOW_THREADS
     }
-    Py_BEGIN_ALLOW_THREADS
-    status = self->call(&self->host->table, self->state, slots, ret);
-    Py_END_ALLOW_THREADS
+    if (__atomic_load_n(&fork_generation, __ATOMIC_RELAXED) != generation) {
+        forked_copy_exit();
+    }
     return status;
 }
 
@@ -1098,8 +1138,138 @@ static PyObject *enable_vectorcall(PyObject *module, PyObject *cls) {
     Py_RETURN_NONE;
 }
 
+/* --------------------------------------------------------------- channel */
+
+/* The transport of isolated mode: a sequence word per direction in memory
+ * shared with the child (0: to the child, 1: to the host). A sender bumps the
+ * word and makes the futex call only when the receiver said it sleeps. A
+ * receiver spins for a moment first, since answers usually come within
+ * microseconds, then sleeps on the futex. */
+typedef struct {
+    uint32_t seq[2];
+    uint32_t sleeping[2];
+} ChannelHead;
+
+static int64_t monotonic_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static uint32_t channel_wait_for(ChannelHead *head, int which, uint32_t seen, int64_t spin_ns, int64_t timeout_ns) {
+    uint32_t *word = &head->seq[which];
+    uint32_t now;
+    int64_t start = monotonic_ns();
+    for (unsigned i = 1;; i++) {
+        now = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        if (now != seen) return now;
+        if ((i & 63) == 0 && monotonic_ns() - start >= spin_ns) break;
+        cpu_relax();
+    }
+    int64_t deadline = start + timeout_ns;
+    for (;;) {
+        __atomic_store_n(&head->sleeping[which], 1, __ATOMIC_SEQ_CST);
+        now = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+        if (now != seen) break;
+        int64_t left = deadline - monotonic_ns();
+        if (left <= 0) break;
+#ifdef __linux__
+        struct timespec t = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
+        syscall(SYS_futex, word, FUTEX_WAIT, seen, &t, NULL, 0);  /* woken, changed, timed out or EINTR */
+#else
+        struct timespec t = {0, left < 50000 ? (long)left : 50000L};
+        nanosleep(&t, NULL);
+#endif
+    }
+    __atomic_store_n(&head->sleeping[which], 0, __ATOMIC_SEQ_CST);
+    return now;
+}
+
+static PyObject *channel_post(PyObject *module, PyObject *args) {
+    unsigned long long address;
+    int which;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "Ki", &address, &which)) return NULL;
+    if (which != 0 && which != 1) {
+        PyErr_SetString(PyExc_ValueError, "direction must be 0 or 1");
+        return NULL;
+    }
+    ChannelHead *head = (ChannelHead *)(uintptr_t)address;
+    __atomic_add_fetch(&head->seq[which], 1, __ATOMIC_SEQ_CST);
+#ifdef __linux__
+    if (__atomic_load_n(&head->sleeping[which], __ATOMIC_SEQ_CST)) {
+        syscall(SYS_futex, &head->seq[which], FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+    }
+#endif
+    Py_RETURN_NONE;
+}
+
+static PyObject *channel_wait(PyObject *module, PyObject *args) {
+    unsigned long long address;
+    int which;
+    unsigned int seen;
+    long long spin_ns, timeout_ns;
+    uint32_t now;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "KiILL", &address, &which, &seen, &spin_ns, &timeout_ns)) return NULL;
+    if (which != 0 && which != 1) {
+        PyErr_SetString(PyExc_ValueError, "direction must be 0 or 1");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    now = channel_wait_for((ChannelHead *)(uintptr_t)address, which, (uint32_t)seen, spin_ns, timeout_ns);
+    Py_END_ALLOW_THREADS
+    if (now == (uint32_t)seen) Py_RETURN_NONE;
+    return PyLong_FromUnsignedLong(now);
+}
+
+/* The child of isolated mode ends when the host does, however the host ends:
+ * a thread outside Python (a plugin may hold the GIL forever) waits for the
+ * end of a pipe whose other end only the host holds. */
+static void *watch_lifeline(void *arg) {
+    int fd = (int)(intptr_t)arg;
+    char byte;
+    for (;;) {
+        ssize_t got = read(fd, &byte, 1);
+        if (got == 0 || (got < 0 && errno != EINTR)) _exit(0);
+    }
+    return NULL;
+}
+
+static PyObject *become_isolated_child(PyObject *module, PyObject *arg) {
+    (void)module;
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred()) return NULL;
+    pthread_t thread;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    int failed = pthread_create(&thread, &attr, watch_lifeline, (void *)(intptr_t)fd);
+    pthread_attr_destroy(&attr);
+    if (failed) {
+        errno = failed;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    die_with_parent = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"enable_vectorcall", enable_vectorcall, METH_O, "Let a subclass of Function use its vectorcall slot."},
+    {"channel_post", channel_post, METH_VARARGS, "post(address, direction): bump the sequence word, wake a sleeper."},
+    {"channel_wait", channel_wait, METH_VARARGS,
+     "wait(address, direction, seen, spin_ns, timeout_ns): the new sequence number, or None at the timeout."},
+    {"become_isolated_child", become_isolated_child, METH_O,
+     "In an isolated child: exit when the lifeline fd reaches its end; forked copies die with this process."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1114,6 +1284,11 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     }
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
+    static int fork_hook;
+    if (!fork_hook) {
+        fork_hook = 1;
+        pthread_atfork(NULL, NULL, after_fork_in_child);
+    }
     if (PyModule_AddObjectRef(m, "Host", (PyObject *)&HostType) < 0 ||
         PyModule_AddObjectRef(m, "Gate", (PyObject *)&GateType) < 0 ||
         PyModule_AddObjectRef(m, "Function", (PyObject *)&FunctionType) < 0 ||

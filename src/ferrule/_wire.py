@@ -1,0 +1,284 @@
+"""The wire format of isolated mode, shared by the host and the child.
+
+One memfd holds both sides' view of the channel: a control page (sequence
+words and the message head) and, after it, the data area where a message's
+payload lives. Messages strictly alternate: a side writes its payload into
+the data area, fills the head and posts; the other side reads the payload
+before posting its answer. Arguments and results are packed with ``struct``
+at fixed offsets, variable-sized values (text, bytes, buffers) after them;
+nothing is pickled.
+
+The host trusts nothing the child writes: ``Codec.read_result`` checks every
+offset and length against the area and raises ``WireError``.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+from typing import Any
+
+from . import _errors
+from ._ffi import ffi
+from ._signature import STRUCT_FORMATS, AbiType, Signature
+
+# Message kinds. Host to child: LOAD, CALL, INVOKE_RESULT, INVOKE_ERROR, ACK, CLOSE.
+# Child to host: READY, FAILED, RESULT, ERROR, INVOKE, LOG, CLOSED.
+LOAD, READY, FAILED, CALL, RESULT, ERROR, INVOKE, INVOKE_RESULT, INVOKE_ERROR, LOG, ACK, CLOSE, CLOSED = range(1, 14)
+KIND_NAMES = {v: k for k, v in list(globals().items()) if k.isupper() and isinstance(v, int) and 1 <= v <= 13}
+
+TO_CHILD, TO_HOST = 0, 1
+CONTROL_SIZE = mmap.PAGESIZE  # the control page; data follows at this offset
+# Control page: seq[2] u32, sleeping[2] u32 (see _speedups.c), then the head.
+HEAD = struct.Struct("=IIQQQ")  # kind, arg, payload offset, payload length, data area size
+HEAD_OFFSET = 16
+INITIAL_DATA = 1 << 20
+_SLOT = struct.Struct("=QQ")  # offset and length of a variable-sized value
+
+
+class WireError(Exception):
+    """The other side wrote something that does not follow the format."""
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    """An exception as the child reports it: the most specific class the host
+    knows (see ERROR_CLASSES), its message and its extra attributes."""
+    name = next((c.__name__ for c in type(exc).__mro__ if c.__name__ in ERROR_CLASSES), "FerruleError")
+    out: dict[str, Any] = {"class": name, "message": str(exc)}
+    for attr in ("plugin_message", "plugin_version", "host_version", "expected_layout", "found_layout"):
+        if hasattr(exc, attr):
+            out[attr] = getattr(exc, attr)
+    return out
+
+
+# The classes an error from the child may name; anything else arrives as FerruleError.
+ERROR_CLASSES = frozenset(_errors.__all__) | {"TypeError", "ValueError", "LookupError", "KeyError", "OverflowError",
+                                                 "MemoryError", "HostFunctionFailed"}
+
+
+def align(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def _scalar_format(t: AbiType) -> str:
+    if t.bits:
+        return "q" if t.signed else "Q"
+    if t.name == "bool":
+        return "?"
+    if t.name in ("f32", "f64"):
+        return "d"
+    if t.fn is not None:
+        return "I"  # the index of the host function in this call
+    return "QQ"  # str, bytes, buf, mutbuf: offset and length in the data area
+
+
+class Area:
+    """One side's mapping of the channel memfd: the control page and the data
+    area, remapped when the other side has grown the file."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.control = mmap.mmap(fd, CONTROL_SIZE)
+        self._anchor = ffi.from_buffer(self.control)
+        self.address = int(ffi.cast("uintptr_t", self._anchor))  # of the sequence words, for _speedups
+        self.size = 0
+        self.data: mmap.mmap = self.control  # replaced by _map
+        self._map(os.fstat(fd).st_size - CONTROL_SIZE)
+
+    @classmethod
+    def create(cls) -> Area:
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("ferrule-isolated", os.MFD_CLOEXEC)
+        else:  # pragma: no cover - platforms without memfd
+            import tempfile
+
+            with tempfile.TemporaryFile() as f:
+                fd = os.dup(f.fileno())
+        os.ftruncate(fd, CONTROL_SIZE + INITIAL_DATA)
+        return cls(fd)
+
+    def _map(self, size: int) -> None:
+        self.data = mmap.mmap(self.fd, size, offset=CONTROL_SIZE)
+        self.size = size
+
+    def ensure(self, needed: int) -> None:
+        """Grow the data area to hold ``needed`` bytes (the sender's side)."""
+        if needed > self.size:
+            size = max(needed, self.size * 2)
+            os.ftruncate(self.fd, CONTROL_SIZE + size)
+            self._map(size)
+
+    def follow(self, size: int) -> None:
+        """Map the size the other side announced (the receiver's side)."""
+        if size != self.size:
+            actual = os.fstat(self.fd).st_size - CONTROL_SIZE
+            if not 0 < size <= actual:
+                raise WireError(f"announced a data area of {size} bytes, the file holds {actual}")
+            self._map(size)
+
+    def head(self) -> tuple[int, int, int, int, int]:
+        """kind, arg, offset, length, data area size of the last message."""
+        kind, arg, base, length, size = HEAD.unpack_from(self.control, HEAD_OFFSET)
+        return kind, arg, base, length, size
+
+    def set_head(self, kind: int, arg: int, base: int, length: int) -> None:
+        HEAD.pack_into(self.control, HEAD_OFFSET, kind, arg, base, length, self.size)
+
+    def check(self, base: int, length: int) -> None:
+        if not 0 <= base <= base + length <= self.size:
+            raise WireError(f"a message at {base}+{length} in a data area of {self.size} bytes")
+
+    def write_json(self, base: int, value: Any) -> int:
+        data = json.dumps(value).encode()
+        self.ensure(base + len(data))
+        self.data[base : base + len(data)] = data
+        return len(data)
+
+    def read_json(self, base: int, length: int) -> Any:
+        self.check(base, length)
+        try:
+            return json.loads(self.data[base : base + length])
+        except ValueError as exc:
+            raise WireError(f"a message that is not JSON: {exc}") from None
+
+
+class Codec:
+    """Packs one signature's arguments (host) and result (child), and
+    unpacks them on the other side."""
+
+    def __init__(self, sig: Signature):
+        self.sig = sig
+        self.types = [p.type for p in sig.params]
+        self.fixed = struct.Struct("=" + "".join(_scalar_format(t) for t in self.types))
+        self.start = align(self.fixed.size)
+        self.variable = [i for i, t in enumerate(self.types) if _scalar_format(t) == "QQ"]
+        self.callables = [i for i, t in enumerate(self.types) if t.fn is not None]
+        # Where each parameter's value sits in the fixed tuple.
+        self.positions: list[int] = []
+        n = 0
+        for t in self.types:
+            self.positions.append(n)
+            n += 2 if _scalar_format(t) == "QQ" else 1
+        result = sig.result
+        self.result_format = struct.Struct("=" + (_scalar_format(result) if result else ""))
+
+    # -- arguments
+
+    def write_args(self, area: Area, base: int, values: tuple[Any, ...] | list[Any]) -> tuple[int, list[tuple[int, memoryview]]]:
+        """Pack checked values at ``base``. Returns the payload length and the
+        writable buffers to copy back after the call as (offset, view)."""
+        if not self.variable and not self.callables:
+            area.ensure(base + self.fixed.size)
+            self.fixed.pack_into(area.data, base, *values)
+            return self.fixed.size, []
+        items: list[Any] = []
+        blobs: list[tuple[int, Any]] = []
+        back: list[tuple[int, memoryview]] = []
+        offset = self.start
+        calls = 0
+        for t, v in zip(self.types, values):
+            fmt = _scalar_format(t)
+            if fmt == "I":
+                items.append(calls)
+                calls += 1
+            elif fmt != "QQ":
+                items.append(v)
+            else:
+                data: Any = str.encode(v, "utf-8") if t.name == "str" else v
+                raw = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+                n = len(raw)
+                items += (offset, n)
+                blobs.append((offset, raw))
+                if t.writable:
+                    back.append((offset, raw))  # type: ignore[arg-type]
+                offset = align(offset + n)
+        area.ensure(base + offset)
+        mm = area.data
+        self.fixed.pack_into(mm, base, *items)
+        for at, raw in blobs:
+            mm[base + at : base + at + len(raw)] = raw
+        return offset, [(base + at, view) for at, view in back]
+
+    def read_args(self, area: Area, base: int, length: int, host_function: Any = None, copy: bool = False) -> list[Any]:
+        """Unpack arguments: a call's in the child, a host function's in the
+        host, which checks them (WireError). Buffers and bytes are views of
+        the shared memory (the plugin reads and writes it in place) unless
+        ``copy`` is set, when bytes are copied out."""
+        area.check(base, length)
+        if length < self.fixed.size:
+            raise WireError(f"arguments of {length} bytes, expected at least {self.fixed.size}")
+        items = self.fixed.unpack_from(area.data, base)
+        if not self.variable and not self.callables:
+            return list(items)
+        values: list[Any] = []
+        for t, at in zip(self.types, self.positions):
+            fmt = _scalar_format(t)
+            if fmt == "I":
+                assert t.fn is not None
+                values.append(host_function(items[at], t.fn))
+            elif fmt != "QQ":
+                values.append(items[at])
+            else:
+                offset, n = items[at], items[at + 1]
+                if not self.start <= offset <= offset + n <= length:
+                    raise WireError(f"a {t.name} argument at {offset}+{n} in a message of {length} bytes")
+                view = memoryview(area.data)[base + offset : base + offset + n]
+                if t.name == "str":
+                    try:
+                        values.append(str(view, "utf-8"))
+                    except UnicodeDecodeError as exc:
+                        raise WireError(f"a str argument that is not UTF-8 ({exc.reason})") from None
+                    finally:
+                        view.release()
+                elif t.elem is not None:
+                    values.append(view.cast(STRUCT_FORMATS[t.elem.name]))  # type: ignore[call-overload]
+                else:
+                    values.append(bytes(view) if copy else view)
+        return values
+
+    # -- results
+
+    def write_result(self, area: Area, base: int, value: Any) -> int:
+        """Pack a result at ``base``: a plugin function's (child side) or a
+        host function's (host side)."""
+        result = self.sig.result
+        if result is None:
+            return 0
+        if result.slot != "bytes":
+            area.ensure(base + self.result_format.size)
+            self.result_format.pack_into(area.data, base, value)
+            return self.result_format.size
+        data = str.encode(value, "utf-8") if result.name == "str" else value
+        start = _SLOT.size
+        area.ensure(base + start + len(data))
+        _SLOT.pack_into(area.data, base, start, len(data))
+        area.data[base + start : base + start + len(data)] = data
+        return start + len(data)
+
+    def read_result(self, area: Area, base: int, length: int) -> Any:
+        """Unpack a result, checking what the other side wrote (WireError)."""
+        result = self.sig.result
+        if result is None:
+            return None
+        area.check(base, length)
+        if result.slot != "bytes":
+            if length != self.result_format.size:
+                raise WireError(f"a {result.name} result of {length} bytes, expected {self.result_format.size}")
+            value = self.result_format.unpack_from(area.data, base)[0]
+            if result.bits and not result.min <= value <= result.max:
+                raise WireError(f"a {result.name} result out of range: {value}")
+            return value
+        if length < _SLOT.size:
+            raise WireError(f"a {result.name} result of {length} bytes, shorter than its head")
+        offset, n = _SLOT.unpack_from(area.data, base)
+        if offset != _SLOT.size or n != length - offset:
+            raise WireError(f"a {result.name} result at {offset}+{n} in a message of {length} bytes")
+        data = area.data[base + offset : base + offset + n]
+        if result.name == "bytes":
+            return data
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WireError(f"str result is not UTF-8 ({exc.reason} at byte {exc.start})") from None
