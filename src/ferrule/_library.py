@@ -69,7 +69,7 @@ def _classify(path: str, message: str) -> LibraryError:
 
 def _dlopen(target: str) -> tuple[Any, str | None]:
     with _dl_lock:
-        handle = libc.dlopen(target.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
+        handle = libc.dlopen(os.fsencode(target), os.RTLD_NOW | os.RTLD_LOCAL)
         error = last_dlerror() if handle == ffi.NULL else None
     return handle, error
 
@@ -128,7 +128,14 @@ class Library:
             # message is vague (a wrong machine reads "cannot open").
             if not os.path.lexists(path):
                 raise LibraryNotFoundError(f"no file at {path}: check the path, or build the library first")
-            check_header(path)
+            try:
+                check_header(path)
+            except FileNotFoundError:
+                raise LibraryNotFoundError(
+                    f"{path} is a symbolic link to {os.readlink(path)!r}, which does not exist: fix or remove the link"
+                ) from None
+            except OSError as exc:
+                raise LibraryError(f"cannot read {path}: {exc.strerror or exc}; check the file and its permissions") from None
             raise _classify(path, error or "")
         return handle, path
 
