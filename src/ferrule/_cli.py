@@ -1,5 +1,5 @@
-"""The ``ferrule`` command: inspect and call plugins from a shell, and
-generate code from interface declarations."""
+"""The ``ferrule`` command: inspect and call plugins from a shell, list the
+plugins in directories, and generate code from interface declarations."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from . import _generate
 from ._errors import FerruleError
 from ._plugin import Plugin, PluginFunction, load
+from ._scan import PluginInfo, ScanProblem, scan
 from ._signature import STRUCT_FORMATS, AbiType
 
 # Exit statuses: 0 ok, 1 a ferrule error, 2 bad command line (argparse's own).
@@ -143,6 +144,65 @@ def _call(args: argparse.Namespace) -> int:
     return 0
 
 
+def _info_json(info: PluginInfo) -> dict[str, Any]:
+    return {
+        "path": info.path,
+        "id": info.id,
+        "name": info.name,
+        "version": info.version,
+        "description": info.description,
+        "license": info.license,
+        "abi": {"major": info.abi_version[0], "minor": info.abi_version[1]},
+        "functions": [{"name": name, "signature": sig} for name, sig in info.functions],
+        "interfaces": [{"id": i, "revision": rev, "name": name} for i, rev, name in info.interfaces],
+    }
+
+
+def _problem_json(problem: ScanProblem) -> dict[str, Any]:
+    return {"path": problem.path, "kind": problem.kind, "error": problem.error, "message": problem.message}
+
+
+def _shown(text: str) -> str:
+    # A file name that is not UTF-8 holds surrogate escapes, which print() refuses.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _list(args: argparse.Namespace) -> int:
+    # Problems are reported, not failures: the exit status is 0 whenever
+    # the scan itself ran, 1 for a directory that does not exist.
+    try:
+        result = scan(args.dirs or None, timeout=args.timeout, cache=not args.no_cache, refresh=args.refresh)
+    except OSError as exc:  # a DIR that does not exist or cannot be listed
+        text = exc.strerror or str(exc)
+        if exc.filename and str(exc.filename) not in text:
+            text = f"{exc.filename}: {text}"
+        print(f"ferrule: {_shown(text)}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        doc = {
+            "directories": list(result.directories),
+            "plugins": [_info_json(p) for p in result.plugins],
+            "problems": [_problem_json(p) for p in result.problems],
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    if not result.directories:
+        print("no plugin directories: pass some, or set FERRULE_PATH", file=sys.stderr)
+    elif not result.plugins:
+        print(f"no plugins in {_shown(', '.join(result.directories))}")
+    rows = [(p.id, p.version, _shown(p.path)) for p in result.plugins]
+    id_width = max((len(r[0]) for r in rows), default=0)
+    version_width = max((len(r[1]) for r in rows), default=0)
+    for ident, version, path in rows:
+        print(f"{ident:<{id_width}}  {version:<{version_width}}  {path}")
+    if result.problems:
+        print(f"\n{len(result.problems)} {'problem' if len(result.problems) == 1 else 'problems'}:")
+        for problem in result.problems:
+            print(f"  {problem.kind:<8}  {_shown(problem.path)}")
+            print(f"            {problem.error}: {_shown(problem.message)}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferrule", description="Inspect and call ferrule plugins.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +222,21 @@ def _parser() -> argparse.ArgumentParser:
     call_cmd.add_argument("args", nargs="*", help="arguments, one per parameter")
     call_cmd.add_argument("--config", default=None, help="configuration text passed to the plugin's init")
     call_cmd.set_defaults(run=_call)
+    list_cmd = sub.add_parser(
+        "list",
+        help="find the plugins in directories and FERRULE_PATH, without loading them",
+        description="Lists the plugins in each DIR and in the FERRULE_PATH directories, and the libraries that "
+        "are not usable plugins. Descriptors are read in a worker process; results are cached (docs/scanning.md). "
+        "Exits 0 even when some libraries have problems.",
+    )
+    list_cmd.add_argument("dirs", nargs="*", metavar="DIR", help="a directory of plugins (not searched recursively)")
+    list_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    list_cmd.add_argument("--no-cache", action="store_true", help="neither read nor write the scan cache")
+    list_cmd.add_argument("--refresh", action="store_true",
+                          help="read every library again, retrying blocklisted ones, and rewrite the cache")
+    list_cmd.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                          help="seconds one library may take before it is blocklisted as hung (default 10)")
+    list_cmd.set_defaults(run=_list)
     _generate.add_parser(sub)
     return parser
 
