@@ -65,7 +65,7 @@ class _Server:
         from . import _speedups
 
         self.area = area
-        self.post_raw = _speedups.channel_post
+        self.send_raw = _speedups.channel_send
         self.wait_raw = _speedups.channel_wait
         self.seen = 0
         self.main = threading.get_ident()
@@ -78,18 +78,18 @@ class _Server:
     # -- the channel
 
     def post(self, kind: int, arg: int, length: int) -> None:
-        self.area.set_head(kind, arg, self.base, length)
-        self.post_raw(self.area.address, wire.TO_HOST)
+        area = self.area
+        self.send_raw(area.address, wire.TO_HOST, kind, arg, self.base, length, area.size)
 
     def wait(self) -> tuple[int, int, int, int]:
-        while True:
-            seq = self.wait_raw(self.area.address, wire.TO_CHILD, self.seen, SPIN_NS, 1_000_000_000)
-            if seq is not None:
-                break
-        self.seen = seq
-        kind, arg, base, length, size = self.area.head()
-        self.area.follow(size)
-        self.area.check(base, length)
+        got = None
+        while got is None:
+            got = self.wait_raw(self.area.address, wire.TO_CHILD, self.seen, SPIN_NS, 1_000_000_000)
+        self.seen, kind, arg, base, length, size = got
+        area = self.area
+        if size != area.size:
+            area.follow(size)
+        area.check(base, length)
         self.base = wire.align(base + length)
         return kind, arg, base, length
 

@@ -20,7 +20,6 @@ import os
 import signal
 import struct
 import subprocess
-import sys
 import threading
 import time
 import weakref
@@ -42,6 +41,7 @@ from ._errors import (
 from ._interfaces import Offer
 from ._plugin import PluginFunction, _python_signature
 from ._signature import Signature, parse_signature
+from ._spawn import python_command
 
 __all__ = ["IsolatedFunction", "IsolatedPlugin"]
 
@@ -68,15 +68,12 @@ class _Child:
         self.logger = logger
         self.last: deque[str] = deque(maxlen=LAST_LINES)
         lifeline, self.lifeline = os.pipe()  # the child's end closes with this process
-        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = package + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         cpu = 0 if cpu_limit is None else max(1, int(-(-cpu_limit // 1)))
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ferrule._child", str(self.area.fd), str(lifeline), str(memory_limit or 0), str(cpu)],
+                python_command("ferrule._child", str(self.area.fd), str(lifeline), str(memory_limit or 0), str(cpu)),
                 pass_fds=(self.area.fd, lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, start_new_session=True, env=env,
+                stderr=subprocess.PIPE, start_new_session=True,
             )
         finally:
             os.close(lifeline)
@@ -104,16 +101,17 @@ class _Child:
     # -- the channel
 
     def post(self, kind: int, arg: int, base: int, length: int) -> None:
-        self.area.set_head(kind, arg, base, length)
-        _speedups.channel_post(self.area.address, wire.TO_CHILD)
+        area = self.area
+        _speedups.channel_send(area.address, wire.TO_CHILD, kind, arg, base, length, area.size)
 
     def receive(self, deadline: float | None, during: str, who: str) -> tuple[int, int, int, int]:
-        while True:
+        got = _speedups.channel_wait(self.area.address, wire.TO_HOST, self.seen, SPIN_NS, SLICE_NS if deadline is None else 0)
+        while got is None:
             slice_ns = SLICE_NS
             if deadline is not None:
                 slice_ns = max(0, min(slice_ns, int((deadline - time.monotonic()) * 1e9)))
-            seq = _speedups.channel_wait(self.area.address, wire.TO_HOST, self.seen, SPIN_NS, slice_ns)
-            if seq is not None:
+            got = _speedups.channel_wait(self.area.address, wire.TO_HOST, self.seen, SPIN_NS, slice_ns)
+            if got is not None:
                 break
             if self.cancelled:
                 raise self.failure(CallCancelledError, f"{who}: {during} was cancelled; ferrule ended its process")
@@ -121,11 +119,13 @@ class _Child:
                 raise self.failure(PluginCrashedError, f"{who} crashed during {during}")
             if deadline is not None and time.monotonic() >= deadline:
                 raise self.failure(PluginTimeoutError, f"{who}: {during} timed out; ferrule ended its process")
-        self.seen = seq
-        kind, arg, base, length, size = self.area.head()
-        self.area.follow(size)
-        self.area.check(base, length)
-        self.base = wire.align(base + length)
+        self.seen, kind, arg, base, length, size = got
+        area = self.area
+        if size != area.size:
+            area.follow(size)
+        if base + length > size:
+            area.check(base, length)
+        self.base = (base + length + 7) & ~7
         return kind, arg, base, length
 
     def failure(self, cls: type[IsolationError], text: str) -> IsolationError:
@@ -190,18 +190,19 @@ def _rebuild(payload: Any) -> BaseException:
     name, message = payload["class"], payload["message"]
     if name not in wire.ERROR_CLASSES:
         raise wire.WireError(f"an error of unknown class {name!r:.100}")
-    cls: type[BaseException] = getattr(_errors, name, None) or getattr(builtins, name, FerruleError)
-    make: Any = cls
+    make: Any = getattr(_errors, name, None) or getattr(builtins, name, FerruleError)
+    args: tuple[Any, ...] = (message,)
     try:
         if name == "AbiVersionError":
-            return make(message, tuple(payload["plugin_version"]), tuple(payload["host_version"]))
-        if name in ("PluginCallError", "PluginPanicError"):
-            return make(message, str(payload.get("plugin_message", "")))
-        if name == "InterfaceMismatchError":
-            return make(message, str(payload.get("expected_layout", "")), str(payload.get("found_layout", "")))
+            args += (tuple(payload["plugin_version"]), tuple(payload["host_version"]))
+        elif name in ("PluginCallError", "PluginPanicError"):
+            args += (str(payload.get("plugin_message", "")),)
+        elif name == "InterfaceMismatchError":
+            args += (str(payload.get("expected_layout", "")), str(payload.get("found_layout", "")))
     except (KeyError, TypeError, ValueError):
         raise wire.WireError(f"an error report of the wrong shape: {payload!r:.200}") from None
-    return make(message)
+    error: BaseException = make(*args)
+    return error
 
 
 class IsolatedFunction:
@@ -222,10 +223,11 @@ class IsolatedFunction:
         self._names = [p.name for p in signature.params]
         self._types = [p.type for p in signature.params]
         self._count = len(self._names)
+        self._during = f"{name}()"
         self._codec = wire.Codec(signature)
         # The exact Python type each parameter takes without conversion; None
         # where every value goes through the in-process checks (buffers, callables).
-        self._exact = [t.python if t.python in (int, float, bool, str, bytes) else None for t in self._types]
+        self._exact = tuple(t.python if t.python in (int, float, bool, str, bytes) else None for t in self._types)
 
     @functools.cached_property
     def __signature__(self) -> inspect.Signature:
@@ -244,7 +246,7 @@ class IsolatedFunction:
         with the same messages. The child checks ranges again, as in process."""
         out = list(values)
         for i, (value, exact) in enumerate(zip(values, self._exact)):
-            if full or type(value) is not exact:
+            if full or type(value) is not exact or exact is None:
                 out[i] = PluginFunction._check_value(self._types[i], value, f"{self.name}() argument {self._names[i]!r}")
         return out
 
@@ -446,12 +448,13 @@ class IsolatedPlugin:
             child.post(wire.INVOKE_RESULT, 0, out, n)
 
     def _call(self, fn: IsolatedFunction, values: tuple[Any, ...], timeout: float | None) -> Any:
-        checked = fn._checked(values)
+        checked = values if tuple(map(type, values)) == fn._exact else fn._checked(values)
         with self._lock:
-            child = self._live_child()
-            base = child.base if self._depth else 0
+            child = self._child or self._live_child()
+            if self._closed:
+                self._live_child()  # raises
             try:
-                length, back = fn._codec.write_args(child.area, base, checked)
+                length, back = fn._codec.write_args(child.area, child.base if self._depth else 0, checked)
             except (struct.error, UnicodeEncodeError, OverflowError):
                 fn._checked(values, full=True)  # raises the in-process error
                 raise
@@ -463,17 +466,16 @@ class IsolatedPlugin:
                 child.cancelled = False
             self._depth += 1
             try:
-                kind, _arg, rbase, rlength = self._exchange(child, wire.CALL, fn._index, base, length, deadline,
-                                                            f"{fn.name}()", fn, callables, errors)
+                kind, _arg, rbase, rlength = self._exchange(child, wire.CALL, fn._index, child.base if self._depth > 1 else 0,
+                                                            length, deadline, fn._during, fn, callables, errors)
                 for offset, view in back:  # the plugin's writes into mutbuf arguments
                     view[:] = child.area.data[offset : offset + len(view)]
                 if kind == wire.RESULT:
-                    result = fn._codec.read_result(child.area, rbase, rlength)
-                elif kind == wire.ERROR:
+                    return fn._codec.read_result(child.area, rbase, rlength)
+                if kind == wire.ERROR:
                     error = _rebuild(child.area.read_json(rbase, rlength))
                     raise errors[0] if errors else error
-                else:
-                    raise wire.WireError(f"answered a call with message kind {kind}")
+                raise wire.WireError(f"answered a call with message kind {kind}")
             except wire.WireError as exc:
                 raise self._broken(child, exc) from None
             except IsolationError as exc:
@@ -485,7 +487,6 @@ class IsolatedPlugin:
                 self._depth -= 1
                 with self._state_lock:
                     self._calls -= 1
-            return result
 
     def call(self, name: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Call the function ``name`` with a timeout of its own (seconds;

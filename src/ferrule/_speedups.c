@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <time.h>
@@ -1148,6 +1149,10 @@ static PyObject *enable_vectorcall(PyObject *module, PyObject *cls) {
 typedef struct {
     uint32_t seq[2];
     uint32_t sleeping[2];
+    /* The head of the last message (ferrule._wire.HEAD): written by its
+     * sender before the sequence word moves, read by its receiver after. */
+    uint32_t kind, arg;
+    uint64_t base, length, size;
 } ChannelHead;
 
 static int64_t monotonic_ns(void) {
@@ -1168,10 +1173,17 @@ static uint32_t channel_wait_for(ChannelHead *head, int which, uint32_t seen, in
     uint32_t *word = &head->seq[which];
     uint32_t now;
     int64_t start = monotonic_ns();
+    /* Spin with the pause instruction for the first microseconds, then
+     * yield between looks: on a busy machine the peer may be waiting for
+     * this very CPU, and spinning would only delay the answer. */
     for (unsigned i = 1;; i++) {
         now = __atomic_load_n(word, __ATOMIC_ACQUIRE);
         if (now != seen) return now;
-        if ((i & 63) == 0 && monotonic_ns() - start >= spin_ns) break;
+        if ((i & 63) == 0) {
+            int64_t spent = monotonic_ns() - start;
+            if (spent >= spin_ns) break;
+            if (spent >= 2000) sched_yield();
+        }
         cpu_relax();
     }
     int64_t deadline = start + timeout_ns;
@@ -1193,16 +1205,28 @@ static uint32_t channel_wait_for(ChannelHead *head, int which, uint32_t seen, in
     return now;
 }
 
-static PyObject *channel_post(PyObject *module, PyObject *args) {
-    unsigned long long address;
-    int which;
+static PyObject *channel_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (!PyArg_ParseTuple(args, "Ki", &address, &which)) return NULL;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "send(address, direction, kind, arg, base, length, size)");
+        return NULL;
+    }
+    unsigned long long v[7];
+    for (int i = 0; i < 7; i++) {
+        v[i] = PyLong_AsUnsignedLongLong(args[i]);
+        if (v[i] == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    }
+    int which = (int)v[1];
     if (which != 0 && which != 1) {
         PyErr_SetString(PyExc_ValueError, "direction must be 0 or 1");
         return NULL;
     }
-    ChannelHead *head = (ChannelHead *)(uintptr_t)address;
+    ChannelHead *head = (ChannelHead *)(uintptr_t)v[0];
+    head->kind = (uint32_t)v[2];
+    head->arg = (uint32_t)v[3];
+    head->base = v[4];
+    head->length = v[5];
+    head->size = v[6];
     __atomic_add_fetch(&head->seq[which], 1, __ATOMIC_SEQ_CST);
 #ifdef __linux__
     if (__atomic_load_n(&head->sleeping[which], __ATOMIC_SEQ_CST)) {
@@ -1224,11 +1248,14 @@ static PyObject *channel_wait(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "direction must be 0 or 1");
         return NULL;
     }
+    ChannelHead *head = (ChannelHead *)(uintptr_t)address;
     Py_BEGIN_ALLOW_THREADS
-    now = channel_wait_for((ChannelHead *)(uintptr_t)address, which, (uint32_t)seen, spin_ns, timeout_ns);
+    now = channel_wait_for(head, which, (uint32_t)seen, spin_ns, timeout_ns);
     Py_END_ALLOW_THREADS
     if (now == (uint32_t)seen) Py_RETURN_NONE;
-    return PyLong_FromUnsignedLong(now);
+    return Py_BuildValue("(kkkKKK)", (unsigned long)now, (unsigned long)head->kind, (unsigned long)head->arg,
+                         (unsigned long long)head->base, (unsigned long long)head->length,
+                         (unsigned long long)head->size);
 }
 
 /* The child of isolated mode ends when the host does, however the host ends:
@@ -1265,9 +1292,10 @@ static PyObject *become_isolated_child(PyObject *module, PyObject *arg) {
 
 static PyMethodDef module_methods[] = {
     {"enable_vectorcall", enable_vectorcall, METH_O, "Let a subclass of Function use its vectorcall slot."},
-    {"channel_post", channel_post, METH_VARARGS, "post(address, direction): bump the sequence word, wake a sleeper."},
+    {"channel_send", (PyCFunction)(void (*)(void))channel_send, METH_FASTCALL,
+     "send(address, direction, kind, arg, base, length, size): write the head, bump the sequence word, wake a sleeper."},
     {"channel_wait", channel_wait, METH_VARARGS,
-     "wait(address, direction, seen, spin_ns, timeout_ns): the new sequence number, or None at the timeout."},
+     "wait(address, direction, seen, spin_ns, timeout_ns): (seq, kind, arg, base, length, size), or None at the timeout."},
     {"become_isolated_child", become_isolated_child, METH_O,
      "In an isolated child: exit when the lifeline fd reaches its end; forked copies die with this process."},
     {NULL, NULL, 0, NULL},

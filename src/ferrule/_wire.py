@@ -31,9 +31,9 @@ KIND_NAMES = {v: k for k, v in list(globals().items()) if k.isupper() and isinst
 
 TO_CHILD, TO_HOST = 0, 1
 CONTROL_SIZE = mmap.PAGESIZE  # the control page; data follows at this offset
-# Control page: seq[2] u32, sleeping[2] u32 (see _speedups.c), then the head.
-HEAD = struct.Struct("=IIQQQ")  # kind, arg, payload offset, payload length, data area size
-HEAD_OFFSET = 16
+# The control page holds ChannelHead (see _speedups.c): a sequence word and a
+# sleeping flag per direction, then the head of the last message: kind, arg,
+# payload offset and length in the data area, and the data area's size.
 INITIAL_DATA = 1 << 20
 _SLOT = struct.Struct("=QQ")  # offset and length of a variable-sized value
 
@@ -117,14 +117,6 @@ class Area:
             if not 0 < size <= actual:
                 raise WireError(f"announced a data area of {size} bytes, the file holds {actual}")
             self._map(size)
-
-    def head(self) -> tuple[int, int, int, int, int]:
-        """kind, arg, offset, length, data area size of the last message."""
-        kind, arg, base, length, size = HEAD.unpack_from(self.control, HEAD_OFFSET)
-        return kind, arg, base, length, size
-
-    def set_head(self, kind: int, arg: int, base: int, length: int) -> None:
-        HEAD.pack_into(self.control, HEAD_OFFSET, kind, arg, base, length, self.size)
 
     def check(self, base: int, length: int) -> None:
         if not 0 <= base <= base + length <= self.size:
