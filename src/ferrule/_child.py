@@ -89,8 +89,9 @@ class _Server:
         area = self.area
         if size != area.size:
             area.follow(size)
-        area.check(base, length)
-        self.base = wire.align(base + length)
+        if base + length > size:
+            area.check(base, length)
+        self.base = (base + length + 7) & ~7
         return kind, arg, base, length
 
     def exchange(self, kind: int, arg: int, length: int) -> tuple[int, int, int, int]:
@@ -171,12 +172,17 @@ class _Server:
         self.busy = True
         codec = self.codecs[index]
         try:
-            value = self.functions[index](*codec.read_args(self.area, base, length, self.host_function))
+            if codec.simple and length == codec.fixed.size:
+                args: Any = codec.fixed.unpack_from(self.area.data, base)
+            else:
+                args = codec.read_args(self.area, base, length, self.host_function)
+            value = self.functions[index](*args)
             failure = None
         except BaseException as exc:
             failure = exc
-        self.flush()
         self.busy = outer
+        if self.pending:
+            self.flush()
         if failure is None:
             self.post(wire.RESULT, 0, codec.write_result(self.area, self.base, value))
         else:

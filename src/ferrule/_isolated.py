@@ -298,7 +298,7 @@ class IsolatedPlugin:
         self.memory_limit = memory_limit
         self.cpu_limit = cpu_limit
         self._lock = threading.RLock()
-        self._state_lock = threading.Lock()  # guards _child and _calls for cancel()
+        self._state_lock = threading.Lock()  # guards _child for cancel()
         self._child: _Child | None = None
         self._calls = 0
         self._depth = 0
@@ -449,31 +449,39 @@ class IsolatedPlugin:
 
     def _call(self, fn: IsolatedFunction, values: tuple[Any, ...], timeout: float | None) -> Any:
         checked = values if tuple(map(type, values)) == fn._exact else fn._checked(values)
+        codec = fn._codec
         with self._lock:
-            child = self._child or self._live_child()
-            if self._closed:
-                self._live_child()  # raises
+            child = self._child
+            if child is None or self._closed:
+                child = self._live_child()
+            area = child.area
+            nested = self._depth > 0
+            base = child.base if nested else 0
+            back: Any
             try:
-                length, back = fn._codec.write_args(child.area, child.base if self._depth else 0, checked)
+                if codec.simple and not nested:
+                    codec.fixed.pack_into(area.data, 0, *checked)
+                    length, back = codec.fixed.size, ()
+                else:
+                    length, back = codec.write_args(area, base, checked)
             except (struct.error, UnicodeEncodeError, OverflowError):
                 fn._checked(values, full=True)  # raises the in-process error
                 raise
-            callables = [checked[i] for i in fn._codec.callables]
+            callables = [checked[i] for i in codec.callables] if codec.callables else []
             errors: list[BaseException] = []
             deadline = None if timeout is None else time.monotonic() + timeout
-            with self._state_lock:
-                self._calls += 1
-                child.cancelled = False
+            child.cancelled = False
+            self._calls += 1
             self._depth += 1
             try:
-                kind, _arg, rbase, rlength = self._exchange(child, wire.CALL, fn._index, child.base if self._depth > 1 else 0,
-                                                            length, deadline, fn._during, fn, callables, errors)
+                kind, _arg, rbase, rlength = self._exchange(child, wire.CALL, fn._index, base, length, deadline,
+                                                            fn._during, fn, callables, errors)
                 for offset, view in back:  # the plugin's writes into mutbuf arguments
-                    view[:] = child.area.data[offset : offset + len(view)]
+                    view[:] = area.data[offset : offset + len(view)]
                 if kind == wire.RESULT:
-                    return fn._codec.read_result(child.area, rbase, rlength)
+                    return codec.read_result(area, rbase, rlength)
                 if kind == wire.ERROR:
-                    error = _rebuild(child.area.read_json(rbase, rlength))
+                    error = _rebuild(area.read_json(rbase, rlength))
                     raise errors[0] if errors else error
                 raise wire.WireError(f"answered a call with message kind {kind}")
             except wire.WireError as exc:
@@ -485,8 +493,7 @@ class IsolatedPlugin:
                 raise
             finally:
                 self._depth -= 1
-                with self._state_lock:
-                    self._calls -= 1
+                self._calls -= 1
 
     def call(self, name: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Call the function ``name`` with a timeout of its own (seconds;
@@ -501,7 +508,7 @@ class IsolatedPlugin:
         CallCancelledError. False when no call was running."""
         with self._state_lock:
             child = self._child
-            if child is None or self._calls == 0:
+            if child is None or self._calls == 0:  # _calls changes under the call lock only
                 return False
             child.cancelled = True
         child.stopper.kill()

@@ -1153,6 +1153,11 @@ typedef struct {
      * sender before the sequence word moves, read by its receiver after. */
     uint32_t kind, arg;
     uint64_t base, length, size;
+    /* Each receiver's spin budget in ns, adapted to how answers come: it
+     * doubles when spinning caught the message, halves when it had to sleep
+     * (the peer shares this CPU, or the call is slow). Only the receiver of
+     * that direction writes it. */
+    uint32_t budget[2];
 } ChannelHead;
 
 static int64_t monotonic_ns(void) {
@@ -1173,19 +1178,26 @@ static uint32_t channel_wait_for(ChannelHead *head, int which, uint32_t seen, in
     uint32_t *word = &head->seq[which];
     uint32_t now;
     int64_t start = monotonic_ns();
+    int64_t budget = head->budget[which] ? (int64_t)head->budget[which] : spin_ns;
+    if (budget > spin_ns) budget = spin_ns;
     /* Spin with the pause instruction for the first microseconds, then
      * yield between looks: on a busy machine the peer may be waiting for
-     * this very CPU, and spinning would only delay the answer. */
+     * this very CPU. */
     for (unsigned i = 1;; i++) {
         now = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-        if (now != seen) return now;
+        if (now != seen) {
+            int64_t grown = budget * 2 > spin_ns ? spin_ns : budget * 2;
+            head->budget[which] = (uint32_t)(grown < 1000 ? 1000 : grown);
+            return now;
+        }
         if ((i & 63) == 0) {
             int64_t spent = monotonic_ns() - start;
-            if (spent >= spin_ns) break;
+            if (spent >= budget) break;
             if (spent >= 2000) sched_yield();
         }
         cpu_relax();
     }
+    head->budget[which] = (uint32_t)(budget / 2 < 500 ? 500 : budget / 2);
     int64_t deadline = start + timeout_ns;
     for (;;) {
         __atomic_store_n(&head->sleeping[which], 1, __ATOMIC_SEQ_CST);

@@ -147,6 +147,7 @@ class Codec:
         self.start = align(self.fixed.size)
         self.variable = [i for i, t in enumerate(self.types) if _scalar_format(t) == "QQ"]
         self.callables = [i for i, t in enumerate(self.types) if t.fn is not None]
+        self.simple = not self.variable and not self.callables  # fixed-size arguments only
         # Where each parameter's value sits in the fixed tuple.
         self.positions: list[int] = []
         n = 0
@@ -161,7 +162,7 @@ class Codec:
     def write_args(self, area: Area, base: int, values: tuple[Any, ...] | list[Any]) -> tuple[int, list[tuple[int, memoryview]]]:
         """Pack checked values at ``base``. Returns the payload length and the
         writable buffers to copy back after the call as (offset, view)."""
-        if not self.variable and not self.callables:
+        if self.simple:
             area.ensure(base + self.fixed.size)
             self.fixed.pack_into(area.data, base, *values)
             return self.fixed.size, []
@@ -202,7 +203,7 @@ class Codec:
         if length < self.fixed.size:
             raise WireError(f"arguments of {length} bytes, expected at least {self.fixed.size}")
         items = self.fixed.unpack_from(area.data, base)
-        if not self.variable and not self.callables:
+        if self.simple:
             return list(items)
         values: list[Any] = []
         for t, at in zip(self.types, self.positions):

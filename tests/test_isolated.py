@@ -1,0 +1,406 @@
+"""Isolated mode: the same plugin behind the same API in a child process.
+Crash kinds are in the corpus (test_corpus.py); this file covers what the
+API promises besides: parity with in-process results and errors, shared
+memory buffers, host functions, logging, restart, timeouts, cancellation,
+threads, no orphans, and a host that distrusts what the child writes."""
+
+from __future__ import annotations
+
+import array
+import gc
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ferrule
+from ferrule import _wire as wire
+from ferrule._isolated import _rebuild
+from ferrule._signature import parse_signature
+
+from .conftest import Built
+
+np = pytest.importorskip("numpy", reason="numpy is in the test extra: run the README's install command")
+
+
+@pytest.fixture(scope="module")
+def iso(built: Built) -> Any:
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        yield plugin
+
+
+def gone(pid: int, within: float = 5.0) -> bool:
+    """Whether the process has ended (a zombie counts: it runs no code)."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# -- the same API
+
+
+def test_metadata_matches_in_process(built: Built, iso: Any) -> None:
+    with ferrule.load(built.hostile) as local:
+        for attr in ("path", "id", "name", "version", "description", "license", "abi_version"):
+            assert getattr(iso, attr) == getattr(local, attr), attr
+        assert list(iso.functions) == list(local.functions)
+        for name, fn in iso.functions.items():
+            assert str(fn.signature) == str(local.functions[name].signature)
+            assert fn.doc == local.functions[name].doc
+            assert fn.__signature__ == local.functions[name].__signature__
+    assert isinstance(iso, ferrule.IsolatedPlugin) and isinstance(iso.add, ferrule.IsolatedFunction)
+    assert "add(a: i64, b: i64) -> i64" in repr(iso) and f"pid {iso.pid}" in repr(iso)
+    assert "scale" in dir(iso)
+
+
+CALLS = [
+    ("add", (2, 3), {}),
+    ("add", (), {"a": -7, "b": 2}),
+    ("add_slow", (1 << 40, 1), {}),
+    ("mix", (3, 0.5, True, 200), {}),
+    ("negate", (False,), {}),
+    ("halve", (0.1,), {}),
+    ("reverse", ("plugin",), {}),
+    ("reverse", ("",), {}),
+    ("reverse_bytes", (bytearray(b"\x00\x01\xff"),), {}),
+    ("sum", (array.array("d", [0.25] * 1000),), {}),
+]
+
+
+@pytest.mark.parametrize("name, args, kwargs", CALLS, ids=[f"{c[0]}-{i}" for i, c in enumerate(CALLS)])
+def test_results_match_in_process(built: Built, iso: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    with ferrule.load(built.hostile) as local:
+        expected = local.functions[name](*args, **kwargs)
+    got = iso.functions[name](*args, **kwargs)
+    assert got == expected and type(got) is type(expected)
+
+
+BAD_CALLS = [
+    ("add", (1,), {}),
+    ("add", (1, 2, 3), {}),
+    ("add", (1,), {"c": 2}),
+    ("add", (1, "2"), {}),
+    ("add", (True, 2), {}),
+    ("add", (1, 1 << 63), {}),
+    ("add", (1, 1 << 80), {}),
+    ("mix", (1, 1.0, True, 256), {}),
+    ("mix", (1, 1.0, 1, 2), {}),
+    ("halve", (1e39,), {}),
+    ("reverse", ("\ud800",), {}),
+    ("reverse", (b"x",), {}),
+    ("sum", (array.array("f", [1.0]),), {}),
+    ("scale", (b"read-only", 2), {}),
+    ("apply", (42, 1), {}),
+    ("fail", ("the plugin's own words",), {}),
+]
+
+
+@pytest.mark.parametrize("name, args, kwargs", BAD_CALLS, ids=[f"{c[0]}-{i}" for i, c in enumerate(BAD_CALLS)])
+def test_errors_match_in_process(built: Built, iso: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    with ferrule.load(built.hostile) as local:
+        with pytest.raises(Exception) as here:
+            local.functions[name](*args, **kwargs)
+    with pytest.raises(Exception) as there:
+        iso.functions[name](*args, **kwargs)
+    assert type(there.value) is type(here.value)
+    assert str(there.value) == str(here.value)
+    assert iso.add(1, 1) == 2
+
+
+def test_plugin_message_attribute_survives_the_trip(iso: Any) -> None:
+    with pytest.raises(ferrule.PluginCallError) as info:
+        iso.fail("out of cheese")
+    assert info.value.plugin_message == "out of cheese"
+
+
+# -- buffers through shared memory
+
+
+def test_buffers_cross_through_shared_memory_and_writes_come_back(iso: Any) -> None:
+    data = np.arange(3_000_000, dtype=np.int32)  # 12 MB: the data area grows past its first 1 MiB
+    iso.scale(data, 3)
+    assert data[:3].tolist() == [0, 3, 6] and int(data[-1]) == 3 * 2_999_999
+    values = np.linspace(0.0, 1.0, 2_000_001)
+    assert iso.sum(values) == pytest.approx(float(values.sum()))
+    small = array.array("i", [1, -2, 3])
+    iso.scale(small, -1)
+    assert small.tolist() == [-1, 2, -3]
+    empty = array.array("i")
+    iso.scale(empty, 5)
+    assert iso.reverse("x" * 5_000_000) == "x" * 5_000_000
+    assert iso.add(2, 2) == 4
+
+
+def test_a_failing_call_still_returns_its_writes(built: Built, iso: Any) -> None:
+    # In process a mutbuf is the caller's memory; isolated, the copy comes back either way.
+    view = memoryview(bytearray(8)).cast("i")
+    iso.scale(view, 7)
+    assert view.tolist() == [0, 0]
+
+
+# -- host functions, logging
+
+
+def test_host_functions_run_in_the_host(iso: Any) -> None:
+    seen: list[int] = []
+
+    def double(x: int) -> int:
+        seen.append(os.getpid())
+        return x * 2
+
+    assert iso.apply(double, 21) == 42
+    assert seen == [os.getpid()]
+
+
+def test_a_host_function_exception_is_raised_from_the_call(iso: Any) -> None:
+    class Oops(Exception):
+        pass
+
+    def boom(x: int) -> int:
+        raise Oops(f"no {x}")
+
+    with pytest.raises(Oops, match="no 5"):
+        iso.apply(boom, 5)
+    with pytest.raises(TypeError, match=r"the result of the host function passed as apply\(\) argument 'f' must be int"):
+        iso.apply(lambda x: "text", 5)
+    assert iso.add(1, 2) == 3
+
+
+def test_a_host_function_may_call_the_plugin_again(iso: Any) -> None:
+    assert iso.apply(lambda x: iso.add(x, 100) + iso.apply(lambda y: y + 1, 1), 1) == 103
+
+
+def test_plugin_log_lines_reach_the_host_logger(built: Built, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="ferrule.plugin")
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        plugin.say(3, "careful now")
+    records = [(r.name, r.levelno, r.getMessage()) for r in caplog.records if not r.getMessage().startswith(("stdout", "stderr"))]
+    assert ("ferrule.plugin.org.ferrule.tests.hostile", logging.INFO, "hostile plugin ready") in records
+    assert ("ferrule.plugin.org.ferrule.tests.hostile", logging.WARNING, "careful now") in records
+
+
+# -- failures, restart, timeouts, cancellation
+
+
+def test_a_crash_carries_the_signal_and_the_last_lines_and_restart_gives_a_new_process(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        first = plugin.pid
+        with pytest.raises(ferrule.PluginCrashedError) as info:
+            plugin.last_words("goodbye")
+        error = info.value
+        assert error.signal == signal.SIGSEGV and error.exit_status is None and error.status == -signal.SIGSEGV
+        assert "stderr: stderr: goodbye" in error.last_lines and "log ERROR: log: going down" in error.last_lines
+        assert "killed by SIGSEGV (signal 11)" in str(error) and "stderr: goodbye" in str(error)
+        assert plugin.pid is None and gone(first)
+        assert plugin.add(1, 2) == 3
+        assert plugin.pid not in (None, first)
+
+
+def test_restart_false_stays_failed(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True, restart=False) as plugin:
+        with pytest.raises(ferrule.PluginCrashedError):
+            plugin.exit(9)
+        for _ in range(2):
+            with pytest.raises(ferrule.PluginCrashedError, match="failed earlier and restart=False: load it again") as info:
+                plugin.add(1, 2)
+            assert info.value.exit_status == 9
+
+
+def test_timeouts_per_plugin_and_per_call(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True, timeout=0.5) as plugin:
+        assert plugin.call("sleep_ms", 10) is None
+        start = time.monotonic()
+        with pytest.raises(ferrule.PluginTimeoutError, match=r"sleep_ms\(\) timed out; ferrule ended its process") as info:
+            plugin.sleep_ms(10_000)
+        assert time.monotonic() - start < 5 and isinstance(info.value, TimeoutError)
+        assert plugin.call("sleep_ms", 800, timeout=3) is None  # longer than the plugin's timeout
+        with pytest.raises(ferrule.PluginTimeoutError):
+            plugin.call("spin", timeout=0.2)
+        assert plugin.add(2, 2) == 4
+
+
+def test_cancel_from_another_thread(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        assert plugin.cancel() is False  # nothing running
+        timer = threading.Timer(0.3, plugin.cancel)
+        timer.start()
+        start = time.monotonic()
+        with pytest.raises(ferrule.CallCancelledError, match=r"sleep_ms\(\) was cancelled"):
+            plugin.sleep_ms(20_000)
+        assert time.monotonic() - start < 10
+        timer.join()
+        assert plugin.add(3, 4) == 7
+
+
+def test_calls_from_many_threads_are_serialised(iso: Any) -> None:
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def work(k: int) -> None:
+        for i in range(200):
+            value = iso.add(k * 1000, i)
+            with lock:
+                results.append(value)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == sorted(k * 1000 + i for k in range(4) for i in range(200))
+
+
+def test_argument_checks_of_load(built: Built) -> None:
+    with pytest.raises(TypeError, match="timeout: these apply only with isolated=True"):
+        ferrule.load(built.hostile, timeout=1)  # type: ignore[call-overload]
+    for bad in ({"timeout": -1}, {"cpu_limit": 0}, {"memory_limit": 1.5}, {"timeout": True}):
+        with pytest.raises(ValueError):
+            ferrule.load(built.hostile, isolated=True, **bad)
+
+
+def test_interfaces_say_they_are_in_process_only(iso: Any) -> None:
+    with pytest.raises(ferrule.FerruleError, match="interfaces are not available in isolated mode"):
+        iso.implementations(object)
+    assert iso.interfaces == ()
+
+
+def test_closed_plugin_refuses_calls(built: Built) -> None:
+    plugin = ferrule.load(built.hostile, isolated=True)
+    pid = plugin.pid
+    assert pid is not None
+    plugin.close()
+    plugin.close()
+    assert plugin.closed and plugin.pid is None and gone(pid)
+    with pytest.raises(ferrule.PluginClosedError, match="is closed: load it again"):
+        plugin.add(1, 2)
+
+
+# -- no orphans
+
+
+def test_a_dropped_plugin_ends_its_child(built: Built) -> None:
+    plugin = ferrule.load(built.hostile, isolated=True)
+    pid = plugin.pid
+    assert pid is not None
+    del plugin
+    gc.collect()
+    assert gone(pid)
+
+
+HOST = """
+import sys, time, ferrule
+plugin = ferrule.load(sys.argv[1], isolated=True)
+print(plugin.pid, flush=True)
+if sys.argv[2] == "wait":
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("how", ["killed", "exits"])
+def test_the_child_never_outlives_the_host(built: Built, how: str) -> None:
+    host = subprocess.Popen([sys.executable, "-c", HOST, str(built.hostile), "wait" if how == "killed" else "exit"],
+                            stdout=subprocess.PIPE, text=True)
+    assert host.stdout is not None
+    child = int(host.stdout.readline())
+    if how == "killed":
+        assert not gone(child, within=0.2)
+        host.kill()  # SIGKILL: no atexit, no finalizers; only the lifeline closes
+    host.wait(30)
+    assert gone(child), f"child {child} outlived its host ({how})"
+
+
+SPINNING_HOST = """
+import sys, threading, time, ferrule
+plugin = ferrule.load(sys.argv[1], isolated=True)
+print(plugin.pid, flush=True)
+threading.Thread(target=plugin.spin, daemon=True).start()
+time.sleep(120)
+"""
+
+
+def test_a_child_that_holds_its_gil_forever_still_dies_with_the_host(built: Built) -> None:
+    host = subprocess.Popen([sys.executable, "-c", SPINNING_HOST, str(built.hostile)], stdout=subprocess.PIPE, text=True)
+    assert host.stdout is not None
+    child = int(host.stdout.readline())
+    time.sleep(0.5)  # the child is now inside spin(), a QUICK function: it keeps the GIL
+    host.kill()
+    host.wait(30)
+    assert gone(child), "the lifeline watcher must not need the child's GIL"
+
+
+# -- the host distrusts what the child writes (fuzzing the wire parsers)
+
+
+SIGNATURES = ["() -> i64", "() -> u8", "() -> bool", "() -> f32", "() -> str", "() -> bytes", "()",
+              "(a: str, b: bytes, c: i32)", "(a: buf[f64], b: u64)"]
+
+
+@pytest.mark.fuzz
+@given(sig=st.sampled_from(SIGNATURES), payload=st.binary(max_size=256), base=st.integers(0, 1 << 64 - 1),
+       length=st.integers(0, 1 << 64 - 1))
+def test_fuzz_results_and_arguments_from_the_child(sig: str, payload: bytes, base: int, length: int) -> None:
+    area = _area()
+    area.data[: len(payload)] = payload
+    codec = wire.Codec(parse_signature(sig))
+    for b, n in ((base, length), (0, len(payload)), (base % 64, length % 300)):
+        try:
+            codec.read_result(area, b, n)
+        except wire.WireError:
+            pass
+        try:
+            codec.read_args(area, b, n, copy=True)
+        except wire.WireError:
+            pass
+
+
+@pytest.mark.fuzz
+@given(payload=st.one_of(st.binary(max_size=200), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
+        ["class", "message", "plugin_message", "plugin_version", "host_version", "functions", "id", "path",
+         "abi_version", "interfaces", "name", "version", "description", "license"]) | st.text(max_size=5), inner, max_size=6),
+    max_leaves=20).map(lambda v: json.dumps(v).encode())))
+def test_fuzz_error_reports_and_descriptions_from_the_child(payload: bytes) -> None:
+    area = _area()
+    area.data[: len(payload)] = payload
+    try:
+        value = area.read_json(0, len(payload))
+    except wire.WireError:
+        return
+    try:
+        error = _rebuild(value)
+    except wire.WireError:
+        pass
+    else:
+        assert isinstance(error, BaseException) and str(error) == value["message"]
+    shell = ferrule.IsolatedPlugin.__new__(ferrule.IsolatedPlugin)
+    try:
+        shell._describe(value)
+    except wire.WireError:
+        pass
+
+
+_AREAS: list[wire.Area] = []
+
+
+def _area() -> wire.Area:
+    if not _AREAS:
+        _AREAS.append(wire.Area.create())
+    return _AREAS[0]
