@@ -130,3 +130,20 @@ def test_wrong_architecture_is_one_line(built: Built, tmp_path: Path) -> None:
     path = patched_copy(built.fixture, tmp_path / "libarm.so", 18, (183).to_bytes(2, "little"))
     line = one_line_error(ferrule_cli("inspect", path), 1)
     assert line.startswith("ferrule: WrongArchitectureError: ")
+
+
+def test_call_isolated_turns_a_crash_into_an_error(built: Built) -> None:
+    ok = ferrule_cli("call", "--isolated", built.hostile, "add", "2", "40")
+    assert (ok.returncode, ok.stdout) == (0, "42\n"), ok.stderr
+    crashed = ferrule_cli("call", "--isolated", built.hostile, "last_words", "bye")
+    assert crashed.returncode == 1
+    lines = crashed.stderr.splitlines()
+    assert "log: going down" in lines  # the plugin's ERROR log line, through logging's last resort
+    first, *rest = lines[lines.index(next(line for line in lines if line.startswith("ferrule:"))):]
+    assert first.startswith("ferrule: PluginCrashedError: isolated plugin 'org.ferrule.tests.hostile'")
+    assert first.endswith("crashed during last_words(): killed by SIGSEGV (signal 11)")
+    assert "  stderr: stderr: bye" in rest
+    hung = ferrule_cli("call", "--isolated", "--timeout", "0.3", built.hostile, "spin")
+    assert hung.returncode == 1 and "PluginTimeoutError" in hung.stderr and "spin() timed out" in hung.stderr
+    refused = ferrule_cli("call", "--timeout", "1", built.hostile, "add", "1", "2")
+    assert refused.returncode == 2 and "--timeout needs --isolated" in refused.stderr

@@ -121,7 +121,11 @@ def _format(value: Any) -> str:
 
 def _call(args: argparse.Namespace) -> int:
     config = args.config
-    with load(args.path, config=config) as plugin:
+    if args.timeout is not None and not args.isolated:
+        print("ferrule: --timeout needs --isolated (an in-process call cannot be stopped)", file=sys.stderr)
+        return EXIT_USAGE
+    opened: Any = load(args.path, config=config, isolated=True, timeout=args.timeout) if args.isolated else load(args.path, config=config)
+    with opened as plugin:
         fn = plugin.functions.get(args.function)
         if fn is None:
             names = ", ".join(plugin.functions) or "(none)"
@@ -221,6 +225,9 @@ def _parser() -> argparse.ArgumentParser:
     call_cmd.add_argument("function", help="function name")
     call_cmd.add_argument("args", nargs="*", help="arguments, one per parameter")
     call_cmd.add_argument("--config", default=None, help="configuration text passed to the plugin's init")
+    call_cmd.add_argument("--isolated", action="store_true",
+                          help="run the plugin in a child process: a crash or hang becomes an error (docs/isolation.md)")
+    call_cmd.add_argument("--timeout", type=float, default=None, metavar="S", help="with --isolated: seconds for the call")
     call_cmd.set_defaults(run=_call)
     list_cmd = sub.add_parser(
         "list",
