@@ -1,4 +1,5 @@
-"""A host application: load the Rust greeter and the C calculator, call them.
+"""A host application: load the Rust greeter and the C calculator, call them,
+then the calculator again in isolated mode, and scan the calculator's directory.
 
     python examples/host.py target/release/libgreeter.so build/libcalc.so
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import array
 import logging
+import os
 import sys
 
 import ferrule
@@ -50,6 +52,16 @@ def main(greeter_path: str, calc_path: str) -> None:
         except ferrule.PluginCallError as exc:
             print("calc.checked_div(1, 0)    raised", type(exc).__name__ + ":", exc.plugin_message)
         print("calc.calls()              =", calc.calls())
+
+    # The same plugin in a child process: a crash or a hang there would
+    # raise an exception here, and the next call would start a new child.
+    with ferrule.load(calc_path, isolated=True, timeout=5.0, config={"precision": "high"}) as calc:
+        print(f"isolated calc.mul(6, 7)   = {calc.mul(6, 7)} (host pid {os.getpid()}, plugin pid {calc.pid})")
+        print("isolated calc.reverse('stressed') =", calc.reverse("stressed"))
+
+    # Find plugins without loading them (a worker process reads them; results are cached).
+    found = ferrule.scan([os.path.dirname(os.path.abspath(calc_path))], cache=False)
+    print("ferrule.scan found:", ", ".join(f"{p.id} {p.version}" for p in found.plugins))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,8 @@ def test_example_host_script(built: Built) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
+    pids = re.search(r"isolated calc.mul\(6, 7\)   = 42 \(host pid (\d+), plugin pid (\d+)\)", out)
+    assert pids is not None and pids.group(1) != pids.group(2), out
     for line in [
         "greeter.greet('Ada')      = Hello, Ada!",
         "greeter.add(2, 3)         = 5",
@@ -27,13 +30,13 @@ def test_example_host_script(built: Built) -> None:
         "calc.checked_div(1, 0)    raised PluginCallError: checked_div: division by zero",
         "calc.calls()              = 5",
         "[log ferrule.plugin.org.ferrule.examples.calc] calc shutting down",
+        "isolated calc.reverse('stressed') = desserts",
+        "ferrule.scan found: org.ferrule.examples.calc 0.1.0",
     ]:
         assert line in out, out
 
 
 def test_readme_c_quickstart_builds_and_loads(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import re
-
     import ferrule
 
     from .conftest import compile_plugin
