@@ -1197,7 +1197,6 @@ static uint32_t channel_wait_for(ChannelHead *head, int which, uint32_t seen, in
         }
         cpu_relax();
     }
-    head->budget[which] = (uint32_t)(budget / 2 < 500 ? 500 : budget / 2);
     int64_t deadline = start + timeout_ns;
     for (;;) {
         __atomic_store_n(&head->sleeping[which], 1, __ATOMIC_SEQ_CST);
@@ -1214,6 +1213,16 @@ static uint32_t channel_wait_for(ChannelHead *head, int which, uint32_t seen, in
 #endif
     }
     __atomic_store_n(&head->sleeping[which], 0, __ATOMIC_SEQ_CST);
+    /* An answer that came soon after the spin gave up says spin longer (a
+     * wake-up from the futex costs far more than the spin would have); a
+     * long wait says the calls are slow, and spinning is wasted. */
+    int64_t waited = monotonic_ns() - start;
+    if (now != seen && waited < spin_ns) {
+        int64_t grown = waited * 2 > budget * 2 ? waited * 2 : budget * 2;
+        head->budget[which] = (uint32_t)(grown > spin_ns ? spin_ns : grown);
+    } else {
+        head->budget[which] = (uint32_t)(budget / 2 < 500 ? 500 : budget / 2);
+    }
     return now;
 }
 
