@@ -86,12 +86,7 @@ class _Server:
         while got is None:
             got = self.wait_raw(self.area.address, wire.TO_CHILD, self.seen, SPIN_NS, 1_000_000_000)
         self.seen, kind, arg, base, length, size = got
-        area = self.area
-        if size != area.size:
-            area.follow(size)
-        if base + length > size:
-            area.check(base, length)
-        self.base = (base + length + 7) & ~7
+        self.base = self.area.take(base, length, size)
         return kind, arg, base, length
 
     def exchange(self, kind: int, arg: int, length: int) -> tuple[int, int, int, int]:

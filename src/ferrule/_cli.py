@@ -21,7 +21,8 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-def _describe(plugin: Plugin) -> dict[str, Any]:
+def _head(plugin: Plugin | PluginInfo) -> dict[str, Any]:
+    """What inspect and list both print of a plugin, before its functions."""
     return {
         "path": plugin.path,
         "id": plugin.id,
@@ -30,6 +31,12 @@ def _describe(plugin: Plugin) -> dict[str, Any]:
         "description": plugin.description,
         "license": plugin.license,
         "abi": {"major": plugin.abi_version[0], "minor": plugin.abi_version[1]},
+    }
+
+
+def _describe(plugin: Plugin) -> dict[str, Any]:
+    return {
+        **_head(plugin),
         "functions": [
             {
                 "name": fn.name,
@@ -150,13 +157,7 @@ def _call(args: argparse.Namespace) -> int:
 
 def _info_json(info: PluginInfo) -> dict[str, Any]:
     return {
-        "path": info.path,
-        "id": info.id,
-        "name": info.name,
-        "version": info.version,
-        "description": info.description,
-        "license": info.license,
-        "abi": {"major": info.abi_version[0], "minor": info.abi_version[1]},
+        **_head(info),
         "functions": [{"name": name, "signature": sig} for name, sig in info.functions],
         "interfaces": [{"id": i, "revision": rev, "name": name} for i, rev, name in info.interfaces],
     }

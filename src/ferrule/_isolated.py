@@ -120,12 +120,7 @@ class _Child:
             if deadline is not None and time.monotonic() >= deadline:
                 raise self.failure(PluginTimeoutError, f"{who}: {during} timed out; ferrule ended its process")
         self.seen, kind, arg, base, length, size = got
-        area = self.area
-        if size != area.size:
-            area.follow(size)
-        if base + length > size:
-            area.check(base, length)
-        self.base = (base + length + 7) & ~7
+        self.base = self.area.take(base, length, size)
         return kind, arg, base, length
 
     def failure(self, cls: type[IsolationError], text: str) -> IsolationError:
@@ -335,9 +330,7 @@ class IsolatedPlugin:
         except wire.WireError as exc:
             raise self._broken(child, exc) from None
         except IsolationError as exc:
-            self._failure = exc
-            with self._state_lock:
-                self._child = None
+            self._lost(exc)
             raise
         except BaseException:
             self._stop(child)
@@ -370,10 +363,14 @@ class IsolatedPlugin:
 
     def _broken(self, child: _Child, exc: wire.WireError) -> IsolationError:
         error = child.failure(IsolationError, f"{self._who} broke the isolation protocol: it {exc}; ferrule ended its process")
-        self._failure = error
+        self._lost(error)
+        return error
+
+    def _lost(self, failure: IsolationError) -> None:
+        """The child is gone: remember why, for restart=False and the next call."""
+        self._failure = failure
         with self._state_lock:
             self._child = None
-        return error
 
     def _stop(self, child: _Child) -> None:
         with self._state_lock:
@@ -487,9 +484,7 @@ class IsolatedPlugin:
             except wire.WireError as exc:
                 raise self._broken(child, exc) from None
             except IsolationError as exc:
-                self._failure = exc
-                with self._state_lock:
-                    self._child = None
+                self._lost(exc)
                 raise
             finally:
                 self._depth -= 1

@@ -118,6 +118,15 @@ class Area:
                 raise WireError(f"announced a data area of {size} bytes, the file holds {actual}")
             self._map(size)
 
+    def take(self, base: int, length: int, size: int) -> int:
+        """Accept a message's head: map the size it announces, check its
+        payload lies inside, and return where an answer to it goes."""
+        if size != self.size:
+            self.follow(size)
+        if base + length > size:
+            self.check(base, length)
+        return align(base + length)
+
     def check(self, base: int, length: int) -> None:
         if not 0 <= base <= base + length <= self.size:
             raise WireError(f"a message at {base}+{length} in a data area of {self.size} bytes")
