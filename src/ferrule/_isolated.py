@@ -41,7 +41,7 @@ from ._errors import (
 from ._interfaces import Offer
 from ._plugin import PluginFunction, _python_signature
 from ._signature import Signature, parse_signature
-from ._spawn import python_command
+from ._spawn import python_command, signal_name
 
 __all__ = ["IsolatedFunction", "IsolatedPlugin"]
 
@@ -169,11 +169,7 @@ class _Stopper:
 
 def _describe_status(status: int) -> str:
     if status < 0:
-        try:
-            name = signal.Signals(-status).name
-        except ValueError:
-            name = f"signal {-status}"
-        return f"killed by {name} (signal {-status})"
+        return f"killed by {signal_name(-status)} (signal {-status})"
     return f"exited with status {status}"
 
 

@@ -31,7 +31,7 @@ from typing import IO, Any, Literal, NamedTuple
 from . import _cdef as abi
 from ._errors import IsolationError
 from ._library import library_file_name
-from ._spawn import python_command
+from ._spawn import python_command, signal_name
 
 __all__ = ["PluginInfo", "ScanProblem", "ScanResult", "scan"]
 
@@ -576,10 +576,7 @@ def _status_text(status: int | None) -> str:
     if status is None:
         return "still running"
     if status < 0:
-        try:
-            return signal.Signals(-status).name
-        except ValueError:
-            return f"signal {-status}"
+        return signal_name(-status)
     return f"exit status {status}"
 
 
