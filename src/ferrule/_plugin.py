@@ -114,6 +114,25 @@ except ImportError:  # not built: the cffi path below does every job
 _ACCELERATE = _speedups is not None
 
 
+_PID = os.getpid()
+
+
+def _reset_pid() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_reset_pid)  # a fork by Python code is the host's own
+
+
+def _fork_guard() -> None:
+    """The cffi path's twin of the accelerator's check: a plugin that forked
+    during a call returns twice, and the copy must not go on running the host."""
+    if os.getpid() != _PID:
+        os.write(2, b"ferrule: a plugin forked during a call; the copy ends here, as it must not run the host\n")
+        os._exit(70)
+
+
 def _log_sink(logger: logging.Logger) -> Callable[[int, str], None]:
     def log(level: int, text: str) -> None:
         logger.log(_LOG_LEVELS[min(max(level, abi.LOG_TRACE), abi.LOG_ERROR)], "%s", text)
@@ -268,6 +287,9 @@ def _format_matches(fmt: str, itemsize: int, elem: AbiType) -> bool:
 
 
 def _text(ptr: Any, what: str, required: bool = True) -> str:
+    """A NUL-terminated UTF-8 string of a descriptor. At most _MAX_TEXT bytes
+    are read, so that a missing NUL cannot run on through memory; a longer
+    string is cut there, before the character the limit falls in."""
     if ptr == ffi.NULL:
         if required:
             raise MetadataError(f"{what} is NULL, expected a UTF-8 string: fill it in the descriptor")
@@ -276,7 +298,13 @@ def _text(ptr: Any, what: str, required: bool = True) -> str:
     try:
         return str(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise MetadataError(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start}): {raw!r}") from None
+        if len(raw) == _MAX_TEXT and exc.reason == "unexpected end of data":
+            return str(raw[:exc.start].decode("utf-8"))  # the cut, not the plugin, split a character
+        shown = repr(raw)
+        if len(raw) > 120:  # the bytes around the error, not all 64 KiB
+            low = max(exc.start - 40, 0)
+            shown = f"{raw[low:low + 80]!r} (bytes {low} to {min(low + 80, len(raw))} of {len(raw)})"
+        raise MetadataError(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start}): {shown}") from None
 
 
 def _read_descriptor(lib: Library) -> Any:
@@ -298,23 +326,30 @@ def _read_descriptor(lib: Library) -> Any:
     desc = entry()
     if desc == ffi.NULL:
         raise NoEntryPointError(f"{ENTRY_SYMBOL} in {lib.path} returned NULL, expected a descriptor")
+    return _check_descriptor(desc, lib.path)
+
+
+def _check_descriptor(desc: Any, where: str) -> Any:
+    """Check a descriptor's magic, ABI major and size; ``where`` (the
+    library's path) starts the messages. Apart from the entry point so that
+    tests can feed descriptors built in memory."""
     if desc.magic != abi.MAGIC:
         raise BadMagicError(
-            f"{lib.path}: descriptor starts with {desc.magic:#018x}, expected the magic "
+            f"{where}: descriptor starts with {desc.magic:#018x}, expected the magic "
             f"{abi.MAGIC:#018x}: the entry point returns something that is not a ferrule descriptor"
         )
     found = (desc.abi_major, desc.abi_minor)
     host = (abi.ABI_MAJOR, abi.ABI_MINOR)
     if desc.abi_major != abi.ABI_MAJOR:
         raise AbiVersionError(
-            f"{lib.path} was built for ferrule ABI {found[0]}.{found[1]}, this host speaks ABI "
+            f"{where} was built for ferrule ABI {found[0]}.{found[1]}, this host speaks ABI "
             f"{host[0]}.{host[1]}: rebuild the plugin against ABI {host[0]}",
             found,
             host,
         )
     if desc.struct_size < _PLUGIN_V1_SIZE:
         raise DescriptorTooSmallError(
-            f"{lib.path}: descriptor struct_size is {desc.struct_size} bytes, ABI {host[0]}.0 needs at "
+            f"{where}: descriptor struct_size is {desc.struct_size} bytes, ABI {host[0]}.0 needs at "
             f"least {_PLUGIN_V1_SIZE}: rebuild the plugin with the current SDK"
         )
     return desc
@@ -424,9 +459,11 @@ class PluginFunction(_FunctionBase):
                 host.clear_error()
                 if self.thread_safe:
                     status = self._call(plugin._table, plugin._state, slots, ret)
+                    _fork_guard()
                     return self._finish(status, ret, frames)
                 with plugin._serial:
                     status = self._call(plugin._table, plugin._state, slots, ret)
+                    _fork_guard()
                     return self._finish(status, ret, frames)
             finally:
                 if host.debug:
@@ -648,13 +685,19 @@ class _Descriptor:
     library (it never changes while the library is mapped, which is always),
     and the Plugin subclass that documents its functions."""
 
-    def __init__(self, library: Library):
-        raw = _read_descriptor(library)
+    def __init__(self, library: Library | None, raw: Any = None, where: str = ""):
+        """Read library's descriptor. With library None, check raw instead:
+        a ``ferrule_plugin *`` built elsewhere (the fuzz tests), named
+        ``where`` in messages; whatever it points to must stay alive."""
+        if library is not None:
+            raw, where = _read_descriptor(library), library.path
+        else:
+            raw = _check_descriptor(raw, where)
         self.abi_version: tuple[int, int] = (raw.abi_major, raw.abi_minor)
         self.id = _text(raw.id, "plugin id")
-        if not _ID_RE.match(self.id):
+        if not _ID_RE.fullmatch(self.id):  # match() would let a trailing newline through its $
             raise MetadataError(
-                f"{library.path}: plugin id {self.id!r} is not reverse-DNS (like 'org.example.greeter'): fix the descriptor"
+                f"{where}: plugin id {self.id!r} is not reverse-DNS (like 'org.example.greeter'): fix the descriptor"
             )
         self.name = _text(raw.name, f"plugin {self.id!r} name")
         self.version = _text(raw.version, f"plugin {self.id!r} version")
