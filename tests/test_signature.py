@@ -36,7 +36,7 @@ def test_canonical_forms(text: str, canonical: str) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("(a: i64,)", "expected a parameter name at column 9, found ')'"),
+        ("(a: i64,)", "expected a parameter name (an ASCII identifier, not a Python keyword) at column 9, found ')'"),
         ("(a: i64, a: i8)", "expected a parameter name not used before at column 10, found 'a'"),
         ("(a: buf[bool])", "expected an element type (i8, i16, i32, i64, u8, u16, u32, u64, f32, f64) at column 9"),
         ("(f: fn(buf[u8]))", "expected a type (bool, i8,"),
@@ -97,3 +97,10 @@ def test_fast_path_agrees_with_the_full_parser(monkeypatch: pytest.MonkeyPatch) 
     assert fast == full
     valid = sum(1 for o in fast if o[0] == "ok")
     assert 500 < valid < len(texts) - 500  # both kinds were exercised
+
+
+@pytest.mark.parametrize("text", ["(class: i64)", "(é: i64)", "(a: i64, lambda: f64)"])
+def test_parameter_names_are_ascii_identifiers_and_not_keywords(text: str) -> None:
+    # They become keyword arguments and inspect.Signature parameters.
+    with pytest.raises(ValueError, match=r"expected a parameter name \(an ASCII identifier, not a Python keyword\)"):
+        parse_signature(text)

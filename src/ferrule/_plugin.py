@@ -55,7 +55,7 @@ _PLUGIN_V12_SIZE = ffi.offsetof("ferrule_plugin", "interfaces") + ffi.sizeof("vo
 _INTERFACE_SIZE = ffi.sizeof("ferrule_interface")
 _MAX_FUNCTIONS = 4096
 _MAX_TEXT = 1 << 16
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")  # used with fullmatch: $ would let "\n" through
 _LOG_LEVELS = {
     abi.LOG_TRACE: 5,
     abi.LOG_DEBUG: logging.DEBUG,
@@ -204,7 +204,10 @@ class _Host:
         try:
             if args == ffi.NULL and frame.sig.params:
                 raise ValueError(f"the plugin passed no arguments to a host function that takes {len(frame.sig.params)}")
-            argv = [_value_of(p.type, args[i]) for i, p in enumerate(frame.sig.params)]
+            try:
+                argv = [_value_of(p.type, args[i]) for i, p in enumerate(frame.sig.params)]
+            except UnicodeDecodeError as exc:
+                raise frame.owner._host_text_error(frame.index, exc) from None
             result = frame.callable(*argv)
             if frame.sig.result is not None:
                 result = frame.owner._check_host_result(frame.index, result)
@@ -519,6 +522,13 @@ class PluginFunction(_FunctionBase):
         callable); raise TypeError or ValueError naming the parameter."""
         return self._check_value(self._types[i], value, f"{self.name}() argument {self._names[i]!r}")
 
+    def _host_text_error(self, i: int, exc: UnicodeDecodeError) -> PluginCallError:
+        """The plugin passed a host function text that is not UTF-8."""
+        return PluginCallError(
+            f"plugin {self._plugin.id!r} function {self.name!r} passed text that is not valid UTF-8 ({exc.reason} at "
+            f"byte {exc.start}) to the host function given as argument {self._names[i]!r}; expected str"
+        )
+
     def _check_host_result(self, i: int, value: Any) -> Any:
         """Check what a host function passed as argument i returned."""
         fn = self._types[i].fn
@@ -695,7 +705,7 @@ class _Descriptor:
             raw = _check_descriptor(raw, where)
         self.abi_version: tuple[int, int] = (raw.abi_major, raw.abi_minor)
         self.id = _text(raw.id, "plugin id")
-        if not _ID_RE.fullmatch(self.id):  # match() would let a trailing newline through its $
+        if not _ID_RE.fullmatch(self.id):
             raise MetadataError(
                 f"{where}: plugin id {self.id!r} is not reverse-DNS (like 'org.example.greeter'): fix the descriptor"
             )
@@ -778,7 +788,7 @@ class _Descriptor:
                     f"{_INTERFACE_SIZE}: rebuild the plugin with the current SDK"
                 )
             ident = _text(raw.id, f"{where} id")
-            if not _ID_RE.match(ident):
+            if not _ID_RE.fullmatch(ident):
                 raise MetadataError(f"{where}: interface id {ident!r} is not reverse-DNS")
             name = _text(raw.name, f"{where} name")
             if not name:

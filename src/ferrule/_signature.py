@@ -3,7 +3,7 @@
 Grammar (whitespace between tokens is free):
 
     signature := "(" [ param { "," param } ] ")" [ "->" result ]
-    param     := identifier ":" ( value | array | hostfn )
+    param     := name ":" ( value | array | hostfn )   (name: an ASCII identifier, not a Python keyword)
     value     := number | "bool" | "str" | "bytes"
     number    := "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "f32" | "f64"
     array     := ( "buf" | "mutbuf" ) "[" number "]"          (ABI 1.1)
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+from keyword import iskeyword
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -120,7 +121,9 @@ _MAX_PARAMS = 64
 
 def _tokens(text: str) -> list[tuple[str, int]]:
     out = []
-    for match in _TOKEN.finditer(text):
+    # Up to the trailing whitespace only: _TOKEN's leading \s* would try the
+    # whole run again at each of its positions (quadratic time).
+    for match in _TOKEN.finditer(text, 0, len(text.rstrip())):
         token = match.group(1) or match.group(2) or match.group(3)
         if token is None:  # trailing whitespace
             continue
@@ -162,7 +165,7 @@ def _quick_parse(text: str) -> Signature | None:
         else:
             abi_type = TYPES.get(kind) or ARRAYS["".join(kind.split())]
         params.append(Param(name, abi_type))
-    if len(params) > _MAX_PARAMS or len({p.name for p in params}) != len(params):
+    if len(params) > _MAX_PARAMS or len({p.name for p in params}) != len(params) or any(iskeyword(p.name) for p in params):
         return None
     return Signature(tuple(params), TYPES[whole.group(2)] if whole.group(2) else None)
 
@@ -217,7 +220,8 @@ def parse_signature(text: str) -> Signature:
         if pos < len(tokens) and tokens[pos][0] != ")":
             while True:
                 if named:
-                    name = take("a parameter name", lambda t: t.isidentifier())
+                    name = take("a parameter name (an ASCII identifier, not a Python keyword)",
+                                lambda t: t.isascii() and t.isidentifier() and not iskeyword(t))
                     if name in seen:
                         pos -= 1
                         raise fail("a parameter name not used before")

@@ -214,6 +214,21 @@ static int32_t host_invoke(const ferrule_host *host, const ferrule_fn *fn, const
     for (; n < frame->sig->nparams; n++) {
         argv[n] = decode_value(frame->sig->params[n], &args[n]);
         if (argv[n] == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                /* Say which plugin and function sent it; the message is Python's. */
+                PyObject *type, *value, *tb;
+                PyErr_Fetch(&type, &value, &tb);
+                PyErr_NormalizeException(&type, &value, &tb);
+                PyObject *error = PyObject_CallMethod(frame->owner, "_host_text_error", "iO", frame->index,
+                                                      value ? value : Py_None);
+                Py_XDECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(tb);
+                if (error != NULL) {
+                    PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+                    Py_DECREF(error);
+                }
+            }
             frame_fail(frame);
             goto done;
         }

@@ -257,7 +257,7 @@ class InterfaceSpec:
 
 # ------------------------------------------------------------------ decorators
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")  # used with fullmatch: $ would let "\n" through
 _MAX_METHODS = 256
 
 
@@ -294,7 +294,7 @@ def interface(id: str, *, revision: int, thread_safe: bool = False) -> Callable[
     1. ``thread_safe`` says that one instance may be called from several
     threads at once; otherwise the host serialises calls per instance.
     """
-    if not _ID_RE.match(id):
+    if not _ID_RE.fullmatch(id):
         raise ValueError(f"interface id {id!r} is not reverse-DNS (like 'org.example.text.transform')")
     if isinstance(revision, bool) or not isinstance(revision, int) or not 1 <= revision < 1 << 32:
         raise ValueError(f"interface {id!r}: revision must be an int from 1, got {revision!r}")
