@@ -404,3 +404,84 @@ def _area() -> wire.Area:
     if not _AREAS:
         _AREAS.append(wire.Area.create())
     return _AREAS[0]
+
+
+# -- what the review of isolated mode found
+
+
+def test_a_child_cannot_shrink_the_shared_memory_under_the_host(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        assert plugin.shrink_memfds() >= 1  # sealed: the kernel refuses
+        assert plugin.reverse("x" * 2_000_000) == "x" * 2_000_000  # a host still alive to check it
+
+
+def test_host_function_calls_do_not_grow_the_shared_memory(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        assert plugin.count_if(lambda i: i % 3 == 0, 100_000) == 33_334
+        child = plugin._child
+        assert child is not None and child.area.size == wire.INITIAL_DATA
+
+
+def test_an_interrupted_call_never_hands_its_answer_to_the_next(built: Built) -> None:
+    class Interrupt(Exception):
+        pass
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupt
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        with ferrule.load(built.hostile, isolated=True) as plugin:
+            first = plugin.pid
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            with pytest.raises(Interrupt):
+                plugin.sleep_ms(3000)
+            assert gone(first)  # its answer would have been the next call's
+            assert plugin.add(2, 3) == 5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_cancel_racing_the_end_of_a_call_is_never_a_crash(built: Built) -> None:
+    outcomes: dict[str, int] = {}
+    with ferrule.load(built.hostile, isolated=True, restart=False) as plugin:
+        for i in range(40):
+            timer = threading.Timer(0.002 * (i % 8), plugin.cancel)
+            timer.start()
+            try:
+                plugin.sleep_ms(8)
+                outcome = "returned"
+            except ferrule.CallCancelledError:
+                outcome = "cancelled"
+            timer.join()
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            assert plugin.add(1, 1) == 2  # restart=False, yet a cancel is no failure
+    assert sum(outcomes.values()) == 40, outcomes
+
+
+def test_a_host_function_raising_an_isolation_error_leaves_its_caller_healthy(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True) as a, ferrule.load(built.hostile, isolated=True) as b:
+        pid = a.pid
+        with pytest.raises(ferrule.PluginCrashedError, match=r"crashed during segfault\(\)"):
+            a.apply(lambda x: b.segfault() or x, 1)
+        assert a.pid == pid and a.add(1, 2) == 3  # b crashed, not a
+        assert b.add(1, 2) == 3
+
+
+def test_a_restart_refuses_a_file_that_became_another_plugin(built: Built, tmp_path: Path) -> None:
+    path = tmp_path / "libswapped.so"
+    path.write_bytes(built.hostile.read_bytes())
+    with ferrule.load(path, isolated=True) as plugin:
+        with pytest.raises(ferrule.PluginCrashedError):
+            plugin.segfault()
+        path.unlink()
+        path.write_bytes(built.calc.read_bytes())
+        with pytest.raises(ferrule.IsolationError, match="restarted as another plugin .*the file changed since it was loaded"):
+            plugin.add(1, 2)
+
+
+def test_close_from_inside_a_host_function_is_refused(iso: Any) -> None:
+    with pytest.raises(ferrule.PluginClosedError, match=r"close\(\) from inside one of its calls"):
+        iso.apply(lambda x: iso.close() or x, 1)
+    assert not iso.closed and iso.add(1, 1) == 2

@@ -107,7 +107,9 @@ class _Server:
     def flush(self) -> None:
         while self.pending and threading.get_ident() == self.main:
             level, name, text = self.pending.popleft()
-            self.exchange(wire.LOG, level, self.area.write_json(self.base, [name, text]))
+            start = self.base
+            self.exchange(wire.LOG, level, self.area.write_json(start, [name, text]))
+            self.base = start  # the ACK is read: the next message may reuse the room
 
     # -- serving
 
@@ -188,11 +190,15 @@ class _Server:
 
         def call(*args: Any) -> Any:
             self.flush()
-            n, _ = codec.write_args(self.area, self.base, args)
+            start = self.base
+            n, _ = codec.write_args(self.area, start, args)
             kind, _arg, base, length = self.exchange(wire.INVOKE, index, n)
-            if kind == wire.INVOKE_RESULT:
-                return codec.read_result(self.area, base, length)
-            raise HostFunctionFailed(self.area.read_json(base, length)["message"])
+            try:
+                if kind == wire.INVOKE_RESULT:
+                    return codec.read_result(self.area, base, length)
+                raise HostFunctionFailed(self.area.read_json(base, length)["message"])
+            finally:
+                self.base = start  # the answer is read: later messages of this call reuse the room
 
         return call
 

@@ -75,6 +75,10 @@ class _Child:
                 pass_fds=(self.area.fd, lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, start_new_session=True,
             )
+        except BaseException:
+            os.close(self.lifeline)
+            os.close(self.area.fd)
+            raise
         finally:
             os.close(lifeline)
         self.pid = self.proc.pid
@@ -113,19 +117,23 @@ class _Child:
             got = _speedups.channel_wait(self.area.address, wire.TO_HOST, self.seen, SPIN_NS, slice_ns)
             if got is not None:
                 break
-            if self.cancelled:
-                raise self.failure(CallCancelledError, f"{who}: {during} was cancelled; ferrule ended its process")
-            if self.proc.poll() is not None:
-                raise self.failure(PluginCrashedError, f"{who} crashed during {during}")
-            if deadline is not None and time.monotonic() >= deadline:
-                raise self.failure(PluginTimeoutError, f"{who}: {during} timed out; ferrule ended its process")
+            self.check(deadline, during, who)
         self.seen, kind, arg, base, length, size = got
         self.base = self.area.take(base, length, size)
         return kind, arg, base, length
 
+    def check(self, deadline: float | None, during: str, who: str) -> None:
+        """Raise if the call was cancelled, the child died, or time is up."""
+        if self.cancelled:
+            raise self.failure(CallCancelledError, f"{who}: {during} was cancelled; ferrule ended its process")
+        if self.stopper.exited():
+            raise self.failure(PluginCrashedError, f"{who} crashed during {during}")
+        if deadline is not None and time.monotonic() >= deadline:
+            raise self.failure(PluginTimeoutError, f"{who}: {during} timed out; ferrule ended its process")
+
     def failure(self, cls: type[IsolationError], text: str) -> IsolationError:
         """End the process (if it still runs) and describe how it ended."""
-        running = self.proc.poll() is None
+        running = not self.stopper.exited()
         self.stopper.kill()
         for t in self.readers:
             t.join(0.5)  # its last words
@@ -148,21 +156,32 @@ class _Stopper:
         self.lifeline = lifeline
         self.area = area
         self.done = False
+        self.lock = threading.Lock()
+
+    def exited(self) -> bool:
+        """Whether the child has ended, without reaping it: while it is a
+        zombie its process group id cannot be reused, so killpg stays safe."""
+        if self.proc.returncode is not None:
+            return True
+        try:
+            return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # forks of the plugin too
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(CLOSE_SECONDS)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
-            pass
-        self.release()
-
-    def release(self) -> None:
-        if not self.done:
+        with self.lock:
+            if self.done:
+                return
             self.done = True
+            if self.proc.returncode is None:  # not reaped: the group id is still this child's
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)  # forks of the plugin too
+                except (ProcessLookupError, PermissionError):
+                    pass
+            try:
+                self.proc.wait(CLOSE_SECONDS)
+            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
+                pass
             os.close(self.lifeline)
             os.close(self.area.fd)
 
@@ -271,6 +290,7 @@ class IsolatedPlugin:
     license: str
     abi_version: tuple[int, ...]
     interfaces: tuple[Offer, ...]
+    _functions: dict[str, IsolatedFunction]
 
     def __init__(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
                  timeout: float | None = None, restart: bool = True, memory_limit: int | None = None,
@@ -293,6 +313,7 @@ class IsolatedPlugin:
         self._child: _Child | None = None
         self._calls = 0
         self._depth = 0
+        self._owner = 0  # the thread running the outermost call
         self._failure: IsolationError | None = None
         self._closed = False
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -326,7 +347,7 @@ class IsolatedPlugin:
         except wire.WireError as exc:
             raise self._broken(child, exc) from None
         except IsolationError as exc:
-            self._lost(exc)
+            self._lost(child, exc)
             raise
         except BaseException:
             self._stop(child)
@@ -336,7 +357,7 @@ class IsolatedPlugin:
 
     def _describe(self, meta: Any) -> None:
         try:
-            first = "functions" not in self.__dict__
+            first = "_functions" not in self.__dict__
             functions: dict[str, IsolatedFunction] = {}
             for i, (name, sig, doc, flags) in enumerate(meta["functions"]):
                 functions[str(name)] = IsolatedFunction(self, i, str(name), parse_signature(str(sig)), str(doc), int(flags))
@@ -346,8 +367,16 @@ class IsolatedPlugin:
             fields = {k: str(meta[k]) for k in ("path", "id", "name", "version", "description", "license")}
         except (KeyError, TypeError, ValueError) as exc:
             raise wire.WireError(f"a description of the wrong shape ({exc})") from None
-        if not first and (fields["id"], fields["version"], list(functions)) != (self.id, self.version, list(self.functions)):
-            raise wire.WireError(f"a restarted process describes another plugin: {fields['id']} {fields['version']}")
+        if not first:
+            def shape(fns: Mapping[str, IsolatedFunction]) -> list[tuple[str, str, int, int]]:
+                return [(f.name, str(f.signature), f.thread_safe, f.quick) for f in fns.values()]
+
+            if (fields["id"], fields["version"], abi, shape(functions)) != (self.id, self.version, self.abi_version,
+                                                                          shape(self._functions)):
+                raise wire.WireError(
+                    f"restarted as another plugin ({fields['id']} {fields['version']}): the file changed since it "
+                    "was loaded; load it again"
+                )
         if first:
             self.path, self.id, self.name = fields["path"], fields["id"], fields["name"]
             self.version, self.description, self.license = fields["version"], fields["description"], fields["license"]
@@ -359,14 +388,16 @@ class IsolatedPlugin:
 
     def _broken(self, child: _Child, exc: wire.WireError) -> IsolationError:
         error = child.failure(IsolationError, f"{self._who} broke the isolation protocol: it {exc}; ferrule ended its process")
-        self._lost(error)
+        self._lost(child, error)
         return error
 
-    def _lost(self, failure: IsolationError) -> None:
-        """The child is gone: remember why, for restart=False and the next call."""
+    def _lost(self, child: _Child, failure: IsolationError) -> None:
+        """End the child and remember why, for restart=False and the next call."""
         self._failure = failure
         with self._state_lock:
-            self._child = None
+            if self._child is child:
+                self._child = None
+        child.stopper.kill()
 
     def _stop(self, child: _Child) -> None:
         with self._state_lock:
@@ -378,9 +409,13 @@ class IsolatedPlugin:
         if self._closed:
             raise PluginClosedError(f"plugin {self.id!r} is closed: load it again to call it")
         child = self._child
-        if child is not None:
+        if child is not None and not child.stopper.done:
             return child
-        if self.restart:
+        if child is not None and child.cancelled:  # cancel() landed just after its call ended
+            with self._state_lock:
+                self._child = None
+            return self._start()
+        if self.restart or isinstance(self._failure, CallCancelledError):  # a cancel is the host's doing, not a failure
             return self._start()
         failure = self._failure
         assert failure is not None
@@ -399,6 +434,8 @@ class IsolatedPlugin:
         while True:
             got = child.receive(deadline, during, self._who)
             kind, arg, base, length = got
+            if kind in (wire.LOG, wire.INVOKE) and deadline is not None:
+                child.check(deadline, during, self._who)  # a stream of messages must not outrun the timeout
             if kind == wire.LOG:
                 self._log(child, arg, child.area.read_json(base, length))
                 child.post(wire.ACK, 0, child.base, 0)
@@ -411,7 +448,8 @@ class IsolatedPlugin:
         if not (isinstance(record, list) and len(record) == 2 and all(isinstance(x, str) for x in record)):
             raise wire.WireError(f"a log record of the wrong shape: {record!r:.200}")
         name, text = record
-        logger = logging.getLogger(name) if name.startswith("ferrule.plugin.") else child.logger
+        own = child.logger.name  # the child may name its plugin's logger or one below it, no other
+        logger = logging.getLogger(name) if name == own or name.startswith(own + ".") else child.logger
         child.last.append(f"log {logging.getLevelName(level)}: {text}")
         logger.log(level, "%s", text)
 
@@ -445,46 +483,57 @@ class IsolatedPlugin:
         codec = fn._codec
         with self._lock:
             child = self._child
-            if child is None or self._closed:
+            if child is None or self._closed or child.stopper.done:
                 child = self._live_child()
             area = child.area
             nested = self._depth > 0
             base = child.base if nested else 0
-            back: Any
+            back: Any = ()
             try:
                 if codec.simple and not nested:
                     codec.fixed.pack_into(area.data, 0, *checked)
-                    length, back = codec.fixed.size, ()
+                    length = codec.fixed.size
                 else:
                     length, back = codec.write_args(area, base, checked)
             except (struct.error, UnicodeEncodeError, OverflowError):
                 fn._checked(values, full=True)  # raises the in-process error
                 raise
+            except wire.WireError as exc:
+                raise self._broken(child, exc) from None
             callables = [checked[i] for i in codec.callables] if codec.callables else []
             errors: list[BaseException] = []
             deadline = None if timeout is None else time.monotonic() + timeout
-            child.cancelled = False
             self._calls += 1
             self._depth += 1
+            self._owner = threading.get_ident()
             try:
                 kind, _arg, rbase, rlength = self._exchange(child, wire.CALL, fn._index, base, length, deadline,
                                                             fn._during, fn, callables, errors)
                 for offset, view in back:  # the plugin's writes into mutbuf arguments
                     view[:] = area.data[offset : offset + len(view)]
                 if kind == wire.RESULT:
-                    return codec.read_result(area, rbase, rlength)
-                if kind == wire.ERROR:
-                    error = _rebuild(area.read_json(rbase, rlength))
-                    raise errors[0] if errors else error
-                raise wire.WireError(f"answered a call with message kind {kind}")
+                    result = codec.read_result(area, rbase, rlength)
+                elif kind == wire.ERROR:
+                    result = _rebuild(area.read_json(rbase, rlength))
+                else:
+                    raise wire.WireError(f"answered a call with message kind {kind}")
             except wire.WireError as exc:
                 raise self._broken(child, exc) from None
             except IsolationError as exc:
-                self._lost(exc)
+                self._lost(child, exc)
+                raise
+            except BaseException as exc:
+                # Interrupted mid-exchange (KeyboardInterrupt, a signal handler): the child
+                # may still answer this call later, so it must not serve the next one.
+                self._lost(child, IsolationError(f"{self._who}: {fn._during} was interrupted ({type(exc).__name__}); "
+                                                 "ferrule ended its process"))
                 raise
             finally:
                 self._depth -= 1
                 self._calls -= 1
+        if kind == wire.ERROR:
+            raise errors[0] if errors else result  # a host function's own exception comes first
+        return result
 
     def call(self, name: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Call the function ``name`` with a timeout of its own (seconds;
@@ -509,7 +558,7 @@ class IsolatedPlugin:
     def pid(self) -> int | None:
         """The child process's id, or None when none runs."""
         child = self._child
-        return child.pid if child is not None else None
+        return child.pid if child is not None and not child.stopper.done else None
 
     @property
     def functions(self) -> Mapping[str, IsolatedFunction]:
@@ -531,6 +580,8 @@ class IsolatedPlugin:
 
     def close(self) -> None:
         """Run the plugin's shutdown in the child and end the process. Idempotent."""
+        if self._depth and self._owner == threading.get_ident():
+            raise PluginClosedError(f"{self._who}: close() from inside one of its calls (a host function); close it after the call returns")
         with self._lock:
             if self._closed:
                 return
@@ -539,14 +590,11 @@ class IsolatedPlugin:
             if child is None:
                 return
             try:
-                kind = self._exchange(child, wire.CLOSE, 0, 0, 0, time.monotonic() + CLOSE_SECONDS, "close")[0]
-                if kind != wire.CLOSED:
-                    raise wire.WireError(f"answered close with message kind {kind}")
-                child.proc.wait(CLOSE_SECONDS)
-            except (IsolationError, wire.WireError, subprocess.TimeoutExpired):
+                self._exchange(child, wire.CLOSE, 0, 0, 0, time.monotonic() + CLOSE_SECONDS, "close")
+            except (IsolationError, wire.WireError):
                 pass  # it is ended either way
             finally:
-                self._stop(child)
+                self._stop(child)  # the process group: whatever the plugin forked goes too
 
     def __enter__(self) -> IsolatedPlugin:
         return self

@@ -14,6 +14,7 @@ offset and length against the area and raises ``WireError``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import mmap
 import os
@@ -54,8 +55,11 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
 
 
 # The classes an error from the child may name; anything else arrives as FerruleError.
-ERROR_CLASSES = frozenset(_errors.__all__) | {"TypeError", "ValueError", "LookupError", "KeyError", "OverflowError",
-                                                 "MemoryError", "HostFunctionFailed"}
+# Not the isolation classes: only the host decides that a child failed.
+ERROR_CLASSES = (
+    frozenset(_errors.__all__) - {"IsolationError", "PluginCrashedError", "PluginTimeoutError", "CallCancelledError",
+                                  "ThreadContractWarning"}
+) | {"TypeError", "ValueError", "LookupError", "KeyError", "OverflowError", "MemoryError", "HostFunctionFailed"}
 
 
 def align(n: int) -> int:
@@ -89,33 +93,43 @@ class Area:
 
     @classmethod
     def create(cls) -> Area:
+        """The host's side: a new memfd that can grow but never shrink, so a
+        child cannot truncate it under the host's mapping (SIGBUS)."""
         if hasattr(os, "memfd_create"):
-            fd = os.memfd_create("ferrule-isolated", os.MFD_CLOEXEC)
+            fd = os.memfd_create("ferrule-isolated", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            os.ftruncate(fd, CONTROL_SIZE + INITIAL_DATA)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
         else:  # pragma: no cover - platforms without memfd
             import tempfile
 
             with tempfile.TemporaryFile() as f:
                 fd = os.dup(f.fileno())
-        os.ftruncate(fd, CONTROL_SIZE + INITIAL_DATA)
+            os.ftruncate(fd, CONTROL_SIZE + INITIAL_DATA)
         return cls(fd)
 
     def _map(self, size: int) -> None:
-        self.data = mmap.mmap(self.fd, size, offset=CONTROL_SIZE)
+        try:
+            self.data = mmap.mmap(self.fd, size, offset=CONTROL_SIZE)
+        except (OSError, OverflowError, ValueError) as exc:
+            raise WireError(f"announced a data area of {size} bytes that cannot be mapped ({exc})") from None
         self.size = size
 
     def ensure(self, needed: int) -> None:
         """Grow the data area to hold ``needed`` bytes (the sender's side)."""
         if needed > self.size:
-            size = max(needed, self.size * 2)
-            os.ftruncate(self.fd, CONTROL_SIZE + size)
+            size = max(needed, self.size * 2, os.fstat(self.fd).st_size - CONTROL_SIZE)
+            try:
+                os.ftruncate(self.fd, CONTROL_SIZE + size)
+            except OSError as exc:  # the other side sealed or broke the file
+                raise WireError(f"left a data area that cannot grow to {size} bytes ({exc.strerror})") from None
             self._map(size)
 
     def follow(self, size: int) -> None:
-        """Map the size the other side announced (the receiver's side)."""
+        """Map the larger size the other side announced (the receiver's side)."""
         if size != self.size:
             actual = os.fstat(self.fd).st_size - CONTROL_SIZE
-            if not 0 < size <= actual:
-                raise WireError(f"announced a data area of {size} bytes, the file holds {actual}")
+            if not self.size < size <= actual:
+                raise WireError(f"announced a data area of {size} bytes; this side maps {self.size}, the file holds {actual}")
             self._map(size)
 
     def take(self, base: int, length: int, size: int) -> int:
