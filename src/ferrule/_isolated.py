@@ -394,12 +394,10 @@ class IsolatedPlugin:
     def _lost(self, child: _Child, failure: IsolationError) -> None:
         """End the child and remember why, for restart=False and the next call."""
         self._failure = failure
-        with self._state_lock:
-            if self._child is child:
-                self._child = None
-        child.stopper.kill()
+        self._stop(child)
 
     def _stop(self, child: _Child) -> None:
+        """End the child; the next call (if any) starts another."""
         with self._state_lock:
             if self._child is child:
                 self._child = None

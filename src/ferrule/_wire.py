@@ -28,7 +28,6 @@ from ._signature import STRUCT_FORMATS, AbiType, Signature
 # Message kinds. Host to child: LOAD, CALL, INVOKE_RESULT, INVOKE_ERROR, ACK, CLOSE.
 # Child to host: READY, FAILED, RESULT, ERROR, INVOKE, LOG, CLOSED.
 LOAD, READY, FAILED, CALL, RESULT, ERROR, INVOKE, INVOKE_RESULT, INVOKE_ERROR, LOG, ACK, CLOSE, CLOSED = range(1, 14)
-KIND_NAMES = {v: k for k, v in list(globals().items()) if k.isupper() and isinstance(v, int) and 1 <= v <= 13}
 
 TO_CHILD, TO_HOST = 0, 1
 CONTROL_SIZE = mmap.PAGESIZE  # the control page; data follows at this offset
