@@ -40,7 +40,7 @@ from typing import Any
 import cffi
 
 import ferrule
-import ferrule._plugin as ferrule_plugin
+from ferrule._call import accelerator as ferrule_accelerator
 
 try:
     import numpy as np
@@ -309,12 +309,12 @@ class Paths:
 
 def pure_python_plugin(path: Path) -> Any:
     """The anchor plugin loaded with the C accelerator off (the fallback)."""
-    saved = ferrule_plugin._ACCELERATE
-    ferrule_plugin._ACCELERATE = False
+    saved = ferrule_accelerator.enabled
+    ferrule_accelerator.enabled = False
     try:
         return ferrule.load(path)
     finally:
-        ferrule_plugin._ACCELERATE = saved
+        ferrule_accelerator.enabled = saved
 
 
 # ---------------------------------------------------------------- cases
@@ -326,7 +326,7 @@ def case_scalar(p: Paths) -> None:
     print("\n== 1. Scalar calls ==")
     slow = pure_python_plugin(p.built.anchor)
     if getattr(slow.add, "accelerated", False):
-        print("  note: ferrule._plugin._ACCELERATE = False did not turn the accelerator off")
+        print("  note: ferrule._call.accelerator.enabled = False did not turn the accelerator off")
     specs = [
         ("add(a: i64, b: i64) -> i64", "add", "anchor_add", (2, 3)),
         ("muladd(x: f64, y: f64) -> f64  (x * y + 1)", "muladd", "anchor_muladd", (1.5, 2.0)),
@@ -673,7 +673,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ferrule-bench-"))
     try:
         built = build(tmp)
-        accel = "on" if ferrule_plugin._ACCELERATE else "OFF (pure-Python path)"
+        accel = "on" if ferrule_accelerator.enabled else "OFF (pure-Python path)"
         print(f"machine: {machine()}")
         print(f"Python {platform.python_version()} ({platform.python_implementation()}); cffi {cffi.__version__}; "
               f"numpy {np.__version__ if np is not None else 'not installed'}; ferrule {ferrule.__version__} "

@@ -136,15 +136,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 def call_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test once through the C accelerator and once through the cffi
     fallback: plugins loaded inside the test take that path."""
-    from ferrule import _plugin
+    from ferrule._call import accelerator
 
     if request.param == "c":
         if os.environ.get("FERRULE_PURE_PYTHON"):
             pytest.skip("FERRULE_PURE_PYTHON is set: the C accelerator is disabled on purpose")
-        if _plugin._speedups is None:
+        if accelerator.speedups is None:
             pytest.fail("the C accelerator is not built: run the README's install command "
                         "(FERRULE_PURE_PYTHON=1 disables it on purpose)")
-        monkeypatch.setattr(_plugin, "_ACCELERATE", True)
+        monkeypatch.setattr(accelerator, "enabled", True)
     else:
-        monkeypatch.setattr(_plugin, "_ACCELERATE", False)
+        monkeypatch.setattr(accelerator, "enabled", False)
     return str(request.param)

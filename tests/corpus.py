@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import ferrule
-from ferrule._elf import host_description
+from ferrule._loader.elf import host_description
 
 from .conftest import CC, C_DIR, INCLUDE, Built, compile_plugin, run
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import ferrule
-from ferrule import _cdef
-from ferrule._ffi import ffi
+from ferrule._abi import cdef as _cdef
+from ferrule._abi.ffi import ffi
 
 from .conftest import CC, INCLUDE, ROOT, run
 
@@ -49,7 +49,7 @@ def python_view() -> dict[str, object]:
 
 
 def test_generated_cdef_is_current() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_cdef.py"), "--check"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_abi.py"), "--check"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
 

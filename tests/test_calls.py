@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import ferrule
-from ferrule import _plugin
+from ferrule._call import accelerator
 
 from .conftest import Built
 
@@ -55,7 +55,7 @@ def test_the_path_under_test_is_the_one_taken(kitchen: ferrule.Plugin, call_path
 def test_accelerator_is_built_by_the_install() -> None:
     if os.environ.get("FERRULE_PURE_PYTHON"):
         pytest.skip("FERRULE_PURE_PYTHON is set: the C accelerator is disabled on purpose")
-    assert _plugin._speedups is not None, "pip install did not build ferrule._speedups"
+    assert accelerator.speedups is not None, "pip install did not build ferrule._call._speedups"
 
 
 def test_errors_raised_by_the_checks(kitchen: ferrule.Plugin) -> None:
@@ -331,8 +331,8 @@ def test_host_function_results_are_released_by_the_plugin(cdata: ferrule.Plugin)
 def test_pure_python_switch_runs_without_the_accelerator(built: Built) -> None:
     # What a machine without a C compiler gets: the same API on cffi.
     code = (
-        "import ferrule, ferrule._plugin as p, array\n"
-        "assert p._speedups is None\n"
+        "import ferrule, ferrule._call.accelerator as a, array\n"
+        "assert a.speedups is None\n"
         f"k = ferrule.load({str(built.kitchen)!r}, config='ok')\n"
         "assert not getattr(k.add, 'accelerated', False)\n"
         "print(k.add(2, 3), k.sum_f64(array.array('d', [1.5, 2.0])), k.apply(lambda x: x + 1, 1))\n"

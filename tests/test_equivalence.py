@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import ferrule
-from ferrule import _plugin
+from ferrule._call import accelerator
 
 from .conftest import Built
 
@@ -96,11 +96,11 @@ CASES: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
 def test_c_path_and_python_path_agree(built: Built, case: int, monkeypatch: pytest.MonkeyPatch) -> None:
     if os.environ.get("FERRULE_PURE_PYTHON"):
         pytest.skip("FERRULE_PURE_PYTHON is set: there is no C path to compare")
-    assert _plugin._speedups is not None, "the C accelerator is not built: run the README's install command"
+    assert accelerator.speedups is not None, "the C accelerator is not built: run the README's install command"
     name, args, kwargs = CASES[case]
     results = []
     for accelerate in (True, False):
-        monkeypatch.setattr(_plugin, "_ACCELERATE", accelerate)
+        monkeypatch.setattr(accelerator, "enabled", accelerate)
         with ferrule.load(built.kitchen, config="ok") as plugin:
             results.append(outcome(plugin.functions[name], *args, **kwargs))
     assert results[0] == results[1]

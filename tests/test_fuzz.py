@@ -36,8 +36,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ferrule
-from ferrule import _cdef as abi
-from ferrule import _elf, _plugin, _signature
+from ferrule._abi import cdef as abi
+from ferrule._abi import signature as _signature
+from ferrule._call import accelerator
+from ferrule._loader import elf as _elf
+from ferrule._plugin import plugin as _plugin
 from ferrule._errors import (
     AbiVersionError,
     BadMagicError,
@@ -50,11 +53,15 @@ from ferrule._errors import (
     SignatureError,
     WrongArchitectureError,
 )
-from ferrule._elf import check_header
-from ferrule._ffi import ffi
-from ferrule._interfaces import check_offer
-from ferrule._plugin import _MAX_FUNCTIONS, _MAX_TEXT, _Descriptor, _text
-from ferrule._signature import NUMBERS, TYPES, Signature, parse_signature
+from ferrule._loader.elf import check_header
+from ferrule._abi.ffi import ffi
+from ferrule._abi.descriptor import MAX_FUNCTIONS as _MAX_FUNCTIONS
+from ferrule._abi.descriptor import MAX_TEXT as _MAX_TEXT
+from ferrule._abi.descriptor import Descriptor as _Descriptor
+from ferrule._abi.descriptor import text as _text
+from ferrule._abi.signature import Signature, parse_signature
+from ferrule._abi.types import NUMBERS, TYPES
+from ferrule._interfaces.offers import check_offer
 from ferrule.idl import spec
 
 from .conftest import compile_plugin
@@ -682,35 +689,38 @@ def read(model: PluginModel, keep: list[Any]) -> tuple[_Descriptor | DescriptorE
     except Refused as refused:
         expected = refused
     try:
-        got: _Descriptor | DescriptorError = _Descriptor(None, raw, WHERE)
+        got: _Descriptor | DescriptorError = _Descriptor(raw, WHERE)
     except DescriptorError as exc:  # anything else fails the test
         got = exc
     return got, expected
 
 
 def assert_read_back(desc: _Descriptor, expected: Expected, model: PluginModel) -> None:
-    assert desc.abi_version == (model.abi_major, model.abi_minor)
-    assert (desc.id, desc.name, desc.version, desc.description, desc.license) == (
+    spec = desc.spec
+    assert spec.abi_version == (model.abi_major, model.abi_minor)
+    assert (spec.id, spec.name, spec.version, spec.description, spec.license) == (
         expected.id, expected.name, expected.version, expected.description, expected.license)
-    assert list(desc.functions) == list(expected.functions)
-    for name, (signature, doc, flags) in expected.functions.items():
-        info = desc.functions[name]
+    assert [f.name for f in spec.functions] == list(expected.functions)
+    cls = _plugin.plugin_class(desc)
+    for info, call in zip(spec.functions, desc.calls):
+        name = info.name
+        signature, doc, flags = expected.functions[name]
         assert (info.name, info.signature, info.doc, info.flags) == (name, signature, doc, flags)
-        assert address(info.call) == address(CALL)
-        slot = desc.cls.__dict__.get(name)
-        if not name.startswith("_") and name not in _plugin._RESERVED:
-            assert isinstance(slot, _plugin._FunctionSlot) and slot.info is info
+        assert address(call) == address(CALL)
+        slot = cls.__dict__.get(name)
+        if not name.startswith("_") and name not in _plugin.RESERVED:
+            assert isinstance(slot, _plugin._FunctionSlot) and slot.spec is info
         else:
             assert not isinstance(slot, _plugin._FunctionSlot)
     found = [ExpectedOffer(o.id, o.revision, o.name, o.doc, o.flags, o.fingerprint, o.layout, o.method_count)
-             for o in desc.offers]
+             for o in spec.offers]
     assert found == expected.offers
-    for offer in desc.offers:
-        assert address(offer.create) == address(CREATE) and address(offer.destroy) == address(DESTROY)
-        assert all(address(offer.methods[n]) == address(CALL) for n in range(offer.method_count))
+    for offer, entry in zip(spec.offers, desc.offer_entries):
+        assert address(entry.create) == address(CREATE) and address(entry.destroy) == address(DESTROY)
+        assert all(address(entry.methods[n]) == address(CALL) for n in range(offer.method_count))
     assert address(desc.init) == (address(INIT) if model.init else 0)
     assert address(desc.shutdown) == (address(SHUTDOWN) if model.shutdown else 0)
-    assert issubclass(desc.cls, ferrule.Plugin)
+    assert issubclass(cls, ferrule.Plugin)
 
 
 @given(plugins(wrong="nowhere"))
@@ -751,7 +761,7 @@ def test_a_bad_header_is_refused_first(field: str, value: int, minor: int) -> No
         raw.struct_size = value % PLUGIN_V1_SIZE
         expected = (DescriptorTooSmallError, f"{WHERE}: descriptor struct_size is {raw.struct_size} bytes")
     with pytest.raises(DescriptorError) as info:
-        _Descriptor(None, raw, WHERE)
+        _Descriptor(raw, WHERE)
     assert (type(info.value), str(info.value)[:len(expected[1])]) == expected
     if isinstance(info.value, AbiVersionError):
         assert info.value.plugin_version == (raw.abi_major, minor)
@@ -770,7 +780,7 @@ def test_plugin_ids_are_reverse_dns(ident: bytes) -> None:
         assert isinstance(desc, MetadataError) and "plugin id is not valid UTF-8" in str(desc)
         return
     if REVERSE_DNS.fullmatch(text):
-        assert isinstance(desc, _Descriptor) and desc.id == text
+        assert isinstance(desc, _Descriptor) and desc.spec.id == text
     else:
         assert isinstance(desc, MetadataError)
         assert str(desc) == (f"{WHERE}: plugin id {text!r} is not reverse-DNS (like 'org.example.greeter'): "
@@ -791,7 +801,7 @@ def test_function_signatures_parse_or_raise_signature_error(raw: bytes) -> None:
         return
     outcome = parse_outcome(text)
     if isinstance(outcome, Signature):
-        assert isinstance(desc, _Descriptor) and desc.functions["f"].signature == outcome
+        assert isinstance(desc, _Descriptor) and desc.spec.function("f").signature == outcome
     else:
         assert type(desc) is SignatureError
         assert str(desc) == (f"plugin 'org.fuzz.sig' function 'f' has a malformed signature {text!r}: {outcome}; "
@@ -807,14 +817,14 @@ def test_offers_are_accepted_or_refused_by_their_layout(models: list[InterfaceMo
     keep: list[Any] = []
     desc, _ = read(plugin, keep)
     assert isinstance(desc, _Descriptor), desc
-    for offer in desc.offers:
+    for offer in desc.spec.offers:
         if (offer.id, offer.revision) != COUNTER.key:
             continue  # the host checks only offers of the interface it asks for
         if offer.fingerprint == COUNTER.fingerprint and offer.method_count == len(COUNTER.methods):
-            check_offer(desc.id, offer, COUNTER)
+            check_offer(desc.spec.id, offer, COUNTER)
             continue
         with pytest.raises(InterfaceMismatchError) as info:
-            check_offer(desc.id, offer, COUNTER)
+            check_offer(desc.spec.id, offer, COUNTER)
         assert (info.value.expected_layout, info.value.found_layout) == (COUNTER.layout, offer.layout)
         message = str(info.value)
         assert message.startswith(f"plugin 'org.fuzz.offers' implementation {offer.name!r} of {COUNTER.id}/1 ")
@@ -940,16 +950,16 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ferrule
     source.write_text(ECHO_SOURCE)
     path = compile_plugin(source, source.with_name("libecho.so"))
     loaded = {}
-    saved = _plugin._ACCELERATE
+    saved = accelerator.enabled
     try:
         for name, accelerate in (("c", True), ("python", False)):
-            if accelerate and _plugin._speedups is None:
+            if accelerate and accelerator.speedups is None:
                 continue
-            _plugin._ACCELERATE = accelerate
+            accelerator.enabled = accelerate
             loaded[name] = ferrule.load(path)
-            assert loaded[name]._accelerated == accelerate
+            assert loaded[name]._core.accelerated == accelerate
     finally:
-        _plugin._ACCELERATE = saved
+        accelerator.enabled = saved
     yield loaded
     for plugin in loaded.values():
         plugin.close()

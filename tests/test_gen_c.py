@@ -11,7 +11,8 @@ from typing import Protocol
 
 import pytest
 
-from ferrule import _gen_c, idl
+from ferrule import idl
+from ferrule._codegen import c as _gen_c
 from tests import iface_api as api
 
 from .conftest import CC, INCLUDE, ROOT, run

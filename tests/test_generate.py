@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ferrule import _gen_c, _gen_python, _gen_rust, idl
-from ferrule._generate import declarations
+from ferrule import idl
+from ferrule._codegen import c as _gen_c
+from ferrule._codegen import python as _gen_python
+from ferrule._codegen import rust as _gen_rust
+from ferrule._codegen.generate import declarations
 from tests import iface_api as api
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,9 +24,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ferrule
-from ferrule import _wire as wire
-from ferrule._isolated import _rebuild
-from ferrule._signature import parse_signature
+from ferrule._isolation import wire
+from ferrule._isolation.plugin import _rebuild
+from ferrule._abi.signature import parse_signature
 
 from .conftest import Built
 

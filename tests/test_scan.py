@@ -20,9 +20,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ferrule
-from ferrule import _scan
-from ferrule._library import Library
-from ferrule._plugin import _describe
+from ferrule._abi.descriptor import describe
+from ferrule._abi.spec import FunctionSpec, OfferSpec, PluginSpec
+from ferrule._abi.signature import parse_signature
+from ferrule._loader import Library
+from ferrule._scan import cache as _cache
+from ferrule._scan import scan as _scan
 
 from .conftest import Built, compile_plugin
 
@@ -97,7 +100,7 @@ def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def cache_file() -> Path:
-    return Path(_scan._cache_file())
+    return Path(_cache.cache_file())
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +173,7 @@ def names(items: Any) -> list[str]:
 
 def in_process_error(path: Path) -> ferrule.FerruleError:
     with pytest.raises(ferrule.FerruleError) as caught:
-        _describe(Library(path))
+        describe(Library(path))
     return caught.value
 
 
@@ -200,10 +203,10 @@ def test_cold_scan_lists_plugins_and_problems_without_loading_them(plugins: Path
 
     # Every field matches what the in-process reader says of the same file.
     for info in result.plugins:
-        desc = _describe(Library(info.path))
+        desc = describe(Library(info.path)).spec
         assert (info.id, info.name, info.version, info.description, info.license, info.abi_version) == (
             desc.id, desc.name, desc.version, desc.description, desc.license, desc.abi_version)
-        assert info.functions == tuple((f.name, str(f.signature)) for f in desc.functions.values())
+        assert info.functions == tuple((f.name, str(f.signature)) for f in desc.functions)
         assert info.interfaces == tuple((o.id, o.revision, o.name) for o in desc.offers)
     ifaces = result.plugins[names(result.plugins).index("libifaces_c.so")]
     assert ifaces.interfaces and all(rev >= 1 for _, rev, _ in ifaces.interfaces)
@@ -336,10 +339,10 @@ CORRUPTIONS: dict[str, Callable[[bytes], bytes]] = {
     "truncated": lambda data: data[: len(data) // 2],
     "empty": lambda data: b"",
     "a list": lambda data: b"[1, 2, 3]",
-    "another format": lambda data: data.replace(b'"format":1', b'"format":2'),
-    "format true": lambda data: data.replace(b'"format":1', b'"format":true'),
+    "another format": lambda data: data.replace(b'"format":%d' % _cache.FORMAT, b'"format":%d' % (_cache.FORMAT + 1)),
+    "format true": lambda data: data.replace(b'"format":%d' % _cache.FORMAT, b'"format":true'),
     "another ABI": lambda data: data.replace(b'"abi":[1,2],"entries"', b'"abi":[1,99],"entries"'),
-    "entries a list": lambda data: json.dumps({"format": 1, "abi": [1, 2], "entries": []}).encode(),
+    "entries a list": lambda data: json.dumps({"format": _cache.FORMAT, "abi": [1, 2], "entries": []}).encode(),
     "deep nesting": lambda data: b"[" * 100_000 + b"]" * 100_000,
 }
 
@@ -401,7 +404,7 @@ def test_a_host_of_another_abi_ignores_the_cache(plugins: Path, workers: list[li
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     ferrule.scan([plugins])
     first_file = cache_file()
-    monkeypatch.setattr(_scan, "_HOST_ABI", (1, 99))
+    monkeypatch.setattr(_cache, "HOST_ABI", (1, 99))
     assert cache_file() != first_file
     ferrule.scan([plugins])
     assert len(workers) == 2
@@ -531,11 +534,22 @@ json_values = st.recursive(
 )
 texts = st.text(max_size=30)
 paths = st.text(st.characters(blacklist_characters="\0"), max_size=20).map(lambda s: "/" + s)
+ids = st.from_regex(r"[a-z0-9_-]{1,8}(\.[a-z0-9_-]{1,8}){1,3}", fullmatch=True)
+signatures = st.sampled_from(["()", "(a: i64, b: i64) -> i64", "(s: str) -> str", "(d: buf[f64], f: fn(i64) -> bool)"])
+function_specs = st.lists(
+    st.tuples(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), signatures, texts, st.integers(0, 2**32 - 1)),
+    max_size=4, unique_by=lambda f: f[0],
+).map(lambda fs: tuple(FunctionSpec(n, parse_signature(s), d, f) for n, s, d, f in fs))
+offer_specs = st.lists(
+    st.builds(OfferSpec, id=ids, revision=st.integers(0, 2**32 - 1), name=texts, doc=texts,
+              flags=st.integers(0, 2**32 - 1), fingerprint=st.integers(0, 2**64 - 1), layout=texts,
+              method_count=st.integers(0, 256)),
+    max_size=3,
+).map(tuple)
 plugin_infos = st.builds(
-    ferrule.PluginInfo, path=st.just(""), id=texts, name=texts, version=texts, description=texts, license=texts,
-    abi_version=st.tuples(st.integers(0, 2**32), st.integers(0, 2**32)),
-    functions=st.lists(st.tuples(texts, texts), max_size=4).map(tuple),
-    interfaces=st.lists(st.tuples(texts, st.integers(), texts), max_size=3).map(tuple),
+    PluginSpec, path=st.just(""), id=ids, name=texts, version=texts, description=texts, license=texts,
+    abi_version=st.tuples(st.integers(0, 2**16 - 1), st.integers(0, 2**16 - 1)),
+    functions=function_specs, offers=offer_specs,
 )
 problems = st.builds(ferrule.ScanProblem, path=st.just(""), kind=st.sampled_from(["rejected", "crashed", "hung"]),
                      error=texts, message=texts)
@@ -546,11 +560,11 @@ entries = st.dictionaries(paths, st.tuples(st.integers(min_value=0), st.integers
 def entry_map(raw: dict[str, tuple[int, int, Any]]) -> dict[str, Any]:
     from dataclasses import replace
 
-    return {path: _scan._Entry(size, mtime, replace(result, path=path)) for path, (size, mtime, result) in raw.items()}
+    return {path: _cache.Entry(size, mtime, replace(result, path=path)) for path, (size, mtime, result) in raw.items()}
 
 
 def parse(data: bytes) -> dict[str, Any]:
-    entries, dirty = _scan._parse_cache(data)
+    entries, dirty = _cache.parse_cache(data)
     assert isinstance(dirty, bool)
     return entries
 
@@ -559,8 +573,8 @@ def assert_valid(parsed: dict[str, Any]) -> None:
     """What the parser returns is what the writer can write and read back."""
     assert isinstance(parsed, dict)
     for path, entry in parsed.items():
-        assert isinstance(entry, _scan._Entry) and entry.result.path == path
-    assert _scan._parse_cache(_scan._dump_cache(parsed)) == (parsed, False)
+        assert isinstance(entry, _cache.Entry) and entry.result.path == path
+    assert _cache.parse_cache(_cache.dump_cache(parsed)) == (parsed, False)
 
 
 @contextlib.contextmanager
@@ -590,7 +604,7 @@ def test_fuzz_any_json(value: Any, where: str, path: str) -> None:
     if where == "problem":
         entry = {"size": 1, "mtime_ns": 2, "problem": value}
     body: Any = value if where == "entries" else {path: entry}
-    doc = value if where == "top" else {"format": 1, "abi": list(_scan._HOST_ABI), "entries": body}
+    doc = value if where == "top" else {"format": _cache.FORMAT, "abi": list(_cache.HOST_ABI), "entries": body}
     with quiet():
         assert_valid(parse(json.dumps(doc).encode()))
 
@@ -600,13 +614,13 @@ def test_fuzz_any_json(value: Any, where: str, path: str) -> None:
 def test_fuzz_valid_entries_round_trip(raw: dict[str, tuple[int, int, Any]]) -> None:
     parsed = entry_map(raw)
     with quiet():
-        assert _scan._parse_cache(_scan._dump_cache(parsed)) == (parsed, False)
+        assert _cache.parse_cache(_cache.dump_cache(parsed)) == (parsed, False)
 
 
 @pytest.mark.fuzz
 @given(raw=entries, cut=st.integers(min_value=0), byte=st.integers(0, 255))
 def test_fuzz_damaged_valid_file(raw: dict[str, tuple[int, int, Any]], cut: int, byte: int) -> None:
-    data = bytearray(_scan._dump_cache(entry_map(raw)))
+    data = bytearray(_cache.dump_cache(entry_map(raw)))
     data[cut % len(data)] = byte
     with quiet():
         assert_valid(parse(bytes(data)))
@@ -615,5 +629,5 @@ def test_fuzz_damaged_valid_file(raw: dict[str, tuple[int, int, Any]], cut: int,
 
 def test_file_names_that_are_not_utf8_round_trip() -> None:
     path = "/plugins/lib\udcff.so"  # how Python spells the byte 0xff of a file name
-    parsed = {path: _scan._Entry(1, 2, ferrule.ScanProblem(path, "rejected", "NotALibraryError", f"{path}: no"))}
-    assert _scan._parse_cache(_scan._dump_cache(parsed)) == (parsed, False)
+    parsed = {path: _cache.Entry(1, 2, ferrule.ScanProblem(path, "rejected", "NotALibraryError", f"{path}: no"))}
+    assert _cache.parse_cache(_cache.dump_cache(parsed)) == (parsed, False)

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from ferrule import _signature
-from ferrule._signature import parse_signature
+from ferrule._abi import signature as _signature
+from ferrule._abi.signature import parse_signature
 
 
 def outcome(text: str) -> tuple[str, object]:

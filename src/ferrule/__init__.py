@@ -10,7 +10,7 @@ makes instances of the interfaces they implement. Every error is a subclass of
 ``FerruleError``; see ``ferrule._errors`` for the whole tree.
 """
 
-from ._cdef import ABI_MAJOR, ABI_MINOR
+from ._abi.cdef import ABI_MAJOR, ABI_MINOR
 from ._errors import (
     AbiVersionError,
     BadMagicError,
@@ -38,12 +38,14 @@ from ._errors import (
     WrongArchitectureError,
 )
 from . import idl
-from ._host import PluginHost
-from ._interfaces import Implementation, Instance
-from ._isolated import IsolatedFunction, IsolatedPlugin
-from ._library import Library, library_file_name
-from ._plugin import Plugin, PluginFunction, load
-from ._scan import PluginInfo, ScanProblem, ScanResult, scan
+from ._call.function import PluginFunction
+from ._interfaces.instances import Implementation, Instance
+from ._isolation.plugin import IsolatedFunction, IsolatedPlugin
+from ._load import load
+from ._loader import Library, library_file_name
+from ._plugin.host import PluginHost
+from ._plugin.plugin import Plugin
+from ._scan.scan import PluginInfo, ScanProblem, ScanResult, scan
 
 __version__ = "0.1.0"
 

@@ -10,18 +10,19 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import _generate
+from ._abi.spec import PluginSpec
+from ._abi.types import AbiType
+from ._codegen import generate as _generate
 from ._errors import FerruleError
-from ._plugin import Plugin, PluginFunction, load
-from ._scan import PluginInfo, ScanProblem, scan
-from ._signature import STRUCT_FORMATS, AbiType
+from ._load import load
+from ._scan.scan import PluginInfo, ScanProblem, scan
 
 # Exit statuses: 0 ok, 1 a ferrule error, 2 bad command line (argparse's own).
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-def _head(plugin: Plugin | PluginInfo) -> dict[str, Any]:
+def _head(plugin: PluginSpec | PluginInfo) -> dict[str, Any]:
     """What inspect and list both print of a plugin, before its functions."""
     return {
         "path": plugin.path,
@@ -34,9 +35,9 @@ def _head(plugin: Plugin | PluginInfo) -> dict[str, Any]:
     }
 
 
-def _describe(plugin: Plugin) -> dict[str, Any]:
+def _describe(spec: PluginSpec) -> dict[str, Any]:
     return {
-        **_head(plugin),
+        **_head(spec),
         "functions": [
             {
                 "name": fn.name,
@@ -46,19 +47,19 @@ def _describe(plugin: Plugin) -> dict[str, Any]:
                 "thread_safe": fn.thread_safe,
                 "doc": fn.doc,
             }
-            for fn in plugin
+            for fn in spec.functions
         ],
         "interfaces": [
             {"id": o.id, "revision": o.revision, "name": o.name, "doc": o.doc, "fingerprint": f"{o.fingerprint:#018x}",
-             "methods": o.method_count, "thread_safe": bool(o.flags & 1)}
-            for o in plugin.interfaces
+             "methods": o.method_count, "thread_safe": o.thread_safe}
+            for o in spec.offers
         ],
     }
 
 
 def _inspect(args: argparse.Namespace) -> int:
     with load(args.path, config=args.config) as plugin:
-        info = _describe(plugin)
+        info = _describe(plugin._spec)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -86,17 +87,17 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_arg(fn: PluginFunction, name: str, abi_type: AbiType, text: str) -> Any:
+def _parse_arg(function: str, name: str, abi_type: AbiType, text: str) -> Any:
     kind = abi_type.name
     if abi_type.fn is not None:
-        raise ValueError(f"{fn.name}() argument {name!r} is a host function ({kind}): it cannot be given on the command line")
+        raise ValueError(f"{function}() argument {name!r} is a host function ({kind}): it cannot be given on the command line")
     try:
         if abi_type.elem is not None:
             elem = abi_type.elem
             items = [x for x in text.split(",") if x.strip()]
             numbers = [float(x) if elem.python is float else int(x, 0) for x in items]
-            return array.array(STRUCT_FORMATS[elem.name], numbers)
-        if abi_type.bits:
+            return array.array(elem.struct, numbers)
+        if abi_type.kind == "int":
             return int(text, 0)
         if kind == "bool":
             lowered = text.lower()
@@ -105,12 +106,12 @@ def _parse_arg(fn: PluginFunction, name: str, abi_type: AbiType, text: str) -> A
             if lowered in ("false", "0", "no"):
                 return False
             raise ValueError("expected true or false")
-        if kind in ("f32", "f64"):
+        if abi_type.kind == "float":
             return float(text)
         if kind == "bytes":
             return bytes.fromhex(text[4:]) if text.startswith("hex:") else text.encode()
     except (ValueError, OverflowError) as exc:
-        raise ValueError(f"{fn.name}() argument {name!r}: cannot read {text!r} as {kind}: {exc}") from None
+        raise ValueError(f"{function}() argument {name!r}: cannot read {text!r} as {kind}: {exc}") from None
     return text
 
 
@@ -145,7 +146,7 @@ def _call(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-        values = [_parse_arg(fn, p.name, p.type, text) for p, text in zip(params, args.args)]
+        values = [_parse_arg(fn.name, p.name, p.type, text) for p, text in zip(params, args.args)]
         result = fn(*values)
     if fn.signature.result is not None:
         print(_format(result))

@@ -29,9 +29,21 @@
 
 Argument mistakes (wrong count, type or range) raise the built-in TypeError
 and ValueError, naming the function and the parameter.
+
+An error's extra attributes are its *fields*: the keyword parameters of its
+``__init__`` after the message, each stored under its own name. Isolated mode
+sends an error across the process boundary as its class name, message and
+fields (``to_payload`` / ``from_payload``), so a field added to a class
+crosses with it; tests/test_errors.py holds every class to that rule.
 """
 
 from __future__ import annotations
+
+import builtins
+import inspect
+import types
+import typing
+from typing import Any
 
 __all__ = [
     "AbiVersionError",
@@ -60,11 +72,18 @@ __all__ = [
     "WrongArchitectureError",
 ]
 
+# Built-in exceptions that cross the process boundary as themselves (the
+# argument checks raise the first two); anything else arrives as FerruleError.
+CROSSING_BUILTINS = ("TypeError", "ValueError", "LookupError", "KeyError", "OverflowError", "MemoryError")
+
 
 class FerruleError(Exception):
     """Base class of every error ferrule raises on its own account."""
 
     __module__ = "ferrule"
+
+    def __init__(self, message: str = ""):
+        super().__init__(message)
 
 
 class LibraryError(FerruleError):
@@ -126,7 +145,7 @@ class AbiVersionError(DescriptorError):
 
     __module__ = "ferrule"
 
-    def __init__(self, message: str, plugin_version: tuple[int, int], host_version: tuple[int, int]):
+    def __init__(self, message: str, plugin_version: tuple[int, int] = (0, 0), host_version: tuple[int, int] = (0, 0)):
         super().__init__(message)
         self.plugin_version = plugin_version
         self.host_version = host_version
@@ -163,9 +182,14 @@ class InterfaceMismatchError(DescriptorError):
 
 
 class PluginInitError(FerruleError):
-    """The plugin's init function reported failure; the message is the plugin's own."""
+    """The plugin's init function reported failure (or panicked);
+    ``plugin_message`` is the plugin's own message."""
 
     __module__ = "ferrule"
+
+    def __init__(self, message: str, plugin_message: str = ""):
+        super().__init__(message)
+        self.plugin_message = plugin_message
 
 
 class PluginCallError(FerruleError):
@@ -241,3 +265,88 @@ class CallCancelledError(IsolationError):
     """Another thread cancelled the call (``cancel()``); the child was killed."""
 
     __module__ = "ferrule"
+
+
+# ------------------------------------------------------------------ transport
+
+
+def fields(cls: type[BaseException]) -> tuple[str, ...]:
+    """The names of an error class's fields: its ``__init__``'s parameters
+    after the message. Built-in exceptions have none."""
+    found = _fields.get(cls)
+    if found is None:
+        params = list(inspect.signature(cls.__init__).parameters.values())[2:] if issubclass(cls, FerruleError) else []
+        found = _fields[cls] = tuple(p.name for p in params)  # [2:]: self, message
+    return found
+
+
+_fields: dict[type[BaseException], tuple[str, ...]] = {}
+
+
+def to_payload(exc: BaseException) -> dict[str, Any]:
+    """An exception as JSON-ready data: the most specific class that can cross
+    (see ``from_payload``), its message and its fields."""
+    cls = next((c for c in type(exc).__mro__ if _crossing(c.__name__) is c), FerruleError)
+    return {"class": cls.__name__, "message": str(exc),
+            "fields": {name: getattr(exc, name) for name in fields(cls)}}
+
+
+def from_payload(payload: Any, refuse: frozenset[str] = frozenset()) -> BaseException:
+    """The exception ``to_payload`` described: the same class, message and
+    fields. Raises ValueError for data of another shape, an unknown class or
+    one in ``refuse``."""
+    if not (isinstance(payload, dict) and payload.keys() == {"class", "message", "fields"}
+            and isinstance(payload["class"], str) and isinstance(payload["message"], str)
+            and isinstance(payload["fields"], dict)):
+        raise ValueError(f"an error report of the wrong shape: {payload!r:.200}")
+    name = payload["class"]
+    cls = _crossing(name)
+    if cls is None or name in refuse:
+        raise ValueError(f"an error of unknown class {name!r:.100}")
+    given, wanted = payload["fields"], fields(cls)
+    if set(given) != set(wanted):
+        raise ValueError(f"a {name} with fields {sorted(given)!r:.200}, expected {list(wanted)}")
+    hints = typing.get_type_hints(cls.__init__)
+    values = {}
+    for key in wanted:
+        value = _conform(given[key], hints[key])
+        if value is _WRONG:
+            raise ValueError(f"a {name} whose {key} is {given[key]!r:.100}, expected {hints[key]}")
+        values[key] = value
+    return cls(payload["message"], **values)
+
+
+_WRONG: Any = object()
+
+
+def _conform(value: Any, hint: Any) -> Any:
+    """value as the field type ``hint`` holds it (JSON lists become tuples),
+    or _WRONG. Covers the field types the tree uses."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            made = _conform(value, option)
+            if made is not _WRONG:
+                return made
+        return _WRONG
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list):
+            return _WRONG
+        kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(kinds) != len(value):
+            return _WRONG
+        made = [_conform(v, k) for v, k in zip(value, kinds)]
+        return _WRONG if any(m is _WRONG for m in made) else tuple(made)
+    if hint is type(None):
+        return value if value is None else _WRONG
+    if isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    return _WRONG
+
+
+def _crossing(name: str) -> type[BaseException] | None:
+    found = globals().get(name) if name in __all__ else getattr(builtins, name, None) if name in CROSSING_BUILTINS else None
+    if isinstance(found, type) and issubclass(found, BaseException) and not issubclass(found, Warning):
+        return found
+    return None

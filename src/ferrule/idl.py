@@ -31,14 +31,15 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import hashlib
-import re
 import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar
 
-from ._signature import ELEMENT_SIZE, NUMBERS, Signature, parse_signature
+from ._abi.signature import Signature, parse_signature
+from ._abi.spec import ID_RE, MAX_METHODS
+from ._abi.types import NUMBERS, TYPES
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -162,7 +163,7 @@ class TypeSpec:
     @property
     def size(self) -> int:
         if self.kind == "number":
-            return ELEMENT_SIZE[self.name]
+            return TYPES[self.name].size
         if self.kind == "bool":
             return 1
         if self.kind == "handle":
@@ -257,8 +258,6 @@ class InterfaceSpec:
 
 # ------------------------------------------------------------------ decorators
 
-_ID_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")  # used with fullmatch: $ would let "\n" through
-_MAX_METHODS = 256
 
 
 @dataclass_transform(frozen_default=True)
@@ -294,7 +293,7 @@ def interface(id: str, *, revision: int, thread_safe: bool = False) -> Callable[
     1. ``thread_safe`` says that one instance may be called from several
     threads at once; otherwise the host serialises calls per instance.
     """
-    if not _ID_RE.fullmatch(id):
+    if not ID_RE.fullmatch(id):
         raise ValueError(f"interface id {id!r} is not reverse-DNS (like 'org.example.text.transform')")
     if isinstance(revision, bool) or not isinstance(revision, int) or not 1 <= revision < 1 << 32:
         raise ValueError(f"interface {id!r}: revision must be an int from 1, got {revision!r}")
@@ -351,8 +350,8 @@ def _build(cls: type, id: str, revision: int, thread_safe: bool) -> InterfaceSpe
         methods.append(MethodSpec(name, _doc(member), len(methods), tuple(params), result))
     if not methods:
         raise TypeError(f"interface {cls.__name__} ({id}) declares no methods")
-    if len(methods) > _MAX_METHODS:
-        raise TypeError(f"interface {cls.__name__} ({id}) declares {len(methods)} methods, at most {_MAX_METHODS}")
+    if len(methods) > MAX_METHODS:
+        raise TypeError(f"interface {cls.__name__} ({id}) declares {len(methods)} methods, at most {MAX_METHODS}")
     for m in methods:
         m.signature  # noqa: B018 - refuses what the call layer cannot carry
     structs: list[StructSpec] = []

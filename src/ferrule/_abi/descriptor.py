@@ -1,0 +1,251 @@
+"""Descriptor validation: read a plugin's descriptor through its entry point,
+check it field by field in the order ABI 1.x defines, and turn it into a
+PluginSpec plus the pointers the call path needs.
+
+Every check raises a DescriptorError subclass whose message says what was
+found, what was expected and what to do. Nothing here calls plugin code other
+than the entry point (init runs later, in _plugin).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .._errors import (
+    AbiVersionError,
+    BadMagicError,
+    DescriptorError,
+    DescriptorTooSmallError,
+    MetadataError,
+    NoEntryPointError,
+    SignatureError,
+)
+from .._loader import Library
+from . import cdef as abi
+from .ffi import ffi
+from .signature import parse_signature
+from .spec import ID_RE, MAX_METHODS, FunctionSpec, OfferSpec, PluginSpec, is_function_name
+
+__all__ = ["ENTRY_SYMBOL", "Descriptor", "OfferEntry", "describe"]
+
+ENTRY_SYMBOL = f"ferrule_entry_v{abi.ABI_MAJOR}"
+PLUGIN_V10_SIZE = ffi.offsetof("ferrule_plugin", "interface_count")  # ABI 1.0's size
+PLUGIN_V12_SIZE = ffi.offsetof("ferrule_plugin", "interfaces") + ffi.sizeof("void *")
+FUNCTION_V10_SIZE = ffi.sizeof("ferrule_function")
+INTERFACE_V12_SIZE = ffi.sizeof("ferrule_interface")
+MAX_FUNCTIONS = 4096  # also the most interface implementations
+MAX_TEXT = 1 << 16  # bytes read of one descriptor string
+
+
+class OfferEntry:
+    """The pointers of one interface implementation: its vtable, create and destroy."""
+
+    __slots__ = ("methods", "create", "destroy")
+
+    def __init__(self, methods: Any, create: Any, destroy: Any):
+        self.methods = methods
+        self.create = create
+        self.destroy = destroy
+
+
+class Descriptor:
+    """A checked descriptor: its spec, and for the call path the function
+    pointers (parallel to spec.functions), the offers' pointers (parallel to
+    spec.offers), init and shutdown. Read once per mapped library; it never
+    changes while the library is mapped, which is always."""
+
+    __slots__ = ("spec", "calls", "offer_entries", "init", "shutdown")
+
+    def __init__(self, raw: Any, where: str, path: str = ""):
+        """Check ``raw``, a ``ferrule_plugin *``; ``where`` starts the
+        messages (the library's path). Whatever raw points to must stay alive."""
+        _check_head(raw, where)
+        ident = text(raw.id, "plugin id")
+        if not ID_RE.fullmatch(ident):
+            raise MetadataError(
+                f"{where}: plugin id {ident!r} is not reverse-DNS (like 'org.example.greeter'): fix the descriptor"
+            )
+        name = text(raw.name, f"plugin {ident!r} name")
+        version = text(raw.version, f"plugin {ident!r} version")
+        description = text(raw.description, f"plugin {ident!r} description", required=False)
+        license = text(raw.license, f"plugin {ident!r} license", required=False)
+        functions, self.calls = _read_functions(raw, ident)
+        offers, self.offer_entries = _read_offers(raw, ident)
+        self.init = raw.init
+        self.shutdown = raw.shutdown
+        self.spec = PluginSpec(path, ident, name, version, description, license, (raw.abi_major, raw.abi_minor),
+                               functions, offers)
+
+
+def describe(library: Library) -> Descriptor:
+    """The checked descriptor of a loaded library (cached per mapping)."""
+    desc = _descriptors.get(library.handle)
+    if desc is None:
+        with _descriptors_lock:
+            desc = _descriptors.get(library.handle)
+            if desc is None:
+                desc = _descriptors[library.handle] = Descriptor(_entry(library), library.path, library.path)
+    return desc
+
+
+# Keyed on the loader's handle: one entry per mapped library, never evicted
+# because ferrule never unmaps a library.
+_descriptors: dict[int, Descriptor] = {}
+_descriptors_lock = threading.Lock()
+
+
+def _entry(lib: Library) -> Any:
+    """Call the entry point; the descriptor pointer it returns."""
+    if ENTRY_SYMBOL not in lib:
+        others = [f"ferrule_entry_v{n}" for n in range(0, 10) if n != abi.ABI_MAJOR and f"ferrule_entry_v{n}" in lib]
+        if others:
+            major = int(others[0].rsplit("v", 1)[1])
+            raise AbiVersionError(
+                f"{lib.path} exports {others[0]} (ABI {major}), this host speaks ABI {abi.ABI_MAJOR}: "
+                f"rebuild the plugin against ABI {abi.ABI_MAJOR} or use a matching ferrule",
+                (major, 0),
+                (abi.ABI_MAJOR, abi.ABI_MINOR),
+            )
+        raise NoEntryPointError(
+            f"{lib.path} does not export {ENTRY_SYMBOL}, expected by every ferrule plugin: export it "
+            "with the Rust SDK's plugin! macro or the C header's FERRULE_ENTRY"
+        )
+    entry = ffi.cast("ferrule_entry_fn", lib.symbol(ENTRY_SYMBOL))
+    desc = entry()
+    if desc == ffi.NULL:
+        raise NoEntryPointError(f"{ENTRY_SYMBOL} in {lib.path} returned NULL, expected a descriptor")
+    return desc
+
+
+def _check_head(desc: Any, where: str) -> None:
+    """Magic, ABI major and size: checked before any other field is read."""
+    if desc.magic != abi.MAGIC:
+        raise BadMagicError(
+            f"{where}: descriptor starts with {desc.magic:#018x}, expected the magic "
+            f"{abi.MAGIC:#018x}: the entry point returns something that is not a ferrule descriptor"
+        )
+    found = (desc.abi_major, desc.abi_minor)
+    host = (abi.ABI_MAJOR, abi.ABI_MINOR)
+    if desc.abi_major != abi.ABI_MAJOR:
+        raise AbiVersionError(
+            f"{where} was built for ferrule ABI {found[0]}.{found[1]}, this host speaks ABI "
+            f"{host[0]}.{host[1]}: rebuild the plugin against ABI {host[0]}",
+            found,
+            host,
+        )
+    if desc.struct_size < PLUGIN_V10_SIZE:
+        raise DescriptorTooSmallError(
+            f"{where}: descriptor struct_size is {desc.struct_size} bytes, ABI {host[0]}.0 needs at "
+            f"least {PLUGIN_V10_SIZE}: rebuild the plugin with the current SDK"
+        )
+
+
+def text(ptr: Any, what: str, required: bool = True) -> str:
+    """A NUL-terminated UTF-8 string of a descriptor. At most MAX_TEXT bytes
+    are read, so that a missing NUL cannot run on through memory; a longer
+    string is cut there, before the character the limit falls in."""
+    if ptr == ffi.NULL:
+        if required:
+            raise MetadataError(f"{what} is NULL, expected a UTF-8 string: fill it in the descriptor")
+        return ""
+    raw = ffi.string(ptr, MAX_TEXT)
+    try:
+        return str(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        if len(raw) == MAX_TEXT and exc.reason == "unexpected end of data":
+            return str(raw[:exc.start].decode("utf-8"))  # the cut, not the plugin, split a character
+        shown = repr(raw)
+        if len(raw) > 120:  # the bytes around the error, not all 64 KiB
+            low = max(exc.start - 40, 0)
+            shown = f"{raw[low:low + 80]!r} (bytes {low} to {min(low + 80, len(raw))} of {len(raw)})"
+        raise MetadataError(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start}): {shown}") from None
+
+
+def _read_functions(desc: Any, plugin: str) -> tuple[tuple[FunctionSpec, ...], tuple[Any, ...]]:
+    count = desc.function_count
+    if count > MAX_FUNCTIONS:
+        raise MetadataError(f"plugin {plugin!r} declares {count} functions, at most {MAX_FUNCTIONS} allowed")
+    if count and desc.functions == ffi.NULL:
+        raise DescriptorError(f"plugin {plugin!r} declares {count} functions but its function table is NULL")
+    specs: list[FunctionSpec] = []
+    calls: list[Any] = []
+    seen: set[str] = set()
+    for i in range(count):
+        raw = desc.functions[i]
+        where = f"plugin {plugin!r} function #{i}"
+        if raw == ffi.NULL:
+            raise DescriptorError(f"{where} is NULL, expected a ferrule_function")
+        if raw.struct_size < FUNCTION_V10_SIZE:
+            raise DescriptorTooSmallError(
+                f"{where}: struct_size is {raw.struct_size} bytes, ABI {abi.ABI_MAJOR}.0 needs at least "
+                f"{FUNCTION_V10_SIZE}: rebuild the plugin with the current SDK"
+            )
+        name = text(raw.name, f"{where} name")
+        if not is_function_name(name):
+            raise MetadataError(f"{where} name {name!r} is not an identifier")
+        if name in seen:
+            raise MetadataError(f"plugin {plugin!r} exports two functions named {name!r}")
+        seen.add(name)
+        signature_text = text(raw.signature, f"plugin {plugin!r} function {name!r} signature")
+        try:
+            signature = parse_signature(signature_text)
+        except ValueError as exc:
+            raise SignatureError(
+                f"plugin {plugin!r} function {name!r} has a malformed signature {signature_text!r}: {exc}; "
+                "expected e.g. '(a: i64, b: i64) -> i64'"
+            ) from None
+        if raw.call == ffi.NULL:
+            raise DescriptorError(f"plugin {plugin!r} function {name!r} has a NULL call pointer")
+        doc = text(raw.doc, f"plugin {plugin!r} function {name!r} doc", required=False)
+        specs.append(FunctionSpec(name, signature, doc, raw.flags))
+        calls.append(raw.call)
+    return tuple(specs), tuple(calls)
+
+
+def _read_offers(desc: Any, plugin: str) -> tuple[tuple[OfferSpec, ...], tuple[OfferEntry, ...]]:
+    if desc.struct_size < PLUGIN_V12_SIZE or desc.interface_count == 0:
+        return (), ()
+    count = desc.interface_count
+    if count > MAX_FUNCTIONS:
+        raise MetadataError(f"plugin {plugin!r} declares {count} interface implementations, at most {MAX_FUNCTIONS} allowed")
+    if desc.interfaces == ffi.NULL:
+        raise DescriptorError(f"plugin {plugin!r} declares {count} interface implementations but its table is NULL")
+    offers: list[OfferSpec] = []
+    entries: list[OfferEntry] = []
+    seen: set[tuple[str, int, str]] = set()
+    for i in range(count):
+        raw = desc.interfaces[i]
+        where = f"plugin {plugin!r} interface implementation #{i}"
+        if raw == ffi.NULL:
+            raise DescriptorError(f"{where} is NULL, expected a ferrule_interface")
+        if raw.struct_size < INTERFACE_V12_SIZE:
+            raise DescriptorTooSmallError(
+                f"{where}: struct_size is {raw.struct_size} bytes, ABI {abi.ABI_MAJOR}.2 needs at least "
+                f"{INTERFACE_V12_SIZE}: rebuild the plugin with the current SDK"
+            )
+        ident = text(raw.id, f"{where} id")
+        if not ID_RE.fullmatch(ident):
+            raise MetadataError(f"{where}: interface id {ident!r} is not reverse-DNS")
+        name = text(raw.name, f"{where} name")
+        if not name:
+            raise MetadataError(f"{where} ({ident}) has an empty name")
+        key = (ident, raw.revision, name)
+        if key in seen:
+            raise MetadataError(f"plugin {plugin!r} offers two implementations of {ident}/{raw.revision} named {name!r}")
+        seen.add(key)
+        where = f"plugin {plugin!r} implementation {name!r} of {ident}/{raw.revision}"
+        if raw.method_count > MAX_METHODS:
+            raise MetadataError(f"{where} has {raw.method_count} methods, at most {MAX_METHODS} allowed")
+        if raw.method_count and raw.methods == ffi.NULL:
+            raise DescriptorError(f"{where} has {raw.method_count} methods but a NULL method table")
+        for m in range(raw.method_count):
+            if raw.methods[m] == ffi.NULL:
+                raise DescriptorError(f"{where}: method #{m} is NULL")
+        if raw.create == ffi.NULL or raw.destroy == ffi.NULL:
+            raise DescriptorError(f"{where} has a NULL create or destroy")
+        layout = text(raw.layout, f"{where} layout", required=False)
+        doc = text(raw.doc, f"{where} doc", required=False)
+        offers.append(OfferSpec(ident, raw.revision, name, doc, raw.flags, raw.fingerprint, layout, raw.method_count))
+        entries.append(OfferEntry(raw.methods, raw.create, raw.destroy))
+    return tuple(offers), tuple(entries)

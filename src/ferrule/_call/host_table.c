@@ -1,0 +1,335 @@
+/* The accelerator's host table: the ferrule_host struct one plugin instance
+ * gets, its C callbacks (log, set_error, alloc, free, invoke), and the
+ * per-thread error slot behind set_error. The cffi path's twin is
+ * ferrule/_call/table.py; both keep the contract of contract.HostTable. */
+
+#include "speedups.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------- error slot */
+
+static _Thread_local struct {
+    char *msg;
+    size_t len;
+    int set;
+} tls_error;
+
+int errors_pending;
+
+void error_clear(void) {
+    if (tls_error.set) {
+        free(tls_error.msg);
+        tls_error.msg = NULL;
+        tls_error.len = 0;
+        tls_error.set = 0;
+        __atomic_fetch_sub(&errors_pending, 1, __ATOMIC_RELAXED);
+    }
+}
+
+PyObject *error_take(void) {
+    PyObject *text;
+    if (tls_error.set && tls_error.len) {
+        text = PyUnicode_DecodeUTF8(tls_error.msg, (Py_ssize_t)tls_error.len, "replace");
+    } else {
+        text = PyUnicode_FromString("(the plugin gave no error message)");
+    }
+    error_clear();
+    return text;
+}
+
+SavedError error_stash(void) {
+    SavedError saved = {NULL, 0, 0};
+    if (__atomic_load_n(&errors_pending, __ATOMIC_RELAXED) && tls_error.set) {
+        saved.msg = tls_error.msg;
+        saved.len = tls_error.len;
+        saved.set = 1;
+        tls_error.msg = NULL;
+        tls_error.len = 0;
+        tls_error.set = 0;
+        __atomic_fetch_sub(&errors_pending, 1, __ATOMIC_RELAXED);
+    }
+    return saved;
+}
+
+void error_restore(SavedError saved) {
+    error_clear();
+    if (saved.set) {
+        tls_error.msg = saved.msg;
+        tls_error.len = saved.len;
+        tls_error.set = 1;
+        __atomic_fetch_add(&errors_pending, 1, __ATOMIC_RELAXED);
+    }
+}
+
+/* ---------------------------------------------------------- callbacks */
+
+static void host_log(const ferrule_host *host, int32_t level, const char *msg, size_t len) {
+    HostTableObject *self = (HostTableObject *)host->host_data;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    SavedError saved = error_stash(); /* a handler may call plugins */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *text = PyUnicode_DecodeUTF8(msg ? msg : "", msg ? (Py_ssize_t)len : 0, "replace");
+    if (text != NULL) {
+        PyObject *res = PyObject_CallFunction(self->log, "iO", (int)level, text);
+        Py_XDECREF(res);
+        Py_DECREF(text);
+    }
+    PyErr_Clear(); /* a broken handler must not unwind into plugin code */
+    PyErr_Restore(type, value, tb);
+    error_restore(saved);
+    PyGILState_Release(gil);
+}
+
+static void host_set_error(const ferrule_host *host, const char *msg, size_t len) {
+    (void)host;
+    error_clear();
+    tls_error.set = 1;
+    __atomic_fetch_add(&errors_pending, 1, __ATOMIC_RELAXED);
+    if (msg == NULL || len == 0) {
+        return;
+    }
+    if (len > MAX_TEXT) {
+        len = MAX_TEXT;
+    }
+    tls_error.msg = malloc(len);
+    if (tls_error.msg != NULL) {
+        memcpy(tls_error.msg, msg, len);
+        tls_error.len = len;
+    }
+}
+
+static void *host_alloc(size_t size) { return malloc(size ? size : 1); }
+
+void host_free(void *ptr, size_t size) {
+    (void)size;
+    free(ptr);
+}
+
+static void frame_fail(Frame *frame) {
+    if (frame->exc_type == NULL) {
+        PyErr_Fetch(&frame->exc_type, &frame->exc_value, &frame->exc_tb);
+    } else {
+        PyErr_Clear();
+    }
+}
+
+/* A text argument that is not UTF-8: the error names plugin and function. */
+static void text_error(Frame *frame) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *error = PyObject_CallMethod(frame->owner, "_host_text_error", "iO", frame->index, value ? value : Py_None);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    if (error != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+        Py_DECREF(error);
+    }
+}
+
+/* Call the host function: 0 with *ret filled, -1 with the frame failed. */
+static int invoke_frame(Frame *frame, const ferrule_value *args, ferrule_value *ret) {
+    PyObject *argv[MAX_PARAMS];
+    int n = 0, status = -1;
+    if (args == NULL && frame->sig->nparams) {
+        PyErr_Format(PyExc_ValueError, "the plugin passed no arguments to a host function that takes %d",
+                     frame->sig->nparams);
+        frame_fail(frame);
+        return -1;
+    }
+    for (; n < frame->sig->nparams; n++) {
+        argv[n] = decode_value(frame->sig->params[n], &args[n]);
+        if (argv[n] == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) text_error(frame);
+            frame_fail(frame);
+            goto done;
+        }
+    }
+    PyObject *res = PyObject_Vectorcall(frame->callable, argv, (size_t)n, NULL);
+    if (res == NULL) {
+        frame_fail(frame);
+        goto done;
+    }
+    int code = frame->sig->result;
+    if (code < 0) {
+        Py_DECREF(res);
+        status = 0;
+        goto done;
+    }
+    /* Text and bytes go to the plugin as a malloc'd copy it releases; *ret
+     * is written only on success. */
+    int has_view = 0;
+    Py_buffer view;
+    ferrule_value out;
+    if (encode(NULL, code, NULL, res, &out, &view, &has_view, NULL, 0) != 0) {
+        /* Unusual or wrong: let Python check and normalise (or raise). */
+        PyObject *fixed = PyObject_CallMethod(frame->owner, "_check_host_result", "iO", frame->index, res);
+        Py_DECREF(res);
+        if (fixed == NULL) {
+            frame_fail(frame);
+            goto done;
+        }
+        res = fixed;
+        if (encode(NULL, code, NULL, res, &out, &view, &has_view, NULL, 0) != 0) {
+            Py_DECREF(res);
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_TypeError, "host function result could not be converted");
+            }
+            frame_fail(frame);
+            goto done;
+        }
+    }
+    if (code == T_STR || code == T_BYTES) {
+        size_t len = out.bytes.len;
+        void *copy = malloc(len ? len : 1);
+        if (copy == NULL) {
+            if (has_view) PyBuffer_Release(&view);
+            Py_DECREF(res);
+            PyErr_NoMemory();
+            frame_fail(frame);
+            goto done;
+        }
+        memcpy(copy, out.bytes.ptr, len);
+        out.bytes.ptr = copy;
+        out.bytes.release = host_free;
+    }
+    *ret = out;
+    if (has_view) PyBuffer_Release(&view);
+    Py_DECREF(res);
+    status = 0;
+done:
+    while (n > 0) {
+        Py_DECREF(argv[--n]);
+    }
+    return status;
+}
+
+static int32_t host_invoke(const ferrule_host *host, const ferrule_fn *fn, const ferrule_value *args,
+                           ferrule_value *ret) {
+    if (host == NULL || fn == NULL || ret == NULL) {
+        return FERRULE_ERROR;
+    }
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int32_t status = FERRULE_ERROR;
+    /* Only a handle of a call in flight on this instance is dereferenced: a
+     * stale or foreign one is refused, not followed. */
+    Frame *frame = ((HostTableObject *)host->host_data)->frames;
+    while (frame != NULL && frame->handle != (uintptr_t)fn) {
+        frame = frame->next;
+    }
+    if (frame != NULL && frame->exc_type == NULL) { /* else unknown, or failed before */
+        SavedError saved = error_stash(); /* the plugin's pending message survives what the host function calls */
+        if (invoke_frame(frame, args, ret) == 0) status = FERRULE_OK;
+        error_restore(saved);
+    }
+    PyGILState_Release(gil);
+    return status;
+}
+
+/* ---------------------------------------------------------- the type */
+
+static PyObject *HostTable_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *log;
+    static char *kwlist[] = {"log", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O", kwlist, &log)) {
+        return NULL;
+    }
+    HostTableObject *self = (HostTableObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->table.struct_size = (uint32_t)sizeof(ferrule_host);
+    self->table.abi_major = FERRULE_ABI_MAJOR;
+    self->table.abi_minor = FERRULE_ABI_MINOR;
+    self->table.host_data = self;
+    self->table.log = host_log;
+    self->table.set_error = host_set_error;
+    self->table.alloc = host_alloc;
+    self->table.free = host_free;
+    self->table.invoke = host_invoke;
+    self->log = Py_NewRef(log);
+    return (PyObject *)self;
+}
+
+static void HostTable_dealloc(HostTableObject *self) {
+    Py_XDECREF(self->log);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *HostTable_address(HostTableObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromVoidPtr(&self->table);
+}
+
+static PyObject *HostTable_take_error(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    return error_take();
+}
+
+/* A saved message travels to Python as bytes (b"" for a message-less
+ * set_error), or None when there was none. */
+static PyObject *HostTable_stash_error(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    SavedError saved = error_stash();
+    if (!saved.set) Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(saved.msg ? saved.msg : "", (Py_ssize_t)saved.len);
+    free(saved.msg);
+    return out;
+}
+
+static PyObject *HostTable_restore_error(PyObject *self, PyObject *saved) {
+    (void)self;
+    error_clear();
+    if (saved == Py_None) Py_RETURN_NONE;
+    if (!PyBytes_Check(saved)) {
+        PyErr_SetString(PyExc_TypeError, "restore_error() takes what stash_error() returned");
+        return NULL;
+    }
+    host_set_error(NULL, PyBytes_AS_STRING(saved), (size_t)PyBytes_GET_SIZE(saved));
+    Py_RETURN_NONE;
+}
+
+/* The interface callbacks (ABI 1.2) live in Python (cffi callbacks): they
+ * reach the host's registry, which only Python knows. */
+static PyObject *HostTable_set_services(HostTableObject *self, PyObject *args) {
+    unsigned long long query, call, release;
+    if (!PyArg_ParseTuple(args, "KKK", &query, &call, &release)) {
+        return NULL;
+    }
+    self->table.query = (const ferrule_object *(*)(const ferrule_host *, const char *, uint32_t, uint64_t))(uintptr_t)query;
+    self->table.call = (int32_t(*)(const ferrule_host *, const ferrule_object *, uint32_t, const ferrule_value *,
+                                   ferrule_value *))(uintptr_t)call;
+    self->table.release = (void (*)(const ferrule_host *, const ferrule_object *))(uintptr_t)release;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef HostTable_methods[] = {
+    {"set_services", (PyCFunction)HostTable_set_services, METH_VARARGS, "Fill in query, call and release (addresses)."},
+    {"take_error", HostTable_take_error, METH_NOARGS, "The calling thread's failure message (consumed)."},
+    {"stash_error", HostTable_stash_error, METH_NOARGS, "Take the calling thread's pending message away."},
+    {"restore_error", HostTable_restore_error, METH_O, "Put back what stash_error() took."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef HostTable_getset[] = {
+    {"address", (getter)HostTable_address, NULL, "Address of the ferrule_host table.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject HostTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ferrule._call._speedups.HostTable",
+    .tp_basicsize = sizeof(HostTableObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The host table of one plugin instance, in C.",
+    .tp_new = HostTable_new,
+    .tp_dealloc = (destructor)HostTable_dealloc,
+    .tp_methods = HostTable_methods,
+    .tp_getset = HostTable_getset,
+};

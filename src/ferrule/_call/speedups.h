@@ -1,0 +1,175 @@
+/* What the accelerator's parts share: the host table (host_table.c), the
+ * gate (gate.c) and the function type with its value conversions
+ * (_speedups.c). Only the accelerator includes this; the ABI itself is
+ * ferrule.h. Hot paths (the gate, the error slot's reset) are inline here so
+ * that the call path in _speedups.c keeps them inlined. */
+#ifndef FERRULE_SPEEDUPS_H
+#define FERRULE_SPEEDUPS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pythread.h>
+#include <stdint.h>
+
+#include "ferrule.h"
+#include "_abi_types.h"
+
+#define MAX_PARAMS 64
+#define MAX_TEXT 65536
+
+#if defined(__GNUC__)
+#define INTERNAL __attribute__((visibility("hidden")))
+#else
+#define INTERNAL
+#endif
+
+/* ---------------------------------------------------------- error slot */
+
+/* set_error's message, per thread (host_table.c): a plugin reports the
+ * failure of the call running on its own thread, and the host reads it
+ * right after that call. errors_pending counts threads holding one, so a
+ * call skips the thread-local lookup when nobody has one. */
+INTERNAL extern int errors_pending;
+INTERNAL void error_clear(void);
+INTERNAL PyObject *error_take(void); /* the message as str (consumed), or the placeholder */
+/* Set this thread's message aside / put it back: host code that runs in the
+ * middle of a plugin call must not lose the message the plugin set. */
+typedef struct {
+    char *msg;
+    size_t len;
+    int set;
+} SavedError;
+INTERNAL SavedError error_stash(void);
+INTERNAL void error_restore(SavedError saved);
+
+/* Before a call: forget a message left by an earlier one on this thread. */
+static inline void error_reset(void) {
+    if (__atomic_load_n(&errors_pending, __ATOMIC_RELAXED)) {
+        error_clear();
+    }
+}
+
+/* ---------------------------------------------------------- host table */
+
+typedef struct Frame Frame;
+
+typedef struct {
+    PyObject_HEAD
+    ferrule_host table;
+    PyObject *log;         /* callable(level: int, text: str) */
+    Frame *frames;         /* host functions of the calls in flight; the GIL guards it */
+    uintptr_t last_handle; /* handles are never reused, so a stale one matches nothing */
+} HostTableObject;
+
+INTERNAL extern PyTypeObject HostTableType;
+
+/* A host function's signature, as codes. */
+typedef struct {
+    int nparams;
+    int params[MAX_PARAMS];
+    int result; /* a code, or -1 for none */
+} FnSig;
+
+/* A host function passed as an fn(...) argument, alive for one call. */
+struct Frame {
+    Frame *next, *prev;   /* in the host table's list while the call runs */
+    uintptr_t handle;     /* what the plugin gets as its ferrule_fn pointer */
+    PyObject *callable;
+    const FnSig *sig;
+    PyObject *owner;      /* the Function, for result checks and messages */
+    int index;            /* the parameter it was passed as */
+    PyObject *exc_type, *exc_value, *exc_tb; /* the first failure */
+};
+
+/* ---------------------------------------------------------------- gate */
+
+/* Calls in flight into one plugin or instance, the threads running them,
+ * and the re-entrant lock that serialises functions that are not
+ * thread-safe. The GIL guards every field but the lock itself. */
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t active;
+    int closed;
+    int waiting;
+    PyThread_type_lock idle;   /* held while someone may wait for idleness */
+    PyThread_type_lock serial;
+    unsigned long serial_owner; /* thread holding serial, 0 for none */
+    Py_ssize_t serial_depth;
+    const void **inside;       /* a mark (a stack address) of each call in flight, see gate_enter */
+    Py_ssize_t inside_cap;
+    PyObject *closed_error;    /* exception class raised by enter() after close */
+    PyObject *closed_message;
+    PyObject *inside_message;  /* raised by close(True) from inside a call */
+} GateObject;
+
+INTERNAL extern PyTypeObject GateType;
+INTERNAL int gate_grow(GateObject *self); /* room for one more entry in inside; -1 with MemoryError */
+
+/* A call in: `mark` is the address of a local of the calling function,
+ * which tells the calls in flight apart and names their threads for close()
+ * (gate.c): no two live frames share an address, and each thread's stack is
+ * its own range. Cheaper than asking for the thread's id on every call. */
+static inline int gate_enter(GateObject *self, const void *mark) {
+    if (self->closed) {
+        PyErr_SetObject(self->closed_error, self->closed_message);
+        return -1;
+    }
+    if (self->active == self->inside_cap && gate_grow(self) < 0) {
+        return -1;
+    }
+    self->inside[self->active++] = mark;
+    return 0;
+}
+
+static inline void gate_leave(GateObject *self, const void *mark) {
+    Py_ssize_t last = --self->active;
+    if (self->inside[last] != mark) { /* another thread's call entered after this one */
+        for (Py_ssize_t i = last - 1; i >= 0; i--) {
+            if (self->inside[i] == mark) {
+                self->inside[i] = self->inside[last];
+                break;
+            }
+        }
+    }
+    if (last == 0 && self->closed && self->waiting) {
+        self->waiting = 0;
+        PyThread_release_lock(self->idle);
+    }
+}
+
+/* Take the serial lock without holding the GIL while waiting: its holder
+ * may need the GIL (a host callback) to finish. Re-entrant on one thread. */
+static inline void serial_lock(GateObject *gate) {
+    unsigned long me = PyThread_get_thread_ident();
+    if (gate->serial_owner == me) {
+        gate->serial_depth++;
+        return;
+    }
+    if (!PyThread_acquire_lock(gate->serial, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(gate->serial, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+    gate->serial_owner = me;
+    gate->serial_depth = 1;
+}
+
+static inline void serial_unlock(GateObject *gate) {
+    if (--gate->serial_depth == 0) {
+        gate->serial_owner = 0;
+        PyThread_release_lock(gate->serial);
+    }
+}
+
+/* ------------------------------------------------------------- values */
+
+/* Fill slot from obj for a parameter of type code (spec: the parameter's
+ * Spec in _speedups.c, for buffers and host functions). Returns 0 on
+ * success, 1 when obj needs the Python path (no exception set). */
+INTERNAL int encode(PyObject *self, int code, const void *spec, PyObject *obj, ferrule_value *slot, Py_buffer *view,
+                    int *has_view, Frame *frame, int index);
+INTERNAL PyObject *decode_value(int code, const ferrule_value *value);
+
+INTERNAL void host_free(void *ptr, size_t size);
+
+#endif

@@ -1,0 +1,208 @@
+"""Implementations a plugin offers and the instances made from them.
+
+An instance is a CallTarget of its own (its ``self`` pointer as the state,
+its own gate) on the host table of the plugin that made it; the plugin is
+reached only through the ``Owner`` protocol, which an in-process plugin
+keeps. Each instance is destroyed exactly once, after every call into it,
+and the plugin's shutdown waits for its last instance.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from .._abi.descriptor import OfferEntry
+from .._abi.spec import OfferSpec, PluginSpec
+from .._call.contract import CallTarget, Gate, HostTable
+from .._errors import InterfaceMismatchError
+from ..idl import InterfaceSpec, spec
+from .methods import method
+
+__all__ = ["Implementation", "Instance", "InstanceTarget", "Owner", "proxy_class"]
+
+P = TypeVar("P")
+
+
+class Owner(CallTarget, Protocol):
+    """What an implementation needs from the plugin that offers it."""
+
+    @property
+    def spec(self) -> PluginSpec: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def offer_entry(self, index: int) -> OfferEntry:
+        """The pointers of the plugin's offer number ``index``."""
+
+    def new_gate(self, closed_message: str, inside_message: str) -> Gate:
+        """A gate of the plugin's kind (C or cffi) for one of its instances."""
+
+    def create(self, entry: OfferEntry, what: str) -> Any:
+        """Run the offer's create; the instance's ``self`` pointer. ``what``
+        names the instance in a failure message. Raises PluginCallError,
+        PluginPanicError, or PluginClosedError once the plugin is closed."""
+
+    def destroy(self, entry: OfferEntry, self_ptr: Any) -> None:
+        """Run destroy for an instance create made (exactly once)."""
+
+
+class InstanceTarget:
+    """The call target of one instance; its methods and plugin-to-plugin
+    calls go through it."""
+
+    def __init__(self, owner: Owner, index: int, name: str, thread_safe: bool):
+        offer = owner.spec.offers[index]
+        entry = owner.offer_entry(index)
+        self.owner = owner
+        self.offer = offer
+        self.entry = entry
+        self.thread_safe = thread_safe
+        self._state = owner.create(entry, f"{name} {offer.name!r}")
+        what = f"{name} instance {offer.name!r} of plugin {owner.plugin_id!r}"
+        self._gate = owner.new_gate(f"{what} is closed: create another",
+                                    f"{what}: close() from inside one of its calls (a host function it called); "
+                                    "close it after the call returns")
+        self._finalizer = weakref.finalize(self, _destroy, self._gate, owner, entry, self._state)
+
+    # -- the call contract
+
+    @property
+    def plugin_id(self) -> str:
+        return self.owner.plugin_id
+
+    @property
+    def host_table(self) -> HostTable:
+        return self.owner.host_table
+
+    @property
+    def table(self) -> Any:
+        return self.owner.table
+
+    @property
+    def state(self) -> Any:
+        return self._state
+
+    @property
+    def gate(self) -> Gate:
+        return self._gate
+
+    @property
+    def accelerated(self) -> bool:
+        return self.owner.accelerated
+
+    @property
+    def debug(self) -> bool:
+        return self.owner.debug
+
+    def close(self) -> None:
+        """Wait for calls in flight, then destroy the instance. Idempotent."""
+        if self._gate.close(True):
+            self._finalizer()
+
+
+def _destroy(gate: Gate, owner: Owner, entry: OfferEntry, self_ptr: Any) -> None:
+    # From close(), the garbage collector or exit; never under a call.
+    if gate.close(False):
+        owner.destroy(entry, self_ptr)
+
+
+class Instance:
+    """An instance of a host-defined interface that a plugin implements.
+
+    Generated proxy classes (``ferrule generate --python``) derive from it
+    and give the methods their types; each method is a typed callable, like
+    a plugin function. ``close()`` (or leaving a ``with`` block) waits for
+    calls in flight and destroys the instance; so does garbage collection.
+    The plugin stays usable (its shutdown waits for its last instance).
+    """
+
+    __module__ = "ferrule"
+    __ferrule_interface__: ClassVar[InterfaceSpec]
+    __ferrule_fingerprint__: ClassVar[int] = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        expected = cls.__dict__.get("__ferrule_fingerprint__")
+        iface = cls.__dict__.get("__ferrule_interface__")
+        if expected is not None and iface is not None and expected != iface.fingerprint:
+            raise InterfaceMismatchError(
+                f"the generated proxy {cls.__module__}.{cls.__qualname__} was made from another layout of "
+                f"{iface.id}/{iface.revision} (fingerprint {expected:#018x}, the declaration has "
+                f"{iface.fingerprint:#018x}): run ferrule generate again",
+                iface.layout,
+            )
+
+    implementation: Implementation[Any]
+    _target: InstanceTarget
+
+    def close(self) -> None:
+        """Wait for calls in flight, then destroy the instance. Idempotent."""
+        self._target.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._target.gate.closed)
+
+    def __enter__(self: P) -> P:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        iface = self.__ferrule_interface__
+        state = " closed" if self.closed else ""
+        impl = self.implementation
+        return f"<{iface.name} {iface.id}/{iface.revision} {impl.name!r} of {impl.plugin.id}{state}>"
+
+
+_proxies: dict[int, type[Instance]] = {}
+
+
+def proxy_class(interface: Any) -> type[Instance]:
+    """The class of instances: a generated proxy, or one made for a bare declaration."""
+    if isinstance(interface, type) and issubclass(interface, Instance):
+        return interface
+    iface = spec(interface)
+    made = _proxies.get(id(iface))
+    if made is None:
+        made = _proxies[id(iface)] = type(iface.name, (Instance,), {"__ferrule_interface__": iface, "__doc__": iface.doc,
+                                                                     "__module__": "ferrule"})
+    return made
+
+
+class Implementation(Generic[P]):
+    """An implementation of an interface that a loaded plugin offers.
+
+    ``create()`` makes an instance (a proxy of type P); a plugin may offer
+    several implementations of one interface, each under its own name."""
+
+    __module__ = "ferrule"
+
+    def __init__(self, plugin: Any, owner: Owner, index: int, proxy: type[P]):
+        iface: InterfaceSpec = proxy.__ferrule_interface__  # type: ignore[attr-defined]
+        offer: OfferSpec = owner.spec.offers[index]
+        self.plugin = plugin  # the public Plugin
+        self.interface = iface
+        self.name = offer.name
+        self.doc = offer.doc
+        self.thread_safe = iface.thread_safe or offer.thread_safe
+        self._owner = owner
+        self._index = index
+        self._proxy = proxy
+
+    def create(self) -> P:
+        """Make an instance. Raises PluginCallError if the plugin's create
+        fails, PluginClosedError once the plugin is closed."""
+        target = InstanceTarget(self._owner, self._index, self.interface.name, self.thread_safe)
+        proxy: Any = object.__new__(self._proxy)
+        proxy.implementation = self
+        proxy._target = target
+        for m in self.interface.methods:
+            setattr(proxy, m.name, method(target, self.thread_safe, self.interface, m, target.entry.methods[m.index]))
+        return proxy  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<ferrule.Implementation {self.interface.id}/{self.interface.revision} {self.name!r} of {self.plugin.id}>"

@@ -1,0 +1,333 @@
+"""Services: the registry behind a PluginHost, and the host side of the host
+table's query / call / release (ABI 1.2).
+
+A plugin queries an interface id and revision; the host lends it either a
+Python service it provides, or an instance of another loaded plugin's
+implementation. Calls to a lent instance go through that instance's call
+target (its gate and serial lock), so a plugin calling another plugin meets
+the same rules as Python calling it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import warnings
+import weakref
+from typing import Any
+
+from .._abi import cdef as abi
+from .._abi.ffi import ffi
+from .._abi.types import TYPES
+from .._call.checks import check_value
+from .._call.marshal import give_bytes, int_of, store_scalar, value_of
+from .._call.status import callee_status
+from .._call.table import running
+from .._errors import ThreadContractWarning
+from ..idl import InterfaceSpec, MethodSpec, TypeSpec
+from .instances import InstanceTarget, Owner
+from .offers import indent
+from .structs import codec
+
+__all__ = ["Services"]
+
+_log = logging.getLogger("ferrule")
+_UINTPTR = ffi.typeof("uintptr_t")
+_MAX_MESSAGE = 1 << 16
+
+
+class _Lent:
+    """An object lent to a plugin by host->query: a Python service (with its
+    declaration) or an instance of another plugin's implementation (which
+    the host routes to without needing a declaration)."""
+
+    __slots__ = ("name", "methods", "thread_safe", "owner", "iface", "service", "lock", "target", "busy")
+
+    def __init__(self, name: str, methods: int, thread_safe: bool, owner: int):
+        self.name = name
+        self.methods = methods
+        self.thread_safe = thread_safe
+        self.owner = owner  # the borrowing plugin's host table address
+        self.iface: InterfaceSpec | None = None
+        self.service: Any = None
+        self.lock: Any = None
+        self.target: InstanceTarget | None = None
+        self.busy = 0  # threads inside (debug mode checks)
+
+
+class Services:
+    """The registry behind a PluginHost: provided services, loaded plugins,
+    objects lent to plugins, and the three host-table callbacks."""
+
+    def __init__(self, debug: bool):
+        self.debug = debug
+        self.lock = threading.RLock()
+        self.services: dict[tuple[str, int], tuple[InterfaceSpec, Any, Any]] = {}
+        self.plugins: list[Owner] = []  # the loaded plugins a query may lend from, in load order
+        self.tables: dict[int, weakref.ref[Owner]] = {}  # host table address -> its plugin
+        self.lent: dict[int, _Lent] = {}
+        self.tokens = itertools.count(1)
+        self.query_cb = ffi.callback("const ferrule_object *(*)(const ferrule_host *, const char *, uint32_t, uint64_t)",
+                                     self._query)
+        self.call_cb = ffi.callback(
+            "int32_t(*)(const ferrule_host *, const ferrule_object *, uint32_t, const ferrule_value *, ferrule_value *)",
+            self._call)
+        self.release_cb = ffi.callback("void(*)(const ferrule_host *, const ferrule_object *)", self._release)
+
+    def addresses(self) -> tuple[int, int, int]:
+        return tuple(int(ffi.cast(_UINTPTR, cb)) for cb in (self.query_cb, self.call_cb, self.release_cb))  # type: ignore[return-value]
+
+    def attach(self, plugin: Owner) -> None:
+        """A plugin whose host table carries this registry's callbacks."""
+        with self.lock:
+            self.tables[plugin.host_table.address] = weakref.ref(plugin)
+
+    def provide(self, iface: InterfaceSpec, implementation: Any) -> None:
+        missing = [m.name for m in iface.methods if not callable(getattr(implementation, m.name, None))]
+        if missing:
+            raise TypeError(f"{implementation!r} lacks method{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                            f"of {iface.name} ({iface.id}/{iface.revision})")
+        for m in iface.methods:
+            if any(p.type.kind == "fn" for p in m.params):
+                raise TypeError(f"{iface.name}.{m.name} takes a callable: plugins cannot pass one, so the host "
+                                "cannot provide this interface (only plugins implement it)")
+        lock = None if iface.thread_safe else threading.Lock()
+        with self.lock:
+            self.services[iface.key] = (iface, implementation, lock)
+
+    def withdraw(self, iface: InterfaceSpec) -> None:
+        with self.lock:
+            self.services.pop(iface.key, None)
+
+    # -- callbacks: each runs on a plugin's thread with the GIL; none may raise
+
+    def _caller(self, host: Any) -> Owner | None:
+        ref = self.tables.get(int(ffi.cast(_UINTPTR, host)))
+        return ref() if ref is not None else None
+
+    def _query(self, host: Any, id_ptr: Any, revision: int, fingerprint: int) -> Any:
+        caller = self._caller(host)
+        try:
+            if caller is None or id_ptr == ffi.NULL:
+                return ffi.NULL
+            ident = ffi.string(id_ptr, 256).decode("utf-8", "replace")
+            key = (ident, revision)
+            lent = self._find(caller, key, fingerprint)
+            if lent is None:
+                return ffi.NULL
+            token = next(self.tokens)
+            with self.lock:
+                self.lent[token] = lent
+            return ffi.cast("const ferrule_object *", token)
+        except Exception as exc:  # never unwind into plugin code
+            _logger(caller).error("query failed in the host: %s", exc)
+            return ffi.NULL
+
+    def _find(self, caller: Owner, key: tuple[str, int], fingerprint: int) -> _Lent | None:
+        table = caller.host_table.address
+        with self.lock:
+            service = self.services.get(key)
+            plugins = list(self.plugins)
+        if service is not None:
+            iface, impl, lock = service
+            if iface.fingerprint != fingerprint:
+                _logger(caller).warning(
+                    "plugin %r asked for %s/%d with layout fingerprint %#018x, the host's %s has %#018x: "
+                    "regenerate the plugin's code from the host's declaration\nhost layout:\n%s",
+                    caller.plugin_id, key[0], key[1], fingerprint, iface.name, iface.fingerprint, indent(iface.layout))
+                return None
+            lent = _Lent(iface.name, len(iface.methods), iface.thread_safe, table)
+            lent.iface, lent.service, lent.lock = iface, impl, lock
+            return lent
+        # Another plugin's implementation first; the caller's own last.
+        ordered = [p for p in plugins if p is not caller] + ([caller] if caller in plugins else [])
+        for plugin in ordered:
+            for index, offer in enumerate(plugin.spec.offers):
+                if offer.key != key:
+                    continue
+                if offer.fingerprint != fingerprint:
+                    _logger(caller).warning(
+                        "plugin %r asked for %s/%d with layout fingerprint %#018x, plugin %r implements it as %r "
+                        "with %#018x: skipped", caller.plugin_id, key[0], key[1], fingerprint, plugin.plugin_id,
+                        offer.name, offer.fingerprint)
+                    continue
+                if plugin.closed:
+                    continue
+                lent = _Lent(f"{offer.id}/{offer.revision}", offer.method_count, offer.thread_safe, table)
+                lent.target = InstanceTarget(plugin, index, lent.name, offer.thread_safe)
+                return lent
+        return None
+
+    def _call(self, host: Any, obj: Any, method: int, args: Any, ret: Any) -> int:
+        caller = self._caller(host)
+        if ret == ffi.NULL:
+            return abi.ERROR
+        if caller is None:
+            return _fail(ret, abi.ERROR, "host->call: unknown host table")
+        with running(caller.host_table, caller.debug):  # the caller's pending message survives what the call runs
+            return self._call_lent(caller, obj, method, args, ret)
+
+    def _call_lent(self, caller: Owner, obj: Any, method: int, args: Any, ret: Any) -> int:
+        try:
+            lent = self.lent.get(int(ffi.cast(_UINTPTR, obj)))
+            if lent is None:
+                self._violation(caller, "call on an unknown or released object")
+                return _fail(ret, abi.ERROR, "host->call: unknown or released object")
+            if not 0 <= method < lent.methods:
+                return _fail(ret, abi.ERROR, f"host->call: {lent.name} has no method number {method}")
+            if self.debug:
+                if not lent.thread_safe and lent.busy:
+                    self._violation(caller, f"two threads inside one {lent.name} object (not thread-safe) at once")
+            lent.busy += 1
+            try:
+                if lent.service is not None:
+                    assert lent.iface is not None
+                    m = lent.iface.methods[method]
+                    if args == ffi.NULL and (m.params or (m.result is not None and m.result.kind == "struct")):
+                        return _fail(ret, abi.ERROR, f"host->call: {lent.name}.{m.name} needs arguments, got NULL")
+                    return self._call_service(lent, m, args, ret)
+                return self._call_instance(lent, method, args, ret)
+            finally:
+                lent.busy -= 1
+        except BaseException as exc:
+            return _fail(ret, abi.ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _call_service(self, lent: _Lent, m: MethodSpec, args: Any, ret: Any) -> int:
+        argv = [decode_arg(p.type, args[i], f"{lent.name}.{m.name}() argument {p.name!r}")
+                for i, p in enumerate(m.params)]
+        try:
+            method = getattr(lent.service, m.name)
+            if lent.lock is not None:
+                with lent.lock:
+                    result = method(*argv)
+            else:
+                result = method(*argv)
+        except Exception as exc:
+            # KeyError's str() is the repr of its key; show the key or message as given.
+            text = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+            return _fail(ret, abi.ERROR, f"{type(exc).__name__}: {text}")
+        encode_result(m, result, args, ret, f"the result of {lent.name}.{m.name}()")
+        return abi.OK
+
+    def _call_instance(self, lent: _Lent, method: int, args: Any, ret: Any) -> int:
+        """Another plugin's instance: through its gate and serial lock, as a
+        call from Python would go."""
+        target = lent.target
+        assert target is not None
+        empty = None
+        if args == ffi.NULL:  # a method without parameters; plugins may rely on a non-NULL args
+            args = empty = ffi.new("ferrule_value[1]")
+        gate = target.gate
+        mark = gate.enter()
+        try:
+            if not target.thread_safe:
+                gate.serial_enter()
+            try:
+                with running(target.host_table, target.debug):
+                    status = target.entry.methods[method](target.table, target.state, args, ret)
+                    if status != abi.OK:
+                        return _fail(ret, callee_status(status), target.host_table.take_error())
+                return abi.OK
+            finally:
+                if not target.thread_safe:
+                    gate.serial_leave()
+        finally:
+            gate.leave(mark)
+            del empty
+
+    def _release(self, host: Any, obj: Any) -> None:
+        caller = self._caller(host)
+        if obj == ffi.NULL:
+            return
+        try:
+            with self.lock:
+                lent = self.lent.pop(int(ffi.cast(_UINTPTR, obj)), None)
+            if lent is None:
+                self._violation(caller, "release of an unknown or already released object")
+                return
+            if lent.target is not None:
+                lent.target.close()
+        except Exception as exc:
+            _logger(caller).error("release failed in the host: %s", exc)
+
+    def release_all(self, table_address: int) -> int:
+        """Give back what a plugin never released (at its shutdown)."""
+        with self.lock:
+            mine = [k for k, v in self.lent.items() if v.owner == table_address]
+            objects = [self.lent.pop(k) for k in mine]
+        for lent in objects:
+            if lent.target is not None:
+                lent.target.close()
+        return len(objects)
+
+    def _violation(self, caller: Owner | None, what: str) -> None:
+        if self.debug:
+            who = caller.plugin_id if caller is not None else "?"
+            warnings.warn(ThreadContractWarning(f"plugin {who!r}: {what}"), stacklevel=1)
+
+
+def _logger(plugin: Owner | None) -> logging.Logger:
+    return logging.getLogger(f"ferrule.plugin.{plugin.plugin_id}") if plugin is not None else _log
+
+
+def _fail(ret: Any, status: int, message: str) -> int:
+    """A failed host->call: the message goes to the caller as owned bytes."""
+    if not give_bytes(ret, message.encode("utf-8", "replace")[:_MAX_MESSAGE]):
+        ret.bytes.ptr = ffi.NULL
+        ret.bytes.len = 0
+        ret.bytes.release = ffi.NULL
+    return status
+
+
+def decode_arg(t: TypeSpec, slot: Any, where: str) -> Any:
+    """An argument a plugin passes to a host service, as Python sees it."""
+    kind = t.kind
+    if kind == "number" or kind in ("bool", "str", "bytes"):
+        return value_of(TYPES[t.name if kind == "number" else kind], slot)
+    if kind == "handle":
+        assert t.handle is not None
+        return t.handle(int_of(TYPES["u64"], slot.u64))
+    if kind in ("buf", "mutbuf"):
+        elem = TYPES[t.elem]
+        if slot.buf.ptr == ffi.NULL:
+            if slot.buf.len:
+                raise ValueError(f"{where}: NULL pointer with length {slot.buf.len}")
+            return memoryview(b"").cast(elem.struct)  # type: ignore[call-overload]
+        raw: Any = memoryview(ffi.buffer(slot.buf.ptr, slot.buf.len * elem.size)).cast("B")
+        view: memoryview = raw.cast(elem.struct)
+        return view if kind == "mutbuf" else view.toreadonly()
+    if kind == "struct":
+        assert t.struct is not None
+        c = codec(t.struct)
+        if slot.bytes.len != c.size or slot.bytes.ptr == ffi.NULL:
+            raise ValueError(f"{where}: {t.struct.name} needs {c.size} bytes, got {slot.bytes.len}")
+        return c.unpack(ffi.buffer(ffi.cast("const char *", slot.bytes.ptr), c.size))
+    raise TypeError(f"{where}: {t.layout} cannot come from a plugin")
+
+
+def encode_result(m: MethodSpec, result: Any, args: Any, ret: Any, where: str) -> None:
+    t = m.result
+    if t is None:
+        return
+    if t.kind == "struct":
+        assert t.struct is not None
+        c = codec(t.struct)
+        out = args[len(m.params)].buf
+        if out.ptr == ffi.NULL or out.len != c.size:
+            raise ValueError(f"{where}: the out buffer holds {out.len} bytes, {t.struct.name} needs {c.size}")
+        c.pack_into(ffi.buffer(out.ptr, c.size), result, where)
+        return
+    if t.kind == "handle":
+        assert t.handle is not None
+        if not isinstance(result, t.handle):
+            raise TypeError(f"{where} must be {t.handle.__name__}, got {type(result).__name__}")
+        ret.u64 = int(result)
+        return
+    abi_type = TYPES[t.name if t.kind == "number" else t.kind]
+    value = check_value(abi_type, result, where)
+    if t.kind in ("str", "bytes"):
+        if not give_bytes(ret, str.encode(value, "utf-8") if t.kind == "str" else bytes(value)):
+            raise MemoryError
+        return
+    store_scalar(ret, abi_type, value)

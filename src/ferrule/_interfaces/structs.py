@@ -1,0 +1,159 @@
+"""Struct values of host-defined interfaces: an @idl.struct instance packed
+into its C layout (natural alignment) and back, with ``struct``."""
+
+from __future__ import annotations
+
+import operator
+import struct as _struct
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .._abi.types import TYPES
+from ..idl import StructSpec, TypeSpec
+
+__all__ = ["StructCodec", "codec"]
+
+
+
+# A field's struct format: a number's or bool's from the ABI table; a handle is a u64.
+_FORMATS = {name: t.struct for name, t in TYPES.items() if t.struct} | {"handle": TYPES["u64"].struct}
+
+
+class StructCodec:
+    """Packs an @idl.struct value into its C layout and back."""
+
+    def __init__(self, s: StructSpec):
+        self.spec = s
+        self.size = s.size
+        # The fast path reads the flat fields with one getter each; anything
+        # odd goes to _flatten, which checks every field and names the bad one.
+        paths: list[tuple[str, str]] = []
+        fmt, self._build = self._plan(s, 0, "", paths)
+        self._struct = _struct.Struct("=" + fmt)
+        assert self._struct.size == s.size, (fmt, s)
+        self._get = operator.attrgetter(*[p for p, _ in paths]) if len(paths) > 1 else None
+        self._bools = [i for i, (_, kind) in enumerate(paths) if kind == "bool"]
+        self._ints = [i for i, (_, kind) in enumerate(paths) if kind in ("int", "handle")]
+        self._cls = s.cls
+
+    @classmethod
+    def _plan(cls, s: StructSpec, base: int, prefix: str,
+              paths: list[tuple[str, str]]) -> tuple[str, Callable[[Iterator[Any]], Any]]:
+        """The struct format of s placed at offset base, the function that
+        builds s from unpacked values, and (into paths) each flat field's
+        dotted attribute path and kind."""
+        fmt = ""
+        at = base
+        makers: list[Callable[[Iterator[Any]], Any]] = []
+        for f in s.fields:
+            pad = base + f.offset - at
+            fmt += "x" * pad
+            at += pad
+            t = f.type
+            if t.kind == "struct":
+                assert t.struct is not None
+                inner, make = cls._plan(t.struct, at, f"{prefix}{f.name}.", paths)
+                fmt += inner
+                at += t.struct.size
+                makers.append(make)
+            else:
+                fmt += _FORMATS[t.name if t.kind == "number" else t.kind]
+                at += t.size
+                makers.append(_scalar_maker(t))
+                kind = "float" if t.name in ("f32", "f64") else "int" if t.kind == "number" else t.kind
+                paths.append((f"{prefix}{f.name}", kind))
+        fmt += "x" * (base + s.size - at)
+        made = s.cls
+
+        def build(values: Iterator[Any]) -> Any:
+            return made(*[m(values) for m in makers])
+
+        return fmt, build
+
+    def flat(self, value: Any, where: str) -> Any:
+        if type(value) is not self._cls:
+            raise TypeError(f"{where} must be {self.spec.name}, got {type(value).__name__}")
+        if self._get is not None:
+            try:
+                values = self._get(value)
+            except AttributeError:
+                pass
+            else:
+                for i in self._bools:
+                    if type(values[i]) is not bool:
+                        break
+                else:
+                    for i in self._ints:
+                        if type(values[i]) is bool:
+                            break
+                    else:
+                        return values  # struct.pack checks the numbers themselves
+        out: list[Any] = []
+        _flatten(self.spec, value, out)
+        return out
+
+    def pack(self, value: Any, where: str) -> bytes:
+        try:
+            return self._struct.pack(*self.flat(value, where))
+        except _struct.error:
+            return self._struct.pack(*self._checked(value, where))
+
+    def pack_into(self, target: Any, value: Any, where: str) -> None:
+        try:
+            self._struct.pack_into(target, 0, *self.flat(value, where))
+        except _struct.error:
+            self._struct.pack_into(target, 0, *self._checked(value, where))
+
+    def _checked(self, value: Any, where: str) -> list[Any]:
+        """The slow path after struct refused a value: name the field."""
+        out: list[Any] = []
+        _flatten(self.spec, value, out)
+        try:
+            self._struct.pack(*out)
+        except _struct.error as exc:
+            raise ValueError(f"{where}: a field of {self.spec.name} is out of range ({exc})") from None
+        return out
+
+    def unpack(self, data: Any) -> Any:
+        return self._build(iter(self._struct.unpack(data)))
+
+
+def _scalar_maker(t: TypeSpec) -> Callable[[Iterator[Any]], Any]:
+    if t.kind == "handle":
+        cls = t.handle
+        assert cls is not None
+        return lambda values: cls(next(values))
+    return lambda values: next(values)
+
+
+def _flatten(s: StructSpec, value: Any, out: list[Any]) -> None:
+    for f in s.fields:
+        v = getattr(value, f.name)
+        t = f.type
+        if t.kind == "struct":
+            assert t.struct is not None
+            if type(v) is not t.struct.cls:
+                raise TypeError(f"{s.name}.{f.name} must be {t.struct.name}, got {type(v).__name__}")
+            _flatten(t.struct, v, out)
+        elif t.kind == "bool":
+            if not isinstance(v, bool):
+                raise TypeError(f"{s.name}.{f.name} must be bool, got {type(v).__name__}")
+            out.append(v)
+        elif t.kind == "number" and t.name in ("f32", "f64"):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{s.name}.{f.name} must be float, got {type(v).__name__}")
+            out.append(float(v))
+        else:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{s.name}.{f.name} must be int, got {type(v).__name__}")
+            out.append(int(v))
+
+
+_codecs: dict[int, StructCodec] = {}
+
+
+def codec(s: StructSpec) -> StructCodec:
+    found = _codecs.get(id(s))
+    if found is None or found.spec is not s:
+        found = _codecs[id(s)] = StructCodec(s)
+    return found

@@ -1,0 +1,9 @@
+"""Types of the optional C channel (_channel.c)."""
+
+HEAD_LAYOUT: dict[str, int]
+
+def send(address: int, direction: int, kind: int, arg: int, base: int, length: int, size: int, /) -> None: ...
+def wait(
+    address: int, direction: int, seen: int, spin_ns: int, timeout_ns: int, /
+) -> tuple[int, int, int, int, int, int] | None: ...
+def become_isolated_child(lifeline: int, /) -> None: ...

@@ -1,0 +1,159 @@
+"""The channel: how one side of isolated mode posts a message head and wakes
+the other, and how it waits for the answer. Spin for a few microseconds
+(answers usually come that fast), then sleep on a futex on the direction's
+sequence word.
+
+Two implementations of one protocol (protocol.HEAD): the small C module
+``_channel`` when it is built, else cffi calls of the futex system call from
+Python. They can talk to each other. The C one is faster (it spins without
+the GIL and wakes only a sleeping peer); the cffi one always wakes, because
+without a C memory fence it cannot be sure the peer is awake. Neither needs
+the call accelerator. ``FERRULE_PURE_PYTHON=1`` chooses the cffi one.
+
+Also here: ``become_isolated_child``, the child's lifeline to the host.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import struct
+import sys
+import threading
+import time
+import types
+from typing import Any
+
+import cffi
+
+from .protocol import HEAD_FIELDS
+
+__all__ = ["IMPLEMENTATION", "Channel", "become_isolated_child"]
+
+Head = tuple[int, int, int, int, int, int]  # seq, kind, arg, base, length, size
+
+_native: types.ModuleType | None
+try:
+    if os.environ.get("FERRULE_PURE_PYTHON"):
+        raise ImportError("FERRULE_PURE_PYTHON is set")
+    from . import _channel
+
+    _native = _channel
+except ImportError:
+    _native = None
+
+IMPLEMENTATION = "c" if _native is not None else "cffi"
+
+_SEQ, _SLEEPING, _KIND = HEAD_FIELDS["seq"], HEAD_FIELDS["sleeping"], HEAD_FIELDS["kind"]
+
+
+# -- the cffi implementation's system calls
+
+_U32 = struct.Struct("=I")
+_HEAD_BODY = struct.Struct("=IIQQQ")  # kind, arg, base, length, size
+assert _HEAD_BODY.size == HEAD_FIELDS["budget"] - _KIND
+
+_ffi = cffi.FFI()
+_ffi.cdef("long syscall(long number, ...); struct timespec { long tv_sec; long tv_nsec; };")
+_libc: Any = _ffi.dlopen(None)
+# SYS_futex on the Linux architectures ferrule runs on; elsewhere the wait
+# polls with short sleeps and the wake is nothing.
+_SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98, "riscv64": 98, "ppc64le": 221,
+              "ppc64": 221, "s390x": 238, "i686": 240, "i386": 240, "armv7l": 240, "loongarch64": 98}.get(
+    platform.machine().lower()) if sys.platform.startswith("linux") else None
+_FUTEX_WAIT, _FUTEX_WAKE = 0, 1
+_INT_MAX = (1 << 31) - 1
+
+
+def _futex_wait(address: int, seen: int, timeout_ns: int) -> None:
+    if _SYS_FUTEX is None:
+        time.sleep(min(timeout_ns, 50_000) / 1e9)
+        return
+    t = _ffi.new("struct timespec *", (timeout_ns // 1_000_000_000, timeout_ns % 1_000_000_000))
+    _libc.syscall(_SYS_FUTEX, _ffi.cast("long", address), _ffi.cast("long", _FUTEX_WAIT), _ffi.cast("long", seen),
+                  _ffi.cast("long", int(_ffi.cast("uintptr_t", t))), _ffi.cast("long", 0), _ffi.cast("long", 0))
+
+
+def _futex_wake(address: int) -> None:
+    if _SYS_FUTEX is not None:
+        _libc.syscall(_SYS_FUTEX, _ffi.cast("long", address), _ffi.cast("long", _FUTEX_WAKE),
+                      _ffi.cast("long", _INT_MAX), _ffi.cast("long", 0), _ffi.cast("long", 0), _ffi.cast("long", 0))
+
+
+class Channel:
+    """One side's end of the channel whose head is at the start of ``control``."""
+
+    def __init__(self, control: Any):
+        self._control = control
+        self._anchor = _ffi.from_buffer(control)
+        self.address = int(_ffi.cast("uintptr_t", self._anchor))
+        if _native is not None:
+            self.send = self._send_native  # type: ignore[method-assign]
+            self.wait = self._wait_native  # type: ignore[method-assign]
+
+    def send(self, direction: int, kind: int, arg: int, base: int, length: int, size: int) -> None:
+        """Post a message head to ``direction`` and wake its receiver."""
+        ctl = self._control
+        _HEAD_BODY.pack_into(ctl, _KIND, kind, arg, base, length, size)
+        at = _SEQ + 4 * direction
+        _U32.pack_into(ctl, at, (_U32.unpack_from(ctl, at)[0] + 1) & 0xFFFFFFFF)
+        _futex_wake(self.address + at)
+
+    def wait(self, direction: int, seen: int, spin_ns: int, timeout_ns: int) -> Head | None:
+        """The next head of ``direction`` after sequence ``seen``, or None
+        when timeout_ns passed first."""
+        ctl = self._control
+        at = _SEQ + 4 * direction
+        start = time.perf_counter_ns()
+        now = _U32.unpack_from(ctl, at)[0]
+        while now == seen and time.perf_counter_ns() - start < spin_ns:
+            now = _U32.unpack_from(ctl, at)[0]
+        if now == seen:
+            deadline = start + timeout_ns
+            flag = _SLEEPING + 4 * direction
+            _U32.pack_into(ctl, flag, 1)
+            while True:
+                now = _U32.unpack_from(ctl, at)[0]
+                left = deadline - time.perf_counter_ns()
+                if now != seen or left <= 0:
+                    break
+                _futex_wait(self.address + at, seen, left)
+            _U32.pack_into(ctl, flag, 0)
+            if now == seen:
+                return None
+        kind, arg, base, length, size = _HEAD_BODY.unpack_from(ctl, _KIND)
+        return now, kind, arg, base, length, size
+
+    def _send_native(self, direction: int, kind: int, arg: int, base: int, length: int, size: int) -> None:
+        assert _native is not None
+        _native.send(self.address, direction, kind, arg, base, length, size)
+
+    def _wait_native(self, direction: int, seen: int, spin_ns: int, timeout_ns: int) -> Head | None:
+        assert _native is not None
+        got: Head | None = _native.wait(self.address, direction, seen, spin_ns, timeout_ns)
+        return got
+
+
+def become_isolated_child(lifeline: int) -> None:
+    """In the child: exit as soon as the lifeline pipe from the host reaches
+    its end, however the host ended. The C module watches from a thread
+    outside Python (a QUICK plugin call may hold the GIL forever) and makes
+    the plugin's own forks die with the child; the cffi path watches from a
+    Python thread, which runs because the cffi call path releases the GIL
+    during every plugin call."""
+    if _native is not None:
+        _native.become_isolated_child(lifeline)
+        return
+
+    def watch() -> None:
+        while True:
+            try:
+                if not os.read(lifeline, 1):
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        os._exit(0)
+
+    threading.Thread(target=watch, name="ferrule-lifeline", daemon=True).start()

@@ -1,0 +1,192 @@
+"""The child process of isolated mode: loads one plugin in process, the
+ordinary way, sends its spec, and serves the host's calls over the channel
+(see protocol.py).
+
+    python -c "...from ferrule._isolation.child import main; main()" FD LIFELINE MEMORY_LIMIT CPU_LIMIT
+
+It ends when the host says CLOSE, when the lifeline pipe from the host
+reaches its end (the host is gone, however it ended), or with the plugin.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections import deque
+from typing import Any
+
+from .._errors import to_payload
+from . import wire
+from .channel import become_isolated_child
+from .protocol import ACK, CALL, CLOSE, CLOSED, ERROR, FAILED, INVOKE, INVOKE_RESULT, LOAD, LOG, READY, RESULT, TO_CHILD, TO_HOST
+
+SPIN_NS = 100_000  # stay awake this long for the next call before sleeping
+
+
+def main() -> None:
+    fd, lifeline, memory_limit, cpu_limit = (int(a) for a in sys.argv[1:5])
+    become_isolated_child(lifeline)
+    _limit(memory_limit, cpu_limit)
+    _Server(wire.Area(fd)).run()
+
+
+def _limit(memory: int, cpu: int) -> None:
+    import resource
+
+    if memory > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    if cpu > 0:
+        # The soft limit sends SIGXCPU, the hard one a second later SIGKILL.
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+
+
+class HostFunctionFailed(Exception):
+    """A host function raised in the host; the host re-raises its own exception."""
+
+
+class _Forward(logging.Handler):
+    """The plugin's log records, sent to the host: at once from the thread
+    running a call (so they outlive a crash), else queued for the next message."""
+
+    def __init__(self, server: _Server):
+        super().__init__(level=logging.NOTSET)
+        self.server = server
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.server.log(record.levelno, record.name, record.getMessage())
+
+
+class _Server:
+    def __init__(self, area: wire.Area):
+        self.area = area
+        self.send_raw = area.channel.send
+        self.wait_raw = area.channel.wait
+        self.seen = 0
+        self.main = threading.get_ident()
+        self.busy = False  # running the host's request on the main thread
+        self.pending: deque[tuple[int, str, str]] = deque(maxlen=1000)
+        self.functions: list[Any] = []
+        self.codecs: list[wire.Codec] = []
+        self.base = 0  # where the next message goes: after the one being answered
+
+    # -- the channel
+
+    def post(self, kind: int, arg: int, length: int) -> None:
+        area = self.area
+        self.send_raw(TO_HOST, kind, arg, self.base, length, area.size)
+
+    def wait(self) -> tuple[int, int, int, int]:
+        got = None
+        while got is None:
+            got = self.wait_raw(TO_CHILD, self.seen, SPIN_NS, 1_000_000_000)
+        self.seen, kind, arg, base, length, size = got
+        self.base = self.area.take(base, length, size)
+        return kind, arg, base, length
+
+    def exchange(self, kind: int, arg: int, length: int) -> tuple[int, int, int, int]:
+        """Post a message written at self.base; return the answer, serving
+        calls the host makes first (from a host function)."""
+        self.post(kind, arg, length)
+        while True:
+            answer = self.wait()
+            if answer[0] != CALL:
+                return answer
+            self.serve_call(*answer[1:])
+
+    def log(self, level: int, name: str, text: str) -> None:
+        self.pending.append((level, name, text))
+        if self.busy and threading.get_ident() == self.main:
+            self.flush()
+
+    def flush(self) -> None:
+        while self.pending and threading.get_ident() == self.main:
+            level, name, text = self.pending.popleft()
+            start = self.base
+            self.exchange(LOG, level, self.area.write_json(start, [name, text]))
+            self.base = start  # the ACK is read: the next message may reuse the room
+
+    # -- serving
+
+    def run(self) -> None:
+        self.post(ACK, 0, 0)  # started: the host's load timeout counts from here
+        kind, _arg, base, length = self.wait()
+        if kind != LOAD:
+            os._exit(2)
+        request = self.area.read_json(base, length)
+        root = logging.getLogger("ferrule.plugin")
+        root.addHandler(_Forward(self))
+        root.setLevel(int(request["log_level"]))
+        root.propagate = False
+        self.busy = True
+        try:
+            from .._loader import Library
+            from .._plugin.plugin import Plugin
+
+            plugin = Plugin(Library(request["path"]), config=request["config"])
+        except BaseException as exc:  # the host raises the same class and message
+            self.flush()
+            self.post(FAILED, 0, self.area.write_json(self.base, to_payload(exc)))
+            self.wait()
+            os._exit(0)
+        spec = plugin._spec
+        self.functions = [plugin.functions[f.name] for f in spec.functions]
+        self.codecs = [wire.Codec(f.signature) for f in spec.functions]
+        self.flush()
+        self.busy = False
+        self.post(READY, 0, self.area.write_json(self.base, spec.to_json()))
+        while True:
+            kind, arg, base, length = self.wait()
+            if kind == CALL:
+                self.serve_call(arg, base, length)
+            elif kind == CLOSE:
+                self.busy = True
+                plugin.close()
+                self.flush()
+                self.post(CLOSED, 0, 0)
+                os._exit(0)
+            else:
+                os._exit(2)
+
+    def serve_call(self, index: int, base: int, length: int) -> None:
+        outer = self.busy
+        self.busy = True
+        codec = self.codecs[index]
+        try:
+            if codec.simple and length == codec.fixed.size:
+                args: Any = codec.fixed.unpack_from(self.area.data, base)
+            else:
+                args = codec.read_args(self.area, base, length, self.host_function)
+            value = self.functions[index](*args)
+            failure = None
+        except BaseException as exc:
+            failure = exc
+        self.busy = outer
+        if self.pending:
+            self.flush()
+        if failure is None:
+            self.post(RESULT, 0, codec.write_result(self.area, self.base, value))
+        else:
+            self.post(ERROR, 0, self.area.write_json(self.base, to_payload(failure)))
+
+    def host_function(self, index: int, sig: Any) -> Any:
+        codec = wire.Codec(sig)
+
+        def call(*args: Any) -> Any:
+            self.flush()
+            start = self.base
+            n, _ = codec.write_args(self.area, start, args)
+            kind, _arg, base, length = self.exchange(INVOKE, index, n)
+            try:
+                if kind == INVOKE_RESULT:
+                    return codec.read_result(self.area, base, length)
+                raise HostFunctionFailed(self.area.read_json(base, length)["message"])
+            finally:
+                self.base = start  # the answer is read: later messages of this call reuse the room
+
+        return call
+
+
+if __name__ == "__main__":
+    main()

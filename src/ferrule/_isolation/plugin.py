@@ -1,0 +1,457 @@
+"""Isolated mode: the same plugin, behind the same Python API, in a child
+process (child.py, started and watched by process.py), so that a crash, a
+hang or a runaway allocation there becomes an exception here.
+
+The child loads the plugin the ordinary way and sends its spec; calls cross
+shared memory (wire.py) with futex wake-ups (channel.py). Arguments are
+checked here with the same checks, and errors come back as the same class
+and message, as in process.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import struct
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from .._abi.spec import FunctionSpec, OfferSpec, PluginSpec, SpecError
+from .._call.checks import bind, check_value
+from .._call.function import doc_text, python_signature
+from .._errors import (
+    CallCancelledError,
+    FerruleError,
+    IsolationError,
+    PluginClosedError,
+    PluginCrashedError,
+    from_payload,
+)
+from . import wire
+from .process import Child
+from .protocol import ACK, CALL, CLOSE, ERROR, FAILED, INVOKE, INVOKE_ERROR, INVOKE_RESULT, LOAD, LOG, READY, RESULT
+
+__all__ = ["IsolatedFunction", "IsolatedPlugin"]
+
+STARTUP_SECONDS = 60.0  # a fresh interpreter; generous for a loaded machine
+CLOSE_SECONDS = 5.0
+# Errors only the host may decide on: a child cannot claim it crashed.
+_HOST_ONLY = frozenset({"IsolationError", "PluginCrashedError", "PluginTimeoutError", "CallCancelledError"})
+
+
+def _rebuild(payload: Any) -> BaseException:
+    """The exception an ERROR or FAILED message describes: the same class,
+    message and fields it had in the child."""
+    try:
+        return from_payload(payload, refuse=_HOST_ONLY)
+    except ValueError as exc:
+        raise wire.WireError(str(exc)) from None
+
+
+class IsolatedFunction:
+    """A typed callable for one function of an isolated plugin: the same
+    checks, results and errors as a PluginFunction, one process away."""
+
+    __module__ = "ferrule"
+
+    def __init__(self, plugin: IsolatedPlugin, index: int, spec: FunctionSpec):
+        self._plugin = plugin
+        self._index = index
+        self._spec = spec
+        name, signature = spec.name, spec.signature
+        self.__name__ = self.__qualname__ = self.name = name
+        self.signature = signature
+        self.doc = spec.doc
+        self.thread_safe = spec.thread_safe
+        self.quick = spec.quick
+        self.__doc__ = doc_text(name, signature, spec.doc)
+        self._names = [p.name for p in signature.params]
+        self._types = [p.type for p in signature.params]
+        self._count = len(self._names)
+        self._display = f"{name}{signature}"
+        self._during = f"{name}()"
+        self._codec = wire.Codec(signature)
+        # The exact Python type each parameter takes without conversion; None
+        # where every value goes through the in-process checks (buffers, callables).
+        self._exact = tuple(t.python if t.python in (int, float, bool, str, bytes) else None for t in self._types)
+
+    @functools.cached_property
+    def __signature__(self) -> inspect.Signature:
+        return python_signature(self.signature)
+
+    def __repr__(self) -> str:
+        return f"<ferrule isolated function {self._plugin.id}.{self.name}{self.signature}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs or len(args) != self._count:
+            args = bind(self._display, self._names, args, kwargs)
+        return self._plugin._call(self, args, self._plugin.timeout)
+
+    def _checked(self, values: tuple[Any, ...], full: bool = False) -> list[Any]:
+        """Values as the in-process checks leave them: TypeError and ValueError
+        with the same messages. The child checks ranges again, as in process."""
+        out = list(values)
+        for i, (value, exact) in enumerate(zip(values, self._exact)):
+            if full or type(value) is not exact or exact is None:
+                out[i] = check_value(self._types[i], value, f"{self.name}() argument {self._names[i]!r}")
+        return out
+
+
+class IsolatedPlugin:
+    """A plugin running in a child process, with the API of ``Plugin``:
+    functions as attributes and in ``functions``, the descriptor's metadata,
+    errors as the same exception classes, and the plugin's log lines in the
+    ``ferrule.plugin.<id>`` logger.
+
+    What in process would take the host down raises instead:
+    PluginCrashedError (a signal or exit, with the last output lines),
+    PluginTimeoutError (``timeout`` seconds per call, or ``call(...,
+    timeout=)``) and CallCancelledError (``cancel()`` from another thread).
+    After one of these the next call starts a new process when ``restart``
+    is true; otherwise the plugin stays failed. ``memory_limit`` (bytes of
+    address space, the child's Python included: leave it 200 MB or more) and
+    ``cpu_limit`` (seconds) are enforced by the kernel where it can.
+
+    Calls are serialised: one process runs one call at a time. Load a plugin
+    more than once to run calls in parallel.
+    """
+
+    __module__ = "ferrule"
+
+    path: str
+    id: str
+    name: str
+    version: str
+    description: str
+    license: str
+    abi_version: tuple[int, int]
+    interfaces: tuple[OfferSpec, ...]
+    _spec: PluginSpec
+    _functions: dict[str, IsolatedFunction]
+
+    def __init__(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
+                 timeout: float | None = None, restart: bool = True, memory_limit: int | None = None,
+                 cpu_limit: float | None = None):
+        for name, value in (("timeout", timeout), ("cpu_limit", cpu_limit)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
+        if memory_limit is not None and (isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit <= 0):
+            raise ValueError(f"memory_limit must be a positive number of bytes or None, got {memory_limit!r}")
+        if config is not None and not isinstance(config, (str, Mapping)):
+            raise TypeError(f"config must be str, a mapping (sent as JSON) or None, got {type(config).__name__}")
+        self._request_path = os.fspath(path)
+        self._config = dict(config) if isinstance(config, Mapping) else config
+        self.timeout = timeout
+        self.restart = restart
+        self.memory_limit = memory_limit
+        self.cpu_limit = cpu_limit
+        self._lock = threading.RLock()
+        self._state_lock = threading.Lock()  # guards _child for cancel()
+        self._child: Child | None = None
+        self._calls = 0
+        self._depth = 0
+        self._owner = 0  # the thread running the outermost call
+        self._failure: IsolationError | None = None
+        self._closed = False
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._who = f"isolated plugin {self._request_path!r}"
+        self._start()
+
+    # -- the process
+
+    def _start(self) -> Child:
+        child = Child(self.memory_limit, self.cpu_limit, logging.getLogger("ferrule.plugin"))
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, child.stopper.kill)
+        with self._state_lock:
+            self._child = child
+        try:
+            if child.receive(time.monotonic() + STARTUP_SECONDS, "start-up", self._who)[0] != ACK:
+                raise wire.WireError("did not start with ACK")
+            request = {"path": self._request_path, "config": self._config,
+                       "log_level": min(logging.getLogger("ferrule.plugin").getEffectiveLevel(), logging.INFO)}
+            deadline = None if self.timeout is None else time.monotonic() + self.timeout
+            kind, _arg, base, length = self._exchange(child, LOAD, 0, 0, child.area.write_json(0, request), deadline, "load")
+            if kind == FAILED:
+                error = _rebuild(child.area.read_json(base, length))
+                self._stop(child)
+                raise error
+            if kind != READY:
+                raise wire.WireError(f"answered load with message kind {kind}")
+            meta = child.area.read_json(base, length)
+            self._describe(meta)
+        except wire.WireError as exc:
+            raise self._broken(child, exc) from None
+        except IsolationError as exc:
+            self._lost(child, exc)
+            raise
+        except BaseException:
+            self._stop(child)
+            raise
+        child.logger = self._logger
+        return child
+
+    def _describe(self, meta: Any) -> None:
+        """Take the spec the child sent; a restarted child must send the same."""
+        try:
+            spec = PluginSpec.from_json(meta)
+        except SpecError as exc:
+            raise wire.WireError(f"sent a plugin description that is not one ({exc})") from None
+        if "_spec" in self.__dict__:
+            if spec != self._spec:
+                raise wire.WireError(
+                    f"restarted as another plugin ({spec.id} {spec.version}): the file changed since it "
+                    "was loaded; load it again"
+                )
+            return
+        self._spec = spec
+        self.path, self.id, self.name = spec.path, spec.id, spec.name
+        self.version, self.description, self.license = spec.version, spec.description, spec.license
+        self.abi_version = spec.abi_version
+        self.interfaces = spec.offers
+        self._functions = {f.name: IsolatedFunction(self, i, f) for i, f in enumerate(spec.functions)}
+        self._logger = logging.getLogger(f"ferrule.plugin.{self.id}")
+        self._who = f"isolated plugin {self.id!r} ({self.path})"
+
+    def _broken(self, child: Child, exc: wire.WireError) -> IsolationError:
+        error = child.failure(IsolationError, f"{self._who} broke the isolation protocol: it {exc}; ferrule ended its process")
+        self._lost(child, error)
+        return error
+
+    def _lost(self, child: Child, failure: IsolationError) -> None:
+        """End the child and remember why, for restart=False and the next call."""
+        self._failure = failure
+        self._stop(child)
+
+    def _stop(self, child: Child) -> None:
+        """End the child; the next call (if any) starts another."""
+        with self._state_lock:
+            if self._child is child:
+                self._child = None
+        child.stopper.kill()
+
+    def _live_child(self) -> Child:
+        if self._closed:
+            raise PluginClosedError(f"plugin {self.id!r} is closed: load it again to call it")
+        child = self._child
+        if child is not None and not child.stopper.done:
+            return child
+        if child is not None and child.cancelled:  # cancel() landed just after its call ended
+            with self._state_lock:
+                self._child = None
+            return self._start()
+        if self.restart or isinstance(self._failure, CallCancelledError):  # a cancel is the host's doing, not a failure
+            return self._start()
+        failure = self._failure
+        assert failure is not None
+        raise PluginCrashedError(
+            f"{self._who} failed earlier and restart=False: load it again\n{failure}", failure.status, failure.last_lines
+        )
+
+    # -- calls
+
+    def _exchange(self, child: Child, kind: int, arg: int, base: int, length: int, deadline: float | None, during: str,
+                  fn: IsolatedFunction | None = None, callables: list[Any] | None = None,
+                  errors: list[BaseException] | None = None) -> tuple[int, int, int, int]:
+        """Post a message and return the answer, serving the child's log lines
+        and host-function calls that come first."""
+        child.post(kind, arg, base, length)
+        while True:
+            got = child.receive(deadline, during, self._who)
+            kind, arg, base, length = got
+            if kind in (LOG, INVOKE) and deadline is not None:
+                child.check(deadline, during, self._who)  # a stream of messages must not outrun the timeout
+            if kind == LOG:
+                self._log(child, arg, child.area.read_json(base, length))
+                child.post(ACK, 0, child.base, 0)
+            elif kind == INVOKE and fn is not None and callables is not None and errors is not None:
+                self._invoke(child, fn, callables, errors, arg, base, length)
+            else:
+                return got
+
+    def _log(self, child: Child, level: int, record: Any) -> None:
+        if not (isinstance(record, list) and len(record) == 2 and all(isinstance(x, str) for x in record)):
+            raise wire.WireError(f"a log record of the wrong shape: {record!r:.200}")
+        name, text = record
+        own = child.logger.name  # the child may name its plugin's logger or one below it, no other
+        logger = logging.getLogger(name) if name == own or name.startswith(own + ".") else child.logger
+        child.last.append(f"log {logging.getLevelName(level)}: {text}")
+        logger.log(level, "%s", text)
+
+    def _invoke(self, child: Child, fn: IsolatedFunction, callables: list[Any], errors: list[BaseException],
+                index: int, base: int, length: int) -> None:
+        if not 0 <= index < len(callables):
+            raise wire.WireError(f"called host function #{index}; the call passed {len(callables)}")
+        param = fn._codec.callables[index]
+        sig = fn._types[param].fn
+        assert sig is not None
+        codec = wire.Codec(sig)
+        args = codec.read_args(child.area, base, length, copy=True)
+        out = child.base
+        try:
+            if errors:
+                raise errors[0]  # the first failure stands; the plugin only learns it failed
+            result = callables[index](*args)
+            if sig.result is not None:
+                what = f"the result of the host function passed as {fn.name}() argument {fn._names[param]!r}"
+                result = check_value(sig.result, result, what)
+            n = codec.write_result(child.area, out, result)
+        except BaseException as exc:
+            if not errors:
+                errors.append(exc)
+            child.post(INVOKE_ERROR, 0, out, child.area.write_json(out, {"message": str(exc)}))
+        else:
+            child.post(INVOKE_RESULT, 0, out, n)
+
+    def _call(self, fn: IsolatedFunction, values: tuple[Any, ...], timeout: float | None) -> Any:
+        checked = values if tuple(map(type, values)) == fn._exact else fn._checked(values)
+        codec = fn._codec
+        with self._lock:
+            child = self._child
+            if child is None or self._closed or child.stopper.done:
+                child = self._live_child()
+            area = child.area
+            nested = self._depth > 0
+            base = child.base if nested else 0
+            back: Any = ()
+            try:
+                if codec.simple and not nested:
+                    codec.fixed.pack_into(area.data, 0, *checked)
+                    length = codec.fixed.size
+                else:
+                    length, back = codec.write_args(area, base, checked)
+            except (struct.error, UnicodeEncodeError, OverflowError):
+                fn._checked(values, full=True)  # raises the in-process error
+                raise
+            except wire.WireError as exc:
+                raise self._broken(child, exc) from None
+            callables = [checked[i] for i in codec.callables] if codec.callables else []
+            errors: list[BaseException] = []
+            deadline = None if timeout is None else time.monotonic() + timeout
+            self._calls += 1
+            self._depth += 1
+            self._owner = threading.get_ident()
+            try:
+                kind, _arg, rbase, rlength = self._exchange(child, CALL, fn._index, base, length, deadline,
+                                                            fn._during, fn, callables, errors)
+                for offset, view in back:  # the plugin's writes into mutbuf arguments
+                    view[:] = area.data[offset : offset + len(view)]
+                if kind == RESULT:
+                    result = codec.read_result(area, rbase, rlength)
+                elif kind == ERROR:
+                    result = _rebuild(area.read_json(rbase, rlength))
+                else:
+                    raise wire.WireError(f"answered a call with message kind {kind}")
+            except wire.WireError as exc:
+                raise self._broken(child, exc) from None
+            except IsolationError as exc:
+                self._lost(child, exc)
+                raise
+            except BaseException as exc:
+                # Interrupted mid-exchange (KeyboardInterrupt, a signal handler): the child
+                # may still answer this call later, so it must not serve the next one.
+                self._lost(child, IsolationError(f"{self._who}: {fn._during} was interrupted ({type(exc).__name__}); "
+                                                 "ferrule ended its process"))
+                raise
+            finally:
+                self._depth -= 1
+                self._calls -= 1
+        if kind == ERROR:
+            raise errors[0] if errors else result  # a host function's own exception comes first
+        return result
+
+    def call(self, name: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Call the function ``name`` with a timeout of its own (seconds;
+        None: the plugin's ``timeout``)."""
+        fn = self.functions[name]
+        if kwargs or len(args) != fn._count:
+            args = bind(fn._display, fn._names, args, kwargs)
+        return self._call(fn, args, self.timeout if timeout is None else timeout)
+
+    def cancel(self) -> bool:
+        """End the call in flight, from another thread: it raises
+        CallCancelledError. False when no call was running."""
+        with self._state_lock:
+            child = self._child
+            if child is None or self._calls == 0:  # _calls changes under the call lock only
+                return False
+            child.cancelled = True
+        child.stopper.kill()
+        return True
+
+    @property
+    def pid(self) -> int | None:
+        """The child process's id, or None when none runs."""
+        child = self._child
+        return child.pid if child is not None and not child.stopper.done else None
+
+    @property
+    def functions(self) -> Mapping[str, IsolatedFunction]:
+        """Every exported function by name."""
+        return MappingProxyType(self._functions)
+
+    # -- interfaces: not across the process boundary (yet)
+
+    def implementations(self, interface: type[Any]) -> list[Any]:
+        raise FerruleError(f"{self._who}: interfaces are not available in isolated mode; load the plugin in process to use them")
+
+    implementation = create = implementations
+
+    # -- lifecycle
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Run the plugin's shutdown in the child and end the process. Idempotent."""
+        if self._depth and self._owner == threading.get_ident():
+            raise PluginClosedError(f"{self._who}: close() from inside one of its calls (a host function); close it after the call returns")
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            child = self._child
+            if child is None:
+                return
+            try:
+                self._exchange(child, CLOSE, 0, 0, 0, time.monotonic() + CLOSE_SECONDS, "close")
+            except (IsolationError, wire.WireError):
+                pass  # it is ended either way
+            finally:
+                self._stop(child)  # the process group: whatever the plugin forked goes too
+
+    def __enter__(self) -> IsolatedPlugin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> IsolatedFunction:
+        functions = self.__dict__.get("_functions")
+        if functions is not None and name in functions:
+            fn: IsolatedFunction = functions[name]
+            return fn
+        raise AttributeError(f"plugin {self.__dict__.get('id', '?')!r} has no function {name!r}")
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._functions))
+
+    def __iter__(self) -> Iterator[IsolatedFunction]:
+        return iter(self._functions.values())
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else (f" pid {self.pid}" if self._child else " failed")
+        lines = [f"<ferrule.IsolatedPlugin {self.id} {self.name!r} {self.version}{state}, ABI {self.abi_version[0]}.{self.abi_version[1]}"]
+        for fn in self._functions.values():
+            doc = fn.doc.splitlines()[0] if fn.doc else ""
+            lines.append(f"    {fn.name}{fn.signature}" + (f"  # {doc}" if doc else ""))
+        return "\n".join(lines) + ">"
+

@@ -1,0 +1,166 @@
+"""The child process of isolated mode, seen from the host: start it with
+its channel and lifeline, drain its output, wait for its messages (noticing
+when it dies, is cancelled or runs out of time), and end it.
+
+The child cannot outlive the host: it watches a pipe only the host holds
+(channel.become_isolated_child), and runs in a process group of its own
+that ferrule kills on close, so forks inside it die with it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from .._errors import CallCancelledError, IsolationError, PluginCrashedError, PluginTimeoutError
+from .._spawn import python_command, signal_name
+from . import wire
+from .protocol import TO_CHILD, TO_HOST
+
+__all__ = ["Child", "Stopper", "describe_status"]
+
+SPIN_NS = 50_000  # how long a waiting host spins before it sleeps
+SLICE_NS = 5_000_000  # while asleep, how often it checks the child is alive
+CLOSE_SECONDS = 5.0
+LAST_LINES = 20
+_LINE_BYTES = 4096
+
+
+class Child:
+    """One child process: its channel, its output and how it ended."""
+
+    def __init__(self, memory_limit: int | None, cpu_limit: float | None, logger: logging.Logger):
+        self.area = wire.Area.create()
+        self.logger = logger
+        self.last: deque[str] = deque(maxlen=LAST_LINES)
+        lifeline, self.lifeline = os.pipe()  # the child's end closes with this process
+        cpu = 0 if cpu_limit is None else max(1, int(-(-cpu_limit // 1)))
+        try:
+            self.proc = subprocess.Popen(
+                python_command("ferrule._isolation.child", str(self.area.fd), str(lifeline), str(memory_limit or 0), str(cpu)),
+                pass_fds=(self.area.fd, lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=True,
+            )
+        except BaseException:
+            os.close(self.lifeline)
+            os.close(self.area.fd)
+            raise
+        finally:
+            os.close(lifeline)
+        self.pid = self.proc.pid
+        self.readers = [
+            threading.Thread(target=self._drain, args=(self.proc.stdout, "stdout"), daemon=True, name=f"ferrule-{self.pid}-stdout"),
+            threading.Thread(target=self._drain, args=(self.proc.stderr, "stderr"), daemon=True, name=f"ferrule-{self.pid}-stderr"),
+        ]
+        for t in self.readers:
+            t.start()
+        self.seen = 0
+        self.base = 0  # where an answer goes: after the message it answers
+        self.cancelled = False
+        self.stopper = Stopper(self.proc, self.lifeline, self.area)
+
+    def _drain(self, pipe: Any, name: str) -> None:
+        # Read to the end whatever the plugin writes, so a flood never blocks
+        # it; keep the last lines for the error that reports a crash.
+        for raw in iter(functools.partial(pipe.readline, _LINE_BYTES), b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.last.append(f"{name}: {line}")
+            self.logger.debug("%s: %s", name, line)
+        pipe.close()
+
+    # -- the channel
+
+    def post(self, kind: int, arg: int, base: int, length: int) -> None:
+        area = self.area
+        area.channel.send(TO_CHILD, kind, arg, base, length, area.size)
+
+    def receive(self, deadline: float | None, during: str, who: str) -> tuple[int, int, int, int]:
+        wait = self.area.channel.wait
+        got = wait(TO_HOST, self.seen, SPIN_NS, SLICE_NS if deadline is None else 0)
+        while got is None:
+            slice_ns = SLICE_NS
+            if deadline is not None:
+                slice_ns = max(0, min(slice_ns, int((deadline - time.monotonic()) * 1e9)))
+            got = wait(TO_HOST, self.seen, SPIN_NS, slice_ns)
+            if got is not None:
+                break
+            self.check(deadline, during, who)
+        self.seen, kind, arg, base, length, size = got
+        self.base = self.area.take(base, length, size)
+        return kind, arg, base, length
+
+    def check(self, deadline: float | None, during: str, who: str) -> None:
+        """Raise if the call was cancelled, the child died, or time is up."""
+        if self.cancelled:
+            raise self.failure(CallCancelledError, f"{who}: {during} was cancelled; ferrule ended its process")
+        if self.stopper.exited():
+            raise self.failure(PluginCrashedError, f"{who} crashed during {during}")
+        if deadline is not None and time.monotonic() >= deadline:
+            raise self.failure(PluginTimeoutError, f"{who}: {during} timed out; ferrule ended its process")
+
+    def failure(self, cls: type[IsolationError], text: str) -> IsolationError:
+        """End the process (if it still runs) and describe how it ended."""
+        running = not self.stopper.exited()
+        self.stopper.kill()
+        for t in self.readers:
+            t.join(0.5)  # its last words
+        status = self.proc.returncode
+        if running and cls is PluginCrashedError:
+            status = None
+        if cls is PluginCrashedError and status is not None:
+            text += ": " + describe_status(status)
+        lines = tuple(self.last)
+        if lines:
+            text += "\nlast output:\n" + "\n".join("  " + line for line in lines)
+        return cls(text, status if cls is PluginCrashedError else None, lines)
+
+
+class Stopper:
+    """Ends a child; kept apart from IsolatedPlugin so a finalizer can run it."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], lifeline: int, area: wire.Area):
+        self.proc = proc
+        self.lifeline = lifeline
+        self.area = area
+        self.done = False
+        self.lock = threading.Lock()
+
+    def exited(self) -> bool:
+        """Whether the child has ended, without reaping it: while it is a
+        zombie its process group id cannot be reused, so killpg stays safe."""
+        if self.proc.returncode is not None:
+            return True
+        try:
+            return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+    def kill(self) -> None:
+        with self.lock:
+            if self.done:
+                return
+            self.done = True
+            if self.proc.returncode is None:  # not reaped: the group id is still this child's
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)  # forks of the plugin too
+                except (ProcessLookupError, PermissionError):
+                    pass
+            try:
+                self.proc.wait(CLOSE_SECONDS)
+            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
+                pass
+            os.close(self.lifeline)
+            os.close(self.area.fd)
+
+
+def describe_status(status: int) -> str:
+    if status < 0:
+        return f"killed by {signal_name(-status)} (signal {-status})"
+    return f"exited with status {status}"

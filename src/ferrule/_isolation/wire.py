@@ -1,0 +1,263 @@
+"""The wire format of isolated mode, shared by the host and the child: the
+memfd area both sides map (see protocol.py) and the packing of arguments and
+results in its data area.
+
+Arguments and results are packed with ``struct`` at fixed offsets, in each
+type's wire format (_abi.types), variable-sized values (text, bytes,
+buffers) after them; nothing is pickled.
+
+The host trusts nothing the child writes: ``Codec.read_result`` checks every
+offset and length against the area and raises ``WireError``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import mmap
+import os
+import struct
+from typing import Any
+
+from .._abi.signature import Signature
+from .._abi.types import AbiType
+from .channel import Channel
+from .protocol import CONTROL_SIZE
+
+__all__ = ["Area", "Codec", "WireError"]
+
+INITIAL_DATA = 1 << 20
+_SLOT = struct.Struct("=QQ")  # offset and length of a variable-sized value
+
+
+class WireError(Exception):
+    """The other side wrote something that does not follow the format."""
+
+
+def align(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def _scalar_format(t: AbiType) -> str:
+    return t.wire
+
+
+class Area:
+    """One side's mapping of the channel memfd: the control page and the data
+    area, remapped when the other side has grown the file."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.control = mmap.mmap(fd, CONTROL_SIZE)
+        self.channel = Channel(self.control)
+        self.size = 0
+        self.data: mmap.mmap = self.control  # replaced by _map
+        self._map(os.fstat(fd).st_size - CONTROL_SIZE)
+
+    @classmethod
+    def create(cls) -> Area:
+        """The host's side: a new memfd that can grow but never shrink, so a
+        child cannot truncate it under the host's mapping (SIGBUS)."""
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("ferrule-isolated", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            os.ftruncate(fd, CONTROL_SIZE + INITIAL_DATA)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+        else:  # pragma: no cover - platforms without memfd
+            import tempfile
+
+            with tempfile.TemporaryFile() as f:
+                fd = os.dup(f.fileno())
+            os.ftruncate(fd, CONTROL_SIZE + INITIAL_DATA)
+        return cls(fd)
+
+    def _map(self, size: int) -> None:
+        try:
+            self.data = mmap.mmap(self.fd, size, offset=CONTROL_SIZE)
+        except (OSError, OverflowError, ValueError) as exc:
+            raise WireError(f"announced a data area of {size} bytes that cannot be mapped ({exc})") from None
+        self.size = size
+
+    def ensure(self, needed: int) -> None:
+        """Grow the data area to hold ``needed`` bytes (the sender's side)."""
+        if needed > self.size:
+            size = max(needed, self.size * 2, os.fstat(self.fd).st_size - CONTROL_SIZE)
+            try:
+                os.ftruncate(self.fd, CONTROL_SIZE + size)
+            except OSError as exc:  # the other side sealed or broke the file
+                raise WireError(f"left a data area that cannot grow to {size} bytes ({exc.strerror})") from None
+            self._map(size)
+
+    def follow(self, size: int) -> None:
+        """Map the larger size the other side announced (the receiver's side)."""
+        if size != self.size:
+            actual = os.fstat(self.fd).st_size - CONTROL_SIZE
+            if not self.size < size <= actual:
+                raise WireError(f"announced a data area of {size} bytes; this side maps {self.size}, the file holds {actual}")
+            self._map(size)
+
+    def take(self, base: int, length: int, size: int) -> int:
+        """Accept a message's head: map the size it announces, check its
+        payload lies inside, and return where an answer to it goes."""
+        if size != self.size:
+            self.follow(size)
+        if base + length > size:
+            self.check(base, length)
+        return align(base + length)
+
+    def check(self, base: int, length: int) -> None:
+        if not 0 <= base <= base + length <= self.size:
+            raise WireError(f"a message at {base}+{length} in a data area of {self.size} bytes")
+
+    def write_json(self, base: int, value: Any) -> int:
+        data = json.dumps(value).encode()
+        self.ensure(base + len(data))
+        self.data[base : base + len(data)] = data
+        return len(data)
+
+    def read_json(self, base: int, length: int) -> Any:
+        self.check(base, length)
+        try:
+            return json.loads(self.data[base : base + length])
+        except ValueError as exc:
+            raise WireError(f"a message that is not JSON: {exc}") from None
+
+
+class Codec:
+    """Packs one signature's arguments (host) and result (child), and
+    unpacks them on the other side."""
+
+    def __init__(self, sig: Signature):
+        self.sig = sig
+        self.types = [p.type for p in sig.params]
+        self.fixed = struct.Struct("=" + "".join(_scalar_format(t) for t in self.types))
+        self.start = align(self.fixed.size)
+        self.variable = [i for i, t in enumerate(self.types) if _scalar_format(t) == "QQ"]
+        self.callables = [i for i, t in enumerate(self.types) if t.fn is not None]
+        self.simple = not self.variable and not self.callables  # fixed-size arguments only
+        # Where each parameter's value sits in the fixed tuple.
+        self.positions: list[int] = []
+        n = 0
+        for t in self.types:
+            self.positions.append(n)
+            n += 2 if _scalar_format(t) == "QQ" else 1
+        result = sig.result
+        self.result_format = struct.Struct("=" + (_scalar_format(result) if result else ""))
+
+    # -- arguments
+
+    def write_args(self, area: Area, base: int, values: tuple[Any, ...] | list[Any]) -> tuple[int, list[tuple[int, memoryview]]]:
+        """Pack checked values at ``base``. Returns the payload length and the
+        writable buffers to copy back after the call as (offset, view)."""
+        if self.simple:
+            area.ensure(base + self.fixed.size)
+            self.fixed.pack_into(area.data, base, *values)
+            return self.fixed.size, []
+        items: list[Any] = []
+        blobs: list[tuple[int, Any]] = []
+        back: list[tuple[int, memoryview]] = []
+        offset = self.start
+        calls = 0
+        for t, v in zip(self.types, values):
+            fmt = _scalar_format(t)
+            if fmt == "I":
+                items.append(calls)
+                calls += 1
+            elif fmt != "QQ":
+                items.append(v)
+            else:
+                data: Any = str.encode(v, "utf-8") if t.name == "str" else v
+                raw = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+                n = len(raw)
+                items += (offset, n)
+                blobs.append((offset, raw))
+                if t.writable:
+                    back.append((offset, raw))  # type: ignore[arg-type]
+                offset = align(offset + n)
+        area.ensure(base + offset)
+        mm = area.data
+        self.fixed.pack_into(mm, base, *items)
+        for at, raw in blobs:
+            mm[base + at : base + at + len(raw)] = raw
+        return offset, [(base + at, view) for at, view in back]
+
+    def read_args(self, area: Area, base: int, length: int, host_function: Any = None, copy: bool = False) -> list[Any]:
+        """Unpack arguments: a call's in the child, a host function's in the
+        host, which checks them (WireError). Buffers and bytes are views of
+        the shared memory (the plugin reads and writes it in place) unless
+        ``copy`` is set, when bytes are copied out."""
+        area.check(base, length)
+        if length < self.fixed.size:
+            raise WireError(f"arguments of {length} bytes, expected at least {self.fixed.size}")
+        items = self.fixed.unpack_from(area.data, base)
+        if self.simple:
+            return list(items)
+        values: list[Any] = []
+        for t, at in zip(self.types, self.positions):
+            fmt = _scalar_format(t)
+            if fmt == "I":
+                assert t.fn is not None
+                values.append(host_function(items[at], t.fn))
+            elif fmt != "QQ":
+                values.append(items[at])
+            else:
+                offset, n = items[at], items[at + 1]
+                if not self.start <= offset <= offset + n <= length:
+                    raise WireError(f"a {t.name} argument at {offset}+{n} in a message of {length} bytes")
+                view = memoryview(area.data)[base + offset : base + offset + n]
+                if t.name == "str":
+                    try:
+                        values.append(str(view, "utf-8"))
+                    except UnicodeDecodeError as exc:
+                        raise WireError(f"a str argument that is not UTF-8 ({exc.reason})") from None
+                    finally:
+                        view.release()
+                elif t.elem is not None:
+                    values.append(view.cast(t.elem.struct))  # type: ignore[call-overload]
+                else:
+                    values.append(bytes(view) if copy else view)
+        return values
+
+    # -- results
+
+    def write_result(self, area: Area, base: int, value: Any) -> int:
+        """Pack a result at ``base``: a plugin function's (child side) or a
+        host function's (host side)."""
+        result = self.sig.result
+        if result is None:
+            return 0
+        if result.slot != "bytes":
+            area.ensure(base + self.result_format.size)
+            self.result_format.pack_into(area.data, base, value)
+            return self.result_format.size
+        data = str.encode(value, "utf-8") if result.name == "str" else value
+        start = _SLOT.size
+        area.ensure(base + start + len(data))
+        _SLOT.pack_into(area.data, base, start, len(data))
+        area.data[base + start : base + start + len(data)] = data
+        return start + len(data)
+
+    def read_result(self, area: Area, base: int, length: int) -> Any:
+        """Unpack a result, checking what the other side wrote (WireError)."""
+        result = self.sig.result
+        if result is None:
+            return None
+        area.check(base, length)
+        if result.slot != "bytes":
+            if length != self.result_format.size:
+                raise WireError(f"a {result.name} result of {length} bytes, expected {self.result_format.size}")
+            value = self.result_format.unpack_from(area.data, base)[0]
+            if result.bits and not result.min <= value <= result.max:
+                raise WireError(f"a {result.name} result out of range: {value}")
+            return value
+        if length < _SLOT.size:
+            raise WireError(f"a {result.name} result of {length} bytes, shorter than its head")
+        offset, n = _SLOT.unpack_from(area.data, base)
+        if offset != _SLOT.size or n != length - offset:
+            raise WireError(f"a {result.name} result at {offset}+{n} in a message of {length} bytes")
+        data = area.data[base + offset : base + offset + n]
+        if result.name == "bytes":
+            return data
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WireError(f"str result is not UTF-8 ({exc.reason} at byte {exc.start})") from None

@@ -1,0 +1,48 @@
+"""The front door: ``load`` loads a plugin in process, or isolated in a
+child process, behind one signature."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal, overload
+
+from ._isolation.plugin import IsolatedPlugin
+from ._loader import Library
+from ._plugin.plugin import Plugin
+
+__all__ = ["load"]
+
+
+@overload
+def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
+         isolated: Literal[False] = False) -> Plugin: ...
+
+
+@overload
+def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
+         isolated: Literal[True], timeout: float | None = None, restart: bool = True,
+         memory_limit: int | None = None, cpu_limit: float | None = None) -> IsolatedPlugin: ...
+
+
+def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None, isolated: bool = False,
+         **isolation: Any) -> Plugin | IsolatedPlugin:
+    """Load the plugin at ``path``, check its descriptor and run its init.
+
+    ``config`` reaches the plugin's init as UTF-8 text; a mapping is sent as
+    JSON. Raises a subclass of ferrule.FerruleError on any failure. The
+    plugin gets a host of its own; load through a ``PluginHost`` to share
+    services and interfaces between plugins.
+
+    ``isolated=True`` runs the plugin in a child process behind the same
+    API (see ``IsolatedPlugin``): a crash, hang or runaway allocation there
+    becomes an exception here. Only then are ``timeout`` (seconds per call),
+    ``restart`` (start a new child on the next call after a failure),
+    ``memory_limit`` (bytes of address space) and ``cpu_limit`` (CPU
+    seconds) accepted.
+    """
+    if isolated:
+        return IsolatedPlugin(path, config=config, **isolation)
+    if isolation:
+        raise TypeError(f"load() got {', '.join(sorted(isolation))}: these apply only with isolated=True")
+    return Plugin(Library(path), config=config)

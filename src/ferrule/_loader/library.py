@@ -1,0 +1,219 @@
+"""ferrule.Library: open a shared library, look up symbols, call them through
+a declared C signature. The safe layer over dlopen/dlsym, never dlclose."""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import cffi
+
+from .._errors import (
+    LibraryError,
+    LibraryNotFoundError,
+    MissingDependencyError,
+    NotALibraryError,
+    SymbolNotFoundError,
+    WrongArchitectureError,
+)
+from . import posix as raw
+from .elf import check_header
+
+__all__ = ["Library", "library_file_name"]
+
+# Library.function's own cffi namespace: C signatures that users declare.
+ffi = cffi.FFI()
+
+
+def library_file_name(name: str) -> str:
+    """The platform's file name for a bare library name: libNAME.so, libNAME.dylib, NAME.dll."""
+    if sys.platform == "win32":
+        return f"{name}.dll"
+    if sys.platform == "darwin":
+        return f"lib{name}.dylib"
+    return f"lib{name}.so"
+
+
+def _looks_like_file_name(name: str) -> bool:
+    return name.endswith((".so", ".dylib", ".dll")) or ".so." in name
+
+
+def _classify(path: str, message: str) -> LibraryError:
+    """Turn a dlopen failure message into the specific error class."""
+    text = f"cannot load {path}: {message}"
+    own_file = message.startswith(path + ":") or message.startswith(os.path.basename(path) + ":")
+    if "cannot open shared object file" in message and not own_file:
+        dep = message.split(":", 1)[0]
+        return MissingDependencyError(
+            f"{text}; {path} needs {dep}, which the loader cannot find: install it or add its "
+            "directory to LD_LIBRARY_PATH (or the library's RUNPATH)"
+        )
+    if "undefined symbol" in message:
+        return MissingDependencyError(
+            f"{text}; a library it depends on is missing that symbol (too old, or not linked)"
+        )
+    if "wrong ELF class" in message or "ELF file data encoding" in message:
+        return WrongArchitectureError(f"{text}; rebuild it for this platform")
+    if "invalid ELF header" in message or "file too short" in message or "position-independent" in message:
+        return NotALibraryError(f"{text}; expected a shared library")
+    if "cannot open shared object file" in message:
+        return LibraryNotFoundError(f"{text}; check the name and the loader path")
+    return LibraryError(text)
+
+
+class Library:
+    """A shared library opened with RTLD_NOW | RTLD_LOCAL.
+
+    ``Library("path/to/libfoo.so")`` opens a file; a bare name such as
+    ``Library("z")`` becomes the platform's file name (``libz.so``) and is
+    looked up in ``search_dirs`` if given, otherwise on the system loader path.
+    The current directory is never searched implicitly.
+
+    The library is never unloaded: unloading code that registered thread-local
+    destructors or still has threads running crashes the process later.
+    """
+
+    __module__ = "ferrule"
+
+    def __init__(self, name: str | os.PathLike[str], *, search_dirs: Iterable[str | os.PathLike[str]] | None = None):
+        self._handle, self.path = self._open(name, search_dirs)
+
+    @property
+    def handle(self) -> int:
+        """The loader's handle (dlopen's), as an int: one per mapped library."""
+        return self._handle
+
+    @staticmethod
+    def _open(name: str | os.PathLike[str], search_dirs: Iterable[str | os.PathLike[str]] | None) -> tuple[int, str]:
+        text = os.fspath(name)
+        if isinstance(name, os.PathLike) or os.sep in text or (os.altsep and os.altsep in text):
+            return Library._open_file(os.path.abspath(os.path.expanduser(text)))
+        if not text:
+            raise LibraryNotFoundError("empty library name")
+        file_name = text if _looks_like_file_name(text) else library_file_name(text)
+        if search_dirs is not None:
+            dirs = [Path(d) for d in search_dirs]
+            for directory in dirs:
+                candidate = directory / file_name
+                if candidate.exists():
+                    return Library._open_file(os.path.abspath(candidate))
+            listed = ", ".join(str(d) for d in dirs) or "(no directories)"
+            raise LibraryNotFoundError(f"no {file_name} in {listed}: check the name, or add the directory that holds it")
+        # System loader path. The unversioned dev file may be absent, or a
+        # linker script (glibc's libc.so): fall back to what ldconfig knows.
+        handle, error = raw.open_library(file_name)
+        if not handle and error is not None and (
+            ("cannot open shared object file" in error and error.startswith(file_name)) or "invalid ELF header" in error
+        ):
+            found = ctypes.util.find_library(text)
+            if found:
+                handle, error = raw.open_library(found)
+        if not handle:
+            raise _classify(file_name, error or "")
+        return handle, raw.loaded_path(handle) or file_name
+
+    @staticmethod
+    def _open_file(path: str) -> tuple[int, str]:
+        handle, error = raw.open_library(path)
+        if not handle:
+            # Explain the failure from the file itself where the loader's
+            # message is vague (a wrong machine reads "cannot open").
+            if not os.path.lexists(path):
+                raise LibraryNotFoundError(f"no file at {path}: check the path, or build the library first")
+            try:
+                check_header(path)
+            except FileNotFoundError:
+                raise LibraryNotFoundError(
+                    f"{path} is a symbolic link to {os.readlink(path)!r}, which does not exist: fix or remove the link"
+                ) from None
+            except OSError as exc:
+                raise LibraryError(f"cannot read {path}: {exc.strerror or exc}; check the file and its permissions") from None
+            raise _classify(path, error or "")
+        return handle, path
+
+    def __repr__(self) -> str:
+        return f"<ferrule.Library {self.path!r}>"
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and raw.symbol(self._handle, name) != 0
+
+    def symbol(self, name: str) -> int:
+        """The address of an exported symbol. Raises SymbolNotFoundError."""
+        address = raw.symbol(self._handle, name)
+        if not address:
+            raise SymbolNotFoundError(
+                f"{self.path} does not export {name!r}: check the spelling, and that the symbol is "
+                "exported (nm -D --defined-only)"
+            )
+        return address
+
+    def function(self, name: str, signature: str) -> Callable[..., Any]:
+        """Look up ``name`` and return it as a Python callable of C type ``signature``.
+
+        ``signature`` is a C function type without the name, e.g.
+        ``"unsigned long (unsigned long, const unsigned char *, unsigned int)"``.
+        Integer and float arguments convert as in C; bytes-like objects pass
+        as pointers (borrowed for the call); a ``char *`` result becomes bytes
+        (None for NULL), any other pointer result an int address.
+        """
+        cut = signature.find("(")
+        if cut <= 0:
+            raise ValueError(f"C signature {signature!r} has no return type and parameter list")
+        try:
+            ctype = ffi.typeof(f"{signature[:cut]}(*){signature[cut:]}")
+        except (cffi.CDefError, cffi.FFIError) as exc:
+            raise ValueError(f"C signature {signature!r} does not parse: {exc}") from None
+        pointer = ffi.cast(ctype, self.symbol(name))
+        return _CFunction(name, signature, pointer, ctype)
+
+
+class _CFunction:
+    """A C function pointer with Python-friendly argument and result conversion."""
+
+    def __init__(self, name: str, signature: str, pointer: Any, ctype: Any):
+        self.__name__ = name
+        self._signature = signature
+        self._pointer = pointer
+        self._params = ctype.args
+        result = ctype.result
+        self._char_result = result.kind == "pointer" and result.item.cname == "char"
+        self._pointer_result = result.kind == "pointer"
+
+    def __repr__(self) -> str:
+        return f"<ferrule C function {self.__name__}: {self._signature}>"
+
+    def __call__(self, *args: Any) -> Any:
+        if len(args) != len(self._params):
+            raise TypeError(f"{self.__name__}() takes {len(self._params)} arguments ({len(args)} given)")
+        keep: list[Any] = []  # copies must outlive the call: a cast does not own them
+        converted = [self._convert(i, t, a, keep) for i, (t, a) in enumerate(zip(self._params, args))]
+        result = self._pointer(*converted)
+        del keep
+        if self._char_result:
+            return None if result == ffi.NULL else ffi.string(result)
+        if self._pointer_result:
+            return int(ffi.cast("uintptr_t", result))
+        return result
+
+    def _convert(self, index: int, ctype: Any, value: Any, keep: list[Any]) -> Any:
+        if ctype.kind != "pointer":
+            return value
+        if value is None:
+            return ffi.NULL
+        if isinstance(value, int) and not isinstance(value, bool):
+            return ffi.cast(ctype, value)
+        if isinstance(value, bytes) or (isinstance(value, memoryview) and value.readonly):
+            # cffi types do not record const: never let C write into immutable bytes.
+            copy = ffi.new("char[]", bytes(value))
+            keep.append(copy)
+            return ffi.cast(ctype, copy)
+        if isinstance(value, (bytearray, memoryview)):
+            return ffi.from_buffer(ctype, value, require_writable=True)
+        raise TypeError(
+            f"{self.__name__}() argument {index + 1}: expected bytes-like, int address or None for "
+            f"{ctype.cname}, got {type(value).__name__}"
+        )

@@ -1,0 +1,99 @@
+"""PluginHost, the host: one application's plugins, the services it provides to them,
+and the interfaces they implement for it and for each other."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from .._interfaces.instances import Implementation, proxy_class
+from .._interfaces.services import Services
+from .._loader import Library
+from ..idl import spec
+from .plugin import Plugin
+
+__all__ = ["PluginHost"]
+
+P = TypeVar("P")
+
+
+class PluginHost:
+    """The host side of host-defined interfaces.
+
+    - ``provide(Interface, obj)`` offers a Python object as a service that
+      plugins find with ``host->query`` (by id and revision);
+    - ``load(path)`` loads a plugin that sees those services and the
+      implementations other plugins of this host offer;
+    - ``implementations(Interface)`` lists what the loaded plugins offer.
+
+    ``debug=True`` runs plugins on the checked Python call path and reports
+    thread-contract violations as ``ThreadContractWarning`` (see
+    docs/interfaces.md); it is slower, for development.
+    """
+
+    __module__ = "ferrule"
+
+    def __init__(self, *, debug: bool = False):
+        self._services = Services(debug)
+        self._plugins: list[Plugin] = []
+
+    @property
+    def debug(self) -> bool:
+        return self._services.debug
+
+    def provide(self, interface: Any, implementation: object) -> None:
+        """Offer ``implementation`` (any object with the interface's methods)
+        to plugins as ``interface``'s id and revision, replacing an earlier
+        one. Its methods get Python values (memoryview for buffers, struct
+        instances, handles) and return the declared result type; an exception
+        becomes the failure message the plugin receives. Calls are serialised
+        unless the interface is declared thread-safe."""
+        self._services.provide(spec(interface), implementation)
+
+    def withdraw(self, interface: Any) -> None:
+        """Stop offering a service; objects already lent keep working."""
+        self._services.withdraw(spec(interface))
+
+    def service(self, interface: Any) -> Any | None:
+        """The object provided for ``interface``, or None."""
+        found = self._services.services.get(spec(interface).key)
+        return found[1] if found is not None else None
+
+    def load(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None) -> Plugin:
+        """Load a plugin into this host (see ``ferrule.load``)."""
+        plugin = Plugin(Library(path), config=config, _services=self._services)
+        with self._services.lock:
+            self._plugins.append(plugin)
+            self._services.plugins.append(plugin._core)
+        return plugin
+
+    @property
+    def plugins(self) -> tuple[Plugin, ...]:
+        """The plugins loaded through this host that are not closed."""
+        with self._services.lock:
+            self._plugins = [p for p in self._plugins if not p.closed]
+            self._services.plugins = [p._core for p in self._plugins]
+            return tuple(self._plugins)
+
+    def implementations(self, interface: type[P]) -> list[Implementation[P]]:
+        """Every implementation of ``interface`` among the loaded plugins, in
+        load order. Raises InterfaceMismatchError for one generated from
+        another layout."""
+        proxy_class(interface)
+        found: list[Implementation[P]] = []
+        for plugin in self.plugins:
+            found.extend(plugin.implementations(interface))
+        return found
+
+    def create(self, interface: type[P], name: str | None = None) -> P | None:
+        """An instance of the first implementation of ``interface`` (called
+        ``name``, if given) among the loaded plugins, or None when none has it."""
+        for impl in self.implementations(interface):
+            if name is None or impl.name == name:
+                return impl.create()
+        return None
+
+    def __repr__(self) -> str:
+        services = ", ".join(f"{k[0]}/{k[1]}" for k in self._services.services)
+        return f"<ferrule.PluginHost plugins={[p.id for p in self.plugins]} services=[{services}]>"

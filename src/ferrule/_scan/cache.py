@@ -1,0 +1,181 @@
+"""The scan cache: one JSON file per host ABI in the user's cache directory,
+an entry per library file keyed on its path, with the size and modification
+time it had when read, and the plugin spec (or the problem) found.
+
+Reading never raises: a file that is not what ``dump_cache`` writes is
+dropped whole, a malformed entry alone, with a warning; the scan then
+rewrites the file. Writing replaces the file atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from typing import Any, NamedTuple
+
+from .._abi import cdef as abi
+from .._abi.spec import PluginSpec, SpecError
+from .results import ScanProblem
+
+__all__ = ["Entry", "cache_file", "dump_cache", "load_cache", "parse_cache", "save_cache"]
+
+log = logging.getLogger("ferrule.scan")
+
+HOST_ABI = (abi.ABI_MAJOR, abi.ABI_MINOR)
+FORMAT = 2  # of the cache file; bump when its shape changes (2: entries hold plugin specs)
+
+
+class Entry(NamedTuple):
+    size: int
+    mtime_ns: int
+    result: PluginSpec | ScanProblem
+
+
+class _Malformed(Exception):
+    """A value in the cache file or from a worker is not what was written."""
+
+
+def cache_file() -> str:
+    base = os.environ.get("FERRULE_CACHE_DIR")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        # The XDG spec says to ignore a relative XDG_CACHE_HOME.
+        root = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(root, "ferrule")
+    return os.path.join(base, f"scan-abi{HOST_ABI[0]}.{HOST_ABI[1]}.json")
+
+
+def load_cache(cache_file: str) -> tuple[dict[str, Entry], bool]:
+    """The cache's entries, and whether the file needs rewriting."""
+    try:
+        with open(cache_file, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return {}, False
+    except OSError as exc:
+        log.warning("cannot read the scan cache %s (%s); reading every plugin again", cache_file, exc)
+        return {}, False
+    return parse_cache(data, cache_file)
+
+
+def parse_cache(data: bytes, source: str = "<cache>") -> tuple[dict[str, Entry], bool]:
+    """The entries of a cache file, and whether anything was dropped. Never
+    raises: a file that is not what _dump_cache writes is dropped whole, a
+    malformed entry alone, with a warning; the scan then rewrites the file."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # also non-UTF-8 and absurdly long numbers
+        log.warning("the scan cache %s is not valid JSON (%s); rebuilding it", source, _short(exc))
+        return {}, True
+    if not isinstance(doc, dict) or doc.keys() != {"format", "abi", "entries"}:
+        log.warning("the scan cache %s does not have the expected format, abi and entries fields; rebuilding it",
+                    source)
+        return {}, True
+    if not (type(doc["format"]) is int and doc["format"] == FORMAT):
+        log.warning("the scan cache %s has format %s, this ferrule writes %d; rebuilding it", source,
+                    _short(doc["format"]), FORMAT)
+        return {}, True
+    stored_abi = doc["abi"]
+    if not (type(stored_abi) is list and {*map(type, stored_abi)} <= _INT and tuple(stored_abi) == HOST_ABI):
+        log.warning("the scan cache %s was written for ABI %s, this host speaks %d.%d; rebuilding it", source,
+                    _short(stored_abi), *HOST_ABI)
+        return {}, True
+    raw = doc["entries"]
+    if not isinstance(raw, dict):
+        log.warning("the scan cache %s has entries of type %s, expected an object; rebuilding it", source,
+                    type(raw).__name__)
+        return {}, True
+    entries: dict[str, Entry] = {}
+    dropped: list[str] = []
+    for path, value in raw.items():
+        try:
+            entries[path] = _parse_entry(path, value)
+        except _Malformed as exc:
+            dropped.append(f"{path!r}: {exc}")
+    if dropped:
+        count = "1 malformed entry" if len(dropped) == 1 else f"{len(dropped)} malformed entries"
+        log.warning("the scan cache %s had %s (first: %s); reading those plugins again", source, count, dropped[0])
+    return entries, bool(dropped)
+
+
+_PLUGIN_ENTRY = frozenset({"size", "mtime_ns", "plugin"})
+_PROBLEM_ENTRY = frozenset({"size", "mtime_ns", "problem"})
+_PROBLEM_FIELDS = frozenset({"kind", "error", "message"})
+_PROBLEM_KINDS = ("rejected", "crashed", "hung")
+_INT = {int}  # type() is int: a JSON true is a bool, not an int
+
+
+def _parse_entry(path: str, value: Any) -> Entry:
+    if not os.path.isabs(path) or "\0" in path:
+        raise _Malformed("the key is not an absolute path")
+    if type(value) is not dict:
+        raise _Malformed(f"expected an object, found {type(value).__name__}")
+    keys = value.keys()
+    if keys == _PLUGIN_ENTRY:
+        try:
+            result: PluginSpec | ScanProblem = PluginSpec.from_json(value["plugin"])
+        except SpecError as exc:
+            raise _Malformed(f"plugin: {exc}") from None
+        if result.path != path:
+            raise _Malformed(f"plugin path {_short(result.path)} differs from its key")
+    elif keys == _PROBLEM_ENTRY:
+        result = _parse_problem(path, value["problem"])
+    else:
+        raise _Malformed(f"fields {sorted(value)}, expected size, mtime_ns and plugin or problem")
+    size, mtime_ns = value["size"], value["mtime_ns"]
+    if not (type(size) is int and size >= 0 and type(mtime_ns) is int):
+        raise _Malformed(f"size {_short(size)} and mtime_ns {_short(mtime_ns)}, expected integers")
+    return Entry(size, mtime_ns, result)
+
+
+def _parse_problem(path: str, value: Any) -> ScanProblem:
+    if type(value) is not dict or value.keys() != _PROBLEM_FIELDS:
+        raise _Malformed(f"problem is {_short(value)}, expected an object with fields error, kind and message")
+    kind, error, message = value["kind"], value["error"], value["message"]
+    if kind not in _PROBLEM_KINDS or type(error) is not str or type(message) is not str:
+        raise _Malformed(f"problem kind {_short(kind)}, expected one of {', '.join(_PROBLEM_KINDS)}, with string "
+                         "error and message")
+    return ScanProblem(path, kind, error, message)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def dump_cache(entries: dict[str, Entry]) -> bytes:
+    out: dict[str, Any] = {}
+    for path, entry in sorted(entries.items()):
+        result = entry.result
+        if isinstance(result, PluginSpec):
+            body: dict[str, Any] = {"plugin": result.to_json()}
+        else:
+            body = {"problem": {"kind": result.kind, "error": result.error, "message": result.message}}
+        out[path] = {"size": entry.size, "mtime_ns": entry.mtime_ns, **body}
+    doc = {"format": FORMAT, "abi": list(HOST_ABI), "entries": out}
+    # ASCII with escapes: file names that are not UTF-8 round-trip.
+    return json.dumps(doc, separators=(",", ":")).encode("ascii")
+
+
+def save_cache(cache_file: str, entries: dict[str, Entry]) -> None:
+    """Replace the cache file atomically: a reader sees the old or the new
+    file, never half of one. Two scans at once: the last one wins."""
+    data = dump_cache(entries)
+    directory = os.path.dirname(cache_file)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".scan-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, cache_file)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    except OSError as exc:
+        log.warning("cannot write the scan cache %s (%s); the next scan reads every plugin again", cache_file, exc)

@@ -1,0 +1,74 @@
+"""What a scan finds: PluginInfo, ScanProblem and ScanResult (public)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .._abi.spec import PluginSpec
+
+__all__ = ["PluginInfo", "ProblemKind", "ScanProblem", "ScanResult", "info"]
+
+ProblemKind = Literal["rejected", "crashed", "hung"]
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A plugin found by ``scan``: what its descriptor says.
+
+    ``functions`` holds (name, signature) pairs, ``interfaces`` (interface
+    id, revision, implementation name) triples, both in descriptor order.
+    """
+
+    path: str
+    id: str
+    name: str
+    version: str
+    description: str
+    license: str
+    abi_version: tuple[int, int]
+    functions: tuple[tuple[str, str], ...]
+    interfaces: tuple[tuple[str, int, str], ...]
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    """A library that ``scan`` could not list as a plugin.
+
+    ``kind`` is "rejected" (not a library, or its descriptor failed a
+    check; ``error`` is the exception class name), "crashed" (``error`` is
+    the signal name, or "exit status N") or "hung" (``error`` is "timeout").
+    Crashed and hung libraries are blocklisted until the file changes.
+    """
+
+    path: str
+    kind: ProblemKind
+    error: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What ``scan`` found, each tuple sorted by path. ``directories`` are
+    the directories that were listed, in search order."""
+
+    plugins: tuple[PluginInfo, ...]
+    problems: tuple[ScanProblem, ...]
+    directories: tuple[str, ...]
+
+    @property
+    def rejected(self) -> tuple[ScanProblem, ...]:
+        """Libraries that are not plugins, or whose descriptor failed a check."""
+        return tuple(p for p in self.problems if p.kind == "rejected")
+
+    @property
+    def blocked(self) -> tuple[ScanProblem, ...]:
+        """Libraries that crashed or hung the scan worker (the blocklist)."""
+        return tuple(p for p in self.problems if p.kind != "rejected")
+
+
+def info(spec: PluginSpec) -> PluginInfo:
+    """The public view of a plugin spec."""
+    return PluginInfo(spec.path, spec.id, spec.name, spec.version, spec.description, spec.license, spec.abi_version,
+                      tuple((f.name, str(f.signature)) for f in spec.functions),
+                      tuple((o.id, o.revision, o.name) for o in spec.offers))
