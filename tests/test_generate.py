@@ -3,6 +3,7 @@ published revisions stay immutable, and the Python proxies type-check calls."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -30,8 +31,10 @@ TARGETS = [
 
 
 def generate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # src first: the generator of this tree, not whichever ferrule is installed.
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
     return subprocess.run([sys.executable, "-m", "ferrule", "generate", *args], cwd=cwd, capture_output=True,
-                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+                          text=True, env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
 
 
 @pytest.mark.parametrize(("cwd", "args"), TARGETS, ids=["tests", "pipeline"])

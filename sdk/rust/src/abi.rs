@@ -13,7 +13,9 @@
 //! function pointer, NULL being `None`.
 //!
 //! Nothing in this module is safe to use carelessly: it is raw FFI. Plugin
-//! authors normally never touch it and use [`plugin!`](crate::plugin) instead.
+//! authors normally never touch it and use [`plugin!`](crate::plugin) instead;
+//! it is public for a plugin that implements the ABI by hand, for fake hosts
+//! in tests, and for layout checks such as `layout_probe`.
 
 use core::ffi::{c_char, c_void};
 

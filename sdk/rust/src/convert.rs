@@ -1,4 +1,6 @@
-//! Argument decoding ([`FromArg`]) and result encoding ([`IntoRet`]).
+//! Argument decoding ([`FromArg`]) and result encoding ([`IntoRet`]) of plugin
+//! functions: machinery that `plugin!` expands to, reached as
+//! `__private::convert`.
 
 use std::borrow::Cow;
 

@@ -1,5 +1,8 @@
 //! Host functions: `fn(...)` parameters ([`HostFn`]), called back through
-//! `ferrule_host.invoke` (ABI 1.1).
+//! `ferrule_host.invoke` (ABI 1.1). [`HostFn`] and [`HostFnError`] are
+//! re-exported at the crate root; the traits that spell a signature
+//! ([`HostFnSignature`], [`HostFnArg`], [`HostFnRet`]) are machinery in
+//! `__private::hostfn`, named only in the bounds of [`HostFn::call`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,12 +18,11 @@ use crate::convert::FromArg;
 ///
 /// `F` is a Rust function pointer type that spells the signature:
 /// `HostFn<'_, fn(i64, f64) -> i64>` is the ABI type `fn(i64, f64) -> i64`,
-/// `HostFn<'_, fn()>` is `fn()`. Parameter and result types are those of
-/// [`HostFnArg`] and [`HostFnRet`]: `bool`, `i8`..`i64`, `u8`..`u64`, `f32`,
-/// `f64`, `String` (ABI `str`) and `Vec<u8>` (ABI `bytes`); the result may
-/// also be `()` (none). Spell text and byte parameters as `String` and
-/// `Vec<u8>`; [`call`](HostFn::call) still takes them borrowed, as `&str`
-/// and `&[u8]`.
+/// `HostFn<'_, fn()>` is `fn()`. Parameter and result types are `bool`,
+/// `i8`..`i64`, `u8`..`u64`, `f32`, `f64`, `String` (ABI `str`) and
+/// `Vec<u8>` (ABI `bytes`); the result may also be `()` (none). Spell text
+/// and byte parameters as `String` and `Vec<u8>`; [`call`](HostFn::call)
+/// still takes them borrowed, as `&str` and `&[u8]`.
 ///
 /// `call` is implemented for up to six parameters:
 ///
@@ -116,7 +118,7 @@ impl<'a, F: HostFnSignature> FromArg<'a> for HostFn<'a, F> {
         if func.is_null() {
             return Err("NULL host function handle".to_owned());
         }
-        let host = crate::__private::current_host();
+        let host = crate::runtime::current_host();
         if host.is_null() {
             return Err("host function argument outside of a call".to_owned());
         }
@@ -136,7 +138,7 @@ impl<F> HostFn<'_, F> {
         // SAFETY: `host` is the live table of the call that received the
         // handle ('a); `invoke` is read only when struct_size covers it.
         let invoke = unsafe {
-            if !crate::__private::host_has(host, crate::__private::end_of(core::mem::offset_of!(Host, invoke))) {
+            if !crate::runtime::host_has(host, crate::runtime::end_of(core::mem::offset_of!(Host, invoke))) {
                 return Err(HostFnError::Unsupported);
             }
             (*host).invoke

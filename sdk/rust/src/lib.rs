@@ -79,10 +79,19 @@
 //! # Interfaces
 //!
 //! Interfaces that a host declares (`ferrule.idl`) are implemented and called
-//! through code that `ferrule generate --rust` writes on top of [`iface`]:
-//! a trait per interface whose implementations `plugin!` lists under
-//! `interfaces: [...]`, and a typed client that calls through the host
-//! ([`host()`], [`CallError`]). See the crate README.
+//! through code that `ferrule generate --rust` writes: a trait per interface
+//! whose implementations `plugin!` lists under `interfaces: [...]`, and a
+//! typed client that calls through the host ([`host()`], [`HostRef`],
+//! [`CallError`]). [`Object`] is the untyped layer under the clients, for an
+//! interface that no generated code covers. See the crate README.
+//!
+//! # Public items and machinery
+//!
+//! Everything a plugin author uses is at the crate root, plus [`abi`] for a
+//! plugin written without [`plugin!`]. The code that `plugin!` and generated
+//! interface code expand to calls into the hidden module `__private`; it is
+//! public only so that code in the plugin's crate can reach it, is not an
+//! API, and may change in any release. Do not name it yourself.
 //!
 //! # Threads
 //!
@@ -105,19 +114,18 @@
 
 pub mod abi;
 mod convert;
+mod host;
 mod hostfn;
-pub mod iface;
+mod iface;
 mod macros;
+mod runtime;
 
 #[doc(hidden)]
-#[path = "runtime.rs"]
+#[path = "private.rs"]
 pub mod __private;
 
-pub use convert::{ArgBorrow, FromArg, IntoRet};
-pub use hostfn::{HostFn, HostFnArg, HostFnError, HostFnRet, HostFnSignature};
-pub use iface::{CallError, HostRef};
-
-use std::fmt;
+pub use host::{CallError, HostRef, Object};
+pub use hostfn::{HostFn, HostFnError};
 
 /// A log level, the `FERRULE_LOG_*` constants as an enum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -152,30 +160,19 @@ impl Level {
 /// Log `msg` through the host of the current call, init or shutdown.
 ///
 /// A no-op when this thread is not running one (for example on a thread the
-/// plugin spawned itself).
+/// plugin spawned itself). The macros [`trace!`], [`debug!`], [`info!`],
+/// [`warn!`] and [`error!`] take `format!` arguments instead.
 pub fn log(level: Level, msg: &str) {
-    let host = __private::current_host();
+    let host = runtime::current_host();
     // SAFETY: the current host is set only by the shims, for the duration of
     // a call/init/shutdown, during which the host table is valid.
-    unsafe { __private::host_log(host, level, msg) };
-}
-
-/// Like [`log`], but formats only when there is a host to log to. Used by the
-/// logging macros.
-pub fn log_fmt(level: Level, args: fmt::Arguments<'_>) {
-    if __private::current_host().is_null() {
-        return;
-    }
-    match args.as_str() {
-        Some(s) => log(level, s),
-        None => log(level, &fmt::format(args)),
-    }
+    unsafe { runtime::host_log(host, level, msg) };
 }
 
 /// The ABI version `(major, minor)` of the host of the current call, init or
 /// shutdown; `None` outside of one.
 pub fn host_abi_version() -> Option<(u16, u16)> {
-    let host = __private::current_host();
+    let host = runtime::current_host();
     if host.is_null() {
         None
     } else {
@@ -191,7 +188,7 @@ pub fn host_abi_version() -> Option<(u16, u16)> {
 ///
 /// Generated interface clients use it to query the host
 /// (`Client::query()`); the handle may be kept while the plugin instance is
-/// alive (see [`iface`]).
+/// alive (see [`HostRef`]).
 pub fn host() -> Option<HostRef> {
     HostRef::current()
 }
@@ -199,29 +196,29 @@ pub fn host() -> Option<HostRef> {
 /// Log at [`Level::Trace`] with `format!` arguments.
 #[macro_export]
 macro_rules! trace {
-    ($($arg:tt)+) => { $crate::log_fmt($crate::Level::Trace, ::core::format_args!($($arg)+)) };
+    ($($arg:tt)+) => { $crate::__private::log_fmt($crate::Level::Trace, ::core::format_args!($($arg)+)) };
 }
 
 /// Log at [`Level::Debug`] with `format!` arguments.
 #[macro_export]
 macro_rules! debug {
-    ($($arg:tt)+) => { $crate::log_fmt($crate::Level::Debug, ::core::format_args!($($arg)+)) };
+    ($($arg:tt)+) => { $crate::__private::log_fmt($crate::Level::Debug, ::core::format_args!($($arg)+)) };
 }
 
 /// Log at [`Level::Info`] with `format!` arguments.
 #[macro_export]
 macro_rules! info {
-    ($($arg:tt)+) => { $crate::log_fmt($crate::Level::Info, ::core::format_args!($($arg)+)) };
+    ($($arg:tt)+) => { $crate::__private::log_fmt($crate::Level::Info, ::core::format_args!($($arg)+)) };
 }
 
 /// Log at [`Level::Warn`] with `format!` arguments.
 #[macro_export]
 macro_rules! warn {
-    ($($arg:tt)+) => { $crate::log_fmt($crate::Level::Warn, ::core::format_args!($($arg)+)) };
+    ($($arg:tt)+) => { $crate::__private::log_fmt($crate::Level::Warn, ::core::format_args!($($arg)+)) };
 }
 
 /// Log at [`Level::Error`] with `format!` arguments.
 #[macro_export]
 macro_rules! error {
-    ($($arg:tt)+) => { $crate::log_fmt($crate::Level::Error, ::core::format_args!($($arg)+)) };
+    ($($arg:tt)+) => { $crate::__private::log_fmt($crate::Level::Error, ::core::format_args!($($arg)+)) };
 }

@@ -53,8 +53,7 @@
 ///     ],
 /// ```
 ///
-/// They fill the descriptor's `interfaces` array in this order (see
-/// [`iface`](crate::iface)).
+/// They fill the descriptor's `interfaces` array in this order.
 ///
 /// The fields must come in this order. Each function is emitted unchanged as
 /// an ordinary Rust function (with its attributes and visibility), so it can
@@ -62,7 +61,7 @@
 /// function's `doc` in the descriptor (lines joined with `\n`, trimmed; NULL
 /// if there is none).
 ///
-/// Parameter types ([`FromArg`](crate::FromArg)) and their ABI names:
+/// Parameter types and their ABI names:
 /// `bool`, `i8`, `i16`, `i32`, `i64`, `u8`, `u16`, `u32`, `u64`, `f32`, `f64`;
 /// `&str` and `String` (`str`); `&[u8]` and `Vec<u8>` (`bytes`); `&[T]` and
 /// `Vec<T>` (`buf[T]`) for `T` in `i8`..`i64`, `u16`..`u64`, `f32`, `f64`;
@@ -87,7 +86,7 @@
 /// it off for long computations, which can then run in parallel with other
 /// Python threads.
 ///
-/// Return types ([`IntoRet`](crate::IntoRet)): none (`()`), the scalars
+/// Return types: none (`()`), the scalars
 /// above, `String`, `&'static str`, `Vec<u8>`, `&'static [u8]`, and
 /// `Result<T, E>` of any of those with `E: Display`.
 ///
@@ -196,7 +195,7 @@ macro_rules! plugin {
                     $crate::__private::FunctionSpec {
                         name: ::core::stringify!($fname),
                         params: ::std::vec![$(
-                            (::core::stringify!($arg), <$ty as $crate::FromArg>::abi_type())
+                            (::core::stringify!($arg), <$ty as $crate::__private::convert::FromArg>::abi_type())
                         ),*],
                         ret: $crate::__ferrule_ret_type!($($ret)?),
                         docs: ::std::vec![$( $crate::__ferrule_doc!($($attr)*) ),*],
@@ -215,7 +214,7 @@ macro_rules! plugin {
                                 const __FERRULE_SPEC: $crate::__private::CallSpec<__FERRULE_N> =
                                     $crate::__private::CallSpec::new(
                                         [$(
-                                            (::core::stringify!($arg), <$ty as $crate::FromArg>::BORROW)
+                                            (::core::stringify!($arg), <$ty as $crate::__private::convert::FromArg>::BORROW)
                                         ),*],
                                         !$crate::__ferrule_ret_type!($($ret)?).is_empty(),
                                     );
@@ -271,7 +270,7 @@ macro_rules! __ferrule_opt {
 #[macro_export]
 macro_rules! __ferrule_ret_type {
     ($ret:ty) => {
-        <$ret as $crate::IntoRet>::TYPE
+        <$ret as $crate::__private::convert::IntoRet>::TYPE
     };
     () => {
         ""

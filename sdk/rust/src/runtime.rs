@@ -1,5 +1,6 @@
-//! Machinery behind [`plugin!`](crate::plugin): the generated shims call into
-//! this module. Not a public API; may change in any release.
+//! Machinery behind [`plugin!`](crate::plugin) and the logging macros: the
+//! code they expand to calls into this module, as `ferrule_sdk::__private`.
+//! Not a public API; may change in any release.
 
 use core::cell::Cell;
 use core::ffi::{c_char, c_void};
@@ -13,7 +14,8 @@ use std::sync::{Once, OnceLock};
 use std::thread::LocalKey;
 
 use crate::abi::{self, CallFn, Function, Host, Interface, Plugin, Value};
-use crate::{ArgBorrow, Level};
+use crate::convert::ArgBorrow;
+use crate::Level;
 
 // ---- per-thread state -------------------------------------------------------
 //
@@ -291,6 +293,18 @@ pub(crate) unsafe fn host_log(host: *const Host, level: Level, msg: &str) {
     }
 }
 
+/// The body of the logging macros: like [`log`](crate::log), but formats
+/// only when there is a host to log to.
+pub fn log_fmt(level: Level, args: core::fmt::Arguments<'_>) {
+    if current_host().is_null() {
+        return;
+    }
+    match args.as_str() {
+        Some(s) => crate::log(level, s),
+        None => crate::log(level, &std::fmt::format(args)),
+    }
+}
+
 // ---- shims ------------------------------------------------------------------
 //
 // The call path is generic and `#[inline(always)]`, so that each generated
@@ -300,9 +314,9 @@ pub(crate) unsafe fn host_log(host: *const Host, level: Level, msg: &str) {
 /// Decode argument `name` of type `T` from the next slot.
 ///
 /// # Safety
-/// The slot must match `T::TYPE` (see [`crate::FromArg::from_arg`]).
+/// The slot must match `T::abi_type()` (see [`FromArg::from_arg`](crate::convert::FromArg::from_arg)).
 #[inline(always)]
-pub unsafe fn decode_arg<'a, T: crate::FromArg<'a>>(slot: Option<&'a Value>, name: &str) -> Result<T, String> {
+pub unsafe fn decode_arg<'a, T: crate::convert::FromArg<'a>>(slot: Option<&'a Value>, name: &str) -> Result<T, String> {
     match slot {
         Some(v) => match unsafe { T::from_arg(v) } {
             Ok(value) => Ok(value),
@@ -326,7 +340,7 @@ fn missing_arg(name: &str) -> String {
 
 /// Encode a user function's result.
 #[inline(always)]
-pub fn encode_ret<R: crate::IntoRet>(r: R) -> Result<Option<Value>, String> {
+pub fn encode_ret<R: crate::convert::IntoRet>(r: R) -> Result<Option<Value>, String> {
     r.into_ret()
 }
 
@@ -629,6 +643,7 @@ pub unsafe fn run_shutdown<F: FnOnce()>(key: &'static StateKey, host: *const abi
 
 /// What `plugin!` knows about one function.
 pub struct FunctionSpec {
+    /// The function's name (an identifier).
     pub name: &'static str,
     /// `(parameter name, ABI type)` pairs.
     pub params: Vec<(&'static str, Cow<'static, str>)>,
@@ -638,18 +653,27 @@ pub struct FunctionSpec {
     pub docs: Vec<Option<&'static str>>,
     /// Marked `#[quick]`: registered with `FERRULE_FN_QUICK`.
     pub quick: bool,
+    /// The generated call shim.
     pub call: CallFn,
 }
 
 /// What `plugin!` knows about the plugin.
 pub struct PluginSpec {
+    /// Reverse-DNS id.
     pub id: &'static str,
+    /// Human-readable name.
     pub name: &'static str,
+    /// The plugin's own version.
     pub version: &'static str,
+    /// Optional description.
     pub description: Option<&'static str>,
+    /// Optional SPDX license expression.
     pub license: Option<&'static str>,
+    /// The generated init shim.
     pub init: abi::InitFn,
+    /// The generated shutdown shim.
     pub shutdown: abi::ShutdownFn,
+    /// The plugin functions, in declaration order.
     pub functions: Vec<FunctionSpec>,
     /// Implementations of host-defined interfaces (ABI 1.2).
     pub interfaces: Vec<crate::iface::Export>,
@@ -657,7 +681,7 @@ pub struct PluginSpec {
 
 /// The canonical signature string: `(a: i64, b: i64) -> i64`, `(msg: str)`,
 /// `()`.
-pub fn signature<T: AsRef<str>>(params: &[(&str, T)], ret: &str) -> String {
+fn signature<T: AsRef<str>>(params: &[(&str, T)], ret: &str) -> String {
     let mut s = String::from("(");
     for (i, (name, ty)) in params.iter().enumerate() {
         if i > 0 {
@@ -677,7 +701,7 @@ pub fn signature<T: AsRef<str>>(params: &[(&str, T)], ret: &str) -> String {
 
 /// Joins `///` lines the way rustdoc reads them: one leading space of each
 /// line dropped, lines joined with `\n`, the whole trimmed. `None` if empty.
-pub fn join_docs(docs: &[Option<&str>]) -> Option<String> {
+fn join_docs(docs: &[Option<&str>]) -> Option<String> {
     let lines: Vec<&str> = docs
         .iter()
         .flatten()
@@ -706,7 +730,7 @@ fn leak_opt_cstr(s: Option<&str>) -> Option<*const c_char> {
 
 /// Builds the descriptor; everything in it is leaked (static for the life of
 /// the library). `None` if a string has an interior NUL.
-pub fn build_descriptor(spec: &PluginSpec) -> Option<*const Plugin> {
+fn build_descriptor(spec: &PluginSpec) -> Option<*const Plugin> {
     let mut functions: Vec<*const Function> = Vec::with_capacity(spec.functions.len());
     for f in &spec.functions {
         let doc = join_docs(&f.docs);
@@ -778,6 +802,7 @@ unsafe impl Sync for DescriptorPtr {}
 pub struct DescriptorCell(OnceLock<DescriptorPtr>);
 
 impl DescriptorCell {
+    /// A cell that holds no descriptor yet.
     #[allow(clippy::new_without_default)]
     pub const fn new() -> DescriptorCell {
         DescriptorCell(OnceLock::new())

@@ -10,7 +10,7 @@ use std::ptr;
 use std::sync::Mutex;
 
 use ferrule_sdk::abi::{self, Buf, Bytes, Host, Interface, Plugin, Value};
-use ferrule_sdk::iface::{self, Struct};
+use ferrule_sdk::__private::iface::{self, Struct};
 use ferrule_sdk::HostFn;
 
 #[path = "../../../tests/plugins/generated/iface_api.rs"]

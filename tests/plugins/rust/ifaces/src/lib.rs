@@ -174,8 +174,8 @@ ferrule_sdk::plugin! {
         /// Whether an unknown id and an unknown revision both query as absent.
         fn query_missing() -> bool {
             let Some(host) = ferrule_sdk::host() else { return false };
-            let nothing = ferrule_sdk::iface::Object::query(host, "org.ferrule.test.nothing", 1, 0);
-            let rev99 = ferrule_sdk::iface::Object::query(host, store::ID, 99, store::FINGERPRINT);
+            let nothing = ferrule_sdk::Object::query(host, "org.ferrule.test.nothing", 1, 0);
+            let rev99 = ferrule_sdk::Object::query(host, store::ID, 99, store::FINGERPRINT);
             nothing.is_none() && rev99.is_none()
         }
     },

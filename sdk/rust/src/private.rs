@@ -1,0 +1,36 @@
+//! The machinery that code expanded in a plugin's crate calls: `plugin!` and
+//! the logging macros (this module's root), and the Rust code that
+//! `ferrule generate --rust` writes ([`iface`]). It is public only because
+//! that code lives in another crate; it is hidden, is not an API, and may
+//! change in any release. Plugin authors use the crate root and `abi`.
+//!
+//! Every item is listed here by name, so that nothing becomes reachable by
+//! accident; the definitions live in the crate's private modules.
+
+pub use crate::runtime::{
+    decode_arg, encode_ret, entry, log_fmt, no_init, no_shutdown, run_call, run_init, run_shutdown, CallSpec,
+    DescriptorCell, FunctionSpec, PluginSpec, StateKey, ThreadState,
+};
+
+/// How plugin function parameters and results cross the ABI: the traits
+/// that `plugin!` expands to.
+pub mod convert {
+    pub use crate::convert::{ArgBorrow, FromArg, IntoRet};
+}
+
+/// The traits behind a [`HostFn`](crate::HostFn) signature `fn(A, ..) -> R`,
+/// named in the bounds of `HostFn::call`.
+pub mod hostfn {
+    pub use crate::hostfn::{HostFnArg, HostFnRet, HostFnSignature};
+}
+
+/// What generated interface code calls: structs, thunks, exports, and the
+/// argument and result encoding of clients.
+pub mod iface {
+    pub use crate::convert::ArgBorrow;
+    pub use crate::host::CallResult;
+    pub use crate::iface::{
+        arg, buf, bytes, destroy, mutbuf, out_arg, ret, run_create, run_exclusive, run_shared, scalar, struct_arg,
+        struct_bytes, struct_result, struct_ret, Export, Field, MethodSpec, Scalar, Spec, StrArg, Struct, Vtable,
+    };
+}
