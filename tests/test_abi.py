@@ -96,3 +96,42 @@ def test_header_compiles_cleanly(tmp_path: Path, compiler: str, std: str) -> Non
 
 def test_host_reports_its_abi() -> None:
     assert (ferrule.ABI_MAJOR, ferrule.ABI_MINOR) == (1, 2)
+
+
+# -- the table of value types (src/ferrule/_abi/types.py) against the header,
+# the struct module, numpy, the Rust SDK and the C accelerator
+
+
+def test_type_table_matches_the_header_and_the_struct_module() -> None:
+    import struct
+
+    import numpy as np
+
+    from ferrule._abi.types import BASE, CODES, TYPES
+
+    members = {name for name, _ in ffi.typeof("ferrule_value").fields}
+    assert [t.code for t in BASE] == list(range(len(BASE))) and CODES == tuple(t.name for t in BASE)
+    for t in BASE:
+        assert t.slot in members, t
+        struct.calcsize("=" + t.wire)  # a valid format for the isolated wire
+        if t.kind in ("int", "float"):
+            assert ffi.sizeof(t.c) == t.size == struct.calcsize("=" + t.struct) == np.dtype(t.numpy).itemsize, t
+            assert np.dtype(t.numpy).kind == {"int": "i" if t.signed else "u", "float": "f"}[t.kind], t
+        if t.kind == "int":
+            assert (t.min, t.max) == (np.iinfo(t.numpy).min, np.iinfo(t.numpy).max) and t.bits == 8 * t.size, t
+    assert TYPES["bool"].size == struct.calcsize("?") == ffi.sizeof("_Bool")
+
+
+def test_type_table_matches_the_rust_sdk(built: object) -> None:
+    from ferrule._abi.types import ARRAYS, TYPES
+
+    rust = json.loads(run([str(ROOT / "target" / "release" / "layout_probe"), "types"]).stdout)
+    expected = {t.rust: {"abi": t.name, "size": t.size if t.kind in ("int", "float", "bool") else 0}
+                for t in TYPES.values()}
+    # Arrays: &[T] and &mut [T] (the table's spellings with T filled in); &[u8] is bytes.
+    for a in ARRAYS.values():
+        assert a.elem is not None
+        spelling = a.rust.replace("T", a.elem.name)
+        if spelling != TYPES["bytes"].rust:
+            expected[spelling] = {"abi": a.name, "size": 0}
+    assert rust == expected

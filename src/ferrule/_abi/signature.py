@@ -18,39 +18,11 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from keyword import iskeyword
 
-from .types import ARRAYS, NUMBERS, TYPES, AbiType, host_fn
+from .types import ARRAYS, NUMBERS, TYPES, AbiType, Param, Signature, Unnamed, host_fn
 
 __all__ = ["Param", "Signature", "parse_signature"]
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    type: AbiType
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.type.name}"
-
-
-@dataclass(frozen=True)
-class Signature:
-    params: tuple[Param, ...]
-    result: AbiType | None
-
-    def __str__(self) -> str:
-        text = "(" + ", ".join(str(p) for p in self.params) + ")"
-        return text + (f" -> {self.result.name}" if self.result else "")
-
-
-@dataclass(frozen=True)
-class _Unnamed(Param):
-    """A parameter of an fn(...) type, which has no name."""
-
-    def __str__(self) -> str:
-        return self.type.name
 
 
 _TOKEN = re.compile(r"\s*(?:(->)|([A-Za-z_][A-Za-z0-9_]*)|(\S))")
@@ -100,7 +72,7 @@ def _quick_parse(text: str) -> Signature | None:
             if len(values) > _MAX_PARAMS:
                 return None
             ret = TYPES[inner.group(2)] if inner.group(2) else None
-            abi_type = host_fn(Signature(tuple(_Unnamed("", v) for v in values), ret))
+            abi_type = host_fn(Signature(tuple(Unnamed("", v) for v in values), ret))
         else:
             abi_type = TYPES.get(kind) or ARRAYS["".join(kind.split())]
         params.append(Param(name, abi_type))
@@ -168,7 +140,7 @@ def parse_signature(text: str) -> Signature:
                     take(":")
                     params.append(Param(name, param_type()))
                 else:
-                    params.append(_Unnamed("", value_type()))
+                    params.append(Unnamed("", value_type()))
                 if len(params) > _MAX_PARAMS:
                     raise ValueError(f"more than {_MAX_PARAMS} parameters")
                 if pos < len(tokens) and tokens[pos][0] == ",":

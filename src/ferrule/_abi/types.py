@@ -14,12 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .signature import Signature
-
-__all__ = ["ARRAYS", "AbiType", "BASE", "CODES", "NUMBERS", "TYPES", "array", "host_fn"]
+__all__ = ["ARRAYS", "AbiType", "BASE", "CODES", "NUMBERS", "Param", "Signature", "TYPES", "Unnamed", "array", "host_fn"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +93,34 @@ def host_fn(sig: Signature) -> AbiType:
     """fn(...) of a host function's signature."""
     base = BASE[CODES.index("fn")]
     return AbiType(f"fn{sig}", "fn", base.code, "func", Callable, c=base.c, rust=base.rust, wire=base.wire, fn=sig)
+
+
+# ------------------------------------------------------------------ signatures
+# (parsed by signature.py)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: AbiType
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.type.name}"
+
+
+@dataclass(frozen=True)
+class Signature:
+    params: tuple[Param, ...]
+    result: AbiType | None
+
+    def __str__(self) -> str:
+        text = "(" + ", ".join(str(p) for p in self.params) + ")"
+        return text + (f" -> {self.result.name}" if self.result else "")
+
+
+@dataclass(frozen=True)
+class Unnamed(Param):
+    """A parameter of an fn(...) type, which has no name."""
+
+    def __str__(self) -> str:
+        return self.type.name

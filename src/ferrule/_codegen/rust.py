@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .._abi.types import BASE, CODES, TYPES
 from ..idl import InterfaceSpec, MethodSpec, StructSpec, TypeSpec
 
 __all__ = ["render", "snake"]
@@ -118,19 +119,12 @@ def _hex(n: int) -> str:
 
 
 def _param_type(t: TypeSpec) -> str:
-    """The Rust type of a parameter in the trait and the client."""
-    if t.kind in ("number",):
-        return t.name
-    if t.kind == "bool":
-        return "bool"
-    if t.kind == "str":
-        return "&str"
-    if t.kind == "bytes":
-        return "&[u8]"
-    if t.kind == "buf":
-        return f"&[{t.elem}]"
-    if t.kind == "mutbuf":
-        return f"&mut [{t.elem}]"
+    """The Rust type of a parameter in the trait and the client: the ABI
+    table's Rust spelling, with T an array's element type."""
+    if t.kind in ("number", "bool", "str", "bytes"):
+        return TYPES[t.name if t.kind == "number" else t.kind].rust
+    if t.kind in ("buf", "mutbuf"):
+        return BASE[CODES.index(t.kind)].rust.replace("T", t.elem)
     if t.kind in ("struct", "handle"):
         return t.name
     if t.kind == "fn":
@@ -155,7 +149,7 @@ def _borrow(t: TypeSpec) -> str:
     if t.kind in ("str", "bytes", "struct"):
         return "iface::ArgBorrow::Bytes"
     if t.kind in ("buf", "mutbuf"):
-        size = int(re.sub(r"\D", "", t.elem)) // 8
+        size = TYPES[t.elem].size
         kind = "Buf" if t.kind == "buf" else "MutBuf"
         return f"iface::ArgBorrow::{kind} {{ elem_size: {size} }}"
     return "iface::ArgBorrow::None"

@@ -5,10 +5,51 @@
 //! {"structs": {"ferrule_bytes": {"size": 24, "align": 8, "fields": {"ptr": 0, ...}}, ...},
 //!  "constants": {"FERRULE_ABI_MAJOR": 1, ...}}
 //! ```
+//!
+//! With the argument `types`, prints instead how the SDK spells each ABI value
+//! type, for comparison with the Python host's table (src/ferrule/_abi/types.py):
+//!
+//! ```text
+//! {"i8": {"abi": "i8", "size": 1}, "&str": {"abi": "str", "size": 0}, "&[f64]": {"abi": "buf[f64]", ...}, ...}
+//! ```
 
 use std::mem::{align_of, offset_of, size_of};
 
+use ferrule_sdk::__private::convert::FromArg;
 use ferrule_sdk::abi::{self, Buf, Bytes, Function, Host, Interface, Plugin, Value};
+
+/// The ABI name of a parameter type, and its size as an array element or
+/// struct field (0 where it is neither).
+fn abi_of<T: FromArg<'static>>(element: bool) -> (String, usize) {
+    (T::abi_type().into_owned(), if element { size_of::<T>() } else { 0 })
+}
+
+fn print_types() {
+    let mut rows: Vec<(String, (String, usize))> = vec![
+        ("bool".into(), abi_of::<bool>(true)),
+        ("&str".into(), abi_of::<&'static str>(false)),
+        ("&[u8]".into(), abi_of::<&'static [u8]>(false)),
+    ];
+    macro_rules! numbers {
+        ($($t:ident),*) => {$(
+            rows.push((stringify!($t).into(), abi_of::<$t>(true)));
+            rows.push((format!("&mut [{}]", stringify!($t)), abi_of::<&'static mut [$t]>(false)));
+        )*};
+    }
+    numbers!(i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
+    // &[u8] is bytes; the other element types borrow as buf[T].
+    macro_rules! bufs {
+        ($($t:ident),*) => {$(
+            rows.push((format!("&[{}]", stringify!($t)), abi_of::<&'static [$t]>(false)));
+        )*};
+    }
+    bufs!(i8, i16, i32, i64, u16, u32, u64, f32, f64);
+    let body: Vec<String> = rows
+        .iter()
+        .map(|(rust, (abi, size))| format!("\"{rust}\": {{\"abi\": \"{abi}\", \"size\": {size}}}"))
+        .collect();
+    println!("{{{}}}", body.join(", "));
+}
 
 struct Layout {
     name: &'static str,
@@ -29,6 +70,10 @@ macro_rules! layout {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("types") {
+        print_types();
+        return;
+    }
     let structs = [
         layout!("ferrule_bytes", Bytes, {
             "ptr" => ptr, "len" => len, "release" => release,
