@@ -163,3 +163,56 @@ def test_special_python_names_stay_out_of_the_class(built: Built) -> None:
             len(plugin)  # type: ignore[arg-type]
         with pytest.raises(ferrule.PluginCallError, match="not valid UTF-8"):
             plugin.functions["__len__"]()
+
+
+# -- errors across the process boundary (isolated mode sends them as data)
+
+SAMPLES = {str: "a text", int: 7, tuple: (1, 2)}
+
+
+def sample(cls: type[BaseException], field: str) -> object:
+    import inspect
+
+    default = inspect.signature(cls.__init__).parameters[field].default
+    if field == "last_lines":
+        return ("first line", "last line")
+    if field == "status":
+        return -11
+    return SAMPLES[type(default)]
+
+
+@pytest.mark.parametrize("name", [n for n in _errors.__all__ if n != "ThreadContractWarning"])
+def test_every_error_crosses_the_process_boundary_with_its_fields(name: str) -> None:
+    # A field is a keyword parameter of __init__, kept under its own name; the
+    # transport is derived from that, so a new field crosses without more code.
+    import json
+
+    cls = getattr(_errors, name)
+    fields = _errors.fields(cls)
+    values = {f: sample(cls, f) for f in fields}
+    error = cls(f"{name} happened", **values)
+    assert {f: getattr(error, f) for f in fields} == values
+    back = _errors.from_payload(json.loads(json.dumps(_errors.to_payload(error))))
+    assert type(back) is cls and str(back) == str(error)
+    assert {f: getattr(back, f) for f in fields} == values
+
+
+def test_builtin_and_unknown_errors_cross_as_the_nearest_class_they_may() -> None:
+    import json
+
+    class Private(KeyError):
+        pass
+
+    for error, cls in ((ValueError("bad"), ValueError), (Private("k"), KeyError), (RuntimeError("x"), ferrule.FerruleError)):
+        back = _errors.from_payload(json.loads(json.dumps(_errors.to_payload(error))))
+        assert type(back) is cls and str(back) == str(error)
+    for bad in ({"class": "SystemExit", "message": "", "fields": {}},
+                {"class": "PluginCallError", "message": "m", "fields": {"plugin_message": 5}},
+                {"class": "PluginCallError", "message": "m", "fields": {}},
+                {"class": "AbiVersionError", "message": "m", "fields": {"plugin_version": [1], "host_version": [1, 2]}},
+                {"class": "PluginCrashedError", "message": "m", "fields": {"status": True, "last_lines": []}},
+                ["not", "an", "object"]):
+        with pytest.raises(ValueError):
+            _errors.from_payload(bad)
+    with pytest.raises(ValueError, match="unknown class"):
+        _errors.from_payload(_errors.to_payload(ferrule.PluginCrashedError("m")), refuse=frozenset({"PluginCrashedError"}))

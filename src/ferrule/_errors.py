@@ -287,7 +287,9 @@ def to_payload(exc: BaseException) -> dict[str, Any]:
     """An exception as JSON-ready data: the most specific class that can cross
     (see ``from_payload``), its message and its fields."""
     cls = next((c for c in type(exc).__mro__ if _crossing(c.__name__) is c), FerruleError)
-    return {"class": cls.__name__, "message": str(exc),
+    # The constructor's text, not str(): a KeyError's str() is the repr of its key.
+    message = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
+    return {"class": cls.__name__, "message": message,
             "fields": {name: getattr(exc, name) for name in fields(cls)}}
 
 
