@@ -62,7 +62,7 @@ class InstanceTarget:
         self._state = owner.create(entry, f"{name} {offer.name!r}")
         what = f"{name} instance {offer.name!r} of plugin {owner.plugin_id!r}"
         self._gate = owner.new_gate(f"{what} is closed: create another",
-                                    f"{what}: close() from inside one of its calls (a host function it called); "
+                                    f"{what}: close() from inside one of its calls (a host function); "
                                     "close it after the call returns")
         self._finalizer = weakref.finalize(self, _destroy, self._gate, owner, entry, self._state)
 

@@ -89,7 +89,7 @@ class StructCodec:
                     else:
                         return values  # struct.pack checks the numbers themselves
         out: list[Any] = []
-        _flatten(self.spec, value, out)
+        _flatten(self.spec, value, out, where)
         return out
 
     def pack(self, value: Any, where: str) -> bytes:
@@ -107,7 +107,7 @@ class StructCodec:
     def _checked(self, value: Any, where: str) -> list[Any]:
         """The slow path after struct refused a value: name the field."""
         out: list[Any] = []
-        _flatten(self.spec, value, out)
+        _flatten(self.spec, value, out, where)
         try:
             self._struct.pack(*out)
         except _struct.error as exc:
@@ -126,26 +126,28 @@ def _scalar_maker(t: TypeSpec) -> Callable[[Iterator[Any]], Any]:
     return lambda values: next(values)
 
 
-def _flatten(s: StructSpec, value: Any, out: list[Any]) -> None:
+def _flatten(s: StructSpec, value: Any, out: list[Any], where: str) -> None:
+    """Append the flat field values of value, checking each; ``where`` starts
+    the messages (the argument or result being packed)."""
     for f in s.fields:
         v = getattr(value, f.name)
         t = f.type
         if t.kind == "struct":
             assert t.struct is not None
             if type(v) is not t.struct.cls:
-                raise TypeError(f"{s.name}.{f.name} must be {t.struct.name}, got {type(v).__name__}")
-            _flatten(t.struct, v, out)
+                raise TypeError(f"{where}: {s.name}.{f.name} must be {t.struct.name}, got {type(v).__name__}")
+            _flatten(t.struct, v, out, where)
         elif t.kind == "bool":
             if not isinstance(v, bool):
-                raise TypeError(f"{s.name}.{f.name} must be bool, got {type(v).__name__}")
+                raise TypeError(f"{where}: {s.name}.{f.name} must be bool, got {type(v).__name__}")
             out.append(v)
         elif t.kind == "number" and t.name in ("f32", "f64"):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"{s.name}.{f.name} must be float, got {type(v).__name__}")
+                raise TypeError(f"{where}: {s.name}.{f.name} must be float, got {type(v).__name__}")
             out.append(float(v))
         else:
             if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{s.name}.{f.name} must be int, got {type(v).__name__}")
+                raise TypeError(f"{where}: {s.name}.{f.name} must be int, got {type(v).__name__}")
             out.append(int(v))
 
 

@@ -413,7 +413,8 @@ class IsolatedPlugin:
     def close(self) -> None:
         """Run the plugin's shutdown in the child and end the process. Idempotent."""
         if self._depth and self._owner == threading.get_ident():
-            raise PluginClosedError(f"{self._who}: close() from inside one of its calls (a host function); close it after the call returns")
+            raise PluginClosedError(f"plugin {self.id!r}: close() from inside one of its calls (a host function); close it after "
+                                    "the call returns")
         with self._lock:
             if self._closed:
                 return

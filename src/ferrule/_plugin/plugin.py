@@ -62,8 +62,7 @@ class PluginCore:
         self.table = ffi.cast("ferrule_host *", host.address)
         self.gate = self.new_gate(
             f"plugin {spec.id!r} is closed: load it again to call it",
-            f"plugin {spec.id!r}: close() from inside one of its calls (a host function or a service it called); "
-            "close it after the call returns",
+            f"plugin {spec.id!r}: close() from inside one of its calls (a host function); close it after the call returns",
         )
         self._create_lock = threading.RLock()  # create and destroy run one at a time (re-entrant: create may query)
         self._count_lock = threading.Lock()
