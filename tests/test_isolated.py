@@ -485,3 +485,53 @@ def test_close_from_inside_a_host_function_is_refused(iso: Any) -> None:
     with pytest.raises(ferrule.PluginClosedError, match=r"close\(\) from inside one of its calls"):
         iso.apply(lambda x: iso.close() or x, 1)
     assert not iso.closed and iso.add(1, 1) == 2
+
+
+# -- isolated mode without ferrule's C code (no compiler, or FERRULE_PURE_PYTHON)
+
+ISOLATED_SCRIPT = """
+import os, sys, ferrule
+from ferrule._call import accelerator
+from ferrule._isolation import channel
+if sys.argv[2] == "c-child":
+    del os.environ["FERRULE_PURE_PYTHON"]  # this host is pure; its child is not
+plugin = ferrule.load(sys.argv[1], isolated=True, timeout=20)
+maps = open(f"/proc/{plugin.pid}/maps").read()
+child = "c" if "_channel" in maps else "cffi"
+print(channel.IMPLEMENTATION, child, accelerator.speedups is None, "_speedups" in maps)
+print(plugin.add(2, 3), plugin.apply(lambda x: x * 10, 4), plugin.reverse("abc"))
+try:
+    plugin.segfault()
+except ferrule.PluginCrashedError as exc:
+    print("crashed", exc.signal)
+print(plugin.add(1, 1))
+plugin.close()
+"""
+
+
+@pytest.mark.parametrize("mode", ["pure", "c-child", "cffi-child"])
+def test_isolated_mode_runs_without_ferrules_c_code(built: Built, mode: str) -> None:
+    # pure: no C extension of ferrule in host or child, as on an install without
+    # a compiler. The other two mix the channel's C and cffi implementations.
+    env = dict(os.environ)
+    env.pop("FERRULE_PURE_PYTHON", None)
+    code = ISOLATED_SCRIPT
+    if mode != "cffi-child":
+        env["FERRULE_PURE_PYTHON"] = "1"
+    else:  # a C host whose child starts pure
+        code = code.replace("plugin = ferrule.load", "os.environ['FERRULE_PURE_PYTHON'] = '1'\nplugin = ferrule.load")
+    proc = subprocess.run([sys.executable, "-c", code, str(built.hostile), mode], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    host, child = {"pure": ("cffi", "cffi"), "c-child": ("cffi", "c"), "cffi-child": ("c", "cffi")}[mode]
+    assert lines[0].split() == [host, child, str(mode != "cffi-child"), str(child == "c")]
+    assert lines[1:] == ["5 40 cba", f"crashed {signal.SIGSEGV}", "2"]
+
+
+def test_the_channel_head_has_one_layout() -> None:
+    from ferrule._isolation import channel, protocol
+
+    if channel._native is None:
+        pytest.skip("the C channel is not built (FERRULE_PURE_PYTHON, or no compiler): only the cffi one runs")
+    assert channel._native.HEAD_LAYOUT == protocol.HEAD_FIELDS

@@ -67,3 +67,45 @@ def test_rust_sdk_own_tests_pass(built: Built) -> None:
     # The SDK's unit, integration and doc tests drive plugin! through a fake host.
     proc = subprocess.run(["cargo", "test", "--quiet", "-p", "ferrule-sdk"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_an_install_without_a_c_compiler_runs_every_mode(built: Built, tmp_path: Path) -> None:
+    # What a machine without a compiler gets: no accelerator, no C channel,
+    # and still in-process and isolated plugins (the cffi paths).
+    import os
+    import shutil
+
+    source = tmp_path / "source"
+    ignore = shutil.ignore_patterns("*.so", "__pycache__", "*.egg-info")
+    for part in ("src", "sdk/c/include"):
+        shutil.copytree(ROOT / part, source / part, ignore=ignore)
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    python = str(venv / "bin" / "python")
+    env = dict(os.environ, CC="false", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.pop("FERRULE_PURE_PYTHON", None)
+    proc = subprocess.run([python, "-m", "pip", "install", "--quiet", str(source)], capture_output=True, text=True,
+                          env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code = (
+        "import ferrule, pathlib, sys\n"
+        "from ferrule._call import accelerator\n"
+        "from ferrule._isolation import channel\n"
+        "package = pathlib.Path(ferrule.__file__).parent\n"
+        "print(sorted(str(p.relative_to(package)) for p in package.rglob('*.so')), accelerator.speedups, channel.IMPLEMENTATION)\n"
+        "with ferrule.load(sys.argv[1]) as local:\n"
+        "    print(local.add(2, 3))\n"
+        "with ferrule.load(sys.argv[1], isolated=True, timeout=20) as iso:\n"
+        "    print(iso.add(2, 3), iso.apply(lambda x: -x, 9))\n"
+        "    try:\n"
+        "        iso.abort()\n"
+        "    except ferrule.PluginCrashedError as exc:\n"
+        "        print(type(exc).__name__, exc.signal)\n"
+        "    print(iso.add(1, 1))\n"
+    )
+    proc = subprocess.run([python, "-c", code, str(built.hostile)], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[] None cffi", "5", "5 -9", "PluginCrashedError 6", "2"]
