@@ -108,6 +108,10 @@ class Built:
     def ifaces_c(self) -> Path:
         return self.c / "libifaces_c.so"
 
+    @property
+    def parity(self) -> Path:
+        return self.c / "libparity.so"
+
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
@@ -120,6 +124,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     compile_plugin(C_DIR / "fixture.c", c / "libfixture.so")
     compile_plugin(C_DIR / "cdata.c", c / "libcdata.so")
     compile_plugin(C_DIR / "ifaces.c", c / "libifaces_c.so", f"-I{GENERATED}")
+    compile_plugin(C_DIR / "parity.c", c / "libparity.so", f"-I{GENERATED}")
     compile_plugin(C_DIR / "hostile.c", c / "libhostile.so")
     for name in C_VARIANTS:
         compile_plugin(C_DIR / "fixture.c", c / f"libfixture_{name.lower()}.so", f"-DVARIANT_{name}")

@@ -27,6 +27,7 @@ TARGETS = [
             "tests/plugins/generated/iface_api.h", "--c-prefix", "tapi", "--python", "tests/iface_proxies.py"]),
     (PIPELINE, ["pipeline_api", "--rust", "generated/pipeline_api.rs", "--c", "generated/pipeline_api.h",
                 "--c-prefix", "pipeline", "--python", "pipeline_proxies.py"]),
+    (ROOT, ["tests.parity_api", "--c", "tests/plugins/generated/parity_api.h", "--c-prefix", "tpar"]),
 ]
 
 
@@ -37,7 +38,7 @@ def generate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
 
 
-@pytest.mark.parametrize(("cwd", "args"), TARGETS, ids=["tests", "pipeline"])
+@pytest.mark.parametrize(("cwd", "args"), TARGETS, ids=["tests", "pipeline", "parity"])
 def test_committed_code_is_current(cwd: Path, args: list[str]) -> None:
     proc = generate(cwd, *args, "--check")
     assert proc.returncode == 0, proc.stderr + "\nrun: ferrule generate " + " ".join(args)
