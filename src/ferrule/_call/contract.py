@@ -10,6 +10,11 @@ target keeps it.
 Each protocol has two implementations with the same behaviour: the C
 accelerator's (``_speedups.HostTable``, ``_speedups.Gate``) and the cffi
 path's (``table.HostTable``, ``gate.Gate``).
+
+Callers that have no host table in this process keep the rest of the
+contract: an isolated plugin counts and serialises its calls through a Gate
+of its own (and so refuses close() from inside a call alike), and a Python
+service lent to plugins serialises with the same re-entrant rule.
 """
 
 from __future__ import annotations

@@ -92,7 +92,9 @@ class Services:
             if any(p.type.kind == "fn" for p in m.params):
                 raise TypeError(f"{iface.name}.{m.name} takes a callable: plugins cannot pass one, so the host "
                                 "cannot provide this interface (only plugins implement it)")
-        lock = None if iface.thread_safe else threading.Lock()
+        # The serial lock of the call contract: re-entrant, so that a service
+        # may call a plugin that calls the same service again on this thread.
+        lock = None if iface.thread_safe else threading.RLock()
         with self.lock:
             self.services[iface.key] = (iface, implementation, lock)
 

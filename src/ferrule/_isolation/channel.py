@@ -15,6 +15,7 @@ Also here: ``become_isolated_child``, the child's lifeline to the host.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import struct
@@ -87,9 +88,9 @@ class Channel:
         self._control = control
         self._anchor = _ffi.from_buffer(control)
         self.address = int(_ffi.cast("uintptr_t", self._anchor))
-        if _native is not None:
-            self.send = self._send_native  # type: ignore[method-assign]
-            self.wait = self._wait_native  # type: ignore[method-assign]
+        if _native is not None:  # the C functions themselves, bound to this address: no Python frame per message
+            self.send = functools.partial(_native.send, self.address)  # type: ignore[method-assign]
+            self.wait = functools.partial(_native.wait, self.address)  # type: ignore[method-assign]
 
     def send(self, direction: int, kind: int, arg: int, base: int, length: int, size: int) -> None:
         """Post a message head to ``direction`` and wake its receiver."""
@@ -123,15 +124,6 @@ class Channel:
                 return None
         kind, arg, base, length, size = _HEAD_BODY.unpack_from(ctl, _KIND)
         return now, kind, arg, base, length, size
-
-    def _send_native(self, direction: int, kind: int, arg: int, base: int, length: int, size: int) -> None:
-        assert _native is not None
-        _native.send(self.address, direction, kind, arg, base, length, size)
-
-    def _wait_native(self, direction: int, seen: int, spin_ns: int, timeout_ns: int) -> Head | None:
-        assert _native is not None
-        got: Head | None = _native.wait(self.address, direction, seen, spin_ns, timeout_ns)
-        return got
 
 
 def become_isolated_child(lifeline: int) -> None:

@@ -25,6 +25,8 @@ from typing import Any
 from .._abi.spec import FunctionSpec, OfferSpec, PluginSpec, SpecError
 from .._call.checks import bind, check_value
 from .._call.function import doc_text, python_signature
+from .._call import accelerator
+from .._call.gate import new_gate
 from .._errors import (
     CallCancelledError,
     FerruleError,
@@ -151,17 +153,21 @@ class IsolatedPlugin:
         self.restart = restart
         self.memory_limit = memory_limit
         self.cpu_limit = cpu_limit
-        self._lock = threading.RLock()
         self._state_lock = threading.Lock()  # guards _child for cancel()
         self._child: Child | None = None
-        self._calls = 0
+        self._calls = 0  # in flight; changes under the gate's serial lock only
         self._depth = 0
-        self._owner = 0  # the thread running the outermost call
         self._failure: IsolationError | None = None
-        self._closed = False
+        self._shut = False  # close() has run
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._who = f"isolated plugin {self._request_path!r}"
         self._start()
+        # The call contract's gate, as in process: calls in flight, one call at
+        # a time per process (re-entrant for host functions), close() from
+        # inside a call refused.
+        self._gate = new_gate(accelerator.speedups is not None, f"plugin {self.id!r} is closed: load it again to call it",
+                              f"plugin {self.id!r}: close() from inside one of its calls (a host function); close it "
+                              "after the call returns")
 
     # -- the process
 
@@ -238,8 +244,6 @@ class IsolatedPlugin:
         child.stopper.kill()
 
     def _live_child(self) -> Child:
-        if self._closed:
-            raise PluginClosedError(f"plugin {self.id!r} is closed: load it again to call it")
         child = self._child
         if child is not None and not child.stopper.done:
             return child
@@ -313,9 +317,12 @@ class IsolatedPlugin:
     def _call(self, fn: IsolatedFunction, values: tuple[Any, ...], timeout: float | None) -> Any:
         checked = values if tuple(map(type, values)) == fn._exact else fn._checked(values)
         codec = fn._codec
-        with self._lock:
+        gate = self._gate
+        mark = gate.enter()
+        gate.serial_enter()
+        try:
             child = self._child
-            if child is None or self._closed or child.stopper.done:
+            if child is None or child.stopper.done:
                 child = self._live_child()
             area = child.area
             nested = self._depth > 0
@@ -337,7 +344,6 @@ class IsolatedPlugin:
             deadline = None if timeout is None else time.monotonic() + timeout
             self._calls += 1
             self._depth += 1
-            self._owner = threading.get_ident()
             try:
                 kind, _arg, rbase, rlength = self._exchange(child, CALL, fn._index, base, length, deadline,
                                                             fn._during, fn, callables, errors)
@@ -363,6 +369,9 @@ class IsolatedPlugin:
             finally:
                 self._depth -= 1
                 self._calls -= 1
+        finally:
+            gate.serial_leave()
+            gate.leave(mark)
         if kind == ERROR:
             raise errors[0] if errors else result  # a host function's own exception comes first
         return result
@@ -380,7 +389,7 @@ class IsolatedPlugin:
         CallCancelledError. False when no call was running."""
         with self._state_lock:
             child = self._child
-            if child is None or self._calls == 0:  # _calls changes under the call lock only
+            if child is None or self._calls == 0:
                 return False
             child.cancelled = True
         child.stopper.kill()
@@ -408,17 +417,19 @@ class IsolatedPlugin:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._gate.closed
 
     def close(self) -> None:
-        """Run the plugin's shutdown in the child and end the process. Idempotent."""
-        if self._depth and self._owner == threading.get_ident():
-            raise PluginClosedError(f"plugin {self.id!r}: close() from inside one of its calls (a host function); close it after "
-                                    "the call returns")
-        with self._lock:
-            if self._closed:
+        """Wait for calls in flight, run the plugin's shutdown in the child
+        and end the process. Idempotent. Raises PluginClosedError when called
+        from inside one of the plugin's calls (a host function)."""
+        gate = self._gate
+        gate.close(True)
+        gate.serial_enter()
+        try:
+            if self._shut:
                 return
-            self._closed = True
+            self._shut = True
             child = self._child
             if child is None:
                 return
@@ -428,6 +439,8 @@ class IsolatedPlugin:
                 pass  # it is ended either way
             finally:
                 self._stop(child)  # the process group: whatever the plugin forked goes too
+        finally:
+            gate.serial_leave()
 
     def __enter__(self) -> IsolatedPlugin:
         return self
@@ -449,7 +462,7 @@ class IsolatedPlugin:
         return iter(self._functions.values())
 
     def __repr__(self) -> str:
-        state = " closed" if self._closed else (f" pid {self.pid}" if self._child else " failed")
+        state = " closed" if self.closed else (f" pid {self.pid}" if self._child else " failed")
         lines = [f"<ferrule.IsolatedPlugin {self.id} {self.name!r} {self.version}{state}, ABI {self.abi_version[0]}.{self.abi_version[1]}"]
         for fn in self._functions.values():
             doc = fn.doc.splitlines()[0] if fn.doc else ""
