@@ -50,7 +50,6 @@ _SEQ, _SLEEPING, _KIND = HEAD_FIELDS["seq"], HEAD_FIELDS["sleeping"], HEAD_FIELD
 
 # -- the cffi implementation's system calls
 
-_U32 = struct.Struct("=I")
 _HEAD_BODY = struct.Struct("=IIQQQ")  # kind, arg, base, length, size
 assert _HEAD_BODY.size == HEAD_FIELDS["budget"] - _KIND
 
@@ -82,47 +81,51 @@ def _futex_wake(address: int) -> None:
 
 
 class Channel:
-    """One side's end of the channel whose head is at the start of ``control``."""
+    """One side's end of the channel whose head is at the start of ``control``.
+    ``native=False`` takes the cffi implementation even where the C one is built."""
 
-    def __init__(self, control: Any):
+    def __init__(self, control: Any, native: bool = True):
         self._control = control
+        # The sequence words and sleeping flags as native u32s: one indexing is
+        # one aligned load or store. (struct.pack_into zeroes its target before
+        # writing, and unpack_from assembles bytes one by one: a peer reading
+        # at that moment sees a value that was never written.)
+        self._words = memoryview(control)[:_KIND].cast("I")
         self._anchor = _ffi.from_buffer(control)
         self.address = int(_ffi.cast("uintptr_t", self._anchor))
-        if _native is not None:  # the C functions themselves, bound to this address: no Python frame per message
+        if native and _native is not None:  # the C functions themselves, bound to this address: no Python frame per message
             self.send = functools.partial(_native.send, self.address)  # type: ignore[method-assign]
             self.wait = functools.partial(_native.wait, self.address)  # type: ignore[method-assign]
 
     def send(self, direction: int, kind: int, arg: int, base: int, length: int, size: int) -> None:
         """Post a message head to ``direction`` and wake its receiver."""
-        ctl = self._control
-        _HEAD_BODY.pack_into(ctl, _KIND, kind, arg, base, length, size)
-        at = _SEQ + 4 * direction
-        _U32.pack_into(ctl, at, (_U32.unpack_from(ctl, at)[0] + 1) & 0xFFFFFFFF)
-        _futex_wake(self.address + at)
+        _HEAD_BODY.pack_into(self._control, _KIND, kind, arg, base, length, size)
+        words, at = self._words, _SEQ // 4 + direction
+        words[at] = (words[at] + 1) & 0xFFFFFFFF
+        _futex_wake(self.address + 4 * at)
 
     def wait(self, direction: int, seen: int, spin_ns: int, timeout_ns: int) -> Head | None:
         """The next head of ``direction`` after sequence ``seen``, or None
         when timeout_ns passed first."""
-        ctl = self._control
-        at = _SEQ + 4 * direction
+        words, at = self._words, _SEQ // 4 + direction
         start = time.perf_counter_ns()
-        now = _U32.unpack_from(ctl, at)[0]
+        now = words[at]
         while now == seen and time.perf_counter_ns() - start < spin_ns:
-            now = _U32.unpack_from(ctl, at)[0]
+            now = words[at]
         if now == seen:
             deadline = start + timeout_ns
-            flag = _SLEEPING + 4 * direction
-            _U32.pack_into(ctl, flag, 1)
+            flag = _SLEEPING // 4 + direction
+            words[flag] = 1
             while True:
-                now = _U32.unpack_from(ctl, at)[0]
+                now = words[at]
                 left = deadline - time.perf_counter_ns()
                 if now != seen or left <= 0:
                     break
-                _futex_wait(self.address + at, seen, left)
-            _U32.pack_into(ctl, flag, 0)
+                _futex_wait(self.address + 4 * at, seen, left)
+            words[flag] = 0
             if now == seen:
                 return None
-        kind, arg, base, length, size = _HEAD_BODY.unpack_from(ctl, _KIND)
+        kind, arg, base, length, size = _HEAD_BODY.unpack_from(self._control, _KIND)
         return now, kind, arg, base, length, size
 
 
