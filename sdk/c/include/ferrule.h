@@ -2,8 +2,8 @@
  * ferrule.h - the ferrule plugin ABI, version 1.
  *
  * This header is the single source of truth for the ABI. The Python host's
- * view (src/ferrule/_cdef.py) is generated from the block between the
- * FERRULE-ABI-BEGIN and FERRULE-ABI-END markers by tools/gen_cdef.py; the
+ * view (src/ferrule/_abi/cdef.py) is generated from the block between the
+ * FERRULE-ABI-BEGIN and FERRULE-ABI-END markers by tools/gen_abi.py; the
  * Rust SDK (sdk/rust/src/abi.rs) is held to it by a layout test. Inside that
  * block: plain declarations and integer #defines only, no other macros.
  *
