@@ -64,7 +64,8 @@ def main() -> int:
         os.environ["FERRULE_CACHE_DIR"] = str(work / "cache")
         os.environ.pop("FERRULE_PATH", None)
         import ferrule
-        from ferrule import _scan
+        from ferrule._scan import cache as _cache
+        from ferrule._scan import scan as _scan
 
         plugin = args.plugin.resolve() if args.plugin else build_plugin(work)
         plugins = work / "plugins"
@@ -78,7 +79,7 @@ def main() -> int:
         if len(cold.plugins) != args.count:
             print(f"expected {args.count} plugins, found {len(cold.plugins)}; problems: {cold.problems[:3]}")
             return 1
-        cache_size = os.path.getsize(_scan._cache_file())
+        cache_size = os.path.getsize(_cache.cache_file())
         print(f"cold scan: {ms(cold_time)} ({ms(cold_time / args.count)} per plugin, one worker process); "
               f"cache file {cache_size / 1024:.0f} KiB")
 
@@ -94,7 +95,7 @@ def main() -> int:
         listed = _scan._list_directory(str(plugins), True)
         list_time = time.perf_counter() - start
         start = time.perf_counter()
-        entries, _ = _scan._load_cache(_scan._cache_file())
+        entries, _ = _cache.load_cache(_cache.cache_file())
         load_time = time.perf_counter() - start
         assert listed is not None and len(entries) == args.count
 

@@ -19,9 +19,12 @@ JSON form::
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
+from itertools import chain
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .cdef import FN_QUICK, FN_THREAD_SAFE, IFACE_THREAD_SAFE
 from .signature import Signature, parse_signature
@@ -44,9 +47,9 @@ class SpecError(ValueError):
     """Data that is not a plugin spec's JSON form."""
 
 
-@dataclass(frozen=True)
-class FunctionSpec:
-    """One exported function: name, parsed signature, doc and FERRULE_FN_* flags."""
+class FunctionSpec(NamedTuple):
+    """One exported function: name, parsed signature, doc and FERRULE_FN_* flags.
+    (Named tuples: a warm scan makes thousands, and they are made fast.)"""
 
     name: str
     signature: Signature
@@ -62,8 +65,7 @@ class FunctionSpec:
         return bool(self.flags & FN_QUICK)
 
 
-@dataclass(frozen=True)
-class OfferSpec:
+class OfferSpec(NamedTuple):
     """One implementation of a host-defined interface that a plugin offers."""
 
     id: str
@@ -101,6 +103,16 @@ class PluginSpec:
     functions: tuple[FunctionSpec, ...]
     offers: tuple[OfferSpec, ...]
 
+    @functools.cached_property
+    def listing(self) -> tuple[tuple[str, str], ...]:
+        """(name, signature text) of each function, as listings show them."""
+        return tuple((f.name, f.signature.text) for f in self.functions)
+
+    @functools.cached_property
+    def offer_listing(self) -> tuple[tuple[str, int, str], ...]:
+        """(interface id, revision, implementation name) of each offer."""
+        return tuple((o.id, o.revision, o.name) for o in self.offers)
+
     def function(self, name: str) -> FunctionSpec:
         """The function called name. Raises KeyError."""
         for f in self.functions:
@@ -123,6 +135,20 @@ class PluginSpec:
         }
 
     @classmethod
+    def from_own_json(cls, data: Any) -> PluginSpec:
+        """The spec of JSON that ``to_json`` of this ferrule is known to have
+        written (the scan cache proves it with a digest), made without
+        from_json's checks. Raises ValueError or another plain error when the
+        proof was wrong."""
+        functions = data["functions"]
+        spec = object.__new__(cls)
+        spec.__dict__.update(zip(_FIELDS, (*_TEXTS(data), tuple(data["abi_version"]),
+                                           tuple(_make_function((n, parse_signature(s), d, f)) for n, s, d, f in functions),
+                                           tuple(map(_make_offer, data["offers"])))))
+        spec.__dict__["listing"] = tuple((f[0], f[1]) for f in functions)
+        return spec
+
+    @classmethod
     def from_json(cls, data: Any) -> PluginSpec:
         """The spec ``to_json`` wrote. Raises SpecError for anything else.
 
@@ -130,7 +156,7 @@ class PluginSpec:
         whole columns (``set(map(type, ...))``) rather than item by item."""
         if type(data) is not dict or data.keys() != _KEYS:
             raise SpecError(f"expected an object with fields {sorted(_KEYS)}, got {_short(data)}")
-        texts = (data["path"], data["id"], data["name"], data["version"], data["description"], data["license"])
+        texts = _TEXTS(data)
         if not {*map(type, texts)} <= _STR:
             raise SpecError("path, id, name, version, description and license must be strings")
         if not ID_RE.fullmatch(texts[1]):
@@ -140,47 +166,73 @@ class PluginSpec:
                 and 0 <= min(version) and max(version) <= 0xFFFF):
             raise SpecError(f"abi_version {_short(version)}, expected [major, minor]")
         names, signatures, docs, flags = _columns(data["functions"], 4, "functions must be [name, signature, doc, flags]")
-        if not ({*map(type, names)} | {*map(type, signatures)} | {*map(type, docs)} <= _STR
-                and {*map(type, flags)} <= _INT and all(0 <= f <= _U32 for f in flags)):
+        if not ({*map(type, chain(names, signatures, docs))} <= _STR and {*map(type, flags)} <= _INT
+                and (not flags or (min(flags) >= 0 and max(flags) <= _U32))):
             raise SpecError("a function holds a value of the wrong type")
-        if len(set(names)) != len(names) or not all(map(is_function_name, names)):
+        if len(set(names)) != len(names) or not all(map(str.isidentifier, names)):
             raise SpecError(f"function names {_short(list(names))} are not distinct identifiers")
         try:
-            parsed = [parse_signature(s) for s in signatures]
+            parsed = tuple(map(parse_signature, signatures))
         except ValueError as exc:
             raise SpecError(f"a function signature does not parse: {exc}") from None
-        functions = tuple(map(FunctionSpec, names, parsed, docs, flags))
-        columns = _columns(data["offers"], 8, "offers must be [id, revision, name, doc, flags, fingerprint, layout, "
-                                              "method_count]")
-        ids, revisions, offer_names, offer_docs, offer_flags, fingerprints, layouts, counts = columns
-        if not ({*map(type, ids)} | {*map(type, offer_names)} | {*map(type, offer_docs)} | {*map(type, layouts)} <= _STR
-                and {*map(type, revisions)} | {*map(type, offer_flags)} | {*map(type, fingerprints)}
-                | {*map(type, counts)} <= _INT):
-            raise SpecError("an offer holds a value of the wrong type")
-        if not (all(0 <= v <= _U32 for v in (*revisions, *offer_flags, *counts))
-                and all(0 <= v <= _U64 for v in fingerprints) and all(ID_RE.fullmatch(i) for i in ids)):
-            raise SpecError("an offer holds a value out of range")
-        offers = tuple(map(OfferSpec, ids, revisions, offer_names, offer_docs, offer_flags, fingerprints, layouts, counts))
+        if tuple(map(_TEXT, parsed)) != signatures:
+            raise SpecError("a function signature is not in its canonical form")
+        functions = tuple(map(_make_function, zip(names, parsed, docs, flags)))
+        ids = revisions = offer_names = offer_docs = layouts = ()
+        offers: tuple[OfferSpec, ...] = ()
+        if data["offers"] != []:
+            columns = _columns(data["offers"], 8, "offers must be [id, revision, name, doc, flags, fingerprint, "
+                                                  "layout, method_count]")
+            ids, revisions, offer_names, offer_docs, offer_flags, fingerprints, layouts, counts = columns
+            small = (*revisions, *offer_flags, *counts)
+            if not ({*map(type, chain(ids, offer_names, offer_docs, layouts))} <= _STR
+                    and {*map(type, chain(small, fingerprints))} <= _INT):
+                raise SpecError("an offer holds a value of the wrong type")
+            if not (min(small) >= 0 and max(small) <= _U32 and min(fingerprints) >= 0 and max(fingerprints) <= _U64
+                    and all(map(ID_RE.fullmatch, ids))):
+                raise SpecError("an offer holds a value out of range")
+            offers = tuple(map(_make_offer, zip(*columns)))
         try:
             # Descriptor text was decoded from UTF-8: a lone surrogate (from a
             # JSON "\ud800" escape) is not something a descriptor said.
-            "".join((*texts[1:], *names, *docs, *ids, *offer_names, *offer_docs, *layouts)).encode("utf-8")
+            "".join(chain(texts[1:], names, docs, ids, offer_names, offer_docs, layouts)).encode("utf-8")
         except UnicodeEncodeError:
             raise SpecError("text holds a lone surrogate, which is not UTF-8") from None
-        return cls(texts[0], texts[1], texts[2], texts[3], texts[4], texts[5], (version[0], version[1]), functions,
-                   offers)
+        # The fields set at once: a frozen dataclass's __init__ sets them one by one.
+        spec = object.__new__(cls)
+        spec.__dict__.update(zip(_FIELDS, (*texts, (version[0], version[1]), functions, offers)))
+        # The listings from the columns at hand (the texts were just found canonical).
+        spec.__dict__["listing"] = tuple(zip(names, signatures))
+        spec.__dict__["offer_listing"] = tuple(zip(ids, revisions, offer_names))
+        return spec
 
 
-_KEYS = frozenset({"path", "id", "name", "version", "description", "license", "abi_version", "functions", "offers"})
+# Made from checked rows at C speed (no Python-level __new__ per item).
+_make_function = functools.partial(tuple.__new__, FunctionSpec)
+_make_offer = functools.partial(tuple.__new__, OfferSpec)
+_TEXT = operator.attrgetter("text")
+_TEXTS = operator.itemgetter("path", "id", "name", "version", "description", "license")
+_FIELDS = ("path", "id", "name", "version", "description", "license", "abi_version", "functions", "offers")
+_KEYS = frozenset(_FIELDS)
 _STR = {str}
 _INT = {int}  # type() is int: a JSON true is a bool, not an int
 
 
 def _columns(rows: Any, width: int, complaint: str) -> tuple[tuple[Any, ...], ...]:
-    """A list of ``width``-long lists, transposed; () columns when empty."""
-    if type(rows) is not list or not {*map(type, rows)} <= {list} or not {*map(len, rows)} <= {width}:
+    """A list of ``width``-long lists, transposed; () columns when empty.
+    (A row that is a string or an object gets through as its characters or
+    keys; the type checks of the columns refuse it.)"""
+    if type(rows) is not list:
         raise SpecError(complaint)
-    return tuple(zip(*rows)) if rows else ((),) * width
+    if not rows:
+        return ((),) * width
+    try:
+        columns = tuple(zip(*rows, strict=True))
+    except (TypeError, ValueError):
+        raise SpecError(complaint) from None
+    if len(columns) != width:
+        raise SpecError(complaint)
+    return columns
 
 
 def _short(value: Any) -> str:

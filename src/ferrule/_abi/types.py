@@ -112,10 +112,15 @@ class Param:
 class Signature:
     params: tuple[Param, ...]
     result: AbiType | None
+    # The canonical text, made once: a warm scan lists thousands of signatures.
+    text: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        text = "(" + ", ".join(str(p) for p in self.params) + ")"
+        object.__setattr__(self, "text", text + (f" -> {self.result.name}" if self.result else ""))
 
     def __str__(self) -> str:
-        text = "(" + ", ".join(str(p) for p in self.params) + ")"
-        return text + (f" -> {self.result.name}" if self.result else "")
+        return self.text
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -69,6 +70,11 @@ class ScanResult:
 
 def info(spec: PluginSpec) -> PluginInfo:
     """The public view of a plugin spec."""
-    return PluginInfo(spec.path, spec.id, spec.name, spec.version, spec.description, spec.license, spec.abi_version,
-                      tuple((f.name, str(f.signature)) for f in spec.functions),
-                      tuple((o.id, o.revision, o.name) for o in spec.offers))
+    made = object.__new__(PluginInfo)  # the fields at once: a frozen dataclass's __init__ sets them one by one
+    made.__dict__.update(zip(_INFO_FIELDS, _SPEC_FIELDS(spec)))
+    return made
+
+
+_INFO_FIELDS = ("path", "id", "name", "version", "description", "license", "abi_version", "functions", "interfaces")
+_SPEC_FIELDS = operator.attrgetter("path", "id", "name", "version", "description", "license", "abi_version",
+                                   "listing", "offer_listing")

@@ -13,7 +13,9 @@ listing, one stat per file and one file read.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import json
 import logging
 import math
@@ -24,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO
 
 from .._abi.spec import PluginSpec, SpecError
@@ -77,7 +79,8 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
             listed.append(directory)
 
     path_of_cache = cache_file()
-    entries, changed = load_cache(path_of_cache) if cache else ({}, False)
+    with _bulk():
+        entries, changed = load_cache(path_of_cache) if cache else ({}, False)
     results: dict[str, PluginSpec | ScanProblem] = {}
     pending: list[str] = []
     for path, stamp in found.items():
@@ -104,11 +107,26 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
         save_cache(path_of_cache, entries)
 
     ordered = sorted(results.items())
-    return ScanResult(
-        plugins=tuple(info(r) for _, r in ordered if isinstance(r, PluginSpec)),
-        problems=tuple(r for _, r in ordered if isinstance(r, ScanProblem)),
-        directories=tuple(listed),
-    )
+    with _bulk():
+        return ScanResult(
+            plugins=tuple(info(r) for _, r in ordered if isinstance(r, PluginSpec)),
+            problems=tuple(r for _, r in ordered if isinstance(r, ScanProblem)),
+            directories=tuple(listed),
+        )
+
+
+@contextlib.contextmanager
+def _bulk() -> Iterator[None]:
+    """Make many small objects with the cyclic garbage collector paused: they
+    hold no cycles, and a warm scan of a thousand plugins would otherwise pay
+    for a dozen collections (about a fifth of its time)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 # -- which files
