@@ -54,7 +54,7 @@ SavedError error_stash(void) {
 }
 
 void error_restore(SavedError saved) {
-    error_clear();
+    error_reset(); /* the thread-local slot is touched only when a message is pending somewhere */
     if (saved.set) {
         tls_error.msg = saved.msg;
         tls_error.len = saved.len;

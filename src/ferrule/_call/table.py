@@ -4,12 +4,11 @@ C accelerator has its own with the same behaviour (host_table.c)."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .._abi import cdef as abi
@@ -193,19 +192,25 @@ class HostTable:
             )
 
 
-@contextlib.contextmanager
-def running(host: Any, debug: bool) -> Iterator[None]:
+class running:
     """Around plugin code that Python runs outside a function call (init,
     create, destroy, shutdown, a plugin-to-plugin call) on the plugin's host
     table: a clean error slot that gives back a message pending before it,
-    and in debug mode the thread marked as inside the plugin."""
-    saved = host.stash_error()
-    marked = debug and isinstance(host, HostTable)
-    if marked:
-        host.enter()
-    try:
-        yield
-    finally:
-        if marked:
-            host.leave()
-        host.restore_error(saved)
+    and in debug mode the thread marked as inside the plugin. (A class, not a
+    generator: it is on the path of every plugin-to-plugin call.)"""
+
+    __slots__ = ("host", "marked", "saved")
+
+    def __init__(self, host: Any, debug: bool):
+        self.host = host
+        self.marked = debug and isinstance(host, HostTable)
+
+    def __enter__(self) -> None:
+        self.saved = self.host.stash_error()
+        if self.marked:
+            self.host.enter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.marked:
+            self.host.leave()
+        self.host.restore_error(self.saved)

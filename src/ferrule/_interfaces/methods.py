@@ -11,8 +11,8 @@ and types, as for a function.
 
 from __future__ import annotations
 
-import functools
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from .._abi import cdef as abi
@@ -23,7 +23,7 @@ from .._call.function import PluginFunction
 from ..idl import InterfaceSpec, MethodSpec, TypeSpec
 from .structs import codec
 
-__all__ = ["Method", "declared_signature", "method"]
+__all__ = ["declared_signature", "method"]
 
 
 def method(target: CallTarget, thread_safe: bool, iface: InterfaceSpec, m: MethodSpec, call: Any) -> Any:
@@ -35,7 +35,7 @@ def method(target: CallTarget, thread_safe: bool, iface: InterfaceSpec, m: Metho
     needs = [p.type for p in m.params] + ([m.result] if m.result is not None else [])
     if not any(t.kind in ("struct", "handle") for t in needs):
         return fn
-    return Method(fn, name, m)
+    return _wrapped(fn, name, m)
 
 
 def declared_signature(m: MethodSpec) -> str:
@@ -48,36 +48,33 @@ def _declared(t: TypeSpec) -> str:
     return t.name if t.kind in ("struct", "handle") else t.abi
 
 
-class Method:
-    """A method whose declaration has structs or handles."""
+def _wrapped(fn: PluginFunction, name: str, m: MethodSpec) -> Callable[..., Any]:
+    """The callable of a method with structs or handles: a plain function
+    (cheaper to call than an object's __call__)."""
+    names = [p.name for p in m.params]
+    count = len(names)
+    display = f"{name}{declared_signature(m)}"
+    structs = [(i, codec(p.type.struct), f"{name}() argument {p.name!r}")
+               for i, p in enumerate(m.params) if p.type.kind == "struct" and p.type.struct is not None]
+    result = m.result
+    out_codec = codec(result.struct) if result is not None and result.struct is not None else None
+    handle = result.handle if result is not None and result.kind == "handle" else None
 
-    def __init__(self, fn: PluginFunction, name: str, m: MethodSpec):
-        self._fn = fn
-        self._names = [p.name for p in m.params]
-        self._display = f"{name}{declared_signature(m)}"
-        self._structs = [(i, codec(p.type.struct), f"{name}() argument {p.name!r}")
-                         for i, p in enumerate(m.params) if p.type.kind == "struct" and p.type.struct is not None]
-        result = m.result
-        self._out = codec(result.struct) if result is not None and result.struct is not None else None
-        self._handle = result.handle if result is not None and result.kind == "handle" else None
-        self.__name__ = self.__qualname__ = m.name
-        self.__doc__ = f"{self._display}\n\n{m.doc}" if m.doc else self._display
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        values = list(bind(self._display, self._names, args, kwargs))
-        for i, c, where in self._structs:
+    def call_method(*args: Any, **kwargs: Any) -> Any:
+        if kwargs or len(args) != count:
+            args = bind(display, names, args, kwargs)
+        values = list(args)
+        for i, c, where in structs:
             values[i] = c.pack(values[i], where)
-        if self._out is not None:
-            out = bytearray(self._out.size)
-            self._fn(*values, out)
-            return self._out.unpack(out)
-        raw = self._fn(*values)
-        return self._handle(raw) if self._handle is not None else raw
+        if out_codec is not None:
+            out = bytearray(out_codec.size)
+            fn(*values, out)
+            return out_codec.unpack(out)
+        raw = fn(*values)
+        return handle(raw) if handle is not None else raw
 
-    @functools.cached_property
-    def __signature__(self) -> inspect.Signature:
-        return inspect.signature(self._fn).replace(parameters=[
-            inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in self._names])
-
-    def __repr__(self) -> str:
-        return f"<ferrule method {self._display}>"
+    call_method.__name__ = call_method.__qualname__ = m.name
+    call_method.__doc__ = f"{display}\n\n{m.doc}" if m.doc else display
+    call_method.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
+    return call_method

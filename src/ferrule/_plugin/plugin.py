@@ -186,7 +186,8 @@ class Plugin:
     """
 
     __module__ = "ferrule"
-    _spec: PluginSpec  # on each plugin's own subclass too
+    _spec: PluginSpec  # these two on each plugin's own subclass
+    _calls: Mapping[str, Any]  # function name -> its call pointer
 
     def __init__(self, library: Library, *, config: str | Mapping[str, Any] | None = None,
                  _services: Services | None = None):
@@ -202,7 +203,6 @@ class Plugin:
         self.description = spec.description
         self.license = spec.license
         self._spec = spec
-        self._calls = {f.name: call for f, call in zip(spec.functions, desc.calls)}
         self._made: dict[str, PluginFunction] = {}
         self._core = PluginCore(desc, config, _services if _services is not None else Services(debug=False))
 
@@ -256,7 +256,7 @@ class Plugin:
     def _function(self, name: str) -> PluginFunction:
         fn = self._made.get(name)
         if fn is None:
-            fn = PluginFunction(self._core, self._spec.function(name), self._calls[name])
+            fn = PluginFunction(self._core, self._spec.function(name), type(self)._calls[name])
             fn = self._made.setdefault(name, fn)  # another thread may have won
             if name in type(self).__dict__ and name not in self.__dict__:
                 self.__dict__[name] = fn  # later lookups skip the slot
@@ -291,7 +291,7 @@ class Plugin:
 
     def __getattr__(self, name: str) -> PluginFunction:
         spec = type(self).__dict__.get("_spec")
-        if spec is not None and name in self.__dict__.get("_calls", ()):
+        if spec is not None and "_made" in self.__dict__ and name in type(self).__dict__["_calls"]:
             return self._function(name)
         raise AttributeError(f"plugin {spec.id if spec else '?'!r} has no function {name!r}")
 
@@ -334,6 +334,7 @@ def plugin_class(desc: Descriptor) -> type[Plugin]:
     namespace["__qualname__"] = f"Plugin[{spec.id}]"
     namespace["__slots__"] = ()
     namespace["_spec"] = spec
+    namespace["_calls"] = MappingProxyType({f.name: call for f, call in zip(spec.functions, desc.calls)})
     cls: type[Plugin] = type(namespace["__qualname__"], (Plugin,), namespace)
     with _classes_lock:
         _classes[id(desc)] = (desc, cls)
