@@ -539,7 +539,7 @@ signatures = st.sampled_from(["()", "(a: i64, b: i64) -> i64", "(s: str) -> str"
 function_specs = st.lists(
     st.tuples(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), signatures, texts, st.integers(0, 2**32 - 1)),
     max_size=4, unique_by=lambda f: f[0],
-).map(lambda fs: tuple(FunctionSpec(n, parse_signature(s), d, f) for n, s, d, f in fs))
+).map(lambda fs: tuple(FunctionSpec(n, parse_signature(s).text, d, f) for n, s, d, f in fs))
 offer_specs = st.lists(
     st.builds(OfferSpec, id=ids, revision=st.integers(0, 2**32 - 1), name=texts, doc=texts,
               flags=st.integers(0, 2**32 - 1), fingerprint=st.integers(0, 2**64 - 1), layout=texts,
@@ -560,7 +560,10 @@ entries = st.dictionaries(paths, st.tuples(st.integers(min_value=0), st.integers
 def entry_map(raw: dict[str, tuple[int, int, Any]]) -> dict[str, Any]:
     from dataclasses import replace
 
-    return {path: _cache.Entry(size, mtime, replace(result, path=path)) for path, (size, mtime, result) in raw.items()}
+    def at(result: Any, path: str) -> Any:
+        return result._replace(path=path) if isinstance(result, PluginSpec) else replace(result, path=path)
+
+    return {path: _cache.Entry(size, mtime, at(result, path)) for path, (size, mtime, result) in raw.items()}
 
 
 def parse(data: bytes) -> dict[str, Any]:
@@ -644,10 +647,10 @@ def test_a_cache_with_its_digest_reads_the_same_as_one_checked_entry_by_entry(pl
     unsigned = head + b"," + rest.split(b'",', 1)[1]
     checked, dirty = _cache.parse_cache(unsigned)
     assert not dirty and checked == trusted
-    assert all(e.result.listing == trusted[p].result.listing for p, e in checked.items()
-               if isinstance(e.result, PluginSpec))
+    assert all(e.result.info() == _scan.info(checked[p].result) for p, e in trusted.items()
+               if isinstance(e.result, _cache.StoredSpec))
     # Tampered after writing, the digest left as it was: every entry is checked again.
-    path = next(p for p, e in trusted.items() if isinstance(e.result, PluginSpec))
+    path = next(p for p, e in trusted.items() if isinstance(e.result, _cache.StoredSpec))
     entry = json.loads(data)["entries"][path]
     tampered = data.replace(json.dumps(entry, separators=(",", ":")).encode(),
                             json.dumps({**entry, "plugin": {**entry["plugin"], "id": "not reverse dns"}},

@@ -198,7 +198,7 @@ def _read_functions(desc: Any, plugin: str) -> tuple[tuple[FunctionSpec, ...], t
         if raw.call == ffi.NULL:
             raise DescriptorError(f"plugin {plugin!r} function {name!r} has a NULL call pointer")
         doc = text(raw.doc, f"plugin {plugin!r} function {name!r} doc", required=False)
-        specs.append(FunctionSpec(name, signature, doc, raw.flags))
+        specs.append(FunctionSpec(name, signature.text, doc, raw.flags))
         calls.append(raw.call)
     return tuple(specs), tuple(calls)
 

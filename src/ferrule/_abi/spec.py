@@ -23,7 +23,6 @@ import functools
 import operator
 import re
 from itertools import chain
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .cdef import FN_QUICK, FN_THREAD_SAFE, IFACE_THREAD_SAFE
@@ -48,13 +47,20 @@ class SpecError(ValueError):
 
 
 class FunctionSpec(NamedTuple):
-    """One exported function: name, parsed signature, doc and FERRULE_FN_* flags.
-    (Named tuples: a warm scan makes thousands, and they are made fast.)"""
+    """One exported function: name, signature, doc and FERRULE_FN_* flags.
+
+    The signature is kept as its canonical text and parsed (once, cached) by
+    ``signature``: a tuple of plain values costs the garbage collector
+    nothing, and a warm scan makes thousands."""
 
     name: str
-    signature: Signature
+    text: str  # the signature's canonical text
     doc: str = ""
     flags: int = 0
+
+    @property
+    def signature(self) -> Signature:
+        return parse_signature(self.text)
 
     @property
     def thread_safe(self) -> bool:
@@ -89,9 +95,10 @@ class OfferSpec(NamedTuple):
         return f"<offer {self.id}/{self.revision} {self.name!r}>"
 
 
-@dataclass(frozen=True)
-class PluginSpec:
-    """A plugin as its descriptor describes it, and the file it was read from."""
+class PluginSpec(NamedTuple):
+    """A plugin as its descriptor describes it, and the file it was read from.
+    (A named tuple, like its parts: cheap to make by the thousand, and of no
+    cost to the garbage collector once it holds only plain values.)"""
 
     path: str
     id: str
@@ -103,15 +110,15 @@ class PluginSpec:
     functions: tuple[FunctionSpec, ...]
     offers: tuple[OfferSpec, ...]
 
-    @functools.cached_property
+    @property
     def listing(self) -> tuple[tuple[str, str], ...]:
         """(name, signature text) of each function, as listings show them."""
-        return tuple((f.name, f.signature.text) for f in self.functions)
+        return tuple(map(_NAME_AND_TEXT, self.functions))
 
-    @functools.cached_property
+    @property
     def offer_listing(self) -> tuple[tuple[str, int, str], ...]:
         """(interface id, revision, implementation name) of each offer."""
-        return tuple((o.id, o.revision, o.name) for o in self.offers)
+        return tuple(map(_OFFER_KEY, self.offers))
 
     def function(self, name: str) -> FunctionSpec:
         """The function called name. Raises KeyError."""
@@ -129,7 +136,7 @@ class PluginSpec:
             "description": self.description,
             "license": self.license,
             "abi_version": list(self.abi_version),
-            "functions": [[f.name, str(f.signature), f.doc, f.flags] for f in self.functions],
+            "functions": [list(f) for f in self.functions],
             "offers": [[o.id, o.revision, o.name, o.doc, o.flags, o.fingerprint, o.layout, o.method_count]
                        for o in self.offers],
         }
@@ -140,13 +147,8 @@ class PluginSpec:
         written (the scan cache proves it with a digest), made without
         from_json's checks. Raises ValueError or another plain error when the
         proof was wrong."""
-        functions = data["functions"]
-        spec = object.__new__(cls)
-        spec.__dict__.update(zip(_FIELDS, (*_TEXTS(data), tuple(data["abi_version"]),
-                                           tuple(_make_function((n, parse_signature(s), d, f)) for n, s, d, f in functions),
-                                           tuple(map(_make_offer, data["offers"])))))
-        spec.__dict__["listing"] = tuple((f[0], f[1]) for f in functions)
-        return spec
+        return tuple.__new__(cls, (*_TEXTS(data), tuple(data["abi_version"]), tuple(map(_make_function, data["functions"])),
+                                   tuple(map(_make_offer, data["offers"]))))
 
     @classmethod
     def from_json(cls, data: Any) -> PluginSpec:
@@ -177,7 +179,7 @@ class PluginSpec:
             raise SpecError(f"a function signature does not parse: {exc}") from None
         if tuple(map(_TEXT, parsed)) != signatures:
             raise SpecError("a function signature is not in its canonical form")
-        functions = tuple(map(_make_function, zip(names, parsed, docs, flags)))
+        functions = tuple(map(_make_function, zip(names, signatures, docs, flags)))
         ids = revisions = offer_names = offer_docs = layouts = ()
         offers: tuple[OfferSpec, ...] = ()
         if data["offers"] != []:
@@ -198,19 +200,15 @@ class PluginSpec:
             "".join(chain(texts[1:], names, docs, ids, offer_names, offer_docs, layouts)).encode("utf-8")
         except UnicodeEncodeError:
             raise SpecError("text holds a lone surrogate, which is not UTF-8") from None
-        # The fields set at once: a frozen dataclass's __init__ sets them one by one.
-        spec = object.__new__(cls)
-        spec.__dict__.update(zip(_FIELDS, (*texts, (version[0], version[1]), functions, offers)))
-        # The listings from the columns at hand (the texts were just found canonical).
-        spec.__dict__["listing"] = tuple(zip(names, signatures))
-        spec.__dict__["offer_listing"] = tuple(zip(ids, revisions, offer_names))
-        return spec
+        return tuple.__new__(cls, (*texts, (version[0], version[1]), functions, offers))
 
 
 # Made from checked rows at C speed (no Python-level __new__ per item).
 _make_function = functools.partial(tuple.__new__, FunctionSpec)
 _make_offer = functools.partial(tuple.__new__, OfferSpec)
 _TEXT = operator.attrgetter("text")
+_NAME_AND_TEXT = operator.itemgetter(0, 1)
+_OFFER_KEY = operator.itemgetter(0, 1, 2)  # id, revision, name
 _TEXTS = operator.itemgetter("path", "id", "name", "version", "description", "license")
 _FIELDS = ("path", "id", "name", "version", "description", "license", "abi_version", "functions", "offers")
 _KEYS = frozenset(_FIELDS)

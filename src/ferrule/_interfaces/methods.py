@@ -31,7 +31,7 @@ def method(target: CallTarget, thread_safe: bool, iface: InterfaceSpec, m: Metho
     itself when nothing needs converting."""
     name = f"{iface.name}.{m.name}"
     flags = abi.FN_THREAD_SAFE if thread_safe else 0
-    fn = PluginFunction(target, FunctionSpec(name, m.signature, m.doc, flags), call)
+    fn = PluginFunction(target, FunctionSpec(name, m.signature.text, m.doc, flags), call)
     needs = [p.type for p in m.params] + ([m.result] if m.result is not None else [])
     if not any(t.kind in ("struct", "handle") for t in needs):
         return fn

@@ -5,25 +5,27 @@ time it had when read, and the plugin spec (or the problem) found.
 Reading never raises: a file that is not what ``dump_cache`` writes is
 dropped whole, a malformed entry alone, with a warning; the scan then
 rewrites the file. Writing replaces the file atomically. The file carries a
-digest of its entries: when it matches, they are exactly what this ferrule
-wrote, and are read without checking each (a warm scan of a thousand
-plugins reads them all).
+CRC-32 of its entries (a check against damage and edits, not against a
+forger: the file is the user's own): when it matches, they are what this
+ferrule wrote, and are read without checking each (a warm scan of a
+thousand plugins reads them all).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import operator
 import os
 import tempfile
+import zlib
 from typing import Any, NamedTuple
 
 from .._abi import cdef as abi
 from .._abi.spec import PluginSpec, SpecError
-from .results import ScanProblem
+from .results import PluginInfo, ScanProblem
 
-__all__ = ["Entry", "cache_file", "dump_cache", "load_cache", "parse_cache", "save_cache"]
+__all__ = ["Entry", "StoredSpec", "cache_file", "dump_cache", "load_cache", "parse_cache", "save_cache"]
 
 log = logging.getLogger("ferrule.scan")
 
@@ -31,10 +33,49 @@ HOST_ABI = (abi.ABI_MAJOR, abi.ABI_MINOR)
 FORMAT = 2  # of the cache file; bump when its shape changes (2: entries hold plugin specs)
 
 
+class StoredSpec:
+    """A plugin spec as the cache file holds it, proven intact by the file's
+    digest. It becomes a PluginSpec only when asked (``spec``): a warm scan
+    needs only what PluginInfo shows, read straight from the JSON, and makes
+    no objects it would throw away."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, json: dict[str, Any]):
+        self.json = json
+
+    @property
+    def spec(self) -> PluginSpec:
+        return PluginSpec.from_own_json(self.json)
+
+    @property
+    def path(self) -> str:
+        return str(self.json["path"])
+
+    def info(self) -> PluginInfo:
+        data = self.json
+        return PluginInfo(data["path"], data["id"], data["name"], data["version"], data["description"], data["license"],
+                          tuple(data["abi_version"]), tuple(map(_NAME_AND_TEXT, data["functions"])),
+                          tuple(map(_OFFER_KEY, data["offers"])))
+
+    def __eq__(self, other: object) -> bool:
+        mine = self.spec
+        return mine == (other.spec if isinstance(other, StoredSpec) else other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<stored spec of {self.path}>"
+
+
+_NAME_AND_TEXT = operator.itemgetter(0, 1)
+_OFFER_KEY = operator.itemgetter(0, 1, 2)  # id, revision, name
+
+
 class Entry(NamedTuple):
     size: int
     mtime_ns: int
-    result: PluginSpec | ScanProblem
+    result: PluginSpec | StoredSpec | ScanProblem
 
 
 class _Malformed(Exception):
@@ -87,7 +128,8 @@ def parse_cache(data: bytes, source: str = "<cache>") -> tuple[dict[str, Entry],
                     _short(stored_abi), *HOST_ABI)
         return {}, True
     raw = doc["entries"]
-    if doc.get("digest") == _digest(data):  # the entries are what dump_cache wrote: no need to check each
+    digest = doc.get("digest")
+    if digest is not None and digest == _digest(data):  # the entries are what dump_cache wrote: no need to check each
         try:
             return {path: _own_entry(path, value) for path, value in raw.items()}, False
         except Exception:  # the proof was wrong after all: check every entry
@@ -119,12 +161,12 @@ def _digest(data: bytes) -> str | None:
     at = data.find(_ENTRIES)
     if at < 0 or not data.endswith(b"}"):
         return None
-    return hashlib.blake2b(data[at + len(_ENTRIES):-1], digest_size=16).hexdigest()
+    return f"crc32:{zlib.crc32(memoryview(data)[at + len(_ENTRIES):-1]):08x}"
 
 
 def _own_entry(path: str, value: dict[str, Any]) -> Entry:
     if "plugin" in value:
-        return Entry(value["size"], value["mtime_ns"], PluginSpec.from_own_json(value["plugin"]))
+        return Entry(value["size"], value["mtime_ns"], StoredSpec(value["plugin"]))
     problem = value["problem"]
     return Entry(value["size"], value["mtime_ns"], ScanProblem(path, problem["kind"], problem["error"],
                                                                problem["message"]))
@@ -181,6 +223,8 @@ def dump_cache(entries: dict[str, Entry]) -> bytes:
         result = entry.result
         if isinstance(result, PluginSpec):
             body: dict[str, Any] = {"plugin": result.to_json()}
+        elif isinstance(result, StoredSpec):
+            body = {"plugin": result.json}
         else:
             body = {"problem": {"kind": result.kind, "error": result.error, "message": result.message}}
         out[path] = {"size": entry.size, "mtime_ns": entry.mtime_ns, **body}
@@ -188,7 +232,7 @@ def dump_cache(entries: dict[str, Entry]) -> bytes:
     # digest of the entries text lets the reader skip checking each entry.
     text = json.dumps(out, separators=(",", ":")).encode("ascii")
     head = json.dumps({"format": FORMAT, "abi": list(HOST_ABI)}, separators=(",", ":")).encode("ascii")
-    digest = hashlib.blake2b(text, digest_size=16).hexdigest()
+    digest = f"crc32:{zlib.crc32(text):08x}"
     return head[:-1] + b',"digest":"' + digest.encode("ascii") + b'"' + _ENTRIES + text + b"}"
 
 
