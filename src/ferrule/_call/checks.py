@@ -29,7 +29,6 @@ def bind(display: str, names: Sequence[str], args: tuple[Any, ...], kwargs: dict
     """The values of args and kwargs in parameter order. ``display`` is the
     function as messages show it, name and signature: ``add(a: i64, b: i64) -> i64``."""
     count = len(names)
-    name = display.partition("(")[0]
     if not kwargs:
         if len(args) != count:
             raise TypeError(f"{display} takes {count} argument{'s' if count != 1 else ''}, {len(args)} given")
@@ -37,6 +36,7 @@ def bind(display: str, names: Sequence[str], args: tuple[Any, ...], kwargs: dict
     if len(args) > count:
         raise TypeError(f"{display} takes {count} arguments, {len(args)} given")
     values = list(args) + [MISSING] * (count - len(args))
+    name = display.partition("(")[0]
     for key, value in kwargs.items():
         if key not in names:
             raise TypeError(f"{name}() got an unexpected keyword argument {key!r}")

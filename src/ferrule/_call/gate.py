@@ -11,6 +11,8 @@ from .accelerator import speedups
 
 __all__ = ["Gate", "new_gate"]
 
+_get_ident = threading.get_ident
+
 
 def new_gate(accelerated: bool, closed_message: str, inside_message: str) -> contract.Gate:
     """The gate of one plugin or instance: the accelerator's when its calls
@@ -31,33 +33,29 @@ class Gate:
         self.lock = threading.Lock()
         self.idle = threading.Event()  # set once closed with no call in flight
         self.active = 0
-        self.inside: dict[int, int] = {}  # thread id -> calls it runs here
+        self.threads: list[int] = []  # the thread of each call in flight
         self.closed = False
         self.serial = threading.RLock()
 
     def enter(self) -> int:
-        ident = threading.get_ident()
+        ident = _get_ident()
         with self.lock:
             if self.closed:
                 raise PluginClosedError(self.closed_message)
             self.active += 1
-            self.inside[ident] = self.inside.get(ident, 0) + 1
+            self.threads.append(ident)
         return ident
 
     def leave(self, ident: int) -> None:
         with self.lock:
             self.active -= 1
-            left = self.inside[ident] - 1
-            if left:
-                self.inside[ident] = left
-            else:
-                del self.inside[ident]
+            self.threads.remove(ident)
             if self.closed and not self.active:
                 self.idle.set()
 
     def close(self, wait: bool) -> bool:
         with self.lock:
-            if wait and threading.get_ident() in self.inside:
+            if wait and _get_ident() in self.threads:
                 raise PluginClosedError(self.inside_message)
             self.closed = True
             busy = self.active > 0
