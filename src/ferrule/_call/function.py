@@ -23,7 +23,7 @@ from .._errors import PluginCallError
 from .accelerator import speedups
 from .checks import bind, check_value
 from .contract import CallTarget
-from .marshal import UNSET, int_of, release_result, store_borrowed, store_scalar
+from .marshal import UNSET, release_result, scalar_of, store_borrowed, store_scalar
 from .status import status_error
 from .table import Frame, HostTable
 
@@ -203,12 +203,8 @@ class PluginFunction(_FunctionBase):
         if result is None:
             return None
         kind = result.kind
-        if kind == "int":
-            return int_of(result, ret.u64)
-        if kind == "bool":
-            return ret.u64 != 0
-        if kind == "float":
-            return getattr(ret, result.slot)
+        if kind in ("int", "bool", "float"):
+            return scalar_of(result, ret)
         ptr, length = ret.bytes.ptr, ret.bytes.len
         if ptr == UNSET:
             self._unset_result()

@@ -14,7 +14,7 @@ from typing import Any
 from .._abi.ffi import ffi, libc
 from .._abi.types import AbiType
 
-__all__ = ["ALLOC", "FREE", "UNSET", "address_of", "give_bytes", "int_of", "store_scalar", "value_of"]
+__all__ = ["ALLOC", "FREE", "UNSET", "address_of", "give_bytes", "int_of", "scalar_of", "store_scalar", "value_of"]
 
 # The allocator pair of every host table, one for the process: memory handed
 # to a plugin may be released after the instance that made it is gone.
@@ -31,15 +31,21 @@ def address_of(view: memoryview) -> int:
     return int(ffi.cast("uintptr_t", ffi.from_buffer(view)))
 
 
-def value_of(abi_type: AbiType, value: Any) -> Any:
-    """A value the plugin passes to the host (a host function's argument), as Python sees it."""
+def scalar_of(abi_type: AbiType, value: Any) -> Any:
+    """A bool or number in a slot (an argument or a result), as Python sees it."""
     kind = abi_type.kind
     if kind == "int":
         return int_of(abi_type, value.u64)
     if kind == "bool":
         return value.u64 != 0
-    if kind == "float":
-        return getattr(value, abi_type.slot)
+    return getattr(value, abi_type.slot)
+
+
+def value_of(abi_type: AbiType, value: Any) -> Any:
+    """A value the plugin passes to the host (a host function's argument), as Python sees it."""
+    kind = abi_type.kind
+    if kind in ("int", "bool", "float"):
+        return scalar_of(abi_type, value)
     ptr, length = value.bytes.ptr, value.bytes.len
     if ptr == ffi.NULL and length:
         raise ValueError("the plugin passed a NULL pointer with a non-zero length")
