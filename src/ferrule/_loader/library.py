@@ -20,8 +20,9 @@ from .._errors import (
     SymbolNotFoundError,
     WrongArchitectureError,
 )
-from . import posix as raw
 from .elf import check_header
+from .posix import loaded_path, open_library  # the raw layer; a Windows one would be chosen here
+from .posix import symbol as find_symbol
 
 __all__ = ["Library", "library_file_name"]
 
@@ -105,20 +106,20 @@ class Library:
             raise LibraryNotFoundError(f"no {file_name} in {listed}: check the name, or add the directory that holds it")
         # System loader path. The unversioned dev file may be absent, or a
         # linker script (glibc's libc.so): fall back to what ldconfig knows.
-        handle, error = raw.open_library(file_name)
+        handle, error = open_library(file_name)
         if not handle and error is not None and (
             ("cannot open shared object file" in error and error.startswith(file_name)) or "invalid ELF header" in error
         ):
             found = ctypes.util.find_library(text)
             if found:
-                handle, error = raw.open_library(found)
+                handle, error = open_library(found)
         if not handle:
             raise _classify(file_name, error or "")
-        return handle, raw.loaded_path(handle) or file_name
+        return handle, loaded_path(handle) or file_name
 
     @staticmethod
     def _open_file(path: str) -> tuple[int, str]:
-        handle, error = raw.open_library(path)
+        handle, error = open_library(path)
         if not handle:
             # Explain the failure from the file itself where the loader's
             # message is vague (a wrong machine reads "cannot open").
@@ -139,11 +140,11 @@ class Library:
         return f"<ferrule.Library {self.path!r}>"
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and raw.symbol(self._handle, name) != 0
+        return isinstance(name, str) and find_symbol(self._handle, name) != 0
 
     def symbol(self, name: str) -> int:
         """The address of an exported symbol. Raises SymbolNotFoundError."""
-        address = raw.symbol(self._handle, name)
+        address = find_symbol(self._handle, name)
         if not address:
             raise SymbolNotFoundError(
                 f"{self.path} does not export {name!r}: check the spelling, and that the symbol is "
