@@ -539,8 +539,11 @@ def test_the_channel_head_has_one_layout() -> None:
 
 PING_PONG = """
 import mmap, os, sys
+from ferrule._isolation import channel as module
 from ferrule._isolation.channel import Channel
 host_native, child_native, rounds = sys.argv[1] == "c", sys.argv[2] == "c", int(sys.argv[3])
+if sys.argv[4:] == ["fenced"]:
+    module._IN_ORDER = False  # the path of CPUs that reorder stores, run here too
 fd = os.memfd_create("ping-pong")
 os.ftruncate(fd, mmap.PAGESIZE)
 pid = os.fork()
@@ -566,15 +569,53 @@ print("ok" if status == 0 else "child failed")
 """
 
 
-@pytest.mark.parametrize("sides", ["cffi-cffi", "c-cffi", "cffi-c", "c-c"])
+@pytest.mark.parametrize("sides", ["cffi-cffi", "c-cffi", "cffi-c", "c-c", "cffi-cffi-fenced"])
 def test_the_channel_never_shows_a_half_written_head(sides: str) -> None:
     # Thousands of round trips, every head checked: a torn read of a sequence
     # word (what struct.pack_into's zeroing caused) shows here within seconds.
     from ferrule._isolation import channel
 
-    host, child = sides.split("-")
+    host, child, *fenced = sides.split("-")
     if "c" in (host, child) and channel._native is None:
         pytest.skip("the C channel is not built (FERRULE_PURE_PYTHON, or no compiler): only the cffi one runs")
-    proc = subprocess.run([sys.executable, "-c", PING_PONG, host, child, "30000"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", PING_PONG, host, child, "30000", *fenced], capture_output=True,
+                          text=True, timeout=120)
     assert proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+
+
+INTERRUPTED = """
+import signal, sys, threading, time, ferrule
+plugin = ferrule.load(sys.argv[1], isolated=True, timeout=20)
+started = threading.Event()
+
+def slow(x):
+    started.set()
+    time.sleep(0.6)
+    return x
+
+holder = threading.Thread(target=lambda: plugin.apply(slow, 1))
+holder.start()
+started.wait()
+signal.setitimer(signal.ITIMER_REAL, 0.2)  # SIGALRM while this thread waits for the call in flight
+signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+try:
+    plugin.add(1, 2)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted")
+holder.join()
+print(plugin.add(2, 3))  # nothing left held: the next call and close() go through
+plugin.close()
+print("closed")
+"""
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["c-gate", "cffi-gate"])
+def test_an_interrupted_wait_for_an_isolated_call_leaves_nothing_held(built: Built, pure: bool) -> None:
+    env = dict(os.environ)
+    env.pop("FERRULE_PURE_PYTHON", None)
+    if pure:
+        env["FERRULE_PURE_PYTHON"] = "1"
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED, str(built.hostile)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert proc.stdout.split() == ["interrupted", "5", "closed"], proc.stdout + proc.stderr

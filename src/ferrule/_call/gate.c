@@ -18,6 +18,20 @@ int gate_grow(GateObject *self) {
     return 0;
 }
 
+/* Take lock without the GIL, waking every 50 ms to run signal handlers: a
+ * wait from Python stays interruptible (Ctrl-C). -1 with the handler's
+ * exception set, the lock not taken. */
+static int wait_for(PyThread_type_lock lock) {
+    for (;;) {
+        PyLockStatus got;
+        Py_BEGIN_ALLOW_THREADS
+        got = PyThread_acquire_lock_timed(lock, 50000, 0);
+        Py_END_ALLOW_THREADS
+        if (got == PY_LOCK_ACQUIRED) return 0;
+        if (PyErr_CheckSignals() < 0) return -1;
+    }
+}
+
 static PyObject *Gate_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     PyObject *closed_error, *closed_message, *inside_message;
     static char *kwlist[] = {"closed_error", "closed_message", "inside_message", NULL};
@@ -108,20 +122,27 @@ static PyObject *Gate_close(GateObject *self, PyObject *wait) {
     }
     while (self->active > 0) {
         if (!self->waiting) {
-            PyThread_acquire_lock(self->idle, WAIT_LOCK);
+            PyThread_acquire_lock(self->idle, WAIT_LOCK); /* free: only a waiter takes it */
             self->waiting = 1;
         }
-        Py_BEGIN_ALLOW_THREADS
-        PyThread_acquire_lock(self->idle, WAIT_LOCK); /* released by the last leave */
+        if (wait_for(self->idle) < 0) return NULL; /* released by the last leave */
         PyThread_release_lock(self->idle);
-        Py_END_ALLOW_THREADS
     }
     Py_RETURN_TRUE;
 }
 
+/* The serial lock for Python code (a plugin-to-plugin call, an isolated
+ * call): re-entrant, and interruptible while it waits. */
 static PyObject *Gate_serial_enter(GateObject *self, PyObject *unused) {
     (void)unused;
-    serial_lock(self);
+    unsigned long me = PyThread_get_thread_ident();
+    if (self->serial_owner == me) {
+        self->serial_depth++;
+        Py_RETURN_NONE;
+    }
+    if (!PyThread_acquire_lock(self->serial, NOWAIT_LOCK) && wait_for(self->serial) < 0) return NULL;
+    self->serial_owner = me;
+    self->serial_depth = 1;
     Py_RETURN_NONE;
 }
 

@@ -224,7 +224,7 @@ class Services:
         mark = gate.enter()
         try:
             if not target.thread_safe:
-                gate.serial_enter()
+                gate.serial_enter()  # may be interrupted while it waits: then nothing is held
             try:
                 with running(target.host_table, target.debug):
                     status = target.entry.methods[method](target.table, target.state, args, ret)

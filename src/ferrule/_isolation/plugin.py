@@ -319,58 +319,60 @@ class IsolatedPlugin:
         codec = fn._codec
         gate = self._gate
         mark = gate.enter()
-        gate.serial_enter()
         try:
-            child = self._child
-            if child is None or child.stopper.done:
-                child = self._live_child()
-            area = child.area
-            nested = self._depth > 0
-            base = child.base if nested else 0
-            back: Any = ()
+            gate.serial_enter()  # may be interrupted while it waits: then nothing is held
             try:
-                if codec.simple and not nested:
-                    codec.fixed.pack_into(area.data, 0, *checked)
-                    length = codec.fixed.size
-                else:
-                    length, back = codec.write_args(area, base, checked)
-            except (struct.error, UnicodeEncodeError, OverflowError):
-                fn._checked(values, full=True)  # raises the in-process error
-                raise
-            except wire.WireError as exc:
-                raise self._broken(child, exc) from None
-            callables = [checked[i] for i in codec.callables] if codec.callables else []
-            errors: list[BaseException] = []
-            deadline = None if timeout is None else time.monotonic() + timeout
-            self._calls += 1
-            self._depth += 1
-            try:
-                kind, _arg, rbase, rlength = self._exchange(child, CALL, fn._index, base, length, deadline,
-                                                            fn._during, fn, callables, errors)
-                for offset, view in back:  # the plugin's writes into mutbuf arguments
-                    view[:] = area.data[offset : offset + len(view)]
-                if kind == RESULT:
-                    result = codec.read_result(area, rbase, rlength)
-                elif kind == ERROR:
-                    result = _rebuild(area.read_json(rbase, rlength))
-                else:
-                    raise wire.WireError(f"answered a call with message kind {kind}")
-            except wire.WireError as exc:
-                raise self._broken(child, exc) from None
-            except IsolationError as exc:
-                self._lost(child, exc)
-                raise
-            except BaseException as exc:
-                # Interrupted mid-exchange (KeyboardInterrupt, a signal handler): the child
-                # may still answer this call later, so it must not serve the next one.
-                self._lost(child, IsolationError(f"{self._who}: {fn._during} was interrupted ({type(exc).__name__}); "
-                                                 "ferrule ended its process"))
-                raise
+                child = self._child
+                if child is None or child.stopper.done:
+                    child = self._live_child()
+                area = child.area
+                nested = self._depth > 0
+                base = child.base if nested else 0
+                back: Any = ()
+                try:
+                    if codec.simple and not nested:
+                        codec.fixed.pack_into(area.data, 0, *checked)
+                        length = codec.fixed.size
+                    else:
+                        length, back = codec.write_args(area, base, checked)
+                except (struct.error, UnicodeEncodeError, OverflowError):
+                    fn._checked(values, full=True)  # raises the in-process error
+                    raise
+                except wire.WireError as exc:
+                    raise self._broken(child, exc) from None
+                callables = [checked[i] for i in codec.callables] if codec.callables else []
+                errors: list[BaseException] = []
+                deadline = None if timeout is None else time.monotonic() + timeout
+                self._calls += 1
+                self._depth += 1
+                try:
+                    kind, _arg, rbase, rlength = self._exchange(child, CALL, fn._index, base, length, deadline,
+                                                                fn._during, fn, callables, errors)
+                    for offset, view in back:  # the plugin's writes into mutbuf arguments
+                        view[:] = area.data[offset : offset + len(view)]
+                    if kind == RESULT:
+                        result = codec.read_result(area, rbase, rlength)
+                    elif kind == ERROR:
+                        result = _rebuild(area.read_json(rbase, rlength))
+                    else:
+                        raise wire.WireError(f"answered a call with message kind {kind}")
+                except wire.WireError as exc:
+                    raise self._broken(child, exc) from None
+                except IsolationError as exc:
+                    self._lost(child, exc)
+                    raise
+                except BaseException as exc:
+                    # Interrupted mid-exchange (KeyboardInterrupt, a signal handler): the child
+                    # may still answer this call later, so it must not serve the next one.
+                    self._lost(child, IsolationError(f"{self._who}: {fn._during} was interrupted ({type(exc).__name__}); "
+                                                     "ferrule ended its process"))
+                    raise
+                finally:
+                    self._depth -= 1
+                    self._calls -= 1
             finally:
-                self._depth -= 1
-                self._calls -= 1
+                gate.serial_leave()
         finally:
-            gate.serial_leave()
             gate.leave(mark)
         if kind == ERROR:
             raise errors[0] if errors else result  # a host function's own exception comes first
