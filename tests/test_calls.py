@@ -15,6 +15,7 @@ import time
 import tracemalloc
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -341,3 +342,29 @@ def test_pure_python_switch_runs_without_the_accelerator(built: Built) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["5", "3.5", "2"]
+
+
+@pytest.mark.parametrize("mode", ["in-process", "isolated"])
+def test_a_log_handler_that_calls_the_plugin_keeps_its_failure_message(built: Built, call_path: str, mode: str) -> None:
+    # set_error, then host->log, then FERRULE_ERROR: a handler that calls the
+    # same plugin on the way must not replace the message the call fails with.
+    import logging
+
+    plugin: Any = ferrule.load(built.parity, isolated=mode == "isolated")
+    seen: list[int] = []
+
+    class CallsBack(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(plugin.add(20, 22))
+
+    logger = logging.getLogger("ferrule.plugin.org.ferrule.tests.parity")
+    handler = CallsBack()
+    logger.addHandler(handler)
+    try:
+        with pytest.raises(ferrule.PluginCallError) as info:
+            plugin.log_then_fail("calling back")
+    finally:
+        logger.removeHandler(handler)
+        plugin.close()
+    assert seen == [42]
+    assert info.value.plugin_message == "logged failure"

@@ -34,7 +34,7 @@ def bind(display: str, names: Sequence[str], args: tuple[Any, ...], kwargs: dict
             raise TypeError(f"{display} takes {count} argument{'s' if count != 1 else ''}, {len(args)} given")
         return args
     if len(args) > count:
-        raise TypeError(f"{display} takes {count} arguments, {len(args)} given")
+        raise TypeError(f"{display} takes {count} argument{'s' if count != 1 else ''}, {len(args)} given")
     values = list(args) + [MISSING] * (count - len(args))
     name = display.partition("(")[0]
     for key, value in kwargs.items():

@@ -216,7 +216,9 @@ static int32_t host_invoke(const ferrule_host *host, const ferrule_fn *fn, const
     PyGILState_STATE gil = PyGILState_Ensure();
     int32_t status = FERRULE_ERROR;
     /* Only a handle of a call in flight on this instance is dereferenced: a
-     * stale or foreign one is refused, not followed. */
+     * stale or foreign one is refused, not followed. (A plugin thread still
+     * inside invoke when the call that passed fn returns breaks the ABI's
+     * rule, "before that call returns", and is not protected against.) */
     Frame *frame = ((HostTableObject *)host->host_data)->frames;
     while (frame != NULL && frame->handle != (uintptr_t)fn) {
         frame = frame->next;

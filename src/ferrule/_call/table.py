@@ -92,10 +92,13 @@ class HostTable:
     # -- callbacks: each runs on a plugin's thread; none may raise
 
     def _log(self, _host: Any, level: int, msg: Any, length: int) -> None:
+        saved = self.stash_error()  # a handler may call plugins: the pending message survives them
         try:
             self.log(level, ffi.unpack(msg, length).decode("utf-8", "replace") if msg != ffi.NULL else "")
         except Exception:  # a broken handler must not unwind into plugin code
             pass
+        finally:
+            self.restore_error(saved)
 
     def _set_error(self, _host: Any, msg: Any, length: int) -> None:
         if self.debug:

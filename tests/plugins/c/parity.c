@@ -85,6 +85,15 @@ static int32_t fail(ARGS) {
     return FERRULE_ERROR;
 }
 
+/* Sets its failure message, then logs (a log handler may call the host back
+ * into this plugin), then fails: the message must survive the handler. */
+static int32_t log_then_fail(ARGS) {
+    UNUSED;
+    ferrule_fail(host, "logged failure");
+    host->log(host, FERRULE_LOG_WARN, (const char *)args[0].bytes.ptr, args[0].bytes.len);
+    return FERRULE_ERROR;
+}
+
 static int32_t fail_silent(ARGS) {
     UNUSED;
     return FERRULE_ERROR;
@@ -270,6 +279,7 @@ FN(double_f32, "(data: mutbuf[f32])", THREAD_SAFE, double_f32);
 FN(double_f64, "(data: mutbuf[f64])", THREAD_SAFE, double_f64);
 FN(fail, "(message: str) -> i64", THREAD_SAFE, fail);
 FN(fail_silent, "() -> i64", THREAD_SAFE, fail_silent);
+FN(log_then_fail, "(message: str) -> i64", THREAD_SAFE, log_then_fail);
 FN(panic, "(message: str) -> i64", THREAD_SAFE, panic);
 FN(odd_status, "() -> i64", THREAD_SAFE, odd_status);
 FN(unset_str, "() -> str", THREAD_SAFE, unset);
@@ -293,7 +303,7 @@ static const ferrule_function *const functions[] = {
     &fn_double_u8, &fn_double_u16, &fn_double_u32, &fn_double_u64, &fn_double_f32, &fn_double_f64, &fn_fail,
     &fn_fail_silent, &fn_panic, &fn_odd_status, &fn_unset_str, &fn_unset_bytes, &fn_null_str, &fn_bad_text,
     &fn_static_str, &fn_apply, &fn_apply_text, &fn_apply_f64, &fn_apply_bool, &fn_apply_bytes, &fn_call_none,
-    &fn_outer_error,
+    &fn_outer_error, &fn_log_then_fail,
 };
 
 /* ------------------------------------------------- Parity, implemented here */
