@@ -7,7 +7,8 @@ Two implementations of one protocol (protocol.HEAD): the small C module
 ``_channel`` when it is built, else cffi calls of the futex system call from
 Python. They can talk to each other. The C one is faster (it spins without
 the GIL and wakes only a sleeping peer); the cffi one always wakes, because
-without a C memory fence it cannot be sure the peer is awake. Neither needs
+without a C memory fence it cannot be sure the peer is awake, and off x86 it
+orders the head and its sequence word with a mutex (see _fence). Neither needs
 the call accelerator. ``FERRULE_PURE_PYTHON=1`` chooses the cffi one.
 
 Also here: ``become_isolated_child``, the child's lifeline to the host.
@@ -54,8 +55,27 @@ _HEAD_BODY = struct.Struct("=IIQQQ")  # kind, arg, base, length, size
 assert _HEAD_BODY.size == HEAD_FIELDS["budget"] - _KIND
 
 _ffi = cffi.FFI()
-_ffi.cdef("long syscall(long number, ...); struct timespec { long tv_sec; long tv_nsec; };")
+_ffi.cdef("long syscall(long number, ...); struct timespec { long tv_sec; long tv_nsec; };"
+          "int pthread_mutex_lock(void *m); int pthread_mutex_unlock(void *m);")
 _libc: Any = _ffi.dlopen(None)
+
+# The head must be seen before the sequence word that announces it. x86
+# keeps stores, and loads, in order. Elsewhere the C module's atomics have
+# no Python twin, so an unlock and a lock of a mutex this thread holds stand
+# in for a fence: the unlock (a release) comes after every access before
+# it, the lock (an acquire) before every access after it.
+_IN_ORDER = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+_held = threading.local()
+
+
+def _fence() -> None:
+    mutex = getattr(_held, "mutex", None)
+    if mutex is None:
+        mutex = _held.mutex = _ffi.new("char[256]")  # zeroed: a default mutex
+        _libc.pthread_mutex_lock(mutex)
+    _libc.pthread_mutex_unlock(mutex)
+    _libc.pthread_mutex_lock(mutex)
+
 # SYS_futex on the Linux architectures ferrule runs on; elsewhere the wait
 # polls with short sleeps and the wake is nothing.
 _SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98, "riscv64": 98, "ppc64le": 221,
@@ -100,6 +120,8 @@ class Channel:
     def send(self, direction: int, kind: int, arg: int, base: int, length: int, size: int) -> None:
         """Post a message head to ``direction`` and wake its receiver."""
         _HEAD_BODY.pack_into(self._control, _KIND, kind, arg, base, length, size)
+        if not _IN_ORDER:
+            _fence()
         words, at = self._words, _SEQ // 4 + direction
         words[at] = (words[at] + 1) & 0xFFFFFFFF
         _futex_wake(self.address + 4 * at)
@@ -125,6 +147,8 @@ class Channel:
             words[flag] = 0
             if now == seen:
                 return None
+        if not _IN_ORDER:
+            _fence()
         kind, arg, base, length, size = _HEAD_BODY.unpack_from(self._control, _KIND)
         return now, kind, arg, base, length, size
 
