@@ -341,4 +341,6 @@ def test_the_table_is_well_formed() -> None:
         assert set(case) <= {"id", "call", "args", "kwargs", "expect", "hosts", "not_on"}, case["id"]
         expect = case["expect"]
         assert ("returns" in expect) != ("raises" in expect), case["id"]
+        assert set(expect) <= {"returns", "after", "raises", "message", "plugin_message"}, case["id"]
+        assert ("message" in expect) == ("raises" in expect), case["id"]
         assert set(case.get("not_on", {})) <= set(PATHS), case["id"]
