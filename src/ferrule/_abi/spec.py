@@ -113,12 +113,12 @@ class PluginSpec(NamedTuple):
     @property
     def listing(self) -> tuple[tuple[str, str], ...]:
         """(name, signature text) of each function, as listings show them."""
-        return tuple(map(_NAME_AND_TEXT, self.functions))
+        return function_listing(self.functions)
 
     @property
     def offer_listing(self) -> tuple[tuple[str, int, str], ...]:
         """(interface id, revision, implementation name) of each offer."""
-        return tuple(map(_OFFER_KEY, self.offers))
+        return offer_listing(self.offers)
 
     def function(self, name: str) -> FunctionSpec:
         """The function called name. Raises KeyError."""
@@ -171,7 +171,7 @@ class PluginSpec(NamedTuple):
         if not ({*map(type, chain(names, signatures, docs))} <= _STR and {*map(type, flags)} <= _INT
                 and (not flags or (min(flags) >= 0 and max(flags) <= _U32))):
             raise SpecError("a function holds a value of the wrong type")
-        if len(set(names)) != len(names) or not all(map(str.isidentifier, names)):
+        if len(set(names)) != len(names) or not all(map(is_function_name, names)):
             raise SpecError(f"function names {_short(list(names))} are not distinct identifiers")
         try:
             parsed = tuple(map(parse_signature, signatures))
@@ -209,6 +209,17 @@ _make_offer = functools.partial(tuple.__new__, OfferSpec)
 _TEXT = operator.attrgetter("text")
 _NAME_AND_TEXT = operator.itemgetter(0, 1)
 _OFFER_KEY = operator.itemgetter(0, 1, 2)  # id, revision, name
+
+
+def function_listing(rows: Any) -> tuple[tuple[str, str], ...]:
+    """(name, signature text) of function rows: FunctionSpecs, or their JSON
+    lists (the same order of fields)."""
+    return tuple(map(_NAME_AND_TEXT, rows))
+
+
+def offer_listing(rows: Any) -> tuple[tuple[str, int, str], ...]:
+    """(interface id, revision, implementation name) of offer rows, specs or JSON."""
+    return tuple(map(_OFFER_KEY, rows))
 _TEXTS = operator.itemgetter("path", "id", "name", "version", "description", "license")
 _FIELDS = ("path", "id", "name", "version", "description", "license", "abi_version", "functions", "offers")
 _KEYS = frozenset(_FIELDS)

@@ -56,7 +56,6 @@ class InstanceTarget:
         offer = owner.spec.offers[index]
         entry = owner.offer_entry(index)
         self.owner = owner
-        self.offer = offer
         self.entry = entry
         self.thread_safe = thread_safe
         self._state = owner.create(entry, f"{name} {offer.name!r}")

@@ -31,7 +31,6 @@ from .._errors import (
     CallCancelledError,
     FerruleError,
     IsolationError,
-    PluginClosedError,
     PluginCrashedError,
     from_payload,
 )

@@ -20,7 +20,6 @@ import struct
 from typing import Any
 
 from .._abi.signature import Signature
-from .._abi.types import AbiType
 from .channel import Channel
 from .protocol import CONTROL_SIZE
 
@@ -36,10 +35,6 @@ class WireError(Exception):
 
 def align(n: int) -> int:
     return (n + 7) & ~7
-
-
-def _scalar_format(t: AbiType) -> str:
-    return t.wire
 
 
 class Area:
@@ -129,9 +124,9 @@ class Codec:
     def __init__(self, sig: Signature):
         self.sig = sig
         self.types = [p.type for p in sig.params]
-        self.fixed = struct.Struct("=" + "".join(_scalar_format(t) for t in self.types))
+        self.fixed = struct.Struct("=" + "".join(t.wire for t in self.types))
         self.start = align(self.fixed.size)
-        self.variable = [i for i, t in enumerate(self.types) if _scalar_format(t) == "QQ"]
+        self.variable = [i for i, t in enumerate(self.types) if t.wire == "QQ"]
         self.callables = [i for i, t in enumerate(self.types) if t.fn is not None]
         self.simple = not self.variable and not self.callables  # fixed-size arguments only
         # Where each parameter's value sits in the fixed tuple.
@@ -139,9 +134,9 @@ class Codec:
         n = 0
         for t in self.types:
             self.positions.append(n)
-            n += 2 if _scalar_format(t) == "QQ" else 1
+            n += 2 if t.wire == "QQ" else 1
         result = sig.result
-        self.result_format = struct.Struct("=" + (_scalar_format(result) if result else ""))
+        self.result_format = struct.Struct("=" + (result.wire if result else ""))
 
     # -- arguments
 
@@ -158,7 +153,7 @@ class Codec:
         offset = self.start
         calls = 0
         for t, v in zip(self.types, values):
-            fmt = _scalar_format(t)
+            fmt = t.wire
             if fmt == "I":
                 items.append(calls)
                 calls += 1
@@ -193,7 +188,7 @@ class Codec:
             return list(items)
         values: list[Any] = []
         for t, at in zip(self.types, self.positions):
-            fmt = _scalar_format(t)
+            fmt = t.wire
             if fmt == "I":
                 assert t.fn is not None
                 values.append(host_function(items[at], t.fn))

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import operator
 import os
 import tempfile
 import zlib
 from typing import Any, NamedTuple
 
 from .._abi import cdef as abi
-from .._abi.spec import PluginSpec, SpecError
+from .._abi.spec import PluginSpec, SpecError, function_listing, offer_listing
 from .results import PluginInfo, ScanProblem
 
 __all__ = ["Entry", "StoredSpec", "cache_file", "dump_cache", "load_cache", "parse_cache", "save_cache"]
@@ -55,8 +54,8 @@ class StoredSpec:
     def info(self) -> PluginInfo:
         data = self.json
         return PluginInfo(data["path"], data["id"], data["name"], data["version"], data["description"], data["license"],
-                          tuple(data["abi_version"]), tuple(map(_NAME_AND_TEXT, data["functions"])),
-                          tuple(map(_OFFER_KEY, data["offers"])))
+                          tuple(data["abi_version"]), function_listing(data["functions"]),
+                          offer_listing(data["offers"]))
 
     def __eq__(self, other: object) -> bool:
         mine = self.spec
@@ -66,10 +65,6 @@ class StoredSpec:
 
     def __repr__(self) -> str:
         return f"<stored spec of {self.path}>"
-
-
-_NAME_AND_TEXT = operator.itemgetter(0, 1)
-_OFFER_KEY = operator.itemgetter(0, 1, 2)  # id, revision, name
 
 
 class Entry(NamedTuple):
