@@ -13,8 +13,8 @@ setup(
         Extension(
             "ferrule._call._speedups",
             sources=["src/ferrule/_call/_speedups.c", "src/ferrule/_call/host_table.c", "src/ferrule/_call/gate.c"],
-            depends=["src/ferrule/_call/speedups.h", "src/ferrule/_call/_abi_types.h", "sdk/c/include/ferrule.h"],
-            include_dirs=["sdk/c/include"],
+            depends=["src/ferrule/_call/speedups.h", "src/ferrule/_call/_abi_types.h", "src/ferrule/include/ferrule.h"],
+            include_dirs=["src/ferrule/include"],
             extra_compile_args=CFLAGS,
             optional=True,
         ),
