@@ -49,7 +49,7 @@ def test_public_api_is_exactly_this() -> None:
             "SignatureError", "SymbolNotFoundError", "WrongArchitectureError", "library_file_name", "load",
             "Implementation", "Instance", "InterfaceMismatchError", "PluginHost", "ThreadContractWarning", "idl",
             "IsolationError", "PluginCrashedError", "PluginTimeoutError", "CallCancelledError", "IsolatedPlugin",
-            "IsolatedFunction", "scan", "ScanResult", "PluginInfo", "ScanProblem",
+            "IsolatedFunction", "scan", "ScanResult", "PluginInfo", "ScanProblem", "get_include",
         ]
     )
     assert ferrule.idl.__name__ == "ferrule.idl"  # the one public module: declarations

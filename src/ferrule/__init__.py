@@ -49,6 +49,16 @@ from ._scan.scan import PluginInfo, ScanProblem, ScanResult, scan
 
 __version__ = "0.1.0"
 
+
+def get_include() -> str:
+    """The directory holding ``ferrule.h`` (and the ``ferrule.map`` version
+    script), for building a C or C++ plugin against this installed ferrule:
+    ``cc -I "$(ferrule --include)" ...``."""
+    import os
+
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
+
+
 __all__ = [
     "ABI_MAJOR",
     "ABI_MINOR",
@@ -87,6 +97,7 @@ __all__ = [
     "SymbolNotFoundError",
     "ThreadContractWarning",
     "WrongArchitectureError",
+    "get_include",
     "idl",
     "library_file_name",
     "load",
