@@ -2,11 +2,17 @@
 
 optional=True: without a C compiler or Python headers the install still
 succeeds. ferrule then calls plugins on its cffi path (about 50x slower per
-call) and isolated mode's channel runs on cffi too; nothing else changes."""
+call), isolated mode's channel runs on cffi too, and the first plugin loaded
+says so in an AcceleratorWarning. A release build sets FERRULE_REQUIRE_C=1
+(the cibuildwheel configuration does) so that a failed compile fails the
+build instead of shipping a slow wheel."""
+
+import os
 
 from setuptools import Extension, setup
 
 CFLAGS = ["-O2", "-std=c11", "-fvisibility=hidden"]
+OPTIONAL = os.environ.get("FERRULE_REQUIRE_C", "") in ("", "0")
 
 setup(
     ext_modules=[
@@ -16,13 +22,13 @@ setup(
             depends=["src/ferrule/_call/speedups.h", "src/ferrule/_call/_abi_types.h", "src/ferrule/include/ferrule.h"],
             include_dirs=["src/ferrule/include"],
             extra_compile_args=CFLAGS,
-            optional=True,
+            optional=OPTIONAL,
         ),
         Extension(
             "ferrule._isolation._channel",
             sources=["src/ferrule/_isolation/_channel.c"],
             extra_compile_args=CFLAGS,
-            optional=True,
+            optional=OPTIONAL,
         ),
     ]
 )

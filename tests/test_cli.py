@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,34 @@ def test_call_isolated_turns_a_crash_into_an_error(built: Built) -> None:
     assert hung.returncode == 1 and "PluginTimeoutError" in hung.stderr and "spin() timed out" in hung.stderr
     refused = ferrule_cli("call", "--timeout", "1", built.hostile, "add", "1", "2")
     assert refused.returncode == 2 and "--timeout needs --isolated" in refused.stderr
+
+
+def test_version_says_whether_the_c_code_is_on() -> None:
+    for command in ([sys.executable, "-m", "ferrule", "--version"], ["ferrule", "--version"]):
+        proc = subprocess.run(command, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == ["ferrule 0.1.0", "accelerator: on", "isolation channel: on"]
+    pure = subprocess.run([sys.executable, "-m", "ferrule", "--version"], capture_output=True, text=True,
+                          env=dict(os.environ, FERRULE_PURE_PYTHON="1"))
+    assert pure.stdout.splitlines()[1] == "accelerator: off (FERRULE_PURE_PYTHON is set)"
+
+
+def test_include_is_where_the_header_is() -> None:
+    import ferrule
+
+    proc = ferrule_cli("--include")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ferrule.get_include()
+    assert (Path(ferrule.get_include()) / "ferrule.h").read_text().startswith("/*\n * ferrule.h")
+
+
+@pytest.mark.parametrize("args", [("--version",), ("inspect", "--json", "GREETER"), ("list", "--no-cache", "DIR")])
+def test_a_closed_pipe_ends_quietly(built: Built, args: tuple[str, ...]) -> None:
+    # As with `ferrule list | head -1`: the reader is gone before the output.
+    argv = [str(built.greeter) if a == "GREETER" else str(built.greeter.parent) if a == "DIR" else a for a in args]
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run([sys.executable, "-m", "ferrule", *argv], stdout=write, stderr=subprocess.PIPE, text=True)
+    os.close(write)
+    assert proc.stderr == ""
+    assert proc.returncode == 141

@@ -4,6 +4,7 @@ API is small, typed and mypy-clean."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,7 @@ def test_public_api_is_exactly_this() -> None:
             "SignatureError", "SymbolNotFoundError", "WrongArchitectureError", "library_file_name", "load",
             "Implementation", "Instance", "InterfaceMismatchError", "PluginHost", "ThreadContractWarning", "idl",
             "IsolationError", "PluginCrashedError", "PluginTimeoutError", "CallCancelledError", "IsolatedPlugin",
-            "IsolatedFunction", "scan", "ScanResult", "PluginInfo", "ScanProblem", "get_include",
+            "IsolatedFunction", "scan", "ScanResult", "PluginInfo", "ScanProblem", "get_include", "AcceleratorWarning",
         ]
     )
     assert ferrule.idl.__name__ == "ferrule.idl"  # the one public module: declarations
@@ -72,15 +73,7 @@ def test_rust_sdk_own_tests_pass(built: Built) -> None:
 def test_an_install_without_a_c_compiler_runs_every_mode(built: Built, tmp_path: Path) -> None:
     # What a machine without a compiler gets: no accelerator, no C channel,
     # and still in-process and isolated plugins (the cffi paths).
-    import os
-    import shutil
-
-    source = tmp_path / "source"
-    ignore = shutil.ignore_patterns("*.so", "__pycache__", "*.egg-info")
-    for part in ("src", "sdk/c/include"):
-        shutil.copytree(ROOT / part, source / part, ignore=ignore)
-    for name in ("pyproject.toml", "setup.py", "README.md"):
-        shutil.copy(ROOT / name, source / name)
+    source = copy_checkout(tmp_path / "source")
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", str(venv)])
     python = str(venv / "bin" / "python")
@@ -109,3 +102,112 @@ def test_an_install_without_a_c_compiler_runs_every_mode(built: Built, tmp_path:
                           env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["[] None cffi", "5", "5 -9", "PluginCrashedError 6", "2"]
+    # Said once each, loudly, with the reason and the fix; not in the child.
+    warnings = [line for line in proc.stderr.splitlines() if "AcceleratorWarning" in line]
+    assert len(warnings) == 2, proc.stderr
+    assert "ferrule._call._speedups was not built when ferrule was installed" in warnings[0]
+    assert "ferrule._isolation._channel was not built" in warnings[1]
+    assert all("pip install --force-reinstall --no-cache-dir ferrule" in w for w in warnings)
+    assert all(w.startswith("<string>:") for w in warnings), "the warning points at the user's line"
+    version = subprocess.run([str(venv / "bin" / "ferrule"), "--version"], capture_output=True, text=True, env=env)
+    assert version.stdout.splitlines()[1].startswith("accelerator: off (ferrule._call._speedups was not built")
+
+
+def copy_checkout(dest: Path) -> Path:
+    """The tracked files of this checkout (as a clean clone has them, with
+    the working tree's edits), so a build cannot see local build products."""
+    import shutil
+
+    files = run(["git", "ls-files", "-z"], cwd=ROOT).stdout.split("\0")
+    for name in filter(None, files):
+        source, target = ROOT / name, dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        elif source.is_file():
+            shutil.copy2(source, target)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """ferrule's sdist, and a wheel built from that sdist (python -m build
+    does both, in isolated build environments, as a release does)."""
+    tmp = tmp_path_factory.mktemp("dists")
+    source = copy_checkout(tmp / "source")
+    out = tmp / "dist"
+    proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(source)], capture_output=True,
+                          text=True, env=dict(os.environ, FERRULE_REQUIRE_C="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # setuptools frames each deprecation (e.g. the old license table) in a banner of stars.
+    assert "*" * 40 not in proc.stdout + proc.stderr, "the build warned:\n" + proc.stderr
+    (sdist,) = out.glob("*.tar.gz")
+    (wheel,) = out.glob("*.whl")
+    return {"sdist": sdist, "wheel": wheel, "out": out}
+
+
+def test_the_sdist_holds_what_the_build_reads(dists: dict[str, Path]) -> None:
+    import tarfile
+
+    with tarfile.open(dists["sdist"]) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    for needed in ("src/ferrule/include/ferrule.h", "src/ferrule/_call/speedups.h", "src/ferrule/_call/_abi_types.h",
+                   "src/ferrule/_call/_speedups.c", "src/ferrule/_call/host_table.c", "src/ferrule/_call/gate.c",
+                   "src/ferrule/_isolation/_channel.c", "setup.py", "pyproject.toml", "LICENSE", "README.md"):
+        assert needed in names, needed
+    assert not [n for n in names if n.startswith(("tests/", "sdk/", "target/")) or n.endswith(".so")]
+
+
+def test_a_wheel_from_the_sdist_has_its_c_code_and_header(dists: dict[str, Path], tmp_path: Path) -> None:
+    import zipfile
+
+    wheel = dists["wheel"]
+    assert wheel.name.startswith(f"ferrule-{ferrule.__version__}-cp3{sys.version_info[1]}-cp3{sys.version_info[1]}-linux_")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(f"ferrule-{ferrule.__version__}.dist-info/METADATA").decode()
+    assert {"ferrule/include/ferrule.h", "ferrule/py.typed", "ferrule/_call/_speedups.pyi"} <= names
+    assert [n for n in names if n.startswith("ferrule/_call/_speedups.") and n.endswith(".so")]
+    assert [n for n in names if n.startswith("ferrule/_isolation/_channel.") and n.endswith(".so")]
+    assert "License-Expression: MIT" in metadata.splitlines()
+    # Installed into a fresh venv, away from the checkout: the accelerator is
+    # on and a plugin built against get_include() runs in process and isolated.
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    python = str(venv / "bin" / "python")
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.pop("FERRULE_PURE_PYTHON", None)
+    env.pop("PYTHONPATH", None)
+    run([python, "-m", "pip", "install", "--quiet", str(wheel)], env=env)
+    check = run([python, str(ROOT / "tools" / "wheel_check.py")], cwd=tmp_path, env=env)
+    assert "accelerator and C channel on" in check.stdout
+    version = run([str(venv / "bin" / "ferrule"), "--version"], cwd=tmp_path, env=env)
+    assert version.stdout.splitlines() == [f"ferrule {ferrule.__version__}", "accelerator: on", "isolation channel: on"]
+    include = run([str(venv / "bin" / "ferrule"), "--include"], cwd=tmp_path, env=env).stdout.strip()
+    assert Path(include, "ferrule.h").read_bytes() == (ROOT / "src" / "ferrule" / "include" / "ferrule.h").read_bytes()
+    assert str(venv) in include
+
+
+def test_auditwheel_accepts_the_wheel_and_gives_it_a_manylinux_tag(dists: dict[str, Path], tmp_path: Path) -> None:
+    import re
+
+    shown = run([sys.executable, "-m", "auditwheel", "show", str(dists["wheel"])]).stdout
+    tag = re.search(r'platform\s+tag:\s+"(manylinux_\d+_\d+_\w+)"', " ".join(shown.split()))
+    assert tag, shown
+    run([sys.executable, "-m", "auditwheel", "repair", "--wheel-dir", str(tmp_path), str(dists["wheel"])])
+    (repaired,) = tmp_path.glob("*.whl")
+    assert "manylinux" in repaired.name, repaired.name
+    print(f"auditwheel: {dists['wheel'].name} -> {repaired.name}")
+
+
+def test_sdk_crate_publishes_cleanly() -> None:
+    # What `cargo publish` checks, without uploading: metadata, the packaged
+    # file list (no path outside the crate) and a build of the package alone.
+    proc = subprocess.run(["cargo", "publish", "--dry-run", "--allow-dirty", "-p", "ferrule-sdk"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: aborting upload due to dry run"], proc.stderr
+    manifest = (ROOT / "sdk" / "rust" / "Cargo.toml").read_text()
+    for key in ("repository", "keywords", "categories", "license", "description", "readme"):
+        assert f"\n{key} = " in manifest, key

@@ -13,6 +13,7 @@ makes instances of the interfaces they implement. Every error is a subclass of
 from ._abi.cdef import ABI_MAJOR, ABI_MINOR
 from ._errors import (
     AbiVersionError,
+    AcceleratorWarning,
     BadMagicError,
     CallCancelledError,
     DescriptorError,
@@ -63,6 +64,7 @@ __all__ = [
     "ABI_MAJOR",
     "ABI_MINOR",
     "AbiVersionError",
+    "AcceleratorWarning",
     "BadMagicError",
     "CallCancelledError",
     "DescriptorError",

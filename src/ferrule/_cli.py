@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import array
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,9 +18,11 @@ from ._errors import FerruleError
 from ._load import load
 from ._scan.scan import PluginInfo, ScanProblem, scan
 
-# Exit statuses: 0 ok, 1 a ferrule error, 2 bad command line (argparse's own).
+# Exit statuses: 0 ok, 1 a ferrule error, 2 bad command line (argparse's own),
+# 141 stdout closed early.
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_PIPE = 128 + 13  # as if killed by SIGPIPE, as other tools are
 
 
 def _head(plugin: PluginSpec | PluginInfo) -> dict[str, Any]:
@@ -209,8 +212,43 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    """``--version``: the version and which C parts this install has."""
+    from . import __version__
+    from ._call import accelerator
+    from ._isolation import channel
+
+    def state(missing: str | None, present: bool) -> str:
+        if present:
+            return "on"
+        return f"off ({missing})" if missing else "off (FERRULE_PURE_PYTHON is set)"
+
+    return (f"ferrule {__version__}\n"
+            f"accelerator: {state(accelerator.missing, accelerator.speedups is not None)}\n"
+            f"isolation channel: {state(channel.MISSING, channel.IMPLEMENTATION == 'c')}")
+
+
+class _Print(argparse.Action):
+    """A flag that prints a text and exits, like ``--version``."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, text: Any, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+        self.text = text
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(self.text())
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
+    from . import get_include
+
     parser = argparse.ArgumentParser(prog="ferrule", description="Inspect and call ferrule plugins.")
+    parser.add_argument("--version", action=_Print, text=_version,
+                        help="print the version and whether the C accelerator is on, and exit")
+    parser.add_argument("--include", action=_Print, text=get_include,
+                        help="print the directory of ferrule.h (and ferrule.map), for cc -I, and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     inspect_cmd = sub.add_parser("inspect", help="print a plugin's metadata and functions")
     inspect_cmd.add_argument("path", help="path to the plugin's shared library")
@@ -251,9 +289,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
-        return int(args.run(args))
+        args = _parser().parse_args(argv)
+        status = int(args.run(args))
+        sys.stdout.flush()  # here, so that a closed pipe is seen below, not at exit
+        return status
+    except BrokenPipeError:  # ferrule list | head: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush then goes nowhere
+        return EXIT_PIPE
     except FerruleError as exc:
         print(f"ferrule: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -26,6 +26,8 @@
 
     ThreadContractWarning (a RuntimeWarning): a debug host saw a plugin break
     the thread contract, e.g. set_error from a thread not running a call.
+    AcceleratorWarning (a RuntimeWarning): ferrule was installed without its
+    C accelerator, so calls take the slower cffi path; said once per process.
 
 Argument mistakes (wrong count, type or range) raise the built-in TypeError
 and ValueError, naming the function and the parameter.
@@ -218,6 +220,14 @@ class ThreadContractWarning(RuntimeWarning):
     """A debug host (``PluginHost(debug=True)``) saw the thread contract
     broken: a host callback from a thread that must not call it, or two
     threads inside one instance that is not thread-safe."""
+
+    __module__ = "ferrule"
+
+
+class AcceleratorWarning(RuntimeWarning):
+    """ferrule's optional C code is missing (built without a C compiler or
+    Python headers): everything works, on the slower cffi paths. Warned once
+    per process, at the first plugin that would have used it."""
 
     __module__ = "ferrule"
 

@@ -13,7 +13,7 @@ use ferrule_sdk::abi::{self, Buf, Bytes, Host, Interface, Plugin, Value};
 use ferrule_sdk::__private::iface::{self, Struct};
 use ferrule_sdk::HostFn;
 
-#[path = "../../../tests/plugins/generated/iface_api.rs"]
+#[path = "generated/iface_api.rs"] // a link to the file ferrule generates for tests/iface_api.py
 mod api;
 
 use api::{counter, shapes, store, Point, Rect, Token};

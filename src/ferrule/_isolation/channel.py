@@ -17,6 +17,7 @@ Also here: ``become_isolated_child``, the child's lifeline to the host.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import platform
 import struct
@@ -28,21 +29,20 @@ from typing import Any
 
 import cffi
 
+from .._call import accelerator
 from .protocol import HEAD_FIELDS
 
-__all__ = ["IMPLEMENTATION", "Channel", "become_isolated_child"]
+__all__ = ["IMPLEMENTATION", "MISSING", "Channel", "become_isolated_child"]
 
 Head = tuple[int, int, int, int, int, int]  # seq, kind, arg, base, length, size
 
-_native: types.ModuleType | None
-try:
-    if os.environ.get("FERRULE_PURE_PYTHON"):
-        raise ImportError("FERRULE_PURE_PYTHON is set")
-    from . import _channel
-
-    _native = _channel
-except ImportError:
-    _native = None
+_native: types.ModuleType | None = None
+MISSING: str | None = None  # why the C channel is absent (None: present, or declined)
+if not accelerator.PURE:
+    try:
+        _native = importlib.import_module(f"{__package__}._channel")
+    except ImportError as exc:
+        MISSING = accelerator.why_missing(f"{__package__}._channel", exc)
 
 IMPLEMENTATION = "c" if _native is not None else "cffi"
 

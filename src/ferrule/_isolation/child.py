@@ -121,8 +121,14 @@ class _Server:
         root.propagate = False
         self.busy = True
         try:
+            import warnings
+
+            from .._errors import AcceleratorWarning
             from .._loader import Library
             from .._plugin.plugin import Plugin
+
+            # The host said so already if the accelerator is missing.
+            warnings.simplefilter("ignore", AcceleratorWarning)
 
             plugin = Plugin(Library(request["path"]), config=request["config"])
         except BaseException as exc:  # the host raises the same class and message

@@ -34,7 +34,7 @@ from .._errors import (
     PluginCrashedError,
     from_payload,
 )
-from . import wire
+from . import channel, wire
 from .process import Child
 from .protocol import ACK, CALL, CLOSE, ERROR, FAILED, INVOKE, INVOKE_ERROR, INVOKE_RESULT, LOAD, LOG, READY, RESULT
 
@@ -160,6 +160,7 @@ class IsolatedPlugin:
         self._shut = False  # close() has run
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._who = f"isolated plugin {self._request_path!r}"
+        accelerator.warn_missing(channel.MISSING, "Isolated calls wake the child through cffi, about 3x slower")
         self._start()
         # The call contract's gate, as in process: calls in flight, one call at
         # a time per process (re-entrant for host functions), close() from

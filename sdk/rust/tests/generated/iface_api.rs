@@ -1,0 +1,1 @@
+../../../../tests/plugins/generated/iface_api.rs
