@@ -25,6 +25,7 @@ from ferrule._abi.spec import FunctionSpec, OfferSpec, PluginSpec
 from ferrule._abi.signature import parse_signature
 from ferrule._loader import Library
 from ferrule._scan import cache as _cache
+from ferrule._scan import deps as _deps
 from ferrule._scan import scan as _scan
 
 from .conftest import Built, compile_plugin
@@ -175,6 +176,74 @@ def in_process_error(path: Path) -> ferrule.FerruleError:
     with pytest.raises(ferrule.FerruleError) as caught:
         describe(Library(path))
     return caught.value
+
+
+# -- a library that needs another one
+
+NEEDS_A_LIBRARY = r"""
+#include "ferrule.h"
+int ferrule_test_dep(void);
+static int32_t dep(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    (void)host; (void)state; (void)args;
+    ret->i64 = ferrule_test_dep();
+    return FERRULE_OK;
+}
+static const ferrule_function f_dep = FERRULE_FUNCTION("dep", "() -> i64", "From libferdep.", 0, dep);
+static const ferrule_function *const fns[] = {&f_dep};
+static const ferrule_plugin desc = {FERRULE_PLUGIN_HEAD, "org.ferrule.test.needy", "needy", "1", 0, 0, 1, 0, fns,
+                                    0, 0, 0, 0, 0};
+FERRULE_ENTRY { return &desc; }
+"""
+
+
+@pytest.fixture
+def needy(tmp_path: Path) -> tuple[Path, Path]:
+    """A plugin linked against libferdep.so, looked for in $ORIGIN/deps (its
+    RUNPATH), and that library, not yet installed."""
+    lib_dir, plugin_dir = tmp_path / "dep-build", tmp_path / "needy"
+    lib_dir.mkdir()
+    plugin_dir.mkdir()
+    (lib_dir / "dep.c").write_text('__attribute__((visibility("default"))) int ferrule_test_dep(void) { return 42; }\n')
+    dep = compile_plugin(lib_dir / "dep.c", lib_dir / "libferdep.so")
+    (plugin_dir / "needy.c").write_text(NEEDS_A_LIBRARY)
+    compile_plugin(plugin_dir / "needy.c", plugin_dir / "libneedy.so", f"-L{lib_dir}", "-lferdep",
+                   "-Wl,-rpath,$ORIGIN/deps")
+    (plugin_dir / "needy.c").unlink()
+    return plugin_dir, dep
+
+
+def test_a_missing_dependency_stays_rejected_only_until_it_is_installed(needy: tuple[Path, Path],
+                                                                       workers: list[list[str]]) -> None:
+    plugin_dir, dep = needy
+    (problem,) = ferrule.scan([plugin_dir]).problems
+    assert (problem.kind, problem.error) == ("rejected", "MissingDependencyError")
+    assert "libferdep.so" in problem.message
+    assert ferrule.scan([plugin_dir]).problems == (problem,)
+    assert len(workers) == 1, "nothing changed: the rejection comes from the cache"
+    (plugin_dir / "deps").mkdir()
+    shutil.copy(dep, plugin_dir / "deps" / dep.name)  # installed where the plugin's RUNPATH looks
+    (found,) = ferrule.scan([plugin_dir]).plugins
+    assert found.id == "org.ferrule.test.needy" and len(workers) == 2
+    with ferrule.load(found.path) as plugin:
+        assert plugin.dep() == 42
+
+
+def test_a_missing_dependency_found_through_ld_library_path(needy: tuple[Path, Path], workers: list[list[str]],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin_dir, dep = needy
+    assert ferrule.scan([plugin_dir]).rejected
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(dep.parent))  # the worker, a new process, sees it
+    assert [p.id for p in ferrule.scan([plugin_dir]).plugins] == ["org.ferrule.test.needy"]
+    assert len(workers) == 2
+
+
+def test_other_rejections_are_not_read_again(plugins: Path, workers: list[list[str]],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bad magic does not depend on where libraries are searched for.
+    assert ferrule.scan([plugins]).rejected
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(plugins))
+    assert ferrule.scan([plugins]).rejected
+    assert len(workers) == 1
 
 
 # -- a cold scan
@@ -553,17 +622,20 @@ plugin_infos = st.builds(
 )
 problems = st.builds(ferrule.ScanProblem, path=st.just(""), kind=st.sampled_from(["rejected", "crashed", "hung"]),
                      error=texts, message=texts)
-entries = st.dictionaries(paths, st.tuples(st.integers(min_value=0), st.integers(), plugin_infos | problems),
+depends = st.none() | st.builds(_deps.Depends, texts, st.lists(st.tuples(paths, st.integers()), max_size=3).map(tuple))
+entries = st.dictionaries(paths, st.tuples(st.integers(min_value=0), st.integers(), plugin_infos | problems, depends),
                           max_size=5)
 
 
-def entry_map(raw: dict[str, tuple[int, int, Any]]) -> dict[str, Any]:
+def entry_map(raw: dict[str, tuple[int, int, Any, Any]]) -> dict[str, Any]:
     from dataclasses import replace
 
     def at(result: Any, path: str) -> Any:
         return result._replace(path=path) if isinstance(result, PluginSpec) else replace(result, path=path)
 
-    return {path: _cache.Entry(size, mtime, at(result, path)) for path, (size, mtime, result) in raw.items()}
+    # Only a rejection has depends.
+    return {path: _cache.Entry(size, mtime, at(result, path), None if isinstance(result, PluginSpec) else deps)
+            for path, (size, mtime, result, deps) in raw.items()}
 
 
 def parse(data: bytes) -> dict[str, Any]:
@@ -600,12 +672,16 @@ def test_fuzz_any_bytes(data: bytes) -> None:
 
 
 @pytest.mark.fuzz
-@given(value=json_values, where=st.sampled_from(["top", "entries", "entry", "plugin", "problem"]), path=paths)
+@given(value=json_values, where=st.sampled_from(["top", "entries", "entry", "plugin", "problem", "depends"]),
+       path=paths)
 def test_fuzz_any_json(value: Any, where: str, path: str) -> None:
     # Put the value at each level of an otherwise well-formed file.
     entry: Any = {"size": 1, "mtime_ns": 2, "plugin": value} if where == "plugin" else value
     if where == "problem":
         entry = {"size": 1, "mtime_ns": 2, "problem": value}
+    if where == "depends":
+        entry = {"size": 1, "mtime_ns": 2, "problem": {"kind": "rejected", "error": "E", "message": "m"},
+                 "depends": value}
     body: Any = value if where == "entries" else {path: entry}
     doc = value if where == "top" else {"format": _cache.FORMAT, "abi": list(_cache.HOST_ABI), "entries": body}
     with quiet():
@@ -614,7 +690,7 @@ def test_fuzz_any_json(value: Any, where: str, path: str) -> None:
 
 @pytest.mark.fuzz
 @given(raw=entries)
-def test_fuzz_valid_entries_round_trip(raw: dict[str, tuple[int, int, Any]]) -> None:
+def test_fuzz_valid_entries_round_trip(raw: dict[str, tuple[int, int, Any, Any]]) -> None:
     parsed = entry_map(raw)
     with quiet():
         assert _cache.parse_cache(_cache.dump_cache(parsed)) == (parsed, False)
@@ -622,7 +698,7 @@ def test_fuzz_valid_entries_round_trip(raw: dict[str, tuple[int, int, Any]]) -> 
 
 @pytest.mark.fuzz
 @given(raw=entries, cut=st.integers(min_value=0), byte=st.integers(0, 255))
-def test_fuzz_damaged_valid_file(raw: dict[str, tuple[int, int, Any]], cut: int, byte: int) -> None:
+def test_fuzz_damaged_valid_file(raw: dict[str, tuple[int, int, Any, Any]], cut: int, byte: int) -> None:
     data = bytearray(_cache.dump_cache(entry_map(raw)))
     data[cut % len(data)] = byte
     with quiet():

@@ -8,6 +8,7 @@ found and what was expected.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import struct
 import sys
@@ -104,3 +105,66 @@ def check_header(path: str) -> None:
     if e_type != 3:  # ET_DYN
         kind = {1: "a relocatable object (.o)", 2: "an executable"}.get(e_type, f"ELF type {e_type}")
         raise NotALibraryError(f"{path} is {kind}, {expected}; link it with -shared / crate-type cdylib")
+
+
+_PT_LOAD, _PT_DYNAMIC = 1, 2
+_DT_STRTAB, _DT_RPATH, _DT_RUNPATH = 5, 15, 29
+
+
+def runpath(path: str) -> tuple[str, ...]:
+    """The directories a library's DT_RUNPATH (else DT_RPATH) tells the
+    dynamic loader to search, with $ORIGIN expanded. Advisory: a file this
+    cannot read yields ()."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(16 << 20)  # the dynamic section and its strings sit near the start
+        return _runpath(data, os.path.dirname(os.path.realpath(path)))
+    except (OSError, struct.error, IndexError, UnicodeDecodeError):
+        return ()
+
+
+def _runpath(data: bytes, origin: str) -> tuple[str, ...]:
+    if data[:4] != b"\x7fELF":
+        return ()
+    wide = data[4] == 2
+    order = "<" if data[5] == 1 else ">"
+    if wide:
+        phoff, = struct.unpack_from(order + "Q", data, 32)
+        phentsize, phnum = struct.unpack_from(order + "HH", data, 54)
+        header, entry = order + "IIQQQQ", order + "qQ"  # p_type p_flags p_offset p_vaddr p_paddr p_filesz
+    else:
+        phoff, = struct.unpack_from(order + "I", data, 28)
+        phentsize, phnum = struct.unpack_from(order + "HH", data, 42)
+        header, entry = order + "IIIII", order + "iI"  # p_type p_offset p_vaddr p_paddr p_filesz
+    loads: list[tuple[int, int, int]] = []  # (vaddr, filesz, offset)
+    dynamic: tuple[int, int] | None = None
+    for i in range(min(phnum, 256)):
+        fields = struct.unpack_from(header, data, phoff + i * phentsize)
+        if wide:
+            p_type, _flags, offset, vaddr, _paddr, filesz = fields
+        else:
+            p_type, offset, vaddr, _paddr, filesz = fields
+        if p_type == _PT_LOAD:
+            loads.append((vaddr, filesz, offset))
+        elif p_type == _PT_DYNAMIC:
+            dynamic = (offset, filesz)
+    if dynamic is None:
+        return ()
+    tags: dict[int, int] = {}
+    step = struct.calcsize(entry)
+    for at in range(dynamic[0], dynamic[0] + dynamic[1] - step + 1, step):
+        tag, value = struct.unpack_from(entry, data, at)
+        if tag == 0:
+            break
+        tags.setdefault(tag, value)
+    wanted = tags.get(_DT_RUNPATH, tags.get(_DT_RPATH))
+    strtab = tags.get(_DT_STRTAB)
+    if wanted is None or strtab is None:
+        return ()
+    base = next((strtab - vaddr + offset for vaddr, size, offset in loads if vaddr <= strtab < vaddr + size), None)
+    if base is None:
+        return ()
+    start = base + wanted
+    text = data[start:data.index(b"\0", start)].decode()
+    dirs = (d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin) for d in text.split(":"))
+    return tuple(os.path.normpath(d) for d in dirs if d)

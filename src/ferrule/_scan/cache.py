@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from .._abi import cdef as abi
 from .._abi.spec import PluginSpec, SpecError, function_listing, offer_listing
+from .deps import Depends
 from .results import PluginInfo, ScanProblem
 
 __all__ = ["Entry", "StoredSpec", "cache_file", "dump_cache", "load_cache", "parse_cache", "save_cache"]
@@ -29,7 +30,7 @@ __all__ = ["Entry", "StoredSpec", "cache_file", "dump_cache", "load_cache", "par
 log = logging.getLogger("ferrule.scan")
 
 HOST_ABI = (abi.ABI_MAJOR, abi.ABI_MINOR)
-FORMAT = 2  # of the cache file; bump when its shape changes (2: entries hold plugin specs)
+FORMAT = 3  # of the cache file; bump when its shape changes (2: plugin specs; 3: a rejection's depends)
 
 
 class StoredSpec:
@@ -71,6 +72,7 @@ class Entry(NamedTuple):
     size: int
     mtime_ns: int
     result: PluginSpec | StoredSpec | ScanProblem
+    depends: Depends | None = None  # a missing-dependency rejection's watched places (deps.py)
 
 
 class _Malformed(Exception):
@@ -163,8 +165,10 @@ def _own_entry(path: str, value: dict[str, Any]) -> Entry:
     if "plugin" in value:
         return Entry(value["size"], value["mtime_ns"], StoredSpec(value["plugin"]))
     problem = value["problem"]
+    depends = value.get("depends")
     return Entry(value["size"], value["mtime_ns"], ScanProblem(path, problem["kind"], problem["error"],
-                                                               problem["message"]))
+                                                               problem["message"]),
+                 None if depends is None else Depends(depends["env"], tuple(map(tuple, depends["paths"]))))
 
 
 _PLUGIN_ENTRY = frozenset({"size", "mtime_ns", "plugin"})
@@ -187,14 +191,23 @@ def _parse_entry(path: str, value: Any) -> Entry:
             raise _Malformed(f"plugin: {exc}") from None
         if result.path != path:
             raise _Malformed(f"plugin path {_short(result.path)} differs from its key")
-    elif keys == _PROBLEM_ENTRY:
+    elif keys == _PROBLEM_ENTRY or keys == _PROBLEM_ENTRY | {"depends"}:
         result = _parse_problem(path, value["problem"])
     else:
-        raise _Malformed(f"fields {sorted(value)}, expected size, mtime_ns and plugin or problem")
+        raise _Malformed(f"fields {sorted(value)}, expected size, mtime_ns and plugin or problem (and depends)")
     size, mtime_ns = value["size"], value["mtime_ns"]
     if not (type(size) is int and size >= 0 and type(mtime_ns) is int):
         raise _Malformed(f"size {_short(size)} and mtime_ns {_short(mtime_ns)}, expected integers")
-    return Entry(size, mtime_ns, result)
+    return Entry(size, mtime_ns, result, _parse_depends(value["depends"]) if "depends" in value else None)
+
+
+def _parse_depends(value: Any) -> Depends:
+    if type(value) is dict and value.keys() == {"env", "paths"} and type(value["env"]) is str:
+        paths = value["paths"]
+        if type(paths) is list and all(type(p) is list and len(p) == 2 and type(p[0]) is str and type(p[1]) is int
+                                       for p in paths):
+            return Depends(value["env"], tuple((p[0], p[1]) for p in paths))
+    raise _Malformed(f"depends is {_short(value)}, expected an object with env and paths [[path, mtime_ns], ...]")
 
 
 def _parse_problem(path: str, value: Any) -> ScanProblem:
@@ -222,6 +235,8 @@ def dump_cache(entries: dict[str, Entry]) -> bytes:
             body = {"plugin": result.json}
         else:
             body = {"problem": {"kind": result.kind, "error": result.error, "message": result.message}}
+            if entry.depends is not None:
+                body["depends"] = {"env": entry.depends.ld_library_path, "paths": [list(p) for p in entry.depends.paths]}
         out[path] = {"size": entry.size, "mtime_ns": entry.mtime_ns, **body}
     # ASCII with escapes: file names that are not UTF-8 round-trip. The
     # digest of the entries text lets the reader skip checking each entry.

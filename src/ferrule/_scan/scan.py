@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO
 
 from .._abi.spec import PluginSpec, SpecError
@@ -32,6 +32,8 @@ from .._errors import IsolationError
 from .._loader import library_file_name
 from .._spawn import python_command, signal_name
 from .cache import Entry, StoredSpec, cache_file, load_cache, save_cache
+from .deps import Depends, stamp
+from .deps import changed as dependencies_changed
 from .results import PluginInfo, ScanProblem, ScanResult, info
 
 __all__ = ["PluginInfo", "ScanProblem", "ScanResult", "scan"]
@@ -76,39 +78,55 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
             found.update(files)
             listed.append(directory)
 
+    searched = set(listed)  # cache entries of files gone from these are forgotten
+    results = scan_files(found, timeout=timeout, cache=cache, refresh=refresh,
+                         forget=lambda path: os.path.dirname(path) in searched)
+    return _result(results, tuple(listed))
+
+
+Results = dict[str, "PluginSpec | StoredSpec | ScanProblem"]
+
+
+def scan_files(found: dict[str, tuple[int, int]], *, timeout: float, cache: bool, refresh: bool,
+               forget: Callable[[str], bool]) -> Results:
+    """Each found file's spec or problem (path -> (size, mtime_ns) in),
+    from the cache where the file is unchanged, else from a worker. Cache
+    entries of files not found for which ``forget`` is true are dropped."""
     path_of_cache = cache_file()
     entries, changed = load_cache(path_of_cache) if cache else ({}, False)
-    results: dict[str, PluginSpec | StoredSpec | ScanProblem] = {}
+    results: Results = {}
     pending: list[str] = []
     for path, stamp in found.items():
         entry = entries.get(path)
-        if entry is not None and not refresh and (entry.size, entry.mtime_ns) == stamp:
+        if (entry is not None and not refresh and (entry.size, entry.mtime_ns) == stamp
+                and not dependencies_changed(entry.depends)):
             results[path] = entry.result
         else:
             pending.append(path)
 
     if pending:
-        for path, (result, keep) in _read_descriptors(sorted(pending), timeout).items():
+        for path, (result, keep, depends) in _read_descriptors(sorted(pending), timeout).items():
             results[path] = result
             if keep:
-                entries[path] = Entry(*found[path], result)
+                entries[path] = Entry(*found[path], result, depends)
                 changed = True
             elif entries.pop(path, None) is not None:
                 changed = True
-    # Forget files gone from the directories just listed.
-    searched = set(listed)
-    gone = [p for p in entries if p not in found and os.path.dirname(p) in searched]
+    gone = [p for p in entries if p not in found and forget(p)]
     for path in gone:
         del entries[path]
     if cache and (changed or gone):
         save_cache(path_of_cache, entries)
+    return results
 
+
+def _result(results: Results, directories: tuple[str, ...]) -> ScanResult:
     ordered = sorted(results.items())
     return ScanResult(
         plugins=tuple(r.info() if isinstance(r, StoredSpec) else info(r) for _, r in ordered
                       if not isinstance(r, ScanProblem)),
         problems=tuple(r for _, r in ordered if isinstance(r, ScanProblem)),
-        directories=tuple(listed),
+        directories=directories,
     )
 
 
@@ -176,7 +194,8 @@ def _list_directory(directory: str, explicit: bool) -> dict[str, tuple[int, int]
 # -- the worker
 
 
-_Outcome = tuple[PluginSpec | ScanProblem, bool]  # the result, and whether to cache it
+# The result, whether to cache it, and what a missing-dependency rejection depended on.
+_Outcome = tuple["PluginSpec | ScanProblem", bool, "Depends | None"]
 
 
 def _read_descriptors(paths: list[str], timeout: float) -> dict[str, _Outcome]:
@@ -243,7 +262,7 @@ def _run_worker(paths: list[str], timeout: float, done: dict[str, _Outcome]) -> 
     if current is not None:
         problem = _hung(current, timeout) if hung else _crashed(current, status, tail)
         log.warning("%s", problem.message)
-        done[current] = (problem, True)
+        done[current] = (problem, True, None)
     elif len(done) == before:
         how = f"sent nothing for {_STARTUP_TIMEOUT:g} s" if hung else f"ended ({_status_text(status)})"
         raise IsolationError(
@@ -274,15 +293,18 @@ def _take(line: bytes, current: str | None, wanted: set[str], done: dict[str, _O
             spec = PluginSpec.from_json(body)
             if spec.path != current:
                 raise SpecError(f"the spec of {spec.path}")
-            done[current] = (spec, True)
+            done[current] = (spec, True, None)
         except SpecError as exc:
             done[current] = (ScanProblem(current, "rejected", "ValueError", f"{current}: the scan worker sent {exc}"),
-                             False)
+                             False, None)
         return None
     if kind == "rejected" and isinstance(body, dict):
-        error, text, keep = body.get("error"), body.get("message"), body.get("cache")
+        error, text, keep, watched = body.get("error"), body.get("message"), body.get("cache"), body.get("depends")
         if isinstance(error, str) and isinstance(text, str):
-            done[current] = (ScanProblem(current, "rejected", error, text), keep is True)
+            depends = None
+            if isinstance(watched, list) and all(isinstance(w, str) for w in watched):
+                depends = stamp(tuple(watched))
+            done[current] = (ScanProblem(current, "rejected", error, text), keep is True, depends)
             return None
     return current
 

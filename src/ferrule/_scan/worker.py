@@ -3,7 +3,8 @@
 Run by scan.py in a fresh interpreter: reads a JSON list of paths on
 stdin and writes one JSON object a line on stdout, ``{"start": path}``
 before each library and then ``{"plugin": <the plugin spec's JSON>}`` or
-``{"rejected": {...}}``. Opening a library runs its static constructors and the entry
+``{"rejected": {...}}`` (with ``depends``, the places searched, for a
+missing dependency). Opening a library runs its static constructors and the entry
 point; a crash or hang there takes down only this process, and the
 ``start`` line tells the scanning process which file was to blame.
 
@@ -19,8 +20,9 @@ import sys
 from typing import IO, Any
 
 from .._abi.descriptor import describe as read_descriptor
-from .._errors import FerruleError
+from .._errors import FerruleError, MissingDependencyError
 from .._loader import Library
+from .deps import watched
 
 
 def describe(path: str) -> dict[str, Any]:
@@ -45,6 +47,9 @@ def main() -> None:
         _send(channel, {"start": path})
         try:
             info = describe(path)
+        except MissingDependencyError as exc:  # remembered until one of the places searched changes
+            _send(channel, {"rejected": {"error": type(exc).__name__, "message": str(exc), "cache": True,
+                                         "depends": list(watched(path))}})
         except FerruleError as exc:
             _send(channel, {"rejected": {"error": type(exc).__name__, "message": str(exc), "cache": True}})
         except Exception as exc:  # a ferrule bug or a passing OS failure: report it, do not remember it
