@@ -50,7 +50,7 @@ def test_public_api_is_exactly_this() -> None:
             "SignatureError", "SymbolNotFoundError", "WrongArchitectureError", "library_file_name", "load",
             "Implementation", "Instance", "InterfaceMismatchError", "PluginHost", "ThreadContractWarning", "idl",
             "IsolationError", "PluginCrashedError", "PluginTimeoutError", "CallCancelledError", "IsolatedPlugin",
-            "IsolatedFunction", "scan", "ScanResult", "PluginInfo", "ScanProblem", "get_include", "AcceleratorWarning",
+            "IsolatedFunction", "scan", "ScanResult", "PluginInfo", "ScanProblem", "get_include", "AcceleratorWarning", "discover",
         ]
     )
     assert ferrule.idl.__name__ == "ferrule.idl"  # the one public module: declarations

@@ -46,6 +46,7 @@ from ._load import load
 from ._loader import Library, library_file_name
 from ._plugin.host import PluginHost
 from ._plugin.plugin import Plugin
+from ._scan.discover import discover
 from ._scan.scan import PluginInfo, ScanProblem, ScanResult, scan
 
 __version__ = "0.1.0"
@@ -99,6 +100,7 @@ __all__ = [
     "SymbolNotFoundError",
     "ThreadContractWarning",
     "WrongArchitectureError",
+    "discover",
     "get_include",
     "idl",
     "library_file_name",

@@ -16,6 +16,7 @@ from ._abi.types import AbiType
 from ._codegen import generate as _generate
 from ._errors import FerruleError
 from ._load import load
+from ._scan.discover import DEFAULT_GROUP, discover
 from ._scan.scan import PluginInfo, ScanProblem, scan
 
 # Exit statuses: 0 ok, 1 a ferrule error, 2 bad command line (argparse's own),
@@ -164,6 +165,7 @@ def _info_json(info: PluginInfo) -> dict[str, Any]:
         **_head(info),
         "functions": [{"name": name, "signature": sig} for name, sig in info.functions],
         "interfaces": [{"id": i, "revision": rev, "name": name} for i, rev, name in info.interfaces],
+        **({"entry_point": info.entry_point, "distribution": info.distribution} if info.entry_point else {}),
     }
 
 
@@ -179,8 +181,14 @@ def _shown(text: str) -> str:
 def _list(args: argparse.Namespace) -> int:
     # Problems are reported, not failures: the exit status is 0 whenever
     # the scan itself ran, 1 for a directory that does not exist.
+    if args.installed and args.dirs:
+        raise ValueError("list takes DIRs or --installed, not both: --installed lists the plugins installed as "
+                         "Python distributions")
     try:
-        result = scan(args.dirs or None, timeout=args.timeout, cache=not args.no_cache, refresh=args.refresh)
+        if args.installed:
+            result = discover(args.group, timeout=args.timeout, cache=not args.no_cache, refresh=args.refresh)
+        else:
+            result = scan(args.dirs or None, timeout=args.timeout, cache=not args.no_cache, refresh=args.refresh)
     except OSError as exc:  # a DIR that does not exist or cannot be listed
         text = exc.strerror or str(exc)
         if exc.filename and str(exc.filename) not in text:
@@ -195,15 +203,18 @@ def _list(args: argparse.Namespace) -> int:
         }
         print(json.dumps(doc, indent=2))
         return 0
-    if not result.directories:
+    if args.installed:
+        if not result.plugins:
+            print(f"no plugins installed in the entry-point group {args.group!r}")
+    elif not result.directories:
         print("no plugin directories: pass some, or set FERRULE_PATH", file=sys.stderr)
     elif not result.plugins:
         print(f"no plugins in {_shown(', '.join(result.directories))}")
-    rows = [(p.id, p.version, _shown(p.path)) for p in result.plugins]
-    id_width = max((len(r[0]) for r in rows), default=0)
-    version_width = max((len(r[1]) for r in rows), default=0)
-    for ident, version, path in rows:
-        print(f"{ident:<{id_width}}  {version:<{version_width}}  {path}")
+    rows = [((f"{p.entry_point} ({p.distribution})",) if args.installed else ()) + (p.id, p.version, _shown(p.path))
+            for p in result.plugins]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))] if rows else []
+    for row in rows:
+        print("  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)).rstrip())
     if result.problems:
         print(f"\n{len(result.problems)} {'problem' if len(result.problems) == 1 else 'problems'}:")
         for problem in result.problems:
@@ -277,6 +288,10 @@ def _parser() -> argparse.ArgumentParser:
         "Exits 0 even when some libraries have problems.",
     )
     list_cmd.add_argument("dirs", nargs="*", metavar="DIR", help="a directory of plugins (not searched recursively)")
+    list_cmd.add_argument("--installed", action="store_true",
+                          help="list the plugins installed as Python distributions (entry points), not directories")
+    list_cmd.add_argument("--group", default=DEFAULT_GROUP, metavar="GROUP",
+                          help=f"with --installed: the entry-point group (default {DEFAULT_GROUP})")
     list_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     list_cmd.add_argument("--no-cache", action="store_true", help="neither read nor write the scan cache")
     list_cmd.add_argument("--refresh", action="store_true",

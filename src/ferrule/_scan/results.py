@@ -19,6 +19,9 @@ class PluginInfo:
 
     ``functions`` holds (name, signature) pairs, ``interfaces`` (interface
     id, revision, implementation name) triples, both in descriptor order.
+    ``entry_point`` and ``distribution`` name the entry point and the
+    installed distribution it came from (``discover``), None from ``scan``.
+    A PluginInfo is path-like: ``ferrule.load(info)`` loads its library.
     """
 
     path: str
@@ -30,6 +33,11 @@ class PluginInfo:
     abi_version: tuple[int, int]
     functions: tuple[tuple[str, str], ...]
     interfaces: tuple[tuple[str, int, str], ...]
+    entry_point: str | None = None
+    distribution: str | None = None
+
+    def __fspath__(self) -> str:
+        return self.path
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,7 @@ class ScanResult:
 def info(spec: PluginSpec) -> PluginInfo:
     """The public view of a plugin spec."""
     made = object.__new__(PluginInfo)  # the fields at once: a frozen dataclass's __init__ sets them one by one
-    made.__dict__.update(zip(_INFO_FIELDS, _SPEC_FIELDS(spec)))
+    made.__dict__.update(zip(_INFO_FIELDS, _SPEC_FIELDS(spec)), entry_point=None, distribution=None)
     return made
 
 

@@ -36,7 +36,7 @@ from .deps import Depends, stamp
 from .deps import changed as dependencies_changed
 from .results import PluginInfo, ScanProblem, ScanResult, info
 
-__all__ = ["PluginInfo", "ScanProblem", "ScanResult", "scan"]
+__all__ = ["PluginInfo", "Results", "ScanProblem", "ScanResult", "result_of", "scan", "scan_files"]
 
 log = logging.getLogger("ferrule.scan")
 
@@ -81,7 +81,7 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
     searched = set(listed)  # cache entries of files gone from these are forgotten
     results = scan_files(found, timeout=timeout, cache=cache, refresh=refresh,
                          forget=lambda path: os.path.dirname(path) in searched)
-    return _result(results, tuple(listed))
+    return result_of(results, tuple(listed))
 
 
 Results = dict[str, "PluginSpec | StoredSpec | ScanProblem"]
@@ -120,7 +120,7 @@ def scan_files(found: dict[str, tuple[int, int]], *, timeout: float, cache: bool
     return results
 
 
-def _result(results: Results, directories: tuple[str, ...]) -> ScanResult:
+def result_of(results: Results, directories: tuple[str, ...]) -> ScanResult:
     ordered = sorted(results.items())
     return ScanResult(
         plugins=tuple(r.info() if isinstance(r, StoredSpec) else info(r) for _, r in ordered
