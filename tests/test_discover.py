@@ -78,6 +78,8 @@ def test_installed_plugins_are_found_without_importing_them(built: Built, enviro
     assert greeter.path == str(environment / "ferrule_greeter" / "libgreeter.so")
     with ferrule.load(greeter) as plugin:  # a PluginInfo is path-like
         assert plugin.add(2, 3) == 5
+    with ferrule.load(greeter, isolated=True, timeout=30) as isolated:
+        assert isolated.greet("Ada") == "Hello, Ada!"
     host = ferrule.PluginHost()
     with host.load(result.plugins[0]) as calc:
         assert calc.mul(6, 7) == 42
