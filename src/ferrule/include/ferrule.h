@@ -275,10 +275,19 @@ typedef const ferrule_plugin *(*ferrule_entry_fn)(void);
 #define FERRULE_EXPORT
 #endif
 
-/* Declare (and then define) the entry point with this:
+/* C linkage for the entry point in C++ too: FERRULE_ENTRY is used outside
+ * this header's extern "C" block, where a C++ compiler would otherwise export
+ * a mangled name (_Z16ferrule_entry_v1v) that no host looks up. */
+#ifdef __cplusplus
+#define FERRULE_EXTERN_C extern "C"
+#else
+#define FERRULE_EXTERN_C
+#endif
+
+/* Declare (and then define) the entry point with this, at file scope:
  *   FERRULE_ENTRY { return &my_descriptor; }
  * Build with -fvisibility=hidden so that nothing else is exported. */
-#define FERRULE_ENTRY FERRULE_EXPORT const ferrule_plugin *ferrule_entry_v1(void)
+#define FERRULE_ENTRY FERRULE_EXTERN_C FERRULE_EXPORT const ferrule_plugin *ferrule_entry_v1(void)
 
 /* Whether a host table has a field added after ABI 1.0, e.g.
  * FERRULE_HOST_HAS(host, query) before using host->query. */
