@@ -1,6 +1,5 @@
 """C++ plugins, built for real with g++ and (when installed) clang++: the
-header compiles cleanly in every C++ standard and gives the entry point C
-linkage."""
+entry point's C linkage, and the error when it is lost."""
 
 from __future__ import annotations
 
@@ -9,13 +8,52 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CC, INCLUDE, run
+import ferrule
+from ferrule._loader.elf import defined_symbols
 
+from .conftest import CC, INCLUDE, ROOT, run
+
+CPP_DIR = ROOT / "tests" / "plugins" / "cpp"
+# A C++ plugin's build flags.
+FLAGS = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-fvisibility=hidden", f"-I{INCLUDE}"]
 CLANG_MISSING = "clang++ is not installed (apt-get install clang); g++ builds the same sources"
 COMPILERS = [
     pytest.param("g++", id="g++"),
     pytest.param("clang++", id="clang++", marks=pytest.mark.skipif(shutil.which("clang++") is None, reason=CLANG_MISSING)),
 ]
+
+
+def exported(path: Path) -> list[str]:
+    out = run(["nm", "-D", "--defined-only", str(path)]).stdout
+    return sorted(line.split()[-1] for line in out.splitlines() if line.strip())
+
+
+class CppBuilds:
+    """One compiler's builds of the C++ plugins, each made on first use."""
+
+    def __init__(self, compiler: str, out: Path):
+        self.compiler = compiler
+        self._out = out
+        self._built: dict[tuple[str, tuple[str, ...]], Path] = {}
+
+    def plugin(self, name: str, *, defines: tuple[str, ...] = ()) -> Path:
+        """The library built from tests/plugins/cpp/NAME.cpp."""
+        key = (name, defines)
+        if key not in self._built:
+            source = CPP_DIR / f"{name}.cpp"
+            suffix = "".join(f"_{d.lower()}" for d in defines)
+            output = self._out / f"lib{name}{suffix}.so"
+            run([self.compiler, *FLAGS, *(f"-D{d}" for d in defines), str(source), "-o", str(output)])
+            self._built[key] = output
+        return self._built[key]
+
+
+@pytest.fixture(scope="module", params=COMPILERS)
+def cpp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> CppBuilds:
+    compiler = str(request.param)
+    if shutil.which(compiler) is None:
+        pytest.fail(f"{compiler} is required to build the C++ test plugins")
+    return CppBuilds(compiler, tmp_path_factory.mktemp(f"cpp-{compiler}"))
 
 
 # -- the header alone, in every standard
@@ -61,3 +99,49 @@ def test_header_compiles_cleanly_as_c(tmp_path: Path, compiler: str, std: str) -
     source.write_text(HEADER_USE_C)
     run([compiler, f"-std={std}", "-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{INCLUDE}", "-c", str(source),
          "-o", str(tmp_path / "use.o")])
+
+
+# -- linkage: an entry point without extern "C" is named in the error
+
+
+def test_an_entry_without_c_linkage_is_named_with_what_to_do(cpp: CppBuilds) -> None:
+    path = cpp.plugin("mangled")
+    assert exported(path) == ["_Z16ferrule_entry_v1v"]  # what the test is about
+    with pytest.raises(ferrule.NoEntryPointError) as info:
+        ferrule.load(path)
+    assert str(info.value) == (
+        f"{path} exports the entry point only with C++ linkage, as the mangled symbol _Z16ferrule_entry_v1v, "
+        "expected the C symbol ferrule_entry_v1: give it C linkage, by defining it with FERRULE_ENTRY from a "
+        'current ferrule.h or declaring it extern "C"'
+    )
+
+
+def test_an_entry_in_a_namespace_is_named_with_its_qualified_name(cpp: CppBuilds) -> None:
+    path = cpp.plugin("mangled", defines=("IN_NAMESPACE",))
+    assert exported(path) == ["_ZN8myplugin16ferrule_entry_v1Ev"]
+    with pytest.raises(ferrule.NoEntryPointError, match=(
+        r"exports the entry point only with C\+\+ linkage, as the mangled symbol _ZN8myplugin16ferrule_entry_v1Ev "
+        r"\(myplugin::ferrule_entry_v1\), expected the C symbol ferrule_entry_v1: give it C linkage"
+    )):
+        ferrule.load(path)
+
+
+def test_an_entry_without_c_linkage_that_is_not_exported_is_named_too(cpp: CppBuilds) -> None:
+    # Hidden by -fvisibility=hidden: the full symbol table still has it.
+    path = cpp.plugin("mangled", defines=("HIDDEN",))
+    assert exported(path) == []
+    with pytest.raises(ferrule.NoEntryPointError) as info:
+        ferrule.load(path)
+    assert str(info.value) == (
+        f"{path} defines the entry point only with C++ linkage, as the mangled symbol _Z16ferrule_entry_v1v, "
+        "and does not export it, expected the exported C symbol ferrule_entry_v1: define it with FERRULE_ENTRY "
+        'from a current ferrule.h (or declare it extern "C" with default visibility)'
+    )
+
+
+def test_the_elf_reader_lists_what_nm_lists(cpp: CppBuilds) -> None:
+    for path in (cpp.plugin("mangled"), cpp.plugin("mangled", defines=("HIDDEN",))):
+        assert sorted(defined_symbols(str(path))) == exported(path)
+        out = run(["nm", "--defined-only", str(path)]).stdout
+        assert sorted(defined_symbols(str(path), exported=False)) == sorted(
+            line.split()[-1] for line in out.splitlines() if line.strip())
