@@ -1,9 +1,14 @@
 """C++ plugins, built for real with g++ and (when installed) clang++: the
-entry point's C linkage, and the error when it is lost."""
+entry point's C linkage and the error when it is lost, and ferrule::guard
+at the ABI boundary."""
 
 from __future__ import annotations
 
+import logging
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +26,7 @@ COMPILERS = [
     pytest.param("g++", id="g++"),
     pytest.param("clang++", id="clang++", marks=pytest.mark.skipif(shutil.which("clang++") is None, reason=CLANG_MISSING)),
 ]
+THROWS_LOGGER = "ferrule.plugin.org.ferrule.tests.throws"
 
 
 def exported(path: Path) -> list[str]:
@@ -62,12 +68,20 @@ HEADER_USE = r"""
 #include "ferrule.h"
 static int32_t f(const ferrule_host *h, void *s, const ferrule_value *a, ferrule_value *r) {
     (void)s;
-    if (a[0].i64 < 0) return ferrule_fail(h, "negative");
-    return ferrule_return_copy(h, r, "abc", 3);
+    return ferrule::guard(h, [&] { r->i64 = a[0].i64; });
 }
-static const ferrule_function ff = FERRULE_FUNCTION("f", "(x: i64) -> str", "doc", 0, f);
-static const ferrule_function *const fs[] = {&ff};
-static const ferrule_plugin d = {FERRULE_PLUGIN_HEAD, "a.b", "n", "1", NULL, NULL, 1, 0, fs, NULL, NULL, 0, 0, NULL};
+static int32_t g(const ferrule_host *h, void *s, const ferrule_value *a, ferrule_value *r) {
+    (void)s;
+    return ferrule::guard(h, [&]() -> int32_t {
+        if (a[0].i64 < 0) return ferrule_fail(h, "negative");
+        return ferrule_return_copy(h, r, "abc", 3);
+    });
+}
+static void down(const ferrule_host *h, void *s) { ferrule::guard_cleanup(h, [&] { (void)s; }); }
+static const ferrule_function ff = FERRULE_FUNCTION("f", "(x: i64) -> i64", "doc", 0, f);
+static const ferrule_function fg = FERRULE_FUNCTION("g", "(x: i64) -> str", "doc", 0, g);
+static const ferrule_function *const fs[] = {&ff, &fg};
+static const ferrule_plugin d = {FERRULE_PLUGIN_HEAD, "a.b", "n", "1", NULL, NULL, 2, 0, fs, NULL, down, 0, 0, NULL};
 FERRULE_ENTRY { return &d; }
 """
 HEADER_USE_C = (
@@ -78,10 +92,11 @@ HEADER_USE_C = (
 CXX_STANDARDS = ["c++11", "c++14", "c++17", "c++20"]
 
 
-@pytest.mark.parametrize("std", CXX_STANDARDS)
+@pytest.mark.parametrize("std", [*CXX_STANDARDS, "c++17 -fno-exceptions"])
 @pytest.mark.parametrize("compiler", COMPILERS)
 def test_header_compiles_cleanly_as_cpp_and_the_entry_has_c_linkage(tmp_path: Path, compiler: str, std: str) -> None:
-    # Its object file's symbol table shows the entry point's linkage.
+    # An object file, not -fsyntax-only, so the guards' templates are
+    # instantiated; its symbol table shows the entry point's linkage.
     source, obj = tmp_path / "use.cpp", tmp_path / "use.o"
     source.write_text(HEADER_USE)
     run([compiler, *(f"-std={std}".split()), "-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{INCLUDE}", "-c",
@@ -140,8 +155,72 @@ def test_an_entry_without_c_linkage_that_is_not_exported_is_named_too(cpp: CppBu
 
 
 def test_the_elf_reader_lists_what_nm_lists(cpp: CppBuilds) -> None:
-    for path in (cpp.plugin("mangled"), cpp.plugin("mangled", defines=("HIDDEN",))):
+    for path in (cpp.plugin("throws"), cpp.plugin("mangled"), cpp.plugin("mangled", defines=("HIDDEN",))):
         assert sorted(defined_symbols(str(path))) == exported(path)
         out = run(["nm", "--defined-only", str(path)]).stdout
         assert sorted(defined_symbols(str(path), exported=False)) == sorted(
             line.split()[-1] for line in out.splitlines() if line.strip())
+
+
+# -- exceptions at the boundary
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("std", "index 9 is out of range (size 3)"),
+    ("bad_alloc", "out of memory (std::bad_alloc): an allocation in the plugin failed"),
+    ("int", "unknown C++ exception (not derived from std::exception): throw a std::exception subclass so that its "
+            "what() becomes the error message"),
+    ("empty", "a C++ exception with an empty what()"),
+    ("status", "failed by status, no exception"),
+])
+def test_guard_turns_an_exception_into_a_call_error(cpp: CppBuilds, kind: str, message: str) -> None:
+    with ferrule.load(cpp.plugin("throws")) as plugin:
+        with pytest.raises(ferrule.PluginCallError) as info:
+            plugin.guarded(kind)
+        assert type(info.value) is ferrule.PluginCallError
+        assert info.value.plugin_message == message
+        assert plugin.guarded("ok") == 7  # the instance goes on
+
+
+def test_guard_turns_an_exception_in_init_into_an_init_error(cpp: CppBuilds) -> None:
+    with pytest.raises(ferrule.PluginInitError) as info:
+        ferrule.load(cpp.plugin("throws"), config="throw in init")
+    assert info.value.plugin_message == "config 'throw in init' is refused"
+
+
+def test_guard_cleanup_logs_an_exception_in_shutdown(cpp: CppBuilds, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=THROWS_LOGGER)
+    ferrule.load(cpp.plugin("throws"), config="throw in shutdown").close()
+    ferrule.load(cpp.plugin("throws"), config="throw long in shutdown").close()
+    records = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == THROWS_LOGGER]
+    prefix = "exception escaped shutdown or destroy, ignored: "
+    assert records[:3] == [
+        (logging.INFO, "throws: shutdown"),
+        (logging.ERROR, prefix + "flushing failed in shutdown"),
+        (logging.INFO, "throws: shutdown"),
+    ]
+    # A long message is cut to fit one log line of 512 bytes, between characters:
+    # 464 bytes are left after the prefix, 154 whole 3-byte characters.
+    level, cut = records[3]
+    assert level == logging.ERROR and len(records) == 4
+    assert cut == prefix + "\u20ac" * 154 and len(cut.encode()) == 510
+
+
+def test_an_exception_without_the_guard_aborts_the_whole_process(cpp: CppBuilds) -> None:
+    # What docs/cpp.md promises happens in process: std::terminate, SIGABRT.
+    code = "import ferrule, sys\nferrule.load(sys.argv[1]).unguarded()\nprint('survived')\n"
+    proc = subprocess.run([sys.executable, "-c", code, str(cpp.plugin("throws"))], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == -signal.SIGABRT, (proc.returncode, proc.stderr)
+    assert "survived" not in proc.stdout
+    assert "terminate called after throwing an instance of 'std::runtime_error'" in proc.stderr
+
+
+def test_an_exception_without_the_guard_kills_only_the_isolated_child(cpp: CppBuilds) -> None:
+    with ferrule.load(cpp.plugin("throws"), isolated=True, timeout=30) as plugin:
+        with pytest.raises(ferrule.PluginCrashedError) as info:
+            plugin.unguarded()
+        assert info.value.signal == signal.SIGABRT
+        assert "crashed during unguarded(): killed by SIGABRT (signal 6)" in str(info.value)
+        assert "escaped without a guard" in str(info.value)  # std::terminate's last words, from the child's stderr
+        assert plugin.guarded("ok") == 7  # a new child
