@@ -1,6 +1,6 @@
 """C++ plugins, built for real with g++ and (when installed) clang++: the
-entry point's C linkage and the error when it is lost, and ferrule::guard
-at the ABI boundary."""
+entry point's C linkage and the error when it is lost, the version script
+that exports the entry alone, and ferrule::guard at the ABI boundary."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from ferrule._loader.elf import defined_symbols
 from .conftest import CC, INCLUDE, ROOT, run
 
 CPP_DIR = ROOT / "tests" / "plugins" / "cpp"
-# A C++ plugin's build flags.
+VERSION_SCRIPT = INCLUDE / "ferrule.map"
+# A C++ plugin's build flags (docs/cpp.md), without the version script.
 FLAGS = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-fvisibility=hidden", f"-I{INCLUDE}"]
+WITH_MAP = [f"-Wl,--version-script={VERSION_SCRIPT}"]
 CLANG_MISSING = "clang++ is not installed (apt-get install clang); g++ builds the same sources"
 COMPILERS = [
     pytest.param("g++", id="g++"),
@@ -40,16 +42,17 @@ class CppBuilds:
     def __init__(self, compiler: str, out: Path):
         self.compiler = compiler
         self._out = out
-        self._built: dict[tuple[str, tuple[str, ...]], Path] = {}
+        self._built: dict[tuple[str, bool, tuple[str, ...]], Path] = {}
 
-    def plugin(self, name: str, *, defines: tuple[str, ...] = ()) -> Path:
+    def plugin(self, name: str, *, version_script: bool = True, defines: tuple[str, ...] = ()) -> Path:
         """The library built from tests/plugins/cpp/NAME.cpp."""
-        key = (name, defines)
+        key = (name, version_script, defines)
         if key not in self._built:
             source = CPP_DIR / f"{name}.cpp"
-            suffix = "".join(f"_{d.lower()}" for d in defines)
+            suffix = "".join(f"_{d.lower()}" for d in defines) + ("" if version_script else "_no_map")
             output = self._out / f"lib{name}{suffix}.so"
-            run([self.compiler, *FLAGS, *(f"-D{d}" for d in defines), str(source), "-o", str(output)])
+            run([self.compiler, *FLAGS, *(f"-D{d}" for d in defines), str(source), "-o", str(output),
+                 *(WITH_MAP if version_script else [])])
             self._built[key] = output
         return self._built[key]
 
@@ -120,7 +123,7 @@ def test_header_compiles_cleanly_as_c(tmp_path: Path, compiler: str, std: str) -
 
 
 def test_an_entry_without_c_linkage_is_named_with_what_to_do(cpp: CppBuilds) -> None:
-    path = cpp.plugin("mangled")
+    path = cpp.plugin("mangled", version_script=False)
     assert exported(path) == ["_Z16ferrule_entry_v1v"]  # what the test is about
     with pytest.raises(ferrule.NoEntryPointError) as info:
         ferrule.load(path)
@@ -132,7 +135,7 @@ def test_an_entry_without_c_linkage_is_named_with_what_to_do(cpp: CppBuilds) -> 
 
 
 def test_an_entry_in_a_namespace_is_named_with_its_qualified_name(cpp: CppBuilds) -> None:
-    path = cpp.plugin("mangled", defines=("IN_NAMESPACE",))
+    path = cpp.plugin("mangled", version_script=False, defines=("IN_NAMESPACE",))
     assert exported(path) == ["_ZN8myplugin16ferrule_entry_v1Ev"]
     with pytest.raises(ferrule.NoEntryPointError, match=(
         r"exports the entry point only with C\+\+ linkage, as the mangled symbol _ZN8myplugin16ferrule_entry_v1Ev "
@@ -141,9 +144,13 @@ def test_an_entry_in_a_namespace_is_named_with_its_qualified_name(cpp: CppBuilds
         ferrule.load(path)
 
 
-def test_an_entry_without_c_linkage_that_is_not_exported_is_named_too(cpp: CppBuilds) -> None:
-    # Hidden by -fvisibility=hidden: the full symbol table still has it.
-    path = cpp.plugin("mangled", defines=("HIDDEN",))
+@pytest.mark.parametrize(("version_script", "defines"), [(False, ("HIDDEN",)), (True, ())],
+                         ids=["hidden-visibility", "version-script"])
+def test_an_entry_without_c_linkage_that_is_not_exported_is_named_too(
+        cpp: CppBuilds, version_script: bool, defines: tuple[str, ...]) -> None:
+    # Hidden by -fvisibility=hidden, or made local by the version script
+    # (which exports only the C name): the full symbol table still has it.
+    path = cpp.plugin("mangled", version_script=version_script, defines=defines)
     assert exported(path) == []
     with pytest.raises(ferrule.NoEntryPointError) as info:
         ferrule.load(path)
@@ -155,11 +162,26 @@ def test_an_entry_without_c_linkage_that_is_not_exported_is_named_too(cpp: CppBu
 
 
 def test_the_elf_reader_lists_what_nm_lists(cpp: CppBuilds) -> None:
-    for path in (cpp.plugin("throws"), cpp.plugin("mangled"), cpp.plugin("mangled", defines=("HIDDEN",))):
+    for path in (cpp.plugin("throws"), cpp.plugin("throws", version_script=False), cpp.plugin("mangled")):
         assert sorted(defined_symbols(str(path))) == exported(path)
         out = run(["nm", "--defined-only", str(path)]).stdout
         assert sorted(defined_symbols(str(path), exported=False)) == sorted(
             line.split()[-1] for line in out.splitlines() if line.strip())
+
+
+# -- visibility: the version script
+
+
+@pytest.mark.parametrize("name", ["throws"])
+def test_the_version_script_exports_the_entry_alone(cpp: CppBuilds, name: str) -> None:
+    assert exported(cpp.plugin(name)) == ["ferrule_entry_v1"]
+    # Without it, -fvisibility=hidden leaves the standard library's inline
+    # and template code (std::string's, std::map's) exported.
+    without = exported(cpp.plugin(name, version_script=False))
+    assert "ferrule_entry_v1" in without
+    extra = [symbol for symbol in without if symbol != "ferrule_entry_v1"]
+    assert extra and all(symbol.startswith("_Z") for symbol in extra), without
+    assert any("basic_string" in symbol for symbol in extra), extra
 
 
 # -- exceptions at the boundary

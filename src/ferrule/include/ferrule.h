@@ -286,7 +286,12 @@ typedef const ferrule_plugin *(*ferrule_entry_fn)(void);
 
 /* Declare (and then define) the entry point with this, at file scope:
  *   FERRULE_ENTRY { return &my_descriptor; }
- * Build with -fvisibility=hidden so that nothing else is exported. */
+ * Build with -fvisibility=hidden so that nothing else is exported. In C++
+ * that is not enough (inline and template code from the standard library,
+ * e.g. std::string's, stays exported as weak symbols): also link with the
+ * version script beside this header, which exports ferrule_entry_v1 alone:
+ *   -Wl,--version-script=DIR/ferrule.map
+ * where DIR is this header's directory (ferrule.get_include() in Python). */
 #define FERRULE_ENTRY FERRULE_EXTERN_C FERRULE_EXPORT const ferrule_plugin *ferrule_entry_v1(void)
 
 /* Whether a host table has a field added after ABI 1.0, e.g.
