@@ -1,6 +1,7 @@
 """C++ plugins, built for real with g++ and (when installed) clang++: the
 entry point's C linkage and the error when it is lost, the version script
-that exports the entry alone, and ferrule::guard at the ABI boundary."""
+that exports the entry alone, ferrule::guard at the ABI boundary, and the
+example plugin (examples/cpp_plugin)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from ferrule._loader.elf import defined_symbols
 from .conftest import CC, INCLUDE, ROOT, run
 
 CPP_DIR = ROOT / "tests" / "plugins" / "cpp"
+EXAMPLE = ROOT / "examples" / "cpp_plugin" / "wordstat.cpp"
 VERSION_SCRIPT = INCLUDE / "ferrule.map"
-# A C++ plugin's build flags (docs/cpp.md), without the version script.
+# The example README's build command, without the version script.
 FLAGS = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-fvisibility=hidden", f"-I{INCLUDE}"]
 WITH_MAP = [f"-Wl,--version-script={VERSION_SCRIPT}"]
 CLANG_MISSING = "clang++ is not installed (apt-get install clang); g++ builds the same sources"
@@ -28,6 +30,7 @@ COMPILERS = [
     pytest.param("g++", id="g++"),
     pytest.param("clang++", id="clang++", marks=pytest.mark.skipif(shutil.which("clang++") is None, reason=CLANG_MISSING)),
 ]
+WORDSTAT_LOGGER = "ferrule.plugin.org.ferrule.examples.wordstat"
 THROWS_LOGGER = "ferrule.plugin.org.ferrule.tests.throws"
 
 
@@ -45,10 +48,11 @@ class CppBuilds:
         self._built: dict[tuple[str, bool, tuple[str, ...]], Path] = {}
 
     def plugin(self, name: str, *, version_script: bool = True, defines: tuple[str, ...] = ()) -> Path:
-        """The library built from tests/plugins/cpp/NAME.cpp."""
+        """The library built from examples/cpp_plugin/wordstat.cpp ("wordstat")
+        or tests/plugins/cpp/NAME.cpp, with the example's flags."""
         key = (name, version_script, defines)
         if key not in self._built:
-            source = CPP_DIR / f"{name}.cpp"
+            source = EXAMPLE if name == "wordstat" else CPP_DIR / f"{name}.cpp"
             suffix = "".join(f"_{d.lower()}" for d in defines) + ("" if version_script else "_no_map")
             output = self._out / f"lib{name}{suffix}.so"
             run([self.compiler, *FLAGS, *(f"-D{d}" for d in defines), str(source), "-o", str(output),
@@ -162,7 +166,7 @@ def test_an_entry_without_c_linkage_that_is_not_exported_is_named_too(
 
 
 def test_the_elf_reader_lists_what_nm_lists(cpp: CppBuilds) -> None:
-    for path in (cpp.plugin("throws"), cpp.plugin("throws", version_script=False), cpp.plugin("mangled")):
+    for path in (cpp.plugin("wordstat"), cpp.plugin("wordstat", version_script=False), cpp.plugin("mangled")):
         assert sorted(defined_symbols(str(path))) == exported(path)
         out = run(["nm", "--defined-only", str(path)]).stdout
         assert sorted(defined_symbols(str(path), exported=False)) == sorted(
@@ -172,7 +176,7 @@ def test_the_elf_reader_lists_what_nm_lists(cpp: CppBuilds) -> None:
 # -- visibility: the version script
 
 
-@pytest.mark.parametrize("name", ["throws"])
+@pytest.mark.parametrize("name", ["wordstat", "throws"])
 def test_the_version_script_exports_the_entry_alone(cpp: CppBuilds, name: str) -> None:
     assert exported(cpp.plugin(name)) == ["ferrule_entry_v1"]
     # Without it, -fvisibility=hidden leaves the standard library's inline
@@ -246,3 +250,48 @@ def test_an_exception_without_the_guard_kills_only_the_isolated_child(cpp: CppBu
         assert "crashed during unguarded(): killed by SIGABRT (signal 6)" in str(info.value)
         assert "escaped without a guard" in str(info.value)  # std::terminate's last words, from the child's stderr
         assert plugin.guarded("ok") == 7  # a new child
+
+
+# -- the example plugin
+
+
+def test_example_counts_words_and_returns_strings(cpp: CppBuilds, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=WORDSTAT_LOGGER)
+    with ferrule.load(cpp.plugin("wordstat"), config="the a of") as stats:
+        assert stats.add("The cat and the hat; a Cat, of course. Café café!") == 7
+        assert (stats.count("cat"), stats.count("CAT"), stats.count("the"), stats.count("café")) == (2, 2, 0, 2)
+        assert stats.distinct() == 5
+        assert stats.top(3) == "café 2\ncat 2\nand 1\n"
+        assert stats.top(0) == ""
+        assert stats.load("dog 5\nhat 2\n") == 2
+        assert (stats.count("dog"), stats.count("hat")) == (5, 3)
+        listing = stats.top(100)
+        assert listing.splitlines() == ["dog 5", "hat 3", "café 2", "cat 2", "and 1", "course 1"]
+    # shutdown deleted the state: its destructor logged, once.
+    messages = [r.getMessage() for r in caplog.records if r.name == WORDSTAT_LOGGER]
+    assert messages == ["wordstat ready, 3 stopwords", "wordstat: state destroyed, 6 distinct words"]
+
+
+def test_example_turns_its_exceptions_into_errors(cpp: CppBuilds) -> None:
+    with ferrule.load(cpp.plugin("wordstat")) as stats:
+        stats.add("dog")
+        with pytest.raises(ferrule.PluginCallError) as info:
+            stats.load("dog 1\nbad line\n")
+        assert str(info.value) == (
+            "plugin 'org.ferrule.examples.wordstat' function 'load' failed: line 2 'bad line': expected "
+            "'word count', a word, a space and a decimal count"
+        )
+        # std::stoull's own std::out_of_range, rethrown with the line.
+        with pytest.raises(ferrule.PluginCallError, match=r"^.*: line 1 'dog 99999999999999999999': the count does "
+                           r"not fit in 64 bits$"):
+            stats.load("dog 99999999999999999999")
+        assert stats.count("dog") == 1  # a failed load counts nothing
+    with pytest.raises(ferrule.PluginInitError) as init:
+        ferrule.load(cpp.plugin("wordstat"), config="the a,b")
+    assert init.value.plugin_message == "stopword 'a,b' is not a word: give the stopwords as words separated by spaces"
+
+
+def test_example_readme_builds_what_the_tests_build() -> None:
+    readme = (ROOT / "examples" / "cpp_plugin" / "README.md").read_text()
+    for flag in FLAGS[:-1] + ["-Wl,--version-script="]:
+        assert flag in readme, flag
