@@ -22,6 +22,7 @@ from .._errors import (
     SignatureError,
 )
 from .._loader import Library
+from .._loader.elf import defined_symbols
 from . import cdef as abi
 from .ffi import ffi
 from .signature import parse_signature
@@ -107,6 +108,7 @@ def _entry(lib: Library) -> Any:
                 (major, 0),
                 (abi.ABI_MAJOR, abi.ABI_MINOR),
             )
+        _refuse_a_cxx_entry(lib.path)
         raise NoEntryPointError(
             f"{lib.path} does not export {ENTRY_SYMBOL}, expected by every ferrule plugin: export it "
             "with the Rust SDK's plugin! macro or the C header's FERRULE_ENTRY"
@@ -116,6 +118,78 @@ def _entry(lib: Library) -> Any:
     if desc == ffi.NULL:
         raise NoEntryPointError(f"{ENTRY_SYMBOL} in {lib.path} returned NULL, expected a descriptor")
     return desc
+
+
+def _refuse_a_cxx_entry(path: str) -> None:
+    """Raise NoEntryPointError if the library defines the entry point only
+    under a C++-mangled name, exported or not: declared without extern "C"
+    (by hand, or with the macro of a header older than its C++ fix)."""
+    for exported in (True, False):
+        found = [(symbol, parts) for symbol in defined_symbols(path, exported=exported)
+                 if (parts := _cxx_name(symbol)) is not None and parts[-1] == ENTRY_SYMBOL]
+        if not found:
+            continue
+        names = ", ".join(symbol if len(parts) == 1 else f"{symbol} ({'::'.join(parts)})" for symbol, parts in found)
+        if exported:
+            raise NoEntryPointError(
+                f"{path} exports the entry point only with C++ linkage, as the mangled symbol {names}, "
+                f"expected the C symbol {ENTRY_SYMBOL}: give it C linkage, by defining it with FERRULE_ENTRY "
+                'from a current ferrule.h or declaring it extern "C"'
+            )
+        raise NoEntryPointError(
+            f"{path} defines the entry point only with C++ linkage, as the mangled symbol {names}, and does "
+            f"not export it, expected the exported C symbol {ENTRY_SYMBOL}: define it with FERRULE_ENTRY from "
+            'a current ferrule.h (or declare it extern "C" with default visibility)'
+        )
+
+
+def _cxx_name(symbol: str) -> list[str] | None:
+    """The qualified name, as parts, of a C++ function symbol in the Itanium
+    mangling (g++, clang++): ["ferrule_entry_v1"] for _Z16ferrule_entry_v1v,
+    ["ns", "ferrule_entry_v1"] for _ZN2ns16ferrule_entry_v1Ev. None for any
+    other symbol, and for names this small reader does not follow (templates,
+    operators, substitutions other than std::): it only has to recognise an
+    entry point that lost its C linkage."""
+    if not symbol.startswith("_Z"):
+        return None
+    pos = 2
+
+    def source_name() -> str | None:
+        """<length><identifier>, then any ABI tags (B<length><identifier>)."""
+        nonlocal pos
+        end = pos
+        while end < len(symbol) and symbol[end] in "0123456789":
+            end += 1
+        if end == pos or symbol[pos] == "0":
+            return None
+        name = symbol[end:end + int(symbol[pos:end])]
+        if len(name) != int(symbol[pos:end]):
+            return None
+        pos = end + len(name)
+        while symbol.startswith("B", pos):
+            pos += 1
+            if source_name() is None:
+                return None
+        return name
+
+    parts = []
+    nested = symbol.startswith("N", pos)
+    if nested:
+        pos += 1
+        while pos < len(symbol) and symbol[pos] in "rVKRO":  # cv- and ref-qualifiers of a member
+            pos += 1
+    if symbol.startswith("St", pos):
+        parts.append("std")
+        pos += 2
+    while True:
+        name = source_name()
+        if name is None:
+            return None
+        parts.append(name)
+        if not nested:
+            return parts
+        if symbol.startswith("E", pos):
+            return parts
 
 
 def _check_head(desc: Any, where: str) -> None:

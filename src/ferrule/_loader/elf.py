@@ -12,6 +12,7 @@ import os
 import platform
 import struct
 import sys
+from typing import BinaryIO
 
 from .._errors import NotALibraryError, WrongArchitectureError
 
@@ -168,3 +169,79 @@ def _runpath(data: bytes, origin: str) -> tuple[str, ...]:
     text = data[start:data.index(b"\0", start)].decode()
     dirs = (d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin) for d in text.split(":"))
     return tuple(os.path.normpath(d) for d in dirs if d)
+
+# What a dynamic lookup can find: bindings GLOBAL, WEAK and GNU_UNIQUE with
+# visibility DEFAULT or PROTECTED.
+_EXPORTED_BINDINGS = {1, 2, 10}
+_EXPORTED_VISIBILITIES = {0, 3}
+_NOT_CODE_OR_DATA = {3, 4}  # STT_SECTION, STT_FILE: nm leaves them out too
+_SHT_SYMTAB = 2
+_SHT_DYNSYM = 11
+
+
+def defined_symbols(path: str, *, exported: bool = True) -> list[str]:
+    """The names of the symbols a library file defines, in table order: with
+    ``exported``, those of its dynamic symbol table that a lookup can find
+    (what ``nm -D --defined-only`` lists); without, every defined one of its
+    full symbol table, local ones too (``nm --defined-only``; none when the
+    file is stripped).
+
+    A pure reader for error messages: nothing of the library runs. Returns []
+    for anything it cannot read this way (not ELF, no section headers, a
+    truncated or inconsistent table), since only a message depends on it.
+    """
+    try:
+        with open(path, "rb") as f:
+            return _symbols(f, _SHT_DYNSYM if exported else _SHT_SYMTAB)
+    except (OSError, struct.error, ValueError):
+        return []
+
+
+def _symbols(f: BinaryIO, table_type: int) -> list[str]:
+    def read(offset: int, size: int) -> bytes:
+        f.seek(offset)
+        data = f.read(size)
+        if len(data) != size:
+            raise ValueError("truncated")
+        return data
+
+    ident = read(0, 16)
+    if ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+        return []
+    wide = ident[4] == 2
+    order = "<" if ident[5] == 1 else ">"
+    if wide:
+        (shoff,), (shentsize, shnum) = struct.unpack(order + "Q", read(0x28, 8)), struct.unpack(order + "HH", read(0x3A, 4))
+        section, symbol = struct.Struct(order + "IIQQQQIIQQ"), struct.Struct(order + "IBBHQQ")
+    else:
+        (shoff,), (shentsize, shnum) = struct.unpack(order + "I", read(0x20, 4)), struct.unpack(order + "HH", read(0x2E, 4))
+        section, symbol = struct.Struct(order + "IIIIIIIIII"), struct.Struct(order + "IIIBBH")
+    if shoff == 0 or shentsize < section.size:
+        return []
+
+    def header(index: int) -> tuple[int, int, int, int]:
+        """sh_type, sh_offset, sh_size and sh_link of a section."""
+        fields = section.unpack(read(shoff + index * shentsize, section.size))
+        return fields[1], fields[4], fields[5], fields[6]
+
+    if shnum == 0:  # 0xff00 sections or more: the count is in section 0's sh_size
+        shnum = header(0)[2]
+    for index in range(shnum):
+        kind, offset, size, link = header(index)
+        if kind != table_type:
+            continue
+        _, strings_offset, strings_size, _ = header(link)
+        strings = read(strings_offset, strings_size)
+        names = []
+        for entry in symbol.iter_unpack(read(offset, size - size % symbol.size)):
+            name, info, other, shndx = (entry[0], entry[1], entry[2], entry[3]) if wide else (entry[0], *entry[3:])
+            if shndx == 0 or name == 0 or info & 0xF in _NOT_CODE_OR_DATA:  # undefined or not a program symbol
+                continue
+            if table_type == _SHT_DYNSYM and (info >> 4 not in _EXPORTED_BINDINGS or other & 3 not in _EXPORTED_VISIBILITIES):
+                continue
+            end = strings.find(b"\0", name)
+            if end < 0:
+                raise ValueError("unterminated symbol name")
+            names.append(strings[name:end].decode("utf-8", "replace"))
+        return names
+    return []

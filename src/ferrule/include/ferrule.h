@@ -275,10 +275,24 @@ typedef const ferrule_plugin *(*ferrule_entry_fn)(void);
 #define FERRULE_EXPORT
 #endif
 
-/* Declare (and then define) the entry point with this:
+/* C linkage for the entry point in C++ too: FERRULE_ENTRY is used outside
+ * this header's extern "C" block, where a C++ compiler would otherwise export
+ * a mangled name (_Z16ferrule_entry_v1v) that no host looks up. */
+#ifdef __cplusplus
+#define FERRULE_EXTERN_C extern "C"
+#else
+#define FERRULE_EXTERN_C
+#endif
+
+/* Declare (and then define) the entry point with this, at file scope:
  *   FERRULE_ENTRY { return &my_descriptor; }
- * Build with -fvisibility=hidden so that nothing else is exported. */
-#define FERRULE_ENTRY FERRULE_EXPORT const ferrule_plugin *ferrule_entry_v1(void)
+ * Build with -fvisibility=hidden so that nothing else is exported. In C++
+ * that is not enough (inline and template code from the standard library,
+ * e.g. std::string's, stays exported as weak symbols): also link with the
+ * version script beside this header, which exports ferrule_entry_v1 alone:
+ *   -Wl,--version-script=DIR/ferrule.map
+ * where DIR is this header's directory (ferrule.get_include() in Python). */
+#define FERRULE_ENTRY FERRULE_EXTERN_C FERRULE_EXPORT const ferrule_plugin *ferrule_entry_v1(void)
 
 /* Whether a host table has a field added after ABI 1.0, e.g.
  * FERRULE_HOST_HAS(host, query) before using host->query. */
@@ -345,5 +359,138 @@ static inline int32_t ferrule_invoke(const ferrule_host *host, const ferrule_fn 
 #ifdef __cplusplus
 }
 #endif
+
+/* C++ helpers (C++11 or later, header-only, standard library only).
+ *
+ * A C++ exception must not leave a function that the host calls: the host is
+ * C, so the exception finds no handler and std::terminate aborts the whole
+ * host process (with isolated=True only the plugin's child process dies, and
+ * the host raises PluginCrashedError, signal 6). Wrap the body of every
+ * function, init and create in ferrule::guard, and of shutdown and destroy in
+ * ferrule::guard_cleanup:
+ *
+ *   static int32_t first(const ferrule_host *host, void *state,
+ *                        const ferrule_value *args, ferrule_value *ret) {
+ *       return ferrule::guard(host, [&] {
+ *           ret->f64 = static_cast<Series *>(state)->values.at(0); // may throw
+ *       });
+ *   }
+ *
+ * These call host->set_error and host->log directly rather than the static C
+ * helpers above, so that the same inline code is used in every translation
+ * unit. See docs/cpp.md. */
+#if defined(__cplusplus) && (__cplusplus >= 201103L || (defined(_MSVC_LANG) && _MSVC_LANG >= 201103L))
+
+#include <cstring>
+#include <exception>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+/* With -fno-exceptions nothing throws and try/catch does not compile: the
+ * guards then only run the body. */
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+#define FERRULE_CXX_EXCEPTIONS 1
+#else
+#define FERRULE_CXX_EXCEPTIONS 0
+#endif
+
+namespace ferrule {
+namespace detail {
+
+template <class Body>
+inline int32_t run(Body &body, std::true_type /* body returns void */) {
+    body();
+    return FERRULE_OK;
+}
+
+template <class Body>
+inline int32_t run(Body &body, std::false_type /* body returns a status */) {
+    return static_cast<int32_t>(body());
+}
+
+inline int32_t fail(const ferrule_host *host, const char *msg) noexcept {
+    host->set_error(host, msg, std::strlen(msg));
+    return FERRULE_ERROR;
+}
+
+/* Log prefix + text at ERROR; text is cut to fit, at a UTF-8 boundary. */
+inline void log_error(const ferrule_host *host, const char *prefix, const char *text) noexcept {
+    char msg[512];
+    size_t n = std::strlen(prefix), extra = std::strlen(text);
+    std::memcpy(msg, prefix, n);
+    if (extra > sizeof msg - n) {
+        extra = sizeof msg - n;
+        while (extra > 0 && (static_cast<unsigned char>(text[extra]) & 0xC0) == 0x80) {
+            extra--;
+        }
+    }
+    std::memcpy(msg + n, text, extra);
+    host->log(host, FERRULE_LOG_ERROR, msg, n + extra);
+}
+
+inline const char *what_of(const std::exception &e) noexcept {
+    const char *what = e.what();
+    return what != nullptr && what[0] != '\0' ? what : "a C++ exception with an empty what()";
+}
+
+inline const char *unknown_exception() noexcept {
+    return "unknown C++ exception (not derived from std::exception): throw a std::exception "
+           "subclass so that its what() becomes the error message";
+}
+
+} /* namespace detail */
+
+/* Run body(), which returns void (meaning FERRULE_OK) or a status
+ * (FERRULE_OK, or a failure after host->set_error), and return that status;
+ * never throws. An exception that escapes body becomes a failure of the call
+ * (or init, or create) with FERRULE_ERROR: a std::exception's what() is the
+ * message, std::bad_alloc reads "out of memory", anything else "unknown C++
+ * exception". Anything body already wrote to ret is then ignored by the host,
+ * so do not hand over owned memory before the last thing that may throw. */
+template <class Body>
+inline int32_t guard(const ferrule_host *host, Body &&body) noexcept {
+    typedef decltype(std::declval<Body &>()()) result;
+    static_assert(std::is_void<result>::value ||
+                      (std::is_integral<result>::value && !std::is_same<result, bool>::value),
+                  "ferrule::guard: the body must return void (FERRULE_OK) or an int32_t status");
+#if FERRULE_CXX_EXCEPTIONS
+    try {
+        return detail::run(body, std::is_void<result>());
+    } catch (const std::bad_alloc &) {
+        return detail::fail(host, "out of memory (std::bad_alloc): an allocation in the plugin failed");
+    } catch (const std::exception &e) {
+        return detail::fail(host, detail::what_of(e));
+    } catch (...) {
+        return detail::fail(host, detail::unknown_exception());
+    }
+#else
+    (void)host;
+    return detail::run(body, std::is_void<result>());
+#endif
+}
+
+/* Run body() for shutdown or destroy, which have no status to fail with:
+ * an exception that escapes body is logged at FERRULE_LOG_ERROR and dropped.
+ * Never throws. */
+template <class Body>
+inline void guard_cleanup(const ferrule_host *host, Body &&body) noexcept {
+#if FERRULE_CXX_EXCEPTIONS
+    try {
+        body();
+    } catch (const std::exception &e) {
+        detail::log_error(host, "exception escaped shutdown or destroy, ignored: ", detail::what_of(e));
+    } catch (...) {
+        detail::log_error(host, "exception escaped shutdown or destroy, ignored: ", detail::unknown_exception());
+    }
+#else
+    (void)host;
+    body();
+#endif
+}
+
+} /* namespace ferrule */
+
+#endif /* C++11 */
 
 #endif /* FERRULE_H */
