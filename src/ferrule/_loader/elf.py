@@ -1,8 +1,10 @@
-"""Read a file's header before the dynamic loader sees it.
+"""Read an ELF file without the dynamic loader: nothing in it runs.
 
 glibc's dlopen reports a library built for another CPU as "No such file", so
 the host classifies the header itself to give a message that says what was
-found and what was expected.
+found and what was expected. Also here: the RUNPATH a missing dependency was
+looked for in, and the symbols a library defines (to name an entry point
+that lost its C linkage).
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ def _runpath(data: bytes, origin: str) -> tuple[str, ...]:
     text = data[start:data.index(b"\0", start)].decode()
     dirs = (d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin) for d in text.split(":"))
     return tuple(os.path.normpath(d) for d in dirs if d)
+
 
 # What a dynamic lookup can find: bindings GLOBAL, WEAK and GNU_UNIQUE with
 # visibility DEFAULT or PROTECTED.
