@@ -158,10 +158,10 @@ def build_sdist(sdist_directory: str, config_settings: Mapping[str, Any] | None 
     config = _load(os.getcwd())
     meta = _metadata(config)
     base = f"{_dist_name(meta)}-{meta.version}"
-    members: dict[str, bytes | str] = {"PKG-INFO": meta.as_rfc822().as_bytes()}  # contents, or a file's path
     top, files = _sdist_files(config, meta)
-    for path in files:
-        members[_posix_rel(path, top)] = path
+    members: dict[str, bytes | str] = {_posix_rel(path, top): path for path in files}  # a file's path, or contents
+    # Made anew, over any left in a source tree that is itself an unpacked sdist.
+    members["PKG-INFO"] = meta.as_rfc822().as_bytes()
     if top != config.project:
         members["pyproject.toml"] = _moved_pyproject(config, _posix_rel(config.project, top)).encode("utf-8")
     name = base + ".tar.gz"
@@ -204,8 +204,9 @@ def _load(root: str) -> _Config:
     if moved is not None:
         sub = moved.get("project-dir")
         if set(moved) != {"project-dir"} or not isinstance(sub, str) or not _inside(sub):
-            raise BuildError(f"{os.path.join(root, 'pyproject.toml')}: [tool.ferrule.sdist] is written by ferrule.build "
-                             f"into an sdist and holds only project-dir, a relative path inside it; found {moved!r}")
+            raise BuildError(f"{os.path.join(root, 'pyproject.toml')}: [tool.ferrule.sdist] is written by "
+                             "ferrule.build into an sdist and holds only project-dir, a relative path inside it; "
+                             f"found {moved!r}")
         project = os.path.normpath(os.path.join(root, sub))
         data = _read_toml(os.path.join(project, "pyproject.toml"))
     where = os.path.join(project, "pyproject.toml")
@@ -459,7 +460,7 @@ def _platform(config: _Config, settings: Mapping[str, str]) -> str:
     if not re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_]+)*", tag, re.ASCII) or "any" in tag.split("."):
         raise BuildError(f"platform tag {tag!r} is not one a native library can have: use e.g. linux_x86_64 or "
                          "manylinux_2_17_x86_64 (several joined by '.')")
-    return tag
+    return ".".join(sorted(set(tag.split("."))))  # in the order auditwheel writes them
 
 
 def _check_architecture(path: str, platform: str) -> None:
@@ -610,7 +611,7 @@ def _sdist_files(config: _Config, meta: StandardMetadata) -> tuple[str, list[str
     files = set(_walk(project))
     for pattern in config.sdist_include:
         parts = pattern.replace(os.sep, "/").split("/")
-        ups = len(parts) - len(list(_drop_leading_ups(parts)))
+        ups = next((i for i, part in enumerate(parts) if part != ".."), len(parts))
         if os.path.isabs(pattern) or ".." in parts[ups:]:
             raise BuildError(f"{where}: tool.ferrule.plugin.sdist-include {pattern!r} must be relative to the project, "
                              "with any '..' only at its start")
@@ -632,15 +633,6 @@ def _sdist_files(config: _Config, meta: StandardMetadata) -> tuple[str, list[str
     files.update(os.path.normpath(os.path.join(project, p)) for p in needed)
     top = os.path.commonpath([project, *(os.path.dirname(f) for f in files)])
     return top, sorted(files)
-
-
-def _drop_leading_ups(parts: list[str]) -> Iterator[str]:
-    it = iter(parts)
-    for part in it:
-        if part != "..":
-            yield part
-            break
-    yield from it
 
 
 def _walk(top: str) -> Iterator[str]:
