@@ -424,7 +424,7 @@ def test_a_library_that_is_not_a_plugin(tmp_path: Path, monkeypatch: pytest.Monk
         build = ["{CC}", "-shared", "-fPIC", "plain.c", "-o", "libplain.so"]
         """, **{"plain.c": "int answer(void) { return 42; }\n"})
     with pytest.raises(BuildError, match=r"libplain\.so is not a ferrule plugin, so it cannot be packaged as one "
-                                         r"\(rejected, NoEntryPointError\): .*ferrule_entry_v1"):
+                                         r"\(NoEntryPointError\): .*ferrule_entry_v1"):
         hook_wheel(project, monkeypatch)
     assert not list((tmp_path / "p-dist").iterdir())
 
@@ -447,3 +447,14 @@ def test_the_build_command_sees_ferrule_include(tmp_path: Path, monkeypatch: pyt
     hook_wheel(project, monkeypatch)
     assert (project / "include.txt").read_text().strip() == ferrule.get_include()
     assert (Path(ferrule.get_include()) / "ferrule.h").is_file()
+
+
+def test_a_library_that_crashes_when_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the scan worker dies: the build process never opens the library.
+    project = make_project(tmp_path / "p", f"""\
+        library = "libboom.so"
+        build = ["{CC}", "-shared", "-fPIC", "boom.c", "-o", "libboom.so"]
+        """, **{"boom.c": "#include <stdlib.h>\n__attribute__((constructor)) static void boom(void) { abort(); }\n"})
+    with pytest.raises(BuildError, match=r"libboom\.so crashed the worker process that read its descriptor "
+                                         r"\(SIGABRT\), so it cannot be packaged: .*static constructors"):
+        hook_wheel(project, monkeypatch)

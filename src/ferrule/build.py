@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import csv
 import fnmatch
 import glob
@@ -141,7 +142,9 @@ def build_wheel(wheel_directory: str, config_settings: Mapping[str, Any] | None 
     if metadata_directory is not None:
         kept = _kept_wheel(root, config_settings, metadata_directory)
         if kept is not None:
-            shutil.copyfile(kept, os.path.join(wheel_directory, os.path.basename(kept)))
+            target = os.path.join(wheel_directory, os.path.basename(kept))
+            if not os.path.exists(target) or not os.path.samefile(kept, target):
+                shutil.copyfile(kept, target)
             return os.path.basename(kept)
     wheel = _make_wheel(root, config_settings)
     if metadata_directory is not None:
@@ -377,13 +380,6 @@ def _dist_name(meta: StandardMetadata) -> str:
 # -- building and checking the library
 
 
-@dataclass(frozen=True)
-class _Plugin:
-    id: str
-    version: str
-    interfaces: tuple[str, ...]  # "<interface id>/<revision>", each once, in descriptor order
-
-
 def _run_build(config: _Config) -> None:
     """Run the build command in the project, with FERRULE_INCLUDE set, and
     stream its output; fail with its last lines if it fails."""
@@ -421,9 +417,10 @@ def _run_build(config: _Config) -> None:
                          f"({how}){output}")
 
 
-def _check_library(config: _Config, platform: str) -> _Plugin:
-    """The built library, checked against the platform tag and read by the
-    scan worker: what ferrule hosts would see."""
+def _check_library(config: _Config, platform: str) -> tuple[str, ...]:
+    """Check the built library against the platform tag and have the scan
+    worker read it, as ferrule hosts would; returns the interfaces it
+    implements, as "<interface id>/<revision>", each once, in descriptor order."""
     path = config.library_path
     if not os.path.isfile(path):
         after = (f"after the build command {shlex.join(config.build)} ran" if config.build else
@@ -442,13 +439,16 @@ def _check_library(config: _Config, platform: str) -> _Plugin:
     except IsolationError as exc:
         raise BuildError(f"could not read the descriptor of {path}: {exc}") from None
     if isinstance(result, ScanProblem):
-        raise BuildError(f"{path} is not a ferrule plugin, so it cannot be packaged as one ({result.kind}, "
-                         f"{result.error}): {result.message}")
+        if result.kind == "rejected":
+            raise BuildError(f"{path} is not a ferrule plugin, so it cannot be packaged as one ({result.error}): "
+                             f"{result.message}")
+        raise BuildError(f"{path} {result.kind} the worker process that read its descriptor ({result.error}), so it "
+                         f"cannot be packaged: {result.message}")
     plugin = info(result)
     interfaces = tuple(dict.fromkeys(f"{iface}/{revision}" for iface, revision, _ in plugin.interfaces))
     _say(f"{os.path.basename(path)} is plugin {plugin.id} {plugin.version} (ABI {plugin.abi_version[0]}."
          f"{plugin.abi_version[1]})" + (f", implementing {', '.join(interfaces)}" if interfaces else ""))
-    return _Plugin(plugin.id, plugin.version, interfaces)
+    return interfaces
 
 
 def _platform(config: _Config, settings: Mapping[str, str]) -> str:
@@ -509,7 +509,7 @@ def _make_wheel(root: str, config_settings: Mapping[str, Any] | None) -> _Wheel:
     meta = _metadata(config)
     platform = _platform(config, settings)
     _run_build(config)
-    plugin = _check_library(config, platform)
+    interfaces = _check_library(config, platform)
 
     from packaging.tags import parse_tag
 
@@ -526,8 +526,8 @@ def _make_wheel(root: str, config_settings: Mapping[str, Any] | None) -> _Wheel:
     wheel_text = (f"Wheel-Version: 1.0\nGenerator: ferrule.build {__version__}\nRoot-Is-Purelib: false\n"
                   + "".join(f"Tag: {t}\n" for t in tags))
     target = f"{'.'.join(config.package)}:{file_name}"
-    if plugin.interfaces:
-        target += f" [{', '.join(plugin.interfaces)}]"
+    if interfaces:
+        target += f" [{', '.join(interfaces)}]"
     groups = {GROUP: {config.name: target}, "console_scripts": meta.scripts,
               "gui_scripts": meta.gui_scripts, **meta.entrypoints}
     entry_points = "\n".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in entries.items())
@@ -579,13 +579,25 @@ def _write_zip(path: str, files: list[tuple[str, bytes, int]]) -> None:
         writer.writerow([name, f"sha256={digest}", len(data)])
     writer.writerow([f"{dist_info}/RECORD", "", ""])
     entries = [*ordered, (f"{dist_info}/RECORD", record.getvalue().encode("utf-8"), 0o644)]
-    partial = path + ".part"
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with _replacing(path) as partial, zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data, mode in entries:
             member = zipfile.ZipInfo(name, date_time=stamp)
             member.compress_type = zipfile.ZIP_DEFLATED
             member.external_attr = (stat.S_IFREG | mode) << 16
             archive.writestr(member, data)
+
+
+@contextlib.contextmanager
+def _replacing(path: str) -> Iterator[str]:
+    """A temporary path that becomes path once written: a failed or
+    interrupted build leaves no half archive under the final name."""
+    partial = path + ".part"
+    try:
+        yield partial
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
     os.replace(partial, path)
 
 
@@ -697,8 +709,8 @@ def _write_tar(path: str, base: str, members: Mapping[str, bytes | str]) -> None
     (bytes) or paths of files to copy (str). Fixed times, owners and modes
     make the bytes reproducible."""
     mtime = _epoch()
-    partial = path + ".part"
-    with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=mtime) as zipped, \
+    with _replacing(path) as partial, open(partial, "wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=mtime) as zipped, \
             tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(members):
             value = members[name]
@@ -715,7 +727,6 @@ def _write_tar(path: str, base: str, members: Mapping[str, bytes | str]) -> None
             member.uid = member.gid = 0
             member.uname = member.gname = ""
             tar.addfile(member, io.BytesIO(data))
-    os.replace(partial, path)
 
 
 def _say(message: str) -> None:
