@@ -160,7 +160,7 @@ def build_sdist(sdist_directory: str, config_settings: Mapping[str, Any] | None 
     _settings(config_settings)
     config = _load(os.getcwd())
     meta = _metadata(config)
-    base = f"{_dist_name(meta)}-{meta.version}"
+    base = _base_name(meta)
     top, files = _sdist_files(config, meta)
     members: dict[str, bytes | str] = {_posix_rel(path, top): path for path in files}  # a file's path, or contents
     # Made anew, over any left in a source tree that is itself an unpacked sdist.
@@ -373,8 +373,9 @@ def _metadata(config: _Config) -> StandardMetadata:
     return meta
 
 
-def _dist_name(meta: StandardMetadata) -> str:
-    return meta.canonical_name.replace("-", "_")
+def _base_name(meta: StandardMetadata) -> str:
+    """<name>-<version> as archive and .dist-info names spell it."""
+    return f"{meta.canonical_name.replace('-', '_')}-{meta.version}"
 
 
 # -- building and checking the library
@@ -515,7 +516,7 @@ def _make_wheel(root: str, config_settings: Mapping[str, Any] | None) -> _Wheel:
 
     from . import __version__
 
-    dist_info = f"{_dist_name(meta)}-{meta.version}.dist-info"
+    dist_info = f"{_base_name(meta)}.dist-info"
     path = config.library_path
     with open(path, "rb") as f:
         library = f.read()
@@ -538,7 +539,7 @@ def _make_wheel(root: str, config_settings: Mapping[str, Any] | None) -> _Wheel:
         with open(os.path.join(config.project, license_file), "rb") as f:
             meta_files.append((f"licenses/{license_file.as_posix()}", f.read()))
     files += [(f"{dist_info}/{name}", data, 0o644) for name, data in meta_files]
-    return _Wheel(f"{_dist_name(meta)}-{meta.version}-{'py3-none-' + platform}.whl", dist_info, files)
+    return _Wheel(f"{_base_name(meta)}-py3-none-{platform}.whl", dist_info, files)
 
 
 def _kept_wheel(root: str, config_settings: Mapping[str, Any] | None, metadata_directory: str) -> str | None:
@@ -546,9 +547,9 @@ def _kept_wheel(root: str, config_settings: Mapping[str, Any] | None, metadata_d
     if it is the one these settings would build."""
     config = _load(root)
     meta = _metadata(config)
-    name = f"{_dist_name(meta)}-{meta.version}-py3-none-{_platform(config, _settings(config_settings))}.whl"
+    name = f"{_base_name(meta)}-py3-none-{_platform(config, _settings(config_settings))}.whl"
     kept = os.path.join(os.path.dirname(os.path.abspath(metadata_directory)), name)
-    same_dist = os.path.basename(os.path.normpath(metadata_directory)) == f"{_dist_name(meta)}-{meta.version}.dist-info"
+    same_dist = os.path.basename(os.path.normpath(metadata_directory)) == f"{_base_name(meta)}.dist-info"
     return kept if same_dist and os.path.isfile(kept) else None
 
 
