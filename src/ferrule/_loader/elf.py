@@ -248,3 +248,24 @@ def _symbols(f: BinaryIO, table_type: int) -> list[str]:
             names.append(strings[name:end].decode("utf-8", "replace"))
         return names
     return []
+
+
+def file_machine(path: str) -> tuple[int, int, str] | None:
+    """(e_machine, bits, byte order "little" or "big") of an ELF file, or None
+    for a file in another format. For checks on a file this process will not
+    load: ferrule.build compares it with a wheel's platform tag."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if head[:4] != b"\x7fELF" or len(head) < 20:
+        return None
+    bits = {1: 32, 2: 64}.get(head[4], 0)
+    return _type_and_machine(head)[1], bits, "little" if head[5] == 1 else "big"
+
+
+def host_machine() -> int | None:
+    """e_machine of this interpreter, None where it cannot be told."""
+    return _host_machine()
+
+
+def machine_name(e_machine: int) -> str:
+    return _MACHINES.get(e_machine, f"machine {e_machine}")
