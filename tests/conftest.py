@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,3 +154,34 @@ def call_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     else:
         monkeypatch.setattr(accelerator, "enabled", False)
     return str(request.param)
+
+
+def copy_checkout(dest: Path) -> Path:
+    """The tracked files of this checkout (as a clean clone has them, with
+    the working tree's edits), so a build cannot see local build products."""
+    files = run(["git", "ls-files", "-z"], cwd=ROOT).stdout.split("\0")
+    for name in filter(None, files):
+        source, target = ROOT / name, dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        elif source.is_file():
+            shutil.copy2(source, target)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """ferrule's sdist, and a wheel built from that sdist (python -m build
+    does both, in isolated build environments, as a release does)."""
+    tmp = tmp_path_factory.mktemp("dists")
+    source = copy_checkout(tmp / "source")
+    out = tmp / "dist"
+    proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(source)], capture_output=True,
+                          text=True, env=dict(os.environ, FERRULE_REQUIRE_C="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # setuptools frames each deprecation (e.g. the old license table) in a banner of stars.
+    assert "*" * 40 not in proc.stdout + proc.stderr, "the build warned:\n" + proc.stderr
+    (sdist,) = out.glob("*.tar.gz")
+    (wheel,) = out.glob("*.whl")
+    return {"sdist": sdist, "wheel": wheel, "out": out}

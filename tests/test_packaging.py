@@ -14,7 +14,7 @@ import pytest
 
 import ferrule
 
-from .conftest import ROOT, Built, run
+from .conftest import ROOT, Built, copy_checkout, run
 
 
 def exported(path: Path) -> list[str]:
@@ -87,6 +87,7 @@ def test_an_install_without_a_c_compiler_runs_every_mode(built: Built, tmp_path:
     python = str(venv / "bin" / "python")
     env = dict(os.environ, CC="false", PIP_DISABLE_PIP_VERSION_CHECK="1")
     env.pop("FERRULE_PURE_PYTHON", None)
+    env.pop("PYTHONPATH", None)  # the venv's ferrule, not a tree's
     proc = subprocess.run([python, "-m", "pip", "install", "--quiet", str(source)], capture_output=True, text=True,
                           env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -119,39 +120,6 @@ def test_an_install_without_a_c_compiler_runs_every_mode(built: Built, tmp_path:
     assert all(w.startswith("<string>:") for w in warnings), "the warning points at the user's line"
     version = subprocess.run([str(venv / "bin" / "ferrule"), "--version"], capture_output=True, text=True, env=env)
     assert version.stdout.splitlines()[1].startswith("accelerator: off (ferrule._call._speedups was not built")
-
-
-def copy_checkout(dest: Path) -> Path:
-    """The tracked files of this checkout (as a clean clone has them, with
-    the working tree's edits), so a build cannot see local build products."""
-    import shutil
-
-    files = run(["git", "ls-files", "-z"], cwd=ROOT).stdout.split("\0")
-    for name in filter(None, files):
-        source, target = ROOT / name, dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():
-            target.symlink_to(os.readlink(source))
-        elif source.is_file():
-            shutil.copy2(source, target)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """ferrule's sdist, and a wheel built from that sdist (python -m build
-    does both, in isolated build environments, as a release does)."""
-    tmp = tmp_path_factory.mktemp("dists")
-    source = copy_checkout(tmp / "source")
-    out = tmp / "dist"
-    proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(source)], capture_output=True,
-                          text=True, env=dict(os.environ, FERRULE_REQUIRE_C="1"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    # setuptools frames each deprecation (e.g. the old license table) in a banner of stars.
-    assert "*" * 40 not in proc.stdout + proc.stderr, "the build warned:\n" + proc.stderr
-    (sdist,) = out.glob("*.tar.gz")
-    (wheel,) = out.glob("*.whl")
-    return {"sdist": sdist, "wheel": wheel, "out": out}
 
 
 def test_the_sdist_holds_what_the_build_reads(dists: dict[str, Path]) -> None:

@@ -14,6 +14,7 @@ import base64
 import csv
 import hashlib
 import io
+import json
 import os
 import platform
 import re
@@ -378,7 +379,7 @@ def test_sdist_include_and_exclude(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize(("plugin", "message"), [
     (None, r"has no \[tool.ferrule.plugin\] table"),
     ('librray = "libx.so"\n',
-     r"unknown key librray in \[tool.ferrule.plugin\]; the keys are library, build, name, package, platform-tag, "
+     r"unknown key librray in \[tool.ferrule.plugin\]; the keys are library, build, name, package, group, platform-tag, "
      r"sdist-include, sdist-exclude"),
     ('build = ["true"]\n', r"needs library = "),
     ('library = "/abs/libx.so"\n', r"must be relative to the project"),
@@ -458,3 +459,63 @@ def test_a_library_that_crashes_when_opened(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(BuildError, match=r"libboom\.so crashed the worker process that read its descriptor "
                                          r"\(SIGABRT\), so it cannot be packaged: .*static constructors"):
         hook_wheel(project, monkeypatch)
+
+
+def test_installed_with_pip_discovered_loaded_and_uninstalled(plugin_wheels: PluginWheels,
+                                                               dists: dict[str, Path], tmp_path: Path) -> None:
+    # What a Python application's user does: pip install ferrule and two
+    # plugin wheels into a fresh venv; the host discovers, loads and calls
+    # them; pip uninstall takes one away again.
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)]).check_returncode()
+    python = str(venv / "bin" / "python")
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", FERRULE_CACHE_DIR=str(tmp_path / "cache"))
+    for name in ("PYTHONPATH", "FERRULE_PATH", "FERRULE_PURE_PYTHON"):
+        env.pop(name, None)
+    install = _run([python, "-m", "pip", "install", "--quiet", str(dists["wheel"]), str(plugin_wheels.greeter),
+                    str(plugin_wheels.calc)], env=env)
+    assert install.returncode == 0, install.stdout + install.stderr
+    host = textwrap.dedent("""
+        import json, ferrule
+        result = ferrule.discover()
+        found = {p.entry_point: p for p in result.plugins}
+        out = {"found": sorted((p.entry_point, p.distribution, p.id) for p in result.plugins),
+               "problems": [p.message for p in result.problems]}
+        if "greeter" in found:
+            with ferrule.load(found["greeter"]) as greeter:
+                out["greet"] = greeter.greet("Ada")
+        if "calc" in found:
+            host = ferrule.PluginHost()
+            with host.load(found["calc"], config="from a wheel") as calc:
+                out["mul"] = calc.mul(6, 7)
+            with ferrule.load(found["calc"], isolated=True, timeout=30) as calc:
+                out["isolated"] = calc.mul(2, 21)
+        print(json.dumps(out))
+    """)
+    first = _run([python, "-c", host], cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {
+        "found": [["calc", "ferrule-calc", "org.ferrule.examples.calc"],
+                  ["greeter", "ferrule-greeter", "org.ferrule.examples.greeter"]],
+        "problems": [], "greet": "Hello, Ada!", "mul": 42, "isolated": 42,
+    }
+    listed = _run([str(venv / "bin" / "ferrule"), "list", "--installed"], cwd=tmp_path, env=env)
+    assert [line.split()[:2] for line in listed.stdout.splitlines()] == [["calc", "(ferrule-calc)"],
+                                                                         ["greeter", "(ferrule-greeter)"]]
+    removed = _run([python, "-m", "pip", "uninstall", "--yes", "--quiet", "ferrule-greeter"], env=env)
+    assert removed.returncode == 0, removed.stderr
+    second = _run([python, "-c", host], cwd=tmp_path, env=env)
+    assert json.loads(second.stdout) == {"found": [["calc", "ferrule-calc", "org.ferrule.examples.calc"]],
+                                         "problems": [], "mul": 42, "isolated": 42}
+    cache = json.loads(next((tmp_path / "cache").glob("scan-*.json")).read_text())
+    assert [Path(p).name for p in cache["entries"]] == ["libcalc.so"], "the uninstalled plugin left the cache"
+
+
+def test_a_group_of_the_applications_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "one.c"
+    source.write_text((CALC / "calc.c").read_text())
+    project = make_project(tmp_path / "proj", 'library = "libone.so"\ngroup = "myapp.plugins"')
+    compile_c(source, project / "libone.so", "-lm")
+    wheel = hook_wheel(project, monkeypatch)
+    text = dist_info_text(wheel, "entry_points.txt")
+    assert text.startswith("[myapp.plugins]\none = ") and "ferrule.plugins" not in text

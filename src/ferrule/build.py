@@ -58,8 +58,9 @@ __all__ = [
     "prepare_metadata_for_build_wheel",
 ]
 
-GROUP = "ferrule.plugins"
-_KEYS = ("library", "build", "name", "package", "platform-tag", "sdist-include", "sdist-exclude")
+GROUP = "ferrule.plugins"  # the default; an application may ask its plugins for a group of its own
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_KEYS = ("library", "build", "name", "package", "group", "platform-tag", "sdist-include", "sdist-exclude")
 _SETTINGS = ("platform-tag",)
 _SCAN_TIMEOUT = 60.0  # a slow CI machine opening a large library
 _TAIL_LINES = 40  # of a failed build command's output, quoted in the error
@@ -189,6 +190,7 @@ class _Config:
     build: tuple[str, ...] | None
     name: str
     package: tuple[str, ...]
+    group: str  # the entry-point group hosts discover it in
     platform_tag: str | None
     sdist_include: tuple[str, ...]
     sdist_exclude: tuple[str, ...]
@@ -276,6 +278,10 @@ def _load(root: str) -> _Config:
     if package[0] == "ferrule":
         raise BuildError(f"{where}: tool.ferrule.plugin.package {package_text!r} would put files into ferrule's own "
                          "package: choose a name of the plugin's own")
+    group = string("group") or GROUP
+    if not _GROUP_NAME.fullmatch(group):
+        raise BuildError(f"{where}: tool.ferrule.plugin.group must be an entry-point group name such as "
+                         f"{GROUP} or myapp.plugins (letters, digits, _, . and -), got {group!r}")
     return _Config(
         project=project,
         pyproject=data,
@@ -283,6 +289,7 @@ def _load(root: str) -> _Config:
         build=build,
         name=name,
         package=package,
+        group=group,
         platform_tag=string("platform-tag"),
         sdist_include=strings("sdist-include", " (globs relative to the project)") or (),
         sdist_exclude=strings("sdist-exclude", " (globs relative to the project)") or (),
@@ -364,8 +371,8 @@ def _metadata(config: _Config) -> StandardMetadata:
     if meta.dynamic:
         raise BuildError(f"{where}: project.dynamic lists {', '.join(meta.dynamic)}, but ferrule.build computes no "
                          "metadata: give those fields in [project] and remove dynamic")
-    if GROUP in meta.entrypoints:
-        raise BuildError(f"{where}: [project.entry-points.\"{GROUP}\"] is written by ferrule.build from "
+    if config.group in meta.entrypoints:
+        raise BuildError(f"{where}: [project.entry-points.\"{config.group}\"] is written by ferrule.build from "
                          "[tool.ferrule.plugin] (name, package, library): remove it from [project]")
     # 2.2 at least: an sdist's PKG-INFO is then trusted to match its wheels.
     if Version(meta.auto_metadata_version) < Version("2.2"):
@@ -529,7 +536,7 @@ def _make_wheel(root: str, config_settings: Mapping[str, Any] | None) -> _Wheel:
     target = f"{'.'.join(config.package)}:{file_name}"
     if interfaces:
         target += f" [{', '.join(interfaces)}]"
-    groups = {GROUP: {config.name: target}, "console_scripts": meta.scripts,
+    groups = {config.group: {config.name: target}, "console_scripts": meta.scripts,
               "gui_scripts": meta.gui_scripts, **meta.entrypoints}
     entry_points = "\n".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in entries.items())
                              for group, entries in groups.items() if entries)

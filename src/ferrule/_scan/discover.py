@@ -22,6 +22,7 @@ import re
 import sys
 from typing import NamedTuple
 
+from .._abi.spec import ID_RE
 from .results import PluginInfo, ScanProblem, ScanResult
 from .scan import Results, result_of, scan_files
 
@@ -32,7 +33,7 @@ DEFAULT_GROUP = "ferrule.plugins"
 # package path, library file name, optional [id/revision, ...]
 _VALUE = re.compile(r"\s*(?P<package>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*:\s*(?P<file>[^\s\[\]/:]+)"
                     r"\s*(?:\[(?P<interfaces>[^\]]*)\])?\s*$")
-_INTERFACE = re.compile(r"(?P<id>[A-Za-z0-9_.\-]+)/(?P<revision>\d+)")
+_INTERFACE = re.compile(rf"(?P<id>{ID_RE.pattern})/(?P<revision>\d+)")  # the ids descriptors may hold
 
 
 class InstalledPlugin(NamedTuple):
