@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up on a fresh machine, build the example plugins (Rust and C) and run
-# the two example hosts: examples/host.py (plugin functions) and the text
-# pipeline of examples/pipeline (host-defined interfaces and a service).
+# Set up on a fresh machine, build the example plugins (Rust, C and C++) and
+# run the example hosts: examples/host.py (plugin functions), the text
+# pipeline of examples/pipeline (host-defined interfaces and a service) and
+# the C++ wordstat plugin.
 set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")/.."
@@ -11,6 +12,10 @@ mkdir -p build
 CFLAGS="-shared -fPIC -fvisibility=hidden -O2 -std=c99 -Wall -Wextra -pedantic -Werror -I sdk/c/include"
 cc $CFLAGS examples/c_plugin/calc.c -lm -o build/libcalc.so
 cc $CFLAGS -I examples/pipeline/generated examples/pipeline/c_plugin/textkit.c -o build/libtextkit_c.so
+c++ -std=c++17 -Wall -Wextra -Werror -shared -fPIC -fvisibility=hidden -O2 -I sdk/c/include \
+    -Wl,--version-script=sdk/c/include/ferrule.map examples/cpp_plugin/wordstat.cpp -o build/libwordstat.so
 python3 examples/host.py target/release/libgreeter.so build/libcalc.so
 echo
 python3 examples/pipeline/app.py target/release/libtextkit.so build/libtextkit_c.so
+echo
+python3 examples/cpp_plugin/use.py build/libwordstat.so

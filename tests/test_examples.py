@@ -48,3 +48,22 @@ def test_readme_c_quickstart_builds_and_loads(tmp_path) -> None:  # type: ignore
     with ferrule.load(compile_plugin(source, tmp_path / "libquick.so")) as plugin:
         assert plugin.id == "org.example.calc"
         assert plugin.mul(6, 7) == 42
+
+
+def test_example_cpp_host_script(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import INCLUDE, run
+
+    library = tmp_path / "libwordstat.so"
+    run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-fvisibility=hidden", "-O2",
+         f"-I{INCLUDE}", f"-Wl,--version-script={INCLUDE / 'ferrule.map'}",
+         str(ROOT / "examples" / "cpp_plugin" / "wordstat.cpp"), "-o", str(library)])
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "cpp_plugin" / "use.py"), str(library)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1:] == [
+        "stats.add(...)       = 5",
+        "stats.count('cat')   = 2",
+        "stats.top(2)         = 'cat 2\\nand 1\\n'",
+        "stats.load(...)      raised PluginCallError: line 1 'dog three': expected 'word count', a word, a space "
+        "and a decimal count",
+    ]
