@@ -735,3 +735,51 @@ def test_a_cache_with_its_digest_reads_the_same_as_one_checked_entry_by_entry(pl
     with quiet():
         entries, dirty = _cache.parse_cache(tampered)
     assert dirty and path not in entries and len(entries) == len(trusted) - 1
+
+
+def test_a_dependency_of_a_dependency(tmp_path: Path, workers: list[list[str]]) -> None:
+    # plugin -> libmid (found through the plugin's RUNPATH) -> libleaf
+    # (looked for in libmid's RUNPATH): installing libleaf there ends it.
+    mid_dir, plugin_dir, build = tmp_path / "mid", tmp_path / "plugins", tmp_path / "build"
+    for d in (mid_dir, plugin_dir, build):
+        d.mkdir()
+    (build / "leaf.c").write_text('__attribute__((visibility("default"))) int leaf(void) { return 41; }\n')
+    leaf = compile_plugin(build / "leaf.c", build / "libferleaf.so")
+    (build / "mid.c").write_text('int leaf(void);\n'
+                                 '__attribute__((visibility("default"))) int ferrule_test_dep(void) '
+                                 '{ return leaf() + 1; }\n')
+    compile_plugin(build / "mid.c", mid_dir / "libferdep.so", f"-L{build}", "-lferleaf", "-Wl,-rpath,$ORIGIN/leaf")
+    (build / "needy.c").write_text(NEEDS_A_LIBRARY)
+    compile_plugin(build / "needy.c", plugin_dir / "libneedy.so", f"-L{mid_dir}", "-lferdep",
+                   f"-Wl,-rpath,{mid_dir}")
+    (problem,) = ferrule.scan([plugin_dir]).problems
+    assert problem.error == "MissingDependencyError"
+    assert f"a library that {plugin_dir / 'libneedy.so'} links against needs libferleaf.so" in problem.message
+    (mid_dir / "leaf").mkdir()
+    shutil.copy(leaf, mid_dir / "leaf" / leaf.name)
+    (found,) = ferrule.scan([plugin_dir]).plugins
+    with ferrule.load(found) as plugin:
+        assert plugin.dep() == 42
+
+
+def test_origin_is_the_directory_of_the_path_as_given(needy: tuple[Path, Path], tmp_path: Path) -> None:
+    # A symlinked plugin: the loader expands $ORIGIN from the link's directory.
+    plugin_dir, dep = needy
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "libneedy.so").symlink_to(plugin_dir / "libneedy.so")
+    assert ferrule.scan([links]).rejected
+    (links / "deps").mkdir()
+    shutil.copy(dep, links / "deps" / dep.name)
+    assert [p.id for p in ferrule.scan([links]).plugins] == ["org.ferrule.test.needy"]
+
+
+def test_a_stamp_taken_during_a_change_is_not_trusted(tmp_path: Path) -> None:
+    place = tmp_path / "place"
+    place.mkdir()
+    now = time.time_ns()
+    assert _deps.stamp((str(place),), now).paths == ((str(place), -2),)
+    assert _deps.changed(_deps.stamp((str(place),), now))
+    os.utime(place, ns=(now - 60 * 10**9, now - 60 * 10**9))  # last changed a minute before the attempt
+    settled = _deps.stamp((str(place),), now)
+    assert settled.paths == ((str(place), now - 60 * 10**9),) and not _deps.changed(settled)

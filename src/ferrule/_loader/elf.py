@@ -14,7 +14,7 @@ import os
 import platform
 import struct
 import sys
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from .._errors import NotALibraryError, WrongArchitectureError
 
@@ -111,38 +111,48 @@ def check_header(path: str) -> None:
 
 
 _PT_LOAD, _PT_DYNAMIC = 1, 2
-_DT_STRTAB, _DT_RPATH, _DT_RUNPATH = 5, 15, 29
+_DT_NEEDED, _DT_STRTAB, _DT_RPATH, _DT_RUNPATH = 1, 5, 15, 29
 
 
-def runpath(path: str) -> tuple[str, ...]:
-    """The directories a library's DT_RUNPATH (else DT_RPATH) tells the
-    dynamic loader to search, with $ORIGIN expanded. Advisory: a file this
-    cannot read yields ()."""
+class Dynamic(NamedTuple):
+    needed: tuple[str, ...]  # DT_NEEDED: the libraries it links against, by name
+    runpath: tuple[str, ...]  # DT_RUNPATH (else DT_RPATH), $ORIGIN expanded
+
+
+def dynamic(path: str) -> Dynamic:
+    """What a library's dynamic section tells the loader: its NEEDED names
+    and where to look for them. $ORIGIN is the directory of ``path`` as
+    given (glibc does not resolve symlinks for it). Advisory: a file this
+    cannot read yields empty tuples. Reads only the headers and the
+    dynamic section's strings, not the whole file."""
     try:
         with open(path, "rb") as f:
-            data = f.read(16 << 20)  # the dynamic section and its strings sit near the start
-        return _runpath(data, os.path.dirname(os.path.realpath(path)))
-    except (OSError, struct.error, IndexError, UnicodeDecodeError):
-        return ()
+            return _dynamic(f, os.path.dirname(os.path.abspath(path)))
+    except (OSError, struct.error, ValueError, UnicodeDecodeError):
+        return Dynamic((), ())
 
 
-def _runpath(data: bytes, origin: str) -> tuple[str, ...]:
-    if data[:4] != b"\x7fELF":
-        return ()
-    wide = data[4] == 2
-    order = "<" if data[5] == 1 else ">"
+def _dynamic(f: BinaryIO, origin: str) -> Dynamic:
+    empty = Dynamic((), ())
+    head = f.read(64)
+    if head[:4] != b"\x7fELF" or len(head) < 64:
+        return empty
+    wide = head[4] == 2
+    order = "<" if head[5] == 1 else ">"
     if wide:
-        phoff, = struct.unpack_from(order + "Q", data, 32)
-        phentsize, phnum = struct.unpack_from(order + "HH", data, 54)
+        (phoff,) = struct.unpack_from(order + "Q", head, 32)
+        phentsize, phnum = struct.unpack_from(order + "HH", head, 54)
         header, entry = order + "IIQQQQ", order + "qQ"  # p_type p_flags p_offset p_vaddr p_paddr p_filesz
     else:
-        phoff, = struct.unpack_from(order + "I", data, 28)
-        phentsize, phnum = struct.unpack_from(order + "HH", data, 42)
+        (phoff,) = struct.unpack_from(order + "I", head, 28)
+        phentsize, phnum = struct.unpack_from(order + "HH", head, 42)
         header, entry = order + "IIIII", order + "iI"  # p_type p_offset p_vaddr p_paddr p_filesz
+    f.seek(phoff)
+    table = f.read(min(phnum, 256) * phentsize)
     loads: list[tuple[int, int, int]] = []  # (vaddr, filesz, offset)
-    dynamic: tuple[int, int] | None = None
-    for i in range(min(phnum, 256)):
-        fields = struct.unpack_from(header, data, phoff + i * phentsize)
+    dyn: tuple[int, int] | None = None
+    for i in range(len(table) // phentsize if phentsize else 0):
+        fields = struct.unpack_from(header, table, i * phentsize)
         if wide:
             p_type, _flags, offset, vaddr, _paddr, filesz = fields
         else:
@@ -150,27 +160,40 @@ def _runpath(data: bytes, origin: str) -> tuple[str, ...]:
         if p_type == _PT_LOAD:
             loads.append((vaddr, filesz, offset))
         elif p_type == _PT_DYNAMIC:
-            dynamic = (offset, filesz)
-    if dynamic is None:
-        return ()
-    tags: dict[int, int] = {}
+            dyn = (offset, min(filesz, 1 << 16))
+    if dyn is None:
+        return empty
+    f.seek(dyn[0])
+    section = f.read(dyn[1])
     step = struct.calcsize(entry)
-    for at in range(dynamic[0], dynamic[0] + dynamic[1] - step + 1, step):
-        tag, value = struct.unpack_from(entry, data, at)
+    tags: list[tuple[int, int]] = []
+    for at in range(0, len(section) - step + 1, step):
+        tag, value = struct.unpack_from(entry, section, at)
         if tag == 0:
             break
-        tags.setdefault(tag, value)
-    wanted = tags.get(_DT_RUNPATH, tags.get(_DT_RPATH))
-    strtab = tags.get(_DT_STRTAB)
-    if wanted is None or strtab is None:
-        return ()
-    base = next((strtab - vaddr + offset for vaddr, size, offset in loads if vaddr <= strtab < vaddr + size), None)
+        tags.append((tag, value))
+    strtab = next((v for t, v in tags if t == _DT_STRTAB), None)
+    base = None if strtab is None else next(
+        (strtab - vaddr + offset for vaddr, size, offset in loads if vaddr <= strtab < vaddr + size), None)
     if base is None:
-        return ()
-    start = base + wanted
-    text = data[start:data.index(b"\0", start)].decode()
-    dirs = (d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin) for d in text.split(":"))
-    return tuple(os.path.normpath(d) for d in dirs if d)
+        return empty
+
+    def string(at: int) -> str:
+        f.seek(base + at)
+        chunk = f.read(4096)
+        end = chunk.find(b"\0")
+        if end < 0:
+            raise ValueError("unterminated dynamic string")
+        return chunk[:end].decode()
+
+    needed = tuple(string(v) for t, v in tags if t == _DT_NEEDED)
+    path_tag = next((v for t, v in tags if t == _DT_RUNPATH), None)
+    if path_tag is None:
+        path_tag = next((v for t, v in tags if t == _DT_RPATH), None)
+    if path_tag is None:
+        return Dynamic(needed, ())
+    dirs = (d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin) for d in string(path_tag).split(":"))
+    return Dynamic(needed, tuple(os.path.normpath(d) for d in dirs if d))
 
 
 # What a dynamic lookup can find: bindings GLOBAL, WEAK and GNU_UNIQUE with

@@ -20,7 +20,7 @@ from .._errors import (
     SymbolNotFoundError,
     WrongArchitectureError,
 )
-from .elf import check_header
+from .elf import check_header, dynamic
 from .posix import loaded_path, open_library  # the raw layer; a Windows one would be chosen here
 from .posix import symbol as find_symbol
 
@@ -49,9 +49,15 @@ def _classify(path: str, message: str) -> LibraryError:
     own_file = message.startswith(path + ":") or message.startswith(os.path.basename(path) + ":")
     if "cannot open shared object file" in message and not own_file:
         dep = message.split(":", 1)[0]
+        if dep in dynamic(path).needed:
+            return MissingDependencyError(
+                f"{text}; {path} needs {dep}, which the loader cannot find: install it or add its "
+                "directory to LD_LIBRARY_PATH (or the library's RUNPATH)"
+            )
         return MissingDependencyError(
-            f"{text}; {path} needs {dep}, which the loader cannot find: install it or add its "
-            "directory to LD_LIBRARY_PATH (or the library's RUNPATH)"
+            f"{text}; a library that {path} links against needs {dep}, which the loader cannot find: install "
+            f"it or add its directory to LD_LIBRARY_PATH (or the RUNPATH of the library that needs it; "
+            f"ldd {path} shows which)"
         )
     if "undefined symbol" in message:
         return MissingDependencyError(

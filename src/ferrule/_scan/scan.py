@@ -302,8 +302,9 @@ def _take(line: bytes, current: str | None, wanted: set[str], done: dict[str, _O
         error, text, keep, watched = body.get("error"), body.get("message"), body.get("cache"), body.get("depends")
         if isinstance(error, str) and isinstance(text, str):
             depends = None
-            if isinstance(watched, list) and all(isinstance(w, str) for w in watched):
-                depends = stamp(tuple(watched))
+            since = body.get("since")
+            if isinstance(watched, list) and all(isinstance(w, str) for w in watched) and type(since) is int:
+                depends = stamp(tuple(watched), since)
             done[current] = (ScanProblem(current, "rejected", error, text), keep is True, depends)
             return None
     return current

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import IO, Any
 
 from .._abi.descriptor import describe as read_descriptor
@@ -45,11 +46,12 @@ def main() -> None:
     os.dup2(null, 0)  # a library reading stdin gets EOF
     for path in paths:
         _send(channel, {"start": path})
+        tried = time.time_ns()
         try:
             info = describe(path)
         except MissingDependencyError as exc:  # remembered until one of the places searched changes
             _send(channel, {"rejected": {"error": type(exc).__name__, "message": str(exc), "cache": True,
-                                         "depends": list(watched(path))}})
+                                         "depends": list(watched(path)), "since": tried}})
         except FerruleError as exc:
             _send(channel, {"rejected": {"error": type(exc).__name__, "message": str(exc), "cache": True}})
         except Exception as exc:  # a ferrule bug or a passing OS failure: report it, do not remember it
