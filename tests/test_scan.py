@@ -783,3 +783,21 @@ def test_a_stamp_taken_during_a_change_is_not_trusted(tmp_path: Path) -> None:
     os.utime(place, ns=(now - 60 * 10**9, now - 60 * 10**9))  # last changed a minute before the attempt
     settled = _deps.stamp((str(place),), now)
     assert settled.paths == ((str(place), now - 60 * 10**9),) and not _deps.changed(settled)
+
+
+def test_a_replaced_file_with_the_same_size_and_mtime_is_read_again(built: Built, tmp_path: Path) -> None:
+    # unzip keeps a wheel's fixed 1980 times: an upgrade can look unchanged
+    # by size and mtime. Its ctime and inode still differ.
+    d = tmp_path / "same"
+    d.mkdir()
+    first = d / "libsame.so"
+    shutil.copy(built.variant("BAD_MAGIC"), first)
+    other = tmp_path / "other.so"
+    shutil.copy(built.variant("ABI_MAJOR_2"), other)
+    assert first.stat().st_size == other.stat().st_size, "the two fixture variants differ in one field only"
+    old = 315532800 * 10**9  # 1980-01-01
+    os.utime(first, ns=(old, old))
+    os.utime(other, ns=(old, old))
+    assert [p.error for p in ferrule.scan([d]).problems] == ["BadMagicError"]
+    os.replace(other, first)  # same size, same mtime, new file
+    assert [p.error for p in ferrule.scan([d]).problems] == ["AbiVersionError"]

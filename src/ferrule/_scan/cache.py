@@ -25,7 +25,7 @@ from .._abi.spec import PluginSpec, SpecError, function_listing, offer_listing
 from .deps import Depends
 from .results import PluginInfo, ScanProblem
 
-__all__ = ["Entry", "StoredSpec", "cache_file", "dump_cache", "load_cache", "parse_cache", "save_cache"]
+__all__ = ["Entry", "Stamp", "StoredSpec", "stamp_of", "cache_file", "dump_cache", "load_cache", "parse_cache", "save_cache"]
 
 log = logging.getLogger("ferrule.scan")
 
@@ -68,11 +68,26 @@ class StoredSpec:
         return f"<stored spec of {self.path}>"
 
 
+Stamp = tuple[int, int, int, int]  # st_size, st_mtime_ns, st_ctime_ns, st_ino
+
+
+def stamp_of(st: os.stat_result) -> Stamp:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
 class Entry(NamedTuple):
     size: int
     mtime_ns: int
     result: PluginSpec | StoredSpec | ScanProblem
     depends: Depends | None = None  # a missing-dependency rejection's watched places (deps.py)
+    # With size and mtime, the key of the file's content: a tool can set an
+    # mtime back (unzip keeps a wheel's fixed 1980 times), not a ctime.
+    ctime_ns: int = 0
+    ino: int = 0
+
+    @property
+    def stamp(self) -> Stamp:
+        return (self.size, self.mtime_ns, self.ctime_ns, self.ino)
 
 
 class _Malformed(Exception):
@@ -162,17 +177,19 @@ def _digest(data: bytes) -> str | None:
 
 
 def _own_entry(path: str, value: dict[str, Any]) -> Entry:
+    times = value.get("ctime_ns", 0), value.get("ino", 0)
     if "plugin" in value:
-        return Entry(value["size"], value["mtime_ns"], StoredSpec(value["plugin"]))
+        return Entry(value["size"], value["mtime_ns"], StoredSpec(value["plugin"]), None, *times)
     problem = value["problem"]
     depends = value.get("depends")
     return Entry(value["size"], value["mtime_ns"], ScanProblem(path, problem["kind"], problem["error"],
                                                                problem["message"]),
-                 None if depends is None else Depends(depends["env"], tuple(map(tuple, depends["paths"]))))
+                 None if depends is None else Depends(depends["env"], tuple(map(tuple, depends["paths"]))), *times)
 
 
 _PLUGIN_ENTRY = frozenset({"size", "mtime_ns", "plugin"})
 _PROBLEM_ENTRY = frozenset({"size", "mtime_ns", "problem"})
+_OPTIONAL = frozenset({"ctime_ns", "ino", "depends"})
 _PROBLEM_FIELDS = frozenset({"kind", "error", "message"})
 _PROBLEM_KINDS = ("rejected", "crashed", "hung")
 _INT = {int}  # type() is int: a JSON true is a bool, not an int
@@ -183,7 +200,7 @@ def _parse_entry(path: str, value: Any) -> Entry:
         raise _Malformed("the key is not an absolute path")
     if type(value) is not dict:
         raise _Malformed(f"expected an object, found {type(value).__name__}")
-    keys = value.keys()
+    keys = value.keys() - _OPTIONAL
     if keys == _PLUGIN_ENTRY:
         try:
             result: PluginSpec | ScanProblem = PluginSpec.from_json(value["plugin"])
@@ -191,14 +208,20 @@ def _parse_entry(path: str, value: Any) -> Entry:
             raise _Malformed(f"plugin: {exc}") from None
         if result.path != path:
             raise _Malformed(f"plugin path {_short(result.path)} differs from its key")
-    elif keys == _PROBLEM_ENTRY or keys == _PROBLEM_ENTRY | {"depends"}:
+    elif keys == _PROBLEM_ENTRY:
         result = _parse_problem(path, value["problem"])
     else:
         raise _Malformed(f"fields {sorted(value)}, expected size, mtime_ns and plugin or problem (and depends)")
+    if "depends" in value and "problem" not in value:
+        raise _Malformed("depends belongs to a problem entry")
     size, mtime_ns = value["size"], value["mtime_ns"]
-    if not (type(size) is int and size >= 0 and type(mtime_ns) is int):
-        raise _Malformed(f"size {_short(size)} and mtime_ns {_short(mtime_ns)}, expected integers")
-    return Entry(size, mtime_ns, result, _parse_depends(value["depends"]) if "depends" in value else None)
+    ctime_ns, ino = value.get("ctime_ns", 0), value.get("ino", 0)
+    if not (type(size) is int and size >= 0 and type(mtime_ns) is int and type(ctime_ns) is int
+            and type(ino) is int and ino >= 0):
+        raise _Malformed(f"size {_short(size)}, mtime_ns {_short(mtime_ns)}, ctime_ns {_short(ctime_ns)} and ino "
+                         f"{_short(ino)}, expected integers")
+    return Entry(size, mtime_ns, result, _parse_depends(value["depends"]) if "depends" in value else None,
+                 ctime_ns, ino)
 
 
 def _parse_depends(value: Any) -> Depends:
@@ -237,7 +260,8 @@ def dump_cache(entries: dict[str, Entry]) -> bytes:
             body = {"problem": {"kind": result.kind, "error": result.error, "message": result.message}}
             if entry.depends is not None:
                 body["depends"] = {"env": entry.depends.ld_library_path, "paths": [list(p) for p in entry.depends.paths]}
-        out[path] = {"size": entry.size, "mtime_ns": entry.mtime_ns, **body}
+        out[path] = {"size": entry.size, "mtime_ns": entry.mtime_ns, "ctime_ns": entry.ctime_ns, "ino": entry.ino,
+                     **body}
     # ASCII with escapes: file names that are not UTF-8 round-trip. The
     # digest of the entries text lets the reader skip checking each entry.
     text = json.dumps(out, separators=(",", ":")).encode("ascii")

@@ -23,6 +23,7 @@ import sys
 from typing import NamedTuple
 
 from .._abi.spec import ID_RE
+from .cache import Stamp, stamp_of
 from .results import PluginInfo, ScanProblem, ScanResult
 from .scan import Results, result_of, scan_files
 
@@ -110,13 +111,13 @@ def discover(group: str = DEFAULT_GROUP, *, timeout: float = 10.0, cache: bool =
     if not isinstance(group, str) or not group:
         raise TypeError(f"discover() group must be an entry-point group name, got {group!r}")
     plugins, problems = installed(group)
-    found: dict[str, tuple[int, int]] = {}
+    found: dict[str, Stamp] = {}
     for plugin in plugins:
         try:
             st = os.stat(plugin.path)
         except OSError:  # uninstalled while we looked
             continue
-        found[plugin.path] = (st.st_size, st.st_mtime_ns)
+        found[plugin.path] = stamp_of(st)
     # Entries of uninstalled plugins (files gone from the import path) leave the cache.
     results: Results = scan_files(found, timeout=timeout, cache=cache, refresh=refresh,
                                   forget=lambda path: _under_sys_path(path) and not os.path.exists(path))

@@ -6,8 +6,8 @@ library runs its static constructors and entry point, so a worker process
 (worker.py) reads the descriptors. A library that crashes or hangs the
 worker is blocklisted and the scan goes on in a fresh worker.
 
-Results are cached (cache.py) keyed on each file's path, size and
-modification time, so that a scan of unchanged directories is a directory
+Results are cached (cache.py) keyed on each file's path, size,
+modification and change times and inode, so that a scan of unchanged directories is a directory
 listing, one stat per file and one file read.
 """
 
@@ -31,7 +31,7 @@ from .._abi.spec import PluginSpec, SpecError
 from .._errors import IsolationError
 from .._loader import library_file_name
 from .._spawn import python_command, signal_name
-from .cache import Entry, StoredSpec, cache_file, load_cache, save_cache
+from .cache import Entry, Stamp, StoredSpec, cache_file, load_cache, save_cache, stamp_of
 from .deps import Depends, stamp
 from .deps import changed as dependencies_changed
 from .results import PluginInfo, ScanProblem, ScanResult, info
@@ -70,7 +70,7 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
     if not (math.isfinite(timeout) and timeout > 0):
         raise ValueError(f"scan() timeout must be a positive number of seconds, got {timeout!r}")
 
-    found: dict[str, tuple[int, int]] = {}  # path -> (size, mtime_ns)
+    found: dict[str, Stamp] = {}
     listed: list[str] = []
     for directory, explicit in _directories(dirs):
         files = _list_directory(directory, explicit)
@@ -87,9 +87,9 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
 Results = dict[str, "PluginSpec | StoredSpec | ScanProblem"]
 
 
-def scan_files(found: dict[str, tuple[int, int]], *, timeout: float, cache: bool, refresh: bool,
+def scan_files(found: dict[str, Stamp], *, timeout: float, cache: bool, refresh: bool,
                forget: Callable[[str], bool]) -> Results:
-    """Each found file's spec or problem (path -> (size, mtime_ns) in),
+    """Each found file's spec or problem (path -> its stat stamp in),
     from the cache where the file is unchanged, else from a worker. Cache
     entries of files not found for which ``forget`` is true are dropped."""
     path_of_cache = cache_file()
@@ -98,7 +98,7 @@ def scan_files(found: dict[str, tuple[int, int]], *, timeout: float, cache: bool
     pending: list[str] = []
     for path, stamp in found.items():
         entry = entries.get(path)
-        if (entry is not None and not refresh and (entry.size, entry.mtime_ns) == stamp
+        if (entry is not None and not refresh and entry.stamp == stamp
                 and not dependencies_changed(entry.depends)):
             results[path] = entry.result
         else:
@@ -108,7 +108,8 @@ def scan_files(found: dict[str, tuple[int, int]], *, timeout: float, cache: bool
         for path, (result, keep, depends) in _read_descriptors(sorted(pending), timeout).items():
             results[path] = result
             if keep:
-                entries[path] = Entry(*found[path], result, depends)
+                size, mtime_ns, ctime_ns, ino = found[path]
+                entries[path] = Entry(size, mtime_ns, result, depends, ctime_ns, ino)
                 changed = True
             elif entries.pop(path, None) is not None:
                 changed = True
@@ -153,12 +154,12 @@ def _directories(dirs: Iterable[str | os.PathLike[str]] | None) -> list[tuple[st
     return out
 
 
-def _list_directory(directory: str, explicit: bool) -> dict[str, tuple[int, int]] | None:
-    """The library files in one directory with their (size, mtime_ns), or
+def _list_directory(directory: str, explicit: bool) -> dict[str, Stamp] | None:
+    """The library files in one directory with their stat stamps, or
     None for a FERRULE_PATH directory that cannot be listed."""
     try:
         with os.scandir(directory) as it:
-            files: dict[str, tuple[int, int]] = {}
+            files: dict[str, Stamp] = {}
             for entry in it:
                 if not entry.name.endswith(_SUFFIX):
                     continue
@@ -168,7 +169,7 @@ def _list_directory(directory: str, explicit: bool) -> dict[str, tuple[int, int]
                     st = entry.stat()
                 except OSError:  # removed while we looked
                     continue
-                files[entry.path] = (st.st_size, st.st_mtime_ns)
+                files[entry.path] = stamp_of(st)
             return files
     except FileNotFoundError:
         if explicit:
