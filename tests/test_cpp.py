@@ -295,3 +295,20 @@ def test_example_readme_builds_what_the_tests_build() -> None:
     readme = (ROOT / "examples" / "cpp_plugin" / "README.md").read_text()
     for flag in FLAGS[:-1] + ["-Wl,--version-script="]:
         assert flag in readme, flag
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+@pytest.mark.parametrize(("returns", "compiles"), [("void", True), ("int32_t", True), ("int", True),
+                                                   ("size_t", False), ("int64_t", False), ("bool", False)])
+def test_guard_takes_only_a_status_from_its_body(tmp_path: Path, compiler: str, returns: str, compiles: bool) -> None:
+    # A wider integer would be truncated into a status: a count of 1 << 32 would read as FERRULE_OK.
+    value = "" if returns == "void" else f"static_cast<{returns}>(0)"
+    source = tmp_path / "body.cpp"
+    source.write_text('#include "ferrule.h"\n'
+                      f"int32_t f(const ferrule_host *h) {{ return ferrule::guard(h, [&]() -> {returns} "
+                      f"{{ return {value}; }}); }}\n")
+    proc = subprocess.run([compiler, "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{INCLUDE}", "-c",
+                           str(source), "-o", str(tmp_path / "body.o")], capture_output=True, text=True)
+    assert (proc.returncode == 0) == compiles, proc.stderr
+    if not compiles:
+        assert "the body must return void (FERRULE_OK) or an int32_t status" in proc.stderr

@@ -146,3 +146,10 @@ def test_bad_arguments() -> None:
         ferrule.discover(group="")
     with pytest.raises(ValueError, match="timeout"):
         ferrule.discover(timeout=0)
+
+
+def test_group_needs_installed() -> None:
+    proc = subprocess.run([sys.executable, "-m", "ferrule", "list", "--group", "myapp.plugins"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2
+    assert proc.stderr == "ferrule: --group chooses the entry-point group of --installed: add --installed\n"

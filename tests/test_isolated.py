@@ -619,3 +619,16 @@ def test_an_interrupted_wait_for_an_isolated_call_leaves_nothing_held(built: Bui
     proc = subprocess.run([sys.executable, "-c", INTERRUPTED, str(built.hostile)], capture_output=True, text=True,
                           env=env, timeout=60)
     assert proc.stdout.split() == ["interrupted", "5", "closed"], proc.stdout + proc.stderr
+
+
+def test_an_isolated_host_hears_of_a_missing_accelerator(built: Built, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The child runs the plugin's calls on the cffi path then too; it stays
+    # quiet, so the host must say it (only the channel could be built: it
+    # needs no header).
+    from ferrule._call import accelerator
+
+    monkeypatch.setattr(accelerator, "missing", "ferrule._call._speedups was not built (test)")
+    monkeypatch.setattr(accelerator, "_warned", set())
+    with pytest.warns(ferrule.AcceleratorWarning, match=r"_speedups was not built \(test\).*isolated child too"):
+        with ferrule.load(built.greeter, isolated=True, timeout=30) as plugin:
+            assert plugin.add(1, 2) == 3

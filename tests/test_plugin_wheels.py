@@ -388,6 +388,8 @@ def test_sdist_include_and_exclude(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     ('library = "libx.so"\nbuild = "make"\n', r"build must be a list of non-empty strings \(the command and its"),
     ('library = "libx.so"\npackage = "ferrule-x"\n', r"package must be a dotted package path"),
     ('library = "libx.so"\nname = "[x"\n', r"the entry-point name '\[x' must be"),
+    ('library = "libx.so"\ngroup = "console_scripts"\n', r"group 'console_scripts' is the installers' group for "),
+    ('library = "libx.so"\ngroup = "my app"\n', r"group must be an entry-point group name"),
     ('library = "libx.so"\n', r"no library at .*libx\.so .* there is no build command"),
     ('library = "out/libx.so"\nbuild = ["true"]\n', r"no library at .*out/libx\.so .*after the build command true ran"),
     ('library = "libx.so"\nbuild = ["no-such-compiler-here"]\n', r"'no-such-compiler-here' is not on PATH"),

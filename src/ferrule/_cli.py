@@ -181,6 +181,8 @@ def _shown(text: str) -> str:
 def _list(args: argparse.Namespace) -> int:
     # Problems are reported, not failures: the exit status is 0 whenever
     # the scan itself ran, 1 for a directory that does not exist.
+    if args.group != DEFAULT_GROUP and not args.installed:
+        raise ValueError("--group chooses the entry-point group of --installed: add --installed")
     if args.installed and args.dirs:
         raise ValueError("list takes DIRs or --installed, not both: --installed lists the plugins installed as "
                          "Python distributions")

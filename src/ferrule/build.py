@@ -282,6 +282,10 @@ def _load(root: str) -> _Config:
     if not _GROUP_NAME.fullmatch(group):
         raise BuildError(f"{where}: tool.ferrule.plugin.group must be an entry-point group name such as "
                          f"{GROUP} or myapp.plugins (letters, digits, _, . and -), got {group!r}")
+    if group in ("console_scripts", "gui_scripts"):
+        raise BuildError(f"{where}: tool.ferrule.plugin.group {group!r} is the installers' group for commands "
+                         "([project.scripts]), not one hosts discover plugins in: use "
+                         f"{GROUP} or your application's own, e.g. myapp.plugins")
     return _Config(
         project=project,
         pyproject=data,

@@ -27,8 +27,9 @@ PURE = bool(os.environ.get("FERRULE_PURE_PYTHON"))
 def why_missing(module: str, error: ImportError) -> str:
     """Why an optional C module did not import, in words a user can act on."""
     if isinstance(error, ModuleNotFoundError) and error.name == module:  # no such file
-        return f"{module} was not built when ferrule was installed (no C compiler or Python headers then?)"
-    return f"{module} is installed but does not import: {error}"
+        return (f"{module} was not built when ferrule was installed (no C compiler or Python headers then, or "
+                "an sdist without its C sources)")
+    return f"{module} is installed but does not import ({error}): it was built for another Python or system"
 
 
 speedups: types.ModuleType | None = None
@@ -60,10 +61,14 @@ def warn_missing(reason: str | None, cost: str) -> None:
     if reason is None or reason in _warned:
         return
     _warned.add(reason)
+    if "does not import" in reason:
+        fix = "reinstall ferrule with this Python: pip install --force-reinstall --no-cache-dir ferrule"
+    else:
+        fix = ("install a C compiler and the Python headers (e.g. gcc and python3-dev) and reinstall: "
+               "pip install --force-reinstall --no-cache-dir ferrule")
     warnings.warn(
-        f"ferrule runs without its C code: {reason}. {cost}. To fix it, install a C compiler and the "
-        "Python headers (e.g. gcc and python3-dev) and reinstall: pip install --force-reinstall "
-        "--no-cache-dir ferrule. Set FERRULE_PURE_PYTHON=1 to choose the cffi paths and silence this.",
+        f"ferrule runs without its C code: {reason}. {cost}. To fix it, {fix}. "
+        "Set FERRULE_PURE_PYTHON=1 to choose the cffi paths and silence this.",
         AcceleratorWarning,
         stacklevel=_outside_ferrule(),
     )

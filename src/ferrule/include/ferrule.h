@@ -451,8 +451,10 @@ inline const char *unknown_exception() noexcept {
 template <class Body>
 inline int32_t guard(const ferrule_host *host, Body &&body) noexcept {
     typedef decltype(std::declval<Body &>()()) result;
-    static_assert(std::is_void<result>::value ||
-                      (std::is_integral<result>::value && !std::is_same<result, bool>::value),
+    /* Exactly a status: a wider integer (a size, a count) would be truncated
+     * into one, and a large count could read as FERRULE_OK. */
+    static_assert(std::is_void<result>::value || std::is_same<result, int32_t>::value ||
+                      std::is_same<result, int>::value,
                   "ferrule::guard: the body must return void (FERRULE_OK) or an int32_t status");
 #if FERRULE_CXX_EXCEPTIONS
     try {
