@@ -521,3 +521,29 @@ def test_a_group_of_the_applications_own(tmp_path: Path, monkeypatch: pytest.Mon
     wheel = hook_wheel(project, monkeypatch)
     text = dist_info_text(wheel, "entry_points.txt")
     assert text.startswith("[myapp.plugins]\none = ") and "ferrule.plugins" not in text
+
+
+def test_sdist_links_out_of_the_project_are_refused_unless_named(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "credentials").write_text("token")
+    project = make_project(tmp_path / "p", 'library = "build/libx.so"\nbuild = ["true"]\n', **{"x.c": "",
+                           ".env": "KEY=1", "old.tar.gz": "", "old.zip": ""})
+    (project / "vendor").symlink_to("../secret")
+    (project / "hostname").symlink_to("/etc/hostname")
+    (project / "inside").symlink_to("x.c")  # a link within the project is followed
+    monkeypatch.chdir(project)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BuildError, match=r"vendor is a symbolic link to .*secret, outside the directory the sdist "
+                                         r"takes: name it in tool.ferrule.plugin.sdist-include"):
+        ferrule.build.build_sdist(str(out))
+    make_project(project, 'library = "build/libx.so"\nbuild = ["true"]\nsdist-exclude = ["vendor", "hostname"]\n')
+    assert sdist_names(out / ferrule.build.build_sdist(str(out))) == [
+        f"ferrule_probe-1.0/{n}" for n in ("PKG-INFO", "inside", "pyproject.toml", "x.c")]
+    make_project(project, 'library = "build/libx.so"\nbuild = ["true"]\nsdist-include = ["vendor"]\n'
+                 'sdist-exclude = ["hostname"]\n')
+    for old in out.iterdir():
+        old.unlink()
+    assert "ferrule_probe-1.0/vendor/credentials" in sdist_names(out / ferrule.build.build_sdist(str(out)))

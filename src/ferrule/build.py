@@ -72,7 +72,7 @@ _SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", ".jj", "__pycache__", ".m
                         ".ruff_cache", ".tox", ".nox", ".venv", "venv", "target", "build", "dist"})
 _SKIP_DIR_GLOBS = ("*.egg-info",)
 _SKIP_FILE_GLOBS = ("*.so", "*.so.*", "*.dylib", "*.dll", "*.pyd", "*.o", "*.obj", "*.a", "*.lib", "*.pyc", "*.pyo",
-                    "*.whl", ".DS_Store")
+                    "*.whl", "*.tar.gz", "*.tgz", "*.zip", ".DS_Store", ".env", ".env.*")
 
 # The architecture a Linux platform tag names, as ELF headers say it:
 # (e_machine, bits, byte order).
@@ -632,7 +632,7 @@ def _sdist_files(config: _Config, meta: StandardMetadata) -> tuple[str, list[str
     """(the directory the sdist's tree starts at, the files it holds)."""
     project = config.project
     where = os.path.join(project, "pyproject.toml")
-    files = set(_walk(project))
+    included: list[str] = []
     for pattern in config.sdist_include:
         parts = pattern.replace(os.sep, "/").split("/")
         ups = next((i for i, part in enumerate(parts) if part != ".."), len(parts))
@@ -642,9 +642,11 @@ def _sdist_files(config: _Config, meta: StandardMetadata) -> tuple[str, list[str
         matches = glob.glob(pattern, root_dir=project, recursive=True)
         if not matches:
             raise BuildError(f"{where}: tool.ferrule.plugin.sdist-include {pattern!r} matches nothing")
-        for match in matches:
-            path = os.path.normpath(os.path.join(project, match))
-            files.update(_walk(path) if os.path.isdir(path) else [path])
+        included += (os.path.normpath(os.path.join(project, match)) for match in matches)
+    named = set(included)  # links named here are taken along below, not refused in the walk
+    files = set(_walk(project, where, project, config.sdist_exclude, named))
+    for path in included:
+        files.update(_walk(path, where, project, config.sdist_exclude, named) if os.path.isdir(path) else [path])
     files = {f for f in files if not _excluded(_posix_rel(f, project), config.sdist_exclude)}
     # What the metadata and the build need is never left out.
     needed = [where, *(os.path.join(project, p) for p in meta.license_files or ())]
@@ -659,10 +661,24 @@ def _sdist_files(config: _Config, meta: StandardMetadata) -> tuple[str, list[str
     return top, sorted(files)
 
 
-def _walk(top: str) -> Iterator[str]:
+def _walk(top: str, where: str, project: str, exclude: tuple[str, ...], named: set[str]) -> Iterator[str]:
     """The files under top, less the default exclusions; symlinks are
-    followed (the sdist holds what they point to), each directory once."""
+    followed (the sdist holds what they point to), each directory once. A
+    link that leads out of top (e.g. to .. or /etc) is an error unless
+    sdist-exclude drops it: what an sdist takes from outside is named in
+    sdist-include, never picked up by accident."""
+    bound = os.path.join(os.path.realpath(top), "")
     seen: set[str] = set()
+
+    def escapes(path: str) -> bool:
+        if not os.path.islink(path) or os.path.join(os.path.realpath(path), "").startswith(bound):
+            return False
+        if path in named or _excluded(_posix_rel(path, project), exclude):
+            return True
+        raise BuildError(f"{where}: {_posix_rel(path, project)} is a symbolic link to {os.path.realpath(path)}, "
+                         "outside the directory the sdist takes: name it in tool.ferrule.plugin.sdist-include to "
+                         "take what it points to along, or in sdist-exclude to leave it out")
+
     for directory, dirs, names in os.walk(top, followlinks=True):
         real = os.path.realpath(directory)
         if real in seen:
@@ -670,10 +686,12 @@ def _walk(top: str) -> Iterator[str]:
             continue
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not any(fnmatch.fnmatch(d, g)
-                                                                             for g in _SKIP_DIR_GLOBS))
+                                                                             for g in _SKIP_DIR_GLOBS)
+                         and not escapes(os.path.join(directory, d)))
         for name in names:
             path = os.path.join(directory, name)
-            if not any(fnmatch.fnmatch(name, g) for g in _SKIP_FILE_GLOBS) and os.path.isfile(path):
+            if (not any(fnmatch.fnmatch(name, g) for g in _SKIP_FILE_GLOBS) and os.path.isfile(path)
+                    and not escapes(path)):
                 yield path
 
 
