@@ -547,3 +547,18 @@ def test_sdist_links_out_of_the_project_are_refused_unless_named(tmp_path: Path,
     for old in out.iterdir():
         old.unlink()
     assert "ferrule_probe-1.0/vendor/credentials" in sdist_names(out / ferrule.build.build_sdist(str(out)))
+
+
+def test_a_plugin_wheel_builds_with_build_isolation(dists: dict[str, Path], plugin_wheels: PluginWheels,
+                                                    tmp_path: Path) -> None:
+    # The way plugin authors build: pip makes a fresh build environment and
+    # installs ferrule[build] into it (here from ferrule's own wheel, which
+    # PIP_FIND_LINKS offers; the rest comes from the package index).
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_FIND_LINKS=str(dists["out"]))
+    env.pop("PYTHONPATH", None)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", str(CALC), "-w", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (wheel,) = out.glob("*.whl")
+    assert wheel.read_bytes() == plugin_wheels.calc.read_bytes(), "isolation changes only where ferrule.build comes from"
