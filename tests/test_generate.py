@@ -113,3 +113,75 @@ def test_proxies_type_check_calls(tmp_path: Path) -> None:
     errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1, proc.stdout
     assert 'use_proxies.py:9: error: Argument 1 to "add" of "Counter" has incompatible type "str"; expected "int"' in errors[0]
+
+
+# -- generated Rust builds warning-free (a plugin may build with -D warnings)
+
+@idl.interface("org.ferrule.test.tally", revision=1)
+class Tally:
+    """Scalars and text only: no struct or handle at the top of the file."""
+
+    def add(self, n: idl.i64) -> idl.i64: ...
+    def label(self, name: str) -> str: ...
+    def reset(self) -> None: ...
+
+
+# A plugin that implements Tally and calls one through the host.
+TALLY_PLUGIN = """
+use api::tally;
+
+struct Mine(i64);
+
+impl tally::Tally for Mine {
+    type Error = String;
+    fn create() -> Result<Self, String> { Ok(Mine(0)) }
+    fn add(&mut self, n: i64) -> Result<i64, String> { self.0 += n; Ok(self.0) }
+    fn label(&mut self, name: &str) -> Result<String, String> { Ok(format!("{name}: {}", self.0)) }
+    fn reset(&mut self) -> Result<(), String> { self.0 = 0; Ok(()) }
+}
+
+fn via_host(n: i64) -> Result<i64, String> {
+    let mut other = tally::Client::query().ok_or("no tally")?;
+    other.add(n).map_err(|e| e.to_string())
+}
+"""
+
+RUST_CASES = [
+    pytest.param([idl.spec(Tally)], TALLY_PLUGIN, "functions: { fn add_there(n: i64) -> Result<i64, String> "
+                 "{ via_host(n) } }, interfaces: [tally::export::<Mine>(\"mine\", \"\")]", id="scalar-and-str"),
+    pytest.param(declarations("tests.iface_api"), "", "functions: {}", id="iface_api"),
+]
+
+
+@pytest.fixture(scope="module")
+def rust_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("cargo") is None:
+        pytest.fail("cargo is required to build the generated Rust code (see README)")
+    return tmp_path_factory.mktemp("rust-target")  # shared: the SDK is built once
+
+
+@pytest.mark.parametrize(("specs", "code", "plugin"), RUST_CASES)
+def test_generated_rust_has_no_warnings(specs: list[idl.InterfaceSpec], code: str, plugin: str, tmp_path: Path,
+                                        rust_target: Path) -> None:
+    crate = tmp_path / "crate"
+    (crate / "src").mkdir(parents=True)
+    (crate / "Cargo.toml").write_text(
+        '[package]\nname = "generated_check"\nversion = "0.1.0"\nedition = "2021"\npublish = false\n\n'
+        '[lib]\ncrate-type = ["cdylib"]\n\n'
+        f'[dependencies]\nferrule-sdk = {{ path = "{ROOT / "sdk" / "rust"}" }}\n\n'
+        "[workspace]\n"  # its own workspace: not a member of ferrule's
+    )
+    (crate / "src" / "api.rs").write_text(_gen_rust.render(specs, "tests.test_generate"))
+    (crate / "src" / "lib.rs").write_text(
+        '#[path = "api.rs"]\nmod api;\n' + code +
+        f'\nferrule_sdk::plugin! {{ id: "org.ferrule.tests.generated_check", name: "check", version: "1", {plugin} }}\n'
+    )
+    env = dict(os.environ, CARGO_TARGET_DIR=str(rust_target))
+    clippy = subprocess.run(["cargo", "clippy", "--version"], capture_output=True, env=env).returncode == 0
+    # Clippy's lints when it is installed, the compiler's otherwise; any warning fails.
+    cmd = ["cargo", "clippy", "--quiet", "--", "-D", "warnings"] if clippy else ["cargo", "build", "--quiet"]
+    if not clippy:
+        env["RUSTFLAGS"] = "-D warnings"
+    proc = subprocess.run(cmd, cwd=crate, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr, proc.stderr

@@ -589,11 +589,15 @@ def render(specs: Sequence[InterfaceSpec], source: str) -> str:
         "// `interfaces: [...]`; call implementations with `api::<interface>::Client`.",
         "// `iface` is the SDK's hidden machinery for this code, not an API.",
         "",
+        # A plugin uses only part of the bindings (the trait or the client,
+        # some structs), so unused items are expected here.
         "#![allow(dead_code)]",
         "",
-        "use ferrule_sdk::__private::iface;",
-        "",
     ]
+    # Only the structs and handles at this level use `iface` (each interface
+    # module imports its own): an unused import fails `-D warnings` builds.
+    if structs or handles:
+        lines += ["use ferrule_sdk::__private::iface;", ""]
     for st in structs:
         lines += _render_struct(st)
     for name, doc in handles:
