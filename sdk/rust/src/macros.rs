@@ -126,6 +126,11 @@ macro_rules! plugin {
         $(, interfaces: [ $($iface:expr),* $(,)? ])?
         $(,)?
     ) => {
+        // Expanded in the plugin's crate, so this is its panic strategy:
+        // with "abort", catch_unwind in the shims cannot catch anything.
+        #[cfg(panic = "abort")]
+        ::core::compile_error!($crate::__ferrule_panic_abort_message!());
+
         $(
             $crate::__ferrule_item! {
                 []
@@ -311,5 +316,18 @@ macro_rules! __ferrule_doc {
     };
     ($($other:tt)*) => {
         ::core::option::Option::None
+    };
+}
+
+/// The compile error of a plugin built with `panic = "abort"` (one text for
+/// the SDK crate's check and `plugin!`'s).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ferrule_panic_abort_message {
+    () => {
+        "ferrule-sdk: this plugin is built with panic = \"abort\" (a Cargo profile's `panic = \"abort\"`, \
+         or -C panic=abort in RUSTFLAGS or `cargo rustc`), expected panic = \"unwind\": with abort, a panic \
+         in the plugin kills the host process without a message. Remove the panic setting (unwind is the \
+         default) so that ferrule can turn a panic into PluginPanicError."
     };
 }
