@@ -15,10 +15,12 @@ platform (``x86_64 (64-bit linux)``).
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import struct
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 import ferrule
 from ferrule._loader.elf import host_description
 
-from .conftest import CC, C_DIR, INCLUDE, Built, compile_plugin, run
+from .conftest import CC, C_DIR, INCLUDE, ROOT, Built, compile_plugin, run
 
 __all__ = ["GROUPS", "KINDS", "Kind", "Outcome", "Workshop", "build_all", "markdown", "pattern"]
 
@@ -140,6 +142,49 @@ def missing_dependency(w: Workshop, stem: str) -> Path:
     return w.built.missing_dep
 
 
+# -- Rust crates built without crate-type = ["cdylib"], and static archives
+
+_crates: dict[tuple[Path, str], Path] = {}
+_crates_lock = threading.Lock()
+
+
+def rust_crate(w: Workshop, crate_type: str | None) -> Path:
+    """target/release of a tiny plugin crate (name no_cdylib) that cargo
+    builds with this [lib] crate-type (None: none, so an rlib only). Built
+    once per workshop; not a member of ferrule's workspace."""
+    with _crates_lock:
+        key = (w.out, str(crate_type))
+        if key not in _crates:
+            crate = w.out / f"crate-{len(_crates)}"
+            (crate / "src").mkdir(parents=True)
+            lib = f"\n[lib]\ncrate-type = {crate_type}\n" if crate_type else ""
+            (crate / "Cargo.toml").write_text(
+                f'[package]\nname = "no-cdylib"\nversion = "0.1.0"\nedition = "2021"\n{lib}\n'
+                f'[dependencies]\nferrule-sdk = {{ path = "{ROOT / "sdk" / "rust"}" }}\n\n[workspace]\n')
+            (crate / "src" / "lib.rs").write_text(
+                'ferrule_sdk::plugin! { id: "org.ferrule.tests.no_cdylib", name: "No cdylib", version: "0.1.0", '
+                "functions: { fn add(a: i64, b: i64) -> i64 { a + b } } }\n")
+            run(["cargo", "build", "--release", "--quiet"], cwd=crate,
+                env=dict(os.environ, CARGO_TARGET_DIR=str(crate / "target")))
+            _crates[key] = crate / "target" / "release"
+        return _crates[key]
+
+
+def rlib_file(crate_type: str | None) -> Builder:
+    return lambda w, stem: rust_crate(w, crate_type) / "libno_cdylib.rlib"
+
+
+def shared_path_of_rlib_crate(w: Workshop, stem: str) -> Path:
+    """Where the cdylib would be; cargo made libno_cdylib.rlib only."""
+    return rust_crate(w, None) / "libno_cdylib.so"
+
+
+def static_archive(w: Workshop, stem: str) -> Path:
+    out = w.out / f"lib{stem}.a"
+    run([os.environ.get("AR", "ar"), "rcs", str(out), str(object_file(w, stem))])
+    return out
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What loading or calling does: raise ``error`` whose message contains
@@ -241,6 +286,25 @@ FILES = [
     k("pie_executable", "a position-independent executable", executable("-fPIE", "-pie"),
       same(ferrule.NotALibraryError,
            "cannot load {path}: {path}: cannot dynamically load position-independent executable; expected a shared library")),
+    # Rust crates built without crate-type = ["cdylib"], and static archives
+    k("rust_rlib_only", 'the libX.so path of a Rust crate built without crate-type = ["cdylib"] (cargo made libX.rlib)',
+      shared_path_of_rlib_crate,
+      same(ferrule.LibraryNotFoundError,
+           "no file at {path}, but .../target/release/libno_cdylib.rlib is there: the crate was built as a Rust "
+           'library only; add [lib] crate-type = ["cdylib"] to its Cargo.toml and rebuild')),
+    k("rust_rlib", 'the libX.rlib of a Rust crate built without crate-type = ["cdylib"]', rlib_file(None),
+      same(ferrule.NotALibraryError,
+           "{path} is a Rust library (.rlib), " + EXPECTED + '; the crate is built without crate-type = ["cdylib"]: '
+           'add [lib] crate-type = ["cdylib"] to its Cargo.toml, rebuild, and load .../target/release/libno_cdylib.so')),
+    k("rust_rlib_beside_cdylib", 'the libX.rlib of a crate with crate-type = ["rlib", "cdylib"]',
+      rlib_file('["rlib", "cdylib"]'),
+      same(ferrule.NotALibraryError,
+           "{path} is a Rust library (.rlib), " + EXPECTED + "; load the shared library cargo built beside it: "
+           ".../target/release/libno_cdylib.so")),
+    k("static_archive", "a static archive (.a) of the plugin's object file", static_archive,
+      same(ferrule.NotALibraryError,
+           "{path} is a static archive (ar), " + EXPECTED + "; a plugin must be a shared library: link it with "
+           '-shared (a Rust crate: crate-type = ["cdylib"], not "staticlib")')),
     k("directory", "a directory named libX.so", directory,
       same(ferrule.NotALibraryError, "{path} is a directory, expected a shared library file")),
     k("missing_path", "no file at the path", nothing,

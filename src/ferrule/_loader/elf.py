@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 import struct
 import sys
 from typing import BinaryIO, NamedTuple
@@ -90,6 +91,8 @@ def check_header(path: str) -> None:
         raise WrongArchitectureError(f"{path} is a Mach-O (macOS) binary, {expected}; use the Linux build")
     if head[:2] == b"MZ":
         raise WrongArchitectureError(f"{path} is a Windows PE binary, {expected}; use the Linux build")
+    if head[:8] in _AR_MAGICS:
+        raise NotALibraryError(_archive_message(path, expected))
     if head[:4] != b"\x7fELF":
         raise NotALibraryError(
             f"{path} is not a shared library (no ELF header; starts with {head[:8]!r}), {expected}"
@@ -108,6 +111,57 @@ def check_header(path: str) -> None:
     if e_type != 3:  # ET_DYN
         kind = {1: "a relocatable object (.o)", 2: "an executable"}.get(e_type, f"ELF type {e_type}")
         raise NotALibraryError(f"{path} is {kind}, {expected}; link it with -shared / crate-type cdylib")
+
+
+# An `ar` archive: a static library (.a), or a Rust library (.rlib), which
+# cargo makes for a crate without crate-type = ["cdylib"].
+_AR_MAGICS = (b"!<arch>\n", b"!<thin>\n")
+_RLIB_METADATA = "lib.rmeta"  # the member that holds a Rust crate's metadata
+_RLIB_NAME = re.compile(r"lib(?P<name>.+?)(?P<hash>-[0-9a-f]{16})?\.rlib")
+
+
+def is_rust_library(path: str) -> bool:
+    """Whether the file is a Rust rlib: an ar archive with a lib.rmeta
+    member (rustc puts it first, after the symbol table)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != b"!<arch>\n":
+                return False
+            for _ in range(8):  # metadata comes early; do not walk a huge archive
+                header = f.read(60)
+                if len(header) < 60 or header[58:60] != b"`\n":
+                    return False
+                name = header[:16].decode("ascii", "replace").rstrip()
+                size = int(header[48:58].decode("ascii").strip() or "0")
+                skip = size + size % 2  # members are 2-byte aligned
+                if name.startswith("#1/"):  # BSD: the name follows the header
+                    length = int(name[3:])
+                    name, skip = f.read(length).rstrip(b"\0").decode("utf-8", "replace"), skip - length
+                if name.rstrip("/") == _RLIB_METADATA:
+                    return True
+                f.seek(skip, os.SEEK_CUR)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _archive_message(path: str, expected: str) -> str:
+    if not is_rust_library(path):
+        return (f"{path} is a static archive (ar), {expected}; a plugin must be a shared library: link it with "
+                '-shared (a Rust crate: crate-type = ["cdylib"], not "staticlib")')
+    directory, base = os.path.split(path)
+    match = _RLIB_NAME.fullmatch(base)
+    if match is None:
+        shared = "the libNAME.so that cargo then writes to target/release (or target/debug)"
+    else:
+        # deps/libNAME-HASH.rlib is an intermediate; cargo puts the cdylib one level up.
+        if match["hash"] and os.path.basename(directory) == "deps":
+            directory = os.path.dirname(directory)
+        shared = os.path.join(directory, f"lib{match['name']}.so")
+        if os.path.exists(shared):  # crate-type = ["rlib", "cdylib"]: the wrong file of the two
+            return f"{path} is a Rust library (.rlib), {expected}; load the shared library cargo built beside it: {shared}"
+    return (f'{path} is a Rust library (.rlib), {expected}; the crate is built without crate-type = ["cdylib"]: '
+            f'add [lib] crate-type = ["cdylib"] to its Cargo.toml, rebuild, and load {shared}')
 
 
 _PT_LOAD, _PT_DYNAMIC = 1, 2

@@ -20,7 +20,7 @@ from .._errors import (
     SymbolNotFoundError,
     WrongArchitectureError,
 )
-from .elf import check_header, dynamic
+from .elf import check_header, dynamic, is_rust_library
 from .posix import loaded_path, open_library  # the raw layer; a Windows one would be chosen here
 from .posix import symbol as find_symbol
 
@@ -70,6 +70,20 @@ def _classify(path: str, message: str) -> LibraryError:
     if "cannot open shared object file" in message:
         return LibraryNotFoundError(f"{text}; check the name and the loader path")
     return LibraryError(text)
+
+
+def _not_found(path: str) -> str:
+    """The message for a library path with no file, which may be where a
+    Rust crate built without crate-type cdylib would have put one."""
+    directory, base = os.path.split(path)
+    for prefix, suffix in (("lib", ".so"), ("lib", ".dylib"), ("", ".dll")):
+        if base.startswith(prefix) and base.endswith(suffix) and len(base) > len(prefix + suffix):
+            rlib = os.path.join(directory, f"lib{base[len(prefix):-len(suffix)]}.rlib")
+            if is_rust_library(rlib):
+                return (f"no file at {path}, but {rlib} is there: the crate was built as a Rust library only; "
+                        'add [lib] crate-type = ["cdylib"] to its Cargo.toml and rebuild')
+            break
+    return f"no file at {path}: check the path, or build the library first"
 
 
 class Library:
@@ -130,7 +144,7 @@ class Library:
             # Explain the failure from the file itself where the loader's
             # message is vague (a wrong machine reads "cannot open").
             if not os.path.lexists(path):
-                raise LibraryNotFoundError(f"no file at {path}: check the path, or build the library first")
+                raise LibraryNotFoundError(_not_found(path))
             try:
                 check_header(path)
             except FileNotFoundError:
