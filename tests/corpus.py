@@ -288,6 +288,25 @@ DESCRIPTOR = [
       same(ferrule.BadMagicError,
            "{path}: descriptor starts with 0x7f454c4600000000, expected the magic 0x46455252554c4521: the entry "
            "point returns something that is not a ferrule descriptor")),
+    k("no_head", "descriptor written with designated initialisers, no FERRULE_PLUGIN_HEAD", corpus("NO_HEAD"),
+      same(ferrule.BadMagicError,
+           "{path}: the descriptor's head (magic, struct_size, abi_major, abi_minor) is not filled in: magic, "
+           "struct_size, abi_major, abi_minor are 0: start the initialiser with FERRULE_PLUGIN_HEAD (or set "
+           ".magic = FERRULE_MAGIC, .struct_size = sizeof(ferrule_plugin), .abi_major = FERRULE_ABI_MAJOR, "
+           ".abi_minor = FERRULE_ABI_MINOR)")),
+    k("magic_only_head", "descriptor with .magic set, the rest of the head left out", corpus("MAGIC_ONLY"),
+      same(ferrule.DescriptorTooSmallError,
+           "{path}: the descriptor's head (magic, struct_size, abi_major, abi_minor) is not filled in: "
+           "struct_size, abi_major, abi_minor are 0: start the initialiser with FERRULE_PLUGIN_HEAD")),
+    k("zero_magic", "descriptor magic 0, rest of the head set", corpus("ZERO_MAGIC"),
+      same(ferrule.BadMagicError,
+           "{path}: descriptor starts with zeros where FERRULE_MAGIC (0x46455252554c4521) belongs: fill the head "
+           "with FERRULE_PLUGIN_HEAD (or set .magic = FERRULE_MAGIC)")),
+    k("swapped_magic", "descriptor magic with its bytes reversed", corpus("SWAPPED_MAGIC"),
+      same(ferrule.BadMagicError,
+           "{path}: descriptor starts with 0x21454c5552524546, the magic 0x46455252554c4521 with its bytes "
+           "reversed: FERRULE_MAGIC is a native-endian integer; set it as the integer (FERRULE_PLUGIN_HEAD "
+           "does), not as the bytes \"FERRULE!\", and build the plugin for this machine")),
     k("abi_too_new", "descriptor of ABI 2.2", fixture("ABI_MAJOR_2"),
       same(ferrule.AbiVersionError,
            "{path} was built for ferrule ABI 2.2, this host speaks ABI 1.2: rebuild the plugin against ABI 1")),
@@ -301,6 +320,11 @@ DESCRIPTOR = [
       same(ferrule.DescriptorTooSmallError,
            CORPUS + " function #0: struct_size is 16 bytes, ABI 1.0 needs at least 40: rebuild the plugin with "
            "the current SDK")),
+    k("function_no_size", "function 'add' written with designated initialisers, no FERRULE_FUNCTION",
+      corpus("FUNCTION_NO_SIZE"),
+      same(ferrule.DescriptorTooSmallError,
+           CORPUS + " function 'add' (#0): its ferrule_function has struct_size 0: build each entry with "
+           "FERRULE_FUNCTION(...) (or set .struct_size = sizeof(ferrule_function))")),
     k("null_id", "plugin id NULL", corpus("NULL_ID"),
       same(ferrule.MetadataError, "plugin id is NULL, expected a UTF-8 string: fill it in the descriptor")),
     k("id_not_reverse_dns", "plugin id 'corpus'", corpus("ID_NOT_REVERSE_DNS"),
