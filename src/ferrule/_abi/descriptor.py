@@ -239,6 +239,8 @@ def _head_not_filled(desc: Any, where: str) -> None:
     fields = [("magic", desc.magic), ("struct_size", desc.struct_size), ("abi_major", desc.abi_major),
               ("abi_minor", desc.abi_minor)]
     zero = [name for name, value in fields if value == 0]
+    if desc.abi_major != 0 and "abi_minor" in zero:  # minor 0 is a real version (1.0)
+        zero.remove("abi_minor")
     error = BadMagicError if desc.magic == 0 else DescriptorTooSmallError
     raise error(
         f"{where}: the descriptor's head (magic, struct_size, abi_major, abi_minor) is not filled in: "
