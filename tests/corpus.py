@@ -169,6 +169,7 @@ class Kind:
     config: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)  # isolated load() options
     call_timeout: float | None = None  # isolated: p.call(..., timeout=call_timeout)
+    bare_name: bool = False  # load the file by its bare name, from its own directory
     fresh_process: bool = False  # check "in process" in a new interpreter: the call may harm the one running pytest
     bug: str | None = None  # a known bug: the tests expect it to fail, saying why
 
@@ -245,6 +246,12 @@ FILES = [
       same(ferrule.NotALibraryError, "{path} is a directory, expected a shared library file")),
     k("missing_path", "no file at the path", nothing,
       same(ferrule.LibraryNotFoundError, "no file at {path}: check the path, or build the library first")),
+    k("bare_name_in_cwd", "a bare name, libX.so, of a file in the current directory", corpus(None),
+      same(ferrule.LibraryNotFoundError,
+           "cannot load libbare_name_in_cwd.so: libbare_name_in_cwd.so: cannot open shared object file: No such "
+           "file or directory; a bare name is looked up on the loader path, never in the current directory, but "
+           "libbare_name_in_cwd.so is in the current directory: pass './libbare_name_in_cwd.so' (or its full "
+           "path) to load that file"), bare_name=True),
     k("dangling_symlink", "a symbolic link to a file that does not exist", symlink("libnowhere.so"),
       same(ferrule.LibraryNotFoundError,
            "{path} is a symbolic link to '...libnowhere.so', which does not exist: fix or remove the link")),
