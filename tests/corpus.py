@@ -450,6 +450,26 @@ LIFECYCLE = [
            "plugin 'org.ferrule.tests.fixture' function 'bad_text' returned text that is not valid UTF-8 "
            "(unexpected end of data at byte 3); expected str"),
       call=("bad_text", ())),
+    k("function_returns_integer_as_str", "a str function that writes ret->i64 = 42", hostile,
+      same(ferrule.PluginCallError,
+           HOSTILE + " function 'int_as_str' returned a str result with ptr 0x2a and len 0; ptr is not an address "
+           "(below 4096), as when an integer is written to ret->i64 or ret->u64: a str result must set ret->bytes "
+           "(ptr, len, release), e.g. with ferrule_return_copy(host, ret, data, len)"),
+      call=("int_as_str", ())),
+    k("function_returns_small_pointer", "a bytes result of ptr 42, len 5", hostile,
+      same(ferrule.PluginCallError,
+           HOSTILE + " function 'wrong_bytes' returned a bytes result with ptr 0x2a and len 5; ptr is not an "
+           "address (below 4096), as when an integer is written to ret->i64 or ret->u64: a bytes result must set "
+           "ret->bytes (ptr, len, release), e.g. with ferrule_return_copy(host, ret, data, len)"),
+      call=("wrong_bytes", (42, 5))),
+    k("function_returns_huge_length", "a bytes result of len 2^50", hostile,
+      same(ferrule.PluginCallError,
+           HOSTILE + " function 'wrong_bytes' returned a bytes result with ptr 0x100000 and len 1125899906842624; "
+           "len is more than any real result (2^48 bytes): a bytes result must set ret->bytes (ptr, len, release) "
+           "with len the data's size in bytes, e.g. with ferrule_return_copy(host, ret, data, len)"),
+      call=("wrong_bytes", (1 << 20, 1 << 50))),
+    k("function_returns_wild_pointer", "a bytes result of ptr 0x8000 (unmapped but plausible), len 5", hostile,
+      isolated_only(crash("wrong_bytes", signal.SIGSEGV)), call=("wrong_bytes", (0x8000, 5))),
     k("function_panics", "a Rust function panics: boom('kaboom 42')", kitchen,
       same(ferrule.PluginPanicError,
            "plugin 'org.ferrule.tests.kitchen' function 'boom' panicked: panicked at ...: kaboom 42"),

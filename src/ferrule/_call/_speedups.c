@@ -316,9 +316,17 @@ static void release_all(HostTableObject *host, Py_buffer *views, const int *has_
     }
 }
 
+/* A str or bytes result whose pointer is below this cannot be an address
+ * (the first page is never mapped): most likely an integer the plugin wrote
+ * into ret. Must equal function.py's NO_ADDRESS. */
+#define NO_ADDRESS 4096
+/* No real result is this long; must equal function.py's MAX_RESULT_LEN. */
+#define MAX_RESULT_LEN ((size_t)1 << 48)
+
 /* The result as Python sees it: a scalar, or the one copy of owned text or
- * bytes (the caller then runs its release). */
-static PyObject *decode_result(FunctionObject *self, ferrule_value *ret) {
+ * bytes (the caller then runs its release, unless *refused is set: a result
+ * that is not one is not given to release either). */
+static PyObject *decode_result(FunctionObject *self, ferrule_value *ret, int *refused) {
     int code = self->result;
     if (code < 0) Py_RETURN_NONE;
     if (code != T_STR && code != T_BYTES) return decode_inline(code, ret);
@@ -330,9 +338,18 @@ static PyObject *decode_result(FunctionObject *self, ferrule_value *ret) {
         Py_XDECREF(out);
         return NULL;
     }
-    if (ptr == NULL && len) {
-        out = PyObject_CallMethod((PyObject *)self, "_null_result", "n", (Py_ssize_t)len);
-    } else if (code == T_BYTES) {
+    /* Two comparisons on the fast path; _check_result decides the rare rest
+     * (a NULL or dangling pointer with len 0 is fine) with the cffi path's words. */
+    if ((uintptr_t)ptr < NO_ADDRESS || len > MAX_RESULT_LEN) {
+        out = PyObject_CallMethod((PyObject *)self, "_check_result", "KK", (unsigned long long)(uintptr_t)ptr,
+                                  (unsigned long long)len);
+        if (out == NULL) {
+            *refused = 1;
+            return NULL;
+        }
+        Py_DECREF(out);
+    }
+    if (code == T_BYTES) {
         out = PyBytes_FromStringAndSize(len ? ptr : "", (Py_ssize_t)len); /* the one copy */
     } else {
         out = PyUnicode_DecodeUTF8(len ? ptr : "", (Py_ssize_t)len, "strict"); /* the one copy */
@@ -483,10 +500,12 @@ static PyObject *function_call(FunctionObject *self, PyObject *const *args, Py_s
             error_reset();
         }
     } else {
-        result = decode_result(self, ret);
+        int refused = 0;
+        result = decode_result(self, ret, &refused);
         if (etype != NULL) Py_CLEAR(result);
         void (*release)(void *, size_t) = ret->bytes.release;
-        if ((self->result == T_STR || self->result == T_BYTES) && release != NULL && ret->bytes.ptr != &unset_mark) {
+        if ((self->result == T_STR || self->result == T_BYTES) && release != NULL && ret->bytes.ptr != &unset_mark &&
+            !refused) {
             PyObject *type, *value, *tb;
             PyErr_Fetch(&type, &value, &tb);
             if (quick) {
