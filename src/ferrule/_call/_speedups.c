@@ -323,10 +323,26 @@ static void release_all(HostTableObject *host, Py_buffer *views, const int *has_
 /* No real result is this long; must equal function.py's MAX_RESULT_LEN. */
 #define MAX_RESULT_LEN ((size_t)1 << 48)
 
+/* A str or bytes result at a pointer below NO_ADDRESS or longer than
+ * MAX_RESULT_LEN: function.py's _check_result decides (a NULL or dangling
+ * pointer with len 0 is fine) in the cffi path's words. A refused result's
+ * release is cleared: its pointer is not one release could take. Out of line,
+ * so that the common path stays as it was. */
+static __attribute__((noinline, cold)) int check_result(FunctionObject *self, ferrule_value *ret) {
+    PyObject *out = PyObject_CallMethod((PyObject *)self, "_check_result", "KK",
+                                        (unsigned long long)(uintptr_t)ret->bytes.ptr,
+                                        (unsigned long long)ret->bytes.len);
+    if (out == NULL) {
+        ret->bytes.release = NULL;
+        return -1;
+    }
+    Py_DECREF(out);
+    return 0;
+}
+
 /* The result as Python sees it: a scalar, or the one copy of owned text or
- * bytes (the caller then runs its release, unless *refused is set: a result
- * that is not one is not given to release either). */
-static PyObject *decode_result(FunctionObject *self, ferrule_value *ret, int *refused) {
+ * bytes (the caller then runs its release). */
+static PyObject *decode_result(FunctionObject *self, ferrule_value *ret) {
     int code = self->result;
     if (code < 0) Py_RETURN_NONE;
     if (code != T_STR && code != T_BYTES) return decode_inline(code, ret);
@@ -338,17 +354,8 @@ static PyObject *decode_result(FunctionObject *self, ferrule_value *ret, int *re
         Py_XDECREF(out);
         return NULL;
     }
-    /* Two comparisons on the fast path; _check_result decides the rare rest
-     * (a NULL or dangling pointer with len 0 is fine) with the cffi path's words. */
-    if ((uintptr_t)ptr < NO_ADDRESS || len > MAX_RESULT_LEN) {
-        out = PyObject_CallMethod((PyObject *)self, "_check_result", "KK", (unsigned long long)(uintptr_t)ptr,
-                                  (unsigned long long)len);
-        if (out == NULL) {
-            *refused = 1;
-            return NULL;
-        }
-        Py_DECREF(out);
-    }
+    /* Two comparisons per result before its memory is read. */
+    if (((uintptr_t)ptr < NO_ADDRESS || len > MAX_RESULT_LEN) && check_result(self, ret) < 0) return NULL;
     if (code == T_BYTES) {
         out = PyBytes_FromStringAndSize(len ? ptr : "", (Py_ssize_t)len); /* the one copy */
     } else {
@@ -500,12 +507,10 @@ static PyObject *function_call(FunctionObject *self, PyObject *const *args, Py_s
             error_reset();
         }
     } else {
-        int refused = 0;
-        result = decode_result(self, ret, &refused);
+        result = decode_result(self, ret);
         if (etype != NULL) Py_CLEAR(result);
         void (*release)(void *, size_t) = ret->bytes.release;
-        if ((self->result == T_STR || self->result == T_BYTES) && release != NULL && ret->bytes.ptr != &unset_mark &&
-            !refused) {
+        if ((self->result == T_STR || self->result == T_BYTES) && release != NULL && ret->bytes.ptr != &unset_mark) {
             PyObject *type, *value, *tb;
             PyErr_Fetch(&type, &value, &tb);
             if (quick) {
