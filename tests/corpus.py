@@ -214,6 +214,7 @@ class Kind:
     config: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)  # isolated load() options
     call_timeout: float | None = None  # isolated: p.call(..., timeout=call_timeout)
+    bare_name: bool = False  # load the file by its bare name, from its own directory
     fresh_process: bool = False  # check "in process" in a new interpreter: the call may harm the one running pytest
     bug: str | None = None  # a known bug: the tests expect it to fail, saying why
 
@@ -309,6 +310,12 @@ FILES = [
       same(ferrule.NotALibraryError, "{path} is a directory, expected a shared library file")),
     k("missing_path", "no file at the path", nothing,
       same(ferrule.LibraryNotFoundError, "no file at {path}: check the path, or build the library first")),
+    k("bare_name_in_cwd", "a bare name, libX.so, of a file in the current directory", corpus(None),
+      same(ferrule.LibraryNotFoundError,
+           "cannot load libbare_name_in_cwd.so: libbare_name_in_cwd.so: cannot open shared object file: No such "
+           "file or directory; a bare name is looked up on the loader path, never in the current directory, but "
+           "libbare_name_in_cwd.so is in the current directory: pass './libbare_name_in_cwd.so' (or its full "
+           "path) to load that file"), bare_name=True),
     k("dangling_symlink", "a symbolic link to a file that does not exist", symlink("libnowhere.so"),
       same(ferrule.LibraryNotFoundError,
            "{path} is a symbolic link to '...libnowhere.so', which does not exist: fix or remove the link")),
@@ -352,6 +359,25 @@ DESCRIPTOR = [
       same(ferrule.BadMagicError,
            "{path}: descriptor starts with 0x7f454c4600000000, expected the magic 0x46455252554c4521: the entry "
            "point returns something that is not a ferrule descriptor")),
+    k("no_head", "descriptor written with designated initialisers, no FERRULE_PLUGIN_HEAD", corpus("NO_HEAD"),
+      same(ferrule.BadMagicError,
+           "{path}: the descriptor's head (magic, struct_size, abi_major, abi_minor) is not filled in: magic, "
+           "struct_size, abi_major, abi_minor are 0: start the initialiser with FERRULE_PLUGIN_HEAD (or set "
+           ".magic = FERRULE_MAGIC, .struct_size = sizeof(ferrule_plugin), .abi_major = FERRULE_ABI_MAJOR, "
+           ".abi_minor = FERRULE_ABI_MINOR)")),
+    k("magic_only_head", "descriptor with .magic set, the rest of the head left out", corpus("MAGIC_ONLY"),
+      same(ferrule.DescriptorTooSmallError,
+           "{path}: the descriptor's head (magic, struct_size, abi_major, abi_minor) is not filled in: "
+           "struct_size, abi_major, abi_minor are 0: start the initialiser with FERRULE_PLUGIN_HEAD")),
+    k("zero_magic", "descriptor magic 0, rest of the head set", corpus("ZERO_MAGIC"),
+      same(ferrule.BadMagicError,
+           "{path}: descriptor starts with zeros where FERRULE_MAGIC (0x46455252554c4521) belongs: fill the head "
+           "with FERRULE_PLUGIN_HEAD (or set .magic = FERRULE_MAGIC)")),
+    k("swapped_magic", "descriptor magic with its bytes reversed", corpus("SWAPPED_MAGIC"),
+      same(ferrule.BadMagicError,
+           "{path}: descriptor starts with 0x21454c5552524546, the magic 0x46455252554c4521 with its bytes "
+           "reversed: FERRULE_MAGIC is a native-endian integer; set it as the integer (FERRULE_PLUGIN_HEAD "
+           "does), not as the bytes \"FERRULE!\", and build the plugin for this machine")),
     k("abi_too_new", "descriptor of ABI 2.2", fixture("ABI_MAJOR_2"),
       same(ferrule.AbiVersionError,
            "{path} was built for ferrule ABI 2.2, this host speaks ABI 1.2: rebuild the plugin against ABI 1")),
@@ -365,6 +391,11 @@ DESCRIPTOR = [
       same(ferrule.DescriptorTooSmallError,
            CORPUS + " function #0: struct_size is 16 bytes, ABI 1.0 needs at least 40: rebuild the plugin with "
            "the current SDK")),
+    k("function_no_size", "function 'add' written with designated initialisers, no FERRULE_FUNCTION",
+      corpus("FUNCTION_NO_SIZE"),
+      same(ferrule.DescriptorTooSmallError,
+           CORPUS + " function 'add' (#0): its ferrule_function has struct_size 0: build each entry with "
+           "FERRULE_FUNCTION(...) (or set .struct_size = sizeof(ferrule_function))")),
     k("null_id", "plugin id NULL", corpus("NULL_ID"),
       same(ferrule.MetadataError, "plugin id is NULL, expected a UTF-8 string: fill it in the descriptor")),
     k("id_not_reverse_dns", "plugin id 'corpus'", corpus("ID_NOT_REVERSE_DNS"),
@@ -483,6 +514,26 @@ LIFECYCLE = [
            "plugin 'org.ferrule.tests.fixture' function 'bad_text' returned text that is not valid UTF-8 "
            "(unexpected end of data at byte 3); expected str"),
       call=("bad_text", ())),
+    k("function_returns_integer_as_str", "a str function that writes ret->i64 = 42", hostile,
+      same(ferrule.PluginCallError,
+           HOSTILE + " function 'int_as_str' returned a str result with ptr 0x2a and len 0; ptr is not an address "
+           "(below 4096), as when an integer is written to ret->i64 or ret->u64: a str result must set ret->bytes "
+           "(ptr, len, release), e.g. with ferrule_return_copy(host, ret, data, len)"),
+      call=("int_as_str", ())),
+    k("function_returns_small_pointer", "a bytes result of ptr 42, len 5", hostile,
+      same(ferrule.PluginCallError,
+           HOSTILE + " function 'wrong_bytes' returned a bytes result with ptr 0x2a and len 5; ptr is not an "
+           "address (below 4096), as when an integer is written to ret->i64 or ret->u64: a bytes result must set "
+           "ret->bytes (ptr, len, release), e.g. with ferrule_return_copy(host, ret, data, len)"),
+      call=("wrong_bytes", (42, 5))),
+    k("function_returns_huge_length", "a bytes result of len 2^50", hostile,
+      same(ferrule.PluginCallError,
+           HOSTILE + " function 'wrong_bytes' returned a bytes result with ptr 0x100000 and len 1125899906842624; "
+           "len is more than any real result (2^48 bytes): a bytes result must set ret->bytes (ptr, len, release) "
+           "with len the data's size in bytes, e.g. with ferrule_return_copy(host, ret, data, len)"),
+      call=("wrong_bytes", (1 << 20, 1 << 50))),
+    k("function_returns_wild_pointer", "a bytes result of ptr 0x8000 (unmapped but plausible), len 5", hostile,
+      isolated_only(crash("wrong_bytes", signal.SIGSEGV)), call=("wrong_bytes", (0x8000, 5))),
     k("function_panics", "a Rust function panics: boom('kaboom 42')", kitchen,
       same(ferrule.PluginPanicError,
            "plugin 'org.ferrule.tests.kitchen' function 'boom' panicked: panicked at ...: kaboom 42"),

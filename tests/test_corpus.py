@@ -55,15 +55,21 @@ def check_error(exc: BaseException, expect: Outcome, path: Path, names: tuple[st
         assert text in message
 
 
+def target(kind: Kind, path: Path) -> Path | str:
+    """What to load: the path, or for a bare_name kind the file name alone
+    (the test runs in the file's directory)."""
+    return path.name if kind.bare_name else path
+
+
 def load_isolated(path: Path, kind: Kind) -> Any:
     options = {"timeout": SAFETY_TIMEOUT, **kind.options}
-    return ferrule.load(path, isolated=True, config=kind.config, **options)
+    return ferrule.load(target(kind, path), isolated=True, config=kind.config, **options)
 
 
 def in_process_error(path: Path, kind: Kind) -> BaseException:
     """What the same load or call raises in this process."""
     try:
-        with ferrule.load(path, config=kind.config) as plugin:
+        with ferrule.load(target(kind, path), config=kind.config) as plugin:
             if kind.call is not None:
                 plugin.functions[kind.call[0]](*kind.call[1])
     except ferrule.FerruleError as exc:
@@ -113,8 +119,11 @@ def run_fresh(kind: Kind, path: Path, valid: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", params([k for k in KINDS if k.in_process is not None]))
-def test_in_process(kind: Kind, corpus: dict[str, Path], built: Built, capfd: pytest.CaptureFixture[str]) -> None:
+def test_in_process(kind: Kind, corpus: dict[str, Path], built: Built, capfd: pytest.CaptureFixture[str],
+                    monkeypatch: pytest.MonkeyPatch) -> None:
     path = corpus[kind.id]
+    if kind.bare_name:
+        monkeypatch.chdir(path.parent)
     expect = kind.in_process
     assert expect is not None
     if kind.fresh_process:
@@ -122,7 +131,7 @@ def test_in_process(kind: Kind, corpus: dict[str, Path], built: Built, capfd: py
     elif kind.call is None:
         assert expect.error is not None
         with pytest.raises(expect.error) as info:
-            ferrule.load(path, config=kind.config)
+            ferrule.load(target(kind, path), config=kind.config)
         check_error(info.value, expect, path, (path.name,))
     else:
         with ferrule.load(path, config=kind.config) as plugin:
@@ -145,8 +154,10 @@ def test_in_process(kind: Kind, corpus: dict[str, Path], built: Built, capfd: py
 
 
 @pytest.mark.parametrize("kind", params(KINDS))
-def test_isolated(kind: Kind, corpus: dict[str, Path], built: Built) -> None:
+def test_isolated(kind: Kind, corpus: dict[str, Path], built: Built, monkeypatch: pytest.MonkeyPatch) -> None:
     path = corpus[kind.id]
+    if kind.bare_name:
+        monkeypatch.chdir(path.parent)
     expect = kind.isolated
     if kind.call is None:
         assert expect.error is not None

@@ -620,6 +620,8 @@ class Expected:
 def expected_read(m: PluginModel) -> Expected:
     """What reading the model must give, following docs/errors.md and
     docs/abi.md; raises Refused with the error the reader must raise."""
+    if m.magic in (0, abi.MAGIC) and m.struct_size == 0:  # a head left out of the initialiser
+        raise Refused(BadMagicError if m.magic == 0 else DescriptorTooSmallError)
     if m.magic != abi.MAGIC:
         raise Refused(BadMagicError)
     if m.abi_major != abi.ABI_MAJOR:
@@ -754,12 +756,19 @@ def test_a_bad_header_is_refused_first(field: str, value: int, minor: int) -> No
     if field == "magic":
         raw.magic = value if value != abi.MAGIC else 0
         expected = (BadMagicError, f"{WHERE}: descriptor starts with {raw.magic:#018x}, expected the magic")
+        if raw.magic == 0:
+            expected = (BadMagicError, f"{WHERE}: descriptor starts with zeros where FERRULE_MAGIC")
+        elif raw.magic == 0x21454C5552524546:
+            expected = (BadMagicError, f"{WHERE}: descriptor starts with {raw.magic:#018x}, the magic")
     elif field == "abi_major":
         raw.abi_major = value % 2**16 if value % 2**16 != abi.ABI_MAJOR else 0
         expected = (AbiVersionError, f"{WHERE} was built for ferrule ABI {raw.abi_major}.{minor}, this host speaks")
     else:
         raw.struct_size = value % PLUGIN_V1_SIZE
         expected = (DescriptorTooSmallError, f"{WHERE}: descriptor struct_size is {raw.struct_size} bytes")
+        if raw.struct_size == 0:
+            expected = (DescriptorTooSmallError, f"{WHERE}: the descriptor's head (magic, struct_size, abi_major, "
+                                                 "abi_minor) is not filled in: struct_size is 0")
     with pytest.raises(DescriptorError) as info:
         _Descriptor(raw, WHERE)
     assert (type(info.value), str(info.value)[:len(expected[1])]) == expected

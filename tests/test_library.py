@@ -31,10 +31,29 @@ def test_bare_name_not_in_given_dirs(built: Built, tmp_path: Path) -> None:
 
 
 def test_current_directory_is_not_searched(built: Built, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like dlopen, a bare name never finds a file in the current directory,
+    but the message says so and gives the path that would load it."""
     monkeypatch.chdir(built.rust)
     assert (Path.cwd() / "librawgreet.so").exists()
-    with pytest.raises(ferrule.LibraryNotFoundError, match="rawgreet"):
-        ferrule.Library("rawgreet")
+    advice = ("cannot load librawgreet.so: librawgreet.so: cannot open shared object file: No such file or "
+              "directory; a bare name is looked up on the loader path, never in the current directory, but "
+              "librawgreet.so is in the current directory: pass './librawgreet.so' (or its full path) to load that file")
+    for name in ("rawgreet", "librawgreet.so"):
+        with pytest.raises(ferrule.LibraryNotFoundError) as info:
+            ferrule.Library(name)
+        assert str(info.value) == advice
+    with pytest.raises(ferrule.LibraryNotFoundError) as info:
+        ferrule.load("librawgreet.so", isolated=True)  # the child starts in the same directory
+    assert str(info.value) == advice
+    assert ferrule.Library("./librawgreet.so").path == str(Path.cwd() / "librawgreet.so")
+
+
+def test_bare_name_absent_from_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ferrule.LibraryNotFoundError) as info:
+        ferrule.Library("libnowhere.so")
+    assert str(info.value) == ("cannot load libnowhere.so: libnowhere.so: cannot open shared object file: No such "
+                               "file or directory; check the name and the loader path")
 
 
 def test_zlib_from_system_loader_path() -> None:

@@ -194,6 +194,21 @@ def _cxx_name(symbol: str) -> list[str] | None:
 
 def _check_head(desc: Any, where: str) -> None:
     """Magic, ABI major and size: checked before any other field is read."""
+    if desc.magic in (0, abi.MAGIC) and desc.struct_size == 0:
+        # A designated initialiser without FERRULE_PLUGIN_HEAD: the fields it
+        # leaves out are zero, and no SDK ever writes struct_size 0.
+        _head_not_filled(desc, where)
+    if desc.magic == 0:
+        raise BadMagicError(
+            f"{where}: descriptor starts with zeros where FERRULE_MAGIC ({abi.MAGIC:#018x}) belongs: fill the "
+            "head with FERRULE_PLUGIN_HEAD (or set .magic = FERRULE_MAGIC)"
+        )
+    if desc.magic == _SWAPPED_MAGIC:
+        raise BadMagicError(
+            f"{where}: descriptor starts with {desc.magic:#018x}, the magic {abi.MAGIC:#018x} with its bytes "
+            "reversed: FERRULE_MAGIC is a native-endian integer; set it as the integer (FERRULE_PLUGIN_HEAD "
+            "does), not as the bytes \"FERRULE!\", and build the plugin for this machine"
+        )
     if desc.magic != abi.MAGIC:
         raise BadMagicError(
             f"{where}: descriptor starts with {desc.magic:#018x}, expected the magic "
@@ -213,6 +228,26 @@ def _check_head(desc: Any, where: str) -> None:
             f"{where}: descriptor struct_size is {desc.struct_size} bytes, ABI {host[0]}.0 needs at "
             f"least {PLUGIN_V10_SIZE}: rebuild the plugin with the current SDK"
         )
+
+
+_SWAPPED_MAGIC = int.from_bytes(abi.MAGIC.to_bytes(8, "little"), "big")
+
+
+def _head_not_filled(desc: Any, where: str) -> None:
+    """Raise for a descriptor whose head was left out of its initialiser,
+    naming the fields found zero."""
+    fields = [("magic", desc.magic), ("struct_size", desc.struct_size), ("abi_major", desc.abi_major),
+              ("abi_minor", desc.abi_minor)]
+    zero = [name for name, value in fields if value == 0]
+    if desc.abi_major != 0 and "abi_minor" in zero:  # minor 0 is a real version (1.0)
+        zero.remove("abi_minor")
+    error = BadMagicError if desc.magic == 0 else DescriptorTooSmallError
+    raise error(
+        f"{where}: the descriptor's head (magic, struct_size, abi_major, abi_minor) is not filled in: "
+        f"{', '.join(zero)} {'is' if len(zero) == 1 else 'are'} 0: start the initialiser with "
+        "FERRULE_PLUGIN_HEAD (or set .magic = FERRULE_MAGIC, .struct_size = sizeof(ferrule_plugin), "
+        ".abi_major = FERRULE_ABI_MAJOR, .abi_minor = FERRULE_ABI_MINOR)"
+    )
 
 
 def text(ptr: Any, what: str, required: bool = True) -> str:
@@ -250,6 +285,14 @@ def _read_functions(desc: Any, plugin: str) -> tuple[tuple[FunctionSpec, ...], t
         where = f"plugin {plugin!r} function #{i}"
         if raw == ffi.NULL:
             raise DescriptorError(f"{where} is NULL, expected a ferrule_function")
+        if raw.struct_size == 0:
+            # Built without FERRULE_FUNCTION (a designated initialiser without
+            # .struct_size): the struct is whole, so its name is where it belongs.
+            raise DescriptorTooSmallError(
+                f"plugin {plugin!r} function {_name_if_readable(raw.name, i)}: its ferrule_function has "
+                "struct_size 0: build each entry with FERRULE_FUNCTION(...) (or set "
+                ".struct_size = sizeof(ferrule_function))"
+            )
         if raw.struct_size < FUNCTION_V10_SIZE:
             raise DescriptorTooSmallError(
                 f"{where}: struct_size is {raw.struct_size} bytes, ABI {abi.ABI_MAJOR}.0 needs at least "
@@ -275,6 +318,15 @@ def _read_functions(desc: Any, plugin: str) -> tuple[tuple[FunctionSpec, ...], t
         specs.append(FunctionSpec(name, signature.text, doc, raw.flags))
         calls.append(raw.call)
     return tuple(specs), tuple(calls)
+
+
+def _name_if_readable(ptr: Any, index: int) -> str:
+    """'name' (#index) if the name is a valid identifier, else #index."""
+    try:
+        name = text(ptr, "name")
+    except MetadataError:
+        return f"#{index}"
+    return f"{name!r} (#{index})" if is_function_name(name) else f"#{index}"
 
 
 def _read_offers(desc: Any, plugin: str) -> tuple[tuple[OfferSpec, ...], tuple[OfferEntry, ...]]:

@@ -316,6 +316,30 @@ static void release_all(HostTableObject *host, Py_buffer *views, const int *has_
     }
 }
 
+/* A str or bytes result whose pointer is below this cannot be an address
+ * (the first page is never mapped): most likely an integer the plugin wrote
+ * into ret. Must equal function.py's NO_ADDRESS. */
+#define NO_ADDRESS 4096
+/* No real result is this long; must equal function.py's MAX_RESULT_LEN. */
+#define MAX_RESULT_LEN ((size_t)1 << 48)
+
+/* A str or bytes result at a pointer below NO_ADDRESS or longer than
+ * MAX_RESULT_LEN: function.py's _check_result decides (a NULL or dangling
+ * pointer with len 0 is fine) in the cffi path's words. A refused result's
+ * release is cleared: its pointer is not one release could take. Out of line,
+ * so that the common path stays as it was. */
+static __attribute__((noinline, cold)) int check_result(FunctionObject *self, ferrule_value *ret) {
+    PyObject *out = PyObject_CallMethod((PyObject *)self, "_check_result", "KK",
+                                        (unsigned long long)(uintptr_t)ret->bytes.ptr,
+                                        (unsigned long long)ret->bytes.len);
+    if (out == NULL) {
+        ret->bytes.release = NULL;
+        return -1;
+    }
+    Py_DECREF(out);
+    return 0;
+}
+
 /* The result as Python sees it: a scalar, or the one copy of owned text or
  * bytes (the caller then runs its release). */
 static PyObject *decode_result(FunctionObject *self, ferrule_value *ret) {
@@ -330,9 +354,9 @@ static PyObject *decode_result(FunctionObject *self, ferrule_value *ret) {
         Py_XDECREF(out);
         return NULL;
     }
-    if (ptr == NULL && len) {
-        out = PyObject_CallMethod((PyObject *)self, "_null_result", "n", (Py_ssize_t)len);
-    } else if (code == T_BYTES) {
+    /* Two comparisons per result before its memory is read. */
+    if (((uintptr_t)ptr < NO_ADDRESS || len > MAX_RESULT_LEN) && check_result(self, ret) < 0) return NULL;
+    if (code == T_BYTES) {
         out = PyBytes_FromStringAndSize(len ? ptr : "", (Py_ssize_t)len); /* the one copy */
     } else {
         out = PyUnicode_DecodeUTF8(len ? ptr : "", (Py_ssize_t)len, "strict"); /* the one copy */

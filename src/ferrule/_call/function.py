@@ -31,6 +31,11 @@ __all__ = ["PluginFunction", "doc_text", "python_signature"]
 
 _VALUES = ffi.typeof("ferrule_value[]")
 _PID = os.getpid()
+# A str or bytes result pointer below this is no address (the first page is
+# never mapped), most likely an integer written into ret; no result is longer
+# than MAX_RESULT_LEN. The C path has the same two numbers (_speedups.c).
+NO_ADDRESS = 4096
+MAX_RESULT_LEN = 1 << 48
 
 
 def _reset_pid() -> None:
@@ -208,9 +213,10 @@ class PluginFunction(_FunctionBase):
         ptr, length = ret.bytes.ptr, ret.bytes.len
         if ptr == UNSET:
             self._unset_result()
+        address = int(ffi.cast("uintptr_t", ptr))
+        if address < NO_ADDRESS or length > MAX_RESULT_LEN:
+            self._check_result(address, length)  # raises, and then nothing is released
         try:
-            if ptr == ffi.NULL and length:
-                self._null_result(length)
             view = ffi.buffer(ffi.cast("const char *", ptr), length) if length else b""
             if kind == "bytes":
                 return bytes(view)  # the one copy
@@ -223,7 +229,7 @@ class PluginFunction(_FunctionBase):
 
     def _discard(self, ret: Any) -> None:
         """Release a result that will not be returned (a host function failed)."""
-        if ret.bytes.ptr != UNSET:
+        if ret.bytes.ptr != UNSET and not self._refused(ret):
             release_result(self.signature.result, ret)
 
     # -- messages, shared with the C path (it calls these)
@@ -239,8 +245,38 @@ class PluginFunction(_FunctionBase):
             "fill in ret->bytes (ptr, len, release), or return a failure status"
         )
 
-    def _null_result(self, length: int) -> Any:
-        raise PluginCallError(f"{self._where} returned NULL with length {length}")
+    def _refused(self, ret: Any) -> bool:
+        """Whether _decode would refuse the str or bytes result in ret."""
+        result = self.signature.result
+        if result is None or result.slot != "bytes":
+            return False
+        try:
+            self._check_result(int(ffi.cast("uintptr_t", ret.bytes.ptr)), ret.bytes.len)
+        except PluginCallError:
+            return True
+        return False
+
+    def _check_result(self, address: int, length: int) -> None:
+        """Refuse a str or bytes result that cannot be one, before its memory
+        is read; called (by both paths) only when address < NO_ADDRESS or
+        length > MAX_RESULT_LEN."""
+        if length == 0 and address <= 1:
+            return  # NULL, or the dangling pointer of an empty Rust box: len 0 is never read
+        result = self.signature.result
+        assert result is not None
+        found = f"{self._where} returned a {result.name} result with ptr {address:#x} and len {length}"
+        with_what = ""
+        if length > MAX_RESULT_LEN:
+            why = "len is more than any real result (2^48 bytes)"
+            with_what = " with len the data's size in bytes"
+        elif address == 0:
+            why = "ptr is NULL with a non-zero len (NULL is allowed only with len 0)"
+            with_what = " with ptr pointing at the data"
+        else:
+            why = f"ptr is not an address (below {NO_ADDRESS}), as when an integer is written to ret->i64 or ret->u64"
+        how = (f"a {result.name} result must set ret->bytes (ptr, len, release){with_what}, e.g. with "
+               "ferrule_return_copy(host, ret, data, len)")
+        raise PluginCallError(f"{found}; {why}: {how}")
 
     def _decode_text(self, data: bytes) -> str:
         try:

@@ -134,7 +134,15 @@ class Library:
             if found:
                 handle, error = open_library(found)
         if not handle:
-            raise _classify(file_name, error or "")
+            failure = _classify(file_name, error or "")
+            if isinstance(failure, LibraryNotFoundError) and os.path.isfile(file_name):
+                # dlopen does not look in the current directory for a bare
+                # name, and neither do we: say so, as the file is right there.
+                raise LibraryNotFoundError(
+                    f"cannot load {file_name}: {error}; a bare name is looked up on the loader path, never in the current directory, "
+                    f"but {file_name} is in the current directory: pass './{file_name}' (or its full path) to load that file"
+                )
+            raise failure
         return handle, loaded_path(handle) or file_name
 
     @staticmethod

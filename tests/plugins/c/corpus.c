@@ -84,9 +84,16 @@ static int32_t add(const ferrule_host *host, void *state, const ferrule_value *a
 #define ADD_CALL add
 #endif
 
+#if defined(KIND_FUNCTION_NO_SIZE)
+/* Designated initialisers instead of FERRULE_FUNCTION: struct_size left 0. */
+static const ferrule_function fn_add = {
+    .flags = FERRULE_FN_THREAD_SAFE, .name = ADD_NAME, .signature = ADD_SIGNATURE, .doc = ADD_DOC, .call = ADD_CALL,
+};
+#else
 static const ferrule_function fn_add = {
     (uint32_t)FUNCTION_SIZE, FERRULE_FN_THREAD_SAFE, ADD_NAME, ADD_SIGNATURE, ADD_DOC, ADD_CALL,
 };
+#endif
 static const ferrule_function fn_twice = FERRULE_FUNCTION("twice", "(a: i64) -> i64", "a + a", 0, add);
 
 #if defined(KIND_NULL_FUNCTION_ENTRY)
@@ -206,8 +213,31 @@ static const ferrule_interface *const interfaces[] = {&impl_plain, &impl_other};
 #define VERSION "1.0.0"
 #endif
 
+#if defined(KIND_NO_HEAD) || defined(KIND_MAGIC_ONLY)
+/* Designated initialisers that leave out the head (or all of it but the magic). */
 static const ferrule_plugin descriptor = {
-    FERRULE_PLUGIN_HEAD,
+#if defined(KIND_MAGIC_ONLY)
+    .magic = FERRULE_MAGIC,
+#endif
+    .id = ID,
+    .name = NAME,
+    .version = VERSION,
+    .function_count = (uint32_t)FUNCTION_COUNT,
+    .functions = FUNCTIONS,
+    .interface_count = (uint32_t)INTERFACE_COUNT,
+    .interfaces = INTERFACES,
+};
+#else
+#if defined(KIND_ZERO_MAGIC)
+#define HEAD 0, (uint32_t)sizeof(ferrule_plugin), FERRULE_ABI_MAJOR, FERRULE_ABI_MINOR
+#elif defined(KIND_SWAPPED_MAGIC)
+/* The magic's bytes in the wrong order, as a big-endian build or a memcpy of "FERRULE!" leaves them here. */
+#define HEAD 0x21454C5552524546, (uint32_t)sizeof(ferrule_plugin), FERRULE_ABI_MAJOR, FERRULE_ABI_MINOR
+#else
+#define HEAD FERRULE_PLUGIN_HEAD
+#endif
+static const ferrule_plugin descriptor = {
+    HEAD,
     ID,
     NAME,
     VERSION,
@@ -222,6 +252,7 @@ static const ferrule_plugin descriptor = {
     0,
     INTERFACES,
 };
+#endif
 
 #if defined(KIND_ENTRY_SEGFAULT)
 FERRULE_ENTRY {

@@ -280,6 +280,23 @@ static int32_t count_if(const ferrule_host *host, void *state, const ferrule_val
     return FERRULE_OK;
 }
 
+/* The mistake of a str function written like an integer one: the 42 lands in ret->bytes.ptr. */
+static int32_t int_as_str(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    (void)host; (void)state; (void)args;
+    ret->i64 = 42;
+    return FERRULE_OK;
+}
+
+/* A bytes result of any ptr and len (release NULL): what a plugin that
+ * fills ret->bytes wrongly hands back. */
+static int32_t wrong_bytes(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    (void)host; (void)state;
+    ret->bytes.ptr = (const void *)(uintptr_t)args[0].u64;
+    ret->bytes.len = (size_t)args[1].u64;
+    ret->bytes.release = NULL;
+    return FERRULE_OK;
+}
+
 #define FN(name, sig, doc, flags, call) \
     static const ferrule_function fn_##name = FERRULE_FUNCTION(#name, sig, doc, flags, call)
 
@@ -309,13 +326,16 @@ FN(last_words, "(text: str)", "stderr, a log line, then a crash", FERRULE_FN_THR
 FN(maybe_crash, "(x: i64, crash: bool) -> i64", "x + 1, or a crash", FERRULE_FN_THREAD_SAFE, maybe_crash);
 FN(raise_signal, "(signal: i32)", "raises a signal", FERRULE_FN_THREAD_SAFE, raise_signal);
 FN(shrink_memfds, "() -> i64", "tries to truncate isolated mode's shared memory", FERRULE_FN_THREAD_SAFE, shrink_memfds);
+FN(int_as_str, "() -> str", "writes ret->i64 = 42 instead of a str", FERRULE_FN_THREAD_SAFE | FERRULE_FN_QUICK, int_as_str);
+FN(wrong_bytes, "(ptr: u64, len: u64) -> bytes", "returns ret->bytes {ptr, len, NULL}", FERRULE_FN_THREAD_SAFE,
+   wrong_bytes);
 FN(count_if, "(f: fn(i64) -> bool, n: i64) -> i64", "how many of 0..n-1 f accepts", FERRULE_FN_THREAD_SAFE, count_if);
 
 static const ferrule_function *const functions[] = {
     &fn_add, &fn_add_slow, &fn_mix, &fn_negate, &fn_halve, &fn_reverse, &fn_reverse_bytes, &fn_sum, &fn_scale,
     &fn_apply, &fn_fail, &fn_say, &fn_pid, &fn_sleep_ms, &fn_segfault, &fn_abort, &fn_exit, &fn_spin, &fn_hog,
     &fn_overflow, &fn_flood, &fn_fork, &fn_last_words, &fn_maybe_crash, &fn_raise_signal, &fn_shrink_memfds,
-    &fn_count_if,
+    &fn_count_if, &fn_int_as_str, &fn_wrong_bytes,
 };
 
 static const ferrule_plugin descriptor = {

@@ -124,6 +124,12 @@ static int32_t null_str(ARGS) {
     return FERRULE_OK;
 }
 
+static int32_t int_as_str(ARGS) { /* a str function written like an integer one */
+    UNUSED;
+    ret->i64 = 42;
+    return FERRULE_OK;
+}
+
 static int32_t bad_text(ARGS) {
     UNUSED;
     ret->bytes.ptr = "ok \xff\xfe";
@@ -285,6 +291,7 @@ FN(odd_status, "() -> i64", THREAD_SAFE, odd_status);
 FN(unset_str, "() -> str", THREAD_SAFE, unset);
 FN(unset_bytes, "() -> bytes", THREAD_SAFE, unset);
 FN(null_str, "() -> str", THREAD_SAFE, null_str);
+FN(int_as_str, "() -> str", THREAD_SAFE, int_as_str);
 FN(bad_text, "() -> str", THREAD_SAFE, bad_text);
 FN(static_str, "() -> str", THREAD_SAFE, static_str);
 FN(apply, "(f: fn(i64) -> i64, x: i64) -> i64", 0, apply);
@@ -303,7 +310,7 @@ static const ferrule_function *const functions[] = {
     &fn_double_u8, &fn_double_u16, &fn_double_u32, &fn_double_u64, &fn_double_f32, &fn_double_f64, &fn_fail,
     &fn_fail_silent, &fn_panic, &fn_odd_status, &fn_unset_str, &fn_unset_bytes, &fn_null_str, &fn_bad_text,
     &fn_static_str, &fn_apply, &fn_apply_text, &fn_apply_f64, &fn_apply_bool, &fn_apply_bytes, &fn_call_none,
-    &fn_outer_error, &fn_log_then_fail,
+    &fn_outer_error, &fn_log_then_fail, &fn_int_as_str,
 };
 
 /* ------------------------------------------------- Parity, implemented here */
