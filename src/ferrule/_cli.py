@@ -18,6 +18,8 @@ from ._errors import FerruleError
 from ._load import load
 from ._scan.discover import DEFAULT_GROUP, discover
 from ._scan.scan import PluginInfo, ScanProblem, scan
+from ._scaffold import ScaffoldError
+from ._scaffold import add_parser as _add_new_parser
 
 # Exit statuses: 0 ok, 1 a ferrule error, 2 bad command line (argparse's own),
 # 141 stdout closed early.
@@ -302,6 +304,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="seconds one library may take before it is blocklisted as hung (default 10)")
     list_cmd.set_defaults(run=_list)
     _generate.add_parser(sub)
+    _add_new_parser(sub)
     return parser
 
 
@@ -318,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FerruleError as exc:
         print(f"ferrule: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except _generate.GenerateError as exc:
+    except (_generate.GenerateError, ScaffoldError) as exc:
         print(f"ferrule: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except (TypeError, ValueError) as exc:
