@@ -19,7 +19,7 @@ import warnings
 
 from .._errors import AcceleratorWarning
 
-__all__ = ["enabled", "missing", "speedups", "warn_missing", "why_missing"]
+__all__ = ["enabled", "missing", "speedups", "warn_if_slow", "warn_missing", "why_missing"]
 
 PURE = bool(os.environ.get("FERRULE_PURE_PYTHON"))
 
@@ -43,6 +43,12 @@ if not PURE:
 enabled = speedups is not None
 
 _warned: set[str] = set()
+
+
+def warn_if_slow() -> None:
+    """Warn once that plugin calls run without the accelerator, if so; the
+    isolated child's calls too, so an isolated host says it as well."""
+    warn_missing(missing, "Plugin calls take the cffi path, about 50x slower (in the isolated child too)")
 
 
 def _outside_ferrule() -> int:

@@ -160,8 +160,7 @@ class IsolatedPlugin:
         self._shut = False  # close() has run
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._who = f"isolated plugin {self._request_path!r}"
-        accelerator.warn_missing(accelerator.missing, "Plugin calls take the cffi path, about 50x slower (in the "
-                                 "isolated child too)")
+        accelerator.warn_if_slow()
         accelerator.warn_missing(channel.MISSING, "Isolated calls wake the child through cffi, about 3x slower")
         self._start()
         # The call contract's gate, as in process: calls in flight, one call at

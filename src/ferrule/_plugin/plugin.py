@@ -51,8 +51,7 @@ class PluginCore:
         self.plugin_id = spec.id
         self.debug = services.debug
         self.accelerated = accelerator.enabled and accelerator.speedups is not None and not self.debug
-        accelerator.warn_missing(accelerator.missing, "Plugin calls take the cffi path, about 50x slower (in the "
-                                 "isolated child too)")
+        accelerator.warn_if_slow()
         logger = logging.getLogger(f"ferrule.plugin.{spec.id}")
         host: HostTable
         if self.accelerated:

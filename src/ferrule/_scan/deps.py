@@ -44,7 +44,6 @@ def watched(library: str) -> tuple[str, ...]:
     system directories (a missing library may be a dependency's), and
     LD_LIBRARY_PATH's and the system's directories."""
     env = tuple(os.path.abspath(d) for d in _ld_library_path().split(":") if d)
-    system = _SYSTEM[1:]
     places: list[str] = []
     visited: set[str] = set()
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata as metadata
-import math
 import os
 import re
 import sys
@@ -25,7 +24,7 @@ from typing import NamedTuple
 from .._abi.spec import ID_RE
 from .cache import Stamp, stamp_of
 from .results import PluginInfo, ScanProblem, ScanResult
-from .scan import Results, result_of, scan_files
+from .scan import Results, check_timeout, result_of, scan_files
 
 __all__ = ["DEFAULT_GROUP", "InstalledPlugin", "discover", "installed", "parse_value"]
 
@@ -88,10 +87,6 @@ def installed(group: str = DEFAULT_GROUP) -> tuple[list[InstalledPlugin], list[S
     return found, problems
 
 
-def _under_sys_path(path: str) -> bool:
-    return any(path.startswith(os.path.join(os.path.abspath(p), "")) for p in sys.path if p)
-
-
 def discover(group: str = DEFAULT_GROUP, *, timeout: float = 10.0, cache: bool = True,
              refresh: bool = False) -> ScanResult:
     """Find the plugins installed as Python distributions, without loading them.
@@ -104,10 +99,7 @@ def discover(group: str = DEFAULT_GROUP, *, timeout: float = 10.0, cache: bool =
     not implement an interface its entry point declares is a problem.
     ``ferrule.load(info)`` loads one.
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"discover() timeout must be a number of seconds, got {type(timeout).__name__}")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"discover() timeout must be a positive number of seconds, got {timeout!r}")
+    check_timeout("discover()", timeout)
     if not isinstance(group, str) or not group:
         raise TypeError(f"discover() group must be an entry-point group name, got {group!r}")
     plugins, problems = installed(group)
@@ -119,8 +111,9 @@ def discover(group: str = DEFAULT_GROUP, *, timeout: float = 10.0, cache: bool =
             continue
         found[plugin.path] = stamp_of(st)
     # Entries of uninstalled plugins (files gone from the import path) leave the cache.
+    site = tuple(os.path.join(os.path.abspath(p), "") for p in sys.path if p)
     results: Results = scan_files(found, timeout=timeout, cache=cache, refresh=refresh,
-                                  forget=lambda path: _under_sys_path(path) and not os.path.exists(path))
+                                  forget=lambda path: path.startswith(site) and not os.path.exists(path))
     scanned = result_of(results, ())
     by_path = {info.path: info for info in scanned.plugins}
     infos: list[PluginInfo] = []

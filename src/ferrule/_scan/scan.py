@@ -36,7 +36,7 @@ from .deps import Depends, stamp
 from .deps import changed as dependencies_changed
 from .results import PluginInfo, ScanProblem, ScanResult, info
 
-__all__ = ["PluginInfo", "Results", "ScanProblem", "ScanResult", "result_of", "scan", "scan_files"]
+__all__ = ["PluginInfo", "Results", "ScanProblem", "ScanResult", "check_timeout", "result_of", "scan", "scan_files"]
 
 log = logging.getLogger("ferrule.scan")
 
@@ -65,10 +65,7 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
     """
     if isinstance(dirs, (str, bytes, os.PathLike)):
         raise TypeError(f"scan() takes an iterable of directories, got the single path {dirs!r}: wrap it in a list")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"scan() timeout must be a number of seconds, got {type(timeout).__name__}")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"scan() timeout must be a positive number of seconds, got {timeout!r}")
+    check_timeout("scan()", timeout)
 
     found: dict[str, Stamp] = {}
     listed: list[str] = []
@@ -85,6 +82,14 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
 
 
 Results = dict[str, "PluginSpec | StoredSpec | ScanProblem"]
+
+
+def check_timeout(caller: str, timeout: object) -> None:
+    """The per-library timeout of scan() and discover(): positive seconds."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{caller} timeout must be a number of seconds, got {type(timeout).__name__}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"{caller} timeout must be a positive number of seconds, got {timeout!r}")
 
 
 def scan_files(found: dict[str, Stamp], *, timeout: float, cache: bool, refresh: bool,
