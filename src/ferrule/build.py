@@ -346,9 +346,9 @@ def _settings(config_settings: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def _suffix() -> str:
-    from ._loader import library_file_name
+    from ._loader import LIBRARY_SUFFIX
 
-    return os.path.splitext(library_file_name("x"))[1]
+    return LIBRARY_SUFFIX
 
 
 # -- core metadata

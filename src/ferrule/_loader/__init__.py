@@ -2,6 +2,6 @@
 (posix.py; a Windows one would go beside it), and the file checks that
 explain a refused file (elf.py). Knows nothing of the ferrule ABI."""
 
-from .library import Library, library_file_name
+from .library import LIBRARY_SUFFIX, Library, library_file_name
 
-__all__ = ["Library", "library_file_name"]
+__all__ = ["LIBRARY_SUFFIX", "Library", "library_file_name"]

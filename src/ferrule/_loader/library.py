@@ -39,6 +39,10 @@ def library_file_name(name: str) -> str:
     return f"lib{name}.so"
 
 
+# What the platform's library files end in: .so, .dylib or .dll.
+LIBRARY_SUFFIX = os.path.splitext(library_file_name("x"))[1]
+
+
 def _looks_like_file_name(name: str) -> bool:
     return name.endswith((".so", ".dylib", ".dll")) or ".so." in name
 

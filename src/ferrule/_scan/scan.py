@@ -29,7 +29,7 @@ from typing import IO
 
 from .._abi.spec import PluginSpec, SpecError
 from .._errors import IsolationError
-from .._loader import library_file_name
+from .._loader import LIBRARY_SUFFIX
 from .._spawn import python_command, signal_name
 from .cache import Entry, Stamp, StoredSpec, cache_file, load_cache, save_cache, stamp_of
 from .deps import Depends, stamp
@@ -40,7 +40,6 @@ __all__ = ["PluginInfo", "Results", "ScanProblem", "ScanResult", "check_timeout"
 
 log = logging.getLogger("ferrule.scan")
 
-_SUFFIX = os.path.splitext(library_file_name("x"))[1]  # .so, .dylib or .dll
 # A worker gets this long to start up and read its path list; each library
 # then gets the scan's own timeout.
 _STARTUP_TIMEOUT = 60.0
@@ -166,7 +165,7 @@ def _list_directory(directory: str, explicit: bool) -> dict[str, Stamp] | None:
         with os.scandir(directory) as it:
             files: dict[str, Stamp] = {}
             for entry in it:
-                if not entry.name.endswith(_SUFFIX):
+                if not entry.name.endswith(LIBRARY_SUFFIX):
                     continue
                 try:
                     if not entry.is_file():  # follows symlinks; a dangling one is skipped
