@@ -55,6 +55,12 @@ def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return proc  # type: ignore[no-any-return]
 
 
+def exported(path: Path) -> list[str]:
+    """The symbols a library exports (what nm -D --defined-only lists), sorted."""
+    out = run(["nm", "-D", "--defined-only", str(path)]).stdout
+    return sorted(line.split()[-1] for line in out.splitlines() if line.strip())
+
+
 def compile_plugin(source: Path, output: Path, *flags: str) -> Path:
     run([CC, "-shared", "-fPIC", "-fvisibility=hidden", "-O2", "-std=c99", "-Wall", "-Wextra",
          "-pedantic", "-Werror", f"-I{INCLUDE}", str(source), "-o", str(output), *flags])

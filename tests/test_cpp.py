@@ -17,7 +17,7 @@ import pytest
 import ferrule
 from ferrule._loader.elf import defined_symbols
 
-from .conftest import CC, INCLUDE, ROOT, run
+from .conftest import CC, INCLUDE, ROOT, exported, run
 
 CPP_DIR = ROOT / "tests" / "plugins" / "cpp"
 EXAMPLE = ROOT / "examples" / "cpp_plugin" / "wordstat.cpp"
@@ -32,11 +32,6 @@ COMPILERS = [
 ]
 WORDSTAT_LOGGER = "ferrule.plugin.org.ferrule.examples.wordstat"
 THROWS_LOGGER = "ferrule.plugin.org.ferrule.tests.throws"
-
-
-def exported(path: Path) -> list[str]:
-    out = run(["nm", "-D", "--defined-only", str(path)]).stdout
-    return sorted(line.split()[-1] for line in out.splitlines() if line.strip())
 
 
 class CppBuilds:

@@ -16,7 +16,7 @@ import pytest
 import ferrule
 from ferrule._scaffold import find_sdk, scaffold
 
-from .conftest import ROOT
+from .conftest import ROOT, exported
 
 
 def _env() -> dict[str, str]:
@@ -79,9 +79,7 @@ def test_prints_the_next_steps(project: Project) -> None:
 
 
 def test_exports_only_the_entry(project: Project) -> None:
-    proc = _run(["nm", "-D", "--defined-only", str(project.library)])
-    symbols = [line.split()[-1] for line in proc.stdout.splitlines() if line.strip()]
-    assert symbols == ["ferrule_entry_v1"], proc.stdout
+    assert exported(project.library) == ["ferrule_entry_v1"]
 
 
 def test_inspect(project: Project) -> None:

@@ -14,12 +14,7 @@ import pytest
 
 import ferrule
 
-from .conftest import ROOT, Built, copy_checkout, run
-
-
-def exported(path: Path) -> list[str]:
-    out = run(["nm", "-D", "--defined-only", str(path)]).stdout
-    return sorted(line.split()[-1] for line in out.splitlines() if line.strip())
+from .conftest import ROOT, Built, copy_checkout, exported, run
 
 
 @pytest.mark.parametrize("name", ["greeter", "kitchen", "calc"])
