@@ -1,0 +1,1 @@
+"""``ferrule validate``: a conformance checker for a built plugin library."""
