@@ -20,6 +20,7 @@ from ._scan.discover import DEFAULT_GROUP, discover
 from ._scan.scan import PluginInfo, ScanProblem, scan
 from ._scaffold import ScaffoldError
 from ._scaffold import add_parser as _add_new_parser
+from ._validate.validate import add_parser as _add_validate_parser
 
 # Exit statuses: 0 ok, 1 a ferrule error, 2 bad command line (argparse's own),
 # 141 stdout closed early.
@@ -305,6 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     list_cmd.set_defaults(run=_list)
     _generate.add_parser(sub)
     _add_new_parser(sub)
+    _add_validate_parser(sub)
     return parser
 
 

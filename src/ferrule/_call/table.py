@@ -20,6 +20,7 @@ from .marshal import ALLOC, FREE, give_bytes, store_scalar, value_of
 __all__ = ["Frame", "HostTable", "log_sink", "running"]
 
 MAX_MESSAGE = 1 << 16  # bytes kept of a set_error message
+NO_MESSAGE = "(the plugin gave no error message)"  # host_table.c says the same
 _LOG_LEVELS = {
     abi.LOG_TRACE: 5,
     abi.LOG_DEBUG: logging.DEBUG,
@@ -159,7 +160,7 @@ class HostTable:
         self.errors.message = None
 
     def take_error(self) -> str:
-        message: str = getattr(self.errors, "message", "") or "(the plugin gave no error message)"
+        message: str = getattr(self.errors, "message", "") or NO_MESSAGE
         self.errors.message = None
         return message
 
