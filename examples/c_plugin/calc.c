@@ -52,18 +52,25 @@ static int32_t calc_checked_div(const ferrule_host *host, void *state, const fer
     return FERRULE_OK;
 }
 
-/* Returns a host-allocated copy, reversed byte by byte (ASCII text). */
+/* Returns a host-allocated copy with its characters in reverse order. The
+ * input is valid UTF-8 (the host checks a str argument), and each
+ * character's bytes keep their order, so the result is valid UTF-8 too. */
 static int32_t calc_reverse(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
-    const char *in = (const char *)args[0].bytes.ptr;
-    size_t n = args[0].bytes.len, i;
+    const unsigned char *in = (const unsigned char *)args[0].bytes.ptr;
+    size_t n = args[0].bytes.len, i = 0, len;
     char *out;
     ((calc_state *)state)->calls++;
     out = (char *)host->alloc(n);
     if (out == NULL) {
         return ferrule_fail(host, "out of memory");
     }
-    for (i = 0; i < n; i++) {
-        out[i] = in[n - 1 - i];
+    while (i < n) {
+        len = in[i] < 0x80 ? 1 : in[i] >= 0xF0 ? 4 : in[i] >= 0xE0 ? 3 : 2;
+        if (len > n - i) {
+            len = n - i;
+        }
+        memcpy(out + (n - i - len), in + i, len);
+        i += len;
     }
     ret->bytes.ptr = out;
     ret->bytes.len = n;
@@ -81,7 +88,7 @@ static int32_t calc_calls(const ferrule_host *host, void *state, const ferrule_v
 static const ferrule_function f_mul = FERRULE_FUNCTION("mul", "(a: i64, b: i64) -> i64", "Multiply two integers.", 0, calc_mul);
 static const ferrule_function f_hypot = FERRULE_FUNCTION("hypot", "(x: f64, y: f64) -> f64", "Length of the vector (x, y).", 0, calc_hypot);
 static const ferrule_function f_div = FERRULE_FUNCTION("checked_div", "(a: i64, b: i64) -> i64", "Integer division; fails on a zero divisor.", 0, calc_checked_div);
-static const ferrule_function f_reverse = FERRULE_FUNCTION("reverse", "(text: str) -> str", "Reverse ASCII text.", 0, calc_reverse);
+static const ferrule_function f_reverse = FERRULE_FUNCTION("reverse", "(text: str) -> str", "The text with its characters in reverse order.", 0, calc_reverse);
 static const ferrule_function f_calls = FERRULE_FUNCTION("calls", "() -> u64", "How many calls this instance has served, this one included.", 0, calc_calls);
 
 static const ferrule_function *const functions[] = {&f_mul, &f_hypot, &f_div, &f_reverse, &f_calls};
