@@ -162,6 +162,13 @@ def call_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     return str(request.param)
 
 
+@pytest.fixture(scope="session")
+def corpus(built: Built, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every input of the bad-plugin corpus (tests/corpus.py), by kind id."""
+    from .corpus import build_all  # here: corpus.py imports this module
+    return build_all(built, tmp_path_factory.mktemp("corpus"))
+
+
 def copy_checkout(dest: Path) -> Path:
     """The tracked files of this checkout (as a clean clone has them, with
     the working tree's edits), so a build cannot see local build products."""

@@ -62,9 +62,9 @@ def _reproduce(options: Options, check_id: str) -> str:
            f"--only '{check_id}'"
 
 
-def _lost(options: Options, check_id: str, title: str, what: str, how: str, tail: list[str]) -> Check:
+def _lost(options: Options, check_id: str, title: str, what: str, how: str, tail: list[str], after: str = "") -> Check:
     """The failure of a check whose process crashed or hung."""
-    message = f"{how} during {what}" if what else how
+    message = (f"{how} during {what}" if what else how) + after
     return Check(check_id, title, "fail", f"{message}\n{_reproduce(options, check_id)}",
                  [f"output: {line}" for line in tail])
 
@@ -151,10 +151,10 @@ def _in_children(options: Options, timeout: float) -> list[Check]:
                     child.kill()
                     if current is None:
                         checks.append(Check("validator", "the validator's process runs", "fail",
-                                            f"no word from the process for {timeout} s outside any check",
+                                            f"no word from the process for {timeout:g} s outside any check",
                                             list(child.tail)))
                         return checks
-                    checks.append(_lost(options, *current, what, f"no answer within {timeout} s (--timeout)",
+                    checks.append(_lost(options, *current, what, f"no answer within {timeout:g} s (--timeout)",
                                         list(child.tail)))
                     break
                 if not events:  # exited
@@ -210,8 +210,8 @@ def _in_process(options: Options, timeout: float) -> list[Check]:
             event = events.get(timeout=timeout)
         except queue.Empty:
             assert current is not None
-            checks.append(_lost(options, *current, what, f"no answer within {timeout} s (--timeout); the call is "
-                                "still running, so no further checks ran", []))
+            checks.append(_lost(options, *current, what, f"no answer within {timeout:g} s (--timeout)", [],
+                                "; the call is still running, so no further checks ran"))
             _hung.set()
             return checks
         if "start" in event:

@@ -65,6 +65,11 @@ static void shutdown_plugin(const ferrule_host *host, void *state) {
 static int32_t add(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
     (void)host;
     (void)state;
+#ifdef FLAW_HANG /* never returns (sleeping, not spinning) */
+    for (;;) {
+        pause();
+    }
+#endif
     ret->i64 = (int64_t)((uint64_t)args[0].i64 + (uint64_t)args[1].i64);
     return FERRULE_OK;
 }
