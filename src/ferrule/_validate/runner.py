@@ -288,6 +288,9 @@ class Runner:
                 self._run(f"interface.{offer.id}.{offer.name}", f"{iface.name} {offer.name!r}: every method called "
                           f"{self.repeats} times", partial(self._methods, offer=offer, iface=iface))
         if level >= 4:
+            if not any(fn.thread_safe for fn in spec.functions) and not any(
+                    i.thread_safe or o.thread_safe for o, i in self._matched(spec)):
+                self._run("threads", "thread-safety claims hold", self._none_thread_safe)
             for fn in spec.functions:
                 if fn.thread_safe:
                     self._run(f"threads.function.{fn.name}", f"{fn.name} is thread-safe: {THREADS} threads call it at "
@@ -386,6 +389,11 @@ class Runner:
             self._run(f"interfaces.{offer.id}.{offer.name}.fingerprint",
                       f"{offer.id}/{offer.revision} {offer.name!r} has its declaration's layout",
                       partial(self._fingerprint, offer=offer, iface=iface))
+
+    def _none_thread_safe(self, check: Check) -> None:
+        raise _Skip("nothing is flagged thread-safe, so hosts serialise every call into an instance and there is no "
+                    "claim to check; flag the functions that are (FERRULE_FN_THREAD_SAFE in C and C++; Rust plugin "
+                    "functions always are) and hosts may call them from several threads at once")
 
     def _no_modules(self, check: Check) -> None:
         raise _Skip("the plugin offers implementations, but no declarations were given: pass --interfaces MODULE "

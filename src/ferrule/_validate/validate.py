@@ -97,6 +97,8 @@ class _Child:
             if left <= 0:
                 return None
             ready, _, _ = select.select(open_fds, [], [], left)
+            if self.events in ready:  # events first: a start event must not clear output that came after it
+                ready = [self.events]
             events: list[dict[str, Any]] = []
             for fd in ready:
                 chunk = os.read(fd, 1 << 16)
