@@ -113,8 +113,8 @@ def test_every_level_adds_its_checks(examples: dict[str, Path]) -> None:
 
 
 @pytest.mark.parametrize("flaw, check_id, status, message", [
-    ("THREAD_LEAK", "lifecycle.load-close", "fail", "more threads ran after 100 load/close cycles than before"),
-    ("FD_LEAK", "lifecycle.load-close", "fail", "more file descriptors were open after 100 load/close cycles"),
+    ("THREAD_LEAK", "lifecycle.load-close", "fail", "more threads ran after 1000 load/close cycles than before"),
+    ("FD_LEAK", "lifecycle.load-close", "fail", "more file descriptors were open after 1000 load/close cycles"),
     ("LEAK_STATE", "lifecycle.load-close", "fail", "the heap grew by"),
     ("LEAK_RESULT", "leaks.function.shout", "fail", "over 1000 calls"),
     ("WRITES_INPUT", "function.checksum", "fail", "wrote into its read-only parameter 'data' (buf[u8])"),
@@ -288,3 +288,30 @@ def test_in_process_mode_finds_what_the_child_finds(flawed: dict[str, Path]) -> 
     inside = validate(str(flawed["RACE"]), level=4, seed=2, in_process=True)
     assert inside.mode == "in-process"
     assert statuses(child) == statuses(inside)
+
+
+def test_a_non_static_shutdown_is_found_twice(tmp_path: Path) -> None:
+    """The interposition trap end to end: the export binds the descriptor's
+    shutdown to libc's shutdown(2), so the plugin's own never runs and its
+    state leaks on every close. The file check names the cause, the
+    lifecycle check its effect."""
+    source = tmp_path / "shut.c"
+    source.write_text(textwrap.dedent("""\
+        #include <stdlib.h>
+        #include "ferrule.h"
+        static int32_t init(const ferrule_host *h, const char *c, size_t n, void **state) {
+            (void)h; (void)c; (void)n; *state = malloc(64); return *state ? FERRULE_OK : FERRULE_ERROR;
+        }
+        void shutdown(const ferrule_host *h, void *state) { (void)h; free(state); }
+        static const ferrule_function *const fns[] = {NULL};
+        static const ferrule_plugin d = {FERRULE_PLUGIN_HEAD, "org.ferrule.tests.shut", "Shut", "1.0.0",
+            "leaks through libc", "MIT", 0, 0, fns, init, shutdown, 0, 0, NULL};
+        FERRULE_ENTRY { return &d; }
+        """))
+    path = tmp_path / "libshut.so"
+    run(["cc", "-shared", "-fPIC", "-O2", "-std=c99", f"-I{INCLUDE}", str(source), "-o", str(path)])
+    report = validate(str(path), level=5, seed=1)
+    exports = check(report, "file.exports")
+    assert exports.status == "fail" and "shutdown (libc.so.6)" in exports.message
+    cycles = check(report, "lifecycle.load-close")
+    assert cycles.status == "fail" and "the heap grew by" in cycles.message

@@ -48,7 +48,7 @@ LEVELS: dict[int, str] = {
 }
 _REPEATS = {1: 0, 2: 1, 3: 10, 4: 25, 5: 50}
 THREADS = 4
-CYCLES = 100  # level 5: load/close and create/destroy cycles measured (after a warm-up)
+CYCLES = 1000  # level 5: load/close and create/destroy cycles measured (after a warm-up)
 CALL_CYCLES = 1000  # level 5: calls of each function measured for leaks
 _WARMUP = 10
 
