@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from ._abi.spec import ID_RE
+from .._abi.spec import ID_RE
 
 __all__ = ["LANGUAGES", "ScaffoldError", "Names", "add_parser", "find_sdk", "names", "scaffold"]
 
@@ -76,8 +76,8 @@ def names(name: str, lang: str, plugin_id: str | None = None) -> Names:
 def find_sdk() -> str | None:
     """The Rust SDK of the checkout ferrule runs from (src/ferrule/../../sdk/rust),
     or None for an installed ferrule, which carries no Rust sources."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    sdk = os.path.normpath(os.path.join(here, os.pardir, os.pardir, "sdk", "rust"))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # src/ferrule
+    sdk = os.path.normpath(os.path.join(package, os.pardir, os.pardir, "sdk", "rust"))
     return sdk if os.path.isfile(os.path.join(sdk, "Cargo.toml")) else None
 
 
