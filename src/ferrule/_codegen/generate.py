@@ -9,30 +9,57 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ..idl import InterfaceSpec, first_difference, spec
 
-__all__ = ["declarations", "generate"]
+__all__ = ["GenerateError", "declarations", "declared", "generate", "import_module"]
 
 
 class GenerateError(Exception):
     """A declaration module, lock or output problem, reported in one line."""
 
 
-def declarations(module_name: str) -> list[InterfaceSpec]:
-    """Every interface declared in a module, in declaration order."""
+def import_module(module_name: str) -> ModuleType:
+    """Import a declaration module, found from the current directory, then
+    sys.path. Raises GenerateError saying what is missing and where to run."""
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name != missing and not module_name.startswith(missing + "."):
+            # The module itself exists: something it imports does not.
+            raise GenerateError(f"cannot import {module_name!r}: {exc}") from None
+        parent, _, last = missing.rpartition(".")
+        if parent in sys.modules:
+            where = os.path.dirname(str(getattr(sys.modules[parent], "__file__", None) or "")) or parent
+            raise GenerateError(f"cannot import {module_name!r}: package {parent} ({where}) has no module "
+                                f"{last!r}") from None
+        raise GenerateError(f"cannot import {module_name!r}: no module {missing!r} in the current directory or on "
+                            "sys.path: run ferrule from the directory that holds it, or add that directory to "
+                            "PYTHONPATH") from None
     except ImportError as exc:
         raise GenerateError(f"cannot import {module_name!r}: {exc}") from None
+
+
+def declared(module: ModuleType) -> list[InterfaceSpec]:
+    """The interfaces a module declares itself (not those it imports), in
+    declaration order; possibly none."""
     found = []
     for value in vars(module).values():
         iface = getattr(value, "__ferrule_interface__", None)
         if isinstance(iface, InterfaceSpec) and getattr(value, "__module__", None) == module.__name__:
             found.append(spec(value))
+    return found
+
+
+def declarations(module_name: str) -> list[InterfaceSpec]:
+    """Every interface declared in a module, in declaration order. Raises
+    GenerateError when there is none or one (id, revision) is declared twice."""
+    found = declared(import_module(module_name))
     if not found:
         raise GenerateError(f"{module_name} declares no interfaces (decorate classes with @ferrule.idl.interface)")
     keys = [s.key for s in found]
