@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .._abi.types import NUMBERS, TYPES
 from ..idl import InterfaceSpec, MethodSpec, StructSpec, TypeSpec
 
-__all__ = ["render", "snake"]
+__all__ = ["Implementer", "implementer", "render", "snake"]
 
 # C spellings of the number types, from the ABI table.
 _C_TYPES = {n: TYPES[n].c for n in NUMBERS}
@@ -60,6 +61,27 @@ def render(specs: Sequence[InterfaceSpec], source: str, prefix: str = "ferrule_a
     if not _IDENT.match(prefix):
         raise ValueError(f"C prefix {prefix!r} must be a lowercase C identifier like 'myapp'")
     return _Header(specs, source, prefix).render()
+
+
+@dataclass(frozen=True)
+class Implementer:
+    """What a hand-written C implementation of one interface writes, as the
+    header with ``prefix`` declares it: ``macro(cprefix, type, "name", "doc")``
+    defines ``cprefix_interface``; ``functions`` are, per method, the
+    function's name after ``cprefix_`` and its parameters after ``host`` and
+    ``self`` (``"const char *text"``, ``"size_t text_len"``, ...)."""
+
+    macro: str
+    functions: tuple[tuple[MethodSpec, str, tuple[str, ...]], ...]
+
+
+def implementer(spec: InterfaceSpec, prefix: str) -> Implementer:
+    """The names an implementation of ``spec`` uses in a header made with
+    ``prefix`` (see render)."""
+    header = _Header([spec], "", prefix)
+    functions = tuple((m, header.method_name(m), tuple(header.impl_params(m, header.param_names(m))))
+                      for m in spec.methods)
+    return Implementer(f"{header.P}_{snake(spec.name).upper()}_IMPLEMENT", functions)
 
 
 def _comment(text: str, indent: str = "") -> list[str]:

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from .._abi.types import BASE, CODES, TYPES
 from ..idl import InterfaceSpec, MethodSpec, StructSpec, TypeSpec
 
-__all__ = ["render", "snake"]
+__all__ = ["ident", "render", "snake", "trait_method"]
 
 # Keywords of every edition; `r#` cannot be used for the last group.
 _KEYWORDS = frozenset("""
@@ -75,6 +75,11 @@ def _ident(name: str) -> str:
     if name in _KEYWORDS:
         return "r#" + name
     return name
+
+
+def ident(name: str) -> str:
+    """The Rust name of a declared method or field (``type`` -> ``r#type``)."""
+    return _ident(name)
 
 
 def _param(name: str) -> str:
@@ -118,15 +123,16 @@ def _hex(n: int) -> str:
 # ------------------------------------------------------------------ types
 
 
-def _param_type(t: TypeSpec) -> str:
+def _param_type(t: TypeSpec, types: str = "") -> str:
     """The Rust type of a parameter in the trait and the client: the ABI
-    table's Rust spelling, with T an array's element type."""
+    table's Rust spelling, with T an array's element type; ``types`` is the
+    path of the bindings before a struct or handle name (``api::``)."""
     if t.kind in ("number", "bool", "str", "bytes"):
         return TYPES[t.name if t.kind == "number" else t.kind].rust
     if t.kind in ("buf", "mutbuf"):
         return BASE[CODES.index(t.kind)].rust.replace("T", t.elem)
     if t.kind in ("struct", "handle"):
-        return t.name
+        return types + t.name
     if t.kind == "fn":
         params = ", ".join(_HOSTFN_TYPES.get(p.layout, p.layout) for p in t.fn_params)
         result = f" -> {_HOSTFN_TYPES.get(t.fn_result.layout, t.fn_result.layout)}" if t.fn_result else ""
@@ -134,14 +140,30 @@ def _param_type(t: TypeSpec) -> str:
     raise ValueError(f"no Rust type for {t.layout}")
 
 
-def _result_type(t: TypeSpec | None) -> str:
+def _result_type(t: TypeSpec | None, types: str = "") -> str:
     if t is None:
         return "()"
     if t.kind == "str":
         return "String"
     if t.kind == "bytes":
         return "Vec<u8>"
-    return _param_type(t)
+    return _param_type(t, types)
+
+
+def trait_method(spec: InterfaceSpec, m: MethodSpec, types: str = "", error: str = "Self::Error",
+                 unused: bool = False) -> str:
+    """The signature of method ``m`` in ``spec``'s trait, ``fn name(&mut self,
+    a: T) -> Result<R, E>``, as the trait declares it and an impl writes it:
+    ``types`` is the path of the bindings for struct and handle names
+    (``api::``), ``error`` the error type, and ``unused`` starts the
+    parameter names with ``_`` (a stub's, which uses none)."""
+    receiver = "&self" if spec.thread_safe else "&mut self"
+    params = []
+    for p in m.params:
+        name = _param(p.name)
+        name = "_" + name.removeprefix("r#") if unused else name
+        params.append(f"{name}: {_param_type(p.type, types)}")
+    return f"fn {_ident(m.name)}({', '.join([receiver] + params)}) -> Result<{_result_type(m.result, types)}, {error}>"
 
 
 def _borrow(t: TypeSpec) -> str:
@@ -450,7 +472,6 @@ def _render_interface(spec: InterfaceSpec) -> list[str]:
         "    /// fails it with `FERRULE_PANIC`.",
     ]
     bounds = "Sized + Send + Sync + 'static" if spec.thread_safe else "Sized + Send + 'static"
-    receiver = "&self" if spec.thread_safe else "&mut self"
     lines += [
         f"    pub trait {trait}: {bounds} {{",
         "        /// The error of `create` and of every method; its `to_string()` is the message.",
@@ -462,9 +483,7 @@ def _render_interface(spec: InterfaceSpec) -> list[str]:
     for m in spec.methods:
         lines.append("")
         lines += _doc(m.doc, "        ")
-        params = [f"{_param(p.name)}: {_param_type(p.type)}" for p in m.params]
-        result = _result_type(m.result)
-        lines.append(f"        fn {_ident(m.name)}({', '.join([receiver] + params)}) -> Result<{result}, Self::Error>;")
+        lines.append(f"        {trait_method(spec, m)};")
     lines += ["    }", ""]
     # The vtable.
     lines += [
