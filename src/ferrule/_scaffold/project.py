@@ -12,10 +12,13 @@ import argparse
 import os
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .._abi.spec import ID_RE
+from . import interfaces as _interfaces
+from .interfaces import Bindings
 
 __all__ = ["LANGUAGES", "ScaffoldError", "Names", "add_parser", "find_sdk", "names", "scaffold"]
 
@@ -117,7 +120,7 @@ _LIB_RS = """\
 //! {name}: a ferrule plugin. Build with `cargo build --release`: the
 //! plugin is `{library}`.
 
-// The plain functions hold the logic, so that the unit tests below call them
+{rust_modules}// The plain functions hold the logic, so that the unit tests below call them
 // directly, without a host.
 fn greeting(name: &str) -> String {{
     format!("Hello, {{name}}!")
@@ -131,7 +134,7 @@ fn checked_divide(a: f64, b: f64) -> Result<f64, String> {{
     }}
 }}
 
-ferrule_sdk::plugin! {{
+{rust_impls}ferrule_sdk::plugin! {{
     id: {id},  // reverse-DNS and yours: change it before you publish
     name: {name_str},
     version: env!("CARGO_PKG_VERSION"),
@@ -146,7 +149,7 @@ ferrule_sdk::plugin! {{
         fn divide(a: f64, b: f64) -> Result<f64, String> {{
             checked_divide(a, b)
         }}
-    }}
+    }}{rust_exports}
 }}
 
 #[cfg(test)]
@@ -163,7 +166,7 @@ mod tests {{
         assert_eq!(checked_divide(1.0, 4.0), Ok(0.25));
         assert!(checked_divide(1.0, 0.0).unwrap_err().contains("division by zero"));
     }}
-}}
+{rust_tests}}}
 """
 
 _RUST_README = """\
@@ -181,7 +184,7 @@ pip wheel . -w dist/       # a wheel that ferrule hosts find once installed
 ```
 
 {sdk_note}
-"""
+{interfaces_section}"""
 
 _SDK_PATH_NOTE = """\
 `Cargo.toml` depends on the ferrule SDK by a path into the ferrule checkout it
@@ -208,7 +211,7 @@ _C_SOURCE = """\
 #include <stdlib.h>
 
 #include "ferrule.h"
-
+{c_includes}
 typedef struct {ident}_state {{
     uint64_t calls; /* a plain counter: the functions are not marked thread-safe,
                        so the host serialises calls into one instance */
@@ -258,7 +261,7 @@ static const ferrule_function f_divide =
     FERRULE_FUNCTION("divide", "(a: f64, b: f64) -> f64", "Divide a by b; fails when b is 0.", 0, {ident}_divide);
 
 static const ferrule_function *const functions[] = {{&f_greet, &f_divide}};
-
+{c_impls}
 static const ferrule_plugin descriptor = {{
     FERRULE_PLUGIN_HEAD,
     {id}, /* reverse-DNS and yours: change it before you publish */
@@ -271,9 +274,7 @@ static const ferrule_plugin descriptor = {{
     functions,
     {ident}_init,
     {ident}_shutdown,
-    0, /* interfaces (ABI 1.2): none */
-    0,
-    NULL,
+{c_interface_fields}
 }};
 
 FERRULE_ENTRY {{ return &descriptor; }}
@@ -292,7 +293,7 @@ _CPP_SOURCE = """\
 #include <string_view>
 
 #include "ferrule.h"
-
+{c_includes}
 namespace {{
 
 std::string_view text_arg(const ferrule_value &value) {{
@@ -349,7 +350,7 @@ const ferrule_function f_divide =
     FERRULE_FUNCTION("divide", "(a: f64, b: f64) -> f64", "Divide a by b; fails when b is 0.", 0, {ident}_divide);
 
 const ferrule_function *const functions[] = {{&f_greet, &f_divide}};
-
+{c_impls}
 const ferrule_plugin descriptor = {{
     FERRULE_PLUGIN_HEAD,
     {id},  // reverse-DNS and yours: change it before you publish
@@ -362,9 +363,7 @@ const ferrule_plugin descriptor = {{
     functions,
     {ident}_init,
     {ident}_shutdown,
-    0,  // interfaces (ABI 1.2): none
-    0,
-    nullptr,
+{c_interface_fields}
 }};
 
 }}  // namespace
@@ -380,24 +379,24 @@ ifeq ($(strip $(FERRULE_INCLUDE)),)
 $(error cannot find ferrule.h: install ferrule (pip install ferrule) or run make FERRULE_INCLUDE=/path/to/include)
 endif
 PYTHON ?= python3
-{compiler_var}
+{host_vars}{compiler_var}
 FLAGS = -shared -fPIC -fvisibility=hidden -Wall -Wextra -Werror
 LIBRARY = {library}
 
 all: $(LIBRARY)
 
-$(LIBRARY): {source} $(FERRULE_INCLUDE)/ferrule.h
+$(LIBRARY): {source}{headers} $(FERRULE_INCLUDE)/ferrule.h
 \t@mkdir -p $(dir $@)
 \t{compile}
 
 # Loads the plugin with ferrule and calls its functions.
 test: $(LIBRARY)
-\t$(PYTHON) test_plugin.py $(LIBRARY)
-
+\t{with_host}$(PYTHON) test_plugin.py $(LIBRARY)
+{generate_target}
 clean:
 \trm -rf build
 
-.PHONY: all test clean
+.PHONY: all test clean{generate_phony}
 """
 
 _C_COMPILE = '$(CC) -std=c99 $(FLAGS) $(CFLAGS) -I"$(FERRULE_INCLUDE)" {source} -o $@ $(LDFLAGS)'
@@ -407,14 +406,13 @@ _CPP_COMPILE = ('$(CXX) -std=c++17 $(FLAGS) $(CXXFLAGS) -I"$(FERRULE_INCLUDE)" '
                 '-Wl,--version-script="$(FERRULE_INCLUDE)/ferrule.map" {source} -o $@ $(LDFLAGS)')
 
 _TEST_PLUGIN = '''\
-"""Load the plugin with ferrule and call its functions: python3 test_plugin.py {library}"""
+"""{test_doc}"""
 
-import sys
-
+{test_stdlib}
 import ferrule
+{test_declarations}
 
-
-def main(path: str) -> None:
+{test_helper}def main(path: str) -> None:
     with ferrule.load(path) as plugin:
         assert plugin.greet("Ada") == "Hello, Ada!", plugin.greet("Ada")
         assert plugin.divide(1.0, 4.0) == 0.25
@@ -424,7 +422,7 @@ def main(path: str) -> None:
             assert "division by zero" in str(exc), exc
         else:
             raise AssertionError("divide(1, 0) did not fail")
-        print(f"ok: {{plugin.id}} {{plugin.version}}: greet and divide work")
+{test_checks}        print(f"ok: {{plugin.id}} {{plugin.version}}: greet and divide work{test_stubs}")
 
 
 if __name__ == "__main__":
@@ -443,7 +441,7 @@ make test                  # loads it with ferrule and calls its functions (test
 ferrule inspect {library}
 pip wheel . -w dist/       # a wheel that ferrule hosts find once installed
 ```
-"""
+{interfaces_section}"""
 
 _NATIVE_GITIGNORE = """\
 /build/
@@ -471,10 +469,12 @@ library = "{library}"
 """
 
 
-def _files(n: Names, lang: str, sdk: str | None) -> dict[str, str]:
+def _files(n: Names, lang: str, sdk: str | None, directory: str,
+           bindings: Sequence[Bindings] = ()) -> dict[str, str]:
     """The project's files: relative path -> contents."""
     fields: dict[str, Any] = {"name": n.name, "ident": n.ident, "library": n.library, "plugin_id": n.plugin_id,
                               "id": _c_string(n.plugin_id), "name_str": _c_string(n.name)}
+    fields.update(_interfaces.fields(lang, n.name, n.ident, n.library, directory, bindings))
     if lang == "rust":
         dependency = f"ferrule-sdk = {{ path = {_toml(sdk)} }}" if sdk else 'ferrule-sdk = "0.1"'
         # The target dir is given so the library lands here even when
@@ -483,6 +483,7 @@ def _files(n: Names, lang: str, sdk: str | None) -> dict[str, str]:
         return {
             "Cargo.toml": _CARGO.format(sdk_dependency=dependency, **fields),
             "src/lib.rs": _LIB_RS.format(**fields),
+            **{b.rust_file: b.rust() for b in bindings},
             "pyproject.toml": _PYPROJECT.format(build=build, **fields),
             "README.md": _RUST_README.format(sdk_note=_SDK_PATH_NOTE if sdk else _SDK_VERSION_NOTE.format(),
                                              **fields),
@@ -493,6 +494,7 @@ def _files(n: Names, lang: str, sdk: str | None) -> dict[str, str]:
     compiler_var = "CFLAGS ?= -O2" if lang == "c" else "CXXFLAGS ?= -O2"
     return {
         source: (_C_SOURCE if lang == "c" else _CPP_SOURCE).format(**fields),
+        **{b.c_file: b.c() for b in bindings},
         "Makefile": _MAKEFILE.format(source=source, compile=compile_line, compiler_var=compiler_var, **fields),
         "test_plugin.py": _TEST_PLUGIN.format(**fields),
         "pyproject.toml": _PYPROJECT.format(build='["make"]', **fields),
@@ -502,9 +504,10 @@ def _files(n: Names, lang: str, sdk: str | None) -> dict[str, str]:
 
 
 def scaffold(name: str, lang: str, directory: str | None = None, plugin_id: str | None = None,
-             sdk: str | None = None) -> tuple[str, Names]:
+             sdk: str | None = None, interfaces: Sequence[Bindings] = ()) -> tuple[str, Names]:
     """Write the project for name into directory (default ./name); sdk is the
-    Rust SDK's directory for a path dependency, None for a version one.
+    Rust SDK's directory for a path dependency, None for a version one;
+    interfaces (from interfaces.resolve) are what it implements, with stubs.
     Returns the directory and the names used. Raises ValueError for a bad
     name or id, ScaffoldError for a directory that cannot be used."""
     if lang not in LANGUAGES:
@@ -517,7 +520,7 @@ def scaffold(name: str, lang: str, directory: str | None = None, plugin_id: str 
         if os.listdir(directory):
             raise ScaffoldError(f"{directory} exists and is not empty: ferrule new writes only into a new or empty "
                                 "directory, so that it overwrites nothing; choose another with --dir")
-    files = _files(n, lang, sdk)
+    files = _files(n, lang, sdk, directory, interfaces)
     for rel, text in files.items():
         path = os.path.join(directory, *rel.split("/"))
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -526,10 +529,14 @@ def scaffold(name: str, lang: str, directory: str | None = None, plugin_id: str 
     return directory, n
 
 
-def _next_steps(directory: str, lang: str, n: Names) -> str:
+def _next_steps(directory: str, lang: str, n: Names, bindings: Sequence[Bindings] = ()) -> str:
     build, test = ("cargo build --release", "cargo test") if lang == "rust" else ("make", "make test")
     language = {"rust": "Rust", "c": "C", "cpp": "C++"}[lang]
-    return (f"Wrote a {language} ferrule plugin, {n.plugin_id}, in {directory}. Next:\n"
+    implemented = [s.name for b in bindings for s in b.implemented]
+    source = {"rust": "src/lib.rs", "c": "plugin.c", "cpp": "plugin.cpp"}[lang]
+    stubs = (f"It implements {', '.join(implemented)}: every method is a stub that fails until you write it in "
+             f"{source}.\n" if implemented else "")
+    return (f"Wrote a {language} ferrule plugin, {n.plugin_id}, in {directory}. {stubs}Next:\n"
             f"  cd {shlex.quote(directory)}\n"
             f"  {build:<22}  # builds {n.library}\n"
             f"  {test:<22}  # runs its tests\n"
@@ -540,8 +547,10 @@ def _next_steps(directory: str, lang: str, n: Names) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     sdk = find_sdk() if args.lang == "rust" else None
-    directory, n = scaffold(args.name, args.lang, args.dir, args.id, sdk)
-    print(_next_steps(directory, args.lang, n))
+    names(args.name, args.lang, args.id)  # a bad name is reported before the modules are imported
+    bindings = _interfaces.resolve(args.interface or [])
+    directory, n = scaffold(args.name, args.lang, args.dir, args.id, sdk, bindings)
+    print(_next_steps(directory, args.lang, n, bindings))
     if args.lang == "rust" and sdk is None:
         print('Note: Cargo.toml asks for ferrule-sdk = "0.1", which is not published yet: see README.md.')
     return 0
@@ -553,10 +562,17 @@ def add_parser(sub: Any) -> None:
         help="write a plugin project (Rust, C or C++) that builds, tests and packages as it is",
         description="Write a plugin project named NAME into DIR (default ./NAME), which must be new or empty: "
         "the sources with two example functions, a test, the build file (Cargo.toml or a Makefile) and a "
-        "pyproject.toml that packages it as a wheel with ferrule.build.",
+        "pyproject.toml that packages it as a wheel with ferrule.build. With --interface it also implements "
+        "interfaces the host declares: the bindings ferrule generate writes from the declarations, and an "
+        "implementation of each whose methods are stubs that fail, naming themselves, until written.",
     )
     cmd.add_argument("name", metavar="NAME", help="the plugin's name: letters, digits, _ and -, starting with a letter")
     cmd.add_argument("--lang", required=True, choices=LANGUAGES, help="the plugin's language")
     cmd.add_argument("--dir", default=None, metavar="DIR", help="where to write it (default ./NAME)")
     cmd.add_argument("--id", default=None, metavar="ID", help="the plugin id, reverse-DNS (default org.example.NAME)")
+    cmd.add_argument("--interface", action="append", metavar="MODULE[:Interface]",
+                     help="implement a host-defined interface: Interface, declared with @ferrule.idl.interface in "
+                     "MODULE (imported from the current directory, then sys.path, as ferrule generate does); "
+                     "MODULE alone: every interface it declares. Writes the generated bindings and an "
+                     "implementation whose methods are stubs. Repeatable")
     cmd.set_defaults(run=_run)
