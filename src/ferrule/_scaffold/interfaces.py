@@ -184,6 +184,14 @@ def _import_root(module_name: str) -> str | None:
 # ------------------------------------------------------------------ naming
 
 
+def titles(bindings: Sequence[Bindings]) -> list[str]:
+    """The implemented interfaces by class name, or by dotted name where two
+    classes share one."""
+    specs = [(b.module, s.name) for b in bindings for s in b.implemented]
+    short = [name for _, name in specs]
+    return [name if short.count(name) == 1 else f"{module}.{name}" for module, name in specs]
+
+
 def camel(name: str) -> str:
     """hello-rust -> HelloRust."""
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[-_]+", name) if part)
@@ -651,7 +659,7 @@ def fields(lang: str, name: str, ident: str, library: str, directory: str,
                 imports="\n".join(f"    {line}" for line in imports if line != "import array")),
             test_helper=_TEST_HELPER,
             test_checks=checks,
-            test_stubs=f"; {', '.join(i.spec.name for i in impls)} {'are stubs' if len(impls) > 1 else 'is a stub'}",
+            test_stubs=f"; {', '.join(titles(bindings))} {'are stubs' if len(impls) > 1 else 'is a stub'}",
         )
         regenerate = [f"{'make generate' if i == 0 else '':<16} # {env}ferrule generate {b.module} --c {b.c_file} "
                       "--no-lock" for i, b in enumerate(bindings)]

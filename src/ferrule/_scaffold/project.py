@@ -532,7 +532,7 @@ def scaffold(name: str, lang: str, directory: str | None = None, plugin_id: str 
 def _next_steps(directory: str, lang: str, n: Names, bindings: Sequence[Bindings] = ()) -> str:
     build, test = ("cargo build --release", "cargo test") if lang == "rust" else ("make", "make test")
     language = {"rust": "Rust", "c": "C", "cpp": "C++"}[lang]
-    implemented = [s.name for b in bindings for s in b.implemented]
+    implemented = _interfaces.titles(bindings)
     source = {"rust": "src/lib.rs", "c": "plugin.c", "cpp": "plugin.cpp"}[lang]
     stubs = (f"It implements {', '.join(implemented)}: every method is a stub that fails until you write it in "
              f"{source}.\n" if implemented else "")
