@@ -196,6 +196,35 @@ def test_its_own_test_command(project: Project) -> None:
             assert "; Transform, Counter, Shapes, Store, Store2 are stubs" in proc.stdout, proc.stdout
 
 
+def test_validate(project: Project) -> None:
+    """A new project passes ferrule validate at its highest level, warned
+    only that its id is still the example one. With interfaces (and their
+    declarations) the stubs are called: a Rust todo!() fails as a panic, a
+    C or C++ stub's failure is the plugin's own error, which is allowed."""
+    args = ["validate", str(project.library), "--level", "5", "--seed", "1", "--json"]
+    if project.interfaces:
+        args += ["--interfaces", "textapi", "--interfaces", "tests.iface_api"]
+    proc = subprocess.run([sys.executable, "-m", "ferrule", *args], capture_output=True, text=True,
+                          cwd=project.root.parent, env={**_env(), **(_with_root() if project.interfaces else {})},
+                          timeout=300)
+    report = json.loads(proc.stdout)
+    by_status: dict[str, dict[str, str]] = {}
+    for c in report["checks"]:
+        by_status.setdefault(c["status"], {})[c["id"]] = c["message"]
+    assert list(by_status.get("warn", {})) == ["descriptor.metadata"], by_status.get("warn")
+    assert "is the example one" in by_status["warn"]["descriptor.metadata"]
+    assert by_status["pass"]["function.greet"] and by_status["pass"]["leaks.function.divide"]
+    failed = by_status.get("fail", {})
+    if project.interfaces:
+        assert all(c.endswith(".fingerprint") for c in by_status["pass"] if c.startswith("interfaces.org"))
+        assert sum(c.endswith(".fingerprint") for c in by_status["pass"]) == len(_declarations())
+    if project.interfaces and project.lang == "rust":
+        assert proc.returncode == 1 and failed and all(c.startswith(("interface.", "threads.interface.")) for c in failed)
+        assert all("panicked" in m and "not yet implemented" in m for m in failed.values()), failed
+    else:
+        assert proc.returncode == 0 and failed == {}, failed
+
+
 def test_plugin_wheel(project: Project, tmp_path: Path) -> None:
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", str(project.root), "-w",
           str(tmp_path)], **project.extra_env)

@@ -200,7 +200,7 @@ def test_an_implementation_of_another_layout_fails_with_loads_message(built: Bui
     result = cli(str(built.ifaces_rust), "--level", "2", "--json", "--interfaces", "changed_api", cwd=tmp_path)
     assert result.returncode == 1
     checks = {c["id"]: c for c in json.loads(result.stdout)["checks"]}
-    fingerprints = [c for i, c in checks.items() if i.startswith("interfaces.org.ferrule.test.counter.")]
+    fingerprints = [c for i, c in checks.items() if i.startswith("interfaces.org.ferrule.test.counter/1.")]
     assert fingerprints and all(c["status"] == "fail" for c in fingerprints)
     sys.path.insert(0, str(tmp_path))
     try:
@@ -211,7 +211,7 @@ def test_an_implementation_of_another_layout_fails_with_loads_message(built: Bui
         sys.path.remove(str(tmp_path))
     assert str(info.value) in [c["message"] for c in fingerprints]
     # Its methods are not called: their layout is not the declared one.
-    assert not any(i.startswith("interface.org.ferrule.test.counter.") for i in checks)
+    assert not any(i.startswith("interface.org.ferrule.test.counter/1.") for i in checks)
 
 
 def test_offers_without_declarations_are_skipped_with_the_option_to_give(built: Built) -> None:

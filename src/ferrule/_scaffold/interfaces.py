@@ -574,6 +574,9 @@ with ferrule.load("{library}") as plugin:
     with plugin.create({interface}, "{name}") as instance:
         {call}  # a stub, until you write it: {error}
 ```
+
+`{validate}` checks the implementations against the declarations and calls
+every method with generated arguments.
 """
 
 _FAILURE = {
@@ -682,5 +685,5 @@ def fields(lang: str, name: str, ident: str, library: str, directory: str,
         table="\n".join(f"| `{i.spec.name}` | `{i.spec.id}/{i.spec.revision}` | `{i.spec.fingerprint:#018x}` | "
                         f"`{i.bindings.module}` |" for i in impls),
         regenerate="\n".join(regenerate), imports="\n".join(names.imports()), interface=interface,
-        call=call)
+        call=call, validate=f"{env}ferrule validate {library}" + "".join(f" --interfaces {b.module}" for b in bindings))
     return out

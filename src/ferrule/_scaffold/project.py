@@ -180,6 +180,7 @@ cargo build --release      # the plugin: {library}
 cargo test                 # the unit tests of the plain functions in src/lib.rs
 ferrule inspect {library}
 ferrule call {library} greet Ada
+ferrule validate {library}   # conformance checks (--level 5: also threads and leaks)
 pip wheel . -w dist/       # a wheel that ferrule hosts find once installed
 ```
 
@@ -439,6 +440,7 @@ A ferrule plugin in {language}, made by `ferrule new`. Its id, `{plugin_id}`, is
 make                       # the plugin: {library} (needs ferrule installed, for ferrule.h)
 make test                  # loads it with ferrule and calls its functions (test_plugin.py)
 ferrule inspect {library}
+ferrule validate {library}   # conformance checks (--level 5: also threads and leaks)
 pip wheel . -w dist/       # a wheel that ferrule hosts find once installed
 ```
 {interfaces_section}"""
@@ -534,6 +536,7 @@ def _next_steps(directory: str, lang: str, n: Names, bindings: Sequence[Bindings
     language = {"rust": "Rust", "c": "C", "cpp": "C++"}[lang]
     implemented = _interfaces.titles(bindings)
     source = {"rust": "src/lib.rs", "c": "plugin.c", "cpp": "plugin.cpp"}[lang]
+    validate_args = "".join(f" --interfaces {b.module}" for b in bindings)
     stubs = (f"It implements {', '.join(implemented)}: every method is a stub that fails until you write it in "
              f"{source}.\n" if implemented else "")
     return (f"Wrote a {language} ferrule plugin, {n.plugin_id}, in {directory}. {stubs}Next:\n"
@@ -541,6 +544,7 @@ def _next_steps(directory: str, lang: str, n: Names, bindings: Sequence[Bindings
             f"  {build:<22}  # builds {n.library}\n"
             f"  {test:<22}  # runs its tests\n"
             f"  ferrule inspect {n.library}\n"
+            f"  ferrule validate {n.library}{validate_args}\n"
             f"  pip wheel . -w dist/    # packages it as a wheel\n"
             f"Change the plugin id ({n.plugin_id}) to one of your own: see README.md.")
 

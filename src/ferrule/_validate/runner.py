@@ -285,7 +285,7 @@ class Runner:
                 self._run(f"function.{fn.name}", f"{fn.name}{fn.signature}: {self.repeats} calls with generated "
                           "arguments", partial(self._calls, fn=fn))
             for offer, iface in self._matched(spec):
-                self._run(f"interface.{offer.id}.{offer.name}", f"{iface.name} {offer.name!r}: every method called "
+                self._run(f"interface.{offer.id}/{offer.revision}.{offer.name}", f"{iface.name} {offer.name!r}: every method called "
                           f"{self.repeats} times", partial(self._methods, offer=offer, iface=iface))
         if level >= 4:
             if not any(fn.thread_safe for fn in spec.functions) and not any(
@@ -297,14 +297,14 @@ class Runner:
                               "once and agree with serial calls", partial(self._threads, fn=fn))
             for offer, iface in self._matched(spec):
                 if iface.thread_safe or offer.thread_safe:
-                    self._run(f"threads.interface.{offer.id}.{offer.name}", f"{iface.name} {offer.name!r} is "
+                    self._run(f"threads.interface.{offer.id}/{offer.revision}.{offer.name}", f"{iface.name} {offer.name!r} is "
                               f"thread-safe: {THREADS} threads call one instance at once",
                               partial(self._instance_threads, offer=offer, iface=iface))
         if level >= 5:
             self._run("lifecycle.load-close", f"{CYCLES} load/close cycles (init and shutdown) leak nothing",
                       self._load_cycles)
             for offer, iface in self._matched(spec):
-                self._run(f"lifecycle.instances.{offer.id}.{offer.name}", f"{CYCLES} create/destroy cycles of "
+                self._run(f"lifecycle.instances.{offer.id}/{offer.revision}.{offer.name}", f"{CYCLES} create/destroy cycles of "
                           f"{iface.name} {offer.name!r} leak nothing", partial(self._instance_cycles, offer=offer, iface=iface))
             for fn in spec.functions:
                 self._run(f"leaks.function.{fn.name}", f"{CALL_CYCLES} calls of {fn.name} leak nothing",
@@ -386,7 +386,7 @@ class Runner:
         keys = {i.key: i for i in self.declared}
         for offer in spec.offers:
             iface = keys.get(offer.key)
-            self._run(f"interfaces.{offer.id}.{offer.name}.fingerprint",
+            self._run(f"interfaces.{offer.id}/{offer.revision}.{offer.name}.fingerprint",
                       f"{offer.id}/{offer.revision} {offer.name!r} has its declaration's layout",
                       partial(self._fingerprint, offer=offer, iface=iface))
 
@@ -502,7 +502,7 @@ class Runner:
             for m in iface.methods:
                 bound = getattr(instance, m.name)
                 what = f"{iface.name}.{m.name}"
-                for i, args in enumerate(self._inputs(f"{offer.id}.{offer.name}.{m.name}", self.repeats,
+                for i, args in enumerate(self._inputs(f"{offer.id}/{offer.revision}.{offer.name}.{m.name}", self.repeats,
                                                       partial(Draw.method_args, method=m))):
                     self.tick(check.id, f"call {i + 1} of {self.repeats}: {what}{_shown(args)}")
                     result = _outcome(bound, *args)
@@ -558,7 +558,7 @@ class Runner:
     def _instance_threads(self, check: Check, offer: OfferSpec, iface: idl.InterfaceSpec) -> None:
         with self._implementation(offer, iface).create() as instance:
             for m in iface.methods:
-                inputs = self._inputs(f"{offer.id}.{offer.name}.{m.name}", min(8, max(self.repeats, 1)),
+                inputs = self._inputs(f"{offer.id}/{offer.revision}.{offer.name}.{m.name}", min(8, max(self.repeats, 1)),
                                       partial(Draw.method_args, method=m))
                 self._agree(check, f"{iface.name}.{m.name}", getattr(instance, m.name), inputs,
                             max(1, self.repeats // len(inputs)))
