@@ -200,6 +200,13 @@ def _leaks(before: tuple[int, int, int], after: tuple[int, int, int], cycles: in
     return found
 
 
+def _rounds(repeats: int, inputs: int) -> int:
+    """How often each thread makes every call of a thread check: each thread
+    makes about 4 calls per repeat, so level 4 makes about 400 concurrent
+    calls in all and level 5 800."""
+    return max(1, THREADS * repeats // inputs)
+
+
 class Runner:
     """Runs the checks of one plugin and emits what it finds."""
 
@@ -521,9 +528,12 @@ class Runner:
         problems: list[str] = []
         lock = threading.Lock()
 
+        start = threading.Barrier(THREADS)
+
         def worker(index: int) -> None:
             order = list(range(len(inputs)))
             rng_for(self.o.seed, what, "thread", index).shuffle(order)
+            start.wait()  # all at once: a thread that finished before the next began would test nothing
             for _ in range(rounds):
                 for j in order:
                     got = _key(_outcome(call, *_fresh(inputs[j])))
@@ -553,7 +563,7 @@ class Runner:
         assert self.plugin is not None
         sig = fn.signature
         inputs = self._inputs(fn.name, min(8, max(self.repeats, 1)), lambda d: d.args(sig))
-        self._agree(check, fn.name, self.plugin.functions[fn.name], inputs, max(1, self.repeats // len(inputs)))
+        self._agree(check, fn.name, self.plugin.functions[fn.name], inputs, _rounds(self.repeats, len(inputs)))
 
     def _instance_threads(self, check: Check, offer: OfferSpec, iface: idl.InterfaceSpec) -> None:
         with self._implementation(offer, iface).create() as instance:
@@ -561,7 +571,7 @@ class Runner:
                 inputs = self._inputs(f"{offer.id}/{offer.revision}.{offer.name}.{m.name}", min(8, max(self.repeats, 1)),
                                       partial(Draw.method_args, method=m))
                 self._agree(check, f"{iface.name}.{m.name}", getattr(instance, m.name), inputs,
-                            max(1, self.repeats // len(inputs)))
+                            _rounds(self.repeats, len(inputs)))
                 if check.status == "fail":
                     return
         check.message = f"{len(iface.methods)} methods, {THREADS} threads each"
