@@ -371,3 +371,29 @@ def test_a_log_handler_that_calls_the_plugin_keeps_its_failure_message(built: Bu
         plugin.close()
     assert seen == [42]
     assert info.value.plugin_message == "logged failure"
+
+
+CYCLE = """
+import array, gc, sys, ferrule
+plugin = ferrule.PluginHost(debug=True).load(sys.argv[1]) if sys.argv[2] == "debug" else ferrule.load(sys.argv[1])
+for _ in range(20):
+    try:
+        plugin.mean(array.array("d"))
+    except ferrule.PluginCallError as exc:
+        exc.cycle = exc  # the failure, its traceback and the call's frame: one garbage cycle
+    gc.collect()
+print("survived")
+"""
+
+
+@pytest.mark.parametrize("path", ["debug", "pure-python"])
+def test_a_failed_call_with_a_buffer_in_a_garbage_cycle_is_collected_safely(built: Built, path: str) -> None:
+    """On the checked path, the cffi view of a buffer argument outlived the
+    call in the frame that a failure's traceback keeps; the collector then
+    cleared the memoryview it exported from first and the process crashed
+    (found by ferrule validate's thread checks). Run in a fresh interpreter:
+    the bug is a crash."""
+    env = dict(os.environ, FERRULE_PURE_PYTHON="1") if path == "pure-python" else None
+    proc = subprocess.run([sys.executable, "-c", CYCLE, str(built.greeter), path], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "survived", (proc.returncode, proc.stderr[-2000:])

@@ -23,7 +23,7 @@ from .._errors import PluginCallError
 from .accelerator import speedups
 from .checks import bind, check_value
 from .contract import CallTarget
-from .marshal import UNSET, release_result, scalar_of, store_borrowed, store_scalar
+from .marshal import UNSET, release_borrowed, release_result, scalar_of, store_borrowed, store_scalar
 from .status import status_error
 from .table import Frame, HostTable
 
@@ -187,6 +187,11 @@ class PluginFunction(_FunctionBase):
         finally:
             for frame in frames:
                 host.frames.pop(frame.key, None)
+            # No export of the caller's buffers may outlive the call: when a
+            # failure's traceback keeps this frame in a reference cycle, the
+            # collector would otherwise clear the memoryview before the cffi
+            # buffer that still exports it, and free memory in use (a crash).
+            release_borrowed(keep)
 
     __call__ = _call_checked
 

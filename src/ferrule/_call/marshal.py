@@ -85,6 +85,13 @@ def store_borrowed(slot: Any, abi_type: AbiType, value: Any, keep: list[Any]) ->
         keep.append((data, cdata))
 
 
+def release_borrowed(keep: list[Any]) -> None:
+    """End what store_borrowed lent, once the call is over."""
+    for item in keep:
+        ffi.release(item[1] if isinstance(item, tuple) else item)
+    keep.clear()
+
+
 def give_bytes(slot: Any, data: bytes) -> bool:
     """Hand data to a plugin as an owned copy in slot.bytes, released with
     FREE. False (slot untouched) when malloc fails."""
