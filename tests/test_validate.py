@@ -6,6 +6,7 @@ and crashes and hangs fail the check they happen in while the run goes on."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -23,8 +24,8 @@ from .conftest import C_DIR, INCLUDE, ROOT, Built, compile_plugin, run
 from .corpus import KINDS, Kind
 from .test_corpus import in_process_error, target
 
-FLAWS = ["THREAD_LEAK", "FD_LEAK", "LEAK_STATE", "LEAK_RESULT", "WRITES_INPUT", "RACE", "NO_MESSAGE", "NO_DOCS",
-         "METADATA", "HANG"]
+FLAWS = ["THREAD_LEAK", "FD_LEAK", "LEAK_STATE", "LEAK_RESULT", "WRITES_INPUT", "WRITES_TEXT", "RACE", "NO_MESSAGE",
+         "NO_DOCS", "METADATA", "HANG", "DAEMON", "CHANNEL", "EXIT_HANG"]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,9 @@ def test_every_level_adds_its_checks(examples: dict[str, Path]) -> None:
     ("LEAK_STATE", "lifecycle.load-close", "fail", "the heap grew by"),
     ("LEAK_RESULT", "leaks.function.shout", "fail", "over 1000 calls"),
     ("WRITES_INPUT", "function.checksum", "fail", "wrote into its read-only parameter 'data' (buf[u8])"),
+    ("WRITES_TEXT", "function.shout", "fail", "wrote into its read-only parameter 'text' (str): it is the caller's"),
     ("RACE", "threads.function.triple", "fail", "disagrees with serial calls, although it is flagged thread-safe"),
+    ("DAEMON", "lifecycle.processes", "fail", "processes the plugin started were still running after close"),
     ("NO_MESSAGE", "function.ratio", "warn", "failed without a message: call host->set_error"),
     ("NO_DOCS", "descriptor.docs", "warn", "5 of 5 functions have no doc"),
     ("METADATA", "descriptor.metadata", "warn", "license 'MIT-ish' is not an SPDX expression"),
@@ -153,7 +156,8 @@ def test_a_hang_fails_its_check_and_names_the_call(flawed: dict[str, Path], in_p
     report = json.loads(result.stdout)
     add = next(c for c in report["checks"] if c["id"] == "function.add")
     assert add["status"] == "fail" and "no answer within 1 s (--timeout) during call 1 of" in add["message"]
-    assert "add(" in add["message"] and "--seed 5 --only 'function.add'" in add["message"]
+    assert "add(" in add["message"] and "--seed 5 " in add["message"] and add["message"].endswith("--only function.add")
+    assert ("--in-process" in add["message"]) == in_process
     ids = {c["id"]: c["status"] for c in report["checks"]}
     if in_process:  # the call still runs: nothing after it
         assert "function.ratio" not in ids
@@ -287,7 +291,8 @@ def test_in_process_mode_finds_what_the_child_finds(flawed: dict[str, Path]) -> 
     child = validate(str(flawed["RACE"]), level=4, seed=2)
     inside = validate(str(flawed["RACE"]), level=4, seed=2, in_process=True)
     assert inside.mode == "in-process"
-    assert statuses(child) == statuses(inside)
+    # Only the child looks for processes the plugin left: it is their subreaper.
+    assert statuses(child) == {**statuses(inside), "lifecycle.processes": "pass"}
 
 
 def test_a_non_static_shutdown_is_found_twice(tmp_path: Path) -> None:
@@ -315,3 +320,68 @@ def test_a_non_static_shutdown_is_found_twice(tmp_path: Path) -> None:
     assert exports.status == "fail" and "shutdown (libc.so.6)" in exports.message
     cycles = check(report, "lifecycle.load-close")
     assert cycles.status == "fail" and "the heap grew by" in cycles.message
+
+
+def test_a_race_in_a_quick_function_is_found_too(tmp_path: Path) -> None:
+    """A QUICK call keeps the GIL on the fast path, which would serialise the
+    threads; the thread check runs in a debug host, whose path releases it."""
+    path = compile_plugin(C_DIR / "flawed.c", tmp_path / "libquick_race.so", "-DFLAW_RACE",
+                          "-DTRIPLE_FLAGS=FERRULE_FN_THREAD_SAFE|FERRULE_FN_QUICK", "-lpthread")
+    with ferrule.load(path) as plugin:
+        assert plugin.functions["triple"].quick
+    assert check(validate(str(path), level=4, seed=4), "threads.function.triple").status == "fail"
+
+
+def test_writes_to_the_channel_fail_the_check_not_the_validator(flawed: dict[str, Path]) -> None:
+    result = cli(str(flawed["CHANNEL"]), "--level", "2", "--json")
+    assert result.returncode == 1, result.stderr
+    load = next(c for c in json.loads(result.stdout)["checks"] if c["id"] == "load")
+    assert load["status"] == "fail" and "the plugin writes to a file descriptor it did not open" in load["message"]
+
+
+def test_a_hang_at_exit_fails_lifecycle_exit(flawed: dict[str, Path]) -> None:
+    report = validate(str(flawed["EXIT_HANG"]), level=1, seed=1, timeout=2)
+    found = check(report, "lifecycle.exit")
+    assert found.status == "fail" and "did not exit within 2 s after every check: it hangs at exit" in found.message
+
+
+def test_plugin_text_cannot_break_the_reports(tmp_path: Path) -> None:
+    """A panic message with control characters and invalid UTF-8 stays
+    valid JUnit XML, and the text report shows the characters escaped."""
+    from ferrule._validate.report import Check as ReportCheck
+    report = Report("libx.so", 2, 1, 1, "child", [ReportCheck("function.f", "f", "fail", "bad \x01\x1b[2J\udcff end")])
+    ElementTree.fromstring(report.junit().split("\n", 1)[1])
+    assert "bad \\x01\\x1b[2J\\udcff end" in report.text()
+
+
+def test_bad_options_are_refused(flawed: dict[str, Path]) -> None:
+    for args, message in [(["--repeats", "-5"], "repeats must be 0 or more"),
+                          (["--timeout", "0"], "timeout must be more than 0 seconds"),
+                          (["--memory-limit", "-1"], "memory limit must be 0")]:
+        result = cli(str(flawed["OK"]), *args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+    typo = cli(str(flawed["OK"]), "--only", "function.shuot", "--json")
+    assert typo.returncode == 1
+    only = next(c for c in json.loads(typo.stdout)["checks"] if c["id"] == "validator.only")
+    assert "--only 'function.shuot' matched no check" in only["message"] and "function.shout" in only["details"]
+
+
+def test_in_process_json_stays_json_when_the_plugin_prints(built: Built) -> None:
+    result = cli(str(built.hostile), "--in-process", "--json", "--level", "2", "--only", "function.flood")
+    report = json.loads(result.stdout)  # the plugin's lines went to stderr
+    assert {c["id"] for c in report["checks"]} >= {"load", "function.flood"}
+    assert "flood line" in result.stderr
+
+
+def test_a_bare_name_is_checked_where_the_loader_finds_it(flawed: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "libbare.so").write_bytes(flawed["OK"].read_bytes())
+    absent = validate("libbare.so", level=1, seed=1)
+    assert check(absent, "file.elf").status == "skip" and check(absent, "load").status == "fail"
+    env = dict(os.environ, LD_LIBRARY_PATH=str(tmp_path / "here"))
+    result = subprocess.run([sys.executable, "-m", "ferrule", "validate", "libbare.so", "--level", "1", "--json"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    elf = next(c for c in json.loads(result.stdout)["checks"] if c["id"] == "file.elf")
+    assert elf["status"] == "pass" and f"libbare.so is {tmp_path / 'here' / 'libbare.so'}, found through " \
+        "LD_LIBRARY_PATH" in elf["details"][0]
+    assert result.returncode == 0

@@ -4,6 +4,7 @@ Report that holds them and prints them as text, JSON or JUnit XML."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,17 @@ class Check:
     def from_json(cls, data: dict[str, Any]) -> Check:
         return cls(str(data["id"]), str(data["title"]), data["status"], str(data.get("message", "")),
                    [str(d) for d in data.get("details", [])], float(data.get("seconds", 0.0)))
+
+
+# Control characters (a plugin's own text may hold them): XML 1.0 cannot
+# carry them, and a terminal would obey them (ESC [2J clears it).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def _printable(text: str) -> str:
+    r"""text with each control character written as an escape (\x1b)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", text)
 
 
 @contextmanager
@@ -97,7 +109,7 @@ class Report:
         verdict = "passed" if self.passed else "FAILED"
         lines.append(f"{verdict}: {n['pass']} passed, {n['warn']} warnings, {n['fail']} failed, {n['skip']} skipped "
                      f"in {self.seconds:.2f} s (reproduce with --seed {self.seed})")
-        return "\n".join(lines)
+        return _printable("\n".join(lines))
 
     def junit(self) -> str:
         """JUnit XML, as CI systems read it: one testcase per check, a
@@ -120,5 +132,10 @@ class Report:
                 ElementTree.SubElement(case, "skipped", message=c.message)
             elif body:
                 ElementTree.SubElement(case, "system-out").text = (f"warning: {body}" if c.status == "warn" else body)
+        for element in suite.iter():
+            if element.text:
+                element.text = _printable(element.text)
+            for key, value in element.attrib.items():
+                element.set(key, _printable(value))
         ElementTree.indent(suite)
         return '<?xml version="1.0" encoding="utf-8"?>\n' + ElementTree.tostring(suite, encoding="unicode") + "\n"

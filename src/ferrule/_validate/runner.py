@@ -17,7 +17,10 @@ import fnmatch
 import gc
 import logging
 import os
+import signal
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,9 +29,10 @@ from typing import Any
 from .. import idl
 from .._abi.spec import FunctionSpec, OfferSpec, PluginSpec
 from .._call.table import NO_MESSAGE
-from .._errors import FerruleError, PluginCallError, PluginPanicError
+from .._errors import FerruleError, PluginCallError, PluginInitError, PluginPanicError, ThreadContractWarning
 from .._interfaces.offers import check_offer
 from .._load import load
+from .._plugin.host import PluginHost
 from .._plugin.plugin import Plugin
 from .report import Check, timed
 from .values import Draw, check_result, check_typed, describe, rng_for, same
@@ -129,6 +133,11 @@ def _fresh(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(array.array(a.typecode, a) if isinstance(a, array.array) else a for a in args)
 
 
+def _contents(value: Any) -> bytes:
+    """A copy of what a read-only argument holds (a str's own UTF-8 bytes)."""
+    return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(bytearray(value))
+
+
 def _shown(args: tuple[Any, ...]) -> str:
     return "(" + ", ".join(describe(a) for a in args) + ")"
 
@@ -207,16 +216,41 @@ def _rounds(repeats: int, inputs: int) -> int:
     return max(1, THREADS * repeats // inputs)
 
 
+def _children() -> list[tuple[int, str]]:
+    """This process's live child processes (not zombies): pid and command line."""
+    pids: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+        except OSError:
+            continue
+    alive = []
+    for pid in sorted(pids):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except OSError:
+            continue
+        alive.append((pid, command or "?"))
+    return alive
+
+
 class Runner:
     """Runs the checks of one plugin and emits what it finds."""
 
-    def __init__(self, options: Options, emit: Emit):
+    def __init__(self, options: Options, emit: Emit, own_process: bool = False):
         self.o = options
+        self.own_process = own_process  # the validator's child: every child process is the plugin's
         self.emit = emit
         self.repeats = repeats_for(options.level, options.repeats)
         self.heap = _Heap()
         self.logged = _Logged()
         self.plugin: Plugin | None = None
+        self.debug_plugin: Plugin | None = None  # for the thread checks (_checked)
         self.spec: PluginSpec | None = None
         self.declared: list[idl.InterfaceSpec] = []
 
@@ -229,6 +263,8 @@ class Runner:
 
     def _run(self, check_id: str, title: str, body: Callable[[Check], None]) -> Check | None:
         if not self._wanted(check_id):
+            if check_id not in self.o.done:
+                self.emit({"unselected": check_id})  # what --only could have chosen, for a typo's message
             return None
         check = Check(check_id, title)
         self.emit({"start": check_id, "title": title})
@@ -317,6 +353,8 @@ class Runner:
                 self._run(f"leaks.function.{fn.name}", f"{CALL_CYCLES} calls of {fn.name} leak nothing",
                           partial(self._call_leaks, fn=fn))
         self._run("lifecycle.shutdown", "close() runs shutdown cleanly", self._shutdown)
+        if self.own_process:
+            self._run("lifecycle.processes", "no process the plugin started outlives close()", self._processes)
 
     # -- load and the descriptor
 
@@ -327,6 +365,11 @@ class Runner:
         except FerruleError as exc:
             check.status, check.message = "fail", str(exc)
             check.details.append(f"raised {type(exc).__name__}")
+            if isinstance(exc, PluginInitError) and self.o.config is None:
+                check.details.append("init ran with no config: if the plugin needs one, pass it with --config")
+            if self.o.memory_limit and any(w in str(exc).lower() for w in ("map segment", "memory")):
+                check.details.append(f"the validator's child has {self.o.memory_limit} MiB of address space "
+                                     "(--memory-limit): give it more if the plugin needs it")
             return
         self.spec = self.plugin._spec
         s = self.spec
@@ -384,12 +427,20 @@ class Runner:
                 self._run("interfaces", "implementations match the host's declarations", self._no_modules)
             return
         for module in self.o.interfaces:
-            def body(check: Check, module: str = module) -> None:
+            # Imported whether or not its check is reported (--only, or a
+            # later child after a crash): the interface checks need it.
+            check = Check(f"interfaces.module.{module}", f"the declarations of {module} import")
+            try:
                 from .._codegen.generate import declarations
                 found = declarations(module)
+            except Exception as exc:  # GenerateError, or the module's own error
+                check.status, check.message = "fail", f"{type(exc).__name__}: {exc}"
+            else:
                 self.declared.extend(found)
                 check.message = f"{module} declares " + ", ".join(f"{i.id}/{i.revision}" for i in found)
-            self._run(f"interfaces.module.{module}", f"the declarations of {module} import", body)
+            if self._wanted(check.id):
+                self.emit({"start": check.id, "title": check.title})
+                self.emit({"check": check.to_json()})
         keys = {i.key: i for i in self.declared}
         for offer in spec.offers:
             iface = keys.get(offer.key)
@@ -470,18 +521,21 @@ class Runner:
             raise _Skip("--repeats 0")
         call = self.plugin.functions[fn.name]
         sig = fn.signature
-        readonly = [i for i, p in enumerate(sig.params) if p.type.kind == "buf"]
+        # str, bytes and buf arguments are the caller's own memory, lent read-only.
+        readonly = [i for i, p in enumerate(sig.params) if p.type.kind in ("buf", "str", "bytes")]
         counts: dict[str, int] = {}
         for i, args in enumerate(self._inputs(fn.name, self.repeats, lambda d: d.args(sig))):
             self.tick(check.id, f"call {i + 1} of {self.repeats}: {fn.name}{_shown(args)}")
-            before = [bytes(args[j]) for j in readonly]
+            before = [_contents(args[j]) for j in readonly]
             outcome = _outcome(call, *args)
             ok = self._judge(check, fn.name, args, outcome, partial(check_result, sig.result), counts)
             for j, old in zip(readonly, before):
-                if bytes(args[j]) != old:
-                    self.fail(check, f"{fn.name}{_shown(args)} wrote into its read-only parameter "
-                                     f"{sig.params[j].name!r} ({sig.params[j].type.name}): declare it mutbuf, or "
-                                     "write a copy")
+                if _contents(args[j]) != old:
+                    param = sig.params[j]
+                    fix = ("declare it mutbuf, or write a copy" if param.type.kind == "buf" else
+                           "it is the caller's own (immutable) object: write a copy")
+                    self.fail(check, f"{fn.name}{_shown(args)} wrote into its read-only parameter {param.name!r} "
+                                     f"({param.type.name}): {fix}")
                     ok = False
             if not ok:
                 break
@@ -522,8 +576,12 @@ class Runner:
 
     def _agree(self, check: Check, what: str, call: Callable[..., Any], inputs: list[tuple[Any, ...]],
                rounds: int) -> None:
-        serial = [_key(_outcome(call, *_fresh(a))) for a in inputs]
-        again = [_key(_outcome(call, *_fresh(a))) for a in inputs]
+        def serially(a: tuple[Any, ...]) -> tuple[str, Any]:
+            self.tick(check.id, f"serial call {what}{_shown(a)}")
+            return _key(_outcome(call, *_fresh(a)))
+
+        serial = [serially(a) for a in inputs]
+        again = [serially(a) for a in inputs]
         deterministic = all(x[0] == y[0] and same(x[1], y[1]) for x, y in zip(serial, again))
         problems: list[str] = []
         lock = threading.Lock()
@@ -536,6 +594,7 @@ class Runner:
             start.wait()  # all at once: a thread that finished before the next began would test nothing
             for _ in range(rounds):
                 for j in order:
+                    self.tick(check.id, f"thread {index}: {what}{_shown(inputs[j])}")
                     got = _key(_outcome(call, *_fresh(inputs[j])))
                     if deterministic and not (got[0] == serial[j][0] and same(got[1], serial[j][1])):
                         with lock:
@@ -543,12 +602,17 @@ class Runner:
                                             f"{serial[j][1]!r} serially")
                         return
 
-        self.tick(check.id, f"{THREADS} threads × {rounds * len(inputs)} calls of {what}")
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(THREADS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", ThreadContractWarning)
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        broken = sorted({str(w.message) for w in seen if issubclass(w.category, ThreadContractWarning)})
+        if broken:
+            self.fail(check, "the plugin breaks the thread contract (docs/interfaces.md, \"Threads\"):")
+            check.details.extend(broken[:10])
         if problems:
             self.fail(check, f"called from {THREADS} threads at once, it disagrees with serial calls, although it is "
                              "flagged thread-safe: guard its shared state, or drop the thread-safe flag")
@@ -559,14 +623,26 @@ class Runner:
         else:
             check.message = f"{THREADS} threads, {THREADS * rounds * len(inputs)} calls, all equal to serial results"
 
+    def _checked(self) -> Plugin:
+        """The plugin once more, in a debug host: its calls take the checked
+        path, which releases the GIL also for QUICK functions (so threads
+        really overlap) and reports breaches of the thread contract."""
+        if self.debug_plugin is None:
+            self.debug_plugin = PluginHost(debug=True).load(self.o.path, config=self.o.config)
+        return self.debug_plugin
+
     def _threads(self, check: Check, fn: FunctionSpec) -> None:
-        assert self.plugin is not None
+        if self.repeats == 0:
+            raise _Skip("--repeats 0")
         sig = fn.signature
         inputs = self._inputs(fn.name, min(8, max(self.repeats, 1)), lambda d: d.args(sig))
-        self._agree(check, fn.name, self.plugin.functions[fn.name], inputs, _rounds(self.repeats, len(inputs)))
+        self._agree(check, fn.name, self._checked().functions[fn.name], inputs, _rounds(self.repeats, len(inputs)))
 
     def _instance_threads(self, check: Check, offer: OfferSpec, iface: idl.InterfaceSpec) -> None:
-        with self._implementation(offer, iface).create() as instance:
+        if self.repeats == 0:
+            raise _Skip("--repeats 0")
+        impl: Any = self._checked().implementation(iface.cls, offer.name)
+        with impl.create() as instance:
             for m in iface.methods:
                 inputs = self._inputs(f"{offer.id}/{offer.revision}.{offer.name}.{m.name}", min(8, max(self.repeats, 1)),
                                       partial(Draw.method_args, method=m))
@@ -584,8 +660,7 @@ class Runner:
             once()
         before = self.heap.snapshot()
         for i in range(cycles):
-            if i % 10 == 0:
-                self.tick(check.id, f"{what} {i + 1} of {cycles}")
+            self.tick(check.id, f"{what} {i + 1} of {cycles}")
             once()
         after = self.heap.snapshot()
         found = _leaks(before, after, cycles, what)
@@ -608,15 +683,51 @@ class Runner:
     def _call_leaks(self, check: Check, fn: FunctionSpec) -> None:
         assert self.plugin is not None
         call = self.plugin.functions[fn.name]
-        args = self._inputs(fn.name, 1, lambda d: d.args(fn.signature))[0]
-        self._measure(check, "calls", lambda: None if _outcome(call, *_fresh(args)) else None, CALL_CYCLES)
+        # The inputs of the call check, edge values and error paths included, in turn.
+        inputs = self._inputs(fn.name, min(_WARMUP, max(self.repeats, 1)), lambda d: d.args(fn.signature))
+        turn = iter(range(1 << 62))
+
+        def once() -> None:
+            _outcome(call, *_fresh(inputs[next(turn) % len(inputs)]))
+
+        self._measure(check, "calls", once, CALL_CYCLES)
 
     def _shutdown(self, check: Check) -> None:
         assert self.plugin is not None
         self.tick("lifecycle.shutdown", "close")
         try:
+            if self.debug_plugin is not None:
+                self.debug_plugin.close()
             self.plugin.close()
         except FerruleError as exc:
             self.fail(check, f"close() raised {type(exc).__name__}: {exc}")
         if self.logged.lines:
             self.warn(check, "the plugin logged warnings or errors while shutting down")
+
+    def _processes(self, check: Check) -> None:
+        """Processes the plugin started and left running: this process is
+        their subreaper (child.py), so also double-forked ones are its children."""
+        self.tick(check.id, "waiting for the plugin's processes")
+        deadline = time.monotonic() + 0.5
+        while True:
+            alive = _children()
+            if not alive or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        for pid, _ in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while True:  # reap what ended, killed or not
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        if alive:
+            self.fail(check, f"{len(alive)} processes the plugin started were still running after close (the "
+                             "validator killed them): stop and wait for them in shutdown")
+            check.details.extend(f"pid {pid}: {command}" for pid, command in alive)
+        else:
+            check.message = "none left running"

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import fnmatch
 import json
 import os
 import queue
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,8 +24,10 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from .._scan.deps import locate
 from .._spawn import python_command, signal_name
-from .report import Check, Report
+from .files import file_checks
+from .report import STATUSES, Check, Report
 from .runner import LEVELS, Options, Runner, repeats_for
 
 __all__ = ["add_parser", "validate"]
@@ -45,32 +49,93 @@ def validate(path: str, *, level: int = 3, seed: int | None = None, repeats: int
         seed = int.from_bytes(os.urandom(4), "big")
     start = time.perf_counter()
     report = Report(path, level, seed, repeats_for(level, repeats), "in-process" if in_process else "child")
-    from .files import file_checks
-    report.checks.extend(file_checks(path, glibc=glibc))
+    report.checks.extend(_file_checks(path, glibc))
     options = Options(os.path.abspath(path) if os.sep in path else path, level, seed, repeats, config,
                       tuple(interfaces), tuple(only), 0 if in_process else memory_limit)
+    if timeout <= 0:
+        raise ValueError(f"timeout must be more than 0 seconds, got {timeout:g}")
+    if repeats is not None and repeats < 0:
+        raise ValueError(f"repeats must be 0 or more, got {repeats}")
+    if memory_limit < 0:
+        raise ValueError(f"memory limit must be 0 (none) or more MiB, got {memory_limit}")
+    unselected: set[str] = set()  # the ids --only left out, for a typo's message
     if in_process:
-        report.checks.extend(_in_process(options, timeout))
+        report.checks.extend(_in_process(options, timeout, unselected))
     else:
-        report.checks.extend(_in_children(options, timeout))
+        report.checks.extend(_in_children(options, timeout, unselected))
+    ran = [c.id for c in report.checks]
+    for pattern in only:
+        if not any(fnmatch.fnmatchcase(i, pattern) for i in ran):
+            report.checks.append(Check("validator.only", f"--only {pattern!r} selects a check", "fail",
+                                       f"--only {pattern!r} matched no check, so nothing it meant was checked; the "
+                                       "ids it could choose at this level are listed below",
+                                       sorted(set(ran) | unselected)))
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _reproduce(options: Options, check_id: str) -> str:
-    return f"reproduce with: ferrule validate {options.path} --level {options.level} --seed {options.seed} " \
-           f"--only '{check_id}'"
+def _file_checks(path: str, glibc: str | None) -> list[Check]:
+    """The file checks, of the file load opens: for a bare name, the one the
+    dynamic loader finds (never one in the current directory)."""
+    if os.sep in path:
+        return file_checks(path, glibc=glibc)
+    found = locate(path)
+    if found is None:
+        reason = (f"not run: no {path} where the dynamic loader looks (LD_LIBRARY_PATH, ld.so.cache, the system "
+                  "directories; a bare name is never looked up in the current directory): see load")
+        return [Check("file.elf", "an ELF shared library for this interpreter", "skip", reason)]
+    checks = file_checks(found.path, glibc=glibc)
+    checks[0].details.insert(0, f"{path} is {found.path}, found through {found.via}: the file load opens")
+    return checks
 
 
-def _lost(options: Options, check_id: str, title: str, what: str, how: str, tail: list[str], after: str = "") -> Check:
+def _reproduce(options: Options, check_id: str, in_process: bool) -> str:
+    return (f"reproduce with: ferrule validate {shlex.quote(options.path)} --level {options.level} --seed "
+            f"{options.seed}{' --in-process' if in_process else ''} --only {shlex.quote(check_id)}")
+
+
+def _lost(options: Options, check_id: str, title: str, what: str, how: str, tail: list[str], after: str = "",
+          in_process: bool = False) -> Check:
     """The failure of a check whose process crashed or hung."""
     message = (f"{how} during {what}" if what else how) + after
-    return Check(check_id, title, "fail", f"{message}\n{_reproduce(options, check_id)}",
+    return Check(check_id, title, "fail", f"{message}\n{_reproduce(options, check_id, in_process)}",
                  [f"output: {line}" for line in tail])
 
 
+class _BadEvent(Exception):
+    """The channel carried something the child's runner did not write."""
+
+
+_KEYS = {"start": str, "tick": str, "check": dict, "done": bool, "unselected": str}
+_LINE_MAX = 4096  # bytes kept of one line of the plugin's output
+
+
+def _event(line: bytes, pid: int) -> dict[str, Any]:
+    """One event, checked: a plugin that writes to the channel's descriptor
+    gets a failure, not a crash of the validator or a forged pass."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        raise _BadEvent(f"a line that is not one of its events ({line[:60]!r}): the plugin writes to a file "
+                        "descriptor it did not open") from None
+    if not isinstance(event, dict) or event.get("pid") != pid:
+        if isinstance(event, dict) and isinstance(event.get("pid"), int):
+            raise _BadEvent(f"an event from process {event['pid']}, not {pid}: the plugin forked, and the copy went on "
+                            "running the checks")
+        raise _BadEvent(f"a line that is not one of its events ({line[:60]!r}): the plugin writes to a file "
+                        "descriptor it did not open")
+    kinds = [k for k in _KEYS if k in event]
+    if len(kinds) != 1 or not isinstance(event[kinds[0]], _KEYS[kinds[0]]):
+        raise _BadEvent(f"a malformed event ({line[:60]!r})")
+    if kinds[0] == "check":
+        body = event["check"]
+        if body.get("status") not in STATUSES or not isinstance(body.get("id"), str):
+            raise _BadEvent(f"a malformed check ({line[:60]!r})")
+    return event
+
+
 class _Child:
-    """One child process and the events it sends."""
+    """One child process, the events it sends and the tail of its output."""
 
     def __init__(self, options: Options):
         read, write = os.pipe()
@@ -79,43 +144,66 @@ class _Child:
                                      pass_fds=(write,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         os.close(write)
+        assert self.proc.stdout is not None
         self.events = read
+        self.output = self.proc.stdout.fileno()
         self.tail: collections.deque[str] = collections.deque(maxlen=_TAIL)
-        self._buffers = {read: b"", self.proc.stdout.fileno() if self.proc.stdout else -1: b""}
+        self._partial = {read: b"", self.output: b""}
+        self._open = {read, self.output}
+
+    def _line(self, data: bytes) -> None:
+        text = data.decode("utf-8", "replace")
+        self.tail.append(text if len(text) <= 300 else text[:300] + f"... ({len(text)} characters)")
 
     def read(self, deadline: float) -> list[dict[str, Any]] | None:
         """The events that arrive before deadline; None at the deadline, []
-        once the child closed its end and exited."""
-        assert self.proc.stdout is not None
-        out = self.proc.stdout.fileno()
-        while True:
-            open_fds = [fd for fd in (self.events, out) if fd in self._buffers]
-            if not open_fds:
-                self.proc.wait()
-                return []
+        once the child closed the channel. Raises _BadEvent."""
+        while self.events in self._open:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready, _, _ = select.select(open_fds, [], [], left)
+            ready, _, _ = select.select(list(self._open), [], [], left)
             if self.events in ready:  # events first: a start event must not clear output that came after it
                 ready = [self.events]
             events: list[dict[str, Any]] = []
             for fd in ready:
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
-                    rest = self._buffers.pop(fd)
-                    if fd == out and rest:
-                        self.tail.append(rest.decode("utf-8", "replace"))
+                    self._open.discard(fd)
+                    if fd == self.output and self._partial[fd]:
+                        self._line(self._partial[fd])
                     continue
-                data = self._buffers[fd] + chunk
-                *lines, self._buffers[fd] = data.split(b"\n")
+                *lines, rest = (self._partial[fd] + chunk).split(b"\n")
+                # A line without an end is kept to its last bytes: output with
+                # no newline costs neither memory nor time.
+                self._partial[fd] = rest if fd == self.events else rest[-_LINE_MAX:]
                 for line in lines:
                     if fd == self.events:
-                        events.append(json.loads(line))
+                        events.append(_event(line, self.proc.pid))
                     else:
-                        self.tail.append(line.decode("utf-8", "replace"))
+                        self._line(line[-_LINE_MAX:])
             if events:
                 return events
+        return []
+
+    def drain(self) -> None:
+        """What the child wrote before it ended, without waiting for a
+        process the plugin started that still holds the pipe."""
+        while self.output in self._open and select.select([self.output], [], [], 0)[0]:
+            chunk = os.read(self.output, 1 << 16)
+            if not chunk:
+                self._open.discard(self.output)
+                break
+            *lines, rest = (self._partial[self.output] + chunk).split(b"\n")
+            self._partial[self.output] = rest[-_LINE_MAX:]
+            for line in lines:
+                self._line(line[-_LINE_MAX:])
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def kill(self) -> None:
         try:
@@ -137,7 +225,7 @@ def _ended(returncode: int) -> str:
     return f"the process exited with status {returncode}"
 
 
-def _in_children(options: Options, timeout: float) -> list[Check]:
+def _in_children(options: Options, timeout: float, unselected: set[str]) -> list[Check]:
     checks: list[Check] = []
     done: set[str] = set()
     for _ in range(MAX_RESTARTS + 1):
@@ -145,51 +233,61 @@ def _in_children(options: Options, timeout: float) -> list[Check]:
         current: tuple[str, str] | None = None  # (id, title)
         what = ""
         finished = False
+        lost = ""  # why the child's run ended early, when it did not crash
         try:
             deadline = time.monotonic() + timeout + 30  # the first event waits for the interpreter to start
-            while True:
-                events = child.read(deadline)
+            while not finished:
+                try:
+                    events = child.read(deadline)
+                except _BadEvent as exc:
+                    child.kill()
+                    lost = f"the validator's channel received {exc}"
+                    break
                 if events is None:  # hung
                     child.kill()
-                    if current is None:
-                        checks.append(Check("validator", "the validator's process runs", "fail",
-                                            f"no word from the process for {timeout:g} s outside any check",
-                                            list(child.tail)))
-                        return checks
-                    checks.append(_lost(options, *current, what, f"no answer within {timeout:g} s (--timeout)",
-                                        list(child.tail)))
+                    lost = f"no answer within {timeout:g} s (--timeout)"
                     break
-                if not events:  # exited
+                if not events:  # the channel closed: the child ended
                     break
                 for event in events:
                     if "start" in event:
-                        current, what = (event["start"], event["title"]), ""
+                        current, what = (event["start"], str(event.get("title", ""))), ""
                         child.tail.clear()
                     elif "tick" in event:
-                        what = event["what"]
+                        what = str(event.get("what", ""))
                     elif "check" in event:
                         checks.append(Check.from_json(event["check"]))
                         done.add(event["check"]["id"])
                         current = None
+                    elif "unselected" in event:
+                        unselected.add(event["unselected"])
                     elif event.get("done"):
                         finished = True
                 deadline = time.monotonic() + timeout
+            code = child.wait(timeout) if not lost else child.proc.returncode
+            child.drain()
         finally:
             child.close()
-        code = child.proc.wait()
         if finished:
-            if code != 0:
+            if code is None:
+                checks.append(Check("lifecycle.exit", "the process exits cleanly after the checks", "fail",
+                                    f"the process did not exit within {timeout:g} s after every check: it hangs at "
+                                    "exit, in a static destructor or an atexit handler of the plugin, or waiting for a "
+                                    "thread the plugin left running", list(child.tail)))
+            elif code != 0:
                 checks.append(Check("lifecycle.exit", "the process exits cleanly after the checks", "fail",
                                     f"{_ended(code)} at exit, after every check: a static destructor or an atexit "
                                     "handler of the plugin, or a thread it left running", list(child.tail)))
             return checks
+        if code is None and not lost:
+            lost = "the process closed the validator's channel and did not exit"
         if current is None:
-            if code != 0 or not checks:
-                checks.append(Check("validator", "the validator's process runs", "fail",
-                                    f"{_ended(code)} outside any check", list(child.tail)))
+            how = lost or _ended(code if code is not None else 0)
+            checks.append(Check("validator", "the validator's process runs", "fail",
+                                f"{how}, outside any check", list(child.tail)))
             return checks
-        if not checks or checks[-1].id != current[0]:
-            checks.append(_lost(options, *current, what, _ended(code), list(child.tail)))
+        checks.append(_lost(options, *current, what, lost or _ended(code if code is not None else 0),
+                            list(child.tail)))
         done.add(current[0])
         if current[0] == "load":
             return checks
@@ -198,12 +296,26 @@ def _in_children(options: Options, timeout: float) -> list[Check]:
     return checks
 
 
-def _in_process(options: Options, timeout: float) -> list[Check]:
+def _in_process(options: Options, timeout: float, unselected: set[str]) -> list[Check]:
     """The runner on a thread of this process, watched for hangs (a crash
     ends this process: --in-process is for a debugger)."""
     events: queue.Queue[dict[str, Any]] = queue.Queue()
     runner = Runner(options, events.put)
-    threading.Thread(target=runner.run, name="ferrule-validate", daemon=True).start()
+    # The plugin's output goes to stderr meanwhile, so that stdout carries
+    # the report alone (--json).
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        threading.Thread(target=runner.run, name="ferrule-validate", daemon=True).start()
+        return _watch(events, options, timeout, unselected)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _watch(events: queue.Queue[dict[str, Any]], options: Options, timeout: float,
+           unselected: set[str]) -> list[Check]:
     checks: list[Check] = []
     current: tuple[str, str] | None = None
     what = ""
@@ -211,9 +323,13 @@ def _in_process(options: Options, timeout: float) -> list[Check]:
         try:
             event = events.get(timeout=timeout)
         except queue.Empty:
-            assert current is not None
+            if current is None:
+                checks.append(Check("validator", "the validator's checks run", "fail",
+                                    f"no word from the checks for {timeout:g} s outside any check"))
+                _hung.set()
+                return checks
             checks.append(_lost(options, *current, what, f"no answer within {timeout:g} s (--timeout)", [],
-                                "; the call is still running, so no further checks ran"))
+                                "; the call is still running, so no further checks ran", in_process=True))
             _hung.set()
             return checks
         if "start" in event:
@@ -223,6 +339,8 @@ def _in_process(options: Options, timeout: float) -> list[Check]:
         elif "check" in event:
             checks.append(Check.from_json(event["check"]))
             current = None
+        elif "unselected" in event:
+            unselected.add(event["unselected"])
         elif event.get("done"):
             return checks
 

@@ -156,9 +156,7 @@ def check_result(t: AbiType | None, value: Any) -> str | None:
                                   "bytes": (bytes,)}.get(t.kind, (object,))
     if not isinstance(value, expected) or (t.kind == "int" and isinstance(value, bool)):
         return f"returned a {type(value).__name__} ({describe(value)}) for a {t.name} result"
-    if t.kind == "int" and isinstance(value, int) and not t.min <= value <= t.max:
-        return f"returned {value}, out of range for {t.name}"
-    return None
+    return None  # an integer is in range: the host reads the declared width's bits only
 
 
 def check_typed(t: idl.TypeSpec | None, value: Any) -> str | None:

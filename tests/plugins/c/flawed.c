@@ -49,9 +49,36 @@ static int32_t init(const ferrule_host *host, const char *config, size_t config_
 #ifdef FLAW_FD_LEAK /* a file that shutdown never closes */
     (void)open("/dev/null", O_RDONLY | O_CLOEXEC);
 #endif
+#ifdef FLAW_DAEMON /* a helper process, detached, that shutdown never stops */
+    if (fork() == 0) {
+        setsid();
+        if (fork() == 0) {
+            for (;;) {
+                pause();
+            }
+        }
+        _exit(0);
+    }
+#endif
+#ifdef FLAW_CHANNEL /* writes a line to every descriptor it did not open */
+    {
+        int fd;
+        for (fd = 3; fd < 1024; fd++) {
+            (void)!write(fd, "garbage\n", 8);
+        }
+    }
+#endif
     *state = s;
     return FERRULE_OK;
 }
+
+#ifdef FLAW_EXIT_HANG /* a static destructor that never returns */
+__attribute__((destructor)) static void at_unload(void) {
+    for (;;) {
+        pause();
+    }
+}
+#endif
 
 static void shutdown_plugin(const ferrule_host *host, void *state) {
     flawed_state *s = (flawed_state *)state;
@@ -90,6 +117,9 @@ static int32_t shout(const ferrule_host *host, void *state, const ferrule_value 
     }
     for (i = 0; i < n; i++) {
         out[i] = (text[i] >= 'a' && text[i] <= 'z') ? (char)(text[i] - 32) : text[i];
+#ifdef FLAW_WRITES_TEXT /* upper-cases the caller's own (immutable) string too */
+        ((char *)text)[i] = out[i];
+#endif
     }
     ret->bytes.ptr = out;
     ret->bytes.len = n;
@@ -152,6 +182,10 @@ static int32_t ratio(const ferrule_host *host, void *state, const ferrule_value 
     return FERRULE_OK;
 }
 
+#ifndef TRIPLE_FLAGS
+#define TRIPLE_FLAGS FERRULE_FN_THREAD_SAFE
+#endif
+
 #ifdef FLAW_NO_DOCS
 #define DOC(text) NULL
 #else
@@ -165,7 +199,7 @@ static const ferrule_function f_shout =
 static const ferrule_function f_checksum =
     FERRULE_FUNCTION("checksum", "(data: buf[u8]) -> u64", DOC("sum of the bytes"), FERRULE_FN_THREAD_SAFE, checksum);
 static const ferrule_function f_triple =
-    FERRULE_FUNCTION("triple", "(x: i64) -> i64", DOC("x * 3"), FERRULE_FN_THREAD_SAFE, triple);
+    FERRULE_FUNCTION("triple", "(x: i64) -> i64", DOC("x * 3"), TRIPLE_FLAGS, triple);
 static const ferrule_function f_ratio =
     FERRULE_FUNCTION("ratio", "(a: f64, b: f64) -> f64", DOC("a / b; fails when b is 0"), 0, ratio);
 
