@@ -25,7 +25,7 @@ from .corpus import KINDS, Kind
 from .test_corpus import in_process_error, target
 
 FLAWS = ["THREAD_LEAK", "FD_LEAK", "LEAK_STATE", "LEAK_RESULT", "WRITES_INPUT", "WRITES_TEXT", "RACE", "NO_MESSAGE",
-         "NO_DOCS", "METADATA", "HANG", "DAEMON", "CHANNEL", "EXIT_HANG"]
+         "NO_DOCS", "METADATA", "HANG", "DAEMON", "CHANNEL", "EXIT_HANG", "SHUTDOWN_CRASH"]
 
 
 @pytest.fixture(scope="module")
@@ -385,3 +385,12 @@ def test_a_bare_name_is_checked_where_the_loader_finds_it(flawed: dict[str, Path
     assert elf["status"] == "pass" and f"libbare.so is {tmp_path / 'here' / 'libbare.so'}, found through " \
         "LD_LIBRARY_PATH" in elf["details"][0]
     assert result.returncode == 0
+
+
+def test_a_crash_in_shutdown_is_reported_once(flawed: dict[str, Path]) -> None:
+    """The next child, which runs what is left, does not run the plugin's
+    shutdown again at its exit (a second, misleading lifecycle.exit)."""
+    report = validate(str(flawed["SHUTDOWN_CRASH"]), level=1, seed=1)
+    found = check(report, "lifecycle.shutdown")
+    assert found.status == "fail" and "the plugin crashed the process (SIGSEGV) during close" in found.message
+    assert [c.id for c in report.checks if c.status == "fail"] == ["lifecycle.shutdown"], report.text()

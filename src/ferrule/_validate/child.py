@@ -56,7 +56,8 @@ def main() -> None:
             out.flush()
 
     reaper = _become_subreaper()
-    Runner(options, emit, own_process=reaper).run()
+    runner = Runner(options, emit, own_process=reaper)  # kept: freeing it would shut the plugin down here
+    runner.run()
     out.close()
     if "lifecycle.shutdown" in options.done or os.getpid() != pid:
         # The plugin's shutdown crashed or hung in an earlier child, and at

@@ -83,6 +83,10 @@ __attribute__((destructor)) static void at_unload(void) {
 static void shutdown_plugin(const ferrule_host *host, void *state) {
     flawed_state *s = (flawed_state *)state;
     (void)host;
+#ifdef FLAW_SHUTDOWN_CRASH
+    s = NULL;
+    s->scratch = NULL; /* a write through NULL */
+#endif
 #ifndef FLAW_LEAK_STATE /* else: the scratch buffer is never freed */
     free(s->scratch);
 #endif
