@@ -537,6 +537,8 @@ def _next_steps(directory: str, lang: str, n: Names, bindings: Sequence[Bindings
     implemented = _interfaces.titles(bindings)
     source = {"rust": "src/lib.rs", "c": "plugin.c", "cpp": "plugin.cpp"}[lang]
     validate_args = "".join(f" --interfaces {b.module}" for b in bindings)
+    pythonpath = _interfaces.python_path(bindings, directory) if bindings else None
+    validate_env = f"PYTHONPATH={shlex.quote(pythonpath)} " if pythonpath else ""  # where the declarations import from
     stubs = (f"It implements {', '.join(implemented)}: every method is a stub that fails until you write it in "
              f"{source}.\n" if implemented else "")
     return (f"Wrote a {language} ferrule plugin, {n.plugin_id}, in {directory}. {stubs}Next:\n"
@@ -544,7 +546,7 @@ def _next_steps(directory: str, lang: str, n: Names, bindings: Sequence[Bindings
             f"  {build:<22}  # builds {n.library}\n"
             f"  {test:<22}  # runs its tests\n"
             f"  ferrule inspect {n.library}\n"
-            f"  ferrule validate {n.library}{validate_args}\n"
+            f"  {validate_env}ferrule validate {n.library}{validate_args}\n"
             f"  pip wheel . -w dist/    # packages it as a wheel\n"
             f"Change the plugin id ({n.plugin_id}) to one of your own: see README.md.")
 
