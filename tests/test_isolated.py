@@ -632,3 +632,34 @@ def test_an_isolated_host_hears_of_a_missing_accelerator(built: Built, monkeypat
     with pytest.warns(ferrule.AcceleratorWarning, match=r"_speedups was not built \(test\).*isolated child too"):
         with ferrule.load(built.greeter, isolated=True, timeout=30) as plugin:
             assert plugin.add(1, 2) == 3
+
+
+def test_a_child_that_announces_a_huge_data_area_is_refused_before_the_host_maps_it(tmp_path: Path) -> None:
+    """The child grows the memfd sparsely (RLIMIT_AS does not count it) and
+    forges the size in the channel head: the host refuses any size beyond
+    memory_limit, before it maps or copies anything."""
+    from .conftest import C_DIR, compile_plugin
+    path = compile_plugin(C_DIR / "forge.c", tmp_path / "libforge.so", "-lpthread")
+    limit = 512 << 20
+    plugin = ferrule.load(path, isolated=True, memory_limit=limit)
+    try:
+        with pytest.raises(ferrule.IsolationError) as info:
+            for _ in range(50):  # the forging thread races the child's own head; it wins within a call or two
+                plugin.forge(8 << 30)
+        assert type(info.value) is ferrule.IsolationError
+        assert (f"it announced a data area of {8 << 30} bytes, more than the {limit} bytes the host maps for it"
+                in str(info.value))
+    finally:
+        plugin.close()
+
+
+def test_deeply_nested_json_from_the_child_is_a_wire_error() -> None:
+    area = wire.Area.create()
+    try:
+        data = b"[" * 200_000 + b"]" * 200_000
+        area.ensure(len(data))
+        area.data[: len(data)] = data
+        with pytest.raises(wire.WireError, match="nested too deeply"):
+            area.read_json(0, len(data))
+    finally:
+        os.close(area.fd)  # the mappings go with the object

@@ -37,7 +37,7 @@ class Child:
     """One child process: its channel, its output and how it ended."""
 
     def __init__(self, memory_limit: int | None, cpu_limit: float | None, logger: logging.Logger):
-        self.area = wire.Area.create()
+        self.area = wire.Area.create(memory_limit or wire.DEFAULT_BOUND)
         self.logger = logger
         self.last: deque[str] = deque(maxlen=LAST_LINES)
         lifeline, self.lifeline = os.pipe()  # the child's end closes with this process

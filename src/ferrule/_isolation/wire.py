@@ -26,6 +26,10 @@ from .protocol import CONTROL_SIZE
 __all__ = ["Area", "Codec", "WireError"]
 
 INITIAL_DATA = 1 << 20
+# The largest data area the host maps when the child announces a larger one
+# and no memory_limit says otherwise: the host copies what a message holds,
+# so what the child may announce bounds what the host allocates.
+DEFAULT_BOUND = 4 << 30
 _SLOT = struct.Struct("=QQ")  # offset and length of a variable-sized value
 
 
@@ -41,8 +45,9 @@ class Area:
     """One side's mapping of the channel memfd: the control page and the data
     area, remapped when the other side has grown the file."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, bound: int | None = None):
         self.fd = fd
+        self.bound = bound  # the most the other side may announce (the host's side); None: any
         self.control = mmap.mmap(fd, CONTROL_SIZE)
         self.channel = Channel(self.control)
         self.size = 0
@@ -50,9 +55,10 @@ class Area:
         self._map(os.fstat(fd).st_size - CONTROL_SIZE)
 
     @classmethod
-    def create(cls) -> Area:
+    def create(cls, bound: int | None = DEFAULT_BOUND) -> Area:
         """The host's side: a new memfd that can grow but never shrink, so a
-        child cannot truncate it under the host's mapping (SIGBUS)."""
+        child cannot truncate it under the host's mapping (SIGBUS). The
+        child may announce a data area of at most ``bound`` bytes."""
         if hasattr(os, "memfd_create"):
             fd = os.memfd_create("ferrule-isolated", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
             os.ftruncate(fd, CONTROL_SIZE + INITIAL_DATA)
@@ -63,7 +69,7 @@ class Area:
             with tempfile.TemporaryFile() as f:
                 fd = os.dup(f.fileno())
             os.ftruncate(fd, CONTROL_SIZE + INITIAL_DATA)
-        return cls(fd)
+        return cls(fd, bound)
 
     def _map(self, size: int) -> None:
         try:
@@ -85,6 +91,9 @@ class Area:
     def follow(self, size: int) -> None:
         """Map the larger size the other side announced (the receiver's side)."""
         if size != self.size:
+            if self.bound is not None and size > max(self.bound, self.size):
+                raise WireError(f"announced a data area of {size} bytes, more than the {self.bound} bytes the host "
+                                "maps for it (memory_limit, else 4 GiB); the host allocated nothing for it")
             actual = os.fstat(self.fd).st_size - CONTROL_SIZE
             if not self.size < size <= actual:
                 raise WireError(f"announced a data area of {size} bytes; this side maps {self.size}, the file holds {actual}")
@@ -115,6 +124,8 @@ class Area:
             return json.loads(self.data[base : base + length])
         except ValueError as exc:
             raise WireError(f"a message that is not JSON: {exc}") from None
+        except RecursionError:
+            raise WireError("a JSON message nested too deeply to read") from None
 
 
 class Codec:
