@@ -113,6 +113,12 @@ def directory(w: Workshop, stem: str) -> Path:
     return path
 
 
+def fifo(w: Workshop, stem: str) -> Path:
+    path = w.out / f"lib{stem}.so"
+    os.mkfifo(path)
+    return path
+
+
 def nothing(w: Workshop, stem: str) -> Path:
     return w.out / f"lib{stem}.so"
 
@@ -308,6 +314,8 @@ FILES = [
            '-shared (a Rust crate: crate-type = ["cdylib"], not "staticlib")')),
     k("directory", "a directory named libX.so", directory,
       same(ferrule.NotALibraryError, "{path} is a directory, expected a shared library file")),
+    k("fifo", "a FIFO (named pipe) named libX.so, which the dynamic loader would wait on for ever", fifo,
+      same(ferrule.NotALibraryError, "{path} is a FIFO (named pipe), not a file: load the shared library file itself")),
     k("missing_path", "no file at the path", nothing,
       same(ferrule.LibraryNotFoundError, "no file at {path}: check the path, or build the library first")),
     k("bare_name_in_cwd", "a bare name, libX.so, of a file in the current directory", corpus(None),

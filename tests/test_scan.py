@@ -492,6 +492,26 @@ def test_an_unwritable_cache_only_warns(plugins: Path, tmp_path: Path, monkeypat
     assert "cannot write the scan cache" in caplog.text
 
 
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_cache_that_is_no_file_neither_hangs_nor_is_read(plugins: Path, kind: str,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A FIFO (no writer: open would wait) or a link to /dev/zero (read would
+    never end) in the cache's place: the scan warns, reads every plugin and
+    writes a real cache over it."""
+    path = cache_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    with caplog.at_level(logging.WARNING, logger="ferrule.scan"):
+        result = ferrule.scan([plugins])
+    assert names(result.plugins) == sorted(GOOD)
+    expected = "is a FIFO (named pipe), not a file" if kind == "fifo" else "is a character device, not a file"
+    assert "cannot read the scan cache" in caplog.text and expected in caplog.text
+    assert path.is_file() and not path.is_symlink() and json.loads(path.read_bytes())["entries"]
+
+
 def test_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     name = "scan-abi%d.%d.json" % (ferrule.ABI_MAJOR, ferrule.ABI_MINOR)
     assert cache_file() == Path(os.environ["FERRULE_CACHE_DIR"]) / name

@@ -13,6 +13,7 @@ import functools
 import os
 import platform
 import re
+import stat
 import struct
 import sys
 from typing import BinaryIO, NamedTuple
@@ -74,13 +75,48 @@ def host_description() -> str:
     return f"{platform.machine()} ({struct.calcsize('P') * 8}-bit {sys.platform})"
 
 
+_NOT_FILES = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def not_a_file(mode: int) -> str | None:
+    """What a file of this st_mode is when it is no regular file or directory:
+    opening one (a FIFO with no writer, a device) can block for ever."""
+    return next((kind for test, kind in _NOT_FILES if test(mode)), None)
+
+
+def refuse_non_file(path: str, mode: int) -> None:
+    """Raise NotALibraryError when st_mode is a FIFO, socket or device."""
+    kind = not_a_file(mode)
+    if kind is not None:
+        raise NotALibraryError(f"{path} is {kind}, not a file: load the shared library file itself")
+
+
+def open_regular(path: str) -> BinaryIO:
+    """path opened for reading, refusing without blocking anything that is not
+    a regular file: the open itself does not wait (O_NONBLOCK), and the
+    check is of the file opened, not of the name. Raises NotALibraryError
+    for a FIFO, socket or device, IsADirectoryError, or OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        refuse_non_file(path, mode)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def check_header(path: str) -> None:
     """Raise NotALibraryError or WrongArchitectureError if the file at path
     cannot be a shared library for this process. Only meaningful on ELF hosts."""
     if not sys.platform.startswith("linux"):
         return
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             head = f.read(64)
     except IsADirectoryError:
         raise NotALibraryError(f"{path} is a directory, expected a shared library file") from None

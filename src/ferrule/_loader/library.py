@@ -20,7 +20,7 @@ from .._errors import (
     SymbolNotFoundError,
     WrongArchitectureError,
 )
-from .elf import check_header, dynamic, is_rust_library
+from .elf import check_header, dynamic, is_rust_library, refuse_non_file
 from .posix import loaded_path, open_library  # the raw layer; a Windows one would be chosen here
 from .posix import symbol as find_symbol
 
@@ -151,6 +151,12 @@ class Library:
 
     @staticmethod
     def _open_file(path: str) -> tuple[int, str]:
+        try:  # the dynamic loader would block for ever opening a FIFO with no writer
+            mode = os.stat(path).st_mode
+        except OSError:
+            pass  # dlopen and the checks below say what is wrong
+        else:
+            refuse_non_file(path, mode)
         handle, error = open_library(path)
         if not handle:
             # Explain the failure from the file itself where the loader's

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 
 from .._abi import cdef as abi
 from .._abi.spec import PluginSpec, SpecError, function_listing, offer_listing
+from .._errors import NotALibraryError
+from .._loader.elf import open_regular
 from .deps import Depends
 from .results import PluginInfo, ScanProblem
 
@@ -104,16 +106,24 @@ def cache_file() -> str:
     return os.path.join(base, f"scan-abi{HOST_ABI[0]}.{HOST_ABI[1]}.json")
 
 
+MAX_CACHE_BYTES = 256 << 20  # about a million plugins' entries; a larger file is not one of ours
+
+
 def load_cache(cache_file: str) -> tuple[dict[str, Entry], bool]:
     """The cache's entries, and whether the file needs rewriting."""
     try:
-        with open(cache_file, "rb") as f:
-            data = f.read()
+        with open_regular(cache_file) as f:  # a FIFO or a link to /dev/zero must not hang a scan
+            data = f.read(MAX_CACHE_BYTES + 1)
     except FileNotFoundError:
         return {}, False
-    except OSError as exc:
-        log.warning("cannot read the scan cache %s (%s); reading every plugin again", cache_file, exc)
-        return {}, False
+    except (OSError, NotALibraryError) as exc:
+        log.warning("cannot read the scan cache %s (%s); reading every plugin again", cache_file,
+                    str(exc).replace(": load the shared library file itself", ""))
+        return {}, True
+    if len(data) > MAX_CACHE_BYTES:
+        log.warning("the scan cache %s is larger than %d bytes, more than any scan writes; rebuilding it", cache_file,
+                    MAX_CACHE_BYTES)
+        return {}, True
     return parse_cache(data, cache_file)
 
 
