@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import ferrule
+
 from .conftest import Built
 from .test_errors import CASES
 
@@ -122,8 +124,24 @@ def test_bad_arguments(built: Built) -> None:
 
 @pytest.mark.parametrize(("variant", "cls", "message"), CASES, ids=[c[0] for c in CASES])
 def test_every_error_class_is_one_line(built: Built, variant: str, cls: type, message: str) -> None:
-    line = one_line_error(ferrule_cli("inspect", built.variant(variant)), 1)
+    # inspect reads the descriptor in a worker and runs no init: an init failure shows with --in-process.
+    inits = cls is ferrule.PluginInitError
+    line = one_line_error(ferrule_cli("inspect", *(["--in-process"] if inits else []), built.variant(variant)), 1)
     assert line.startswith(f"ferrule: {cls.__name__}: ")
+    if inits:
+        assert ferrule_cli("inspect", built.variant(variant)).returncode == 0
+
+
+def test_inspect_runs_no_plugin_code_in_its_own_process(built: Built, tmp_path: Path) -> None:
+    """A constructor that would end the process: inspect survives it and
+    reports the worker's end, as ferrule list does."""
+    from .conftest import C_DIR, compile_plugin
+    path = compile_plugin(C_DIR / "corpus.c", tmp_path / "libboom.so", "-DKIND_CONSTRUCTOR_SEGFAULT")
+    line = one_line_error(ferrule_cli("inspect", path), 1)
+    assert line.startswith("ferrule: SIGSEGV: ") and "ended the scan worker (SIGSEGV)" in line
+    assert "blocklisted" not in line and "ferrule validate" in line  # the advice is for inspect, not for a scan
+    assert one_line_error(ferrule_cli("inspect", "--config", "x", built.greeter), 2).endswith(
+        "which inspect runs only with --in-process: add it")
 
 
 @pytest.mark.parametrize(

@@ -49,10 +49,13 @@ def test_every_path_carries_the_same_spec(built: Built, name: str, tmp_path: Pat
     info = result.plugins[0]
     assert (info.id, info.functions) == (spec.id, tuple((f.name, str(f.signature)) for f in spec.functions))
     # The CLI's view.
-    proc = subprocess.run([sys.executable, "-m", "ferrule", "inspect", "--json", "--config", "ok", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "ferrule", "inspect", "--json", "--in-process", "--config", "ok",
+                           str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     shown = json.loads(proc.stdout)
+    worker = subprocess.run([sys.executable, "-m", "ferrule", "inspect", "--json", str(path)], capture_output=True,
+                            text=True)
+    assert worker.returncode == 0 and json.loads(worker.stdout) == shown, worker.stderr
     assert (shown["id"], shown["version"], shown["abi"]) == (spec.id, spec.version, {"major": spec.abi_version[0],
                                                                                       "minor": spec.abi_version[1]})
     assert [(f["name"], f["signature"], f["doc"], f["thread_safe"]) for f in shown["functions"]] == [

@@ -17,7 +17,7 @@ from ._codegen import generate as _generate
 from ._errors import FerruleError
 from ._load import load
 from ._scan.discover import DEFAULT_GROUP, discover
-from ._scan.scan import PluginInfo, ScanProblem, scan
+from ._scan.scan import PluginInfo, ScanProblem, describe_file, scan
 from ._scaffold import ScaffoldError
 from ._scaffold import add_parser as _add_new_parser
 from ._validate.validate import add_parser as _add_validate_parser
@@ -65,8 +65,17 @@ def _describe(spec: PluginSpec) -> dict[str, Any]:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    with load(args.path, config=args.config) as plugin:
-        info = _describe(plugin._spec)
+    if args.in_process:
+        with load(args.path, config=args.config) as plugin:
+            info = _describe(plugin._spec)
+    else:
+        if args.config is not None:
+            raise ValueError("--config is for the plugin's init, which inspect runs only with --in-process: add it")
+        found = describe_file(args.path)
+        if isinstance(found, ScanProblem):
+            print(f"ferrule: {found.error}: {found.message}", file=sys.stderr)
+            return EXIT_ERROR
+        info = _describe(found)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -269,7 +278,10 @@ def _parser() -> argparse.ArgumentParser:
     inspect_cmd = sub.add_parser("inspect", help="print a plugin's metadata and functions")
     inspect_cmd.add_argument("path", help="path to the plugin's shared library")
     inspect_cmd.add_argument("--json", action="store_true", help="machine-readable output")
-    inspect_cmd.add_argument("--config", default=None, help="configuration text passed to the plugin's init")
+    inspect_cmd.add_argument("--in-process", action="store_true",
+                             help="load the plugin in this process and run its init (by default a worker process "
+                             "reads the descriptor, and no init runs)")
+    inspect_cmd.add_argument("--config", default=None, help="with --in-process: configuration text for the plugin's init")
     inspect_cmd.set_defaults(run=_inspect)
     call_cmd = sub.add_parser(
         "call",

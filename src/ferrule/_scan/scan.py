@@ -83,6 +83,15 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
 Results = dict[str, "PluginSpec | StoredSpec | ScanProblem"]
 
 
+def describe_file(path: str, timeout: float = 10.0) -> PluginSpec | ScanProblem:
+    """One library's spec, read in a worker as scan reads it (its
+    constructors and entry point run there; its init never runs), or the
+    problem: for ``ferrule inspect``, which must not run plugin code in the
+    shell's own process."""
+    path = os.path.abspath(path) if os.sep in path else path  # as load has it, for the same messages
+    return _read_descriptors([path], timeout, _INSPECT_RETRY)[path][0]
+
+
 def check_timeout(caller: str, timeout: object) -> None:
     """The per-library timeout of scan() and discover(): positive seconds."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -203,13 +212,13 @@ def _list_directory(directory: str, explicit: bool) -> dict[str, Stamp] | None:
 _Outcome = tuple["PluginSpec | ScanProblem", bool, "Depends | None"]
 
 
-def _read_descriptors(paths: list[str], timeout: float) -> dict[str, _Outcome]:
+def _read_descriptors(paths: list[str], timeout: float, retry: str | None = None) -> dict[str, _Outcome]:
     """Every path's outcome: one worker reads them in order; after a crash
     or hang the next worker starts after the library to blame."""
     done: dict[str, _Outcome] = {}
     todo = paths
     while todo:
-        _run_worker(todo, timeout, done)
+        _run_worker(todo, timeout, done, retry)
         todo = [p for p in todo if p not in done]
     return done
 
@@ -227,7 +236,7 @@ def _start_worker(paths: list[str], stderr: IO[bytes]) -> subprocess.Popen[bytes
     return proc
 
 
-def _run_worker(paths: list[str], timeout: float, done: dict[str, _Outcome]) -> None:
+def _run_worker(paths: list[str], timeout: float, done: dict[str, _Outcome], retry: str | None = None) -> None:
     """Read descriptors in one worker until it finishes, crashes or hangs.
     Adds an outcome to ``done`` for every path it got through, and a
     blocklist entry for the one it crashed or hung on. Raises IsolationError
@@ -265,8 +274,10 @@ def _run_worker(paths: list[str], timeout: float, done: dict[str, _Outcome]) -> 
             _kill(proc)
         tail = _tail(errors)
     if current is not None:
-        problem = _hung(current, timeout) if hung else _crashed(current, status, tail)
-        log.warning("%s", problem.message)
+        advice = _RETRY if retry is None else retry
+        problem = _hung(current, timeout, advice) if hung else _crashed(current, status, tail, advice)
+        if retry is None:  # a scan's problem; a caller with its own advice reports it itself
+            log.warning("%s", problem.message)
         done[current] = (problem, True, None)
     elif len(done) == before:
         how = f"sent nothing for {_STARTUP_TIMEOUT:g} s" if hung else f"ended ({_status_text(status)})"
@@ -296,7 +307,7 @@ def _take(line: bytes, current: str | None, wanted: set[str], done: dict[str, _O
     if kind == "plugin":
         try:
             spec = PluginSpec.from_json(body)
-            if spec.path != current:
+            if spec.path != current and os.sep in current:  # (a bare name: where the loader found it)
                 raise SpecError(f"the spec of {spec.path}")
             done[current] = (spec, True, None)
         except SpecError as exc:
@@ -353,19 +364,20 @@ def _status_text(status: int | None) -> str:
 
 
 _RETRY = ("it is blocklisted until the file changes: fix or remove it, or scan with refresh=True "
-          "(ferrule list --refresh) to try it again")
+          "(ferrule list --refresh) to try it again (with a longer timeout if it is only slow)")
+_INSPECT_RETRY = "fix it; ferrule validate shows more (the last call and output before the end)"
 
 
-def _crashed(path: str, status: int | None, tail: list[str]) -> ScanProblem:
+def _crashed(path: str, status: int | None, tail: list[str], retry: str) -> ScanProblem:
     error = _status_text(status)
     message = (f"reading the descriptor of {path} ended the scan worker ({error}): the library crashes in its "
-               f"static constructors or its entry point; {_RETRY}")
+               f"static constructors or its entry point; {retry}")
     if tail:
         message += f". Its last output: {' | '.join(tail)}"
     return ScanProblem(path, "crashed", error, message)
 
 
-def _hung(path: str, timeout: float) -> ScanProblem:
+def _hung(path: str, timeout: float, retry: str) -> ScanProblem:
     message = (f"reading the descriptor of {path} took longer than {timeout:g} s: the library hangs in its static "
-               f"constructors or its entry point; {_RETRY} (with a longer timeout if it is only slow)")
+               f"constructors or its entry point; {retry}")
     return ScanProblem(path, "hung", "timeout", message)
