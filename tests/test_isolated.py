@@ -477,7 +477,8 @@ def test_a_restart_refuses_a_file_that_became_another_plugin(built: Built, tmp_p
             plugin.segfault()
         path.unlink()
         path.write_bytes(built.calc.read_bytes())
-        with pytest.raises(ferrule.IsolationError, match="restarted as another plugin .*the file changed since it was loaded"):
+        # Refused before it runs: another inode at the path (a spec that differs is refused after, too).
+        with pytest.raises(ferrule.IsolationError, match="is no longer the file that was loaded"):
             plugin.add(1, 2)
 
 
@@ -663,3 +664,29 @@ def test_deeply_nested_json_from_the_child_is_a_wire_error() -> None:
             area.read_json(0, len(data))
     finally:
         os.close(area.fd)  # the mappings go with the object
+
+
+def test_a_restart_runs_the_file_that_was_loaded(built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative path is resolved once: after os.chdir a restart must not
+    load another file of the same name. A file replaced in place is not
+    restarted at all, before any of it runs."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "libp.so").write_bytes(built.hostile.read_bytes())
+    (second / "libp.so").write_bytes(built.fixture.read_bytes())  # another plugin, same relative name
+    monkeypatch.chdir(first)
+    plugin = ferrule.load(os.path.join(".", "libp.so"), isolated=True)
+    try:
+        assert plugin.path == str(first / "libp.so")
+        monkeypatch.chdir(second)
+        with pytest.raises(ferrule.PluginCrashedError):
+            plugin.segfault()
+        assert plugin.add(2, 3) == 5 and plugin.id == "org.ferrule.tests.hostile"  # restarted from first/
+        os.replace(second / "libp.so", first / "libp.so")
+        with pytest.raises(ferrule.PluginCrashedError):
+            plugin.segfault()
+        with pytest.raises(ferrule.IsolationError, match="is no longer the file that was loaded"):
+            plugin.add(2, 3)
+    finally:
+        plugin.close()

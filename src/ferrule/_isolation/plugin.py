@@ -46,6 +46,15 @@ CLOSE_SECONDS = 5.0
 _HOST_ONLY = frozenset({"IsolationError", "PluginCrashedError", "PluginTimeoutError", "CallCancelledError"})
 
 
+def _identity(path: str) -> tuple[int, int, int, int] | None:
+    """What tells a file from another put in its place; None when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _rebuild(payload: Any) -> BaseException:
     """The exception an ERROR or FAILED message describes: the same class,
     message and fields it had in the child."""
@@ -146,7 +155,11 @@ class IsolatedPlugin:
             raise ValueError(f"memory_limit must be a positive number of bytes or None, got {memory_limit!r}")
         if config is not None and not isinstance(config, (str, Mapping)):
             raise TypeError(f"config must be str, a mapping (sent as JSON) or None, got {type(config).__name__}")
-        self._request_path = os.fspath(path)
+        # Resolved once: a restart after os.chdir must not find another file
+        # by the same relative name. A bare name is the loader's to resolve.
+        given = os.fspath(path)
+        self._request_path = os.path.abspath(given) if os.sep in given else given
+        self._identity: tuple[int, int, int, int] | None = None  # of the file first loaded
         self._config = dict(config) if isinstance(config, Mapping) else config
         self.timeout = timeout
         self.restart = restart
@@ -173,6 +186,11 @@ class IsolatedPlugin:
     # -- the process
 
     def _start(self) -> Child:
+        if self._identity is not None and _identity(self.path) != self._identity:
+            # Before any of it runs: a restart runs the file that was loaded, or nothing.
+            raise IsolationError(
+                f"{self._who}: {self.path} is no longer the file that was loaded (its device, inode, size or "
+                "modification time changed), so ferrule did not restart it: load it again to run the new file")
         child = Child(self.memory_limit, self.cpu_limit, logging.getLogger("ferrule.plugin"))
         if self._finalizer is not None:
             self._finalizer.detach()
@@ -182,7 +200,8 @@ class IsolatedPlugin:
         try:
             if child.receive(time.monotonic() + STARTUP_SECONDS, "start-up", self._who)[0] != ACK:
                 raise wire.WireError("did not start with ACK")
-            request = {"path": self._request_path, "config": self._config,
+            path = self._request_path if self._identity is None else self.path  # a restart: the file found first
+            request = {"path": path, "config": self._config,
                        "log_level": min(logging.getLogger("ferrule.plugin").getEffectiveLevel(), logging.INFO)}
             deadline = None if self.timeout is None else time.monotonic() + self.timeout
             kind, _arg, base, length = self._exchange(child, LOAD, 0, 0, child.area.write_json(0, request), deadline, "load")
@@ -219,6 +238,7 @@ class IsolatedPlugin:
                 )
             return
         self._spec = spec
+        self._identity = _identity(spec.path)
         self.path, self.id, self.name = spec.path, spec.id, spec.name
         self.version, self.description, self.license = spec.version, spec.description, spec.license
         self.abi_version = spec.abi_version
