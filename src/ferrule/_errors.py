@@ -6,7 +6,8 @@
     │   ├── NotALibraryError          the file is not a shared library
     │   ├── WrongArchitectureError    built for another CPU or word size
     │   ├── MissingDependencyError    a library it links against is missing
-    │   └── SymbolNotFoundError       Library.symbol / Library.function: no such symbol
+    │   ├── SymbolNotFoundError       Library.symbol / Library.function: no such symbol
+    │   └── PinMismatchError          load(..., sha256=): the file's hash is not the pinned one
     ├── DescriptorError               the library is not a usable ferrule plugin
     │   ├── NoEntryPointError         no ferrule_entry_v1 symbol, or it returned NULL
     │   ├── BadMagicError             the descriptor does not start with FERRULE_MAGIC
@@ -61,6 +62,7 @@ __all__ = [
     "MetadataError",
     "MissingDependencyError",
     "NoEntryPointError",
+    "PinMismatchError",
     "NotALibraryError",
     "PluginCallError",
     "PluginClosedError",
@@ -120,6 +122,13 @@ class MissingDependencyError(LibraryError):
 
 class SymbolNotFoundError(LibraryError):
     """The library does not export the requested symbol."""
+
+    __module__ = "ferrule"
+
+
+class PinMismatchError(LibraryError):
+    """The file's SHA-256 is not the one ``load(..., sha256=)`` pinned;
+    nothing of it ran."""
 
     __module__ = "ferrule"
 

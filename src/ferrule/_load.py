@@ -9,6 +9,7 @@ from typing import Any, Literal, overload
 
 from ._isolation.plugin import IsolatedPlugin
 from ._loader import Library
+from ._loader.pin import pinned_library
 from ._plugin.plugin import Plugin
 
 __all__ = ["load"]
@@ -16,17 +17,17 @@ __all__ = ["load"]
 
 @overload
 def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
-         isolated: Literal[False] = False) -> Plugin: ...
+         isolated: Literal[False] = False, sha256: str | None = None) -> Plugin: ...
 
 
 @overload
 def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
-         isolated: Literal[True], timeout: float | None = None, restart: bool = True,
+         isolated: Literal[True], sha256: str | None = None, timeout: float | None = None, restart: bool = True,
          memory_limit: int | None = None, cpu_limit: float | None = None) -> IsolatedPlugin: ...
 
 
 def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None, isolated: bool = False,
-         **isolation: Any) -> Plugin | IsolatedPlugin:
+         sha256: str | None = None, **isolation: Any) -> Plugin | IsolatedPlugin:
     """Load the plugin at ``path``, check its descriptor and run its init.
 
     ``config`` reaches the plugin's init as UTF-8 text; a mapping is sent as
@@ -40,9 +41,13 @@ def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None
     ``restart`` (start a new child on the next call after a failure),
     ``memory_limit`` (bytes of address space) and ``cpu_limit`` (CPU
     seconds) accepted.
+
+    ``sha256`` pins the file: unless its SHA-256 (hex, as ``sha256sum``
+    prints it) is this one, load raises PinMismatchError before any of it
+    runs, also when an isolated plugin restarts.
     """
     if isolated:
-        return IsolatedPlugin(path, config=config, **isolation)
+        return IsolatedPlugin(path, config=config, sha256=sha256, **isolation)
     if isolation:
         raise TypeError(f"load() got {', '.join(sorted(isolation))}: these apply only with isolated=True")
-    return Plugin(Library(path), config=config)
+    return Plugin(pinned_library(path, sha256), config=config)

@@ -27,6 +27,7 @@ from .._call.checks import bind, check_value
 from .._call.function import doc_text, python_signature
 from .._call import accelerator
 from .._call.gate import new_gate
+from .._loader.pin import check_pin, identity, same_file
 from .._errors import (
     CallCancelledError,
     FerruleError,
@@ -44,15 +45,6 @@ STARTUP_SECONDS = 60.0  # a fresh interpreter; generous for a loaded machine
 CLOSE_SECONDS = 5.0
 # Errors only the host may decide on: a child cannot claim it crashed.
 _HOST_ONLY = frozenset({"IsolationError", "PluginCrashedError", "PluginTimeoutError", "CallCancelledError"})
-
-
-def _identity(path: str) -> tuple[int, int, int, int] | None:
-    """What tells a file from another put in its place; None when it is gone."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _rebuild(payload: Any) -> BaseException:
@@ -147,7 +139,7 @@ class IsolatedPlugin:
 
     def __init__(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
                  timeout: float | None = None, restart: bool = True, memory_limit: int | None = None,
-                 cpu_limit: float | None = None):
+                 cpu_limit: float | None = None, sha256: str | None = None):
         for name, value in (("timeout", timeout), ("cpu_limit", cpu_limit)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
@@ -160,6 +152,8 @@ class IsolatedPlugin:
         given = os.fspath(path)
         self._request_path = os.path.abspath(given) if os.sep in given else given
         self._identity: tuple[int, int, int, int] | None = None  # of the file first loaded
+        self._sha256 = sha256
+        self._pinned = None if sha256 is None else check_pin(self._request_path, sha256)  # before anything starts
         self._config = dict(config) if isinstance(config, Mapping) else config
         self.timeout = timeout
         self.restart = restart
@@ -186,7 +180,9 @@ class IsolatedPlugin:
     # -- the process
 
     def _start(self) -> Child:
-        if self._identity is not None and _identity(self.path) != self._identity:
+        if self._sha256 is not None and self._identity is not None:  # a restart: the hash again, before it runs
+            check_pin(self.path, self._sha256)
+        if self._identity is not None and identity(self.path) != self._identity:
             # Before any of it runs: a restart runs the file that was loaded, or nothing.
             raise IsolationError(
                 f"{self._who}: {self.path} is no longer the file that was loaded (its device, inode, size or "
@@ -238,7 +234,9 @@ class IsolatedPlugin:
                 )
             return
         self._spec = spec
-        self._identity = _identity(spec.path)
+        self._identity = identity(spec.path)
+        if self._pinned is not None and self._identity != self._pinned:
+            same_file(spec.path, self._pinned)  # raises: the child loaded another file than the one hashed
         self.path, self.id, self.name = spec.path, spec.id, spec.name
         self.version, self.description, self.license = spec.version, spec.description, spec.license
         self.abi_version = spec.abi_version

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from .._interfaces.instances import Implementation, proxy_class
 from .._interfaces.services import Services
-from .._loader import Library
+from .._loader.pin import pinned_library
 from ..idl import spec
 from .plugin import Plugin
 
@@ -60,9 +60,10 @@ class PluginHost:
         found = self._services.services.get(spec(interface).key)
         return found[1] if found is not None else None
 
-    def load(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None) -> Plugin:
-        """Load a plugin into this host (see ``ferrule.load``)."""
-        plugin = Plugin(Library(path), config=config, _services=self._services)
+    def load(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
+             sha256: str | None = None) -> Plugin:
+        """Load a plugin into this host (see ``ferrule.load``, also for ``sha256``)."""
+        plugin = Plugin(pinned_library(path, sha256), config=config, _services=self._services)
         with self._services.lock:
             self._plugins.append(plugin)
             self._services.plugins.append(plugin._core)
