@@ -41,7 +41,7 @@ def test_public_api_is_exactly_this() -> None:
         [
             "ABI_MAJOR", "ABI_MINOR", "AbiVersionError", "BadMagicError", "DescriptorError",
             "DescriptorTooSmallError", "FerruleError", "Library", "LibraryError", "LibraryNotFoundError",
-            "MetadataError", "MissingDependencyError", "NoEntryPointError", "NotALibraryError", "PinMismatchError", "Plugin",
+            "MetadataError", "MissingDependencyError", "NoEntryPointError", "NotALibraryError", "PinMismatchError", "UnsafeFileError", "Plugin",
             "PluginCallError", "PluginClosedError", "PluginFunction", "PluginInitError", "PluginPanicError",
             "SignatureError", "SymbolNotFoundError", "WrongArchitectureError", "library_file_name", "load",
             "Implementation", "Instance", "InterfaceMismatchError", "PluginHost", "ThreadContractWarning", "idl",

@@ -7,7 +7,8 @@
     │   ├── WrongArchitectureError    built for another CPU or word size
     │   ├── MissingDependencyError    a library it links against is missing
     │   ├── SymbolNotFoundError       Library.symbol / Library.function: no such symbol
-    │   └── PinMismatchError          load(..., sha256=): the file's hash is not the pinned one
+    │   ├── PinMismatchError          load(..., sha256=): the file's hash is not the pinned one
+    │   └── UnsafeFileError           others could write the file or its directory
     ├── DescriptorError               the library is not a usable ferrule plugin
     │   ├── NoEntryPointError         no ferrule_entry_v1 symbol, or it returned NULL
     │   ├── BadMagicError             the descriptor does not start with FERRULE_MAGIC
@@ -73,6 +74,7 @@ __all__ = [
     "SignatureError",
     "SymbolNotFoundError",
     "ThreadContractWarning",
+    "UnsafeFileError",
     "WrongArchitectureError",
 ]
 
@@ -129,6 +131,14 @@ class SymbolNotFoundError(LibraryError):
 class PinMismatchError(LibraryError):
     """The file's SHA-256 is not the one ``load(..., sha256=)`` pinned;
     nothing of it ran."""
+
+    __module__ = "ferrule"
+
+
+class UnsafeFileError(LibraryError):
+    """The plugin file or its directory is writable by others than its owner
+    (or owned by another user), so others could put code in this process;
+    nothing of it ran. ``strict_permissions=False`` loads it anyway."""
 
     __module__ = "ferrule"
 

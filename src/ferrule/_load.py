@@ -9,7 +9,7 @@ from typing import Any, Literal, overload
 
 from ._isolation.plugin import IsolatedPlugin
 from ._loader import Library
-from ._loader.pin import pinned_library
+from ._loader.pin import plugin_library
 from ._plugin.plugin import Plugin
 
 __all__ = ["load"]
@@ -17,17 +17,18 @@ __all__ = ["load"]
 
 @overload
 def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
-         isolated: Literal[False] = False, sha256: str | None = None) -> Plugin: ...
+         isolated: Literal[False] = False, sha256: str | None = None, strict_permissions: bool = True) -> Plugin: ...
 
 
 @overload
 def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
-         isolated: Literal[True], sha256: str | None = None, timeout: float | None = None, restart: bool = True,
+         isolated: Literal[True], sha256: str | None = None, strict_permissions: bool = True,
+         timeout: float | None = None, restart: bool = True,
          memory_limit: int | None = None, cpu_limit: float | None = None) -> IsolatedPlugin: ...
 
 
 def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None, isolated: bool = False,
-         sha256: str | None = None, **isolation: Any) -> Plugin | IsolatedPlugin:
+         sha256: str | None = None, strict_permissions: bool = True, **isolation: Any) -> Plugin | IsolatedPlugin:
     """Load the plugin at ``path``, check its descriptor and run its init.
 
     ``config`` reaches the plugin's init as UTF-8 text; a mapping is sent as
@@ -44,10 +45,13 @@ def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None
 
     ``sha256`` pins the file: unless its SHA-256 (hex, as ``sha256sum``
     prints it) is this one, load raises PinMismatchError before any of it
-    runs, also when an isolated plugin restarts.
+    runs, also when an isolated plugin restarts. A plugin file or directory
+    that others than its owner could write (or that another user owns) is
+    refused with UnsafeFileError, as ssh refuses such keys, unless
+    ``strict_permissions=False``.
     """
     if isolated:
-        return IsolatedPlugin(path, config=config, sha256=sha256, **isolation)
+        return IsolatedPlugin(path, config=config, sha256=sha256, strict_permissions=strict_permissions, **isolation)
     if isolation:
         raise TypeError(f"load() got {', '.join(sorted(isolation))}: these apply only with isolated=True")
-    return Plugin(pinned_library(path, sha256), config=config)
+    return Plugin(plugin_library(path, sha256, strict_permissions), config=config)

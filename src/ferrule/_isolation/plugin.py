@@ -27,7 +27,7 @@ from .._call.checks import bind, check_value
 from .._call.function import doc_text, python_signature
 from .._call import accelerator
 from .._call.gate import new_gate
-from .._loader.pin import check_pin, identity, same_file
+from .._loader.pin import check_permissions, check_pin, identity, same_file
 from .._errors import (
     CallCancelledError,
     FerruleError,
@@ -139,7 +139,7 @@ class IsolatedPlugin:
 
     def __init__(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
                  timeout: float | None = None, restart: bool = True, memory_limit: int | None = None,
-                 cpu_limit: float | None = None, sha256: str | None = None):
+                 cpu_limit: float | None = None, sha256: str | None = None, strict_permissions: bool = True):
         for name, value in (("timeout", timeout), ("cpu_limit", cpu_limit)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
@@ -153,6 +153,9 @@ class IsolatedPlugin:
         self._request_path = os.path.abspath(given) if os.sep in given else given
         self._identity: tuple[int, int, int, int] | None = None  # of the file first loaded
         self._sha256 = sha256
+        self._strict = strict_permissions
+        if strict_permissions and os.sep in self._request_path:
+            check_permissions(self._request_path)
         self._pinned = None if sha256 is None else check_pin(self._request_path, sha256)  # before anything starts
         self._config = dict(config) if isinstance(config, Mapping) else config
         self.timeout = timeout
@@ -180,8 +183,11 @@ class IsolatedPlugin:
     # -- the process
 
     def _start(self) -> Child:
-        if self._sha256 is not None and self._identity is not None:  # a restart: the hash again, before it runs
-            check_pin(self.path, self._sha256)
+        if self._identity is not None:  # a restart: the trust checks again, before it runs
+            if self._strict:
+                check_permissions(self.path)
+            if self._sha256 is not None:
+                check_pin(self.path, self._sha256)
         if self._identity is not None and identity(self.path) != self._identity:
             # Before any of it runs: a restart runs the file that was loaded, or nothing.
             raise IsolationError(
@@ -235,6 +241,8 @@ class IsolatedPlugin:
             return
         self._spec = spec
         self._identity = identity(spec.path)
+        if self._strict and os.sep not in self._request_path:  # a bare name: where the child's loader found it
+            check_permissions(spec.path)
         if self._pinned is not None and self._identity != self._pinned:
             same_file(spec.path, self._pinned)  # raises: the child loaded another file than the one hashed
         self.path, self.id, self.name = spec.path, spec.id, spec.name

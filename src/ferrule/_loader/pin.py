@@ -1,5 +1,7 @@
-"""Pinning: ``load(path, sha256=...)`` runs a library only if its contents
-are the ones the caller vetted.
+"""Trust checks before a plugin runs: permissions (like ssh's StrictModes:
+no file or directory that others could write) and pinning
+(``load(path, sha256=...)`` runs a library only if its contents are the
+ones the caller vetted).
 
 The hash is taken of the file as opened (a regular file only, read without
 blocking), before the dynamic loader sees it, and the file's identity then
@@ -14,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 
-from .._errors import PinMismatchError
+from .._errors import PinMismatchError, UnsafeFileError
 from .elf import open_regular
 from .library import Library
 
-__all__ = ["Identity", "check_pin", "identity", "pinned_library", "same_file"]
+__all__ = ["Identity", "check_permissions", "check_pin", "identity", "plugin_library", "same_file"]
 
 Identity = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -69,13 +72,54 @@ def same_file(path: str, pinned: Identity) -> None:
                                "hash was checked): load it again")
 
 
-def pinned_library(path: str | os.PathLike[str], sha256: str | None) -> Library:
-    """Library(path), its hash checked first when sha256 is given."""
-    if sha256 is None:
-        return Library(path)
+def _others(st: os.stat_result) -> str | None:
+    """Who besides the owner may write, or whose file it is when not ours."""
+    if st.st_uid not in (0, os.geteuid()):
+        return f"is owned by another user (uid {st.st_uid})"
+    if st.st_mode & stat.S_IWOTH:
+        return f"is writable by every user (mode {stat.S_IMODE(st.st_mode):04o})"
+    if st.st_mode & stat.S_IWGRP:
+        return f"is writable by its group (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def check_permissions(path: str) -> None:
+    """Raise UnsafeFileError when someone other than this user (or root)
+    could change the plugin file, or replace it in its directory. A sticky
+    directory (like /tmp) is allowed: there only a file's owner may rename
+    or remove it."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+        directory = os.path.dirname(real)
+        dst = os.stat(directory)
+    except OSError:
+        return  # the loader reports a missing file in its own words
+    fix = "; if that is intended, pass strict_permissions=False"
+    problem = _others(st)
+    if problem is not None:
+        raise UnsafeFileError(f"{real} {problem}, so others could put code into this process: none of it ran. "
+                              f"Make it the user's own and writable only by them (chmod go-w){fix}")
+    problem = _others(dst)
+    if problem is not None and not (dst.st_mode & stat.S_ISVTX and dst.st_uid in (0, os.geteuid())):
+        raise UnsafeFileError(f"the directory of {real}, {directory}, {problem}, so others could replace the plugin: "
+                              f"none of it ran. Move it to a directory only its owner can write (or chmod go-w "
+                              f"{directory}){fix}")
+
+
+def plugin_library(path: str | os.PathLike[str], sha256: str | None, strict_permissions: bool = True) -> Library:
+    """Library(path) for a plugin, after the trust checks: the file's
+    permissions (unless strict_permissions is False) and its hash (when
+    sha256 is given), both before any of it runs. A bare name is checked
+    where the loader found it, which is after its constructors ran."""
     given = os.fspath(path)
     given = os.path.abspath(given) if os.sep in given else given
-    checked = check_pin(given, sha256)
+    if strict_permissions and os.sep in given:
+        check_permissions(given)
+    checked = None if sha256 is None else check_pin(given, sha256)
     library = Library(given)
-    same_file(library.path, checked)
+    if strict_permissions and os.sep not in given:
+        check_permissions(library.path)
+    if checked is not None:
+        same_file(library.path, checked)
     return library

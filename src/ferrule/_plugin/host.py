@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from .._interfaces.instances import Implementation, proxy_class
 from .._interfaces.services import Services
-from .._loader.pin import pinned_library
+from .._loader.pin import plugin_library
 from ..idl import spec
 from .plugin import Plugin
 
@@ -61,9 +61,10 @@ class PluginHost:
         return found[1] if found is not None else None
 
     def load(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
-             sha256: str | None = None) -> Plugin:
-        """Load a plugin into this host (see ``ferrule.load``, also for ``sha256``)."""
-        plugin = Plugin(pinned_library(path, sha256), config=config, _services=self._services)
+             sha256: str | None = None, strict_permissions: bool = True) -> Plugin:
+        """Load a plugin into this host (see ``ferrule.load``, also for ``sha256``
+        and ``strict_permissions``)."""
+        plugin = Plugin(plugin_library(path, sha256, strict_permissions), config=config, _services=self._services)
         with self._services.lock:
             self._plugins.append(plugin)
             self._services.plugins.append(plugin._core)

@@ -1,9 +1,13 @@
-"""load(..., sha256=): a pinned plugin runs only if its file is the one whose
-hash was vetted, in process, isolated (at every restart) and in a host."""
+"""The trust checks before a plugin runs: load(..., sha256=) runs a file only
+if it is the one whose hash was vetted, and a file or directory others could
+write is refused; in process, isolated (at every restart) and in a host."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +80,62 @@ def test_a_bad_pin_is_a_value_error(built: Built, value: object, message: str) -
 def test_a_pin_needs_a_path_not_a_bare_name() -> None:
     with pytest.raises(ValueError, match="sha256 pins a file: give 'libfixture.so' as a path"):
         ferrule.load("libfixture.so", sha256="0" * 64)
+
+
+# -- permissions
+
+
+@pytest.fixture
+def copy(built: Built, tmp_path: Path) -> Path:
+    directory = tmp_path / "plugins"
+    directory.mkdir(mode=0o755)
+    path = directory / "libfixture.so"
+    shutil.copyfile(built.fixture, path)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize(("what", "mode", "message"), [
+    ("file", 0o777, "libfixture.so is writable by every user (mode 0777)"),
+    ("file", 0o775, "libfixture.so is writable by its group (mode 0775)"),
+    ("directory", 0o777, "plugins, is writable by every user (mode 0777), so others could replace the plugin"),
+    ("directory", 0o775, "plugins, is writable by its group (mode 0775)"),
+])
+def test_a_file_others_could_write_is_refused_unless_allowed(copy: Path, what: str, mode: int, message: str) -> None:
+    (copy if what == "file" else copy.parent).chmod(mode)
+    for isolated in (False, True):
+        with pytest.raises(ferrule.UnsafeFileError, match=re.escape(message)) as info:
+            ferrule.load(copy, isolated=isolated)
+        assert "none of it ran" in str(info.value) and "strict_permissions=False" in str(info.value)
+        with ferrule.load(copy, isolated=isolated, strict_permissions=False) as plugin:
+            assert plugin.add(2, 3) == 5
+    with pytest.raises(ferrule.UnsafeFileError):
+        ferrule.PluginHost().load(copy)
+
+
+def test_a_sticky_directory_like_tmp_is_allowed(copy: Path) -> None:
+    copy.parent.chmod(0o1777)  # others may add files, but not replace this one
+    with ferrule.load(copy) as plugin:
+        assert plugin.add(2, 3) == 5
+
+
+def test_another_users_file_is_refused(copy: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the file to another user")
+    os.chown(copy, 4242, 4242)
+    with pytest.raises(ferrule.UnsafeFileError, match=r"is owned by another user \(uid 4242\)"):
+        ferrule.load(copy)
+
+
+def test_an_isolated_plugin_is_not_restarted_from_a_file_made_writable(built: Built, tmp_path: Path) -> None:
+    path = tmp_path / "libhostile.so"
+    shutil.copyfile(built.hostile, path)
+    plugin = ferrule.load(path, isolated=True)
+    try:
+        with pytest.raises(ferrule.PluginCrashedError):
+            plugin.segfault()
+        path.chmod(0o666)
+        with pytest.raises(ferrule.UnsafeFileError, match="writable by every user"):
+            plugin.add(2, 3)
+    finally:
+        plugin.close()
