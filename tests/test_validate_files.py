@@ -451,16 +451,19 @@ def test_a_rust_std_dylib_dependency_fails(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """libcorpus_dep.so, in a directory of its own."""
+    """corpus.c's dependency, in a directory of its own, under a name of its
+    own: a test here loads a plugin that needs it into this process, where a
+    library of the corpus's name (libcorpus_dep.so) would then stand in for
+    the corpus's outdated one."""
     out = tmp_path_factory.mktemp("dep")
-    return compile_plugin(C_DIR / "corpus.c", out / "libcorpus_dep.so", "-DKIND_DEP")
+    return compile_plugin(C_DIR / "corpus.c", out / "libvalidate_dep.so", "-DKIND_DEP")
 
 
 def needs_dep(out: Path, dep: Path, *flags: str) -> Path:
-    """corpus.c's plugin that calls into libcorpus_dep.so."""
+    """corpus.c's plugin that calls into libvalidate_dep.so."""
     out.mkdir(exist_ok=True)
     return compile_plugin(C_DIR / "corpus.c", out / "libneeds.so", "-DKIND_NEEDS_DEP", f"-L{dep.parent}",
-                          "-lcorpus_dep", *flags)
+                          "-lvalidate_dep", *flags)
 
 
 @pytest.mark.parametrize("tag", ["RUNPATH", "RPATH"])
@@ -471,11 +474,11 @@ def test_a_dependency_found_through_an_absolute_runpath_warns(tmp_path: Path, de
     found = checks(path)["file.needed"]
     assert found.status == "warn"
     assert found.message == (
-        f"libcorpus_dep.so is found only through the absolute {tag} {dep.parent}, outside the plugin's directory, "
+        f"libvalidate_dep.so is found only through the absolute {tag} {dep.parent}, outside the plugin's directory, "
         "and that path will not exist on other machines: ship it beside the plugin and link with "
         "-Wl,-rpath,'$ORIGIN' (RUNPATH $ORIGIN), link it statically, or let auditwheel repair bundle it into the "
         "plugin's wheel (ferrule.build wheels)")
-    assert f"libcorpus_dep.so: {dep} (through its {tag} {dep.parent})" in found.details
+    assert f"libvalidate_dep.so: {dep} (through its {tag} {dep.parent})" in found.details
     assert ferrule.load(path).name == "Corpus"  # it does load, here
 
 
@@ -497,7 +500,7 @@ def test_a_dependency_shipped_beside_the_plugin_with_origin_passes(tmp_path: Pat
     path = needs_dep(out, dep, "-Wl,-rpath,$ORIGIN/libs")
     found = checks(path)["file.needed"]
     assert found.status == "pass", found.message
-    assert f"libcorpus_dep.so: {out / 'libs' / dep.name} (through its RUNPATH $ORIGIN/libs)" in found.details
+    assert f"libvalidate_dep.so: {out / 'libs' / dep.name} (through its RUNPATH $ORIGIN/libs)" in found.details
 
 
 def test_a_dependency_found_only_through_ld_library_path_warns(tmp_path: Path, dep: Path,
@@ -506,7 +509,7 @@ def test_a_dependency_found_only_through_ld_library_path_warns(tmp_path: Path, d
     monkeypatch.setenv("LD_LIBRARY_PATH", str(dep.parent))
     found = checks(path)["file.needed"]
     assert found.status == "warn"
-    assert found.message.startswith(f"libcorpus_dep.so is found only through LD_LIBRARY_PATH ({dep.parent}), "
+    assert found.message.startswith(f"libvalidate_dep.so is found only through LD_LIBRARY_PATH ({dep.parent}), "
                                     "which the plugin's users will not have set")
 
 

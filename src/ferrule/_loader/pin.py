@@ -22,7 +22,7 @@ from .._errors import PinMismatchError, UnsafeFileError
 from .elf import open_regular
 from .library import Library
 
-__all__ = ["Identity", "check_permissions", "check_pin", "identity", "plugin_library", "same_file"]
+__all__ = ["Identity", "as_path", "check_permissions", "check_pin", "identity", "plugin_library", "same_file"]
 
 Identity = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -72,6 +72,15 @@ def same_file(path: str, pinned: Identity) -> None:
                                "hash was checked): load it again")
 
 
+def as_path(path: str | os.PathLike[str]) -> str:
+    """What Library opens: a path-like object or a name with a slash is a
+    path (made absolute); a plain str without one stays a bare name."""
+    text = os.fspath(path)
+    if isinstance(path, os.PathLike) or os.sep in text:
+        return os.path.abspath(os.path.expanduser(text))
+    return text
+
+
 def _others(st: os.stat_result) -> str | None:
     """Who besides the owner may write, or whose file it is when not ours."""
     if st.st_uid not in (0, os.geteuid()):
@@ -112,8 +121,7 @@ def plugin_library(path: str | os.PathLike[str], sha256: str | None, strict_perm
     permissions (unless strict_permissions is False) and its hash (when
     sha256 is given), both before any of it runs. A bare name is checked
     where the loader found it, which is after its constructors ran."""
-    given = os.fspath(path)
-    given = os.path.abspath(given) if os.sep in given else given
+    given = as_path(path)
     if strict_permissions and os.sep in given:
         check_permissions(given)
     checked = None if sha256 is None else check_pin(given, sha256)
