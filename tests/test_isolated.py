@@ -690,3 +690,50 @@ def test_a_restart_runs_the_file_that_was_loaded(built: Built, tmp_path: Path, m
             plugin.add(2, 3)
     finally:
         plugin.close()
+
+
+def _mapped_area_bytes() -> int:
+    """Bytes of isolated mode's shared memory this process maps."""
+    total = 0
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if "memfd:ferrule-isolated" in line:
+                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                total += end - start
+    return total
+
+
+def test_close_unmaps_the_shared_area_at_once(built: Built) -> None:
+    before = _mapped_area_bytes()
+    plugin = ferrule.load(built.hostile, isolated=True)
+    data = array.array("d", bytes(64 << 20))  # a 64 MiB argument grows the area
+    assert plugin.sum(data) == 0.0
+    assert _mapped_area_bytes() - before >= 64 << 20
+    plugin.close()
+    assert _mapped_area_bytes() - before <= 1 << 16  # the control page may stay until collected
+
+
+EMFILE = """
+import resource, sys, ferrule
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+plugins = []
+try:
+    for _ in range(100):
+        plugins.append(ferrule.load(sys.argv[1], isolated=True))
+except ferrule.IsolationError as exc:
+    print("refused:", exc)
+for plugin in plugins:
+    plugin.close()
+print("then:", ferrule.load(sys.argv[1], isolated=True).add(2, 3))
+"""
+
+
+def test_running_out_of_file_descriptors_is_a_clear_error_that_leaks_none(built: Built) -> None:
+    proc = subprocess.run([sys.executable, "-c", EMFILE, str(built.fixture)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    refused, then = proc.stdout.splitlines()
+    assert refused.startswith("refused: cannot start an isolated plugin's process: this process has no file "
+                              "descriptors left (EMFILE; this process may open 64)")
+    assert "ulimit -n" in refused
+    assert then == "then: 5"  # the failed start left nothing open

@@ -467,6 +467,7 @@ class IsolatedPlugin:
                 pass  # it is ended either way
             finally:
                 self._stop(child)  # the process group: whatever the plugin forked goes too
+                child.area.release()  # no call is in flight: the data area goes now, not at the next collection
         finally:
             gate.serial_leave()
 

@@ -9,9 +9,11 @@ that ferrule kills on close, so forks inside it die with it.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -37,23 +39,35 @@ class Child:
     """One child process: its channel, its output and how it ended."""
 
     def __init__(self, memory_limit: int | None, cpu_limit: float | None, logger: logging.Logger):
-        self.area = wire.Area.create(memory_limit or wire.DEFAULT_BOUND)
         self.logger = logger
         self.last: deque[str] = deque(maxlen=LAST_LINES)
-        lifeline, self.lifeline = os.pipe()  # the child's end closes with this process
         cpu = 0 if cpu_limit is None else max(1, int(-(-cpu_limit // 1)))
+        held: list[int] = []  # closed again if the start fails half-way
         try:
+            self.area = wire.Area.create(memory_limit or wire.DEFAULT_BOUND)
+            held.append(self.area.fd)
+            lifeline, self.lifeline = os.pipe()  # the child's end closes with this process
+            held += [lifeline, self.lifeline]
             self.proc = subprocess.Popen(
                 python_command("ferrule._isolation.child", str(self.area.fd), str(lifeline), str(memory_limit or 0), str(cpu)),
                 pass_fds=(self.area.fd, lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, start_new_session=True,
             )
-        except BaseException:
-            os.close(self.lifeline)
-            os.close(self.area.fd)
-            raise
-        finally:
             os.close(lifeline)
+        except BaseException as exc:
+            for fd in held:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                whose = "this process" if exc.errno == errno.EMFILE else "the system"
+                raise IsolationError(
+                    f"cannot start an isolated plugin's process: {whose} has no file descriptors left "
+                    f"({errno.errorcode[exc.errno]}; this process may open {soft}). Each isolated plugin holds 6 while "
+                    "it runs: close the plugins no longer needed, or raise the limit (ulimit -n)") from None
+            raise
         self.pid = self.proc.pid
         self.readers = [
             threading.Thread(target=self._drain, args=(self.proc.stdout, "stdout"), daemon=True, name=f"ferrule-{self.pid}-stdout"),

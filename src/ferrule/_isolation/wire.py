@@ -78,6 +78,15 @@ class Area:
             raise WireError(f"announced a data area of {size} bytes that cannot be mapped ({exc})") from None
         self.size = size
 
+    def release(self) -> None:
+        """Unmap the data area (the control page stays: the channel holds
+        it). Only when no message is being read or written."""
+        try:
+            self.data.close()
+        except BufferError:  # a view of it is still alive somewhere: the collector frees it
+            return
+        self.size = 0
+
     def ensure(self, needed: int) -> None:
         """Grow the data area to hold ``needed`` bytes (the sender's side)."""
         if needed > self.size:
