@@ -692,25 +692,27 @@ def test_a_restart_runs_the_file_that_was_loaded(built: Built, tmp_path: Path, m
         plugin.close()
 
 
-def _mapped_area_bytes() -> int:
-    """Bytes of isolated mode's shared memory this process maps."""
+def _mapped_bytes(inode: int) -> int:
+    """Bytes of the memfd with this inode that this process maps."""
     total = 0
     with open("/proc/self/maps") as maps:
         for line in maps:
-            if "memfd:ferrule-isolated" in line:
-                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+            fields = line.split()
+            if len(fields) >= 6 and fields[4] == str(inode) and "memfd:ferrule-isolated" in line:
+                start, end = (int(x, 16) for x in fields[0].split("-"))
                 total += end - start
     return total
 
 
 def test_close_unmaps_the_shared_area_at_once(built: Built) -> None:
-    before = _mapped_area_bytes()
     plugin = ferrule.load(built.hostile, isolated=True)
+    assert plugin._child is not None
+    inode = os.fstat(plugin._child.area.fd).st_ino
     data = array.array("d", bytes(64 << 20))  # a 64 MiB argument grows the area
     assert plugin.sum(data) == 0.0
-    assert _mapped_area_bytes() - before >= 64 << 20
+    assert _mapped_bytes(inode) >= 64 << 20
     plugin.close()
-    assert _mapped_area_bytes() - before <= 1 << 16  # the control page may stay until collected
+    assert _mapped_bytes(inode) <= 1 << 16  # the control page may stay until collected
 
 
 EMFILE = """
@@ -737,3 +739,13 @@ def test_running_out_of_file_descriptors_is_a_clear_error_that_leaks_none(built:
                               "descriptors left (EMFILE; this process may open 64)")
     assert "ulimit -n" in refused
     assert then == "then: 5"  # the failed start left nothing open
+
+
+def test_arguments_beyond_the_memory_limit_are_refused_before_they_are_sent(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True, memory_limit=256 << 20) as plugin:
+        pid = plugin.pid
+        with pytest.raises(ferrule.IsolationError, match=r"the arguments of sum\(\) take \d+ bytes of shared memory, "
+                                                         r"more than the 268435456 the child may map"):
+            plugin.sum(array.array("d", bytes(300 << 20)))
+        assert plugin.add(2, 3) == 5 and plugin.pid == pid  # nothing was sent: the same child carries on
+        assert plugin.sum(array.array("d", [1.0] * 1000)) == 1000.0

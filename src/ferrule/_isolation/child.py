@@ -29,7 +29,13 @@ def main() -> None:
     fd, lifeline, memory_limit, cpu_limit = (int(a) for a in sys.argv[1:5])
     become_isolated_child(lifeline)
     _limit(memory_limit, cpu_limit)
-    _Server(wire.Area(fd)).run()
+    try:
+        _Server(wire.Area(fd, memory_limit or None)).run()  # bounded: it grows no further than it may map
+    except wire.WireError as exc:  # one line the host shows, not a traceback of ferrule's
+        hint = (f" under memory_limit ({memory_limit} bytes, this Python included): raise it, or pass less at a time"
+                if memory_limit and "cannot be mapped" in str(exc) else "")
+        print(f"ferrule: the isolated child cannot go on: {exc}{hint}", file=sys.stderr, flush=True)
+        os._exit(3)
 
 
 def _limit(memory: int, cpu: int) -> None:

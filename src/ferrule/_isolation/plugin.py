@@ -364,6 +364,11 @@ class IsolatedPlugin:
                 except (struct.error, UnicodeEncodeError, OverflowError):
                     fn._checked(values, full=True)  # raises the in-process error
                     raise
+                except wire.TooLargeError as exc:  # nothing was sent: the child carries on
+                    raise IsolationError(
+                        f"{self._who}: the arguments of {fn._during} take {exc.needed} bytes of shared memory, more "
+                        f"than the {exc.bound} the child may map (memory_limit, else 4 GiB): pass less at a time, or "
+                        "raise memory_limit") from None
                 except wire.WireError as exc:
                     raise self._broken(child, exc) from None
                 callables = [checked[i] for i in codec.callables] if codec.callables else []

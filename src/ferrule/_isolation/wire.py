@@ -20,21 +20,33 @@ import struct
 from typing import Any
 
 from .._abi.signature import Signature
+from .._errors import IsolationError
 from .channel import Channel
 from .protocol import CONTROL_SIZE
 
-__all__ = ["Area", "Codec", "WireError"]
+__all__ = ["Area", "Codec", "TooLargeError", "WireError"]
 
 INITIAL_DATA = 1 << 20
 # The largest data area the host maps when the child announces a larger one
 # and no memory_limit says otherwise: the host copies what a message holds,
 # so what the child may announce bounds what the host allocates.
 DEFAULT_BOUND = 4 << 30
+ANSWER_ROOM = 64 << 10
 _SLOT = struct.Struct("=QQ")  # offset and length of a variable-sized value
 
 
 class WireError(Exception):
     """The other side wrote something that does not follow the format."""
+
+
+class TooLargeError(IsolationError):
+    """A message this side would send does not fit the bound of the data
+    area (memory_limit), which the other side could not map: nothing was sent."""
+
+    def __init__(self, needed: int, bound: int):
+        super().__init__(f"a message of {needed} bytes does not fit the {bound} bytes of shared memory the child may "
+                         "map (memory_limit, else 4 GiB): pass less at a time, or raise memory_limit")
+        self.needed, self.bound = needed, bound
 
 
 def align(n: int) -> int:
@@ -75,7 +87,7 @@ class Area:
         try:
             self.data = mmap.mmap(self.fd, size, offset=CONTROL_SIZE)
         except (OSError, OverflowError, ValueError) as exc:
-            raise WireError(f"announced a data area of {size} bytes that cannot be mapped ({exc})") from None
+            raise WireError(f"a data area of {size} bytes cannot be mapped here ({exc})") from None
         self.size = size
 
     def release(self) -> None:
@@ -88,9 +100,17 @@ class Area:
         self.size = 0
 
     def ensure(self, needed: int) -> None:
-        """Grow the data area to hold ``needed`` bytes (the sender's side)."""
+        """Grow the data area to hold ``needed`` bytes (the sender's side).
+        Raises TooLargeError beyond the bound, which the other side could
+        not map."""
+        if self.bound is not None and needed > self.bound:
+            raise TooLargeError(needed, self.bound)
         if needed > self.size:
-            size = max(needed, self.size * 2, os.fstat(self.fd).st_size - CONTROL_SIZE)
+            # Room for the answer after the message, so that the other side
+            # need not grow (and map) the area again for a small one.
+            size = max(needed + ANSWER_ROOM, self.size * 2, os.fstat(self.fd).st_size - CONTROL_SIZE)
+            if self.bound is not None:
+                size = min(size, max(self.bound, needed))
             try:
                 os.ftruncate(self.fd, CONTROL_SIZE + size)
             except OSError as exc:  # the other side sealed or broke the file
