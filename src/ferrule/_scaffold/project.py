@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._abi.spec import ID_RE
-from . import interfaces as _interfaces
-from .interfaces import Bindings
+from .interfaces import Bindings, python_path, resolve, titles
+from .interfaces import fields as interface_fields
 
 __all__ = ["LANGUAGES", "ScaffoldError", "Names", "add_parser", "find_sdk", "names", "scaffold"]
 
@@ -476,7 +476,7 @@ def _files(n: Names, lang: str, sdk: str | None, directory: str,
     """The project's files: relative path -> contents."""
     fields: dict[str, Any] = {"name": n.name, "ident": n.ident, "library": n.library, "plugin_id": n.plugin_id,
                               "id": _c_string(n.plugin_id), "name_str": _c_string(n.name)}
-    fields.update(_interfaces.fields(lang, n.name, n.ident, n.library, directory, bindings))
+    fields.update(interface_fields(lang, n.name, n.ident, n.library, directory, bindings))
     if lang == "rust":
         dependency = f"ferrule-sdk = {{ path = {_toml(sdk)} }}" if sdk else 'ferrule-sdk = "0.1"'
         # The target dir is given so the library lands here even when
@@ -534,10 +534,10 @@ def scaffold(name: str, lang: str, directory: str | None = None, plugin_id: str 
 def _next_steps(directory: str, lang: str, n: Names, bindings: Sequence[Bindings] = ()) -> str:
     build, test = ("cargo build --release", "cargo test") if lang == "rust" else ("make", "make test")
     language = {"rust": "Rust", "c": "C", "cpp": "C++"}[lang]
-    implemented = _interfaces.titles(bindings)
+    implemented = titles(bindings)
     source = {"rust": "src/lib.rs", "c": "plugin.c", "cpp": "plugin.cpp"}[lang]
     validate_args = "".join(f" --interfaces {b.module}" for b in bindings)
-    pythonpath = _interfaces.python_path(bindings, directory) if bindings else None
+    pythonpath = python_path(bindings, directory) if bindings else None
     validate_env = f"PYTHONPATH={shlex.quote(pythonpath)} " if pythonpath else ""  # where the declarations import from
     stubs = (f"It implements {', '.join(implemented)}: every method is a stub that fails until you write it in "
              f"{source}.\n" if implemented else "")
@@ -554,7 +554,7 @@ def _next_steps(directory: str, lang: str, n: Names, bindings: Sequence[Bindings
 def _run(args: argparse.Namespace) -> int:
     sdk = find_sdk() if args.lang == "rust" else None
     names(args.name, args.lang, args.id)  # a bad name is reported before the modules are imported
-    bindings = _interfaces.resolve(args.interface or [])
+    bindings = resolve(args.interface or [])
     directory, n = scaffold(args.name, args.lang, args.dir, args.id, sdk, bindings)
     print(_next_steps(directory, args.lang, n, bindings))
     if args.lang == "rust" and sdk is None:
