@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import idl
+from .._abi.signature import parse_signature
 from .._abi.types import AbiType, Signature
 
 __all__ = ["Draw", "check_result", "check_typed", "describe", "rng_for"]
@@ -118,33 +119,23 @@ class Draw:
     # -- interface methods: idl types
 
     def typed(self, t: idl.TypeSpec) -> Any:
-        if t.kind == "number":
-            from .._abi.types import TYPES
-            return self.value(TYPES[t.name])
-        if t.kind == "bool":
-            return self.rng.random() < 0.5
-        if t.kind == "str":
-            return self.text()
-        if t.kind == "bytes":
-            return self.blob()
-        if t.kind in ("buf", "mutbuf"):
-            from .._abi.types import TYPES
-            return self.array(TYPES[t.elem])
+        """A value for a declared type: a handle or struct object, else the
+        value of the call-layer type it travels as."""
         if t.kind == "handle":
             assert t.handle is not None
             return t.handle(self.rng.randint(0, SMALL))
         if t.kind == "struct":
             assert t.struct is not None
             return t.struct.cls(**{f.name: self.typed(f.type) for f in t.struct.fields})
-        if t.kind == "fn":
-            from .._abi.signature import parse_signature
-            fn = parse_signature(f"(f: {t.abi})").params[0].type.fn  # the host function's own signature
-            assert fn is not None
-            return self.host_function(fn)
-        raise ValueError(f"no values for {t.layout}")
+        return self.value(_abi_type(t))
 
     def method_args(self, method: idl.MethodSpec) -> tuple[Any, ...]:
         return tuple(self.typed(p.type) for p in method.params)
+
+
+def _abi_type(t: idl.TypeSpec) -> AbiType:
+    """The call-layer type a declared type travels as (``TypeSpec.abi``)."""
+    return parse_signature(f"(x: {t.abi})").params[0].type
 
 
 def check_result(t: AbiType | None, value: Any) -> str | None:
@@ -162,9 +153,7 @@ def check_result(t: AbiType | None, value: Any) -> str | None:
 def check_typed(t: idl.TypeSpec | None, value: Any) -> str | None:
     """check_result for an interface method's result."""
     if t is None or t.kind in ("number", "bool", "str", "bytes"):
-        from .._abi.types import TYPES
-        abi = None if t is None else (TYPES[t.name] if t.kind == "number" else TYPES[t.kind])
-        return check_result(abi, value)
+        return check_result(None if t is None else _abi_type(t), value)
     if t.kind == "handle" and not isinstance(value, int):
         return f"returned a {type(value).__name__} for a handle {t.name}"
     if t.kind == "struct" and t.struct is not None and not isinstance(value, t.struct.cls):
