@@ -152,7 +152,7 @@ class _Child:
         self._open = {read, self.output}
 
     def _line(self, data: bytes) -> None:
-        text = data.decode("utf-8", "replace")
+        text = data[-_LINE_MAX:].decode("utf-8", "replace")
         self.tail.append(text if len(text) <= 300 else text[:300] + f"... ({len(text)} characters)")
 
     def read(self, deadline: float) -> list[dict[str, Any]] | None:
@@ -167,37 +167,36 @@ class _Child:
                 ready = [self.events]
             events: list[dict[str, Any]] = []
             for fd in ready:
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    self._open.discard(fd)
-                    if fd == self.output and self._partial[fd]:
-                        self._line(self._partial[fd])
-                    continue
-                *lines, rest = (self._partial[fd] + chunk).split(b"\n")
-                # A line without an end is kept to its last bytes: output with
-                # no newline costs neither memory nor time.
-                self._partial[fd] = rest if fd == self.events else rest[-_LINE_MAX:]
-                for line in lines:
-                    if fd == self.events:
-                        events.append(_event(line, self.proc.pid))
-                    else:
-                        self._line(line[-_LINE_MAX:])
+                lines = self._take(fd)
+                if fd == self.events:
+                    events.extend(_event(line, self.proc.pid) for line in lines)
+                else:
+                    for line in lines:
+                        self._line(line)
             if events:
                 return events
         return []
+
+    def _take(self, fd: int) -> list[bytes]:
+        """One read of fd: the lines it completes (and at the end of the
+        plugin's output, its last line without a newline)."""
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            self._open.discard(fd)
+            rest, self._partial[fd] = self._partial[fd], b""
+            return [rest] if rest and fd == self.output else []
+        *lines, rest = (self._partial[fd] + chunk).split(b"\n")
+        # A line without an end is kept to its last bytes: output with no
+        # newline costs neither memory nor time.
+        self._partial[fd] = rest if fd == self.events else rest[-_LINE_MAX:]
+        return lines
 
     def drain(self) -> None:
         """What the child wrote before it ended, without waiting for a
         process the plugin started that still holds the pipe."""
         while self.output in self._open and select.select([self.output], [], [], 0)[0]:
-            chunk = os.read(self.output, 1 << 16)
-            if not chunk:
-                self._open.discard(self.output)
-                break
-            *lines, rest = (self._partial[self.output] + chunk).split(b"\n")
-            self._partial[self.output] = rest[-_LINE_MAX:]
-            for line in lines:
-                self._line(line[-_LINE_MAX:])
+            for line in self._take(self.output):
+                self._line(line)
 
     def wait(self, timeout: float) -> int | None:
         try:
@@ -225,18 +224,42 @@ def _ended(returncode: int) -> str:
     return f"the process exited with status {returncode}"
 
 
+class _Progress:
+    """What a run's events say so far: the checks reported, and the check
+    under way with its last step, to name when a process crashes or hangs."""
+
+    def __init__(self, unselected: set[str]):
+        self.checks: list[Check] = []
+        self.unselected = unselected
+        self.current: tuple[str, str] | None = None  # (id, title)
+        self.what = ""
+        self.finished = False
+
+    def apply(self, event: dict[str, Any]) -> None:
+        if "start" in event:
+            self.current, self.what = (event["start"], str(event.get("title", ""))), ""
+        elif "tick" in event:
+            self.what = str(event.get("what", ""))
+        elif "check" in event:
+            self.checks.append(Check.from_json(event["check"]))
+            self.current = None
+        elif "unselected" in event:
+            self.unselected.add(event["unselected"])
+        elif event.get("done"):
+            self.finished = True
+
+
 def _in_children(options: Options, timeout: float, unselected: set[str]) -> list[Check]:
-    checks: list[Check] = []
-    done: set[str] = set()
+    run = _Progress(unselected)
+    checks = run.checks
     for _ in range(MAX_RESTARTS + 1):
-        child = _Child(replace(options, done=frozenset(done)))
-        current: tuple[str, str] | None = None  # (id, title)
-        what = ""
-        finished = False
+        # What is reported (a crashed check too) is done: the next child skips it.
+        child = _Child(replace(options, done=frozenset(c.id for c in checks)))
+        run.current, run.what, run.finished = None, "", False
         lost = ""  # why the child's run ended early, when it did not crash
         try:
             deadline = time.monotonic() + timeout + 30  # the first event waits for the interpreter to start
-            while not finished:
+            while not run.finished:
                 try:
                     events = child.read(deadline)
                 except _BadEvent as exc:
@@ -251,24 +274,15 @@ def _in_children(options: Options, timeout: float, unselected: set[str]) -> list
                     break
                 for event in events:
                     if "start" in event:
-                        current, what = (event["start"], str(event.get("title", ""))), ""
-                        child.tail.clear()
-                    elif "tick" in event:
-                        what = str(event.get("what", ""))
-                    elif "check" in event:
-                        checks.append(Check.from_json(event["check"]))
-                        done.add(event["check"]["id"])
-                        current = None
-                    elif "unselected" in event:
-                        unselected.add(event["unselected"])
-                    elif event.get("done"):
-                        finished = True
+                        child.tail.clear()  # the output of this check on
+                    run.apply(event)
                 deadline = time.monotonic() + timeout
             code = child.wait(timeout) if not lost else child.proc.returncode
             child.drain()
         finally:
             child.close()
-        if finished:
+        current = run.current
+        if run.finished:
             if code is None:
                 checks.append(Check("lifecycle.exit", "the process exits cleanly after the checks", "fail",
                                     f"the process did not exit within {timeout:g} s after every check: it hangs at "
@@ -286,9 +300,8 @@ def _in_children(options: Options, timeout: float, unselected: set[str]) -> list
             checks.append(Check("validator", "the validator's process runs", "fail",
                                 f"{how}, outside any check", list(child.tail)))
             return checks
-        checks.append(_lost(options, *current, what, lost or _ended(code if code is not None else 0),
+        checks.append(_lost(options, *current, run.what, lost or _ended(code if code is not None else 0),
                             list(child.tail)))
-        done.add(current[0])
         if current[0] == "load":
             return checks
     checks.append(Check("validator", "the validator's process runs", "fail",
@@ -316,33 +329,21 @@ def _in_process(options: Options, timeout: float, unselected: set[str]) -> list[
 
 def _watch(events: queue.Queue[dict[str, Any]], options: Options, timeout: float,
            unselected: set[str]) -> list[Check]:
-    checks: list[Check] = []
-    current: tuple[str, str] | None = None
-    what = ""
-    while True:
+    run = _Progress(unselected)
+    while not run.finished:
         try:
-            event = events.get(timeout=timeout)
+            run.apply(events.get(timeout=timeout))
         except queue.Empty:
-            if current is None:
-                checks.append(Check("validator", "the validator's checks run", "fail",
-                                    f"no word from the checks for {timeout:g} s outside any check"))
-                _hung.set()
-                return checks
-            checks.append(_lost(options, *current, what, f"no answer within {timeout:g} s (--timeout)", [],
-                                "; the call is still running, so no further checks ran", in_process=True))
             _hung.set()
-            return checks
-        if "start" in event:
-            current, what = (event["start"], event["title"]), ""
-        elif "tick" in event:
-            what = event["what"]
-        elif "check" in event:
-            checks.append(Check.from_json(event["check"]))
-            current = None
-        elif "unselected" in event:
-            unselected.add(event["unselected"])
-        elif event.get("done"):
-            return checks
+            if run.current is None:
+                run.checks.append(Check("validator", "the validator's checks run", "fail",
+                                        f"no word from the checks for {timeout:g} s outside any check"))
+            else:
+                run.checks.append(_lost(options, *run.current, run.what, f"no answer within {timeout:g} s "
+                                        "(--timeout)", [], "; the call is still running, so no further checks ran",
+                                        in_process=True))
+            break
+    return run.checks
 
 
 # Set when an in-process check hung: its thread is still inside the plugin,
