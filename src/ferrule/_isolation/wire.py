@@ -110,7 +110,7 @@ class Area:
             # need not grow (and map) the area again for a small one.
             size = max(needed + ANSWER_ROOM, self.size * 2, os.fstat(self.fd).st_size - CONTROL_SIZE)
             if self.bound is not None:
-                size = min(size, max(self.bound, needed))
+                size = min(size, self.bound)  # needed fits: checked above
             try:
                 os.ftruncate(self.fd, CONTROL_SIZE + size)
             except OSError as exc:  # the other side sealed or broke the file
