@@ -27,7 +27,7 @@ from .._call.checks import bind, check_value
 from .._call.function import doc_text, python_signature
 from .._call import accelerator
 from .._call.gate import new_gate
-from .._loader.pin import as_path, check_permissions, check_pin, identity, same_file
+from .._loader.pin import check_permissions, check_pin, identity, resolved, same_file
 from .._errors import (
     CallCancelledError,
     FerruleError,
@@ -149,7 +149,7 @@ class IsolatedPlugin:
             raise TypeError(f"config must be str, a mapping (sent as JSON) or None, got {type(config).__name__}")
         # Resolved once: a restart after os.chdir must not find another file
         # by the same relative name. A bare name is the loader's to resolve.
-        self._request_path = as_path(path)
+        self._request_path = resolved(path)
         self._identity: tuple[int, int, int, int] | None = None  # of the file first loaded
         self._sha256 = sha256
         self._strict = strict_permissions

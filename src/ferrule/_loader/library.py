@@ -24,7 +24,7 @@ from .elf import check_header, dynamic, is_rust_library, refuse_non_file
 from .posix import loaded_path, open_library  # the raw layer; a Windows one would be chosen here
 from .posix import symbol as find_symbol
 
-__all__ = ["Library", "library_file_name"]
+__all__ = ["Library", "as_path", "library_file_name"]
 
 # Library.function's own cffi namespace: C signatures that users declare.
 ffi = cffi.FFI()
@@ -90,6 +90,15 @@ def _not_found(path: str) -> str:
     return f"no file at {path}: check the path, or build the library first"
 
 
+def as_path(name: str | os.PathLike[str]) -> str | None:
+    """The absolute path a name opens when it is one (a path-like object, or
+    text with a slash), else None: a bare name, for the loader to look up."""
+    text = os.fspath(name)
+    if isinstance(name, os.PathLike) or os.sep in text or (os.altsep and os.altsep in text):
+        return os.path.abspath(os.path.expanduser(text))
+    return None
+
+
 class Library:
     """A shared library opened with RTLD_NOW | RTLD_LOCAL.
 
@@ -114,9 +123,10 @@ class Library:
 
     @staticmethod
     def _open(name: str | os.PathLike[str], search_dirs: Iterable[str | os.PathLike[str]] | None) -> tuple[int, str]:
+        text = as_path(name)
+        if text is not None:
+            return Library._open_file(text)
         text = os.fspath(name)
-        if isinstance(name, os.PathLike) or os.sep in text or (os.altsep and os.altsep in text):
-            return Library._open_file(os.path.abspath(os.path.expanduser(text)))
         if not text:
             raise LibraryNotFoundError("empty library name")
         file_name = text if _looks_like_file_name(text) else library_file_name(text)

@@ -20,9 +20,9 @@ import stat
 
 from .._errors import PinMismatchError, UnsafeFileError
 from .elf import open_regular
-from .library import Library
+from .library import Library, as_path
 
-__all__ = ["Identity", "as_path", "check_permissions", "check_pin", "identity", "plugin_library", "same_file"]
+__all__ = ["Identity", "check_permissions", "check_pin", "identity", "plugin_library", "resolved", "same_file"]
 
 Identity = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -72,13 +72,9 @@ def same_file(path: str, pinned: Identity) -> None:
                                "hash was checked): load it again")
 
 
-def as_path(path: str | os.PathLike[str]) -> str:
-    """What Library opens: a path-like object or a name with a slash is a
-    path (made absolute); a plain str without one stays a bare name."""
-    text = os.fspath(path)
-    if isinstance(path, os.PathLike) or os.sep in text:
-        return os.path.abspath(os.path.expanduser(text))
-    return text
+def resolved(path: str | os.PathLike[str]) -> str:
+    """What Library opens: the absolute path for a path, else the bare name."""
+    return as_path(path) or os.fspath(path)
 
 
 def _others(st: os.stat_result) -> str | None:
@@ -121,7 +117,7 @@ def plugin_library(path: str | os.PathLike[str], sha256: str | None, strict_perm
     permissions (unless strict_permissions is False) and its hash (when
     sha256 is given), both before any of it runs. A bare name is checked
     where the loader found it, which is after its constructors ran."""
-    given = as_path(path)
+    given = resolved(path)
     if strict_permissions and os.sep in given:
         check_permissions(given)
     checked = None if sha256 is None else check_pin(given, sha256)
