@@ -12,7 +12,6 @@ process and can do what this process can (docs/validate.md).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import json
 import os
@@ -31,7 +30,7 @@ def _become_subreaper() -> bool:
     """Be the parent of every orphan the plugin leaves (a double fork
     included), so that lifecycle.processes finds them."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols: no library search
         return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import array
 import ctypes
-import ctypes.util
 import fnmatch
 import gc
 import logging
@@ -146,7 +145,7 @@ class _Heap:
     def __init__(self) -> None:
         self._mallinfo: Any = None
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            libc = ctypes.CDLL(None)  # the process's own symbols, libc's among them
             fn = libc.mallinfo2
 
             class Mallinfo2(ctypes.Structure):
