@@ -537,6 +537,10 @@ def case_isolated(p: Paths) -> None:
     os.close(child_r), os.close(child_w)
     iso = ferrule.load(p.built.anchor, isolated=True)
     local = ferrule.load(p.built.anchor)
+    from ferrule._sandbox.launch import bwrap
+
+    exe, why = bwrap()
+    boxed = ferrule.load(p.built.anchor, isolated=True, sandbox=True) if exe else None
     try:
         data = np.arange(1 << 17, dtype=np.float64) if np is not None else None  # 1 MiB
         rows = [
@@ -546,6 +550,9 @@ def case_isolated(p: Paths) -> None:
             Row("isolated mixed(3, 0.5, True)", "mixed(3, 0.5, True)", {"mixed": iso.mixed}),
             Row("in-process add(1, 2)", "add(1, 2)", {"add": local.add}),
         ]
+        if boxed is not None:
+            rows[3:3] = [Row("sandboxed add(1, 2)", "add(1, 2)", {"add": boxed.add}),
+                         Row("sandboxed mixed(3, 0.5, True)", "mixed(3, 0.5, True)", {"mixed": boxed.mixed})]
         if data is not None:
             rows += [Row("isolated sum(1 MiB buf[f64])", "sum(data)", {"sum": iso.sum, "data": data}),
                      Row("in-process sum(1 MiB buf[f64])", "sum(data)", {"sum": local.sum, "data": data})]
@@ -559,14 +566,23 @@ def case_isolated(p: Paths) -> None:
         trip = medians["isolated add(1, 2)"]
         print(f"  target: isolated add round trip <= 10 us median: {'met' if trip <= 10.0 else 'NOT met'} "
               f"({trip:.2f} us; {ratios['isolated add(1, 2)']:.2f}x the os.pipe ping-pong of this run)")
-        starts = []
-        for _ in range(min(SETTINGS.repeats, 5)):
-            t = time.perf_counter()
-            ferrule.load(p.built.anchor, isolated=True).close()
-            starts.append(time.perf_counter() - t)
-        print(f"  isolated load + close (a fresh interpreter each time): median {statistics.median(starts) * 1000:.0f} ms "
-              f"(min {min(starts) * 1000:.0f}, max {max(starts) * 1000:.0f})")
+        if boxed is not None:
+            cost = medians["sandboxed add(1, 2)"] / trip
+            print("  " + verdict("sandboxed add <= 1.10x isolated add", cost, 1.10, at_most=True,
+                                 extra=f" ({medians['sandboxed add(1, 2)']:.2f} us)"))
+        else:
+            print(f"  sandboxed calls not measured: {why}")
+        for label, sandbox in (("isolated", None), ("sandboxed", True))[: 2 if boxed is not None else 1]:
+            starts = []
+            for _ in range(min(SETTINGS.repeats, 5)):
+                t = time.perf_counter()
+                ferrule.load(p.built.anchor, isolated=True, sandbox=sandbox).close()
+                starts.append(time.perf_counter() - t)
+            print(f"  {label} load + close (a fresh interpreter each time): median "
+                  f"{statistics.median(starts) * 1000:.0f} ms (min {min(starts) * 1000:.0f}, max {max(starts) * 1000:.0f})")
     finally:
+        if boxed is not None:
+            boxed.close()
         iso.close()
         local.close()
         os.close(pipe_w)

@@ -6,6 +6,7 @@
 set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")/.."
+bash scripts/system-deps.sh
 python3 -m pip install --quiet --disable-pip-version-check -e .
 cargo build --release --quiet -p greeter -p textkit
 mkdir -p build

@@ -4,5 +4,6 @@
 set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")/.."
+bash scripts/system-deps.sh
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 python3 -m pytest "$@"

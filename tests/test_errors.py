@@ -178,6 +178,8 @@ def sample(cls: type[BaseException], field: str) -> object:
         return ("first line", "last line")
     if field == "status":
         return -11
+    if field == "missing":
+        return "seccomp"
     return SAMPLES[type(default)]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,7 @@ def test_public_api_is_exactly_this() -> None:
             "ABI_MAJOR", "ABI_MINOR", "AbiVersionError", "BadMagicError", "DescriptorError",
             "DescriptorTooSmallError", "FerruleError", "Library", "LibraryError", "LibraryNotFoundError",
             "MetadataError", "MissingDependencyError", "NoEntryPointError", "NotALibraryError", "PinMismatchError", "UnsafeFileError", "Plugin",
+            "Sandbox", "SandboxError", "SandboxReport",
             "PluginCallError", "PluginClosedError", "PluginFunction", "PluginInitError", "PluginPanicError",
             "SignatureError", "SymbolNotFoundError", "WrongArchitectureError", "library_file_name", "load",
             "Implementation", "Instance", "InterfaceMismatchError", "PluginHost", "ThreadContractWarning", "idl",
@@ -152,6 +154,8 @@ def test_a_wheel_from_the_sdist_has_its_c_code_and_header(dists: dict[str, Path]
     run([python, "-m", "pip", "install", "--quiet", str(wheel)], env=env)
     check = run([python, str(ROOT / "tools" / "wheel_check.py")], cwd=tmp_path, env=env)
     assert "accelerator and C channel on" in check.stdout
+    if shutil.which("bwrap"):  # the sandbox binds a venv's Python and packages
+        assert "runs in process, isolated and sandboxed" in check.stdout
     version = run([str(venv / "bin" / "ferrule"), "--version"], cwd=tmp_path, env=env)
     assert version.stdout.splitlines() == [f"ferrule {ferrule.__version__}", "accelerator: on", "isolation channel: on"]
     include = run([str(venv / "bin" / "ferrule"), "--include"], cwd=tmp_path, env=env).stdout.strip()

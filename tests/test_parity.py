@@ -6,6 +6,7 @@ The paths:
 - ``c``: an in-process plugin through the C accelerator;
 - ``cffi``: the same plugin on the cffi path (the accelerator off);
 - ``isolated``: the plugin in a child process;
+- ``sandboxed``: the same, in the default ferrule.Sandbox();
 - ``method``: the same functions as methods of an interface instance
   (the parity plugin's Parity implementation "direct");
 - ``service``: methods of its ParityValues implementation "relay", which
@@ -31,6 +32,7 @@ import pytest
 
 import ferrule
 from ferrule._call import accelerator
+from ferrule._sandbox import launch
 
 from . import parity_api as api
 from .conftest import Built
@@ -39,9 +41,10 @@ TABLE = json.loads((Path(__file__).parent / "parity" / "cases.json").read_text()
 assert TABLE["format"] == 1
 CASES: list[dict[str, Any]] = TABLE["cases"]
 PLUGIN_ID = "org.ferrule.tests.parity"
-PATHS = ["c", "cffi", "isolated", "method", "service"]
+PATHS = ["c", "cffi", "isolated", "sandboxed", "method", "service"]
 # Below these, a path has lost cases it should run (the table has 200).
-MINIMUM = {"c": 170, "cffi": 170, "isolated": 170, "method": 190, "service": 150}
+MINIMUM = {"c": 170, "cffi": 170, "isolated": 170, "sandboxed": 170, "method": 190, "service": 150}
+NO_SANDBOX = launch.bwrap()[1]  # why the sandboxed path cannot run here, or ""
 
 
 # ------------------------------------------------------------ the paths
@@ -146,6 +149,9 @@ def paths(built: Built) -> Iterator[dict[str, CallPath]]:
     finally:
         accelerator.enabled = saved
     made["isolated"] = CallPath("isolated", ferrule.load(built.parity, isolated=True, timeout=30), target)
+    if not NO_SANDBOX:
+        made["sandboxed"] = CallPath("sandboxed", ferrule.load(built.parity, isolated=True, timeout=30, sandbox=True),
+                                     target)
     plugin = ferrule.load(built.parity)
     direct = plugin.create(api.Parity, "direct")
     made["method"] = CallPath("method", direct, f"Parity instance 'direct' of {target}", "Parity.")
@@ -317,6 +323,8 @@ PAIRS = [(case, p) for case in CASES for p in PATHS]
 def test_case(paths: dict[str, CallPath], case: dict[str, Any], path_name: str) -> None:
     if path_name == "c" and path_name not in paths:
         pytest.fail("the C accelerator is not built: run the README's install command")
+    if path_name == "sandboxed" and path_name not in paths:
+        pytest.skip(f"no sandbox here: {NO_SANDBOX}")
     path = paths[path_name]
     reason = applies(case, path)
     if reason is not None:

@@ -8,6 +8,7 @@ Needs a C compiler (``$CC``, default ``cc``)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,8 +50,14 @@ def main() -> int:
             check(plugin.add(2, 3) == 5, "add(2, 3) in process")
         with ferrule.load(library, isolated=True, timeout=30) as isolated:
             check(isolated.add(40, 2) == 42, "add(40, 2) isolated")
+        where = "in process and isolated"
+        if shutil.which("bwrap"):  # the sandbox shows the child this install's Python and packages only
+            with ferrule.load(library, isolated=True, timeout=30, sandbox=True) as boxed:
+                check(boxed.add(1, 2) == 3, "add(1, 2) sandboxed")
+                check(boxed.sandbox is not None and boxed.sandbox.seccomp, f"sandbox report: {boxed.sandbox}")
+            where = "in process, isolated and sandboxed"
     print(f"ferrule {ferrule.__version__} from {installed}: accelerator and C channel on, a plugin built "
-          "against get_include() runs in process and isolated")
+          f"against get_include() runs {where}")
     return 0
 
 

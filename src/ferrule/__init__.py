@@ -35,6 +35,7 @@ from ._errors import (
     PluginInitError,
     PluginPanicError,
     PluginTimeoutError,
+    SandboxError,
     SignatureError,
     SymbolNotFoundError,
     ThreadContractWarning,
@@ -48,6 +49,7 @@ from ._load import load
 from ._loader import Library, library_file_name
 from ._plugin.host import PluginHost
 from ._plugin.plugin import Plugin
+from ._sandbox import Sandbox, SandboxReport
 from ._scan.discover import discover
 from ._scan.scan import PluginInfo, ScanProblem, ScanResult, scan
 
@@ -98,6 +100,9 @@ __all__ = [
     "PluginInitError",
     "PluginPanicError",
     "PluginTimeoutError",
+    "Sandbox",
+    "SandboxError",
+    "SandboxReport",
     "ScanProblem",
     "ScanResult",
     "SignatureError",

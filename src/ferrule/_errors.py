@@ -24,7 +24,8 @@
     └── IsolationError                an isolated plugin's child process failed
         ├── PluginCrashedError        the child died: signal or exit status, last output lines
         ├── PluginTimeoutError        a call outlived its timeout (also TimeoutError)
-        └── CallCancelledError        cancel() from another thread ended the call
+        ├── CallCancelledError        cancel() from another thread ended the call
+        └── SandboxError              a protection the Sandbox requires is not available here
 
     ThreadContractWarning (a RuntimeWarning): a debug host saw a plugin break
     the thread contract, e.g. set_error from a thread not running a call.
@@ -71,6 +72,7 @@ __all__ = [
     "PluginInitError",
     "PluginPanicError",
     "PluginTimeoutError",
+    "SandboxError",
     "SignatureError",
     "SymbolNotFoundError",
     "ThreadContractWarning",
@@ -294,6 +296,17 @@ class CallCancelledError(IsolationError):
     """Another thread cancelled the call (``cancel()``); the child was killed."""
 
     __module__ = "ferrule"
+
+
+class SandboxError(IsolationError):
+    """The sandbox the caller asked for cannot be given here (``missing``
+    names the protection: see ``ferrule.Sandbox``); nothing of the plugin ran."""
+
+    __module__ = "ferrule"
+
+    def __init__(self, message: str, missing: str | None = None):
+        super().__init__(message)
+        self.missing = missing
 
 
 # ------------------------------------------------------------------ transport

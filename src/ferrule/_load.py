@@ -11,6 +11,7 @@ from ._isolation.plugin import IsolatedPlugin
 from ._loader import Library
 from ._loader.pin import plugin_library
 from ._plugin.plugin import Plugin
+from ._sandbox import Sandbox
 
 __all__ = ["load"]
 
@@ -24,7 +25,8 @@ def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None
 def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
          isolated: Literal[True], sha256: str | None = None, strict_permissions: bool = True,
          timeout: float | None = None, restart: bool = True,
-         memory_limit: int | None = None, cpu_limit: float | None = None) -> IsolatedPlugin: ...
+         memory_limit: int | None = None, cpu_limit: float | None = None,
+         sandbox: Sandbox | bool | None = None) -> IsolatedPlugin: ...
 
 
 def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None, isolated: bool = False,
@@ -41,7 +43,8 @@ def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None
     becomes an exception here. Only then are ``timeout`` (seconds per call),
     ``restart`` (start a new child on the next call after a failure),
     ``memory_limit`` (bytes of address space) and ``cpu_limit`` (CPU
-    seconds) accepted.
+    seconds) accepted, and ``sandbox``: a ``ferrule.Sandbox`` (or True for
+    its defaults) for a plugin that is not trusted (docs/isolation.md).
 
     ``sha256`` pins the file: unless its SHA-256 (hex, as ``sha256sum``
     prints it) is this one, load raises PinMismatchError before any of it

@@ -7,11 +7,12 @@ import signal
 import sys
 
 
-def python_command(module: str, *args: str) -> list[str]:
+def python_command(module: str, *args: str, path: list[str] | None = None) -> list[str]:
     # The exact sys.path, not PYTHONPATH: that would put site-packages ahead
-    # of the standard library in the child.
-    code = f"import sys; sys.path[:] = {sys.path!r}; from {module} import main; main()"
-    return [sys.executable, "-c", code, *args]
+    # of the standard library in the child. With ``path`` (a sandbox's),
+    # Python runs isolated (-I): no environment, user site or script directory.
+    code = f"import sys; sys.path[:] = {sys.path if path is None else path!r}; from {module} import main; main()"
+    return [sys.executable, *([] if path is None else ["-I"]), "-c", code, *args]
 
 
 def signal_name(number: int) -> str:

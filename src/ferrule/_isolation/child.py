@@ -2,7 +2,11 @@
 ordinary way, sends its spec, and serves the host's calls over the channel
 (see protocol.py).
 
-    python -c "...from ferrule._isolation.child import main; main()" FD LIFELINE MEMORY_LIMIT CPU_LIMIT
+    python -c "...from ferrule._isolation.child import main; main()" FD LIFELINE MEMORY_LIMIT CPU_LIMIT [SANDBOX]
+
+SANDBOX (JSON) is the part of a sandbox's policy the child applies itself,
+before the plugin is loaded: its seccomp filter and process limit. It then
+tells the host, with its first message, what its own /proc says is in force.
 
 It ends when the host says CLOSE, when the lifeline pipe from the host
 reaches its end (the host is gone, however it ended), or with the plugin.
@@ -10,6 +14,7 @@ reaches its end (the host is gone, however it ended), or with the plugin.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -29,13 +34,33 @@ def main() -> None:
     fd, lifeline, memory_limit, cpu_limit = (int(a) for a in sys.argv[1:5])
     become_isolated_child(lifeline)
     _limit(memory_limit, cpu_limit)
+    sandbox = _sandbox(json.loads(sys.argv[5])) if len(sys.argv) > 5 else None
     try:
-        _Server(wire.Area(fd, memory_limit or None)).run()  # bounded: it grows no further than it may map
+        _Server(wire.Area(fd, memory_limit or None), sandbox).run()  # bounded: it grows no further than it may map
     except wire.WireError as exc:  # one line the host shows, not a traceback of ferrule's
         hint = (f" under memory_limit ({memory_limit} bytes, this Python included): raise it, or pass less at a time"
                 if memory_limit and "cannot be mapped" in str(exc) else "")
         print(f"ferrule: the isolated child cannot go on: {exc}{hint}", file=sys.stderr, flush=True)
         os._exit(3)
+
+
+def _sandbox(policy: dict[str, Any]) -> dict[str, Any]:
+    """Apply the child's part of the sandbox; return what /proc says holds."""
+    import resource
+
+    from .._sandbox import launch, seccomp
+
+    if policy["nproc"]:
+        resource.setrlimit(resource.RLIMIT_NPROC, (policy["nproc"], policy["nproc"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    error = None
+    try:
+        seccomp.apply(policy["network"])
+    except seccomp.SeccompUnavailable as exc:
+        error = str(exc)
+    facts = launch.facts()
+    facts["seccomp_error"] = error
+    return facts
 
 
 def _limit(memory: int, cpu: int) -> None:
@@ -65,8 +90,9 @@ class _Forward(logging.Handler):
 
 
 class _Server:
-    def __init__(self, area: wire.Area):
+    def __init__(self, area: wire.Area, sandbox: dict[str, Any] | None = None):
         self.area = area
+        self.sandbox = sandbox
         self.send_raw = area.channel.send
         self.wait_raw = area.channel.wait
         self.seen = 0
@@ -116,7 +142,8 @@ class _Server:
     # -- serving
 
     def run(self) -> None:
-        self.post(ACK, 0, 0)  # started: the host's load timeout counts from here
+        # Started: the host's load timeout counts from here.
+        self.post(ACK, 0, 0 if self.sandbox is None else self.area.write_json(0, self.sandbox))
         kind, _arg, base, length = self.wait()
         if kind != LOAD:
             os._exit(2)

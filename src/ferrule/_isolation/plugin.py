@@ -27,6 +27,8 @@ from .._call.checks import bind, check_value
 from .._call.function import doc_text, python_signature
 from .._call import accelerator
 from .._call.gate import new_gate
+from .._sandbox import Sandbox, SandboxReport
+from .._sandbox.launch import prepare
 from .._loader.pin import check_permissions, check_pin, identity, resolved, same_file
 from .._errors import (
     CallCancelledError,
@@ -44,7 +46,7 @@ __all__ = ["IsolatedFunction", "IsolatedPlugin"]
 STARTUP_SECONDS = 60.0  # a fresh interpreter; generous for a loaded machine
 CLOSE_SECONDS = 5.0
 # Errors only the host may decide on: a child cannot claim it crashed.
-_HOST_ONLY = frozenset({"IsolationError", "PluginCrashedError", "PluginTimeoutError", "CallCancelledError"})
+_HOST_ONLY = frozenset({"IsolationError", "PluginCrashedError", "PluginTimeoutError", "CallCancelledError", "SandboxError"})
 
 
 def _rebuild(payload: Any) -> BaseException:
@@ -139,12 +141,27 @@ class IsolatedPlugin:
 
     def __init__(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
                  timeout: float | None = None, restart: bool = True, memory_limit: int | None = None,
-                 cpu_limit: float | None = None, sha256: str | None = None, strict_permissions: bool = True):
+                 cpu_limit: float | None = None, sha256: str | None = None, strict_permissions: bool = True,
+                 sandbox: Sandbox | bool | None = None):
         for name, value in (("timeout", timeout), ("cpu_limit", cpu_limit)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
         if memory_limit is not None and (isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit <= 0):
             raise ValueError(f"memory_limit must be a positive number of bytes or None, got {memory_limit!r}")
+        if sandbox is True:
+            sandbox = Sandbox()
+        if sandbox is not None and sandbox is not False:
+            if not isinstance(sandbox, Sandbox):
+                raise TypeError(f"sandbox must be a ferrule.Sandbox, True or None, got {type(sandbox).__name__}")
+            if memory_limit is not None or cpu_limit is not None:
+                raise ValueError("with a sandbox, give the limits in it: Sandbox(memory=..., cpu_time=...), "
+                                 "not memory_limit= or cpu_limit=")
+            if os.sep not in os.fspath(path):
+                raise ValueError(f"a sandboxed plugin is given as a path, not the bare name {os.fspath(path)!r}: "
+                                 "the sandbox shows the child only the plugin's own directory")
+            memory_limit, cpu_limit = sandbox.memory, sandbox.cpu_time
+        self._policy: Sandbox | None = sandbox or None
+        self._report: SandboxReport | None = None
         if config is not None and not isinstance(config, (str, Mapping)):
             raise TypeError(f"config must be str, a mapping (sent as JSON) or None, got {type(config).__name__}")
         # Resolved once: a restart after os.chdir must not find another file
@@ -192,15 +209,19 @@ class IsolatedPlugin:
             raise IsolationError(
                 f"{self._who}: {self.path} is no longer the file that was loaded (its device, inode, size or "
                 "modification time changed), so ferrule did not restart it: load it again to run the new file")
-        child = Child(self.memory_limit, self.cpu_limit, logging.getLogger("ferrule.plugin"))
+        launch = None if self._policy is None else prepare(self._policy, self._request_path)
+        child = Child(self.memory_limit, self.cpu_limit, logging.getLogger("ferrule.plugin"), launch)
         if self._finalizer is not None:
             self._finalizer.detach()
         self._finalizer = weakref.finalize(self, child.stopper.kill)
         with self._state_lock:
             self._child = child
         try:
-            if child.receive(time.monotonic() + STARTUP_SECONDS, "start-up", self._who)[0] != ACK:
+            kind, _arg, base, length = child.receive(time.monotonic() + STARTUP_SECONDS, "start-up", self._who)
+            if kind != ACK:
                 raise wire.WireError("did not start with ACK")
+            if launch is not None:  # before the plugin runs: what the child's own /proc says
+                self._report = launch.check(child.area.read_json(base, length))
             path = self._request_path if self._identity is None else self.path  # a restart: the file found first
             request = {"path": path, "config": self._config,
                        "log_level": min(logging.getLogger("ferrule.plugin").getEffectiveLevel(), logging.INFO)}
@@ -427,6 +448,12 @@ class IsolatedPlugin:
             child.cancelled = True
         child.stopper.kill()
         return True
+
+    @property
+    def sandbox(self) -> SandboxReport | None:
+        """What the sandbox of the current (or last) child had in force,
+        read off it before the plugin ran; None when not sandboxed."""
+        return self._report
 
     @property
     def pid(self) -> int | None:

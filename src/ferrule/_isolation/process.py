@@ -21,7 +21,10 @@ import time
 from collections import deque
 from typing import Any
 
+import json
+
 from .._errors import CallCancelledError, IsolationError, PluginCrashedError, PluginTimeoutError
+from .._sandbox.launch import Launch
 from .._spawn import python_command, signal_name
 from . import wire
 from .protocol import TO_CHILD, TO_HOST
@@ -38,8 +41,10 @@ _LINE_BYTES = 4096
 class Child:
     """One child process: its channel, its output and how it ended."""
 
-    def __init__(self, memory_limit: int | None, cpu_limit: float | None, logger: logging.Logger):
+    def __init__(self, memory_limit: int | None, cpu_limit: float | None, logger: logging.Logger,
+                 launch: Launch | None = None):
         self.logger = logger
+        self.launch = launch
         self.last: deque[str] = deque(maxlen=LAST_LINES)
         cpu = 0 if cpu_limit is None else max(1, int(-(-cpu_limit // 1)))
         held: list[int] = []  # closed again if the start fails half-way
@@ -48,10 +53,16 @@ class Child:
             held.append(self.area.fd)
             lifeline, self.lifeline = os.pipe()  # the child's end closes with this process
             held += [lifeline, self.lifeline]
+            args = (str(self.area.fd), str(lifeline), str(memory_limit or 0), str(cpu))
+            if launch is None:
+                argv = python_command("ferrule._isolation.child", *args)
+            else:
+                argv = launch.prefix + python_command("ferrule._isolation.child", *args,
+                                                      json.dumps(launch.child_policy()), path=launch.sys_path)
             self.proc = subprocess.Popen(
-                python_command("ferrule._isolation.child", str(self.area.fd), str(lifeline), str(memory_limit or 0), str(cpu)),
-                pass_fds=(self.area.fd, lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                argv, pass_fds=(self.area.fd, lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, start_new_session=True,
+                env=None if launch is None else launch.env, preexec_fn=None if launch is None else launch.preexec,
             )
             os.close(lifeline)
         except BaseException as exc:
@@ -60,6 +71,8 @@ class Child:
                     os.close(fd)
                 except OSError:
                     pass
+            if launch is not None:
+                launch.close()
             if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
                 soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
                 whose = "this process" if exc.errno == errno.EMFILE else "the system"
@@ -78,7 +91,7 @@ class Child:
         self.seen = 0
         self.base = 0  # where an answer goes: after the message it answers
         self.cancelled = False
-        self.stopper = Stopper(self.proc, self.lifeline, self.area)
+        self.stopper = Stopper(self.proc, self.lifeline, self.area, launch)
 
     def _drain(self, pipe: Any, name: str) -> None:
         # Read to the end whatever the plugin writes, so a flood never blocks
@@ -126,6 +139,8 @@ class Child:
         for t in self.readers:
             t.join(0.5)  # its last words
         status = self.proc.returncode
+        if status is not None and self.launch is not None and self.launch.prefix and 128 < status < 128 + 65:
+            status = 128 - status  # bubblewrap exits with 128 + the signal that ended the child
         if running and cls is PluginCrashedError:
             status = None
         if cls is PluginCrashedError and status is not None:
@@ -139,10 +154,11 @@ class Child:
 class Stopper:
     """Ends a child; kept apart from IsolatedPlugin so a finalizer can run it."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], lifeline: int, area: wire.Area):
+    def __init__(self, proc: subprocess.Popen[bytes], lifeline: int, area: wire.Area, launch: Launch | None = None):
         self.proc = proc
         self.lifeline = lifeline
         self.area = area
+        self.launch = launch
         self.done = False
         self.lock = threading.Lock()
 
@@ -172,6 +188,8 @@ class Stopper:
                 pass
             os.close(self.lifeline)
             os.close(self.area.fd)
+            if self.launch is not None:
+                self.launch.close()  # ends what is left in its cgroup
 
 
 def describe_status(status: int) -> str:

@@ -1,0 +1,306 @@
+"""How the host starts a sandboxed child: the bubblewrap command line that
+gives it its own namespaces and file system, the pids cgroup that bounds its
+processes, and the check of what the child says was in force."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._errors import SandboxError
+from .policy import PROTECTIONS, Sandbox, SandboxReport
+
+__all__ = ["Launch", "facts", "prepare"]
+
+NAMESPACES = ("user", "pid", "mnt", "net", "ipc", "uts")
+_NAMES = {"mnt": "mount", "net": "network"}
+SANDBOX_UID = 65534  # "nobody" inside; the host's own uid outside
+_ROOT_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap() -> tuple[str | None, str]:
+    """bubblewrap's path and, when it cannot make namespaces here, why."""
+    path = shutil.which("bwrap")
+    if path is None:
+        return None, ("bubblewrap (bwrap) is not installed: install it with your system's package manager "
+                      "(the package is 'bubblewrap' on Debian, Ubuntu, Fedora and Arch)")
+    probe = subprocess.run([path, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        why = probe.stderr.strip().splitlines()[-1:] or [f"exit status {probe.returncode}"]
+        return None, (f"bubblewrap cannot create namespaces here ({why[0]}): the kernel may forbid user "
+                      "namespaces to unprivileged users (sysctl kernel.unprivileged_userns_clone or "
+                      "user.max_user_namespaces, or an AppArmor restriction)")
+    return path, ""
+
+
+def _python_paths() -> list[str]:
+    """What the child's Python needs to start and import ferrule and cffi."""
+    import cffi
+
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             os.path.dirname(os.path.realpath(sys.executable))}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        paths.add(sysconfig.get_path(key))
+    package = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # ferrule's own directory
+    paths.add(os.path.dirname(package))
+    paths.add(os.path.dirname(os.path.dirname(os.path.realpath(cffi.__file__ or ""))))
+    backend = importlib.util.find_spec("_cffi_backend")  # cffi's C half, which may live apart from it
+    if backend is not None and backend.origin:
+        paths.add(os.path.dirname(os.path.realpath(backend.origin)))
+    real = sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)})
+    return [p for p in real if not any(p.startswith(q.rstrip("/") + "/") for q in real if q != p)]
+
+
+def child_sys_path(granted: list[str]) -> list[str]:
+    """The host's sys.path, less what the sandbox does not show the child."""
+    def inside(entry: str) -> bool:
+        real = os.path.realpath(entry or ".")
+        return any(real == g or real.startswith(g.rstrip("/") + "/") for g in granted)
+
+    return [p for p in sys.path if p and inside(p)]
+
+
+def _argv(policy: Sandbox, plugin_dir: str, exe: str) -> list[str]:
+    argv = [exe, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "ferrule-sandbox",
+            "--cap-drop", "ALL", "--clearenv"]
+    if not policy.network:
+        argv.append("--unshare-net")
+    for key, value in policy.env.items():
+        argv += ["--setenv", key, value]
+    if os.environ.get("FERRULE_PURE_PYTHON"):  # ferrule's own switch: the child picks the same channel
+        argv += ["--setenv", "FERRULE_PURE_PYTHON", os.environ["FERRULE_PURE_PYTHON"]]
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for name in _ROOT_LINKS:
+        path = "/" + name
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    argv += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
+             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for path in _python_paths():
+        argv += ["--ro-bind", path, path]
+    argv += ["--ro-bind", plugin_dir, plugin_dir]
+    for path in policy.read:
+        argv += ["--ro-bind", path, path]
+    for path in policy.write:
+        argv += ["--bind", path, path]
+    return [*argv, "--chdir", "/", "--"]
+
+
+class _Cgroup:
+    """A pids cgroup of the child's own, where the host may make one (cgroup v2
+    delegated to this user, or a writable v1 pids hierarchy, as for root)."""
+
+    _count = 0
+    _lock = threading.Lock()
+
+    def __init__(self, path: str):
+        self.path = path
+
+    @classmethod
+    def make(cls, limit: int) -> _Cgroup | None:
+        parent = _pids_parent()
+        if parent is None:
+            return None
+        with cls._lock:
+            cls._count += 1
+            name = f"ferrule-{os.getpid()}-{cls._count}"
+        path = os.path.join(parent, name)
+        try:
+            os.mkdir(path)
+            with open(os.path.join(path, "pids.max"), "w") as f:
+                f.write(str(limit))
+        except OSError:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+            return None
+        return cls(path)
+
+    def enter(self) -> None:
+        """In the forked child, before it execs: only raw system calls."""
+        fd = os.open(os.path.join(self.path, "cgroup.procs"), os.O_WRONLY)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+
+    def remove(self) -> None:
+        """End every process left in it, then remove it."""
+        for _ in range(200):
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                pass
+            try:
+                with open(os.path.join(self.path, "cgroup.procs")) as f:
+                    pids = [int(p) for p in f.read().split()]
+            except (OSError, ValueError):
+                pids = []
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.005)
+
+
+@functools.lru_cache(maxsize=1)
+def _pids_parent() -> str | None:
+    """This process's cgroup in a hierarchy with the pids controller, if the
+    host may make cgroups below it; None otherwise."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            groups = {c: rel for _id, c, rel in (line.rstrip("\n").split(":", 2) for line in f)}
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split() for line in f]
+    except (OSError, ValueError):
+        return None
+    for fields in mounts:
+        sep = fields.index("-")
+        fstype, options, root, mountpoint = fields[sep + 1], fields[sep + 3].split(","), fields[3], fields[4]
+        if fstype == "cgroup2":
+            rel = groups.get("")
+        elif fstype == "cgroup" and "pids" in options:
+            rel = next((r for c, r in groups.items() if "pids" in c.split(",")), None)
+        else:
+            continue
+        if rel is None or not rel.startswith(root):
+            continue
+        where = os.path.join(mountpoint, rel[len(root):].lstrip("/"))
+        if fstype == "cgroup2":
+            try:
+                with open(os.path.join(where, "cgroup.subtree_control")) as f:
+                    if "pids" not in f.read().split():
+                        continue
+            except OSError:
+                continue
+        if os.access(where, os.W_OK):
+            return where
+    return None
+
+
+class Launch:
+    """One sandboxed start: the command prefix, what runs in the forked child
+    before exec, and the child's policy."""
+
+    def __init__(self, policy: Sandbox, plugin_dir: str):
+        self.policy = policy
+        self.missing: list[str] = []
+        self.notes: list[str] = []
+        exe, why = bwrap()
+        if exe is None:
+            self._lack("namespaces", why)
+            self.prefix: list[str] = []
+            granted = []
+        else:
+            self.prefix = _argv(policy, plugin_dir, exe)
+            granted = [*_python_paths(), plugin_dir, *policy.read, *policy.write]
+        self.sys_path = child_sys_path(granted) if exe is not None else list(sys.path)
+        self.cgroup: _Cgroup | None = None
+        self.process_limit = "none"
+        if policy.processes is not None:
+            self.cgroup = _Cgroup.make(policy.processes)
+            if self.cgroup is not None:
+                self.process_limit = "pids cgroup"
+            elif os.geteuid() != 0:
+                self.process_limit = "RLIMIT_NPROC"
+            else:
+                self._lack("process-limit", "the host runs as root, which RLIMIT_NPROC does not bound, and no pids "
+                           "cgroup is writable here")
+        self.notes.append("memory: the address-space limit bounds the child's own memory, and the host maps no "
+                          "shared area beyond it; no cgroup memory.max is set")
+
+    def _lack(self, protection: str, why: str) -> None:
+        if protection not in self.policy.optional:
+            raise SandboxError(f"the sandbox cannot give {PROTECTIONS[protection]}: {why}. To load without it, "
+                               f"allow it with Sandbox(optional={{{protection!r}}})", missing=protection)
+        self.missing.append(protection)
+        self.notes.append(f"without {protection}: {why}")
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The child's environment when bubblewrap is absent (it clears it itself)."""
+        env = dict(self.policy.env)
+        if os.environ.get("FERRULE_PURE_PYTHON"):
+            env["FERRULE_PURE_PYTHON"] = os.environ["FERRULE_PURE_PYTHON"]
+        return env
+
+    @property
+    def preexec(self) -> Callable[[], None] | None:
+        return self.cgroup.enter if self.cgroup is not None else None
+
+    def child_policy(self) -> dict[str, Any]:
+        return {"network": self.policy.network,
+                "nproc": self.policy.processes if self.process_limit == "RLIMIT_NPROC" else 0,
+                "seccomp_optional": "seccomp" in self.policy.optional}
+
+    def check(self, seen: Any) -> SandboxReport:
+        """The report from what the child read off its own /proc before the
+        plugin ran; a required protection that is not there fails the load."""
+        if not isinstance(seen, dict):
+            raise SandboxError("the sandboxed child sent no account of its sandbox")
+        host = facts()["ns"]
+        child_ns = seen.get("ns", {})
+        new = tuple(_NAMES.get(n, n) for n in NAMESPACES if child_ns.get(n) is not None and child_ns.get(n) != host.get(n))
+        wanted = tuple(_NAMES.get(n, n) for n in NAMESPACES if not (n == "net" and self.policy.network))
+        if self.prefix and not set(wanted) <= set(new):
+            lacking = sorted(set(wanted) - set(new))
+            self._lack("namespaces", f"the child shares the host's {', '.join(lacking)} namespace")
+        seccomp = seen.get("seccomp") == 2
+        if not seccomp:
+            self._lack("seccomp", str(seen.get("seccomp_error") or "the child runs without a filter"))
+        nnp = seen.get("no_new_privs") == 1
+        if not nnp:
+            self._lack("no-new-privileges", "the child's NoNewPrivs flag is not set")
+        p = self.policy
+        return SandboxReport(new, seccomp, nnp, p.network, p.read, p.write, p.memory, p.cpu_time, p.processes,
+                             self.process_limit, tuple(self.missing), tuple(self.notes))
+
+    def close(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.remove()
+
+
+def prepare(policy: Sandbox, plugin_path: str) -> Launch:
+    return Launch(policy, os.path.dirname(os.path.realpath(plugin_path)) if os.sep in plugin_path else "/usr")
+
+
+def facts() -> dict[str, Any]:
+    """This process's namespaces and its seccomp and no-new-privileges state."""
+    ns: dict[str, int | None] = {}
+    for n in NAMESPACES:
+        try:
+            ns[n] = os.stat(f"/proc/self/ns/{n}").st_ino
+        except OSError:
+            ns[n] = None
+    out: dict[str, Any] = {"ns": ns}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key == "Seccomp":
+                    out["seccomp"] = int(value)
+                elif key == "NoNewPrivs":
+                    out["no_new_privs"] = int(value)
+    except OSError:
+        pass
+    return out
