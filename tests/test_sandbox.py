@@ -61,6 +61,13 @@ ATTACKS: dict[str, tuple[str, str, str]] = {
     "fds": ("use a file descriptor inherited from the host", "fds closed but the channel's", "-"),
     "shared-memory": ("exhaust the host's memory through the shared area", "bounded data area; address-space limit",
                       "-"),
+    "channel-growth": ("store more than the bound in the channel's memfd, unmapped", "the memfd sealed at its bound",
+                       "-"),
+    "memfd": ("hoard memory the address-space limit does not see, in a memfd", "seccomp", "seccomp"),
+    "sysv-shm": ("hoard memory in a System V shared memory segment", "seccomp", "seccomp"),
+    "sysctl": ("change a kernel setting through /proc/sys (as root to the kernel, on a root host)",
+               "/proc/sys bound read-only", "user namespaces"),
+    "unix-socket": ("connect to a daemon's Unix socket in a read-only path", "seccomp (no sockets)", "seccomp"),
     "announce": ("announce a huge message so the host allocates it", "bounded data area", "-"),
 }
 
@@ -243,6 +250,7 @@ def test_write_outside(sandboxed: Callable[..., ferrule.IsolatedPlugin], attacke
     assert blocked(plugin.write_file(str(attacker.parent / "libevil.so"), b"no"))  # its directory is read-only
     assert blocked(plugin.write_file("/usr/evil", b"no"))
     assert not (other / "x").exists() and not (attacker.parent / "libevil.so").exists()
+    assert blocked(plugin.write_file("/dev/shm/hoard", b"no"))
     assert plugin.write_file("/tmp/scratch", b"private").startswith("DONE")  # a /tmp of its own
     assert not Path("/tmp/scratch").exists()
 
@@ -412,6 +420,52 @@ def test_announce(tmp_path: Path) -> None:
         assert f"more than the {limit} bytes the host maps for it" in str(info.value)
 
 
+@needs_namespaces
+def test_channel_growth(sandboxed: Callable[..., ferrule.IsolatedPlugin]) -> None:
+    plugin = sandboxed(memory=256 * MiB)
+    assert plugin.channel_fill(200) == "DONE: stored"  # within the bound: its to use
+    assert plugin.channel_fill(1024) == "blocked: pwrite: Operation not permitted"  # the seal
+    assert plugin.add(2, 3) == 5
+
+
+@needs_namespaces
+def test_memfd(sandboxed: Callable[..., ferrule.IsolatedPlugin]) -> None:
+    assert sandboxed().memfd_fill(512) == "blocked: memfd_create: Operation not permitted"
+
+
+@needs_namespaces
+def test_sysv_shm(sandboxed: Callable[..., ferrule.IsolatedPlugin]) -> None:
+    assert sandboxed().sysv_shm(512) == "blocked: shmget: Operation not permitted"
+
+
+@needs_namespaces
+def test_sysctl(sandboxed: Callable[..., ferrule.IsolatedPlugin]) -> None:
+    plugin = sandboxed()
+    for setting in ("/proc/sys/kernel/core_pattern", "/proc/sys/vm/drop_caches", "/proc/sys/kernel/randomize_va_space"):
+        result = plugin.open_write(setting)
+        assert result.startswith("blocked: open for writing: "), (setting, result)
+        assert result.endswith(("Read-only file system", "Permission denied")), result
+
+
+@needs_namespaces
+def test_unix_socket(sandboxed: Callable[..., ferrule.IsolatedPlugin], attacker: Path, tmp_path: Path) -> None:
+    daemon = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = tmp_path / "daemon.sock"
+    daemon.bind(str(path))
+    daemon.listen()
+    daemon.settimeout(0.3)
+    try:
+        with ferrule.load(attacker, isolated=True) as plain:
+            assert plain.unix_connect(str(path)) == "DONE: connected"
+            daemon.accept()[0].close()
+        result = sandboxed(read=[tmp_path]).unix_connect(str(path))
+        assert result == "blocked: socket(AF_UNIX): Address family not supported by protocol"
+        with pytest.raises(TimeoutError):
+            daemon.accept()
+    finally:
+        daemon.close()
+
+
 def test_every_attack_has_a_test() -> None:
     names = {name.removeprefix("test_").replace("_", "-") for name in globals() if name.startswith("test_")}
     assert set(ATTACKS) <= names
@@ -436,6 +490,7 @@ def test_the_report_says_what_is_in_force(sandboxed: Callable[..., ferrule.Isola
     assert report.read == (str(tmp_path.resolve()),) and report.write == ()
     assert (report.memory, report.cpu_time, report.processes) == (300 * MiB, 5, 20)
     assert "no cgroup memory.max" in str(report)
+    assert ("the host runs as root" in str(report)) == (os.geteuid() == 0)
     shared = sandboxed(network=True).sandbox
     assert shared is not None and "network" not in shared.namespaces and shared.network
 

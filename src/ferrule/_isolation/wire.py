@@ -64,17 +64,20 @@ class Area:
         self.channel = Channel(self.control)
         self.size = 0
         self.data: mmap.mmap = self.control  # replaced by _map
-        self._map(os.fstat(fd).st_size - CONTROL_SIZE)
+        self._map(min(os.fstat(fd).st_size - CONTROL_SIZE, INITIAL_DATA))  # the file may be larger: see create
 
     @classmethod
     def create(cls, bound: int | None = DEFAULT_BOUND) -> Area:
         """The host's side: a new memfd that can grow but never shrink, so a
         child cannot truncate it under the host's mapping (SIGBUS). The
-        child may announce a data area of at most ``bound`` bytes."""
+        child may announce a data area of at most ``bound`` bytes. With a
+        bound the file is that large from the start (sparse: pages cost
+        nothing until written) and sealed against growing too, so a child
+        cannot store more than the bound in it, mapped or not."""
         if hasattr(os, "memfd_create"):
             fd = os.memfd_create("ferrule-isolated", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-            os.ftruncate(fd, CONTROL_SIZE + INITIAL_DATA)
-            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+            os.ftruncate(fd, CONTROL_SIZE + (INITIAL_DATA if bound is None else max(bound, INITIAL_DATA)))
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | (0 if bound is None else fcntl.F_SEAL_GROW))
         else:  # pragma: no cover - platforms without memfd
             import tempfile
 
@@ -108,11 +111,17 @@ class Area:
         if needed > self.size:
             # Room for the answer after the message, so that the other side
             # need not grow (and map) the area again for a small one.
-            size = max(needed + ANSWER_ROOM, self.size * 2, os.fstat(self.fd).st_size - CONTROL_SIZE)
+            # Never less than the other side maps: it announced its size
+            # with its last message, which this side followed.
+            size = max(needed + ANSWER_ROOM, self.size * 2)
             if self.bound is not None:
                 size = min(size, self.bound)  # needed fits: checked above
+            held = os.fstat(self.fd).st_size - CONTROL_SIZE
+            if needed <= held:
+                size = min(size, held)  # a file sealed at its bound (create)
             try:
-                os.ftruncate(self.fd, CONTROL_SIZE + size)
+                if os.fstat(self.fd).st_size < CONTROL_SIZE + size:  # a bounded file is already full size
+                    os.ftruncate(self.fd, CONTROL_SIZE + size)
             except OSError as exc:  # the other side sealed or broke the file
                 raise WireError(f"left a data area that cannot grow to {size} bytes ({exc.strerror})") from None
             self._map(size)

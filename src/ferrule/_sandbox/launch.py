@@ -26,6 +26,7 @@ NAMESPACES = ("user", "pid", "mnt", "net", "ipc", "uts")
 _NAMES = {"mnt": "mount", "net": "network"}
 SANDBOX_UID = 65534  # "nobody" inside; the host's own uid outside
 _ROOT_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+TMP_BYTES = 64 << 20  # the child's own /tmp (memory: tmpfs pages are not in its address space)
 
 
 @functools.lru_cache(maxsize=1)
@@ -89,8 +90,12 @@ def _argv(policy: Sandbox, plugin_dir: str, exe: str) -> list[str]:
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
-    argv += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
-             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    argv += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache", "--proc", "/proc"]
+    # The kernel's settings: read-only, for a sandbox user that is the host's
+    # root to the kernel (a root host) could otherwise write them.
+    for path in ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"):
+        argv += ["--ro-bind-try", path, path]
+    argv += ["--dev", "/dev", "--remount-ro", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]  # no /dev/shm hoard
     for path in _python_paths():
         argv += ["--ro-bind", path, path]
     argv += ["--ro-bind", plugin_dir, plugin_dir]
@@ -226,8 +231,13 @@ class Launch:
             else:
                 self._lack("process-limit", "the host runs as root, which RLIMIT_NPROC does not bound, and no pids "
                            "cgroup is writable here")
-        self.notes.append("memory: the address-space limit bounds the child's own memory, and the host maps no "
-                          "shared area beyond it; no cgroup memory.max is set")
+        self.notes.append("memory: bounded per process by the address-space limit, the shared area by the same "
+                          f"bound and /tmp by {TMP_BYTES >> 20} MiB; no cgroup memory.max is set, so memory the kernel "
+                          "holds for the child (pipes, socket buffers) is bounded only by its file descriptors")
+        if os.geteuid() == 0 and exe is not None:
+            self.notes.append("the host runs as root, so the sandbox's user is root to the kernel outside its user "
+                              "namespace (what bind mounts and the filter leave reachable, it may use as root): run "
+                              "the host as an unprivileged user for a stronger boundary")
 
     def _lack(self, protection: str, why: str) -> None:
         if protection not in self.policy.optional:

@@ -16,7 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
+#include <sys/un.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -373,6 +376,77 @@ ATTACK(fds) {
     return say(host, ret, "%s", text);
 }
 
+/* args: path: open it for writing, and write nothing (a kernel setting, say) */
+ATTACK(open_write) {
+    int fd = open((const char *)args[0].bytes.ptr, O_WRONLY);
+    (void)state;
+    if (fd < 0) return BLOCKED("open for writing");
+    close(fd);
+    return say(host, ret, "DONE: open for writing");
+}
+
+/* args: path of a Unix socket: connect to it */
+ATTACK(unix_connect) {
+    struct sockaddr_un where;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    (void)state;
+    if (fd < 0) return BLOCKED("socket(AF_UNIX)");
+    memset(&where, 0, sizeof where);
+    where.sun_family = AF_UNIX;
+    strncpy(where.sun_path, (const char *)args[0].bytes.ptr, sizeof where.sun_path - 1);
+    if (connect(fd, (struct sockaddr *)&where, sizeof where) < 0) {
+        close(fd);
+        return BLOCKED("connect");
+    }
+    close(fd);
+    return say(host, ret, "DONE: connected");
+}
+
+/* args: mib: memory outside the address space, in a memfd of its own */
+ATTACK(memfd_fill) {
+    int fd = (int)syscall(SYS_memfd_create, "hoard", 0);
+    (void)state;
+    if (fd < 0) return BLOCKED("memfd_create");
+    if (ftruncate(fd, (off_t)args[0].u64 << 20) < 0 || fallocate(fd, 0, 0, (off_t)args[0].u64 << 20) < 0) {
+        close(fd);
+        return BLOCKED("fallocate");
+    }
+    close(fd);
+    return say(host, ret, "DONE: filled");
+}
+
+/* args: mib: a System V shared memory segment */
+ATTACK(sysv_shm) {
+    int id = shmget(IPC_PRIVATE, (size_t)args[0].u64 << 20, IPC_CREAT | 0600);
+    (void)state;
+    if (id < 0) return BLOCKED("shmget");
+    shmctl(id, IPC_RMID, NULL);
+    return say(host, ret, "DONE: a segment");
+}
+
+/* args: offset in MiB: store a page in the channel's memfd there, without
+ * mapping it (the address-space limit does not see it) */
+ATTACK(channel_fill) {
+    char path[300], target[256];
+    struct dirent *entry;
+    int fd = -1;
+    DIR *dir = opendir("/proc/self/fd");
+    (void)state;
+    while (dir != NULL && (entry = readdir(dir)) != NULL) {
+        ssize_t n;
+        snprintf(path, sizeof path, "/proc/self/fd/%s", entry->d_name);
+        n = readlink(path, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = 0;
+            if (strstr(target, "memfd:ferrule") != NULL) fd = atoi(entry->d_name);
+        }
+    }
+    if (dir != NULL) closedir(dir);
+    if (fd < 0) return say(host, ret, "blocked: no channel memfd");
+    if (pwrite(fd, "x", 1, (off_t)args[0].u64 << 20) < 0) return BLOCKED("pwrite");
+    return say(host, ret, "DONE: stored");
+}
+
 /* args: n: a result of n bytes, through the shared area */
 static int32_t big_result(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
     size_t n = (size_t)args[0].u64;
@@ -427,6 +501,11 @@ FN(io_uring, "() -> str", "io_uring_setup");
 FN(compat_syscall, "() -> str", "a 32-bit system call");
 FN(fds, "() -> str", "lists its open file descriptors");
 FN(big_result, "(n: u64) -> bytes", "n bytes");
+FN(open_write, "(path: str) -> str", "opens a file for writing");
+FN(unix_connect, "(path: str) -> str", "connects to a Unix socket");
+FN(memfd_fill, "(mib: u64) -> str", "fills a memfd of its own");
+FN(sysv_shm, "(mib: u64) -> str", "a System V shared memory segment");
+FN(channel_fill, "(mib: u64) -> str", "stores a page in the channel's memfd at an offset");
 FN(add, "(a: i64, b: i64) -> i64", "a + b");
 FN(greet_host, "(f: fn(i64) -> i64, x: i64) -> i64", "logs, then f(x)");
 
@@ -434,7 +513,8 @@ static const ferrule_function *const functions[] = {
     &fn_proc_mem_read, &fn_proc_mem_write, &fn_vm_read, &fn_vm_write, &fn_ptrace_attach, &fn_signal_pid,
     &fn_read_env, &fn_read_file, &fn_list_dir, &fn_write_file, &fn_tcp_connect, &fn_udp_send, &fn_netlink,
     &fn_fork_bomb, &fn_leave_daemon, &fn_exec_setuid, &fn_keyring, &fn_mount_tmpfs, &fn_new_userns, &fn_io_uring,
-    &fn_compat_syscall, &fn_fds, &fn_big_result, &fn_add, &fn_greet_host,
+    &fn_compat_syscall, &fn_fds, &fn_big_result, &fn_add, &fn_greet_host, &fn_open_write, &fn_unix_connect,
+    &fn_memfd_fill, &fn_sysv_shm, &fn_channel_fill,
 };
 
 static const ferrule_plugin descriptor = {
