@@ -562,3 +562,11 @@ def test_load_mistakes(attacker: Path) -> None:
         ferrule.load("libattacker.so", isolated=True, sandbox=True)
     with pytest.raises(TypeError, match="apply only with isolated=True"):
         ferrule.load(attacker, sandbox=True)  # type: ignore[call-overload]
+
+
+@needs_namespaces
+def test_the_cli_calls_in_the_sandbox(attacker: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "ferrule", "call", "--sandbox", str(attacker), "read_env", "PATH"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() in ("'blocked: no such variable'", "blocked: no such variable")

@@ -145,10 +145,15 @@ def _format(value: Any) -> str:
 
 def _call(args: argparse.Namespace) -> int:
     config = args.config
-    if args.timeout is not None and not args.isolated:
+    if args.timeout is not None and not (args.isolated or args.sandbox):
         print("ferrule: --timeout needs --isolated (an in-process call cannot be stopped)", file=sys.stderr)
         return EXIT_USAGE
-    opened: Any = load(args.path, config=config, isolated=True, timeout=args.timeout) if args.isolated else load(args.path, config=config)
+    if args.sandbox:  # implies a child process
+        opened: Any = load(args.path, config=config, isolated=True, timeout=args.timeout, sandbox=True)
+    elif args.isolated:
+        opened = load(args.path, config=config, isolated=True, timeout=args.timeout)
+    else:
+        opened = load(args.path, config=config)
     with opened as plugin:
         fn = plugin.functions.get(args.function)
         if fn is None:
@@ -295,6 +300,8 @@ def _parser() -> argparse.ArgumentParser:
     call_cmd.add_argument("--config", default=None, help="configuration text passed to the plugin's init")
     call_cmd.add_argument("--isolated", action="store_true",
                           help="run the plugin in a child process: a crash or hang becomes an error (docs/isolation.md)")
+    call_cmd.add_argument("--sandbox", action="store_true",
+                          help="isolated, in ferrule.Sandbox()'s defaults: for a plugin that is not trusted")
     call_cmd.add_argument("--timeout", type=float, default=None, metavar="S", help="with --isolated: seconds for the call")
     call_cmd.set_defaults(run=_call)
     list_cmd = sub.add_parser(

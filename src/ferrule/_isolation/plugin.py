@@ -122,6 +122,10 @@ class IsolatedPlugin:
     address space, the child's Python included: leave it 200 MB or more) and
     ``cpu_limit`` (seconds) are enforced by the kernel where it can.
 
+    ``sandbox`` (a ``ferrule.Sandbox``, or True for its defaults) runs the
+    child in namespaces of its own under a seccomp filter, for a plugin
+    that is not trusted; ``sandbox`` on the object reports what was in force.
+
     Calls are serialised: one process runs one call at a time. Load a plugin
     more than once to run calls in parallel.
     """
