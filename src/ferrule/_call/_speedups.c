@@ -204,6 +204,7 @@ int encode(PyObject *self, int code, const void *spec_ptr, PyObject *obj, ferrul
             PyErr_Clear();
             return 1;
         }
+        if (len > 0 && memchr(utf8, 0, (size_t)len) != NULL) return 1; /* an embedded NUL: checks.py refuses it */
         slot->bytes.ptr = utf8;
         slot->bytes.len = (size_t)len;
         slot->bytes.release = NULL;

@@ -90,6 +90,9 @@ def check_value(abi_type: AbiType, value: Any, what: str) -> Any:
             str.encode(value, "utf-8")
         except UnicodeEncodeError as exc:
             raise ValueError(f"{what}: cannot encode as UTF-8: {exc.reason}") from None
+        if "\0" in value:  # C would read a prefix of it (strlen): refuse, rather than cut it silently
+            raise ValueError(f"{what}: contains a NUL character (at index {value.index(chr(0))}); a str reaches the "
+                             "plugin as NUL-terminated text, which would end there: pass bytes for data with NULs")
         return str.__str__(value)  # an exact str, even from a subclass
     if kind == "bytes":
         if not isinstance(value, (bytes, bytearray, memoryview)):
