@@ -152,19 +152,18 @@ class IsolatedPlugin:
                 raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
         if memory_limit is not None and (isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit <= 0):
             raise ValueError(f"memory_limit must be a positive number of bytes or None, got {memory_limit!r}")
-        if sandbox is True:
-            sandbox = Sandbox()
-        if sandbox is not None and sandbox is not False:
-            if not isinstance(sandbox, Sandbox):
-                raise TypeError(f"sandbox must be a ferrule.Sandbox, True or None, got {type(sandbox).__name__}")
+        policy = Sandbox() if sandbox is True else None if sandbox is False else sandbox
+        if policy is not None:
+            if not isinstance(policy, Sandbox):
+                raise TypeError(f"sandbox must be a ferrule.Sandbox, True or None, got {type(policy).__name__}")
             if memory_limit is not None or cpu_limit is not None:
                 raise ValueError("with a sandbox, give the limits in it: Sandbox(memory=..., cpu_time=...), "
                                  "not memory_limit= or cpu_limit=")
             if os.sep not in os.fspath(path):
                 raise ValueError(f"a sandboxed plugin is given as a path, not the bare name {os.fspath(path)!r}: "
                                  "the sandbox shows the child only the plugin's own directory")
-            memory_limit, cpu_limit = sandbox.memory, sandbox.cpu_time
-        self._policy: Sandbox | None = sandbox or None
+            memory_limit, cpu_limit = policy.memory, policy.cpu_time
+        self._policy: Sandbox | None = policy
         self._report: SandboxReport | None = None
         if config is not None and not isinstance(config, (str, Mapping)):
             raise TypeError(f"config must be str, a mapping (sent as JSON) or None, got {type(config).__name__}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import logging
 import os
 import resource
@@ -20,8 +21,6 @@ import threading
 import time
 from collections import deque
 from typing import Any
-
-import json
 
 from .._errors import CallCancelledError, IsolationError, PluginCrashedError, PluginTimeoutError
 from .._sandbox.launch import Launch

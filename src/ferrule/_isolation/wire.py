@@ -120,7 +120,7 @@ class Area:
             if needed <= held:
                 size = min(size, held)  # a file sealed at its bound (create)
             try:
-                if os.fstat(self.fd).st_size < CONTROL_SIZE + size:  # a bounded file is already full size
+                if held < size:  # a bounded file is already full size
                     os.ftruncate(self.fd, CONTROL_SIZE + size)
             except OSError as exc:  # the other side sealed or broke the file
                 raise WireError(f"left a data area that cannot grow to {size} bytes ({exc.strerror})") from None

@@ -46,8 +46,10 @@ def bwrap() -> tuple[str | None, str]:
     return path, ""
 
 
-def _python_paths() -> list[str]:
-    """What the child's Python needs to start and import ferrule and cffi."""
+@functools.lru_cache(maxsize=1)
+def _python_paths() -> tuple[str, ...]:
+    """What the child's Python needs to start and import ferrule and cffi
+    (fixed for the life of this process)."""
     import cffi
 
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
@@ -61,7 +63,7 @@ def _python_paths() -> list[str]:
     if backend is not None and backend.origin:
         paths.add(os.path.dirname(os.path.realpath(backend.origin)))
     real = sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)})
-    return [p for p in real if not any(p.startswith(q.rstrip("/") + "/") for q in real if q != p)]
+    return tuple(p for p in real if not any(p.startswith(q.rstrip("/") + "/") for q in real if q != p))
 
 
 def child_sys_path(granted: list[str]) -> list[str]:
@@ -73,16 +75,23 @@ def child_sys_path(granted: list[str]) -> list[str]:
     return [p for p in sys.path if p and inside(p)]
 
 
+def _child_env(policy: Sandbox) -> dict[str, str]:
+    """The child's whole environment: the caller's, and ferrule's own switch
+    (so the child picks the same channel)."""
+    env = dict(policy.env)
+    if os.environ.get("FERRULE_PURE_PYTHON"):
+        env["FERRULE_PURE_PYTHON"] = os.environ["FERRULE_PURE_PYTHON"]
+    return env
+
+
 def _argv(policy: Sandbox, plugin_dir: str, exe: str) -> list[str]:
     argv = [exe, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "ferrule-sandbox",
             "--cap-drop", "ALL", "--clearenv"]
     if not policy.network:
         argv.append("--unshare-net")
-    for key, value in policy.env.items():
+    for key, value in _child_env(policy).items():
         argv += ["--setenv", key, value]
-    if os.environ.get("FERRULE_PURE_PYTHON"):  # ferrule's own switch: the child picks the same channel
-        argv += ["--setenv", "FERRULE_PURE_PYTHON", os.environ["FERRULE_PURE_PYTHON"]]
     argv += ["--ro-bind", "/usr", "/usr"]
     for name in _ROOT_LINKS:
         path = "/" + name
@@ -220,6 +229,7 @@ class Launch:
             self.prefix = _argv(policy, plugin_dir, exe)
             granted = [*_python_paths(), plugin_dir, *policy.read, *policy.write]
         self.sys_path = child_sys_path(granted) if exe is not None else list(sys.path)
+        self.env = _child_env(policy)  # for Popen; bubblewrap clears and sets the same itself
         self.cgroup: _Cgroup | None = None
         self.process_limit = "none"
         if policy.processes is not None:
@@ -247,21 +257,12 @@ class Launch:
         self.notes.append(f"without {protection}: {why}")
 
     @property
-    def env(self) -> dict[str, str]:
-        """The child's environment when bubblewrap is absent (it clears it itself)."""
-        env = dict(self.policy.env)
-        if os.environ.get("FERRULE_PURE_PYTHON"):
-            env["FERRULE_PURE_PYTHON"] = os.environ["FERRULE_PURE_PYTHON"]
-        return env
-
-    @property
     def preexec(self) -> Callable[[], None] | None:
         return self.cgroup.enter if self.cgroup is not None else None
 
     def child_policy(self) -> dict[str, Any]:
         return {"network": self.policy.network,
-                "nproc": self.policy.processes if self.process_limit == "RLIMIT_NPROC" else 0,
-                "seccomp_optional": "seccomp" in self.policy.optional}
+                "nproc": self.policy.processes if self.process_limit == "RLIMIT_NPROC" else 0}
 
     def check(self, seen: Any) -> SandboxReport:
         """The report from what the child read off its own /proc before the
@@ -291,7 +292,8 @@ class Launch:
 
 
 def prepare(policy: Sandbox, plugin_path: str) -> Launch:
-    return Launch(policy, os.path.dirname(os.path.realpath(plugin_path)) if os.sep in plugin_path else "/usr")
+    """A start for the plugin at ``plugin_path`` (a path: IsolatedPlugin refuses bare names in a sandbox)."""
+    return Launch(policy, os.path.dirname(os.path.realpath(plugin_path)))
 
 
 def facts() -> dict[str, Any]:

@@ -18,15 +18,16 @@
 #include <sys/mount.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/shm.h>
-#include <sys/un.h>
 #include <sys/ptrace.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "channel_memfd.h"
 #include "ferrule.h"
 
 static int32_t say(const ferrule_host *host, ferrule_value *ret, const char *fmt, ...) {
@@ -427,21 +428,8 @@ ATTACK(sysv_shm) {
 /* args: offset in MiB: store a page in the channel's memfd there, without
  * mapping it (the address-space limit does not see it) */
 ATTACK(channel_fill) {
-    char path[300], target[256];
-    struct dirent *entry;
-    int fd = -1;
-    DIR *dir = opendir("/proc/self/fd");
+    int fd = channel_memfd();
     (void)state;
-    while (dir != NULL && (entry = readdir(dir)) != NULL) {
-        ssize_t n;
-        snprintf(path, sizeof path, "/proc/self/fd/%s", entry->d_name);
-        n = readlink(path, target, sizeof target - 1);
-        if (n > 0) {
-            target[n] = 0;
-            if (strstr(target, "memfd:ferrule") != NULL) fd = atoi(entry->d_name);
-        }
-    }
-    if (dir != NULL) closedir(dir);
     if (fd < 0) return say(host, ret, "blocked: no channel memfd");
     if (pwrite(fd, "x", 1, (off_t)args[0].u64 << 20) < 0) return BLOCKED("pwrite");
     return say(host, ret, "DONE: stored");

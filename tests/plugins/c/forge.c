@@ -6,7 +6,6 @@
  * believed it would map and copy what the child announces: RLIMIT_AS does
  * not count the memfd's pages. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel_memfd.h"
 #include "ferrule.h"
 
 /* The channel head (_isolation/protocol.py): the child-to-host sequence word and the "size" field. */
@@ -39,23 +39,10 @@ static void *write_after_post(void *arg) {
 }
 
 static int32_t forge(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
-    DIR *dir = opendir("/proc/self/fd");
-    struct dirent *entry;
-    char path[300], target[256];
     long page = sysconf(_SC_PAGESIZE);
-    int fd = -1;
+    int fd = channel_memfd();
     pthread_t thread;
     (void)state;
-    while (dir != NULL && (entry = readdir(dir)) != NULL) {
-        ssize_t n;
-        snprintf(path, sizeof path, "/proc/self/fd/%s", entry->d_name);
-        n = readlink(path, target, sizeof target - 1);
-        if (n > 0) {
-            target[n] = '\0';
-            if (strstr(target, "memfd:ferrule") != NULL) fd = atoi(entry->d_name);
-        }
-    }
-    if (dir != NULL) closedir(dir);
     if (fd < 0) return ferrule_fail(host, "forge: no channel memfd (not isolated?)");
     forged = args[0].u64;
     /* A host that seals the file at its bound refuses the growth; the forged
