@@ -11,6 +11,7 @@ holds docs/isolation.md's table to it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
@@ -29,7 +30,7 @@ import pytest
 import ferrule
 from ferrule._sandbox import launch
 
-from .conftest import C_DIR, CC, INCLUDE, compile_plugin
+from .conftest import C_DIR, CC, INCLUDE, Built, compile_plugin
 
 # id: (the attack, what blocks it, the kernel feature it needs)
 ATTACKS: dict[str, tuple[str, str, str]] = {
@@ -69,6 +70,11 @@ ATTACKS: dict[str, tuple[str, str, str]] = {
                "/proc/sys bound read-only", "user namespaces"),
     "unix-socket": ("connect to a daemon's Unix socket in a read-only path", "seccomp (no sockets)", "seccomp"),
     "announce": ("announce a huge message so the host allocates it", "bounded data area", "-"),
+    "scan-forge": ("forge another library's scan result from a constructor",
+                   "a result pipe per library; the worker not dumpable; pid namespace", "user namespaces"),
+    "scan-plant": ("write a file into the user's cache directory while being scanned", "mount namespace",
+                   "user namespaces"),
+    "scan-daemon": ("leave a daemon behind after a scan", "the worker a child subreaper; pid namespace", "-"),
 }
 
 AVAILABLE, WHY = launch.bwrap()
@@ -465,6 +471,80 @@ def test_unix_socket(sandboxed: Callable[..., ferrule.IsolatedPlugin], attacker:
             daemon.accept()
     finally:
         daemon.close()
+
+
+# --------------------------------------------- attacks on ferrule.scan
+
+_SCAN = """
+import ferrule, json, sys
+sandbox = {"auto": None, "on": True, "off": False}[sys.argv[2]]
+result = ferrule.scan([sys.argv[1]], sandbox=sandbox, timeout=20)
+with open(sys.argv[3], "w") as out:
+    json.dump({"plugins": [[p.path, p.id] for p in result.plugins],
+               "problems": [[p.path, p.error, p.message] for p in result.problems]}, out)
+"""
+
+
+def scan_elsewhere(directory: Path, sandbox: str, tmp_path: Path) -> dict[str, Any]:
+    """A scan in a process of its own (the attacker writes into its pipes),
+    with its own cache directory."""
+    out = tmp_path / f"scan-{sandbox}.json"
+    env = {**os.environ, "FERRULE_CACHE_DIR": str(tmp_path / f"cache-{sandbox}")}
+    proc = subprocess.run([sys.executable, "-c", _SCAN, str(directory), sandbox, str(out), "ferrule-scan-target"], env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+@pytest.fixture
+def victim_dir(tmp_path: Path, built: Built) -> Path:
+    directory = tmp_path / "plugins"
+    directory.mkdir()
+    shutil.copy(built.greeter, directory / "libzz_victim.so")
+    return directory
+
+
+def scan_attacker(directory: Path, *defines: str) -> Path:
+    return compile_plugin(C_DIR / "scan_attacker.c", directory / "libaa_attacker.so", *defines)
+
+
+@needs_namespaces
+def test_scan_forge(victim_dir: Path, tmp_path: Path) -> None:
+    victim = victim_dir / "libzz_victim.so"
+    scan_attacker(victim_dir, "-DATTACK_FORGE", f'-DVICTIM="{victim}"')
+    plain = scan_elsewhere(victim_dir, "off", tmp_path)
+    if os.geteuid() == 0:  # the scanning process is the user's: a plain worker's library reaches it
+        assert [str(victim), "ForgedError", "forged by the attacker"] in plain["problems"]
+    safe = scan_elsewhere(victim_dir, "on", tmp_path)
+    assert safe["plugins"] == [[str(victim), "org.ferrule.examples.greeter"]]
+    (attacker_problem,) = safe["problems"]
+    assert attacker_problem[0].endswith("libaa_attacker.so") and attacker_problem[1] != "ForgedError"
+
+
+@needs_namespaces
+def test_scan_plant(victim_dir: Path, tmp_path: Path) -> None:
+    planted = tmp_path / "cache-on" / "planted"
+    scan_attacker(victim_dir, "-DATTACK_CACHE", f'-DCACHE="{planted}"')
+    (tmp_path / "cache-on").mkdir()
+    result = scan_elsewhere(victim_dir, "on", tmp_path)
+    assert [p[1] for p in result["plugins"]] == ["org.ferrule.examples.greeter"]
+    assert not planted.exists()
+    plain = tmp_path / "cache-off" / "planted"
+    scan_attacker(victim_dir, "-DATTACK_CACHE", f'-DCACHE="{plain}"')
+    (tmp_path / "cache-off").mkdir()
+    scan_elsewhere(victim_dir, "off", tmp_path)
+    assert plain.exists()  # the attack is real
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_scan_daemon(victim_dir: Path, tmp_path: Path, mode: str) -> None:
+    if mode == "on" and AVAILABLE is None:
+        pytest.skip(f"no namespaces here: {WHY}")
+    scan_attacker(victim_dir, "-DATTACK_DAEMON")
+    result = scan_elsewhere(victim_dir, mode, tmp_path)
+    assert [p[1] for p in result["plugins"]] == ["org.ferrule.examples.greeter"]
+    assert_nothing_remains()
 
 
 def test_every_attack_has_a_test() -> None:

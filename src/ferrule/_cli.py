@@ -64,6 +64,15 @@ def _describe(spec: PluginSpec) -> dict[str, Any]:
     }
 
 
+_SANDBOX_MODES = {"auto": None, "on": True, "off": False}
+
+
+def _sandbox_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sandbox", choices=tuple(_SANDBOX_MODES), default="auto",
+                        help="run the worker that reads descriptors in the sandbox: where this machine has one "
+                        "(auto, the default), always (on: fail if it cannot), or never (off)")
+
+
 def _inspect(args: argparse.Namespace) -> int:
     if args.in_process:
         with load(args.path, config=args.config) as plugin:
@@ -71,7 +80,7 @@ def _inspect(args: argparse.Namespace) -> int:
     else:
         if args.config is not None:
             raise ValueError("--config is for the plugin's init, which inspect runs only with --in-process: add it")
-        found = describe_file(args.path)
+        found = describe_file(args.path, sandbox=_SANDBOX_MODES[args.sandbox])
         if isinstance(found, ScanProblem):
             print(f"ferrule: {found.error}: {found.message}", file=sys.stderr)
             return EXIT_ERROR
@@ -205,9 +214,11 @@ def _list(args: argparse.Namespace) -> int:
                          "Python distributions")
     try:
         if args.installed:
-            result = discover(args.group, timeout=args.timeout, cache=not args.no_cache, refresh=args.refresh)
+            result = discover(args.group, timeout=args.timeout, cache=not args.no_cache, refresh=args.refresh,
+                              sandbox=_SANDBOX_MODES[args.sandbox])
         else:
-            result = scan(args.dirs or None, timeout=args.timeout, cache=not args.no_cache, refresh=args.refresh)
+            result = scan(args.dirs or None, timeout=args.timeout, cache=not args.no_cache, refresh=args.refresh,
+                          sandbox=_SANDBOX_MODES[args.sandbox])
     except OSError as exc:  # a DIR that does not exist or cannot be listed
         text = exc.strerror or str(exc)
         if exc.filename and str(exc.filename) not in text:
@@ -287,6 +298,7 @@ def _parser() -> argparse.ArgumentParser:
                              help="load the plugin in this process and run its init (by default a worker process "
                              "reads the descriptor, and no init runs)")
     inspect_cmd.add_argument("--config", default=None, help="with --in-process: configuration text for the plugin's init")
+    _sandbox_option(inspect_cmd)
     inspect_cmd.set_defaults(run=_inspect)
     call_cmd = sub.add_parser(
         "call",
@@ -322,6 +334,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="read every library again, retrying blocklisted ones, and rewrite the cache")
     list_cmd.add_argument("--timeout", type=float, default=10.0, metavar="S",
                           help="seconds one library may take before it is blocklisted as hung (default 10)")
+    _sandbox_option(list_cmd)
     list_cmd.set_defaults(run=_list)
     _generate.add_parser(sub)
     _add_new_parser(sub)

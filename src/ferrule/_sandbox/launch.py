@@ -84,7 +84,7 @@ def _child_env(policy: Sandbox) -> dict[str, str]:
     return env
 
 
-def _argv(policy: Sandbox, plugin_dir: str, exe: str) -> list[str]:
+def _argv(policy: Sandbox, plugin_dir: str, exe: str, extra_read: tuple[str, ...] = ()) -> list[str]:
     argv = [exe, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "ferrule-sandbox",
             "--cap-drop", "ALL", "--clearenv"]
@@ -107,7 +107,10 @@ def _argv(policy: Sandbox, plugin_dir: str, exe: str) -> list[str]:
     argv += ["--dev", "/dev", "--remount-ro", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]  # no /dev/shm hoard
     for path in _python_paths():
         argv += ["--ro-bind", path, path]
-    argv += ["--ro-bind", plugin_dir, plugin_dir]
+    if plugin_dir:
+        argv += ["--ro-bind", plugin_dir, plugin_dir]
+    for path in extra_read:  # as named, which may differ from where its links lead
+        argv += ["--ro-bind-try", path, path]
     for path in policy.read:
         argv += ["--ro-bind", path, path]
     for path in policy.write:
@@ -216,7 +219,7 @@ class Launch:
     """One sandboxed start: the command prefix, what runs in the forked child
     before exec, and the child's policy."""
 
-    def __init__(self, policy: Sandbox, plugin_dir: str):
+    def __init__(self, policy: Sandbox, plugin_dir: str, extra_read: tuple[str, ...] = ()):
         self.policy = policy
         self.missing: list[str] = []
         self.notes: list[str] = []
@@ -226,8 +229,8 @@ class Launch:
             self.prefix: list[str] = []
             granted = []
         else:
-            self.prefix = _argv(policy, plugin_dir, exe)
-            granted = [*_python_paths(), plugin_dir, *policy.read, *policy.write]
+            self.prefix = _argv(policy, plugin_dir, exe, extra_read)
+            granted = [*_python_paths(), *filter(None, [plugin_dir]), *extra_read, *policy.read, *policy.write]
         self.sys_path = child_sys_path(granted) if exe is not None else list(sys.path)
         self.env = _child_env(policy)  # for Popen; bubblewrap clears and sets the same itself
         self.cgroup: _Cgroup | None = None

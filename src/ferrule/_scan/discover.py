@@ -24,7 +24,8 @@ from typing import NamedTuple
 from .._abi.spec import ID_RE
 from .cache import Stamp, stamp_of
 from .results import PluginInfo, ScanProblem, ScanResult
-from .scan import Results, check_timeout, result_of, scan_files
+from .._sandbox import Sandbox
+from .scan import Results, _policy, check_timeout, result_of, scan_files
 
 __all__ = ["DEFAULT_GROUP", "InstalledPlugin", "discover", "installed", "parse_value"]
 
@@ -88,7 +89,7 @@ def installed(group: str = DEFAULT_GROUP) -> tuple[list[InstalledPlugin], list[S
 
 
 def discover(group: str = DEFAULT_GROUP, *, timeout: float = 10.0, cache: bool = True,
-             refresh: bool = False) -> ScanResult:
+             refresh: bool = False, sandbox: Sandbox | bool | None = None) -> ScanResult:
     """Find the plugins installed as Python distributions, without loading them.
 
     Reads the entry points of ``group`` (``importlib.metadata``; nothing is
@@ -97,9 +98,10 @@ def discover(group: str = DEFAULT_GROUP, *, timeout: float = 10.0, cache: bool =
     upgraded or uninstalled since the last call is seen. Each PluginInfo
     has its ``entry_point`` and ``distribution`` set; a library that does
     not implement an interface its entry point declares is a problem.
-    ``ferrule.load(info)`` loads one.
+    ``sandbox`` is as for ``scan``. ``ferrule.load(info)`` loads one.
     """
     check_timeout("discover()", timeout)
+    _policy(sandbox)
     if not isinstance(group, str) or not group:
         raise TypeError(f"discover() group must be an entry-point group name, got {group!r}")
     plugins, problems = installed(group)
@@ -113,7 +115,7 @@ def discover(group: str = DEFAULT_GROUP, *, timeout: float = 10.0, cache: bool =
     # Entries of uninstalled plugins (files gone from the import path) leave the cache.
     site = tuple(os.path.join(os.path.abspath(p), "") for p in sys.path if p)
     results: Results = scan_files(found, timeout=timeout, cache=cache, refresh=refresh,
-                                  forget=lambda path: path.startswith(site) and not os.path.exists(path))
+                                  forget=lambda path: path.startswith(site) and not os.path.exists(path), sandbox=sandbox)
     scanned = result_of(results, ())
     by_path = {info.path: info for info in scanned.plugins}
     infos: list[PluginInfo] = []

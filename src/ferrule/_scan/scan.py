@@ -13,7 +13,9 @@ listing, one stat per file and one file read.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import glob
 import json
 import logging
 import math
@@ -29,10 +31,12 @@ from typing import IO
 
 from .._abi.spec import PluginSpec, SpecError
 from .._errors import IsolationError
+from .._sandbox import PROTECTIONS, Sandbox
+from .._sandbox.launch import Launch
 from .._loader import LIBRARY_SUFFIX
 from .._spawn import python_command, signal_name
 from .cache import Entry, Stamp, StoredSpec, cache_file, load_cache, save_cache, stamp_of
-from .deps import Depends, stamp
+from .deps import Depends, stamp, watched
 from .deps import changed as dependencies_changed
 from .results import PluginInfo, ScanProblem, ScanResult, info
 
@@ -47,7 +51,7 @@ _TAIL_LINES = 5  # of a crashed worker's stderr, quoted in the problem
 
 
 def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float = 10.0, cache: bool = True,
-         refresh: bool = False) -> ScanResult:
+         refresh: bool = False, sandbox: Sandbox | bool | None = None) -> ScanResult:
     """Find the plugins in ``dirs`` and in ``$FERRULE_PATH``, without loading them.
 
     Lists the files whose names end in the platform's library suffix in
@@ -61,10 +65,16 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
     ``cache`` results and the blocklist are kept in the user's cache
     directory; ``refresh`` reads every library again (retrying blocklisted
     ones) and replaces what the cache held.
+
+    The worker runs in a sandbox (``ferrule.Sandbox``) that shows it the
+    libraries, what they need to load, and nothing else of the host: with
+    ``sandbox=None`` wherever this machine can make one, with True (or a
+    Sandbox) always, or SandboxError; False runs a plain worker.
     """
     if isinstance(dirs, (str, bytes, os.PathLike)):
         raise TypeError(f"scan() takes an iterable of directories, got the single path {dirs!r}: wrap it in a list")
     check_timeout("scan()", timeout)
+    _policy(sandbox)  # a wrong type fails now, not only when a library needs reading
 
     found: dict[str, Stamp] = {}
     listed: list[str] = []
@@ -76,20 +86,20 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
 
     searched = set(listed)  # cache entries of files gone from these are forgotten
     results = scan_files(found, timeout=timeout, cache=cache, refresh=refresh,
-                         forget=lambda path: os.path.dirname(path) in searched)
+                         forget=lambda path: os.path.dirname(path) in searched, sandbox=sandbox)
     return result_of(results, tuple(listed))
 
 
 Results = dict[str, "PluginSpec | StoredSpec | ScanProblem"]
 
 
-def describe_file(path: str, timeout: float = 10.0) -> PluginSpec | ScanProblem:
+def describe_file(path: str, timeout: float = 10.0, sandbox: Sandbox | bool | None = None) -> PluginSpec | ScanProblem:
     """One library's spec, read in a worker as scan reads it (its
     constructors and entry point run there; its init never runs), or the
     problem: for ``ferrule inspect``, which must not run plugin code in the
     shell's own process."""
     path = os.path.abspath(path) if os.sep in path else path  # as load has it, for the same messages
-    return _read_descriptors([path], timeout, _INSPECT_RETRY)[path][0]
+    return _read_descriptors([path], timeout, _INSPECT_RETRY, sandbox)[path][0]
 
 
 def check_timeout(caller: str, timeout: object) -> None:
@@ -101,7 +111,7 @@ def check_timeout(caller: str, timeout: object) -> None:
 
 
 def scan_files(found: dict[str, Stamp], *, timeout: float, cache: bool, refresh: bool,
-               forget: Callable[[str], bool]) -> Results:
+               forget: Callable[[str], bool], sandbox: Sandbox | bool | None = None) -> Results:
     """Each found file's spec or problem (path -> its stat stamp in),
     from the cache where the file is unchanged, else from a worker. Cache
     entries of files not found for which ``forget`` is true are dropped."""
@@ -118,7 +128,7 @@ def scan_files(found: dict[str, Stamp], *, timeout: float, cache: bool, refresh:
             pending.append(path)
 
     if pending:
-        for path, (result, keep, depends) in _read_descriptors(sorted(pending), timeout).items():
+        for path, (result, keep, depends) in _read_descriptors(sorted(pending), timeout, None, sandbox).items():
             results[path] = result
             if keep:
                 size, mtime_ns, ctime_ns, ino = found[path]
@@ -212,41 +222,131 @@ def _list_directory(directory: str, explicit: bool) -> dict[str, Stamp] | None:
 _Outcome = tuple["PluginSpec | ScanProblem", bool, "Depends | None"]
 
 
-def _read_descriptors(paths: list[str], timeout: float, retry: str | None = None) -> dict[str, _Outcome]:
-    """Every path's outcome: one worker reads them in order; after a crash
-    or hang the next worker starts after the library to blame."""
+def _read_descriptors(paths: list[str], timeout: float, retry: str | None = None,
+                      sandbox: Sandbox | bool | None = None) -> dict[str, _Outcome]:
+    """Every path's outcome: one worker reads them in order, each library in
+    a process of its own; should the worker itself end or hang, the next one
+    starts after the library to blame."""
     done: dict[str, _Outcome] = {}
     todo = paths
     while todo:
-        _run_worker(todo, timeout, done, retry)
+        launch = _launch(todo, sandbox)
+        try:
+            _run_worker(todo, timeout, done, retry, launch)
+        finally:
+            if launch is not None:
+                launch.close()
         todo = [p for p in todo if p not in done]
     return done
 
 
-def _start_worker(paths: list[str], stderr: IO[bytes]) -> subprocess.Popen[bytes]:
+def _policy(sandbox: Sandbox | bool | None) -> Sandbox | None:
+    if sandbox is None:  # where this machine has one: every protection optional
+        return Sandbox(optional=frozenset(PROTECTIONS))
+    if sandbox is True:
+        return Sandbox()
+    if sandbox is False:
+        return None
+    if not isinstance(sandbox, Sandbox):
+        raise TypeError(f"sandbox must be a ferrule.Sandbox, True, False or None, got {type(sandbox).__name__}")
+    return sandbox
+
+
+def _launch(paths: list[str], sandbox: Sandbox | bool | None) -> Launch | None:
+    """The sandbox the worker starts in: the caller's policy, plus what a
+    library needs to load as it would in process (its directory, the places
+    the loader searches for its dependencies, LD_LIBRARY_PATH), all read-only."""
+    policy = _policy(sandbox)
+    if policy is None:
+        return None
+    bare = [p for p in paths if os.sep not in p]
+    if bare:  # found by the loader, with advice about the current directory: the host's view
+        if sandbox is None:
+            return None
+        raise ValueError(f"a sandboxed worker reads libraries given as paths, not the bare name {bare[0]!r}: "
+                         "the sandbox shows it only the libraries' own directories")
+    places: dict[str, None] = {}
+    for path in paths:
+        places[os.path.dirname(path)] = None
+        places[os.path.dirname(os.path.realpath(path))] = None  # where a link leads
+        try:
+            places.update(dict.fromkeys(p for p in watched(path) if os.path.isdir(p)))
+        except OSError:
+            pass
+    places.update(dict.fromkeys(_ld_so_conf()))
+    env = dict(policy.env)
+    if "LD_LIBRARY_PATH" in os.environ and "LD_LIBRARY_PATH" not in env:
+        env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
+    policy = dataclasses.replace(policy, env=env)
+    launch = Launch(policy, "", extra_read=tuple(places))
+    if not launch.prefix:  # no namespaces here, and the caller allowed that: a plain worker
+        launch.close()
+        return None
+    return launch
+
+
+def _ld_so_conf(path: str = "/etc/ld.so.conf", depth: int = 0) -> list[str]:
+    """The directories ldconfig adds to the system's (``include`` followed),
+    for a sandboxed worker to see what ld.so's cache points into."""
+    out: list[str] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("include") and depth < 4:
+            pattern = line[len("include"):].strip()
+            if not os.path.isabs(pattern):
+                pattern = os.path.join(os.path.dirname(path), pattern)
+            for included in sorted(glob.glob(pattern)):
+                out += _ld_so_conf(included, depth + 1)
+        elif line.startswith("/") and os.path.isdir(line):
+            out.append(line)
+    return out
+
+
+def _start_worker(paths: list[str], timeout: float, stderr: IO[bytes], launch: Launch | None) -> subprocess.Popen[bytes]:
     # The worker imports ferrule from wherever this process did.
-    proc = subprocess.Popen(python_command("ferrule._scan.worker"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=stderr, start_new_session=True)
+    if launch is None:
+        argv, env, preexec = python_command("ferrule._scan.worker"), None, None
+    else:
+        argv = launch.prefix + python_command("ferrule._scan.worker", path=launch.sys_path)
+        env, preexec = launch.env, launch.preexec
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                            start_new_session=True, env=env, preexec_fn=preexec)
     assert proc.stdin is not None
+    request = {"paths": paths, "timeout": timeout,
+               "sandbox": None if launch is None else {**launch.child_policy(), "memory": launch.policy.memory,
+                                                       "cpu": launch.policy.cpu_time}}
     try:
         with proc.stdin:
-            proc.stdin.write(json.dumps(paths).encode("ascii"))
+            proc.stdin.write(json.dumps(request).encode("ascii"))
     except BrokenPipeError:  # died at once: the reading loop reports it
         pass
     return proc
 
 
-def _run_worker(paths: list[str], timeout: float, done: dict[str, _Outcome], retry: str | None = None) -> None:
-    """Read descriptors in one worker until it finishes, crashes or hangs.
-    Adds an outcome to ``done`` for every path it got through, and a
-    blocklist entry for the one it crashed or hung on. Raises IsolationError
-    when the worker fails before reading any library."""
+# How long past a library's own timeout the worker may take to kill and report it.
+_GRACE = 10.0
+
+
+def _run_worker(paths: list[str], timeout: float, done: dict[str, _Outcome], retry: str | None = None,
+                launch: Launch | None = None) -> None:
+    """Read descriptors in one worker until it finishes, ends or hangs.
+    Adds an outcome to ``done`` for every path it got through, including a
+    blocklist entry for each library that crashed or hung its own process,
+    and one for the library the worker itself ended or hung on. Raises
+    IsolationError when the worker fails before reading any library, and
+    SandboxError when a required protection is not in force."""
     before = len(done)
     wanted = set(paths)
+    advice = _RETRY if retry is None else retry
     with tempfile.TemporaryFile() as errors:
-        proc = _start_worker(paths, errors)
+        proc = _start_worker(paths, timeout, errors, launch)
         assert proc.stdout is not None
-        current: str | None = None
+        state = _State(wanted, done, timeout, advice, retry is None, launch)
         status: int | None = None
         hung = False
         buffer = b""
@@ -266,15 +366,15 @@ def _run_worker(paths: list[str], timeout: float, done: dict[str, _Outcome], ret
                         break
                     *lines, buffer = (buffer + chunk).split(b"\n")
                     for line in lines:
-                        current = _take(line, current, wanted, done)
-                    deadline = time.monotonic() + timeout
+                        state.take(line)
+                    deadline = time.monotonic() + timeout + (0.0 if launch is None else _GRACE)
             if not hung:
                 status = _finish(proc, timeout)
         finally:
             _kill(proc)
         tail = _tail(errors)
+    current = state.current
     if current is not None:
-        advice = _RETRY if retry is None else retry
         problem = _hung(current, timeout, advice) if hung else _crashed(current, status, tail, advice)
         if retry is None:  # a scan's problem; a caller with its own advice reports it itself
             log.warning("%s", problem.message)
@@ -290,30 +390,51 @@ def _run_worker(paths: list[str], timeout: float, done: dict[str, _Outcome], ret
         )
 
 
-def _take(line: bytes, current: str | None, wanted: set[str], done: dict[str, _Outcome]) -> str | None:
-    """Apply one worker message; returns the library now being read.
-    Anything else is ignored: only a worker bug could send it."""
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return current
-    if not isinstance(message, dict) or len(message) != 1:
-        return current
-    (kind, body), = message.items()
-    if kind == "start" and isinstance(body, str) and body in wanted:
-        return body
-    if current is None:
-        return None
+class _State:
+    """What the worker's messages say so far; anything that is not a message
+    of the protocol is ignored (only a worker bug could send it)."""
+
+    def __init__(self, wanted: set[str], done: dict[str, _Outcome], timeout: float, advice: str, warn: bool,
+                 launch: Launch | None):
+        self.wanted, self.done, self.timeout, self.advice, self.warn = wanted, done, timeout, advice, warn
+        self.launch = launch
+        self.current: str | None = None
+
+    def take(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(message, dict) or len(message) != 1:
+            return
+        (kind, body), = message.items()
+        if kind == "facts" and self.launch is not None:
+            self.launch.check(body)  # a required protection missing: SandboxError, before any library
+            return
+        if kind == "start" and isinstance(body, str) and body in self.wanted and body not in self.done:
+            self.current = body
+            return
+        current = self.current
+        if current is None:
+            return
+        outcome = _outcome_of(current, kind, body, self.timeout, self.advice)
+        if outcome is not None:
+            if self.warn and isinstance(outcome[0], ScanProblem) and outcome[0].kind in ("crashed", "hung"):
+                log.warning("%s", outcome[0].message)
+            self.done[current] = outcome
+            self.current = None
+
+
+def _outcome_of(current: str, kind: str, body: object, timeout: float, advice: str) -> _Outcome | None:
     if kind == "plugin":
         try:
             spec = PluginSpec.from_json(body)
             if spec.path != current and os.sep in current:  # (a bare name: where the loader found it)
                 raise SpecError(f"the spec of {spec.path}")
-            done[current] = (spec, True, None)
+            return spec, True, None
         except SpecError as exc:
-            done[current] = (ScanProblem(current, "rejected", "ValueError", f"{current}: the scan worker sent {exc}"),
-                             False, None)
-        return None
+            return (ScanProblem(current, "rejected", "ValueError", f"{current}: the scan worker sent {exc}"),
+                    False, None)
     if kind == "rejected" and isinstance(body, dict):
         error, text, keep, watched = body.get("error"), body.get("message"), body.get("cache"), body.get("depends")
         if isinstance(error, str) and isinstance(text, str):
@@ -321,9 +442,14 @@ def _take(line: bytes, current: str | None, wanted: set[str], done: dict[str, _O
             since = body.get("since")
             if isinstance(watched, list) and all(isinstance(w, str) for w in watched) and type(since) is int:
                 depends = stamp(tuple(watched), since)
-            done[current] = (ScanProblem(current, "rejected", error, text), keep is True, depends)
-            return None
-    return current
+            return ScanProblem(current, "rejected", error, text), keep is True, depends
+    if kind == "crashed" and isinstance(body, dict) and type(body.get("status")) is int:
+        tail = body.get("tail")
+        lines = [str(t)[:500] for t in tail[-_TAIL_LINES:]] if isinstance(tail, list) else []
+        return _crashed(current, body["status"], lines, advice), True, None
+    if kind == "hung":
+        return _hung(current, timeout, advice), True, None
+    return None
 
 
 def _finish(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
