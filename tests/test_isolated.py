@@ -749,3 +749,67 @@ def test_arguments_beyond_the_memory_limit_are_refused_before_they_are_sent(buil
             plugin.sum(array.array("d", bytes(300 << 20)))
         assert plugin.add(2, 3) == 5 and plugin.pid == pid  # nothing was sent: the same child carries on
         assert plugin.sum(array.array("d", [1.0] * 1000)) == 1000.0
+
+
+_INTERRUPTED_LOADS = """
+import json, os, random, signal, sys, threading, time
+import ferrule
+
+path, sandbox, rounds = sys.argv[1], sys.argv[2] == "on", int(sys.argv[3])
+
+def children():
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                found += f.read().split()
+        except OSError:  # a thread that just ended
+            pass
+    return found
+
+def fds():
+    return sorted(os.listdir("/proc/self/fd"))
+
+start = time.monotonic()
+ferrule.load(path, isolated=True, sandbox=sandbox or None).close()
+span = time.monotonic() - start  # how long one load takes: interrupts land all over it
+base = len(fds())
+report = {"in_load": 0, "after": 0, "leaks": []}
+for i in range(rounds):
+    delay = random.uniform(0, span * 1.2)
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    plugin = None
+    try:
+        plugin = ferrule.load(path, isolated=True, sandbox=sandbox or None)
+        time.sleep(span)
+    except KeyboardInterrupt:
+        report["in_load" if plugin is None else "after"] += 1
+    timer.join()
+    if plugin is not None:
+        plugin.close()
+    deadline = time.monotonic() + 5  # the output readers finish once the child is gone
+    while (children() or len(fds()) > base) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if children() or len(fds()) > base:
+        report["leaks"].append([i, round(delay, 3), children(), len(fds()) - base])
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.parametrize("mode", ["off", "on"])
+def test_ctrl_c_at_any_moment_of_a_load_leaves_nothing(built: Built, mode: str) -> None:
+    """SIGINT timed all over an isolated (or sandboxed) load, in a process of
+    its own: no child, zombie or descriptor outlives the interrupted load,
+    without waiting for the garbage collector."""
+    if mode == "on":
+        from ferrule._sandbox import launch
+
+        if launch.bwrap()[0] is None:
+            pytest.skip(f"no sandbox here: {launch.bwrap()[1]}")
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_LOADS, str(built.greeter), mode, "25"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.splitlines()[-1])
+    assert report["leaks"] == []
+    assert report["in_load"] >= 5, report  # the interrupts did land inside loads

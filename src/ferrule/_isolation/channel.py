@@ -100,6 +100,10 @@ def _futex_wake(address: int) -> None:
                       _ffi.cast("long", _INT_MAX), _ffi.cast("long", 0), _ffi.cast("long", 0), _ffi.cast("long", 0))
 
 
+def _detached(*args: Any) -> Any:
+    raise ValueError("the isolated plugin's channel is closed")
+
+
 class Channel:
     """One side's end of the channel whose head is at the start of ``control``.
     ``native=False`` takes the cffi implementation even where the C one is built."""
@@ -116,6 +120,14 @@ class Channel:
         if native and _native is not None:  # the C functions themselves, bound to this address: no Python frame per message
             self.send = functools.partial(_native.send, self.address)  # type: ignore[method-assign]
             self.wait = functools.partial(_native.wait, self.address)  # type: ignore[method-assign]
+
+    def detach(self) -> None:
+        """Let go of the control page (for its unmapping): the channel cannot
+        be used again."""
+        self.send = self.wait = _detached  # type: ignore[method-assign,assignment]
+        self._words.release()
+        del self._anchor
+        self.address = 0
 
     def send(self, direction: int, kind: int, arg: int, base: int, length: int, size: int) -> None:
         """Post a message head to ``direction`` and wake its receiver."""

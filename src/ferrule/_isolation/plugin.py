@@ -38,7 +38,7 @@ from .._errors import (
     from_payload,
 )
 from . import channel, wire
-from .process import Child
+from .process import Child, Interrupts
 from .protocol import ACK, CALL, CLOSE, ERROR, FAILED, INVOKE, INVOKE_ERROR, INVOKE_RESULT, LOAD, LOG, READY, RESULT
 
 __all__ = ["IsolatedFunction", "IsolatedPlugin"]
@@ -212,14 +212,17 @@ class IsolatedPlugin:
             raise IsolationError(
                 f"{self._who}: {self.path} is no longer the file that was loaded (its device, inode, size or "
                 "modification time changed), so ferrule did not restart it: load it again to run the new file")
-        launch = None if self._policy is None else prepare(self._policy, self._request_path)
-        child = Child(self.memory_limit, self.cpu_limit, logging.getLogger("ferrule.plugin"), launch)
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, child.stopper.kill)
-        with self._state_lock:
-            self._child = child
+        with Interrupts() as interrupts:  # from the fork until the child can be stopped again
+            launch = None if self._policy is None else prepare(self._policy, self._request_path)
+            child = Child(self.memory_limit, self.cpu_limit, logging.getLogger("ferrule.plugin"), launch)
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, child.stopper.kill)
+            with self._state_lock:
+                self._child = child
+        started = False
         try:
+            interrupts.check()
             kind, _arg, base, length = child.receive(time.monotonic() + STARTUP_SECONDS, "start-up", self._who)
             if kind != ACK:
                 raise wire.WireError("did not start with ACK")
@@ -246,6 +249,11 @@ class IsolatedPlugin:
         except BaseException:
             self._stop(child)
             raise
+        else:
+            started = True
+        finally:
+            if not started:  # ended: its descriptors and mappings go now, not at the next collection
+                child.area.close()
         child.logger = self._logger
         return child
 
@@ -502,7 +510,7 @@ class IsolatedPlugin:
                 pass  # it is ended either way
             finally:
                 self._stop(child)  # the process group: whatever the plugin forked goes too
-                child.area.release()  # no call is in flight: the data area goes now, not at the next collection
+                child.area.close()  # no call is in flight: the mappings go now, not at the next collection
         finally:
             gate.serial_leave()
 

@@ -28,13 +28,45 @@ from .._spawn import python_command, signal_name
 from . import wire
 from .protocol import TO_CHILD, TO_HOST
 
-__all__ = ["Child", "Stopper", "describe_status"]
+__all__ = ["Child", "Interrupts", "Stopper", "describe_status"]
 
 SPIN_NS = 50_000  # how long a waiting host spins before it sleeps
 SLICE_NS = 5_000_000  # while asleep, how often it checks the child is alive
 CLOSE_SECONDS = 5.0
 LAST_LINES = 20
 _LINE_BYTES = 4096
+
+
+class Interrupts:
+    """Holds back Ctrl-C while a child is being started, so that it cannot
+    land between the fork and the moment the host can stop the child again
+    (inside subprocess.Popen, which does not reap a child it was interrupted
+    after forking). ``check()`` raises the KeyboardInterrupt that came, where
+    the caller stops the child. Only the main thread gets KeyboardInterrupt,
+    and only with Python's own handler installed: elsewhere this does nothing."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._previous: Any = None
+
+    def __enter__(self) -> Interrupts:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def check(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
 
 
 class Child:

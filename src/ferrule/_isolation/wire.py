@@ -102,6 +102,17 @@ class Area:
             return
         self.size = 0
 
+    def close(self) -> None:
+        """Unmap the control page too, and with it the descriptor the mapping
+        holds: for a channel that no one uses again (its child is gone and no
+        call is in flight), so that nothing waits for the collector."""
+        self.release()
+        self.channel.detach()
+        try:
+            self.control.close()
+        except BufferError:  # pragma: no cover - a view of it is still alive: the collector frees it
+            pass
+
     def ensure(self, needed: int) -> None:
         """Grow the data area to hold ``needed`` bytes (the sender's side).
         Raises TooLargeError beyond the bound, which the other side could
