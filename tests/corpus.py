@@ -320,8 +320,8 @@ FILES = [
       same(ferrule.LibraryNotFoundError, "no file at {path}: check the path, or build the library first")),
     k("bare_name_in_cwd", "a bare name, libX.so, of a file in the current directory", corpus(None),
       same(ferrule.LibraryNotFoundError,
-           "cannot load libbare_name_in_cwd.so: libbare_name_in_cwd.so: cannot open shared object file: No such "
-           "file or directory; a bare name is looked up on the loader path, never in the current directory, but "
+           "no plugin libbare_name_in_cwd.so in FERRULE_PATH, which is not set: a bare plugin name is looked up in "
+           "FERRULE_PATH's directories only, never on the system loader path or in the current directory; "
            "libbare_name_in_cwd.so is in the current directory: pass './libbare_name_in_cwd.so' (or its full "
            "path) to load that file"), bare_name=True),
     k("dangling_symlink", "a symbolic link to a file that does not exist", symlink("libnowhere.so"),

@@ -119,6 +119,7 @@ def test_in_process(kind: Kind, corpus: dict[str, Path], built: Built, capfd: py
     path = corpus[kind.id]
     if kind.bare_name:
         monkeypatch.chdir(path.parent)
+        monkeypatch.delenv("FERRULE_PATH", raising=False)
     expect = kind.in_process
     assert expect is not None
     if kind.fresh_process:
@@ -153,6 +154,7 @@ def test_isolated(kind: Kind, corpus: dict[str, Path], built: Built, monkeypatch
     path = corpus[kind.id]
     if kind.bare_name:
         monkeypatch.chdir(path.parent)
+        monkeypatch.delenv("FERRULE_PATH", raising=False)
     expect = kind.isolated
     if kind.call is None:
         assert expect.error is not None

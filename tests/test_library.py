@@ -3,7 +3,10 @@ them through a declared C signature."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import shutil
 import zlib
 from pathlib import Path
 
@@ -42,9 +45,6 @@ def test_current_directory_is_not_searched(built: Built, monkeypatch: pytest.Mon
         with pytest.raises(ferrule.LibraryNotFoundError) as info:
             ferrule.Library(name)
         assert str(info.value) == advice
-    with pytest.raises(ferrule.LibraryNotFoundError) as info:
-        ferrule.load("librawgreet.so", isolated=True)  # the child starts in the same directory
-    assert str(info.value) == advice
     assert ferrule.Library("./librawgreet.so").path == str(Path.cwd() / "librawgreet.so")
 
 
@@ -115,3 +115,64 @@ def test_c_cannot_write_into_immutable_bytes() -> None:
     assert buffer == bytearray(b"AAAable")
     with pytest.raises(TypeError, match="expected bytes-like, int address or None"):
         memset(True, 0, 0)
+
+
+PLUGIN_NAME_RULE = ("a bare plugin name is looked up in FERRULE_PATH's directories only, never on the system loader "
+                    "path or in the current directory")
+
+
+@pytest.mark.parametrize("isolated", [False, True])
+def test_a_bare_plugin_name_is_found_in_ferrule_path_only(built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         isolated: bool) -> None:
+    """Not through LD_LIBRARY_PATH (which could put another library in its
+    place), not in the current directory: in FERRULE_PATH, checked before
+    anything of it runs, in process and isolated."""
+    monkeypatch.delenv("FERRULE_PATH", raising=False)
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(built.c))
+    monkeypatch.chdir(built.c)
+    with pytest.raises(ferrule.LibraryNotFoundError) as info:
+        ferrule.load("libfixture.so", isolated=isolated)
+    assert str(info.value) == (f"no plugin libfixture.so in FERRULE_PATH, which is not set: {PLUGIN_NAME_RULE}; "
+                               "libfixture.so is in the current directory: pass './libfixture.so' (or its full "
+                               "path) to load that file")
+    empty, plugins = tmp_path / "empty", tmp_path / "plugins"
+    empty.mkdir()
+    plugins.mkdir()
+    shutil.copy(built.fixture, plugins / "libfixture.so")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FERRULE_PATH", os.pathsep.join([str(empty), "", str(plugins)]))
+    with ferrule.load("libfixture.so", isolated=isolated) as plugin:
+        assert plugin.path == str(plugins / "libfixture.so")
+    with ferrule.load("fixture", isolated=isolated, sha256=hashlib.sha256(built.fixture.read_bytes()).hexdigest()) as p2:
+        assert p2.path == str(plugins / "libfixture.so")  # the platform's file name, and pinned by its path
+    with pytest.raises(ferrule.LibraryNotFoundError) as info:
+        ferrule.load("libnowhere.so", isolated=isolated)
+    assert str(info.value) == (f"no plugin libnowhere.so in FERRULE_PATH ({empty}{os.pathsep}{plugins}): "
+                               f"{PLUGIN_NAME_RULE}; give the plugin's path, or add its directory to FERRULE_PATH")
+
+
+def test_a_bare_plugin_name_is_checked_before_it_runs(built: Built, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    shutil.copy(built.fixture, plugins / "libfixture.so")
+    (plugins / "libfixture.so").chmod(0o666)
+    monkeypatch.setenv("FERRULE_PATH", str(plugins))
+    with pytest.raises(ferrule.UnsafeFileError, match="writable by every user"):
+        ferrule.load("libfixture.so")
+
+
+def test_library_finds_a_versioned_system_library_without_running_anything(monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Path) -> None:
+    """libz.so (a development link) may be absent: the versioned file from
+    ld.so's cache, found without running ldconfig or a compiler from PATH."""
+    trap = tmp_path / "bin"
+    trap.mkdir()
+    marker = tmp_path / "ran"
+    for tool in ("ldconfig", "gcc", "cc", "ld", "objdump"):
+        (trap / tool).write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+        (trap / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", str(trap))
+    z = ferrule.Library("z")
+    assert re.search(r"libz\.so(\.\d+)*$", z.path)
+    assert not marker.exists()

@@ -77,8 +77,9 @@ def test_a_bad_pin_is_a_value_error(built: Built, value: object, message: str) -
         ferrule.load(built.fixture, sha256=value)  # type: ignore[arg-type]
 
 
-def test_a_pin_needs_a_path_not_a_bare_name() -> None:
-    with pytest.raises(ValueError, match="sha256 pins a file: give 'libfixture.so' as a path"):
+def test_a_pinned_bare_name_is_the_file_in_ferrule_path(built: Built, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FERRULE_PATH", str(built.fixture.parent))
+    with pytest.raises(ferrule.PinMismatchError, match=f"{re.escape(str(built.fixture))} has SHA-256"):
         ferrule.load("libfixture.so", sha256="0" * 64)
 
 

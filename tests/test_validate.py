@@ -238,6 +238,7 @@ def test_a_corpus_case_fails_validate_with_the_message_load_gives(kind: Kind, co
     path = corpus[kind.id]
     if kind.bare_name:
         monkeypatch.chdir(path.parent)
+        monkeypatch.delenv("FERRULE_PATH", raising=False)
     expected = in_process_error(path, kind)
     report = validate(str(target(kind, path)), level=1, seed=1, config=kind.config)
     load = check(report, "load")
@@ -373,17 +374,22 @@ def test_in_process_json_stays_json_when_the_plugin_prints(built: Built) -> None
     assert "flood line" in result.stderr
 
 
-def test_a_bare_name_is_checked_where_the_loader_finds_it(flawed: dict[str, Path], tmp_path: Path) -> None:
+def test_a_bare_name_is_checked_where_load_finds_it(flawed: dict[str, Path], tmp_path: Path) -> None:
+    """In FERRULE_PATH, as load has it: LD_LIBRARY_PATH does not count."""
     (tmp_path / "here").mkdir()
     (tmp_path / "here" / "libbare.so").write_bytes(flawed["OK"].read_bytes())
-    absent = validate("libbare.so", level=1, seed=1)
-    assert check(absent, "file.elf").status == "skip" and check(absent, "load").status == "fail"
-    env = dict(os.environ, LD_LIBRARY_PATH=str(tmp_path / "here"))
-    result = subprocess.run([sys.executable, "-m", "ferrule", "validate", "libbare.so", "--level", "1", "--json"],
-                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "FERRULE_PATH"}
+    command = [sys.executable, "-m", "ferrule", "validate", "libbare.so", "--level", "1", "--json"]
+    absent = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env=dict(env, LD_LIBRARY_PATH=str(tmp_path / "here")))
+    checks = {c["id"]: c for c in json.loads(absent.stdout)["checks"]}
+    assert checks["file.elf"]["status"] == "skip" and "no plugin libbare.so in FERRULE_PATH" in checks["file.elf"]["message"]
+    assert checks["load"]["status"] == "fail" and absent.returncode != 0
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env=dict(env, FERRULE_PATH=str(tmp_path / "here")))
     elf = next(c for c in json.loads(result.stdout)["checks"] if c["id"] == "file.elf")
-    assert elf["status"] == "pass" and f"libbare.so is {tmp_path / 'here' / 'libbare.so'}, found through " \
-        "LD_LIBRARY_PATH" in elf["details"][0]
+    assert elf["status"] == "pass" and elf["details"][0] == (f"libbare.so is {tmp_path / 'here' / 'libbare.so'}, found "
+                                                             "through FERRULE_PATH: the file load opens")
     assert result.returncode == 0
 
 

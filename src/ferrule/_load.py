@@ -33,6 +33,10 @@ def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None
          sha256: str | None = None, strict_permissions: bool = True, **isolation: Any) -> Plugin | IsolatedPlugin:
     """Load the plugin at ``path``, check its descriptor and run its init.
 
+    ``path`` is a path, or a bare name (``"libx.so"``, or ``"x"``) looked up
+    in the ``FERRULE_PATH`` directories only: never on the system loader's
+    path or in the current directory.
+
     ``config`` reaches the plugin's init as UTF-8 text; a mapping is sent as
     JSON. Raises a subclass of ferrule.FerruleError on any failure. The
     plugin gets a host of its own; load through a ``PluginHost`` to share

@@ -159,21 +159,18 @@ class IsolatedPlugin:
             if memory_limit is not None or cpu_limit is not None:
                 raise ValueError("with a sandbox, give the limits in it: Sandbox(memory=..., cpu_time=...), "
                                  "not memory_limit= or cpu_limit=")
-            if os.sep not in os.fspath(path):
-                raise ValueError(f"a sandboxed plugin is given as a path, not the bare name {os.fspath(path)!r}: "
-                                 "the sandbox shows the child only the plugin's own directory")
             memory_limit, cpu_limit = policy.memory, policy.cpu_time
         self._policy: Sandbox | None = policy
         self._report: SandboxReport | None = None
         if config is not None and not isinstance(config, (str, Mapping)):
             raise TypeError(f"config must be str, a mapping (sent as JSON) or None, got {type(config).__name__}")
         # Resolved once: a restart after os.chdir must not find another file
-        # by the same relative name. A bare name is the loader's to resolve.
+        # by the same relative name.
         self._request_path = resolved(path)
         self._identity: tuple[int, int, int, int] | None = None  # of the file first loaded
         self._sha256 = sha256
         self._strict = strict_permissions
-        if strict_permissions and os.sep in self._request_path:
+        if strict_permissions:
             check_permissions(self._request_path)
         self._pinned = None if sha256 is None else check_pin(self._request_path, sha256)  # before anything starts
         self._config = dict(config) if isinstance(config, Mapping) else config
@@ -272,8 +269,6 @@ class IsolatedPlugin:
             return
         self._spec = spec
         self._identity = identity(spec.path)
-        if self._strict and os.sep not in self._request_path:  # a bare name: where the child's loader found it
-            check_permissions(spec.path)
         if self._pinned is not None and self._identity != self._pinned:
             same_file(spec.path, self._pinned)  # raises: the child loaded another file than the one hashed
         self.path, self.id, self.name = spec.path, spec.id, spec.name

@@ -3,7 +3,6 @@ a declared C signature. The safe layer over dlopen/dlsym, never dlclose."""
 
 from __future__ import annotations
 
-import ctypes.util
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -21,10 +20,11 @@ from .._errors import (
     WrongArchitectureError,
 )
 from .elf import check_header, dynamic, is_rust_library, refuse_non_file
+from .ldcache import versioned
 from .posix import loaded_path, open_library  # the raw layer; a Windows one would be chosen here
 from .posix import symbol as find_symbol
 
-__all__ = ["Library", "as_path", "library_file_name"]
+__all__ = ["Library", "as_path", "library_file_name", "plugin_file"]
 
 # Library.function's own cffi namespace: C signatures that users declare.
 ffi = cffi.FFI()
@@ -99,6 +99,31 @@ def as_path(name: str | os.PathLike[str]) -> str | None:
     return None
 
 
+def plugin_file(name: str | os.PathLike[str]) -> str:
+    """The file a plugin name opens: a path (absolute from here on), or for a
+    bare name (``libx.so``, or ``x``) the file of that name in the first of
+    FERRULE_PATH's directories that has one. Never the system loader's path
+    (LD_LIBRARY_PATH or ld.so's cache could put another library in its place)
+    nor the current directory. LibraryNotFoundError when there is none."""
+    text = as_path(name)
+    if text is not None:
+        return text
+    text = os.fspath(name)
+    if not text:
+        raise LibraryNotFoundError("empty plugin name: give the plugin's path")
+    file_name = text if _looks_like_file_name(text) else library_file_name(text)
+    dirs = [os.path.abspath(os.path.expanduser(d)) for d in os.environ.get("FERRULE_PATH", "").split(os.pathsep) if d]
+    for directory in dirs:
+        candidate = os.path.join(directory, file_name)
+        if os.path.lexists(candidate):
+            return candidate
+    where = f"in FERRULE_PATH ({os.pathsep.join(dirs)})" if dirs else "in FERRULE_PATH, which is not set"
+    advice = (f"{file_name} is in the current directory: pass './{file_name}' (or its full path) to load that file"
+              if os.path.lexists(file_name) else "give the plugin's path, or add its directory to FERRULE_PATH")
+    raise LibraryNotFoundError(f"no plugin {file_name} {where}: a bare plugin name is looked up in FERRULE_PATH's "
+                               f"directories only, never on the system loader path or in the current directory; {advice}")
+
+
 class Library:
     """A shared library opened with RTLD_NOW | RTLD_LOCAL.
 
@@ -144,7 +169,7 @@ class Library:
         if not handle and error is not None and (
             ("cannot open shared object file" in error and error.startswith(file_name)) or "invalid ELF header" in error
         ):
-            found = ctypes.util.find_library(text)
+            found = versioned(file_name)
             if found:
                 handle, error = open_library(found)
         if not handle:

@@ -20,7 +20,7 @@ import stat
 
 from .._errors import PinMismatchError, UnsafeFileError
 from .elf import open_regular
-from .library import Library, as_path
+from .library import Library, plugin_file
 
 __all__ = ["Identity", "check_permissions", "check_pin", "identity", "plugin_library", "resolved", "same_file"]
 
@@ -37,12 +37,8 @@ def _expected(sha256: object) -> str:
 
 def check_pin(path: str, sha256: object) -> Identity:
     """Raise PinMismatchError unless the file at path has this SHA-256 (hex,
-    optionally prefixed "sha256:"); return the identity of the file hashed.
-    A bare name is refused: the loader would choose the file."""
+    optionally prefixed "sha256:"); return the identity of the file hashed."""
     expected = _expected(sha256)
-    if os.sep not in path:
-        raise ValueError(f"sha256 pins a file: give {path!r} as a path (./{path} or a full path), not a bare name the "
-                         "loader looks up")
     digest = hashlib.sha256()
     with open_regular(path) as f:
         st = os.fstat(f.fileno())
@@ -73,8 +69,8 @@ def same_file(path: str, pinned: Identity) -> None:
 
 
 def resolved(path: str | os.PathLike[str]) -> str:
-    """What Library opens: the absolute path for a path, else the bare name."""
-    return as_path(path) or os.fspath(path)
+    """The plugin file a name opens, as an absolute path (plugin_file)."""
+    return plugin_file(path)
 
 
 def _others(st: os.stat_result) -> str | None:
@@ -115,15 +111,12 @@ def check_permissions(path: str) -> None:
 def plugin_library(path: str | os.PathLike[str], sha256: str | None, strict_permissions: bool = True) -> Library:
     """Library(path) for a plugin, after the trust checks: the file's
     permissions (unless strict_permissions is False) and its hash (when
-    sha256 is given), both before any of it runs. A bare name is checked
-    where the loader found it, which is after its constructors ran."""
+    sha256 is given), both before any of it runs."""
     given = resolved(path)
-    if strict_permissions and os.sep in given:
+    if strict_permissions:
         check_permissions(given)
     checked = None if sha256 is None else check_pin(given, sha256)
     library = Library(given)
-    if strict_permissions and os.sep not in given:
-        check_permissions(library.path)
     if checked is not None:
         same_file(library.path, checked)
     return library

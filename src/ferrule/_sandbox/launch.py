@@ -295,7 +295,7 @@ class Launch:
 
 
 def prepare(policy: Sandbox, plugin_path: str) -> Launch:
-    """A start for the plugin at ``plugin_path`` (a path: IsolatedPlugin refuses bare names in a sandbox)."""
+    """A start for the plugin at ``plugin_path`` (always a path: plugin_file resolves bare names)."""
     return Launch(policy, os.path.dirname(os.path.realpath(plugin_path)))
 
 

@@ -16,18 +16,17 @@ validate`` to tell a dependency that will be missing before a load fails.
 
 from __future__ import annotations
 
-import functools
 import os
-import struct
 import sysconfig
 from typing import NamedTuple
 
-from .._loader.elf import dynamic, file_machine, host_machine
+from .._loader.elf import dynamic
+from .._loader.ldcache import LD_CACHE, ld_cache, usable
 
 __all__ = ["Depends", "Located", "changed", "locate", "stamp", "watched"]
 
 _ARCH = sysconfig.get_config_var("MULTIARCH") or ""
-_SYSTEM = ("/etc/ld.so.cache", "/lib", "/usr/lib", "/lib64", "/usr/lib64",
+_SYSTEM = (LD_CACHE, "/lib", "/usr/lib", "/lib64", "/usr/lib64",
            *((f"/lib/{_ARCH}", f"/usr/lib/{_ARCH}") if _ARCH else ()))
 
 
@@ -120,70 +119,18 @@ def locate(name: str, *, rpath: tuple[str, ...] = (), runpath: tuple[str, ...] =
     RPATH of the program that loads the library, and a library of that
     name already loaded (the loader reuses it without a search)."""
     if "/" in name:
-        return Located(name, "path", "") if _usable(name) else None
+        return Located(name, "path", "") if usable(name) else None
     env = tuple(d for d in _ld_library_path().replace(";", ":").split(":") if d)
     for via, dirs in (("RPATH", rpath), ("LD_LIBRARY_PATH", env), ("RUNPATH", runpath)):
         for directory in dirs:
             candidate = os.path.join(directory, name)
-            if _usable(candidate):
+            if usable(candidate):
                 return Located(candidate, via, directory)
-    for candidate in _ld_cache().get(name, ()):
-        if _usable(candidate):
+    for candidate in ld_cache().get(name, ()):
+        if usable(candidate):
             return Located(candidate, "ld.so.cache", "")
     for directory in _SYSTEM[1:]:
         candidate = os.path.join(directory, name)
-        if _usable(candidate):
+        if usable(candidate):
             return Located(candidate, "system directory", directory)
     return None
-
-
-def _usable(path: str) -> bool:
-    """A file the loader would take: ELF, this process's word size and machine."""
-    try:
-        found = file_machine(path) if os.path.isfile(path) else None
-    except OSError:
-        return False
-    if found is None:
-        return False
-    machine, bits, _ = found
-    expected = host_machine()
-    return bits == struct.calcsize("P") * 8 and (expected is None or machine == expected)
-
-
-_CACHE_MAGIC = b"glibc-ld.so.cache1.1"  # the format glibc writes since 2.32 (before, after an older one)
-_CACHE_HEADER = struct.Struct("=20sII4xI12x")  # magic, nlibs, len_strings, flags+pad, extension_offset
-_CACHE_ENTRY = struct.Struct("=iIIIQ")  # flags, key, value, osversion, hwcap
-
-
-def _ld_cache() -> dict[str, tuple[str, ...]]:
-    """/etc/ld.so.cache as ldconfig -p lists it: file name to paths, in the
-    cache's order. Empty when it is missing or in a format not known here."""
-    try:
-        st = os.stat(_SYSTEM[0])
-    except OSError:
-        return {}
-    return _read_ld_cache(_SYSTEM[0], st.st_mtime_ns, st.st_size)
-
-
-@functools.lru_cache(maxsize=2)
-def _read_ld_cache(path: str, _mtime_ns: int, _size: int) -> dict[str, tuple[str, ...]]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return {}
-    base = data.find(_CACHE_MAGIC)  # string offsets count from the new format's header
-    if base < 0 or len(data) < base + _CACHE_HEADER.size:
-        return {}
-    _, count, _, _ = _CACHE_HEADER.unpack_from(data, base)
-
-    def string(at: int) -> str:
-        end = data.find(b"\0", base + at)
-        return data[base + at:end].decode("utf-8", "replace") if end >= 0 else ""
-
-    entries: dict[str, list[str]] = {}
-    start = base + _CACHE_HEADER.size
-    for index in range(min(count, (len(data) - start) // _CACHE_ENTRY.size)):
-        _, key, value, _, _ = _CACHE_ENTRY.unpack_from(data, start + index * _CACHE_ENTRY.size)
-        entries.setdefault(string(key), []).append(string(value))
-    return {name: tuple(paths) for name, paths in entries.items()}

@@ -34,6 +34,7 @@ from .._errors import IsolationError
 from .._sandbox import PROTECTIONS, Sandbox
 from .._sandbox.launch import Launch
 from .._loader import LIBRARY_SUFFIX
+from .._loader.library import plugin_file
 from .._spawn import python_command, signal_name
 from .cache import Entry, Stamp, StoredSpec, cache_file, load_cache, save_cache, stamp_of
 from .deps import Depends, stamp, watched
@@ -98,7 +99,7 @@ def describe_file(path: str, timeout: float = 10.0, sandbox: Sandbox | bool | No
     constructors and entry point run there; its init never runs), or the
     problem: for ``ferrule inspect``, which must not run plugin code in the
     shell's own process."""
-    path = os.path.abspath(path) if os.sep in path else path  # as load has it, for the same messages
+    path = plugin_file(path)  # as load finds it, for the same messages
     return _read_descriptors([path], timeout, _INSPECT_RETRY, sandbox)[path][0]
 
 
@@ -259,14 +260,8 @@ def _launch(paths: list[str], sandbox: Sandbox | bool | None) -> Launch | None:
     policy = _policy(sandbox)
     if policy is None:
         return None
-    bare = [p for p in paths if os.sep not in p]
-    if bare:  # found by the loader, with advice about the current directory: the host's view
-        if sandbox is None:
-            return None
-        raise ValueError(f"a sandboxed worker reads libraries given as paths, not the bare name {bare[0]!r}: "
-                         "the sandbox shows it only the libraries' own directories")
     places: dict[str, None] = {}
-    for path in paths:
+    for path in paths:  # (paths: plugin_file made bare names into paths)
         places[os.path.dirname(path)] = None
         places[os.path.dirname(os.path.realpath(path))] = None  # where a link leads
         try:
@@ -429,7 +424,7 @@ def _outcome_of(current: str, kind: str, body: object, timeout: float, advice: s
     if kind == "plugin":
         try:
             spec = PluginSpec.from_json(body)
-            if spec.path != current and os.sep in current:  # (a bare name: where the loader found it)
+            if spec.path != current:
                 raise SpecError(f"the spec of {spec.path}")
             return spec, True, None
         except SpecError as exc:

@@ -24,7 +24,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from .._scan.deps import locate
+from .._errors import LibraryNotFoundError
+from .._loader.library import plugin_file
 from .._spawn import python_command, signal_name
 from .files import file_checks
 from .report import STATUSES, Check, Report
@@ -75,17 +76,15 @@ def validate(path: str, *, level: int = 3, seed: int | None = None, repeats: int
 
 
 def _file_checks(path: str, glibc: str | None) -> list[Check]:
-    """The file checks, of the file load opens: for a bare name, the one the
-    dynamic loader finds (never one in the current directory)."""
-    if os.sep in path:
-        return file_checks(path, glibc=glibc)
-    found = locate(path)
-    if found is None:
-        reason = (f"not run: no {path} where the dynamic loader looks (LD_LIBRARY_PATH, ld.so.cache, the system "
-                  "directories; a bare name is never looked up in the current directory): see load")
-        return [Check("file.elf", "an ELF shared library for this interpreter", "skip", reason)]
-    checks = file_checks(found.path, glibc=glibc)
-    checks[0].details.insert(0, f"{path} is {found.path}, found through {found.via}: the file load opens")
+    """The file checks, of the file load opens: for a bare name, the one in
+    FERRULE_PATH (never one on the loader path or in the current directory)."""
+    try:
+        found = plugin_file(path)
+    except LibraryNotFoundError as exc:
+        return [Check("file.elf", "an ELF shared library for this interpreter", "skip", f"not run: {exc}")]
+    checks = file_checks(found, glibc=glibc)
+    if os.sep not in path:
+        checks[0].details.insert(0, f"{path} is {found}, found through FERRULE_PATH: the file load opens")
     return checks
 
 
