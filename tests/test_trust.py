@@ -140,3 +140,93 @@ def test_an_isolated_plugin_is_not_restarted_from_a_file_made_writable(built: Bu
             plugin.add(2, 3)
     finally:
         plugin.close()
+
+
+# -- allowlists for scans and discovery
+
+
+@pytest.fixture
+def vetted(built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    """A plugin directory with the fixture and a library whose constructor
+    leaves a marker file behind whenever anything opens it."""
+    monkeypatch.setenv("FERRULE_CACHE_DIR", str(tmp_path / "cache"))
+    directory = tmp_path / "plugins"
+    directory.mkdir()
+    shutil.copy(built.fixture, directory / "libfixture.so")
+    marker = tmp_path / "opened"
+    compile_plugin(C_DIR / "scan_attacker.c", directory / "libunvetted.so", "-DATTACK_CACHE", f'-DCACHE="{marker}"')
+    return directory, directory / "libunvetted.so", marker
+
+
+@pytest.mark.parametrize("sandbox", [False, None])
+def test_a_scan_with_an_allowlist_never_opens_what_it_does_not_hold(vetted: tuple[Path, Path, Path],
+                                                                      sandbox: bool | None) -> None:
+    directory, unvetted, marker = vetted
+    good = directory / "libfixture.so"
+    result = ferrule.scan([directory], allow=[sha256(good)], sandbox=sandbox)
+    assert [p.path for p in result.plugins] == [str(good)]
+    assert result.plugins[0].sha256 == sha256(good)
+    (problem,) = result.problems
+    assert (problem.path, problem.kind, problem.error) == (str(unvetted), "rejected", "PinMismatchError")
+    assert problem.message == (f"{unvetted} has SHA-256 {sha256(unvetted)}, which is not in the allowlist, so none of "
+                               f"it ran: vet it, then add its hash (sha256sum {unvetted})")
+    assert not marker.exists()
+    # Warm, from the cache: the hashes are the cache's, and still checked.
+    again = ferrule.scan([directory], allow=["sha256:" + sha256(good).upper()], sandbox=sandbox)
+    assert again.plugins == result.plugins and [p.error for p in again.problems] == ["PinMismatchError"]
+    assert not marker.exists()
+    # Allowed, it is opened (the attack is real) and blocklisted or rejected as before.
+    ferrule.scan([directory], allow=[sha256(good), sha256(unvetted)], sandbox=sandbox)
+    assert marker.exists() == (sandbox is False or not _bwrap())  # the sandbox hides the marker's directory
+
+
+def _bwrap() -> bool:
+    from ferrule._sandbox import launch
+
+    return launch.bwrap()[0] is not None
+
+
+def test_load_of_a_scanned_plugin_is_pinned_to_what_was_scanned(vetted: tuple[Path, Path, Path],
+                                                                 built: Built) -> None:
+    directory, _, _ = vetted
+    (info,) = ferrule.scan([directory], sandbox=False).plugins
+    assert info.sha256 == sha256(directory / "libfixture.so")
+    with ferrule.load(info) as plugin:
+        assert plugin.add(2, 3) == 5
+    shutil.copy(built.greeter, directory / "libfixture.so")  # replaced after the scan
+    for load in (lambda: ferrule.load(info), lambda: ferrule.load(info, isolated=True),
+                 lambda: ferrule.PluginHost().load(info)):
+        with pytest.raises(ferrule.PinMismatchError, match=f"not the {info.sha256} it is pinned to"):
+            load()
+
+
+def test_ferrule_list_takes_an_allowlist_as_sha256sum_writes_it(vetted: tuple[Path, Path, Path],
+                                                                tmp_path: Path) -> None:
+    directory, unvetted, marker = vetted
+    good = directory / "libfixture.so"
+    allowed = tmp_path / "allowed.sha256"
+    allowed.write_text(subprocess.run(["sha256sum", str(good)], capture_output=True, text=True, check=True).stdout
+                       + "# vetted on 2026-12-01\n\n")
+    proc = subprocess.run([sys.executable, "-m", "ferrule", "list", str(directory), "--allow", str(allowed), "--json",
+                           "--sandbox", "off"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = __import__("json").loads(proc.stdout)
+    assert [(p["path"], p["sha256"]) for p in doc["plugins"]] == [(str(good), sha256(good))]
+    assert [p["error"] for p in doc["problems"]] == ["PinMismatchError"]
+    assert not marker.exists()
+    allowed.write_text("not-a-digest  libfixture.so\n")
+    proc = subprocess.run([sys.executable, "-m", "ferrule", "list", str(directory), "--allow", str(allowed)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert f"{allowed}, line 1: 'not-a-digest  libfixture.so' does not start with a SHA-256 digest" in proc.stderr
+
+
+@pytest.mark.parametrize(("allow", "error", "message"), [
+    ("0" * 64, TypeError, "allow= takes an iterable of SHA-256 digests"),
+    (["abc"], ValueError, "sha256 must be 64 hex digits"),
+])
+def test_allowlist_mistakes(tmp_path: Path, allow: object, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        ferrule.scan([tmp_path], allow=allow)  # type: ignore[arg-type]
+    with pytest.raises(error, match=message):
+        ferrule.discover(allow=allow)  # type: ignore[arg-type]

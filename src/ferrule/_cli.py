@@ -17,6 +17,7 @@ from ._codegen import generate as _generate
 from ._errors import FerruleError
 from ._load import load
 from ._scan.discover import DEFAULT_GROUP, discover
+from ._loader.pin import read_allowlist
 from ._scan.scan import PluginInfo, ScanProblem, describe_file, scan
 from ._scaffold import ScaffoldError
 from ._scaffold import add_parser as _add_new_parser
@@ -192,6 +193,7 @@ def _info_json(info: PluginInfo) -> dict[str, Any]:
         "functions": [{"name": name, "signature": sig} for name, sig in info.functions],
         "interfaces": [{"id": i, "revision": rev, "name": name} for i, rev, name in info.interfaces],
         **({"entry_point": info.entry_point, "distribution": info.distribution} if info.entry_point else {}),
+        "sha256": info.sha256,
     }
 
 
@@ -213,12 +215,13 @@ def _list(args: argparse.Namespace) -> int:
         raise ValueError("list takes DIRs or --installed, not both: --installed lists the plugins installed as "
                          "Python distributions")
     try:
+        allow = None if args.allow is None else read_allowlist(args.allow)
         if args.installed:
             result = discover(args.group, timeout=args.timeout, cache=not args.no_cache, refresh=args.refresh,
-                              sandbox=_SANDBOX_MODES[args.sandbox])
+                              sandbox=_SANDBOX_MODES[args.sandbox], allow=allow)
         else:
             result = scan(args.dirs or None, timeout=args.timeout, cache=not args.no_cache, refresh=args.refresh,
-                          sandbox=_SANDBOX_MODES[args.sandbox])
+                          sandbox=_SANDBOX_MODES[args.sandbox], allow=allow)
     except OSError as exc:  # a DIR that does not exist or cannot be listed
         text = exc.strerror or str(exc)
         if exc.filename and str(exc.filename) not in text:
@@ -335,6 +338,9 @@ def _parser() -> argparse.ArgumentParser:
     list_cmd.add_argument("--timeout", type=float, default=10.0, metavar="S",
                           help="seconds one library may take before it is blocklisted as hung (default 10)")
     _sandbox_option(list_cmd)
+    list_cmd.add_argument("--allow", metavar="FILE", default=None,
+                          help="an allowlist: list only libraries whose SHA-256 is in FILE (as sha256sum writes it); "
+                          "the others are problems and never opened")
     list_cmd.set_defaults(run=_list)
     _generate.add_parser(sub)
     _add_new_parser(sub)

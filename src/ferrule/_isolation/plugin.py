@@ -29,7 +29,7 @@ from .._call import accelerator
 from .._call.gate import new_gate
 from .._sandbox import Sandbox, SandboxReport
 from .._sandbox.launch import prepare
-from .._loader.pin import check_permissions, check_pin, identity, resolved, same_file
+from .._loader.pin import check_permissions, check_pin, identity, pin_of, resolved, same_file
 from .._errors import (
     CallCancelledError,
     FerruleError,
@@ -168,6 +168,7 @@ class IsolatedPlugin:
         # by the same relative name.
         self._request_path = resolved(path)
         self._identity: tuple[int, int, int, int] | None = None  # of the file first loaded
+        sha256 = pin_of(path, sha256)
         self._sha256 = sha256
         self._strict = strict_permissions
         if strict_permissions:

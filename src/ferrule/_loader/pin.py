@@ -22,7 +22,8 @@ from .._errors import PinMismatchError, UnsafeFileError
 from .elf import open_regular
 from .library import Library, plugin_file
 
-__all__ = ["Identity", "check_permissions", "check_pin", "identity", "plugin_library", "resolved", "same_file"]
+__all__ = ["Identity", "allowlist", "check_permissions", "check_pin", "file_sha256", "identity", "pin_of", "plugin_library",
+           "read_allowlist", "resolved", "same_file"]
 
 Identity = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -35,16 +36,49 @@ def _expected(sha256: object) -> str:
     return sha256.removeprefix("sha256:").lower()
 
 
-def check_pin(path: str, sha256: object) -> Identity:
-    """Raise PinMismatchError unless the file at path has this SHA-256 (hex,
-    optionally prefixed "sha256:"); return the identity of the file hashed."""
-    expected = _expected(sha256)
+def file_sha256(path: str) -> tuple[str, os.stat_result]:
+    """The SHA-256 (hex) of a regular file's contents, and its stat as
+    opened: the hash is of that file, whatever the path names later."""
     digest = hashlib.sha256()
     with open_regular(path) as f:
         st = os.fstat(f.fileno())
         while chunk := f.read(1 << 20):
             digest.update(chunk)
-    found = digest.hexdigest()
+    return digest.hexdigest(), st
+
+
+def allowlist(allow: object) -> frozenset[str]:
+    """The SHA-256 digests of an allowlist: an iterable of hex digests, each
+    optionally "sha256:"-prefixed (ValueError for anything else)."""
+    if isinstance(allow, (str, bytes)) or not hasattr(allow, "__iter__"):
+        raise TypeError(f"allow= takes an iterable of SHA-256 digests (hex), got {type(allow).__name__}: "
+                        "for one, write allow=[digest]")
+    return frozenset(_expected(item) for item in allow)
+
+
+def read_allowlist(path: str) -> frozenset[str]:
+    """An allowlist file: what ``sha256sum`` prints ("<digest>  <file>" a
+    line; the file names are not used), or one digest a line. Blank lines
+    and lines starting with # are skipped."""
+    digests = []
+    with open_regular(path) as f:
+        for number, raw in enumerate(f.read(64 << 20).decode("utf-8", "replace").splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            first = line.split()[0].removeprefix("\\")  # sha256sum escapes names with a leading backslash
+            if not _HEX.fullmatch(first.removeprefix("sha256:")):
+                raise ValueError(f"{path}, line {number}: {line[:80]!r} does not start with a SHA-256 digest (64 hex "
+                                 "digits); write the file with sha256sum, or one digest a line")
+            digests.append(first)
+    return allowlist(digests)
+
+
+def check_pin(path: str, sha256: object) -> Identity:
+    """Raise PinMismatchError unless the file at path has this SHA-256 (hex,
+    optionally prefixed "sha256:"); return the identity of the file hashed."""
+    expected = _expected(sha256)
+    found, st = file_sha256(path)
     if found != expected:
         raise PinMismatchError(
             f"{path} has SHA-256 {found}, not the {expected} it is pinned to: it is not the file that was vetted, so "
@@ -108,6 +142,16 @@ def check_permissions(path: str) -> None:
                               f"{directory}){fix}")
 
 
+def pin_of(path: object, sha256: str | None) -> str | None:
+    """The pin a load uses: ``sha256`` if given, else the SHA-256 a path-like
+    object carries (a PluginInfo from a scan: what was scanned is what runs)."""
+    if sha256 is None and isinstance(path, os.PathLike):
+        carried = getattr(path, "sha256", None)
+        if isinstance(carried, str) and carried:
+            return carried
+    return sha256
+
+
 def plugin_library(path: str | os.PathLike[str], sha256: str | None, strict_permissions: bool = True) -> Library:
     """Library(path) for a plugin, after the trust checks: the file's
     permissions (unless strict_permissions is False) and its hash (when
@@ -115,6 +159,7 @@ def plugin_library(path: str | os.PathLike[str], sha256: str | None, strict_perm
     given = resolved(path)
     if strict_permissions:
         check_permissions(given)
+    sha256 = pin_of(path, sha256)
     checked = None if sha256 is None else check_pin(given, sha256)
     library = Library(given)
     if checked is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import zlib
 from typing import Any, NamedTuple
@@ -54,11 +55,11 @@ class StoredSpec:
     def path(self) -> str:
         return str(self.json["path"])
 
-    def info(self) -> PluginInfo:
+    def info(self, sha256: str | None = None) -> PluginInfo:
         data = self.json
         return PluginInfo(data["path"], data["id"], data["name"], data["version"], data["description"], data["license"],
                           tuple(data["abi_version"]), function_listing(data["functions"]),
-                          offer_listing(data["offers"]))
+                          offer_listing(data["offers"]), sha256=sha256)
 
     def __eq__(self, other: object) -> bool:
         mine = self.spec
@@ -86,6 +87,7 @@ class Entry(NamedTuple):
     # mtime back (unzip keeps a wheel's fixed 1980 times), not a ctime.
     ctime_ns: int = 0
     ino: int = 0
+    sha256: str = ""  # of the file read (hex); "" in an entry written before ferrule kept it
 
     @property
     def stamp(self) -> Stamp:
@@ -187,7 +189,7 @@ def _digest(data: bytes) -> str | None:
 
 
 def _own_entry(path: str, value: dict[str, Any]) -> Entry:
-    times = value.get("ctime_ns", 0), value.get("ino", 0)
+    times = value.get("ctime_ns", 0), value.get("ino", 0), value.get("sha256", "")
     if "plugin" in value:
         return Entry(value["size"], value["mtime_ns"], StoredSpec(value["plugin"]), None, *times)
     problem = value["problem"]
@@ -199,7 +201,8 @@ def _own_entry(path: str, value: dict[str, Any]) -> Entry:
 
 _PLUGIN_ENTRY = frozenset({"size", "mtime_ns", "plugin"})
 _PROBLEM_ENTRY = frozenset({"size", "mtime_ns", "problem"})
-_OPTIONAL = frozenset({"ctime_ns", "ino", "depends"})
+_OPTIONAL = frozenset({"ctime_ns", "ino", "depends", "sha256"})
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _PROBLEM_FIELDS = frozenset({"kind", "error", "message"})
 _PROBLEM_KINDS = ("rejected", "crashed", "hung")
 _INT = {int}  # type() is int: a JSON true is a bool, not an int
@@ -230,8 +233,11 @@ def _parse_entry(path: str, value: Any) -> Entry:
             and type(ino) is int and ino >= 0):
         raise _Malformed(f"size {_short(size)}, mtime_ns {_short(mtime_ns)}, ctime_ns {_short(ctime_ns)} and ino "
                          f"{_short(ino)}, expected integers")
+    sha256 = value.get("sha256", "")
+    if not (type(sha256) is str and (sha256 == "" or _SHA256.fullmatch(sha256))):
+        raise _Malformed(f"sha256 {_short(sha256)}, expected 64 lowercase hex digits")
     return Entry(size, mtime_ns, result, _parse_depends(value["depends"]) if "depends" in value else None,
-                 ctime_ns, ino)
+                 ctime_ns, ino, sha256)
 
 
 def _parse_depends(value: Any) -> Depends:
@@ -271,7 +277,7 @@ def dump_cache(entries: dict[str, Entry]) -> bytes:
             if entry.depends is not None:
                 body["depends"] = {"env": entry.depends.ld_library_path, "paths": [list(p) for p in entry.depends.paths]}
         out[path] = {"size": entry.size, "mtime_ns": entry.mtime_ns, "ctime_ns": entry.ctime_ns, "ino": entry.ino,
-                     **body}
+                     **({"sha256": entry.sha256} if entry.sha256 else {}), **body}
     # ASCII with escapes: file names that are not UTF-8 round-trip. The
     # digest of the entries text lets the reader skip checking each entry.
     text = json.dumps(out, separators=(",", ":")).encode("ascii")

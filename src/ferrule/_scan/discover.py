@@ -19,13 +19,15 @@ import importlib.metadata as metadata
 import os
 import re
 import sys
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from .._abi.spec import ID_RE
+from .._loader.pin import allowlist
 from .cache import Stamp, stamp_of
 from .results import PluginInfo, ScanProblem, ScanResult
 from .._sandbox import Sandbox
-from .scan import Results, _policy, check_timeout, result_of, scan_files
+from .scan import _policy, check_timeout, result_of, scan_files
 
 __all__ = ["DEFAULT_GROUP", "InstalledPlugin", "discover", "installed", "parse_value"]
 
@@ -89,7 +91,8 @@ def installed(group: str = DEFAULT_GROUP) -> tuple[list[InstalledPlugin], list[S
 
 
 def discover(group: str = DEFAULT_GROUP, *, timeout: float = 10.0, cache: bool = True,
-             refresh: bool = False, sandbox: Sandbox | bool | None = None) -> ScanResult:
+             refresh: bool = False, sandbox: Sandbox | bool | None = None,
+             allow: Iterable[str] | None = None) -> ScanResult:
     """Find the plugins installed as Python distributions, without loading them.
 
     Reads the entry points of ``group`` (``importlib.metadata``; nothing is
@@ -98,10 +101,12 @@ def discover(group: str = DEFAULT_GROUP, *, timeout: float = 10.0, cache: bool =
     upgraded or uninstalled since the last call is seen. Each PluginInfo
     has its ``entry_point`` and ``distribution`` set; a library that does
     not implement an interface its entry point declares is a problem.
-    ``sandbox`` is as for ``scan``. ``ferrule.load(info)`` loads one.
+    ``sandbox`` and ``allow`` (an allowlist of SHA-256 digests) are as for
+    ``scan``. ``ferrule.load(info)`` loads one, pinned to its hash.
     """
     check_timeout("discover()", timeout)
     _policy(sandbox)
+    allowed = None if allow is None else allowlist(allow)
     if not isinstance(group, str) or not group:
         raise TypeError(f"discover() group must be an entry-point group name, got {group!r}")
     plugins, problems = installed(group)
@@ -114,9 +119,9 @@ def discover(group: str = DEFAULT_GROUP, *, timeout: float = 10.0, cache: bool =
         found[plugin.path] = stamp_of(st)
     # Entries of uninstalled plugins (files gone from the import path) leave the cache.
     site = tuple(os.path.join(os.path.abspath(p), "") for p in sys.path if p)
-    results: Results = scan_files(found, timeout=timeout, cache=cache, refresh=refresh,
+    results, digests = scan_files(found, timeout=timeout, cache=cache, refresh=refresh, allow=allowed,
                                   forget=lambda path: path.startswith(site) and not os.path.exists(path), sandbox=sandbox)
-    scanned = result_of(results, ())
+    scanned = result_of(results, (), digests)
     by_path = {info.path: info for info in scanned.plugins}
     infos: list[PluginInfo] = []
     for plugin in plugins:

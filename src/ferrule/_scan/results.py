@@ -21,7 +21,9 @@ class PluginInfo:
     id, revision, implementation name) triples, both in descriptor order.
     ``entry_point`` and ``distribution`` name the entry point and the
     installed distribution it came from (``discover``), None from ``scan``.
-    A PluginInfo is path-like: ``ferrule.load(info)`` loads its library.
+    ``sha256`` is the SHA-256 of the file whose descriptor was read. A
+    PluginInfo is path-like: ``ferrule.load(info)`` loads its library, pinned
+    to that hash (a file replaced since the scan raises PinMismatchError).
     """
 
     path: str
@@ -35,6 +37,7 @@ class PluginInfo:
     interfaces: tuple[tuple[str, int, str], ...]
     entry_point: str | None = None
     distribution: str | None = None
+    sha256: str | None = None  # of the file the descriptor was read from; load(info) pins it
 
     def __fspath__(self) -> str:
         return self.path
@@ -76,10 +79,10 @@ class ScanResult:
         return tuple(p for p in self.problems if p.kind != "rejected")
 
 
-def info(spec: PluginSpec) -> PluginInfo:
+def info(spec: PluginSpec, sha256: str | None = None) -> PluginInfo:
     """The public view of a plugin spec."""
     made = object.__new__(PluginInfo)  # the fields at once: a frozen dataclass's __init__ sets them one by one
-    made.__dict__.update(zip(_INFO_FIELDS, _SPEC_FIELDS(spec)), entry_point=None, distribution=None)
+    made.__dict__.update(zip(_INFO_FIELDS, _SPEC_FIELDS(spec)), entry_point=None, distribution=None, sha256=sha256)
     return made
 
 

@@ -30,11 +30,12 @@ from collections.abc import Callable, Iterable
 from typing import IO
 
 from .._abi.spec import PluginSpec, SpecError
-from .._errors import IsolationError
+from .._errors import FerruleError, IsolationError
 from .._sandbox import PROTECTIONS, Sandbox
 from .._sandbox.launch import Launch
 from .._loader import LIBRARY_SUFFIX
 from .._loader.library import plugin_file
+from .._loader.pin import allowlist, file_sha256
 from .._spawn import python_command, signal_name
 from .cache import Entry, Stamp, StoredSpec, cache_file, load_cache, save_cache, stamp_of
 from .deps import Depends, stamp, watched
@@ -52,7 +53,8 @@ _TAIL_LINES = 5  # of a crashed worker's stderr, quoted in the problem
 
 
 def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float = 10.0, cache: bool = True,
-         refresh: bool = False, sandbox: Sandbox | bool | None = None) -> ScanResult:
+         refresh: bool = False, sandbox: Sandbox | bool | None = None,
+         allow: Iterable[str] | None = None) -> ScanResult:
     """Find the plugins in ``dirs`` and in ``$FERRULE_PATH``, without loading them.
 
     Lists the files whose names end in the platform's library suffix in
@@ -71,11 +73,17 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
     libraries, what they need to load, and nothing else of the host: with
     ``sandbox=None`` wherever this machine can make one, with True (or a
     Sandbox) always, or SandboxError; False runs a plain worker.
+
+    ``allow``, SHA-256 digests (hex, as ``sha256sum`` prints them), is an
+    allowlist: a library whose hash is not in it is reported as a problem
+    (PinMismatchError) and never opened, not even by the worker. Each
+    PluginInfo carries its file's ``sha256``, and ``load(info)`` pins it.
     """
     if isinstance(dirs, (str, bytes, os.PathLike)):
         raise TypeError(f"scan() takes an iterable of directories, got the single path {dirs!r}: wrap it in a list")
     check_timeout("scan()", timeout)
     _policy(sandbox)  # a wrong type fails now, not only when a library needs reading
+    allowed = None if allow is None else allowlist(allow)
 
     found: dict[str, Stamp] = {}
     listed: list[str] = []
@@ -86,9 +94,9 @@ def scan(dirs: Iterable[str | os.PathLike[str]] | None = None, *, timeout: float
             listed.append(directory)
 
     searched = set(listed)  # cache entries of files gone from these are forgotten
-    results = scan_files(found, timeout=timeout, cache=cache, refresh=refresh,
-                         forget=lambda path: os.path.dirname(path) in searched, sandbox=sandbox)
-    return result_of(results, tuple(listed))
+    results, digests = scan_files(found, timeout=timeout, cache=cache, refresh=refresh,
+                                  forget=lambda path: os.path.dirname(path) in searched, sandbox=sandbox, allow=allowed)
+    return result_of(results, tuple(listed), digests)
 
 
 Results = dict[str, "PluginSpec | StoredSpec | ScanProblem"]
@@ -112,28 +120,65 @@ def check_timeout(caller: str, timeout: object) -> None:
 
 
 def scan_files(found: dict[str, Stamp], *, timeout: float, cache: bool, refresh: bool,
-               forget: Callable[[str], bool], sandbox: Sandbox | bool | None = None) -> Results:
+               forget: Callable[[str], bool], sandbox: Sandbox | bool | None = None,
+               allow: frozenset[str] | None = None) -> tuple[Results, dict[str, str]]:
     """Each found file's spec or problem (path -> its stat stamp in),
-    from the cache where the file is unchanged, else from a worker. Cache
-    entries of files not found for which ``forget`` is true are dropped."""
+    from the cache where the file is unchanged, else from a worker, and the
+    SHA-256 of each file read. With ``allow`` (SHA-256 digests) a file whose
+    hash is not in it is a problem and never read. Cache entries of files
+    not found for which ``forget`` is true are dropped."""
     path_of_cache = cache_file()
     entries, changed = load_cache(path_of_cache) if cache else ({}, False)
     results: Results = {}
+    digests: dict[str, str] = {}
     pending: list[str] = []
     for path, stamp in found.items():
         entry = entries.get(path)
-        if (entry is not None and not refresh and entry.stamp == stamp
-                and not dependencies_changed(entry.depends)):
+        fresh = (entry is not None and not refresh and entry.stamp == stamp
+                 and not dependencies_changed(entry.depends))
+        digest = entry.sha256 if fresh and entry is not None else ""
+        if not digest and (allow is not None or not fresh):
+            # Hashed here, before any of it runs: the worker is told only of files that pass.
+            try:
+                digest, st = file_sha256(path)
+            except (OSError, FerruleError) as exc:
+                if allow is not None:
+                    results[path] = ScanProblem(path, "rejected", type(exc).__name__,
+                                                f"{path}: cannot read it to check it against the allowlist ({exc})")
+                    continue
+            else:
+                if stamp_of(st) != stamp:  # changed since it was listed: what was hashed is what is read
+                    found[path] = stamp = stamp_of(st)
+                    fresh = False
+                elif fresh and entry is not None:  # an entry from before ferrule kept hashes
+                    entries[path] = entry._replace(sha256=digest)
+                    changed = True
+        if allow is not None and digest not in allow:
+            results[path] = ScanProblem(path, "rejected", "PinMismatchError", (
+                f"{path} has SHA-256 {digest}, which is not in the allowlist, so none of it ran: vet it, then add its "
+                f"hash (sha256sum {path})"))
+            continue
+        if digest:
+            digests[path] = digest
+        if fresh and entry is not None:
             results[path] = entry.result
         else:
             pending.append(path)
 
     if pending:
         for path, (result, keep, depends) in _read_descriptors(sorted(pending), timeout, None, sandbox).items():
+            try:
+                now: Stamp | None = stamp_of(os.stat(path))
+            except OSError:
+                now = None
+            if now != found[path]:  # replaced while the worker read it: the hash may be of another file
+                result, keep = ScanProblem(path, "rejected", "LibraryError",
+                                           f"{path} changed while it was being scanned: scan again"), False
+                digests.pop(path, None)
             results[path] = result
             if keep:
                 size, mtime_ns, ctime_ns, ino = found[path]
-                entries[path] = Entry(size, mtime_ns, result, depends, ctime_ns, ino)
+                entries[path] = Entry(size, mtime_ns, result, depends, ctime_ns, ino, digests.get(path, ""))
                 changed = True
             elif entries.pop(path, None) is not None:
                 changed = True
@@ -142,13 +187,14 @@ def scan_files(found: dict[str, Stamp], *, timeout: float, cache: bool, refresh:
         del entries[path]
     if cache and (changed or gone):
         save_cache(path_of_cache, entries)
-    return results
+    return results, digests
 
 
-def result_of(results: Results, directories: tuple[str, ...]) -> ScanResult:
+def result_of(results: Results, directories: tuple[str, ...], digests: dict[str, str] | None = None) -> ScanResult:
     ordered = sorted(results.items())
+    sha = (digests or {}).get
     return ScanResult(
-        plugins=tuple(r.info() if isinstance(r, StoredSpec) else info(r) for _, r in ordered
+        plugins=tuple(r.info(sha(p)) if isinstance(r, StoredSpec) else info(r, sha(p)) for p, r in ordered
                       if not isinstance(r, ScanProblem)),
         problems=tuple(r for _, r in ordered if isinstance(r, ScanProblem)),
         directories=directories,
