@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up on a fresh machine, build the example plugins (Rust, C and C++) and
 # run the example hosts: examples/host.py (plugin functions), the text
-# pipeline of examples/pipeline (host-defined interfaces and a service) and
-# the C++ wordstat plugin.
+# pipeline of examples/pipeline (host-defined interfaces and a service), in
+# process and isolated, and the C++ wordstat plugin.
 set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")/.."
@@ -18,5 +18,8 @@ c++ -std=c++17 -Wall -Wextra -Werror -shared -fPIC -fvisibility=hidden -O2 -I sd
 python3 examples/host.py target/release/libgreeter.so build/libcalc.so
 echo
 python3 examples/pipeline/app.py target/release/libtextkit.so build/libtextkit_c.so
+echo
+echo "== the same pipeline, each plugin in a child process of its own (--sandbox: also sandboxed)"
+python3 examples/pipeline/app.py --isolated target/release/libtextkit.so build/libtextkit_c.so | tail -n 2
 echo
 python3 examples/cpp_plugin/use.py build/libwordstat.so

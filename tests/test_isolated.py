@@ -275,10 +275,63 @@ def test_argument_checks_of_load(built: Built) -> None:
             ferrule.load(built.hostile, isolated=True, **bad)
 
 
-def test_interfaces_say_they_are_in_process_only(iso: Any) -> None:
-    with pytest.raises(ferrule.FerruleError, match="interfaces are not available in isolated mode"):
-        iso.implementations(object)
-    assert iso.interfaces == ()
+def test_a_plugin_without_interfaces_offers_none_isolated(iso: Any) -> None:
+    from tests import iface_proxies as proxies
+
+    assert iso.interfaces == () and iso.implementations(proxies.Counter) == []
+    with pytest.raises(LookupError, match="offers no implementation of org.ferrule.test.counter/1"):
+        iso.create(proxies.Counter)
+
+
+def test_an_isolated_instance_is_lost_with_its_process(built: Built, caplog: pytest.LogCaptureFixture) -> None:
+    """Its state was in the child: after the child ends, its calls raise and
+    the plugin's restart does not bring it back; a new instance works."""
+    from tests import iface_proxies as proxies
+
+    host = ferrule.PluginHost()
+    plugin = host.load(built.ifaces_c, isolated=True, timeout=30)
+    assert plugin in host.plugins
+    assert [i.name for i in host.implementations(proxies.Counter)] == ["c-counter", "c-counter-b"]
+    counter = host.create(proxies.Counter)
+    assert counter is not None and counter.add(5) == 5
+    pid = plugin.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(ferrule.PluginCrashedError):
+        counter.add(1)
+    with pytest.raises(ferrule.IsolationError, match="Counter instance 'c-counter' of plugin 'org.ferrule.test.ifaces_c' "
+                                                     "was lost when the plugin's process ended"):
+        counter.add(1)
+    again = plugin.create(proxies.Counter)  # a fresh child
+    assert plugin.pid != pid and again.add(2) == 2
+    counter.close()  # nothing to destroy: it went with its process
+    again.close()
+    plugin.close()
+    assert plugin not in host.plugins
+
+
+def test_an_isolated_instance_collected_unclosed_is_destroyed(built: Built, caplog: pytest.LogCaptureFixture) -> None:
+    from tests import iface_proxies as proxies
+
+    caplog.set_level(logging.INFO, logger="ferrule.plugin")
+    with ferrule.PluginHost().load(built.ifaces_c, isolated=True, timeout=30) as plugin:
+        counter = plugin.create(proxies.Counter, "c-counter-b")
+        assert counter.add(3) == 3
+        del counter
+        gc.collect()
+        assert plugin.query_missing() is True  # the next request destroys it first, in the child
+        assert "destroy c-counter-b" in [r.getMessage() for r in caplog.records]
+
+
+def test_closing_an_isolated_plugin_ends_its_instances(built: Built) -> None:
+    from tests import iface_proxies as proxies
+
+    plugin = ferrule.PluginHost().load(built.ifaces_c, isolated=True, timeout=30)
+    counter = plugin.create(proxies.Counter)
+    plugin.close()
+    with pytest.raises(ferrule.PluginClosedError, match="plugin 'org.ferrule.test.ifaces_c' is closed"):
+        counter.add(1)
+    counter.close()
 
 
 def test_closed_plugin_refuses_calls(built: Built) -> None:

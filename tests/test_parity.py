@@ -11,7 +11,11 @@ The paths:
   (the parity plugin's Parity implementation "direct");
 - ``service``: methods of its ParityValues implementation "relay", which
   forwards every call through host->call to a Python service (below) that
-  computes what the C functions compute.
+  computes what the C functions compute;
+- ``isolated-method`` and ``isolated-service``: the same two, the plugin
+  loaded through a PluginHost with isolated=True: the instances live in the
+  child and the relay's host->call crosses the channel to the service here;
+- ``sandboxed-service``: the relay again, in the default ferrule.Sandbox().
 
 A case runs on a path unless the path lacks the function (structs exist only
 as methods; a service takes no host functions) or the case says why not
@@ -41,9 +45,11 @@ TABLE = json.loads((Path(__file__).parent / "parity" / "cases.json").read_text()
 assert TABLE["format"] == 1
 CASES: list[dict[str, Any]] = TABLE["cases"]
 PLUGIN_ID = "org.ferrule.tests.parity"
-PATHS = ["c", "cffi", "isolated", "sandboxed", "method", "service"]
+PATHS = ["c", "cffi", "isolated", "sandboxed", "method", "service", "isolated-method", "isolated-service",
+         "sandboxed-service"]
 # Below these, a path has lost cases it should run (the table has 200).
-MINIMUM = {"c": 170, "cffi": 170, "isolated": 170, "sandboxed": 170, "method": 190, "service": 150}
+MINIMUM = {"c": 170, "cffi": 170, "isolated": 170, "sandboxed": 170, "method": 190, "service": 150,
+           "isolated-method": 190, "isolated-service": 150, "sandboxed-service": 150}
 NO_SANDBOX = launch.bwrap()[1]  # why the sandboxed path cannot run here, or ""
 
 
@@ -55,6 +61,8 @@ class CallPath:
 
     def __init__(self, name: str, owner: Any, target: str, prefix: str = "", service_errors: bool = False):
         self.name = name
+        # The path whose not_on reasons hold here too: an isolated method is a method.
+        self.family = name.rsplit("-", 1)[-1]
         self.owner = owner  # the plugin or instance its callables belong to
         self.target = target  # how close() refusals name it
         self.prefix = prefix  # "Parity." for methods
@@ -160,10 +168,25 @@ def paths(built: Built) -> Iterator[dict[str, CallPath]]:
     relay = host.load(built.parity).create(api.ParityValues, "relay")
     made["service"] = CallPath("service", relay, f"ParityValues instance 'relay' of {target}", "ParityValues.",
                                service_errors=True)
+    isolated_host = ferrule.PluginHost()
+    isolated_host.provide(api.ParityValues, ParityService())
+    isolated = isolated_host.load(built.parity, isolated=True, timeout=30)
+    made["isolated-method"] = CallPath("isolated-method", isolated.create(api.Parity, "direct"),
+                                       f"Parity instance 'direct' of {target}", "Parity.")
+    made["isolated-service"] = CallPath("isolated-service", isolated.create(api.ParityValues, "relay"),
+                                        f"ParityValues instance 'relay' of {target}", "ParityValues.",
+                                        service_errors=True)
+    if not NO_SANDBOX:
+        sandboxed = isolated_host.load(built.parity, isolated=True, timeout=30, sandbox=True)
+        made["sandboxed-service"] = CallPath("sandboxed-service", sandboxed.create(api.ParityValues, "relay"),
+                                             f"ParityValues instance 'relay' of {target}", "ParityValues.",
+                                             service_errors=True)
     yield made
     for path in made.values():
         path.close()
     plugin.close()
+    for loaded in isolated_host.plugins:  # their children, and a sandbox's cgroup
+        loaded.close()
 
 
 # ------------------------------------------------------------ values
@@ -283,7 +306,8 @@ def applies(case: dict[str, Any], path: CallPath) -> str | None:
     """Why the case does not run on the path, or None."""
     if "python" not in case.get("hosts", ["python"]):
         return "a case for other hosts"
-    reason: str | None = case.get("not_on", {}).get(path.name)
+    not_on = case.get("not_on", {})
+    reason: str | None = not_on.get(path.name, not_on.get(path.family))
     if reason is not None:
         return reason
     if path.function(case["call"]) is None:
@@ -324,6 +348,8 @@ def test_case(paths: dict[str, CallPath], case: dict[str, Any], path_name: str) 
     if path_name == "c" and path_name not in paths:
         pytest.fail("the C accelerator is not built: run the README's install command")
     if path_name == "sandboxed" and path_name not in paths:
+        pytest.skip(f"no sandbox here: {NO_SANDBOX}")
+    if path_name == "sandboxed-service" and path_name not in paths:
         pytest.skip(f"no sandbox here: {NO_SANDBOX}")
     path = paths[path_name]
     reason = applies(case, path)

@@ -45,9 +45,18 @@ def app() -> Iterator[ModuleType]:
     sys.path[:] = saved
 
 
-def test_pipeline_app(textkit_rust: Path, textkit_c: Path) -> None:
+@pytest.mark.parametrize("mode", ["in-process", "--isolated", "--sandbox"])
+def test_pipeline_app(textkit_rust: Path, textkit_c: Path, mode: str) -> None:
+    """The same output whether the plugins run in process, each in a child
+    (instances there, the Dictionary service through the channel), or sandboxed."""
+    if mode == "--sandbox":
+        from ferrule._sandbox import launch
+
+        if launch.bwrap()[0] is None:
+            pytest.skip(f"no sandbox here: {launch.bwrap()[1]}")
     proc = subprocess.run(
-        [sys.executable, str(PIPELINE / "app.py"), str(textkit_rust), str(textkit_c)],
+        [sys.executable, str(PIPELINE / "app.py"), str(textkit_rust), str(textkit_c),
+         *([] if mode == "in-process" else [mode])],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr

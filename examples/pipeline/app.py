@@ -48,12 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("plugins", nargs="*", type=Path, help="plugin libraries (default: the demo's two)")
     parser.add_argument("--text", default=DEFAULT_TEXT, help="the text to process")
+    parser.add_argument("--isolated", action="store_true", help="run each plugin in a child process of its own")
+    parser.add_argument("--sandbox", action="store_true", help="... and in ferrule.Sandbox()'s defaults")
     args = parser.parse_args(argv)
 
     host = ferrule.PluginHost()
     host.provide(api.Dictionary, Dictionary())
     for path in args.plugins or DEFAULT_PLUGINS:
-        plugin = host.load(path)
+        if args.isolated or args.sandbox:  # the same API; the Dictionary is reached through the channel
+            plugin = host.load(path, isolated=True, sandbox=args.sandbox or None)
+        else:
+            plugin = host.load(path)
         offers = ", ".join(f"{o.id.rsplit('.', 1)[1]} {o.name!r}" for o in plugin.interfaces)
         print(f"loaded {plugin.id} {plugin.version} from {os.path.relpath(path)}: {offers}")
 

@@ -47,7 +47,7 @@ from ._interfaces.instances import Implementation, Instance
 from ._isolation.plugin import IsolatedFunction, IsolatedPlugin
 from ._load import load
 from ._loader import Library, library_file_name
-from ._plugin.host import PluginHost
+from ._host import PluginHost
 from ._plugin.plugin import Plugin
 from ._sandbox import Sandbox, SandboxReport
 from ._scan.discover import discover

@@ -23,19 +23,27 @@ from .._call.function import PluginFunction
 from ..idl import InterfaceSpec, MethodSpec, TypeSpec
 from .structs import codec
 
-__all__ = ["declared_signature", "method"]
+__all__ = ["declared_signature", "method", "method_spec", "wrap_method"]
 
 
 def method(target: CallTarget, thread_safe: bool, iface: InterfaceSpec, m: MethodSpec, call: Any) -> Any:
     """The callable for method ``m`` of an instance: the PluginFunction
     itself when nothing needs converting."""
-    name = f"{iface.name}.{m.name}"
-    flags = abi.FN_THREAD_SAFE if thread_safe else 0
-    fn = PluginFunction(target, FunctionSpec(name, m.signature.text, m.doc, flags), call)
+    return wrap_method(PluginFunction(target, method_spec(thread_safe, iface, m), call), iface, m)
+
+
+def method_spec(thread_safe: bool, iface: InterfaceSpec, m: MethodSpec) -> FunctionSpec:
+    """A method as the call layer sees it: its name, its call-layer signature, its flags."""
+    return FunctionSpec(f"{iface.name}.{m.name}", m.signature.text, m.doc, abi.FN_THREAD_SAFE if thread_safe else 0)
+
+
+def wrap_method(fn: Any, iface: InterfaceSpec, m: MethodSpec) -> Any:
+    """The method's callable around ``fn``, its call-layer callable (in
+    process or isolated): packs structs and handles where it has them."""
     needs = [p.type for p in m.params] + ([m.result] if m.result is not None else [])
     if not any(t.kind in ("struct", "handle") for t in needs):
         return fn
-    return _wrapped(fn, name, m)
+    return _wrapped(fn, f"{iface.name}.{m.name}", m)
 
 
 def declared_signature(m: MethodSpec) -> str:
@@ -48,7 +56,7 @@ def _declared(t: TypeSpec) -> str:
     return t.name if t.kind in ("struct", "handle") else t.abi
 
 
-def _wrapped(fn: PluginFunction, name: str, m: MethodSpec) -> Callable[..., Any]:
+def _wrapped(fn: Any, name: str, m: MethodSpec) -> Callable[..., Any]:
     """The callable of a method with structs or handles: a plain function
     (cheaper to call than an object's __call__)."""
     names = [p.name for p in m.params]

@@ -15,7 +15,7 @@ import logging
 import threading
 import warnings
 import weakref
-from typing import Any
+from typing import Any, Protocol
 
 from .._abi import cdef as abi
 from .._abi.ffi import ffi
@@ -35,6 +35,20 @@ __all__ = ["Services"]
 _log = logging.getLogger("ferrule")
 _UINTPTR = ffi.typeof("uintptr_t")
 _MAX_MESSAGE = 1 << 16
+
+
+class Caller(Protocol):
+    """Who queries and calls: a plugin loaded here (an Owner), or an isolated
+    plugin's stand-in in its host (key: its host_table's address)."""
+
+    @property
+    def plugin_id(self) -> str: ...
+
+    @property
+    def debug(self) -> bool: ...
+
+    @property
+    def host_table(self) -> Any: ...
 
 
 class _Lent:
@@ -114,19 +128,45 @@ class Services:
             if caller is None or id_ptr == ffi.NULL:
                 return ffi.NULL
             ident = ffi.string(id_ptr, 256).decode("utf-8", "replace")
-            key = (ident, revision)
-            lent = self._find(caller, key, fingerprint)
-            if lent is None:
-                return ffi.NULL
-            token = next(self.tokens)
-            with self.lock:
-                self.lent[token] = lent
-            return ffi.cast("const ferrule_object *", token)
+            token = self.lend(caller, (ident, revision), fingerprint)
+            return ffi.cast("const ferrule_object *", token) if token else ffi.NULL
         except Exception as exc:  # never unwind into plugin code
             _logger(caller).error("query failed in the host: %s", exc)
             return ffi.NULL
 
-    def _find(self, caller: Owner, key: tuple[str, int], fingerprint: int) -> _Lent | None:
+    def lend(self, caller: Caller, key: tuple[str, int], fingerprint: int, services_only: bool = False) -> int:
+        """The token of what ``caller`` may use as ``key``, or 0. With
+        ``services_only`` (a caller in another process) only Python services."""
+        lent = self._find(caller, key, fingerprint, services_only)
+        if lent is None:
+            return 0
+        token = next(self.tokens)
+        with self.lock:
+            self.lent[token] = lent
+        return token
+
+    def signatures(self, token: int) -> list[str] | None:
+        """The call-layer signatures of a lent service's methods."""
+        lent = self.lent.get(token)
+        if lent is None or lent.iface is None:
+            return None
+        return [m.signature.text for m in lent.iface.methods]
+
+    def call_for(self, caller: Caller, token: int, method: int, args: Any, ret: Any) -> int:
+        """host->call for a caller in another process: only on what was lent to it."""
+        lent = self.lent.get(token)
+        if lent is None or lent.owner != caller.host_table.address:
+            return _fail(ret, abi.ERROR, "host->call: unknown or released object")
+        return self._call_lent(caller, ffi.cast("const ferrule_object *", token), method, args, ret)
+
+    def release_for(self, caller: Caller, token: int) -> None:
+        """host->release for a caller in another process."""
+        lent = self.lent.get(token)
+        if lent is not None and lent.owner == caller.host_table.address:
+            self._release_token(caller, token)
+
+    def _find(self, caller: Caller, key: tuple[str, int], fingerprint: int,
+              services_only: bool = False) -> _Lent | None:
         table = caller.host_table.address
         with self.lock:
             service = self.services.get(key)
@@ -142,8 +182,10 @@ class Services:
             lent = _Lent(iface.name, len(iface.methods), iface.thread_safe, table)
             lent.iface, lent.service, lent.lock = iface, impl, lock
             return lent
+        if services_only:
+            return None
         # Another plugin's implementation first; the caller's own last.
-        ordered = [p for p in plugins if p is not caller] + ([caller] if caller in plugins else [])
+        ordered = [p for p in plugins if p is not caller] + [p for p in plugins if p is caller]
         for plugin in ordered:
             for index, offer in enumerate(plugin.spec.offers):
                 if offer.key != key:
@@ -170,7 +212,7 @@ class Services:
         with running(caller.host_table, caller.debug):  # the caller's pending message survives what the call runs
             return self._call_lent(caller, obj, method, args, ret)
 
-    def _call_lent(self, caller: Owner, obj: Any, method: int, args: Any, ret: Any) -> int:
+    def _call_lent(self, caller: Caller, obj: Any, method: int, args: Any, ret: Any) -> int:
         try:
             lent = self.lent.get(int(ffi.cast(_UINTPTR, obj)))
             if lent is None:
@@ -239,12 +281,14 @@ class Services:
             del empty
 
     def _release(self, host: Any, obj: Any) -> None:
-        caller = self._caller(host)
         if obj == ffi.NULL:
             return
+        self._release_token(self._caller(host), int(ffi.cast(_UINTPTR, obj)))
+
+    def _release_token(self, caller: Caller | None, token: int) -> None:
         try:
             with self.lock:
-                lent = self.lent.pop(int(ffi.cast(_UINTPTR, obj)), None)
+                lent = self.lent.pop(token, None)
             if lent is None:
                 self._violation(caller, "release of an unknown or already released object")
                 return
@@ -263,13 +307,13 @@ class Services:
                 lent.target.close()
         return len(objects)
 
-    def _violation(self, caller: Owner | None, what: str) -> None:
+    def _violation(self, caller: Caller | None, what: str) -> None:
         if self.debug:
             who = caller.plugin_id if caller is not None else "?"
             warnings.warn(ThreadContractWarning(f"plugin {who!r}: {what}"), stacklevel=1)
 
 
-def _logger(plugin: Owner | None) -> logging.Logger:
+def _logger(plugin: Caller | None) -> logging.Logger:
     return logging.getLogger(f"ferrule.plugin.{plugin.plugin_id}") if plugin is not None else _log
 
 

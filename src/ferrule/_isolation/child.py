@@ -25,7 +25,8 @@ from typing import Any
 from .._errors import to_payload
 from . import wire
 from .channel import become_isolated_child
-from .protocol import ACK, CALL, CLOSE, CLOSED, ERROR, FAILED, INVOKE, INVOKE_RESULT, LOAD, LOG, READY, RESULT, TO_CHILD, TO_HOST
+from .protocol import (ACK, CALL, CLOSE, CLOSED, CREATE, DESTROY, ERROR, FAILED, INVOKE, INVOKE_RESULT, LOAD, LOG, READY,
+                       RESULT, TO_CHILD, TO_HOST)
 
 SPIN_NS = 100_000  # stay awake this long for the next call before sleeping
 
@@ -99,8 +100,11 @@ class _Server:
         self.main = threading.get_ident()
         self.busy = False  # running the host's request on the main thread
         self.pending: deque[tuple[int, str, str]] = deque(maxlen=1000)
-        self.functions: list[Any] = []
-        self.codecs: list[wire.Codec] = []
+        self.functions: list[Any] = []  # the plugin's functions, then each instance's methods (None once destroyed)
+        self.codecs: list[wire.Codec | None] = []
+        self.instances: dict[int, tuple[Any, int]] = {}  # first method's index -> (its target, method count)
+        self.services: Any = None
+        self.plugin: Any = None
         self.base = 0  # where the next message goes: after the one being answered
 
     # -- the channel
@@ -123,9 +127,14 @@ class _Server:
         self.post(kind, arg, length)
         while True:
             answer = self.wait()
-            if answer[0] != CALL:
+            if answer[0] == CALL:
+                self.serve_call(*answer[1:])
+            elif answer[0] == CREATE:
+                self.serve_create(*answer[1:])
+            elif answer[0] == DESTROY:
+                self.serve_destroy(answer[1])
+            else:
                 return answer
-            self.serve_call(*answer[1:])
 
     def log(self, level: int, name: str, text: str) -> None:
         self.pending.append((level, name, text))
@@ -133,6 +142,8 @@ class _Server:
             self.flush()
 
     def flush(self) -> None:
+        if self.services is not None and self.services.unreleased and threading.get_ident() == self.main:
+            self.services.send_releases()
         while self.pending and threading.get_ident() == self.main:
             level, name, text = self.pending.popleft()
             start = self.base
@@ -163,7 +174,13 @@ class _Server:
             # The host said so already if the accelerator is missing.
             warnings.simplefilter("ignore", AcceleratorWarning)
 
-            plugin = Plugin(Library(request["path"]), config=request["config"])
+            from .remote import HostServices
+
+            self.services = services = HostServices(self, bool(request.get("hosted")))
+            plugin = Plugin(Library(request["path"]), config=request["config"], _services=services)
+            if services.hosted:  # as in a PluginHost: its own implementations are lent last
+                services.plugins.append(plugin._core)
+            self.plugin = plugin
         except BaseException as exc:  # the host raises the same class and message
             self.flush()
             self.post(FAILED, 0, self.area.write_json(self.base, to_payload(exc)))
@@ -179,8 +196,15 @@ class _Server:
             kind, arg, base, length = self.wait()
             if kind == CALL:
                 self.serve_call(arg, base, length)
+            elif kind == CREATE:
+                self.serve_create(arg, base, length)
+            elif kind == DESTROY:
+                self.serve_destroy(arg)
             elif kind == CLOSE:
                 self.busy = True
+                for target, _count in list(self.instances.values()):  # the host closed the plugin: they end with it,
+                    target.close()  # destroyed before its shutdown, which in process waits for them
+                self.instances.clear()
                 plugin.close()
                 self.flush()
                 self.post(CLOSED, 0, 0)
@@ -191,7 +215,9 @@ class _Server:
     def serve_call(self, index: int, base: int, length: int) -> None:
         outer = self.busy
         self.busy = True
-        codec = self.codecs[index]
+        codec = self.codecs[index] if 0 <= index < len(self.codecs) else None
+        if codec is None:
+            os._exit(2)  # the host never calls what it did not make or already destroyed
         try:
             if codec.simple and length == codec.fixed.size:
                 args: Any = codec.fixed.unpack_from(self.area.data, base)
@@ -208,6 +234,53 @@ class _Server:
             self.post(RESULT, 0, codec.write_result(self.area, self.base, value))
         else:
             self.post(ERROR, 0, self.area.write_json(self.base, to_payload(failure)))
+
+    def serve_create(self, offer: int, base: int, length: int) -> None:
+        """An instance of the plugin's offer number ``offer``: its methods take
+        the next function indexes, the first of which the host is told."""
+        from .._abi.signature import parse_signature
+        from .._abi.spec import FunctionSpec
+        from .._call.function import PluginFunction
+        from .._interfaces.instances import InstanceTarget
+
+        outer = self.busy
+        self.busy = True
+        try:
+            request = self.area.read_json(base, length)
+            target = InstanceTarget(self.plugin._core, offer, request["name"], bool(request["thread_safe"]))
+            first = len(self.functions)
+            for slot, name, text, flags in request["methods"]:
+                spec = FunctionSpec(name, text, "", flags)
+                self.functions.append(PluginFunction(target, spec, target.entry.methods[slot]))
+                self.codecs.append(wire.Codec(parse_signature(text)))
+            self.instances[first] = (target, len(request["methods"]))
+            failure = None
+        except BaseException as exc:
+            failure = exc
+        self.busy = outer
+        if self.pending:
+            self.flush()
+        if failure is None:
+            self.post(RESULT, 0, self.area.write_json(self.base, {"first": first}))
+        else:
+            self.post(ERROR, 0, self.area.write_json(self.base, to_payload(failure)))
+
+    def serve_destroy(self, first: int) -> None:
+        outer = self.busy
+        self.busy = True
+        found = self.instances.pop(first, None)
+        if found is not None:
+            target, count = found
+            self.functions[first : first + count] = [None] * count
+            self.codecs[first : first + count] = [None] * count
+            try:
+                target.close()
+            except BaseException as exc:  # a destroy that fails is the plugin's to log; the host goes on
+                logging.getLogger("ferrule").error("destroying an instance failed: %s", exc)
+        self.busy = outer
+        if self.pending:
+            self.flush()
+        self.post(RESULT, 0, 0)
 
     def host_function(self, index: int, sig: Any) -> Any:
         codec = wire.Codec(sig)

@@ -12,17 +12,28 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import logging
 import os
 import struct
 import threading
 import time
+import types
 import weakref
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
+from .._abi import cdef as abi
+from .._abi.ffi import ffi
+from .._abi.signature import parse_signature
 from .._abi.spec import FunctionSpec, OfferSpec, PluginSpec, SpecError
+from .._abi.types import TYPES
+from .._call.marshal import release_borrowed, release_result, store_borrowed, store_scalar, value_of
+from .._interfaces.instances import Implementation, proxy_class
+from .._interfaces.offers import check_offer
+from .._interfaces.services import Services, _fail
+from ..idl import spec as interface_spec
 from .._call.checks import bind, check_value
 from .._call.function import doc_text, python_signature
 from .._call import accelerator
@@ -39,9 +50,29 @@ from .._errors import (
 )
 from . import channel, wire
 from .process import Child, Interrupts
-from .protocol import ACK, CALL, CLOSE, ERROR, FAILED, INVOKE, INVOKE_ERROR, INVOKE_RESULT, LOAD, LOG, READY, RESULT
+from .instances import IsolatedImplementation, RemoteInstance
+from .protocol import (ACK, CALL, CLOSE, CREATE, DESTROY, ERROR, FAILED, INVOKE, INVOKE_ERROR, INVOKE_RESULT, LOAD, LOG,
+                       QUERY, QUERY_RESULT, READY, RELEASE, RESULT, SCALL, SCALL_RESULT)
+from .remote import NULL_ARGS, SCALL_HEAD
 
 __all__ = ["IsolatedFunction", "IsolatedPlugin"]
+
+P = TypeVar("P")
+BYTES = TYPES["bytes"]
+MAX_LENT = 1 << 16  # objects one isolated plugin may hold from host->query at once: a child cannot grow the host without bound
+
+
+class _Borrower:
+    """An isolated plugin as its host's Services see a caller: its id and a
+    key of its own for what is lent to it (no host table lives here)."""
+
+    _keys = itertools.count(1)
+
+    def __init__(self, name: str):
+        self.plugin_id = name
+        self.debug = False
+        self.lent = 0  # objects it holds now
+        self.host_table = types.SimpleNamespace(address=-next(self._keys))  # never a real table's address
 
 STARTUP_SECONDS = 60.0  # a fresh interpreter; generous for a loaded machine
 CLOSE_SECONDS = 5.0
@@ -64,10 +95,11 @@ class IsolatedFunction:
 
     __module__ = "ferrule"
 
-    def __init__(self, plugin: IsolatedPlugin, index: int, spec: FunctionSpec):
+    def __init__(self, plugin: IsolatedPlugin, index: int, spec: FunctionSpec, instance: RemoteInstance | None = None):
         self._plugin = plugin
         self._index = index
         self._spec = spec
+        self._instance = instance  # a method of this instance in the child
         name, signature = spec.name, spec.signature
         self.__name__ = self.__qualname__ = self.name = name
         self.signature = signature
@@ -95,7 +127,15 @@ class IsolatedFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs or len(args) != self._count:
             args = bind(self._display, self._names, args, kwargs)
-        return self._plugin._call(self, args, self._plugin.timeout)
+        instance = self._instance
+        if instance is None:
+            return self._plugin._call(self, args, self._plugin.timeout)
+        gate = instance.gate
+        mark = gate.enter()  # the instance's own gate: close() waits for this call, and refuses from inside it
+        try:
+            return self._plugin._call(self, args, self._plugin.timeout, instance)
+        finally:
+            gate.leave(mark)
 
     def _checked(self, values: tuple[Any, ...], full: bool = False) -> list[Any]:
         """Values as the in-process checks leave them: TypeError and ValueError
@@ -146,7 +186,7 @@ class IsolatedPlugin:
     def __init__(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
                  timeout: float | None = None, restart: bool = True, memory_limit: int | None = None,
                  cpu_limit: float | None = None, sha256: str | None = None, strict_permissions: bool = True,
-                 sandbox: Sandbox | bool | None = None):
+                 sandbox: Sandbox | bool | None = None, _services: Services | None = None):
         for name, value in (("timeout", timeout), ("cpu_limit", cpu_limit)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
@@ -186,6 +226,10 @@ class IsolatedPlugin:
         self._failure: IsolationError | None = None
         self._shut = False  # close() has run
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        # Its host's services, which the child's host->query reaches through the channel.
+        self._services = _services
+        self._borrower = _Borrower(os.fspath(path))
+        self._doomed: list[tuple[Child, int]] = []  # instances collected unclosed: destroyed at the next request
         self._who = f"isolated plugin {self._request_path!r}"
         accelerator.warn_if_slow()
         accelerator.warn_missing(channel.MISSING, "Isolated calls wake the child through cffi, about 3x slower")
@@ -227,7 +271,7 @@ class IsolatedPlugin:
             if launch is not None:  # before the plugin runs: what the child's own /proc says
                 self._report = launch.check(child.area.read_json(base, length))
             path = self._request_path if self._identity is None else self.path  # a restart: the file found first
-            request = {"path": path, "config": self._config,
+            request = {"path": path, "config": self._config, "hosted": self._services is not None,
                        "log_level": min(logging.getLogger("ferrule.plugin").getEffectiveLevel(), logging.INFO)}
             deadline = None if self.timeout is None else time.monotonic() + self.timeout
             kind, _arg, base, length = self._exchange(child, LOAD, 0, 0, child.area.write_json(0, request), deadline, "load")
@@ -269,6 +313,7 @@ class IsolatedPlugin:
                 )
             return
         self._spec = spec
+        self._borrower.plugin_id = spec.id
         self._identity = identity(spec.path)
         if self._pinned is not None and self._identity != self._pinned:
             same_file(spec.path, self._pinned)  # raises: the child loaded another file than the one hashed
@@ -291,11 +336,15 @@ class IsolatedPlugin:
         self._stop(child)
 
     def _stop(self, child: Child) -> None:
-        """End the child; the next call (if any) starts another."""
+        """End the child; the next call (if any) starts another. What it
+        borrowed from the host's services is given back."""
         with self._state_lock:
             if self._child is child:
                 self._child = None
         child.stopper.kill()
+        if self._services is not None:
+            self._services.release_all(self._borrower.host_table.address)
+            self._borrower.lent = 0
 
     def _live_child(self) -> Child:
         child = self._child
@@ -331,6 +380,15 @@ class IsolatedPlugin:
                 child.post(ACK, 0, child.base, 0)
             elif kind == INVOKE and fn is not None and callables is not None and errors is not None:
                 self._invoke(child, fn, callables, errors, arg, base, length)
+            elif kind == QUERY:
+                self._serve_query(child, base, length)
+            elif kind == SCALL:
+                self._serve_scall(child, arg, base, length)
+            elif kind == RELEASE:
+                if self._services is not None:
+                    self._services.release_for(self._borrower, arg)
+                    self._borrower.lent = max(0, self._borrower.lent - 1)
+                child.post(ACK, 0, child.base, 0)
             else:
                 return got
 
@@ -342,6 +400,74 @@ class IsolatedPlugin:
         logger = logging.getLogger(name) if name == own or name.startswith(own + ".") else child.logger
         child.last.append(f"log {logging.getLevelName(level)}: {text}")
         logger.log(level, "%s", text)
+
+    def _serve_query(self, child: Child, base: int, length: int) -> None:
+        """The child's host->query: a token for one of the host's Python
+        services, with its methods' call-layer signatures (0: none)."""
+        request = child.area.read_json(base, length)
+        if not (isinstance(request, dict) and isinstance(request.get("id"), str)
+                and all(type(request.get(k)) is int for k in ("revision", "fingerprint"))):
+            raise wire.WireError(f"a query of the wrong shape: {request!r:.200}")
+        services = self._services
+        borrower = self._borrower
+        token = 0
+        if services is not None and borrower.lent < MAX_LENT:
+            token = services.lend(borrower, (request["id"], request["revision"]), request["fingerprint"],
+                                  services_only=True)
+            borrower.lent += token != 0
+        elif services is not None:
+            logging.getLogger("ferrule").error("%s holds %d objects from host->query, the most an isolated plugin "
+                                               "may: refused another until it releases some", self._who, borrower.lent)
+        answer = {"token": token, "signatures": (services.signatures(token) if services is not None and token else None)}
+        child.post(QUERY_RESULT, 0, child.base, child.area.write_json(child.base, answer))
+
+    def _serve_scall(self, child: Child, token: int, base: int, length: int) -> None:
+        """The child's host->call: the arguments into ferrule_value slots of
+        this process, then the same Services code an in-process plugin's
+        call reaches. Buffers stay in the shared memory, so a service's
+        writes to a mutbuf reach the child."""
+        area = child.area
+        area.check(base, length)
+        if length < SCALL_HEAD.size:
+            raise wire.WireError(f"a host->call of {length} bytes")
+        method, flags = SCALL_HEAD.unpack_from(area.data, base)
+        services = self._services
+        texts = services.signatures(token) if services is not None else None
+        codec = self._service_codec(texts[method]) if texts is not None and method < len(texts) else None
+        ret = ffi.new("ferrule_value *")
+        keep: list[Any] = []
+        args: Any = ffi.NULL
+        if codec is not None and not flags & NULL_ARGS:
+            values = codec.read_args(area, base + SCALL_HEAD.size, length - SCALL_HEAD.size)
+            args = ffi.new("ferrule_value[]", max(1, len(values)))
+            for i, (t, v) in enumerate(zip(codec.types, values)):
+                if t.slot in ("buf", "bytes"):
+                    store_borrowed(args[i], t, v, keep)
+                else:
+                    store_scalar(args[i], t, v)
+        try:
+            if services is None:
+                status = _fail(ret, abi.ERROR, "host->call: unknown or released object")
+            else:
+                status = services.call_for(self._borrower, token, method, args, ret)
+        finally:
+            release_borrowed(keep)
+        out = child.base
+        if status == abi.OK and codec is not None:
+            result = codec.sig.result
+            value = None if result is None else value_of(result, ret)
+            release_result(result, ret)
+            child.post(SCALL_RESULT, 0, out, codec.write_result(area, out, value))
+            return
+        message = value_of(BYTES, ret) if ret.bytes.ptr != ffi.NULL else b""
+        release_result(BYTES, ret)
+        area.ensure(out + len(message))
+        area.data[out : out + len(message)] = message
+        child.post(SCALL_RESULT, (status if status != abi.OK else abi.ERROR) & 0xFFFFFFFF, out, len(message))
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - signatures of the host's services, a few
+    def _service_codec(self, text: str) -> wire.Codec:
+        return wire.Codec(parse_signature(text))
 
     def _invoke(self, child: Child, fn: IsolatedFunction, callables: list[Any], errors: list[BaseException],
                 index: int, base: int, length: int) -> None:
@@ -368,7 +494,8 @@ class IsolatedPlugin:
         else:
             child.post(INVOKE_RESULT, 0, out, n)
 
-    def _call(self, fn: IsolatedFunction, values: tuple[Any, ...], timeout: float | None) -> Any:
+    def _call(self, fn: IsolatedFunction, values: tuple[Any, ...], timeout: float | None,
+              instance: RemoteInstance | None = None) -> Any:
         checked = values if tuple(map(type, values)) == fn._exact else fn._checked(values)
         codec = fn._codec
         gate = self._gate
@@ -377,8 +504,15 @@ class IsolatedPlugin:
             gate.serial_enter()  # may be interrupted while it waits: then nothing is held
             try:
                 child = self._child
-                if child is None or child.stopper.done:
+                if instance is not None:
+                    if instance.lost(child):  # its process ended: no restart brings it back
+                        raise IsolationError(f"{instance.what} was lost when the plugin's process ended (after a "
+                                             "crash, a timeout or cancel()): create another")
+                elif child is None or child.stopper.done:
                     child = self._live_child()
+                assert child is not None
+                if self._doomed and not self._depth:
+                    self._destroy_doomed(child)
                 area = child.area
                 nested = self._depth > 0
                 base = child.base if nested else 0
@@ -473,12 +607,118 @@ class IsolatedPlugin:
         """Every exported function by name."""
         return MappingProxyType(self._functions)
 
-    # -- interfaces: not across the process boundary (yet)
+    # -- interfaces, across the process boundary
 
-    def implementations(self, interface: type[Any]) -> list[Any]:
-        raise FerruleError(f"{self._who}: interfaces are not available in isolated mode; load the plugin in process to use them")
+    def implementations(self, interface: type[P]) -> list[Implementation[P]]:
+        """As ``Plugin.implementations``: the instances live in the child."""
+        iface = interface_spec(interface)
+        proxy = proxy_class(interface)
+        found: list[Implementation[P]] = []
+        for index, offer in enumerate(self._spec.offers):
+            if offer.key == iface.key:
+                check_offer(self.id, offer, iface)
+                found.append(IsolatedImplementation(self, index, proxy))  # type: ignore[arg-type]
+        return found
 
-    implementation = create = implementations
+    def implementation(self, interface: type[P], name: str | None = None) -> Implementation[P] | None:
+        """The implementation called ``name`` (or the first one), or None."""
+        for impl in self.implementations(interface):
+            if name is None or impl.name == name:
+                return impl
+        return None
+
+    def create(self, interface: type[P], name: str | None = None) -> P:
+        """As ``Plugin.create``: an instance made in the child, its methods
+        called through the channel. It is lost if the child's process ends."""
+        impl = self.implementation(interface, name)
+        if impl is None:
+            iface = interface_spec(interface)
+            offered = [o.name for o in self._spec.offers if o.key == iface.key]
+            which = f" named {name!r}" if name is not None else ""
+            raise LookupError(
+                f"plugin {self.id!r} offers no implementation of {iface.id}/{iface.revision}{which}"
+                + (f" (it offers {', '.join(map(repr, offered))})" if offered else "")
+            )
+        return impl.create()
+
+    def _control(self, kind: int, arg: int, request: Any, during: str,
+                 child: Child | None = None) -> tuple[Child, int, int, int]:
+        """One CREATE or DESTROY, under the gate like a call: (the child,
+        answer kind, payload base and length)."""
+        gate = self._gate
+        mark = gate.enter()
+        try:
+            gate.serial_enter()
+            try:
+                if child is None:
+                    child = self._child
+                    if child is None or child.stopper.done:
+                        child = self._live_child()
+                elif child is not self._child or child.stopper.done:
+                    return child, 0, 0, 0  # gone already, and what it held with it
+                if self._doomed and not self._depth:
+                    self._destroy_doomed(child)
+                base = child.base if self._depth else 0
+                length = 0 if request is None else child.area.write_json(base, request)
+                deadline = None if self.timeout is None else time.monotonic() + self.timeout
+                self._depth += 1
+                try:
+                    answer = self._exchange(child, kind, arg, base, length, deadline, during)
+                except wire.WireError as exc:
+                    raise self._broken(child, exc) from None
+                except IsolationError as exc:
+                    self._lost(child, exc)
+                    raise
+                except BaseException as exc:
+                    self._lost(child, IsolationError(f"{self._who}: {during} was interrupted ({type(exc).__name__}); "
+                                                     "ferrule ended its process"))
+                    raise
+                finally:
+                    self._depth -= 1
+                return (child, *answer[:1], *answer[2:])
+            finally:
+                gate.serial_leave()
+        finally:
+            gate.leave(mark)
+
+    def _create_instance(self, offer: int, request: Any) -> tuple[Child, int]:
+        child, kind, base, length = self._control(CREATE, offer, request, "create")
+        try:
+            if kind == ERROR:
+                error = _rebuild(child.area.read_json(base, length))
+            elif kind == RESULT:
+                answer = child.area.read_json(base, length)
+                first = answer.get("first") if isinstance(answer, dict) else None
+                if type(first) is not int or first < 0:
+                    raise wire.WireError(f"answered create with {answer!r:.100}")
+                return child, first
+            else:
+                raise wire.WireError(f"answered create with message kind {kind}")
+        except wire.WireError as exc:
+            raise self._broken(child, exc) from None
+        raise error
+
+    def _destroy_instance(self, child: Child, first: int) -> None:
+        if not self._shut:
+            self._control(DESTROY, first, None, "destroy", child)
+
+    def _method(self, index: int, spec: FunctionSpec, instance: RemoteInstance) -> IsolatedFunction:
+        return IsolatedFunction(self, index, spec, instance)
+
+    def _doom(self, child: Child, first: int) -> None:
+        # An instance collected without close(): its finalizer may run on any
+        # thread, in the middle of a call; the next request destroys it.
+        self._doomed.append((child, first))
+
+    def _destroy_doomed(self, child: Child) -> None:
+        doomed, self._doomed = self._doomed, []
+        for held, first in doomed:
+            if held is child and not child.stopper.done:
+                base = 0
+                try:
+                    kind, _arg, _base, _length = self._exchange(child, DESTROY, first, base, 0, None, "destroy")
+                except wire.WireError as exc:
+                    raise self._broken(child, exc) from None
 
     # -- lifecycle
 

@@ -9,10 +9,19 @@ the other side reads the payload before posting its answer.
 
     host -> child: LOAD (path, config), CALL (function index; arguments),
                    INVOKE_RESULT / INVOKE_ERROR (a host function's outcome),
-                   ACK (a log line was handled), CLOSE
+                   ACK (a log line was handled, a RELEASE done), CLOSE,
+                   CREATE (an instance of offer N: its methods' call-layer
+                   signatures; RESULT with the function index of its first
+                   method, or ERROR), DESTROY (the instance whose first
+                   method is N; RESULT), QUERY_RESULT (a token and its
+                   methods' signatures, or token 0), SCALL_RESULT (a status;
+                   the result, or the failure message)
     child -> host: ACK (started), READY (the plugin spec) or FAILED (an error),
-                   RESULT or ERROR (of a CALL), INVOKE (call host function N),
-                   LOG, CLOSED
+                   RESULT or ERROR (of a CALL or CREATE), INVOKE (call host
+                   function N), LOG, CLOSED, and the plugin's host->query,
+                   host->call and host->release of the host's services:
+                   QUERY (id, revision, fingerprint), SCALL (token; method
+                   index, arguments), RELEASE (token)
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import struct
 __all__ = ["CONTROL_SIZE", "HEAD", "HEAD_FIELDS", "TO_CHILD", "TO_HOST"]
 
 LOAD, READY, FAILED, CALL, RESULT, ERROR, INVOKE, INVOKE_RESULT, INVOKE_ERROR, LOG, ACK, CLOSE, CLOSED = range(1, 14)
+CREATE, DESTROY, QUERY, QUERY_RESULT, SCALL, SCALL_RESULT, RELEASE = range(14, 21)
 
 TO_CHILD, TO_HOST = 0, 1
 

@@ -1,3 +1,2 @@
-"""In-process plugins: ``Plugin`` and its live core (plugin.py), and
-``PluginHost``, the host that shares services and interfaces between the
-plugins it loads (host.py)."""
+"""In-process plugins: ``Plugin`` and its live core (plugin.py). ``PluginHost``
+(../_host.py) shares services and interfaces between the plugins it loads."""

@@ -31,7 +31,7 @@ from .._call.table import NO_MESSAGE
 from .._errors import FerruleError, PluginCallError, PluginInitError, PluginPanicError, ThreadContractWarning
 from .._interfaces.offers import check_offer
 from .._load import load
-from .._plugin.host import PluginHost
+from .._host import PluginHost
 from .._plugin.plugin import Plugin
 from .report import Check, timed
 from .values import Draw, check_result, check_typed, describe, rng_for, same

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
-from .._interfaces.instances import Implementation, proxy_class
-from .._interfaces.services import Services
-from .._loader.pin import plugin_library
-from ..idl import spec
-from .plugin import Plugin
+from ._interfaces.instances import Implementation, proxy_class
+from ._interfaces.services import Services
+from ._isolation.plugin import IsolatedPlugin
+from ._loader.pin import plugin_library
+from ._sandbox import Sandbox
+from .idl import spec
+from ._plugin.plugin import Plugin
 
 __all__ = ["PluginHost"]
 
@@ -36,7 +38,7 @@ class PluginHost:
 
     def __init__(self, *, debug: bool = False):
         self._services = Services(debug)
-        self._plugins: list[Plugin] = []
+        self._plugins: list[Plugin | IsolatedPlugin] = []
 
     @property
     def debug(self) -> bool:
@@ -60,10 +62,34 @@ class PluginHost:
         found = self._services.services.get(spec(interface).key)
         return found[1] if found is not None else None
 
+    @overload
     def load(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
-             sha256: str | None = None, strict_permissions: bool = True) -> Plugin:
-        """Load a plugin into this host (see ``ferrule.load``, also for ``sha256``
-        and ``strict_permissions``)."""
+             sha256: str | None = None, strict_permissions: bool = True, isolated: Literal[False] = False) -> Plugin: ...
+
+    @overload
+    def load(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
+             sha256: str | None = None, strict_permissions: bool = True, isolated: Literal[True],
+             timeout: float | None = None, restart: bool = True, memory_limit: int | None = None,
+             cpu_limit: float | None = None, sandbox: Sandbox | bool | None = None) -> IsolatedPlugin: ...
+
+    def load(self, path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None = None,
+             sha256: str | None = None, strict_permissions: bool = True, isolated: bool = False,
+             **isolation: Any) -> Plugin | IsolatedPlugin:
+        """Load a plugin into this host (see ``ferrule.load``, also for ``sha256``,
+        ``strict_permissions``, ``isolated`` and its options such as ``sandbox``).
+
+        An isolated plugin queries this host's Python services through its
+        channel, and its implementations make instances in its child; other
+        plugins are not lent its implementations, nor it theirs, across the
+        process boundary."""
+        if isolated:
+            isolated_plugin = IsolatedPlugin(path, config=config, sha256=sha256, strict_permissions=strict_permissions,
+                                             _services=self._services, **isolation)
+            with self._services.lock:
+                self._plugins.append(isolated_plugin)
+            return isolated_plugin
+        if isolation:
+            raise TypeError(f"load() got {', '.join(sorted(isolation))}: these apply only with isolated=True")
         plugin = Plugin(plugin_library(path, sha256, strict_permissions), config=config, _services=self._services)
         with self._services.lock:
             self._plugins.append(plugin)
@@ -71,11 +97,11 @@ class PluginHost:
         return plugin
 
     @property
-    def plugins(self) -> tuple[Plugin, ...]:
+    def plugins(self) -> tuple[Plugin | IsolatedPlugin, ...]:
         """The plugins loaded through this host that are not closed."""
         with self._services.lock:
             self._plugins = [p for p in self._plugins if not p.closed]
-            self._services.plugins = [p._core for p in self._plugins]
+            self._services.plugins = [p._core for p in self._plugins if isinstance(p, Plugin)]
             return tuple(self._plugins)
 
     def implementations(self, interface: type[P]) -> list[Implementation[P]]:
