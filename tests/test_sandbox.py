@@ -70,6 +70,8 @@ ATTACKS: dict[str, tuple[str, str, str]] = {
                "/proc/sys bound read-only", "user namespaces"),
     "unix-socket": ("connect to a daemon's Unix socket in a read-only path", "seccomp (no sockets)", "seccomp"),
     "announce": ("announce a huge message so the host allocates it", "bounded data area", "-"),
+    "memory-hogs": ("hold more memory in many processes than the sandbox's bound, each within its own limit",
+                    "memory cgroup", "a writable memory cgroup (v2 delegated, or v1 as root)"),
     "scan-forge": ("forge another library's scan result from a constructor",
                    "a result pipe per library; the worker not dumpable; pid namespace", "user namespaces"),
     "scan-plant": ("write a file into the user's cache directory while being scanned", "mount namespace",
@@ -125,8 +127,7 @@ def assert_nothing_remains() -> None:
     while leftovers() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert leftovers() == []
-    parent = launch._pids_parent()
-    if parent is not None:  # every cgroup of this process's children is gone
+    for parent in launch.cgroup_parents():  # every cgroup of this process's children is gone
         assert not [d for d in os.listdir(parent) if d.startswith(f"ferrule-{os.getpid()}-")]
 
 
@@ -428,6 +429,22 @@ def test_announce(tmp_path: Path) -> None:
 
 
 @needs_namespaces
+def test_memory_hogs(sandboxed: Callable[..., ferrule.IsolatedPlugin], attacker: Path) -> None:
+    """Eight processes of 100 MiB each: every one stays under the 384 MiB
+    address-space limit, together they are twice that."""
+    if launch._cgroup_parent("memory") is None:
+        pytest.skip("no memory cgroup is writable here (cgroup v2 delegated with the memory controller, or v1 as "
+                    "root): the sandbox bounds each process only, and its report says so")
+    with ferrule.load(attacker, isolated=True, memory_limit=384 * MiB, timeout=60) as plain:
+        assert plain.memory_hogs(8, 100) == "8 of 8 held 100 MiB"  # the attack is real
+    plugin = sandboxed(memory=384 * MiB)
+    assert plugin.sandbox is not None and plugin.sandbox.memory_limit == "memory cgroup"
+    held = int(plugin.memory_hogs(8, 100).split()[0])
+    assert held <= 3  # 384 MiB for the child's Python and its processes together
+    assert plugin.add(2, 3) == 5  # the cgroup's OOM killer took the hogs, not the child
+
+
+@needs_namespaces
 def test_channel_growth(sandboxed: Callable[..., ferrule.IsolatedPlugin]) -> None:
     plugin = sandboxed(memory=256 * MiB)
     assert plugin.channel_fill(200) == "DONE: stored"  # within the bound: its to use
@@ -570,7 +587,9 @@ def test_the_report_says_what_is_in_force(sandboxed: Callable[..., ferrule.Isola
     assert report.seccomp and report.no_new_privileges and not report.network
     assert report.read == (str(tmp_path.resolve()),) and report.write == ()
     assert (report.memory, report.cpu_time, report.processes) == (300 * MiB, 5, 20)
-    assert "no cgroup memory.max" in str(report)
+    cgroup = launch._cgroup_parent("memory") is not None
+    assert report.memory_limit == ("memory cgroup" if cgroup else "RLIMIT_AS")
+    assert ("for all of the sandbox's processes together" if cgroup else "no memory cgroup is writable") in str(report)
     assert ("the host runs as root" in str(report)) == (os.geteuid() == 0)
     shared = sandboxed(network=True).sandbox
     assert shared is not None and "network" not in shared.namespaces and shared.network

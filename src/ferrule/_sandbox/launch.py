@@ -1,6 +1,6 @@
 """How the host starts a sandboxed child: the bubblewrap command line that
-gives it its own namespaces and file system, the pids cgroup that bounds its
-processes, and the check of what the child says was in force."""
+gives it its own namespaces and file system, the cgroups that bound its
+processes and their memory, and the check of what the child says was in force."""
 
 from __future__ import annotations
 
@@ -119,71 +119,100 @@ def _argv(policy: Sandbox, plugin_dir: str, exe: str, extra_read: tuple[str, ...
 
 
 class _Cgroup:
-    """A pids cgroup of the child's own, where the host may make one (cgroup v2
-    delegated to this user, or a writable v1 pids hierarchy, as for root)."""
+    """The child's own cgroups, where the host may make them (cgroup v2
+    delegated to this user, or writable v1 hierarchies, as for root): a pids
+    one bounds its processes, a memory one the memory of all of them
+    together (tmpfs and memfd pages included, which no address-space limit
+    sees). On v2 both are one directory; on v1 one per hierarchy."""
 
     _count = 0
     _lock = threading.Lock()
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, paths: list[str], controllers: set[str]):
+        self.paths = paths
+        self.controllers = controllers  # of "pids" and "memory": what is bounded
 
     @classmethod
-    def make(cls, limit: int) -> _Cgroup | None:
-        parent = _pids_parent()
-        if parent is None:
-            return None
+    def make(cls, processes: int | None, memory: int | None) -> _Cgroup | None:
+        limits: dict[str, list[tuple[str, str, str]]] = {}  # controller -> (v2 file, v1 file, value), in order
+        if processes is not None:
+            limits["pids"] = [("pids.max", "pids.max", str(processes))]
+        if memory is not None:
+            limits["memory"] = [("memory.max", "memory.limit_in_bytes", str(memory)),
+                                ("memory.swap.max", "memory.memsw.limit_in_bytes", "0")]
         with cls._lock:
             cls._count += 1
             name = f"ferrule-{os.getpid()}-{cls._count}"
-        path = os.path.join(parent, name)
-        try:
-            os.mkdir(path)
-            with open(os.path.join(path, "pids.max"), "w") as f:
-                f.write(str(limit))
-        except OSError:
+        made: dict[str, str] = {}  # parent directory -> the group made there
+        done: set[str] = set()
+        for controller, files in limits.items():
+            found = _cgroup_parent(controller)
+            if found is None:
+                continue
+            parent, v2 = found
+            path = made.get(parent)
             try:
-                os.rmdir(path)
+                if path is None:
+                    path = os.path.join(parent, name)
+                    os.mkdir(path)
+                    made[parent] = path
+                for v2_file, v1_file, value in files:
+                    if not v2 and v1_file.endswith("memsw.limit_in_bytes"):
+                        value = str(memory)  # v1: memory and swap together, no less than memory alone
+                    target = os.path.join(path, v2_file if v2 else v1_file)
+                    if v2_file != files[0][0] and not os.path.exists(target):
+                        continue  # swap accounting is off: nothing to bound there
+                    with open(target, "w") as f:
+                        f.write(value)
+                done.add(controller)
             except OSError:
-                pass
+                continue  # this controller's limit did not take: reported as not bounded
+        if not made:
             return None
-        return cls(path)
+        return cls(list(made.values()), done)
 
     def enter(self) -> None:
         """In the forked child, before it execs: only raw system calls."""
-        fd = os.open(os.path.join(self.path, "cgroup.procs"), os.O_WRONLY)
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
+        for path in self.paths:
+            fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
 
     def remove(self) -> None:
-        """End every process left in it, then remove it."""
-        for _ in range(200):
+        """End every process left in them, then remove them."""
+        for path in self.paths:
+            _remove_group(path)
+
+
+def _remove_group(path: str) -> None:
+    for _ in range(200):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            pass
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                pids = [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            pids = []
+        for pid in pids:
             try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
+                os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-            try:
-                with open(os.path.join(self.path, "cgroup.procs")) as f:
-                    pids = [int(p) for p in f.read().split()]
-            except (OSError, ValueError):
-                pids = []
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.005)
+        time.sleep(0.005)
 
 
-@functools.lru_cache(maxsize=1)
-def _pids_parent() -> str | None:
-    """This process's cgroup in a hierarchy with the pids controller, if the
-    host may make cgroups below it; None otherwise."""
+@functools.lru_cache(maxsize=4)
+def _cgroup_parent(controller: str) -> tuple[str, bool] | None:
+    """This process's cgroup in a hierarchy with ``controller`` ("pids" or
+    "memory"), if the host may make cgroups below it, and whether it is
+    cgroup v2; None otherwise."""
     try:
         with open("/proc/self/cgroup") as f:
             groups = {c: rel for _id, c, rel in (line.rstrip("\n").split(":", 2) for line in f)}
@@ -196,8 +225,8 @@ def _pids_parent() -> str | None:
         fstype, options, root, mountpoint = fields[sep + 1], fields[sep + 3].split(","), fields[3], fields[4]
         if fstype == "cgroup2":
             rel = groups.get("")
-        elif fstype == "cgroup" and "pids" in options:
-            rel = next((r for c, r in groups.items() if "pids" in c.split(",")), None)
+        elif fstype == "cgroup" and controller in options:
+            rel = next((r for c, r in groups.items() if controller in c.split(",")), None)
         else:
             continue
         if rel is None or not rel.startswith(root):
@@ -206,13 +235,19 @@ def _pids_parent() -> str | None:
         if fstype == "cgroup2":
             try:
                 with open(os.path.join(where, "cgroup.subtree_control")) as f:
-                    if "pids" not in f.read().split():
+                    if controller not in f.read().split():
                         continue
             except OSError:
                 continue
         if os.access(where, os.W_OK):
-            return where
+            return where, fstype == "cgroup2"
     return None
+
+
+def cgroup_parents() -> list[str]:
+    """Where this process makes its children's cgroups (for tests that check none is left)."""
+    found = {_cgroup_parent(c) for c in ("pids", "memory")}
+    return sorted(f[0] for f in found if f is not None)
 
 
 class Launch:
@@ -233,20 +268,30 @@ class Launch:
             granted = [*_python_paths(), *filter(None, [plugin_dir]), *extra_read, *policy.read, *policy.write]
         self.sys_path = child_sys_path(granted) if exe is not None else list(sys.path)
         self.env = _child_env(policy)  # for Popen; bubblewrap clears and sets the same itself
-        self.cgroup: _Cgroup | None = None
+        self.cgroup = _Cgroup.make(policy.processes, policy.memory)
+        bounded = self.cgroup.controllers if self.cgroup is not None else set()
         self.process_limit = "none"
         if policy.processes is not None:
-            self.cgroup = _Cgroup.make(policy.processes)
-            if self.cgroup is not None:
+            if "pids" in bounded:
                 self.process_limit = "pids cgroup"
             elif os.geteuid() != 0:
                 self.process_limit = "RLIMIT_NPROC"
             else:
                 self._lack("process-limit", "the host runs as root, which RLIMIT_NPROC does not bound, and no pids "
                            "cgroup is writable here")
-        self.notes.append("memory: bounded per process by the address-space limit, the shared area by the same "
-                          f"bound and /tmp by {TMP_BYTES >> 20} MiB; no cgroup memory.max is set, so memory the kernel "
-                          "holds for the child (pipes, socket buffers) is bounded only by its file descriptors")
+        self.memory_limit = "none"
+        if policy.memory is not None:
+            self.memory_limit = "memory cgroup" if "memory" in bounded else "RLIMIT_AS"
+        if self.memory_limit == "memory cgroup":
+            self.notes.append(f"memory: {policy.memory} bytes for all of the sandbox's processes together (a memory "
+                              "cgroup, swap included), and as much address space per process; /tmp is "
+                              f"{TMP_BYTES >> 20} MiB")
+        else:
+            self.notes.append("memory: bounded per process by the address-space limit, the shared area by the same "
+                              f"bound and /tmp by {TMP_BYTES >> 20} MiB; no memory cgroup is writable here (cgroup v2 "
+                              "delegated with the memory controller, or v1 as root), so up to `processes` processes "
+                              "may each use that much, and memory the kernel holds for the child (pipes, socket "
+                              "buffers) is bounded only by its file descriptors")
         if os.geteuid() == 0 and exe is not None:
             self.notes.append("the host runs as root, so the sandbox's user is root to the kernel outside its user "
                               "namespace (what bind mounts and the filter leave reachable, it may use as root): run "
@@ -287,7 +332,7 @@ class Launch:
             self._lack("no-new-privileges", "the child's NoNewPrivs flag is not set")
         p = self.policy
         return SandboxReport(new, seccomp, nnp, p.network, p.read, p.write, p.memory, p.cpu_time, p.processes,
-                             self.process_limit, tuple(self.missing), tuple(self.notes))
+                             self.process_limit, tuple(self.missing), tuple(self.notes), self.memory_limit)
 
     def close(self) -> None:
         if self.cgroup is not None:

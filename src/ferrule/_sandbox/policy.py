@@ -112,6 +112,7 @@ class SandboxReport:
     process_limit: str  # how processes are bounded: "pids cgroup", "RLIMIT_NPROC" or "none"
     missing: tuple[str, ...]  # optional protections the kernel could not give
     notes: tuple[str, ...]
+    memory_limit: str = "RLIMIT_AS"  # how memory is bounded: "memory cgroup" (all processes together), "RLIMIT_AS" or "none"
 
     def __str__(self) -> str:
         def limit(value: Any, unit: str) -> str:
@@ -122,7 +123,7 @@ class SandboxReport:
             f"seccomp filter: {'on' if self.seccomp else 'OFF'}; no new privileges: {'on' if self.no_new_privileges else 'OFF'}",
             f"network: {'granted' if self.network else 'none'}",
             f"files: read-only {', '.join(self.read) or '-'}; writable {', '.join(self.write) or '-'}",
-            f"limits: memory {limit(self.memory, ' bytes')}, CPU {limit(self.cpu_time, ' s')}, "
+            f"limits: memory {limit(self.memory, ' bytes')} ({self.memory_limit}), CPU {limit(self.cpu_time, ' s')}, "
             f"processes {limit(self.processes, '')} ({self.process_limit})",
         ]
         if self.missing:

@@ -18,6 +18,7 @@
 #include <sys/mount.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/select.h>
 #include <sys/ptrace.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
@@ -261,6 +262,57 @@ ATTACK(fork_bomb) {
     return say(host, ret, "DONE: forked %llu", (unsigned long long)made);
 }
 
+/* args: n, mib: fork n processes that each fill mib MiB (each within the
+ * address-space limit) and hold it; how many hold theirs at once, once all
+ * have reported or died. */
+ATTACK(memory_hogs) {
+    uint64_t i, n = args[0].u64, made = 0, holding = 0;
+    size_t bytes = (size_t)args[1].u64 << 20;
+    pid_t pids[64];
+    int held[2];
+    (void)state;
+    if (n > 64) n = 64;
+    if (pipe(held) < 0) return BLOCKED("pipe");
+    for (i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            volatile char *p;
+            size_t k;
+            prctl(PR_SET_NAME, "ferrule-hog");
+            close(held[0]);
+            p = (volatile char *)malloc(bytes);
+            if (p == NULL) _exit(1);
+            for (k = 0; k < bytes; k += 4096) p[k] = 0x5a;  /* every page written (volatile: not elided) */
+            if (write(held[1], "x", 1) != 1) _exit(1);
+            for (;;) pause();
+        }
+        if (pid < 0) break;
+        pids[made++] = pid;
+    }
+    close(held[1]);
+    for (;;) {  /* count the holders until every child has reported or died */
+        char byte;
+        struct timeval tv = {1, 0};  /* a second of silence: the rest hold, or are gone */
+        fd_set set;
+        FD_ZERO(&set);
+        FD_SET(held[0], &set);
+        if (select(held[0] + 1, &set, NULL, NULL, &tv) <= 0) break;
+        if (read(held[0], &byte, 1) != 1) break;  /* EOF: every writer is gone */
+        holding++;
+    }
+    close(held[0]);
+    holding = 0;  /* those still alive hold theirs now: the others failed, or the OOM killer took them */
+    for (i = 0; i < made; i++) {
+        if (waitpid(pids[i], NULL, WNOHANG) == 0) holding++;
+    }
+    for (i = 0; i < made; i++) {
+        kill(pids[i], SIGKILL);
+        waitpid(pids[i], NULL, 0);
+    }
+    return say(host, ret, "%llu of %llu held %llu MiB", (unsigned long long)holding, (unsigned long long)made,
+               (unsigned long long)args[1].u64);
+}
+
 /* A daemon: fork, setsid, fork again, and live on (named ferrule-daemon).
  * It clears the parent-death signal isolated mode gives forks, as a hostile
  * plugin would, before its parent goes. */
@@ -480,6 +532,7 @@ FN(tcp_connect, "(port: u64) -> str", "connects to 127.0.0.1");
 FN(udp_send, "(port: u64) -> str", "a datagram to 127.0.0.1");
 FN(netlink, "() -> str", "opens a netlink socket");
 FN(fork_bomb, "(n: u64) -> str", "forks n waiting processes");
+FN(memory_hogs, "(n: u64, mib: u64) -> str", "n processes that each fill and hold mib MiB");
 FN(leave_daemon, "() -> str", "leaves a setsid daemon");
 FN(exec_setuid, "(path: str) -> str", "runs a set-user-id program");
 FN(keyring, "() -> str", "add_key");
@@ -502,7 +555,7 @@ static const ferrule_function *const functions[] = {
     &fn_read_env, &fn_read_file, &fn_list_dir, &fn_write_file, &fn_tcp_connect, &fn_udp_send, &fn_netlink,
     &fn_fork_bomb, &fn_leave_daemon, &fn_exec_setuid, &fn_keyring, &fn_mount_tmpfs, &fn_new_userns, &fn_io_uring,
     &fn_compat_syscall, &fn_fds, &fn_big_result, &fn_add, &fn_greet_host, &fn_open_write, &fn_unix_connect,
-    &fn_memfd_fill, &fn_sysv_shm, &fn_channel_fill,
+    &fn_memfd_fill, &fn_sysv_shm, &fn_channel_fill, &fn_memory_hogs,
 };
 
 static const ferrule_plugin descriptor = {
