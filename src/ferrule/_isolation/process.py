@@ -10,11 +10,11 @@ that ferrule kills on close, so forks inside it die with it.
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import logging
 import os
 import resource
+import selectors
 import signal
 import subprocess
 import threading
@@ -113,25 +113,25 @@ class Child:
                     "it runs: close the plugins no longer needed, or raise the limit (ulimit -n)") from None
             raise
         self.pid = self.proc.pid
-        self.readers = [
-            threading.Thread(target=self._drain, args=(self.proc.stdout, "stdout"), daemon=True, name=f"ferrule-{self.pid}-stdout"),
-            threading.Thread(target=self._drain, args=(self.proc.stderr, "stderr"), daemon=True, name=f"ferrule-{self.pid}-stderr"),
-        ]
-        for t in self.readers:
-            t.start()
+        self.open_pipes = 2
+        self.drained = threading.Event()  # both pipes at their end: the child's last words are in
+        OUTPUTS.watch(self)
         self.seen = 0
         self.base = 0  # where an answer goes: after the message it answers
         self.cancelled = False
         self.stopper = Stopper(self.proc, self.lifeline, self.area, launch)
 
-    def _drain(self, pipe: Any, name: str) -> None:
-        # Read to the end whatever the plugin writes, so a flood never blocks
-        # it; keep the last lines for the error that reports a crash.
-        for raw in iter(functools.partial(pipe.readline, _LINE_BYTES), b""):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.last.append(f"{name}: {line}")
-            self.logger.debug("%s: %s", name, line)
-        pipe.close()
+    def output_line(self, name: str, raw: bytes) -> None:
+        """A line the child wrote (OUTPUTS' thread): kept for the error that
+        reports a crash, and logged."""
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        self.last.append(f"{name}: {line}")
+        self.logger.debug("%s: %s", name, line)
+
+    def output_closed(self) -> None:
+        self.open_pipes -= 1
+        if self.open_pipes == 0:
+            self.drained.set()
 
     # -- the channel
 
@@ -167,8 +167,7 @@ class Child:
         """End the process (if it still runs) and describe how it ended."""
         running = not self.stopper.exited()
         self.stopper.kill()
-        for t in self.readers:
-            t.join(0.5)  # its last words
+        self.drained.wait(0.5)  # its last words
         status = self.proc.returncode
         if status is not None and self.launch is not None and self.launch.prefix and 128 < status < 128 + 65:
             status = 128 - status  # bubblewrap exits with 128 + the signal that ended the child
@@ -180,6 +179,74 @@ class Child:
         if lines:
             text += "\nlast output:\n" + "\n".join("  " + line for line in lines)
         return cls(text, status if cls is PluginCrashedError else None, lines)
+
+
+class _Outputs:
+    """One thread reads the stdout and stderr of every isolated child, to
+    the end, so that a flood never blocks a child and no child costs a
+    thread of its own. Lines longer than _LINE_BYTES come in pieces."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._selector: selectors.BaseSelector | None = None
+        self._pid = 0  # the process that started the thread (a fork has none)
+
+    def watch(self, child: Child) -> None:
+        with self._lock:
+            if self._selector is None or self._pid != os.getpid():
+                self._selector = selectors.DefaultSelector()
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, args=(self._selector,), daemon=True, name="ferrule-output").start()
+            for pipe, name in ((child.proc.stdout, "stdout"), (child.proc.stderr, "stderr")):
+                assert pipe is not None
+                os.set_blocking(pipe.fileno(), False)
+                self._selector.register(pipe.fileno(), selectors.EVENT_READ, (child, name, pipe, bytearray()))
+
+    def _run(self, selector: selectors.BaseSelector) -> None:
+        while True:
+            try:
+                ready = selector.select(1.0)  # (a timeout: pipes registered meanwhile are seen within it anyway)
+            except OSError:  # pragma: no cover - the selector itself failed
+                time.sleep(0.1)
+                continue
+            for key, _events in ready:
+                child, name, pipe, buf = key.data
+                try:
+                    chunk = os.read(key.fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    chunk = b""
+                try:
+                    if chunk:
+                        buf += chunk
+                        _lines(child, name, buf, final=False)
+                        continue
+                    _lines(child, name, buf, final=True)
+                except Exception:  # pragma: no cover - a logging handler's failure must not stop the reader
+                    pass
+                with self._lock:
+                    selector.unregister(key.fd)
+                pipe.close()
+                child.output_closed()
+
+
+def _lines(child: Child, name: str, buf: bytearray, final: bool) -> None:
+    while buf:
+        end = buf.find(b"\n", 0, _LINE_BYTES)
+        if end >= 0:
+            cut = end + 1
+        elif len(buf) >= _LINE_BYTES:
+            cut = _LINE_BYTES
+        elif final:
+            cut = len(buf)
+        else:
+            return
+        child.output_line(name, bytes(buf[:cut]))
+        del buf[:cut]
+
+
+OUTPUTS = _Outputs()
 
 
 class Stopper:
