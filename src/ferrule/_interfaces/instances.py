@@ -19,7 +19,7 @@ from .._errors import InterfaceMismatchError
 from ..idl import InterfaceSpec, spec
 from .methods import method
 
-__all__ = ["Implementation", "Instance", "InstanceTarget", "Owner", "proxy_class"]
+__all__ = ["Implementation", "Instance", "InstanceTarget", "Owner", "no_implementation", "proxy_class"]
 
 P = TypeVar("P")
 
@@ -205,3 +205,12 @@ class Implementation(Generic[P]):
 
     def __repr__(self) -> str:
         return f"<ferrule.Implementation {self.interface.id}/{self.interface.revision} {self.name!r} of {self.plugin.id}>"
+
+
+def no_implementation(plugin_id: str, offers: tuple[OfferSpec, ...], interface: Any, name: str | None) -> LookupError:
+    """The error of ``create`` when a plugin offers no such implementation."""
+    iface = spec(interface)
+    offered = [o.name for o in offers if o.key == iface.key]
+    which = f" named {name!r}" if name is not None else ""
+    return LookupError(f"plugin {plugin_id!r} offers no implementation of {iface.id}/{iface.revision}{which}"
+                       + (f" (it offers {', '.join(map(repr, offered))})" if offered else ""))

@@ -159,11 +159,13 @@ class Services:
             return _fail(ret, abi.ERROR, "host->call: unknown or released object")
         return self._call_lent(caller, ffi.cast("const ferrule_object *", token), method, args, ret)
 
-    def release_for(self, caller: Caller, token: int) -> None:
-        """host->release for a caller in another process."""
+    def release_for(self, caller: Caller, token: int) -> bool:
+        """host->release for a caller in another process; whether it held ``token``."""
         lent = self.lent.get(token)
-        if lent is not None and lent.owner == caller.host_table.address:
-            self._release_token(caller, token)
+        if lent is None or lent.owner != caller.host_table.address:
+            return False
+        self._release_token(caller, token)
+        return True
 
     def _find(self, caller: Caller, key: tuple[str, int], fingerprint: int,
               services_only: bool = False) -> _Lent | None:

@@ -30,7 +30,7 @@ from .._abi.signature import parse_signature
 from .._abi.spec import FunctionSpec, OfferSpec, PluginSpec, SpecError
 from .._abi.types import TYPES
 from .._call.marshal import release_borrowed, release_result, store_borrowed, store_scalar, value_of
-from .._interfaces.instances import Implementation, proxy_class
+from .._interfaces.instances import Implementation, no_implementation, proxy_class
 from .._interfaces.offers import check_offer
 from .._interfaces.services import Services, _fail
 from ..idl import spec as interface_spec
@@ -43,7 +43,6 @@ from .._sandbox.launch import prepare
 from .._loader.pin import check_permissions, check_pin, identity, pin_of, resolved, same_file
 from .._errors import (
     CallCancelledError,
-    FerruleError,
     IsolationError,
     PluginCrashedError,
     from_payload,
@@ -385,9 +384,8 @@ class IsolatedPlugin:
             elif kind == SCALL:
                 self._serve_scall(child, arg, base, length)
             elif kind == RELEASE:
-                if self._services is not None:
-                    self._services.release_for(self._borrower, arg)
-                    self._borrower.lent = max(0, self._borrower.lent - 1)
+                if self._services is not None and self._services.release_for(self._borrower, arg):
+                    self._borrower.lent -= 1
                 child.post(ACK, 0, child.base, 0)
             else:
                 return got
@@ -632,13 +630,7 @@ class IsolatedPlugin:
         called through the channel. It is lost if the child's process ends."""
         impl = self.implementation(interface, name)
         if impl is None:
-            iface = interface_spec(interface)
-            offered = [o.name for o in self._spec.offers if o.key == iface.key]
-            which = f" named {name!r}" if name is not None else ""
-            raise LookupError(
-                f"plugin {self.id!r} offers no implementation of {iface.id}/{iface.revision}{which}"
-                + (f" (it offers {', '.join(map(repr, offered))})" if offered else "")
-            )
+            raise no_implementation(self.id, self._spec.offers, interface, name)
         return impl.create()
 
     def _control(self, kind: int, arg: int, request: Any, during: str,

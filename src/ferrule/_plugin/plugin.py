@@ -30,7 +30,7 @@ from .._call.gate import new_gate
 from .._call.status import status_error
 from .._call.table import HostTable as CffiHostTable
 from .._call.table import log_sink, running
-from .._interfaces.instances import Implementation, proxy_class
+from .._interfaces.instances import Implementation, no_implementation, proxy_class
 from .._interfaces.offers import check_offer
 from .._interfaces.services import Services
 from .._loader import Library
@@ -243,13 +243,7 @@ class Plugin:
         first). Raises LookupError when the plugin offers none."""
         impl = self.implementation(interface, name)
         if impl is None:
-            iface = interface_spec(interface)
-            offered = [o.name for o in self._spec.offers if o.key == iface.key]
-            which = f" named {name!r}" if name is not None else ""
-            raise LookupError(
-                f"plugin {self.id!r} offers no implementation of {iface.id}/{iface.revision}{which}"
-                + (f" (it offers {', '.join(map(repr, offered))})" if offered else "")
-            )
+            raise no_implementation(self.id, self._spec.offers, interface, name)
         return impl.create()
 
     # -- functions
