@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -866,3 +867,66 @@ def test_ctrl_c_at_any_moment_of_a_load_leaves_nothing(built: Built, mode: str) 
     report = json.loads(proc.stdout.splitlines()[-1])
     assert report["leaks"] == []
     assert report["in_load"] >= 5, report  # the interrupts did land inside loads
+
+
+def test_a_create_that_queries_its_own_interface_is_not_lent_itself(built: Built, capfd: pytest.CaptureFixture[str],
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """The parity relay's create asks the host for ParityValues, which the
+    relay itself implements: with no service provided, the create fails
+    once, with its own message, instead of recursing through the host."""
+    from tests import parity_api as api
+
+    for isolated in (False, True):
+        host = ferrule.PluginHost()
+        plugin = host.load(built.parity, isolated=isolated)  # type: ignore[call-overload]
+        with pytest.raises(ferrule.PluginCallError) as info:
+            plugin.create(api.ParityValues, "relay")
+        assert str(info.value) == ("plugin 'org.ferrule.tests.parity' could not create ParityValues 'relay': the host "
+                                   "provides no ParityValues service")
+        plugin.close()
+    assert "Exception ignored" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+class _BigService:
+    """ParityValues whose echo_bytes answers "big" with more than the child may map."""
+
+    def __getattr__(self, name: str) -> Any:
+        from tests.test_parity import ParityService
+
+        return getattr(ParityService(), name)
+
+    def echo_bytes(self, data: bytes) -> bytes:
+        return b"x" * (300 << 20) if data == b"big" else data
+
+
+def test_a_service_result_beyond_the_childs_bound_fails_that_call_only(built: Built) -> None:
+    from tests import parity_api as api
+
+    host = ferrule.PluginHost()
+    host.provide(api.ParityValues, _BigService())
+    plugin = host.load(built.parity, isolated=True, memory_limit=256 << 20, timeout=30)
+    relay = plugin.create(api.ParityValues, "relay")
+    pid = plugin.pid
+    with pytest.raises(ferrule.PluginCallError, match=r"host->call: the result takes \d+ bytes of shared memory, more "
+                                                      r"than the 268435456 the isolated plugin may map"):
+        relay.echo_bytes(b"big")
+    assert plugin.pid == pid and relay.echo_bytes(b"ok") == b"ok"  # the child, and the instance, carry on
+    plugin.close()
+
+
+def test_an_isolated_plugin_that_used_a_service_is_collected(built: Built) -> None:
+    from tests import parity_api as api
+    from tests.test_parity import ParityService
+
+    host = ferrule.PluginHost()
+    host.provide(api.ParityValues, ParityService())
+    plugin = host.load(built.parity, isolated=True, timeout=30)
+    relay = plugin.create(api.ParityValues, "relay")
+    assert relay.add(2, 3) == 5
+    pid, ref = plugin.pid, weakref.ref(plugin)
+    relay.close()
+    del relay, plugin, host
+    gc.collect()
+    assert ref() is None
+    assert pid is not None and gone(pid)

@@ -9,6 +9,7 @@ and the plugin's shutdown waits for its last instance.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -19,7 +20,7 @@ from .._errors import InterfaceMismatchError
 from ..idl import InterfaceSpec, spec
 from .methods import method
 
-__all__ = ["Implementation", "Instance", "InstanceTarget", "Owner", "no_implementation", "proxy_class"]
+__all__ = ["Implementation", "Instance", "InstanceTarget", "Owner", "being_created", "no_implementation", "proxy_class"]
 
 P = TypeVar("P")
 
@@ -58,7 +59,12 @@ class InstanceTarget:
         self.owner = owner
         self.entry = entry
         self.thread_safe = thread_safe
-        self._state = owner.create(entry, f"{name} {offer.name!r}")
+        making = _making()
+        making.add((id(owner), index))  # its create may query: it is not lent itself (services.py)
+        try:
+            self._state = owner.create(entry, f"{name} {offer.name!r}")
+        finally:
+            making.discard((id(owner), index))
         what = f"{name} instance {offer.name!r} of plugin {owner.plugin_id!r}"
         self._gate = owner.new_gate(f"{what} is closed: create another",
                                     f"{what}: close() from inside one of its calls (a host function); "
@@ -99,6 +105,21 @@ class InstanceTarget:
         """Wait for calls in flight, then destroy the instance. Idempotent."""
         if self._gate.close(True):
             self._finalizer()
+
+
+_local = threading.local()
+
+
+def _making() -> set[tuple[int, int]]:
+    """The (owner, offer) whose create runs on this thread now."""
+    made: set[tuple[int, int]] | None = getattr(_local, "making", None)
+    if made is None:
+        made = _local.making = set()
+    return made
+
+
+def being_created(owner: object, index: int) -> bool:
+    return (id(owner), index) in _making()
 
 
 def _destroy(gate: Gate, owner: Owner, entry: OfferEntry, self_ptr: Any) -> None:

@@ -26,7 +26,7 @@ from .._call.status import callee_status
 from .._call.table import running
 from .._errors import ThreadContractWarning
 from ..idl import InterfaceSpec, MethodSpec, TypeSpec
-from .instances import InstanceTarget, Owner
+from .instances import InstanceTarget, Owner, being_created
 from .offers import indent
 from .structs import codec
 
@@ -198,7 +198,7 @@ class Services:
                         "with %#018x: skipped", caller.plugin_id, key[0], key[1], fingerprint, plugin.plugin_id,
                         offer.name, offer.fingerprint)
                     continue
-                if plugin.closed:
+                if plugin.closed or being_created(plugin, index):  # (its own create asking for itself: no recursion)
                     continue
                 lent = _Lent(f"{offer.id}/{offer.revision}", offer.method_count, offer.thread_safe, table)
                 lent.target = InstanceTarget(plugin, index, lent.name, offer.thread_safe)

@@ -103,6 +103,7 @@ class _Server:
         self.functions: list[Any] = []  # the plugin's functions, then each instance's methods (None once destroyed)
         self.codecs: list[wire.Codec | None] = []
         self.instances: dict[int, tuple[Any, int]] = {}  # first method's index -> (its target, method count)
+        self.spare: dict[int, list[int]] = {}  # method count -> first indexes of destroyed instances
         self.services: Any = None
         self.plugin: Any = None
         self.base = 0  # where the next message goes: after the one being answered
@@ -248,12 +249,17 @@ class _Server:
         try:
             request = self.area.read_json(base, length)
             target = InstanceTarget(self.plugin._core, offer, request["name"], bool(request["thread_safe"]))
-            first = len(self.functions)
-            for slot, name, text, flags in request["methods"]:
+            methods = request["methods"]
+            spare = self.spare.get(len(methods))
+            first = spare.pop() if spare else len(self.functions)  # a destroyed instance's indexes, if of its size
+            if first == len(self.functions):
+                self.functions += [None] * len(methods)
+                self.codecs += [None] * len(methods)
+            for i, (slot, name, text, flags) in enumerate(methods):
                 spec = FunctionSpec(name, text, "", flags)
-                self.functions.append(PluginFunction(target, spec, target.entry.methods[slot]))
-                self.codecs.append(wire.Codec(parse_signature(text)))
-            self.instances[first] = (target, len(request["methods"]))
+                self.functions[first + i] = PluginFunction(target, spec, target.entry.methods[slot])
+                self.codecs[first + i] = wire.Codec(parse_signature(text))
+            self.instances[first] = (target, len(methods))
             failure = None
         except BaseException as exc:
             failure = exc
@@ -273,6 +279,7 @@ class _Server:
             target, count = found
             self.functions[first : first + count] = [None] * count
             self.codecs[first : first + count] = [None] * count
+            self.spare.setdefault(count, []).append(first)  # for the next instance with as many methods
             try:
                 target.close()
             except BaseException as exc:  # a destroy that fails is the plugin's to log; the host goes on

@@ -61,6 +61,12 @@ BYTES = TYPES["bytes"]
 MAX_LENT = 1 << 16  # objects one isolated plugin may hold from host->query at once: a child cannot grow the host without bound
 
 
+@functools.lru_cache(maxsize=256)
+def _service_codec(text: str) -> wire.Codec:
+    """The wire codec of a service method's call-layer signature (a few per host)."""
+    return wire.Codec(parse_signature(text))
+
+
 class _Borrower:
     """An isolated plugin as its host's Services see a caller: its id and a
     key of its own for what is lent to it (no host table lives here)."""
@@ -71,6 +77,7 @@ class _Borrower:
         self.plugin_id = name
         self.debug = False
         self.lent = 0  # objects it holds now
+        self.warned = False  # that it holds too many
         self.host_table = types.SimpleNamespace(address=-next(self._keys))  # never a real table's address
 
 STARTUP_SECONDS = 60.0  # a fresh interpreter; generous for a loaded machine
@@ -413,9 +420,10 @@ class IsolatedPlugin:
             token = services.lend(borrower, (request["id"], request["revision"]), request["fingerprint"],
                                   services_only=True)
             borrower.lent += token != 0
-        elif services is not None:
+        elif services is not None and not borrower.warned:
+            borrower.warned = True  # once: a plugin that keeps asking must not flood the log
             logging.getLogger("ferrule").error("%s holds %d objects from host->query, the most an isolated plugin "
-                                               "may: refused another until it releases some", self._who, borrower.lent)
+                                               "may: refused more until it releases some", self._who, borrower.lent)
         answer = {"token": token, "signatures": (services.signatures(token) if services is not None and token else None)}
         child.post(QUERY_RESULT, 0, child.base, child.area.write_json(child.base, answer))
 
@@ -431,7 +439,7 @@ class IsolatedPlugin:
         method, flags = SCALL_HEAD.unpack_from(area.data, base)
         services = self._services
         texts = services.signatures(token) if services is not None else None
-        codec = self._service_codec(texts[method]) if texts is not None and method < len(texts) else None
+        codec = _service_codec(texts[method]) if texts is not None and method < len(texts) else None
         ret = ffi.new("ferrule_value *")
         keep: list[Any] = []
         args: Any = ffi.NULL
@@ -455,17 +463,20 @@ class IsolatedPlugin:
             result = codec.sig.result
             value = None if result is None else value_of(result, ret)
             release_result(result, ret)
-            child.post(SCALL_RESULT, 0, out, codec.write_result(area, out, value))
-            return
-        message = value_of(BYTES, ret) if ret.bytes.ptr != ffi.NULL else b""
-        release_result(BYTES, ret)
+            try:
+                child.post(SCALL_RESULT, 0, out, codec.write_result(area, out, value))
+                return
+            except wire.TooLargeError as exc:  # nothing was sent: this host->call fails, the child carries on
+                status, message = abi.ERROR, (
+                    f"host->call: the result takes {exc.needed} bytes of shared memory, more than the {exc.bound} the "
+                    "isolated plugin may map (memory_limit, else 4 GiB)").encode()
+        else:
+            message = value_of(BYTES, ret) if ret.bytes.ptr != ffi.NULL else b""
+            release_result(BYTES, ret)
         area.ensure(out + len(message))
         area.data[out : out + len(message)] = message
         child.post(SCALL_RESULT, (status if status != abi.OK else abi.ERROR) & 0xFFFFFFFF, out, len(message))
 
-    @functools.lru_cache(maxsize=256)  # noqa: B019 - signatures of the host's services, a few
-    def _service_codec(self, text: str) -> wire.Codec:
-        return wire.Codec(parse_signature(text))
 
     def _invoke(self, child: Child, fn: IsolatedFunction, callables: list[Any], errors: list[BaseException],
                 index: int, base: int, length: int) -> None:
@@ -703,14 +714,28 @@ class IsolatedPlugin:
         self._doomed.append((child, first))
 
     def _destroy_doomed(self, child: Child) -> None:
-        doomed, self._doomed = self._doomed, []
-        for held, first in doomed:
-            if held is child and not child.stopper.done:
-                base = 0
-                try:
-                    kind, _arg, _base, _length = self._exchange(child, DESTROY, first, base, 0, None, "destroy")
-                except wire.WireError as exc:
-                    raise self._broken(child, exc) from None
+        """Destroy in the child the instances collected unclosed, as a call:
+        under the plugin's timeout, cancellable, and a failure ends the
+        child as a call's would."""
+        while self._doomed:
+            held, first = self._doomed.pop()  # one at a time: a finalizer may append meanwhile
+            if held is not child or child.stopper.done:
+                continue  # gone with its process
+            deadline = None if self.timeout is None else time.monotonic() + self.timeout
+            self._calls += 1
+            try:
+                self._exchange(child, DESTROY, first, 0, 0, deadline, "destroy")
+            except wire.WireError as exc:
+                raise self._broken(child, exc) from None
+            except IsolationError as exc:
+                self._lost(child, exc)
+                raise
+            except BaseException as exc:
+                self._lost(child, IsolationError(f"{self._who}: destroy was interrupted ({type(exc).__name__}); "
+                                                 "ferrule ended its process"))
+                raise
+            finally:
+                self._calls -= 1
 
     # -- lifecycle
 
