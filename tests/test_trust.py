@@ -193,7 +193,10 @@ def test_load_of_a_scanned_plugin_is_pinned_to_what_was_scanned(vetted: tuple[Pa
     assert info.sha256 == sha256(directory / "libfixture.so")
     with ferrule.load(info) as plugin:
         assert plugin.add(2, 3) == 5
-    shutil.copy(built.greeter, directory / "libfixture.so")  # replaced after the scan
+    # Replaced after the scan, as an install does (a new file renamed over it: writing into the
+    # loaded file itself would change the code this process has mapped).
+    shutil.copy(built.greeter, directory / "libnew.tmp")
+    os.replace(directory / "libnew.tmp", directory / "libfixture.so")
     for load in (lambda: ferrule.load(info), lambda: ferrule.load(info, isolated=True),
                  lambda: ferrule.PluginHost().load(info)):
         with pytest.raises(ferrule.PinMismatchError, match=f"not the {info.sha256} it is pinned to"):
