@@ -81,7 +81,6 @@ class Child:
         held: list[int] = []  # closed again if the start fails half-way
         try:
             self.area = wire.Area.create(memory_limit or wire.DEFAULT_BOUND)
-            held.append(self.area.fd)
             lifeline, self.lifeline = os.pipe()  # the child's end closes with this process
             held += [lifeline, self.lifeline]
             args = (str(self.area.fd), str(lifeline), str(memory_limit or 0), str(cpu))
@@ -96,12 +95,20 @@ class Child:
                 env=None if launch is None else launch.env, preexec_fn=None if launch is None else launch.preexec,
             )
             os.close(lifeline)
+            self.area.drop_fd()  # the child has its own now
         except BaseException as exc:
+            area = self.__dict__.get("area")
+            if area is not None:
+                held.append(area.fd)
+                area.fd = -1
             for fd in held:
                 try:
-                    os.close(fd)
+                    if fd >= 0:
+                        os.close(fd)
                 except OSError:
                     pass
+            if area is not None:
+                area.close()
             if launch is not None:
                 launch.close()
             if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
@@ -109,7 +116,7 @@ class Child:
                 whose = "this process" if exc.errno == errno.EMFILE else "the system"
                 raise IsolationError(
                     f"cannot start an isolated plugin's process: {whose} has no file descriptors left "
-                    f"({errno.errorcode[exc.errno]}; this process may open {soft}). Each isolated plugin holds 6 while "
+                    f"({errno.errorcode[exc.errno]}; this process may open {soft}). Each isolated plugin holds 4 while "
                     "it runs: close the plugins no longer needed, or raise the limit (ulimit -n)") from None
             raise
         self.pid = self.proc.pid
@@ -285,7 +292,9 @@ class Stopper:
             except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
                 pass
             os.close(self.lifeline)
-            os.close(self.area.fd)
+            if self.area.fd >= 0:
+                os.close(self.area.fd)
+                self.area.fd = -1
             if self.launch is not None:
                 self.launch.close()  # ends what is left in its cgroup
 

@@ -55,16 +55,35 @@ def align(n: int) -> int:
 
 class Area:
     """One side's mapping of the channel memfd: the control page and the data
-    area, remapped when the other side has grown the file."""
+    area. The child maps the data area as far as the last message needs
+    (its address space is limited) and remaps it when the other side grew
+    the file. The host, whose file is its bound from the start, maps it
+    whole once (address space only: pages cost nothing until written) and
+    needs the descriptor no more: one mapping, no remapping."""
 
-    def __init__(self, fd: int, bound: int | None = None):
+    def __init__(self, fd: int, bound: int | None = None, whole: bool = False):
         self.fd = fd
         self.bound = bound  # the most the other side may announce (the host's side); None: any
+        self.size = 0  # what the last message announced: the data area both sides agree on
+        self._whole: mmap.mmap | None = None
+        st = os.fstat(fd)
+        self.file_size = st.st_size - CONTROL_SIZE
+        self.inode = st.st_ino  # which memfd it is, after the descriptor is closed
+        if whole:
+            try:
+                self._whole = mmap.mmap(fd, CONTROL_SIZE + self.file_size)
+            except (OSError, OverflowError, ValueError):
+                pass  # (an address-space limit on the host): map as the child does
+        if self._whole is not None:
+            self.control: Any = memoryview(self._whole)[:CONTROL_SIZE]
+            self.data: Any = memoryview(self._whole)[CONTROL_SIZE:]
+            self.channel = Channel(self.control)
+            self.size = min(self.file_size, INITIAL_DATA)
+            return
         self.control = mmap.mmap(fd, CONTROL_SIZE)
         self.channel = Channel(self.control)
-        self.size = 0
-        self.data: mmap.mmap = self.control  # replaced by _map
-        self._map(min(os.fstat(fd).st_size - CONTROL_SIZE, INITIAL_DATA))  # the file may be larger: see create
+        self.data = self.control  # replaced by _map
+        self._map(min(self.file_size, INITIAL_DATA))  # the file may be larger: see create
 
     @classmethod
     def create(cls, bound: int | None = DEFAULT_BOUND) -> Area:
@@ -84,7 +103,14 @@ class Area:
             with tempfile.TemporaryFile() as f:
                 fd = os.dup(f.fileno())
             os.ftruncate(fd, CONTROL_SIZE + INITIAL_DATA)
-        return cls(fd, bound)
+        return cls(fd, bound, whole=bound is not None)
+
+    def drop_fd(self) -> None:
+        """Close the descriptor once the child has its own, where nothing
+        here needs it again (a whole mapping)."""
+        if self._whole is not None and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def _map(self, size: int) -> None:
         try:
@@ -96,6 +122,8 @@ class Area:
     def release(self) -> None:
         """Unmap the data area (the control page stays: the channel holds
         it). Only when no message is being read or written."""
+        if self._whole is not None:
+            return  # one mapping with the control page: close() unmaps it
         try:
             self.data.close()
         except BufferError:  # a view of it is still alive somewhere: the collector frees it
@@ -108,10 +136,17 @@ class Area:
         call is in flight), so that nothing waits for the collector."""
         self.release()
         self.channel.detach()
+        whole = self._whole
         try:
-            self.control.close()
+            if whole is not None:
+                self.data.release()
+                self.control.release()
+                whole.close()
+            else:
+                self.control.close()
         except BufferError:  # pragma: no cover - a view of it is still alive: the collector frees it
             pass
+        self.size = 0
 
     def ensure(self, needed: int) -> None:
         """Grow the data area to hold ``needed`` bytes (the sender's side).
@@ -127,6 +162,9 @@ class Area:
             size = max(needed + ANSWER_ROOM, self.size * 2)
             if self.bound is not None:
                 size = min(size, self.bound)  # needed fits: checked above
+            if self._whole is not None:  # all mapped already: only what both sides agree on grows
+                self.size = min(size, self.file_size)
+                return
             held = os.fstat(self.fd).st_size - CONTROL_SIZE
             if needed <= held:
                 size = min(size, held)  # a file sealed at its bound (create)
@@ -143,10 +181,13 @@ class Area:
             if self.bound is not None and size > max(self.bound, self.size):
                 raise WireError(f"announced a data area of {size} bytes, more than the {self.bound} bytes the host "
                                 "maps for it (memory_limit, else 4 GiB); the host allocated nothing for it")
-            actual = os.fstat(self.fd).st_size - CONTROL_SIZE
+            actual = self.file_size if self._whole is not None else os.fstat(self.fd).st_size - CONTROL_SIZE
             if not self.size < size <= actual:
                 raise WireError(f"announced a data area of {size} bytes; this side maps {self.size}, the file holds {actual}")
-            self._map(size)
+            if self._whole is not None:
+                self.size = size
+            else:
+                self._map(size)
 
     def take(self, base: int, length: int, size: int) -> int:
         """Accept a message's head: map the size it announces, check its
@@ -170,7 +211,7 @@ class Area:
     def read_json(self, base: int, length: int) -> Any:
         self.check(base, length)
         try:
-            return json.loads(self.data[base : base + length])
+            return json.loads(bytes(self.data[base : base + length]))
         except ValueError as exc:
             raise WireError(f"a message that is not JSON: {exc}") from None
         except RecursionError:
@@ -309,7 +350,7 @@ class Codec:
         offset, n = _SLOT.unpack_from(area.data, base)
         if offset != _SLOT.size or n != length - offset:
             raise WireError(f"a {result.name} result at {offset}+{n} in a message of {length} bytes")
-        data = area.data[base + offset : base + offset + n]
+        data = bytes(area.data[base + offset : base + offset + n])
         if result.name == "bytes":
             return data
         try:
