@@ -832,13 +832,16 @@ report = {"in_load": 0, "after": 0, "leaks": []}
 for i in range(rounds):
     delay = random.uniform(0, span * 1.2)
     timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
     plugin = None
+    loading = False
     try:
+        timer.start()  # (a short delay may interrupt this already)
+        loading = True
         plugin = ferrule.load(path, isolated=True, sandbox=sandbox or None)
         time.sleep(span)
     except KeyboardInterrupt:
-        report["in_load" if plugin is None else "after"] += 1
+        if loading:
+            report["in_load" if plugin is None else "after"] += 1
     timer.join()
     if plugin is not None:
         plugin.close()
