@@ -39,6 +39,7 @@ class PluginHost:
     def __init__(self, *, debug: bool = False):
         self._services = Services(debug)
         self._plugins: list[Plugin | IsolatedPlugin] = []
+        self._kept = 0  # how many were open at the last pruning
 
     @property
     def debug(self) -> bool:
@@ -87,6 +88,7 @@ class PluginHost:
                                              _services=self._services, **isolation)
             with self._services.lock:
                 self._plugins.append(isolated_plugin)
+                self._prune_now_and_then()
             return isolated_plugin
         if isolation:
             raise TypeError(f"load() got {', '.join(sorted(isolation))}: these apply only with isolated=True")
@@ -94,15 +96,27 @@ class PluginHost:
         with self._services.lock:
             self._plugins.append(plugin)
             self._services.plugins.append(plugin._core)
+            self._prune_now_and_then()
         return plugin
 
     @property
     def plugins(self) -> tuple[Plugin | IsolatedPlugin, ...]:
         """The plugins loaded through this host that are not closed."""
         with self._services.lock:
-            self._plugins = [p for p in self._plugins if not p.closed]
-            self._services.plugins = [p._core for p in self._plugins if isinstance(p, Plugin)]
+            self._prune()
             return tuple(self._plugins)
+
+    def _prune(self) -> None:
+        self._plugins = [p for p in self._plugins if not p.closed]
+        self._services.plugins = [p._core for p in self._plugins if isinstance(p, Plugin)]
+        self._kept = len(self._plugins)
+
+    def _prune_now_and_then(self) -> None:
+        # Closed plugins are dropped whenever the list has doubled since the
+        # last time: a host that loads and closes plugins for ever stays the
+        # same size, at a constant cost per load.
+        if len(self._plugins) > 2 * self._kept + 16:
+            self._prune()
 
     def implementations(self, interface: type[P]) -> list[Implementation[P]]:
         """Every implementation of ``interface`` among the loaded plugins, in
