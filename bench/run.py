@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _cargo import release_dir  # bench/_cargo.py (this script's directory is on sys.path)
+
 import cffi
 
 import ferrule
@@ -51,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 ANCHOR_C = BENCH / "anchor.c"
 SDK_INCLUDE = ROOT / "sdk" / "c" / "include"
-RELEASE = ROOT / "target" / "release"
+RELEASE = release_dir(ROOT)  # where cargo puts them (CARGO_TARGET_DIR included)
 GENERATED = ROOT / "tests" / "plugins" / "generated"
 IFACES_C = ROOT / "tests" / "plugins" / "c" / "ifaces.c"
 CFLAGS = ["-O2"]  # the same for every build of anchor.c

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import ferrule
+from _cargo import release_dir  # bench/_cargo.py
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,8 +36,7 @@ def build(out: Path) -> dict[str, Path]:
     subprocess.run(["c++", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-O2", f"-I{include}",
                     f"-Wl,--version-script={os.path.join(include, 'ferrule.map')}",
                     str(ROOT / "examples" / "cpp_plugin" / "wordstat.cpp"), "-o", str(wordstat)], check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    return {"greeter (Rust)": target / "release" / "libgreeter.so", "calc (C)": calc, "wordstat (C++)": wordstat}
+    return {"greeter (Rust)": release_dir(ROOT) / "libgreeter.so", "calc (C)": calc, "wordstat (C++)": wordstat}
 
 
 def main() -> None:

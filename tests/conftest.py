@@ -3,6 +3,7 @@ cargo, the C plugins and their broken variants with the C compiler."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -125,7 +126,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     if shutil.which("cargo") is None or shutil.which(CC) is None:
         pytest.fail("cargo and a C compiler are required to build the test plugins (see README)")
     run(["cargo", "build", "--workspace", "--release", "--quiet"], cwd=ROOT)
-    rust = ROOT / "target" / "release"
+    metadata = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout
+    rust = Path(json.loads(metadata)["target_directory"]) / "release"  # CARGO_TARGET_DIR included
     c = tmp_path_factory.mktemp("c-plugins")
     compile_plugin(ROOT / "examples" / "c_plugin" / "calc.c", c / "libcalc.so", "-lm")
     compile_plugin(C_DIR / "fixture.c", c / "libfixture.so")
