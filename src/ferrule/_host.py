@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, overload
 
-from ._interfaces.instances import Implementation, proxy_class
+from ._interfaces.instances import Implementation, named, proxy_class
 from ._interfaces.services import Services
 from ._isolation.plugin import IsolatedPlugin
 from ._loader.pin import plugin_library
@@ -131,10 +131,8 @@ class PluginHost:
     def create(self, interface: type[P], name: str | None = None) -> P | None:
         """An instance of the first implementation of ``interface`` (called
         ``name``, if given) among the loaded plugins, or None when none has it."""
-        for impl in self.implementations(interface):
-            if name is None or impl.name == name:
-                return impl.create()
-        return None
+        impl = named(self.implementations(interface), name)
+        return impl.create() if impl is not None else None
 
     def __repr__(self) -> str:
         services = ", ".join(f"{k[0]}/{k[1]}" for k in self._services.services)

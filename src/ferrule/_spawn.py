@@ -3,8 +3,10 @@ children) and names how they ended."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+from typing import IO
 
 
 def python_command(module: str, *args: str, path: list[str] | None = None) -> list[str]:
@@ -21,3 +23,12 @@ def signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+def last_lines(output: IO[bytes], count: int = 5) -> list[str]:
+    """The last non-blank lines of a process's output file (its last 4 KiB),
+    stripped, to quote in the error that says how it ended."""
+    output.seek(0, os.SEEK_END)
+    output.seek(max(0, output.tell() - 4096))
+    text = output.read().decode("utf-8", "replace")
+    return [line.strip() for line in text.splitlines() if line.strip()][-count:]

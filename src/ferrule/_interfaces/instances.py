@@ -19,8 +19,9 @@ from .._call.contract import CallTarget, Gate, HostTable
 from .._errors import InterfaceMismatchError
 from ..idl import InterfaceSpec, spec
 from .methods import method
+from .offers import check_offer
 
-__all__ = ["Implementation", "Instance", "InstanceTarget", "Owner", "being_created", "no_implementation", "proxy_class"]
+__all__ = ["Implementation", "Instance", "InstanceTarget", "Owner", "being_created", "matching", "named", "no_implementation", "proxy_class"]
 
 P = TypeVar("P")
 
@@ -235,3 +236,25 @@ def no_implementation(plugin_id: str, offers: tuple[OfferSpec, ...], interface: 
     which = f" named {name!r}" if name is not None else ""
     return LookupError(f"plugin {plugin_id!r} offers no implementation of {iface.id}/{iface.revision}{which}"
                        + (f" (it offers {', '.join(map(repr, offered))})" if offered else ""))
+
+
+def matching(plugin_id: str, offers: tuple[OfferSpec, ...], interface: Any) -> tuple[type[Instance], list[int]]:
+    """The proxy class of ``interface`` and the indexes of the offers that
+    implement it, in descriptor order, each checked against the declaration
+    (InterfaceMismatchError for another layout of the same id and revision)."""
+    iface = spec(interface)
+    proxy = proxy_class(interface)
+    indexes = []
+    for index, offer in enumerate(offers):
+        if offer.key == iface.key:
+            check_offer(plugin_id, offer, iface)
+            indexes.append(index)
+    return proxy, indexes
+
+
+def named(implementations: list[Implementation[P]], name: str | None) -> Implementation[P] | None:
+    """The implementation called ``name`` (or the first one), or None."""
+    for impl in implementations:
+        if name is None or impl.name == name:
+            return impl
+    return None

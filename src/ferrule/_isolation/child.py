@@ -35,7 +35,11 @@ def main() -> None:
     fd, lifeline, memory_limit, cpu_limit = (int(a) for a in sys.argv[1:5])
     become_isolated_child(lifeline)
     _limit(memory_limit, cpu_limit)
-    sandbox = _sandbox(json.loads(sys.argv[5])) if len(sys.argv) > 5 else None
+    sandbox = None
+    if len(sys.argv) > 5:  # (imported only then: a plain child starts without it)
+        from .._sandbox.launch import confine
+
+        sandbox = confine(json.loads(sys.argv[5]))
     try:
         _Server(wire.Area(fd, memory_limit or None), sandbox).run()  # bounded: it grows no further than it may map
     except wire.WireError as exc:  # one line the host shows, not a traceback of ferrule's
@@ -43,25 +47,6 @@ def main() -> None:
                 if memory_limit and "cannot be mapped" in str(exc) else "")
         print(f"ferrule: the isolated child cannot go on: {exc}{hint}", file=sys.stderr, flush=True)
         os._exit(3)
-
-
-def _sandbox(policy: dict[str, Any]) -> dict[str, Any]:
-    """Apply the child's part of the sandbox; return what /proc says holds."""
-    import resource
-
-    from .._sandbox import launch, seccomp
-
-    if policy["nproc"]:
-        resource.setrlimit(resource.RLIMIT_NPROC, (policy["nproc"], policy["nproc"]))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    error = None
-    try:
-        seccomp.apply(policy["network"])
-    except seccomp.SeccompUnavailable as exc:
-        error = str(exc)
-    facts = launch.facts()
-    facts["seccomp_error"] = error
-    return facts
 
 
 def _limit(memory: int, cpu: int) -> None:
@@ -228,13 +213,19 @@ class _Server:
             failure = None
         except BaseException as exc:
             failure = exc
+        if not self.answered(outer, failure):
+            self.post(RESULT, 0, codec.write_result(self.area, self.base, value))
+
+    def answered(self, outer: bool, failure: BaseException | None) -> bool:
+        """After serving a request: the log lines it left, then the ERROR of
+        ``failure``, if any (True); the caller posts its own RESULT otherwise."""
         self.busy = outer
         if self.pending:
             self.flush()
         if failure is None:
-            self.post(RESULT, 0, codec.write_result(self.area, self.base, value))
-        else:
-            self.post(ERROR, 0, self.area.write_json(self.base, to_payload(failure)))
+            return False
+        self.post(ERROR, 0, self.area.write_json(self.base, to_payload(failure)))
+        return True
 
     def serve_create(self, offer: int, base: int, length: int) -> None:
         """An instance of the plugin's offer number ``offer``: its methods take
@@ -263,13 +254,8 @@ class _Server:
             failure = None
         except BaseException as exc:
             failure = exc
-        self.busy = outer
-        if self.pending:
-            self.flush()
-        if failure is None:
+        if not self.answered(outer, failure):
             self.post(RESULT, 0, self.area.write_json(self.base, {"first": first}))
-        else:
-            self.post(ERROR, 0, self.area.write_json(self.base, to_payload(failure)))
 
     def serve_destroy(self, first: int) -> None:
         outer = self.busy
@@ -284,9 +270,7 @@ class _Server:
                 target.close()
             except BaseException as exc:  # a destroy that fails is the plugin's to log; the host goes on
                 logging.getLogger("ferrule").error("destroying an instance failed: %s", exc)
-        self.busy = outer
-        if self.pending:
-            self.flush()
+        self.answered(outer, None)
         self.post(RESULT, 0, 0)
 
     def host_function(self, index: int, sig: Any) -> Any:

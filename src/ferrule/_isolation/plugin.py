@@ -30,10 +30,8 @@ from .._abi.signature import parse_signature
 from .._abi.spec import FunctionSpec, OfferSpec, PluginSpec, SpecError
 from .._abi.types import TYPES
 from .._call.marshal import release_borrowed, release_result, store_borrowed, store_scalar, value_of
-from .._interfaces.instances import Implementation, no_implementation, proxy_class
-from .._interfaces.offers import check_offer
+from .._interfaces.instances import Implementation, matching, named, no_implementation
 from .._interfaces.services import Services, _fail
-from ..idl import spec as interface_spec
 from .._call.checks import bind, check_value
 from .._call.function import doc_text, python_signature
 from .._call import accelerator
@@ -336,6 +334,20 @@ class IsolatedPlugin:
         self._lost(child, error)
         return error
 
+    def _failed(self, child: Child, exc: BaseException, during: str) -> BaseException:
+        """What an exchange that failed raises, once the child is ended: the
+        IsolationError a broken protocol makes, or ``exc`` itself. Interrupted
+        mid-exchange (KeyboardInterrupt, a signal handler), the child may
+        still answer later, so it must not serve the next request either."""
+        if isinstance(exc, wire.WireError):
+            return self._broken(child, exc)
+        if isinstance(exc, IsolationError):
+            self._lost(child, exc)
+        else:
+            self._lost(child, IsolationError(f"{self._who}: {during} was interrupted ({type(exc).__name__}); "
+                                             "ferrule ended its process"))
+        return exc
+
     def _lost(self, child: Child, failure: IsolationError) -> None:
         """End the child and remember why, for restart=False and the next call."""
         self._failure = failure
@@ -558,17 +570,11 @@ class IsolatedPlugin:
                         result = _rebuild(area.read_json(rbase, rlength))
                     else:
                         raise wire.WireError(f"answered a call with message kind {kind}")
-                except wire.WireError as exc:
-                    raise self._broken(child, exc) from None
-                except IsolationError as exc:
-                    self._lost(child, exc)
-                    raise
                 except BaseException as exc:
-                    # Interrupted mid-exchange (KeyboardInterrupt, a signal handler): the child
-                    # may still answer this call later, so it must not serve the next one.
-                    self._lost(child, IsolationError(f"{self._who}: {fn._during} was interrupted ({type(exc).__name__}); "
-                                                     "ferrule ended its process"))
-                    raise
+                    failure = self._failed(child, exc, fn._during)
+                    if failure is exc:
+                        raise
+                    raise failure from None
                 finally:
                     self._depth -= 1
                     self._calls -= 1
@@ -620,21 +626,12 @@ class IsolatedPlugin:
 
     def implementations(self, interface: type[P]) -> list[Implementation[P]]:
         """As ``Plugin.implementations``: the instances live in the child."""
-        iface = interface_spec(interface)
-        proxy = proxy_class(interface)
-        found: list[Implementation[P]] = []
-        for index, offer in enumerate(self._spec.offers):
-            if offer.key == iface.key:
-                check_offer(self.id, offer, iface)
-                found.append(IsolatedImplementation(self, index, proxy))  # type: ignore[arg-type]
-        return found
+        proxy, indexes = matching(self.id, self._spec.offers, interface)
+        return [IsolatedImplementation(self, index, proxy) for index in indexes]  # type: ignore[arg-type]
 
     def implementation(self, interface: type[P], name: str | None = None) -> Implementation[P] | None:
         """The implementation called ``name`` (or the first one), or None."""
-        for impl in self.implementations(interface):
-            if name is None or impl.name == name:
-                return impl
-        return None
+        return named(self.implementations(interface), name)
 
     def create(self, interface: type[P], name: str | None = None) -> P:
         """As ``Plugin.create``: an instance made in the child, its methods
@@ -667,15 +664,11 @@ class IsolatedPlugin:
                 self._depth += 1
                 try:
                     answer = self._exchange(child, kind, arg, base, length, deadline, during)
-                except wire.WireError as exc:
-                    raise self._broken(child, exc) from None
-                except IsolationError as exc:
-                    self._lost(child, exc)
-                    raise
                 except BaseException as exc:
-                    self._lost(child, IsolationError(f"{self._who}: {during} was interrupted ({type(exc).__name__}); "
-                                                     "ferrule ended its process"))
-                    raise
+                    failure = self._failed(child, exc, during)
+                    if failure is exc:
+                        raise
+                    raise failure from None
                 finally:
                     self._depth -= 1
                 return (child, *answer[:1], *answer[2:])
@@ -725,15 +718,11 @@ class IsolatedPlugin:
             self._calls += 1
             try:
                 self._exchange(child, DESTROY, first, 0, 0, deadline, "destroy")
-            except wire.WireError as exc:
-                raise self._broken(child, exc) from None
-            except IsolationError as exc:
-                self._lost(child, exc)
-                raise
             except BaseException as exc:
-                self._lost(child, IsolationError(f"{self._who}: destroy was interrupted ({type(exc).__name__}); "
-                                                 "ferrule ended its process"))
-                raise
+                failure = self._failed(child, exc, "destroy")
+                if failure is exc:
+                    raise
+                raise failure from None
             finally:
                 self._calls -= 1
 

@@ -24,7 +24,7 @@ from .ldcache import versioned
 from .posix import loaded_path, open_library  # the raw layer; a Windows one would be chosen here
 from .posix import symbol as find_symbol
 
-__all__ = ["Library", "as_path", "library_file_name", "plugin_file"]
+__all__ = ["Library", "as_path", "ferrule_path", "library_file_name", "plugin_file"]
 
 # Library.function's own cffi namespace: C signatures that users declare.
 ffi = cffi.FFI()
@@ -99,6 +99,12 @@ def as_path(name: str | os.PathLike[str]) -> str | None:
     return None
 
 
+def ferrule_path() -> list[str]:
+    """The FERRULE_PATH directories, absolute, in order; an empty entry means
+    nothing (never the current directory)."""
+    return [os.path.abspath(os.path.expanduser(d)) for d in os.environ.get("FERRULE_PATH", "").split(os.pathsep) if d]
+
+
 def plugin_file(name: str | os.PathLike[str]) -> str:
     """The file a plugin name opens: a path (absolute from here on), or for a
     bare name (``libx.so``, or ``x``) the file of that name in the first of
@@ -112,7 +118,7 @@ def plugin_file(name: str | os.PathLike[str]) -> str:
     if not text:
         raise LibraryNotFoundError("empty plugin name: give the plugin's path")
     file_name = text if _looks_like_file_name(text) else library_file_name(text)
-    dirs = [os.path.abspath(os.path.expanduser(d)) for d in os.environ.get("FERRULE_PATH", "").split(os.pathsep) if d]
+    dirs = ferrule_path()
     for directory in dirs:
         candidate = os.path.join(directory, file_name)
         if os.path.lexists(candidate):

@@ -30,11 +30,9 @@ from .._call.gate import new_gate
 from .._call.status import status_error
 from .._call.table import HostTable as CffiHostTable
 from .._call.table import log_sink, running
-from .._interfaces.instances import Implementation, no_implementation, proxy_class
-from .._interfaces.offers import check_offer
+from .._interfaces.instances import Implementation, matching, named, no_implementation
 from .._interfaces.services import Services
 from .._loader import Library
-from ..idl import spec as interface_spec
 
 __all__ = ["Plugin", "PluginCore"]
 
@@ -222,21 +220,12 @@ class Plugin:
 
         Raises InterfaceMismatchError when an implementation was generated
         from another layout of the same id and revision."""
-        iface = interface_spec(interface)
-        proxy = proxy_class(interface)
-        found = []
-        for index, offer in enumerate(self._spec.offers):
-            if offer.key == iface.key:
-                check_offer(self.id, offer, iface)
-                found.append(Implementation(self, self._core, index, proxy))
-        return found  # type: ignore[return-value]
+        proxy, indexes = matching(self.id, self._spec.offers, interface)
+        return [Implementation(self, self._core, index, proxy) for index in indexes]  # type: ignore[arg-type]
 
     def implementation(self, interface: type[P], name: str | None = None) -> Implementation[P] | None:
         """The implementation called ``name`` (or the first one), or None."""
-        for impl in self.implementations(interface):
-            if name is None or impl.name == name:
-                return impl
-        return None
+        return named(self.implementations(interface), name)
 
     def create(self, interface: type[P], name: str | None = None) -> P:
         """Make an instance of the implementation called ``name`` (or the

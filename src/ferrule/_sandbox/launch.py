@@ -20,7 +20,7 @@ from typing import Any
 from .._errors import SandboxError
 from .policy import PROTECTIONS, Sandbox, SandboxReport
 
-__all__ = ["Launch", "facts", "prepare"]
+__all__ = ["Launch", "confine", "facts", "prepare"]
 
 NAMESPACES = ("user", "pid", "mnt", "net", "ipc", "uts")
 _NAMES = {"mnt": "mount", "net": "network"}
@@ -134,12 +134,14 @@ class _Cgroup:
 
     @classmethod
     def make(cls, processes: int | None, memory: int | None) -> _Cgroup | None:
-        limits: dict[str, list[tuple[str, str, str]]] = {}  # controller -> (v2 file, v1 file, value), in order
+        # controller -> (v2 file, its value, v1 file, its value), in the order written; a later file
+        # may be absent (swap accounting off: nothing to bound there)
+        limits: dict[str, list[tuple[str, str, str, str]]] = {}
         if processes is not None:
-            limits["pids"] = [("pids.max", "pids.max", str(processes))]
-        if memory is not None:
-            limits["memory"] = [("memory.max", "memory.limit_in_bytes", str(memory)),
-                                ("memory.swap.max", "memory.memsw.limit_in_bytes", "0")]
+            limits["pids"] = [("pids.max", str(processes), "pids.max", str(processes))]
+        if memory is not None:  # swap: none beyond memory (v2 bounds swap alone, v1 memory and swap together)
+            limits["memory"] = [("memory.max", str(memory), "memory.limit_in_bytes", str(memory)),
+                                ("memory.swap.max", "0", "memory.memsw.limit_in_bytes", str(memory))]
         with cls._lock:
             cls._count += 1
             name = f"ferrule-{os.getpid()}-{cls._count}"
@@ -156,14 +158,12 @@ class _Cgroup:
                     path = os.path.join(parent, name)
                     os.mkdir(path)
                     made[parent] = path
-                for v2_file, v1_file, value in files:
-                    if not v2 and v1_file.endswith("memsw.limit_in_bytes"):
-                        value = str(memory)  # v1: memory and swap together, no less than memory alone
+                for i, (v2_file, v2_value, v1_file, v1_value) in enumerate(files):
                     target = os.path.join(path, v2_file if v2 else v1_file)
-                    if v2_file != files[0][0] and not os.path.exists(target):
-                        continue  # swap accounting is off: nothing to bound there
+                    if i and not os.path.exists(target):
+                        continue
                     with open(target, "w") as f:
-                        f.write(value)
+                        f.write(v2_value if v2 else v1_value)
                 done.add(controller)
             except OSError:
                 continue  # this controller's limit did not take: reported as not bounded
@@ -342,6 +342,27 @@ class Launch:
 def prepare(policy: Sandbox, plugin_path: str) -> Launch:
     """A start for the plugin at ``plugin_path`` (always a path: plugin_file resolves bare names)."""
     return Launch(policy, os.path.dirname(os.path.realpath(plugin_path)))
+
+
+def confine(policy: dict[str, Any]) -> dict[str, Any]:
+    """In a sandboxed child, before any plugin code: its part of the sandbox
+    (Launch.child_policy: the process limit, no core dumps, the seccomp
+    filter); what its /proc then says holds, for Launch.check."""
+    import resource
+
+    from . import seccomp
+
+    if policy["nproc"]:
+        resource.setrlimit(resource.RLIMIT_NPROC, (policy["nproc"], policy["nproc"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    error = None
+    try:
+        seccomp.apply(policy["network"])
+    except seccomp.SeccompUnavailable as exc:
+        error = str(exc)
+    found = facts()
+    found["seccomp_error"] = error
+    return found
 
 
 def facts() -> dict[str, Any]:

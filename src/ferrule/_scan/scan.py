@@ -34,9 +34,9 @@ from .._errors import FerruleError, IsolationError
 from .._sandbox import PROTECTIONS, Sandbox
 from .._sandbox.launch import Launch
 from .._loader import LIBRARY_SUFFIX
-from .._loader.library import plugin_file
+from .._loader.library import ferrule_path, plugin_file
 from .._loader.pin import allowlist, file_sha256
-from .._spawn import python_command, signal_name
+from .._spawn import last_lines, python_command, signal_name
 from .cache import Entry, Stamp, StoredSpec, cache_file, load_cache, save_cache, stamp_of
 from .deps import Depends, stamp, watched
 from .deps import changed as dependencies_changed
@@ -212,8 +212,7 @@ def _directories(dirs: Iterable[str | os.PathLike[str]] | None) -> list[tuple[st
         if not isinstance(text, str):
             raise TypeError(f"scan() directories must be str or os.PathLike[str], got {d!r}")
         wanted.append((text, True))
-    # Empty entries mean nothing: the current directory is never searched implicitly.
-    wanted += [(p, False) for p in os.environ.get("FERRULE_PATH", "").split(os.pathsep) if p]
+    wanted += [(p, False) for p in ferrule_path()]
     seen: set[str] = set()
     out = []
     for text, explicit in wanted:
@@ -413,7 +412,7 @@ def _run_worker(paths: list[str], timeout: float, done: dict[str, _Outcome], ret
                 status = _finish(proc, timeout)
         finally:
             _kill(proc)
-        tail = _tail(errors)
+        tail = last_lines(errors, _TAIL_LINES)
     current = state.current
     if current is not None:
         problem = _hung(current, timeout, advice) if hung else _crashed(current, status, tail, advice)
@@ -513,13 +512,6 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
-
-
-def _tail(errors: IO[bytes]) -> list[str]:
-    errors.seek(0, os.SEEK_END)
-    errors.seek(max(0, errors.tell() - 4096))
-    text = errors.read().decode("utf-8", "replace")
-    return [line.strip() for line in text.splitlines() if line.strip()][-_TAIL_LINES:]
 
 
 def _status_text(status: int | None) -> str:

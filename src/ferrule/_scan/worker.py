@@ -38,11 +38,11 @@ from typing import IO, Any
 from .._abi.descriptor import describe as read_descriptor
 from .._errors import FerruleError, MissingDependencyError
 from .._loader import Library
+from .._spawn import last_lines
 from .deps import watched
 
 _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36
 RESULT_LIMIT = 16 << 20  # bytes of one library's result: far beyond any real descriptor
-_TAIL_BYTES = 4096
 
 
 def describe(path: str) -> dict[str, Any]:
@@ -111,13 +111,6 @@ def _end_all() -> None:
             break
         if pid == 0:
             break
-
-
-def _tail(errors: IO[bytes]) -> list[str]:
-    errors.seek(0, os.SEEK_END)
-    errors.seek(max(0, errors.tell() - _TAIL_BYTES))
-    text = errors.read().decode("utf-8", "replace")
-    return [line.strip() for line in text.splitlines() if line.strip()][-5:]
 
 
 def _in_child(path: str, out: int, errors: int) -> None:
@@ -196,26 +189,21 @@ def _read_one(path: str, timeout: float) -> dict[str, Any]:
                                  "message": f"{path}: its static constructors or entry point wrote into the scan's "
                                             "result channel, which no library may use: fix or remove it"}}
         # Ended before it wrote its result: a crash, or an exit in a constructor.
-        return {"crashed": {"status": code, "tail": _tail(errors)}}
+        return {"crashed": {"status": code, "tail": last_lines(errors)}}
 
 
-def _confine(policy: dict[str, Any]) -> None:
+def _confine(policy: dict[str, Any]) -> dict[str, Any]:
     """The sandbox's part that this process applies to itself (and so to
-    every child it forks) before any library is opened."""
-    from .._sandbox import seccomp
+    every child it forks) before any library is opened, as an isolated
+    child does, and its limits; what /proc then says holds."""
+    from .._sandbox.launch import confine
 
-    if policy.get("nproc"):
-        resource.setrlimit(resource.RLIMIT_NPROC, (policy["nproc"], policy["nproc"]))
     if policy.get("memory"):
         resource.setrlimit(resource.RLIMIT_AS, (policy["memory"], policy["memory"]))
     if policy.get("cpu"):
         seconds = max(1, int(policy["cpu"]))
         resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    try:
-        seccomp.apply(policy["network"])
-    except seccomp.SeccompUnavailable:
-        pass  # the facts say so; the scanner decides
+    return confine(policy)
 
 
 def main() -> None:
@@ -230,10 +218,7 @@ def main() -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     policy = request.get("sandbox")
     if policy is not None:
-        from .._sandbox import launch
-
-        _confine(policy)
-        _send(channel, {"facts": launch.facts()})
+        _send(channel, {"facts": _confine(policy)})
         gc.freeze()  # what is here now stays shared with each forked child
     for path in request["paths"]:
         _send(channel, {"start": path})

@@ -33,12 +33,11 @@ static int is_pipe(const char *path) {
 }
 
 /* Write the forgery into every pipe among /proc/PID/fd/. */
-static int spray(pid_t pid) {
+static void spray(pid_t pid) {
     char dir[64];
     snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
     DIR *d = opendir(dir);
-    if (d == NULL) return 0;
-    int written = 0;
+    if (d == NULL) return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
@@ -47,52 +46,51 @@ static int spray(pid_t pid) {
         if (!is_pipe(path)) continue;
         int fd = open(path, O_WRONLY | O_NONBLOCK);
         if (fd < 0) continue;
-        if (write(fd, forged, sizeof forged - 1) > 0) written++;
+        (void)!write(fd, forged, sizeof forged - 1);
         close(fd);
     }
     closedir(d);
-    return written;
 }
 
-static pid_t parent_of(pid_t pid) {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+/* /proc/PID/NAME into buf (NUL-terminated); its length, or 0. */
+static ssize_t read_proc(pid_t pid, const char *name, char *buf, size_t size) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
     int fd = open(path, O_RDONLY);
     if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    ssize_t n = read(fd, buf, size - 1);
     close(fd);
     if (n <= 0) return 0;
     buf[n] = 0;
-    char *end = strrchr(buf, ')');
+    return n;
+}
+
+static pid_t parent_of(pid_t pid) {
+    char buf[512];
     int ppid = 0;
+    if (!read_proc(pid, "stat", buf, sizeof buf)) return 0;
+    char *end = strrchr(buf, ')');
     if (end == NULL || sscanf(end + 2, "%*c %d", &ppid) != 1) return 0;
     return ppid;
 }
 
 static int scans(pid_t pid) {
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
+    char buf[4096];
+    ssize_t n = read_proc(pid, "cmdline", buf, sizeof buf);
+    if (n == 0) return 0;
     for (ssize_t i = 0; i < n; i++) if (buf[i] == 0) buf[i] = ' ';
-    buf[n] = 0;
     return strstr(buf, "ferrule._scan.worker") != NULL || strstr(buf, "ferrule-scan-target") != NULL;
 }
 
 __attribute__((constructor)) static void attack(void) {
-    int written = 0;
     for (int fd = 3; fd < 1024; fd++) {  /* its own fds first */
-        if (write(fd, forged, sizeof forged - 1) > 0) written++;
+        (void)!write(fd, forged, sizeof forged - 1);
     }
     /* Its ancestors that scan: the worker and the scanning process (the test
      * marks it), and no further (the test runner's own pipes). */
     for (pid_t pid = getppid(); pid > 1 && scans(pid); pid = parent_of(pid)) {
-        written += spray(pid);
+        spray(pid);
     }
-    (void)written;
 }
 #endif
 
