@@ -27,6 +27,7 @@ from __future__ import annotations
 import array
 import json
 import math
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,8 @@ def value(spec: Any, path: CallPath) -> Any:
             return np.dtype(n["dtype"]).type(n["scalar"])
         return np.array(n["values"], dtype=n["dtype"]).reshape(n.get("shape", [-1]))
     if "python" in spec:
+        if spec["python"] == "namespace":  # a look-alike of a struct: the right fields, not the type
+            return types.SimpleNamespace(**{k: value(v, path) for k, v in spec["fields"].items()})
         return {"index": Index, "str_subclass": Text}[spec["python"]](spec["value"])
     if "struct" in spec:
         cls = getattr(api, spec["struct"])

@@ -58,7 +58,19 @@ typedef struct {
     int result; /* a code, or -1 */
     int simple; /* scalars only, in and out, at most MAX_SIMPLE: the short path */
     Spec *params;
+    /* An interface method with structs or handles (_accelerate_method): the
+     * caller passes the declared arguments, nargs of them. */
+    int method;
+    int nargs;
+    PyObject *method_plan; /* (per-parameter StructCodec, handle class or None, out codec, result handle class) */
+    PyObject **packers;    /* items of the plan's first tuple, borrowed; NULL for a plain parameter */
+    PyObject *out_codec;   /* a struct result, written by the plugin into a trailing out buffer */
+    PyObject *result_handle;
 } FunctionObject;
+
+/* Room on the stack for a method's struct arguments and result. */
+#define SCRATCH 1024
+#define SCRATCH_ALIGN 16
 
 #define MAX_SIMPLE 16
 
@@ -375,6 +387,59 @@ static PyObject *decode_result(FunctionObject *self, ferrule_value *ret) {
 
 static PyObject *call_failed(FunctionObject *self, int32_t status);
 
+/* A method's parameter i: a struct packed into scratch, a handle, or the
+ * out buffer of a struct result. 0 when done, 2 when it is a plain
+ * parameter (encode's job), 1 when the Python path must decide, -1 with an
+ * exception. */
+static int method_arg(FunctionObject *self, int i, PyObject *const *args, ferrule_value *slot, unsigned char *scratch,
+                      int *at, Py_ssize_t *out_at) {
+    if (i == self->nargs) { /* the out buffer: always the last parameter */
+        Py_ssize_t size = codec_size(self->out_codec);
+        *out_at = *at;
+        *at += (int)((size + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN);
+        slot->buf.ptr = scratch + *out_at;
+        slot->buf.len = (size_t)size;
+        return 0;
+    }
+    PyObject *packer = self->packers[i];
+    if (packer == NULL) return 2;
+    PyObject *obj = args[i];
+    if (Py_TYPE(packer) == &CodecType) {
+        Py_ssize_t size = codec_size(packer);
+        unsigned char *place = scratch + *at;
+        *at += (int)((size + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN);
+        int status = codec_pack(packer, obj, place);
+        if (status != 0) return status;
+        slot->bytes.ptr = place;
+        slot->bytes.len = (size_t)size;
+        slot->bytes.release = NULL;
+        return 0;
+    }
+    if ((PyObject *)Py_TYPE(obj) != packer) return 1; /* a handle of the declared class only */
+    unsigned long long u = PyLong_AsUnsignedLongLong(obj);
+    if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 1;
+    }
+    slot->u64 = u;
+    return 0;
+}
+
+/* A method's result as declared: a struct built from the out buffer, or a
+ * handle around the u64. Steals raw. */
+static PyObject *method_result(FunctionObject *self, PyObject *raw, const unsigned char *out) {
+    if (self->out_codec != NULL) {
+        Py_DECREF(raw);
+        return codec_unpack(self->out_codec, out);
+    }
+    if (self->result_handle != NULL) {
+        PyObject *made = PyObject_CallOneArg(self->result_handle, raw);
+        Py_DECREF(raw);
+        return made;
+    }
+    return raw;
+}
+
 /* The Python path (_call_checked): binds, checks and normalises, or raises. */
 static PyObject *call_python_path(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     PyObject *method = PyObject_GetAttrString(self, "_call_checked");
@@ -457,12 +522,26 @@ static PyObject *function_call(FunctionObject *self, PyObject *const *args, Py_s
     Py_buffer views[MAX_PARAMS];
     int has_view[MAX_PARAMS];
     Frame frames[MAX_PARAMS];
+    _Alignas(SCRATCH_ALIGN) unsigned char scratch[SCRATCH];
+    Py_ssize_t out_at = 0;
     int n = self->nparams;
-    if (nargs != n) {
+    if (nargs != (self->method ? self->nargs : n)) {
         goto slow;
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0, at = 0; i < n; i++) {
         has_view[i] = 0;
+        if (self->method) {
+            int status = method_arg(self, i, args, &slots[i], scratch, &at, &out_at);
+            if (status < 0) {
+                release_all(self->host, views, has_view, frames, self->params, i);
+                return NULL;
+            }
+            if (status == 0) continue;
+            if (status == 1) {
+                release_all(self->host, views, has_view, frames, self->params, i);
+                goto slow;
+            }
+        }
         if (encode((PyObject *)self, self->params[i].code, &self->params[i], args[i], &slots[i], &views[i],
                    &has_view[i], &frames[i], i)) {
             release_all(self->host, views, has_view, frames, self->params, i);
@@ -509,6 +588,7 @@ static PyObject *function_call(FunctionObject *self, PyObject *const *args, Py_s
         }
     } else {
         result = decode_result(self, ret);
+        if (self->method && result != NULL) result = method_result(self, result, scratch + out_at);
         if (etype != NULL) Py_CLEAR(result);
         void (*release)(void *, size_t) = ret->bytes.release;
         if ((self->result == T_STR || self->result == T_BYTES) && release != NULL && ret->bytes.ptr != &unset_mark) {
@@ -632,6 +712,61 @@ static PyObject *Function_accelerate(PyObject *op, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* _accelerate_method(packers, out_codec, result_handle), after _accelerate:
+ * the function takes a method's declared arguments. packers has one item per
+ * parameter but the out buffer: a StructCodec, a handle class, or None. */
+static PyObject *Function_accelerate_method(PyObject *op, PyObject *args) {
+    FunctionObject *self = (FunctionObject *)op;
+    PyObject *packers, *out_codec, *handle;
+    if (!(self->flags & FN_ACCELERATED)) {
+        PyErr_SetString(PyExc_RuntimeError, "_accelerate first");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O!OO", &PyTuple_Type, &packers, &out_codec, &handle)) return NULL;
+    int with_out = out_codec != Py_None;
+    Py_ssize_t count = PyTuple_GET_SIZE(packers);
+    if (count + with_out != self->nparams || (with_out && (Py_TYPE(out_codec) != &CodecType ||
+                                                           self->params[count].code != T_MUTBUF))) {
+        PyErr_SetString(PyExc_ValueError, "the method plan does not fit the call-layer signature");
+        return NULL;
+    }
+    Py_ssize_t room = with_out ? (codec_size(out_codec) + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN : 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *p = PyTuple_GET_ITEM(packers, i);
+        if (p == Py_None) continue;
+        if (Py_TYPE(p) == &CodecType) {
+            if (self->params[i].code != T_BYTES) {
+                PyErr_SetString(PyExc_ValueError, "a struct travels as bytes");
+                return NULL;
+            }
+            room += (codec_size(p) + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN;
+        } else if (!PyType_Check(p) || self->params[i].code != T_U64) {
+            PyErr_SetString(PyExc_ValueError, "a handle travels as u64");
+            return NULL;
+        }
+    }
+    if (room > SCRATCH) {
+        PyErr_SetString(PyExc_ValueError, "the method's structs are too large for the C path");
+        return NULL;
+    }
+    PyObject **items = PyMem_Calloc((size_t)(count ? count : 1), sizeof(PyObject *));
+    if (items == NULL) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *p = PyTuple_GET_ITEM(packers, i);
+        items[i] = p == Py_None ? NULL : p;
+    }
+    PyMem_Free(self->packers);
+    self->packers = items;
+    Py_XSETREF(self->method_plan, Py_BuildValue("(OOO)", packers, out_codec, handle));
+    self->out_codec = with_out ? out_codec : NULL;
+    self->result_handle = handle == Py_None ? NULL : handle;
+    self->nargs = (int)count;
+    self->method = 1;
+    self->simple = 0;
+    if (self->method_plan == NULL) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Function_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     (void)args;
     (void)kwds;
@@ -645,6 +780,8 @@ static PyObject *Function_new(PyTypeObject *type, PyObject *args, PyObject *kwds
 
 static void Function_dealloc(FunctionObject *self) {
     free_specs(self->params, self->nparams);
+    PyMem_Free(self->packers);
+    Py_XDECREF(self->method_plan);
     Py_XDECREF(self->host);
     Py_XDECREF(self->gate);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -657,6 +794,7 @@ static PyObject *Function_accelerated(FunctionObject *self, void *closure) {
 
 static PyMethodDef Function_methods[] = {
     {"_accelerate", Function_accelerate, METH_VARARGS, NULL},
+    {"_accelerate_method", Function_accelerate_method, METH_VARARGS, NULL},
     {"_call_normalized", (PyCFunction)(void (*)(void))Function_call_normalized, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -708,7 +846,8 @@ static struct PyModuleDef module_def = {
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) {
-    if (PyType_Ready(&HostTableType) < 0 || PyType_Ready(&GateType) < 0 || PyType_Ready(&FunctionType) < 0) {
+    if (PyType_Ready(&HostTableType) < 0 || PyType_Ready(&GateType) < 0 || PyType_Ready(&FunctionType) < 0 ||
+        PyType_Ready(&CodecType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);
@@ -721,6 +860,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (PyModule_AddObjectRef(m, "HostTable", (PyObject *)&HostTableType) < 0 ||
         PyModule_AddObjectRef(m, "Gate", (PyObject *)&GateType) < 0 ||
         PyModule_AddObjectRef(m, "Function", (PyObject *)&FunctionType) < 0 ||
+        PyModule_AddObjectRef(m, "StructCodec", (PyObject *)&CodecType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PARAMS", MAX_PARAMS) < 0) {
         Py_DECREF(m);
         return NULL;

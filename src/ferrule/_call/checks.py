@@ -19,10 +19,10 @@ from typing import Any
 from .._abi.types import AbiType
 from .marshal import address_of
 
-__all__ = ["MISSING", "bind", "check_buffer", "check_value", "format_matches"]
+__all__ = ["F32_MAX", "MISSING", "bind", "check_buffer", "check_value", "format_matches"]
 
 MISSING: Any = object()
-_F32_MAX = 3.4028234663852886e38
+F32_MAX = 3.4028234663852886e38
 
 
 def bind(display: str, names: Sequence[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -80,7 +80,7 @@ def check_value(abi_type: AbiType, value: Any, what: str) -> Any:
             real = float(value)
         except OverflowError:
             raise ValueError(f"{what}: integer too large for {name}") from None
-        if abi_type.size == 4 and math.isfinite(real) and abs(real) > _F32_MAX:
+        if abi_type.size == 4 and math.isfinite(real) and abs(real) > F32_MAX:
             raise ValueError(f"{what}: {real} is out of range for f32")
         return real
     if kind == "str":

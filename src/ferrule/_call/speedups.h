@@ -1,6 +1,6 @@
 /* What the accelerator's parts share: the host table (host_table.c), the
- * gate (gate.c) and the function type with its value conversions
- * (_speedups.c). Only the accelerator includes this; the ABI itself is
+ * gate (gate.c), struct layouts (structs.c) and the function type with its
+ * value conversions (_speedups.c). Only the accelerator includes this; the ABI itself is
  * ferrule.h. Hot paths (the gate, the error slot's reset) are inline here so
  * that the call path in _speedups.c keeps them inlined. */
 #ifndef FERRULE_SPEEDUPS_H
@@ -171,5 +171,14 @@ INTERNAL int encode(PyObject *self, int code, const void *spec, PyObject *obj, f
 INTERNAL PyObject *decode_value(int code, const ferrule_value *value);
 
 INTERNAL void host_free(void *ptr, size_t size);
+
+/* ------------------------------------------------------------ structs */
+
+/* An @idl.struct's C layout (structs.c). codec_pack returns 0 when it packed
+ * obj into out (codec_size bytes), 1 when the Python codec must check it. */
+INTERNAL extern PyTypeObject CodecType;
+INTERNAL int codec_pack(PyObject *codec, PyObject *obj, unsigned char *out);
+INTERNAL PyObject *codec_unpack(PyObject *codec, const unsigned char *data);
+INTERNAL Py_ssize_t codec_size(PyObject *codec);
 
 #endif

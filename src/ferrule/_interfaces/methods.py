@@ -6,7 +6,9 @@ bytes of its C layout, a struct result through a trailing out buffer, a
 handle as a u64). Where the declaration has structs or handles, a thin
 wrapper binds arguments against the *declared* signature, so that keyword
 arguments, arity errors and struct errors name the method's own parameters
-and types, as for a function.
+and types, as for a function. With the accelerator, a MethodFunction takes
+the declared arguments in C and packs them itself, and hands anything
+unusual to that wrapper.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .._abi.spec import FunctionSpec
 from .._call.checks import bind
 from .._call.contract import CallTarget
 from .._call.function import PluginFunction
+from .._call.accelerator import speedups
 from ..idl import InterfaceSpec, MethodSpec, TypeSpec
 from .structs import codec
 
@@ -29,7 +32,12 @@ __all__ = ["declared_signature", "method", "method_spec", "wrap_method"]
 def method(target: CallTarget, thread_safe: bool, iface: InterfaceSpec, m: MethodSpec, call: Any) -> Any:
     """The callable for method ``m`` of an instance: the PluginFunction
     itself when nothing needs converting."""
-    return wrap_method(PluginFunction(target, method_spec(thread_safe, iface, m), call), iface, m)
+    spec = method_spec(thread_safe, iface, m)
+    fn = PluginFunction(target, spec, call)
+    wrapped = wrap_method(fn, iface, m)
+    if wrapped is fn or not fn.accelerated:
+        return wrapped
+    return MethodFunction(target, spec, call, wrapped, m)
 
 
 def method_spec(thread_safe: bool, iface: InterfaceSpec, m: MethodSpec) -> FunctionSpec:
@@ -44,6 +52,32 @@ def wrap_method(fn: Any, iface: InterfaceSpec, m: MethodSpec) -> Any:
     if not any(t.kind in ("struct", "handle") for t in needs):
         return fn
     return _wrapped(fn, f"{iface.name}.{m.name}", m)
+
+
+class MethodFunction(PluginFunction):
+    """A method with structs or handles on the accelerated path: called with
+    its declared arguments, which C packs; ``wrapper`` (the Python path)
+    does anything else, through the call-layer function."""
+
+    __module__ = "ferrule"
+
+    def __init__(self, target: CallTarget, spec: FunctionSpec, call: Any, wrapper: Callable[..., Any], m: MethodSpec):
+        super().__init__(target, spec, call)
+        self._wrapper = wrapper
+        self.__name__ = self.__qualname__ = m.name
+        self.__doc__ = wrapper.__doc__
+        self.__signature__ = wrapper.__signature__  # type: ignore[attr-defined]
+        packers = tuple(codec(p.type.struct).native if p.type.struct is not None else
+                        p.type.handle if p.type.kind == "handle" else None for p in m.params)
+        result = m.result
+        out = codec(result.struct).native if result is not None and result.struct is not None else None
+        handle = result.handle if result is not None and result.kind == "handle" else None
+        self._accelerate_method(packers, out, handle)  # type: ignore[attr-defined]
+
+    def _call_checked(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper(*args, **kwargs)
+
+    __call__ = _call_checked
 
 
 def declared_signature(m: MethodSpec) -> str:
@@ -86,3 +120,7 @@ def _wrapped(fn: Any, name: str, m: MethodSpec) -> Callable[..., Any]:
     call_method.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
     return call_method
+
+
+if speedups is not None:
+    speedups.enable_vectorcall(MethodFunction)

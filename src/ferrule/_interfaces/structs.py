@@ -1,19 +1,25 @@
 """Struct values of host-defined interfaces: an @idl.struct instance packed
-into its C layout (natural alignment) and back, with ``struct``."""
+into its C layout (natural alignment) and back.
+
+With the accelerator, the plain valid case is packed and every value built
+in C (``speedups.StructCodec``); ``struct`` does the rest here, and every
+refusal is worded here."""
 
 from __future__ import annotations
 
+import math
 import operator
 import struct as _struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._abi.types import TYPES
+from .._call import accelerator
+from .._call.accelerator import speedups
+from .._call.checks import F32_MAX
 from ..idl import StructSpec, TypeSpec
 
 __all__ = ["StructCodec", "codec"]
-
-
 
 # A field's struct format: a number's or bool's from the ABI table; a handle is a u64.
 _FORMATS = {name: t.struct for name, t in TYPES.items() if t.struct} | {"handle": TYPES["u64"].struct}
@@ -31,10 +37,13 @@ class StructCodec:
         fmt, self._build = self._plan(s, 0, "", paths)
         self._struct = _struct.Struct("=" + fmt)
         assert self._struct.size == s.size, (fmt, s)
-        self._get = operator.attrgetter(*[p for p, _ in paths]) if len(paths) > 1 else None
+        # Nested structs need their types checked: _flatten does that.
+        flat = all(f.type.kind != "struct" for f in s.fields)
+        self._get = operator.attrgetter(*[p for p, _ in paths]) if len(paths) > 1 and flat else None
         self._bools = [i for i, (_, kind) in enumerate(paths) if kind == "bool"]
         self._ints = [i for i, (_, kind) in enumerate(paths) if kind in ("int", "handle")]
         self._cls = s.cls
+        self.native: Any = speedups.StructCodec(s.size, _native_plan(s)) if speedups is not None else None
 
     @classmethod
     def _plan(cls, s: StructSpec, base: int, prefix: str,
@@ -93,6 +102,10 @@ class StructCodec:
         return out
 
     def pack(self, value: Any, where: str) -> bytes:
+        if self.native is not None and accelerator.enabled:
+            data: bytes | None = self.native.pack(value)
+            if data is not None:
+                return data
         try:
             return self._struct.pack(*self.flat(value, where))
         except _struct.error:
@@ -105,17 +118,45 @@ class StructCodec:
             self._struct.pack_into(target, 0, *self._checked(value, where))
 
     def _checked(self, value: Any, where: str) -> list[Any]:
-        """The slow path after struct refused a value: name the field."""
+        """The slow path after struct refused a value: _flatten names the field."""
         out: list[Any] = []
         _flatten(self.spec, value, out, where)
-        try:
-            self._struct.pack(*out)
-        except _struct.error as exc:
-            raise ValueError(f"{where}: a field of {self.spec.name} is out of range ({exc})") from None
         return out
 
     def unpack(self, data: Any) -> Any:
+        if self.native is not None and accelerator.enabled:
+            return self.native.unpack(data)
         return self._build(iter(self._struct.unpack(data)))
+
+
+# Field kinds of the C codec beyond the ABI's number and bool codes (structs.c).
+_K_HANDLE = 100
+_K_STRUCT = 101
+
+
+def _native_plan(s: StructSpec) -> tuple[Any, ...]:
+    """s as the C codec takes it: (class, direct, ((name, offset, kind, extra), ...))."""
+    fields: list[tuple[str, int, int, Any]] = []
+    for f in s.fields:
+        t = f.type
+        if t.kind == "struct":
+            assert t.struct is not None
+            fields.append((f.name, f.offset, _K_STRUCT, _native_plan(t.struct)))
+        elif t.kind == "handle":
+            fields.append((f.name, f.offset, _K_HANDLE, t.handle))
+        else:
+            fields.append((f.name, f.offset, TYPES[t.name if t.kind == "number" else t.kind].code, None))
+    return (s.cls, _plain_dataclass(s.cls), tuple(fields))
+
+
+def _plain_dataclass(cls: type) -> bool:
+    """Whether building cls field by field (object.__setattr__, as its
+    generated __init__ does) is the same as calling it: no __init__,
+    __post_init__ or __new__ of the author's own."""
+    init = cls.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    generated = code is not None and code.co_filename == "<string>"  # dataclasses makes it with exec
+    return generated and cls.__new__ is object.__new__ and not hasattr(cls, "__post_init__")
 
 
 def _scalar_maker(t: TypeSpec) -> Callable[[Iterator[Any]], Any]:
@@ -126,28 +167,42 @@ def _scalar_maker(t: TypeSpec) -> Callable[[Iterator[Any]], Any]:
     return lambda values: next(values)
 
 
-def _flatten(s: StructSpec, value: Any, out: list[Any], where: str) -> None:
+def _flatten(s: StructSpec, value: Any, out: list[Any], where: str, path: str = "") -> None:
     """Append the flat field values of value, checking each; ``where`` starts
-    the messages (the argument or result being packed)."""
+    the messages (the argument or result being packed), and a field is named
+    by its path from the outer struct (``Rect.origin.x``)."""
+    path = path or s.name
     for f in s.fields:
         v = getattr(value, f.name)
+        field = f"{path}.{f.name}"
         t = f.type
         if t.kind == "struct":
             assert t.struct is not None
             if type(v) is not t.struct.cls:
-                raise TypeError(f"{where}: {s.name}.{f.name} must be {t.struct.name}, got {type(v).__name__}")
-            _flatten(t.struct, v, out, where)
+                raise TypeError(f"{where}: {field} must be {t.struct.name}, got {type(v).__name__}")
+            _flatten(t.struct, v, out, where, field)
         elif t.kind == "bool":
             if not isinstance(v, bool):
-                raise TypeError(f"{where}: {s.name}.{f.name} must be bool, got {type(v).__name__}")
+                raise TypeError(f"{where}: {field} must be bool, got {type(v).__name__}")
             out.append(v)
         elif t.kind == "number" and t.name in ("f32", "f64"):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"{where}: {s.name}.{f.name} must be float, got {type(v).__name__}")
-            out.append(float(v))
+                raise TypeError(f"{where}: {field} must be float, got {type(v).__name__}")
+            try:
+                real = float(v)
+            except OverflowError:
+                raise ValueError(f"{where}: {field} is an integer too large for {t.name}") from None
+            if t.name == "f32" and math.isfinite(real) and abs(real) > F32_MAX:
+                raise ValueError(f"{where}: {field} is {real}, out of range for f32")
+            out.append(real)
         else:
             if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{where}: {s.name}.{f.name} must be int, got {type(v).__name__}")
+                raise TypeError(f"{where}: {field} must be int, got {type(v).__name__}")
+            number = TYPES["u64" if t.kind == "handle" else t.name]
+            if not number.min <= v <= number.max:
+                shown = int(v) if v.bit_length() <= 128 else f"a {v.bit_length()}-bit integer"
+                raise ValueError(f"{where}: {field} is {shown}, out of range for {number.name} "
+                                 f"({number.min} to {number.max})")
             out.append(int(v))
 
 
