@@ -397,3 +397,46 @@ def test_a_failed_call_with_a_buffer_in_a_garbage_cycle_is_collected_safely(buil
     proc = subprocess.run([sys.executable, "-c", CYCLE, str(built.greeter), path], capture_output=True, text=True,
                           timeout=120, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "survived", (proc.returncode, proc.stderr[-2000:])
+
+
+def test_a_plugin_log_follows_every_level_change_at_once(built: Built, call_path: str) -> None:
+    # The C host table drops a message that logging already decided to drop
+    # (the logger's own isEnabledFor cache); every setLevel and disable must
+    # take effect on the next message, on both paths.
+    import logging
+
+    plugin: Any = ferrule.load(built.greeter)
+    logger = logging.getLogger(f"ferrule.plugin.{plugin.id}")
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Keep(level=logging.DEBUG)
+    logger.addHandler(handler)
+    parent = logger.parent
+    assert parent is not None
+    old, old_parent = logger.level, parent.level
+    try:
+        logger.setLevel(logging.WARNING)
+        for _ in range(3):
+            plugin.greet("below")  # info! below WARNING: dropped, and cached as dropped
+        logger.setLevel(logging.INFO)
+        plugin.greet("at")
+        logging.disable(logging.INFO)
+        plugin.greet("disabled")
+        logging.disable(logging.NOTSET)
+        plugin.greet("again")
+        logger.setLevel(logging.ERROR)
+        plugin.greet("above")
+        parent.setLevel(logging.DEBUG)
+        logger.setLevel(logging.NOTSET)  # now the parent's level decides
+        plugin.greet("parent")
+    finally:
+        logging.disable(logging.NOTSET)
+        logger.setLevel(old)
+        parent.setLevel(old_parent)
+        logger.removeHandler(handler)
+        plugin.close()
+    assert seen == ["greeting at", "greeting again", "greeting parent"]

@@ -66,6 +66,8 @@ typedef struct {
     PyObject **packers;    /* items of the plan's first tuple, borrowed; NULL for a plain parameter */
     PyObject *out_codec;   /* a struct result, written by the plugin into a trailing out buffer */
     PyObject *result_handle;
+    /* A copy made by _rebind: params and packers are the original's. */
+    PyObject *original;
 } FunctionObject;
 
 /* Room on the stack for a method's struct arguments and result. */
@@ -669,6 +671,10 @@ static PyObject *Function_accelerate(PyObject *op, PyObject *args) {
                           &PyTuple_Type, &params, &result)) {
         return NULL;
     }
+    if (self->original != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a rebound function shares its plan");
+        return NULL;
+    }
     Py_ssize_t n = PyTuple_GET_SIZE(params);
     if (n > MAX_PARAMS) {
         PyErr_SetString(PyExc_ValueError, "too many parameters");
@@ -723,6 +729,10 @@ static PyObject *Function_accelerate_method(PyObject *op, PyObject *args) {
         return NULL;
     }
     if (!PyArg_ParseTuple(args, "O!OO", &PyTuple_Type, &packers, &out_codec, &handle)) return NULL;
+    if (self->original != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a rebound function shares its plan");
+        return NULL;
+    }
     int with_out = out_codec != Py_None;
     Py_ssize_t count = PyTuple_GET_SIZE(packers);
     if (count + with_out != self->nparams || (with_out && (Py_TYPE(out_codec) != &CodecType ||
@@ -767,6 +777,61 @@ static PyObject *Function_accelerate_method(PyObject *op, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* _rebind(target, state, gate): this function for another instance of the
+ * same implementation (same vtable, same signature): a copy that shares the
+ * conversion plan and the instance dict's contents, with its own state,
+ * gate and _target. Far cheaper than building the function again. */
+static PyObject *Function_rebind(PyObject *op, PyObject *args) {
+    FunctionObject *self = (FunctionObject *)op;
+    PyObject *target, *state;
+    GateObject *gate;
+    if (!PyArg_ParseTuple(args, "OOO!", &target, &state, &GateType, &gate)) return NULL;
+    if (!(self->flags & FN_ACCELERATED)) {
+        PyErr_SetString(PyExc_RuntimeError, "this function is not accelerated");
+        return NULL;
+    }
+    void *st = state == Py_None ? NULL : PyLong_AsVoidPtr(state);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *dict = PyObject_GenericGetDict(op, NULL);
+    if (dict == NULL) return NULL;
+    PyObject *copied = PyDict_Copy(dict);
+    Py_DECREF(dict);
+    if (copied == NULL || PyDict_SetItemString(copied, "_target", target) < 0) {
+        Py_XDECREF(copied);
+        return NULL;
+    }
+    PyTypeObject *type = Py_TYPE(op);
+    FunctionObject *made = (FunctionObject *)type->tp_alloc(type, 0);
+    if (made == NULL) {
+        Py_DECREF(copied);
+        return NULL;
+    }
+    made->vectorcall = self->vectorcall;
+    made->call = self->call;
+    made->host = (HostTableObject *)Py_NewRef(self->host);
+    made->gate = (GateObject *)Py_NewRef(gate);
+    made->state = st;
+    made->flags = self->flags;
+    made->nparams = self->nparams;
+    made->result = self->result;
+    made->simple = self->simple;
+    made->params = self->params;
+    made->method = self->method;
+    made->nargs = self->nargs;
+    made->method_plan = Py_XNewRef(self->method_plan);
+    made->packers = self->packers;
+    made->out_codec = self->out_codec;
+    made->result_handle = self->result_handle;
+    made->original = Py_NewRef(self->original != NULL ? self->original : op);
+    int failed = PyObject_GenericSetDict((PyObject *)made, copied, NULL);
+    Py_DECREF(copied);
+    if (failed) {
+        Py_DECREF(made);
+        return NULL;
+    }
+    return (PyObject *)made;
+}
+
 static PyObject *Function_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     (void)args;
     (void)kwds;
@@ -779,8 +844,11 @@ static PyObject *Function_new(PyTypeObject *type, PyObject *args, PyObject *kwds
 }
 
 static void Function_dealloc(FunctionObject *self) {
-    free_specs(self->params, self->nparams);
-    PyMem_Free(self->packers);
+    if (self->original == NULL) {
+        free_specs(self->params, self->nparams);
+        PyMem_Free(self->packers);
+    }
+    Py_XDECREF(self->original);
     Py_XDECREF(self->method_plan);
     Py_XDECREF(self->host);
     Py_XDECREF(self->gate);
@@ -795,6 +863,7 @@ static PyObject *Function_accelerated(FunctionObject *self, void *closure) {
 static PyMethodDef Function_methods[] = {
     {"_accelerate", Function_accelerate, METH_VARARGS, NULL},
     {"_accelerate_method", Function_accelerate_method, METH_VARARGS, NULL},
+    {"_rebind", Function_rebind, METH_VARARGS, NULL},
     {"_call_normalized", (PyCFunction)(void (*)(void))Function_call_normalized, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };

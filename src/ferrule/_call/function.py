@@ -118,6 +118,13 @@ class PluginFunction(_FunctionBase):
         state = int(ffi.cast("uintptr_t", target.state))
         self._accelerate(address, target.host_table, target.gate, state, self._flags, specs, result)  # type: ignore[attr-defined]
 
+    def _rebound(self, target: CallTarget, state: int) -> PluginFunction:
+        """This function for another target with the same vtable and host
+        table (an instance of the same implementation), whose state is at
+        address ``state``: a C copy that shares everything but the state, the
+        gate and _target."""
+        return self._rebind(target, state, target.gate)  # type: ignore[attr-defined,no-any-return]
+
     def __repr__(self) -> str:
         return f"<ferrule function {self._target.plugin_id}.{self.name}{self.signature}>"
 

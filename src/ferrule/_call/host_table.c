@@ -65,9 +65,25 @@ void error_restore(SavedError saved) {
 
 /* ---------------------------------------------------------- callbacks */
 
+/* Whether logging already knows that the plugin's logger drops this level:
+ * its own answer, kept in the logger's isEnabledFor cache (cleared by
+ * logging on every setLevel or disable). Anything else asks Python. */
+static inline int known_dropped(HostTableObject *self, int32_t level) {
+    if (self->levels == NULL) return 0;
+    if (level < FERRULE_LOG_TRACE) level = FERRULE_LOG_TRACE;
+    if (level > FERRULE_LOG_ERROR) level = FERRULE_LOG_ERROR;
+    PyObject *key = PyTuple_GET_ITEM(self->levels, level - FERRULE_LOG_TRACE);
+    PyObject *enabled = PyDict_GetItem(self->level_cache, key); /* borrowed; an int key cannot fail */
+    return enabled == Py_False;
+}
+
 static void host_log(const ferrule_host *host, int32_t level, const char *msg, size_t len) {
     HostTableObject *self = (HostTableObject *)host->host_data;
     PyGILState_STATE gil = PyGILState_Ensure();
+    if (known_dropped(self, level)) { /* a message below the level costs a lookup, not a Python call */
+        PyGILState_Release(gil);
+        return;
+    }
     SavedError saved = error_stash(); /* a handler may call plugins */
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -235,9 +251,15 @@ static int32_t host_invoke(const ferrule_host *host, const ferrule_fn *fn, const
 /* ---------------------------------------------------------- the type */
 
 static PyObject *HostTable_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    PyObject *log;
-    static char *kwlist[] = {"log", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O", kwlist, &log)) {
+    PyObject *log, *cache = Py_None, *levels = Py_None;
+    static char *kwlist[] = {"log", "level_cache", "levels", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO", kwlist, &log, &cache, &levels)) {
+        return NULL;
+    }
+    if ((cache == Py_None) != (levels == Py_None) ||
+        (cache != Py_None && (!PyDict_CheckExact(cache) || !PyTuple_Check(levels) ||
+                              PyTuple_GET_SIZE(levels) != FERRULE_LOG_ERROR - FERRULE_LOG_TRACE + 1))) {
+        PyErr_SetString(PyExc_TypeError, "level_cache is a dict and levels a tuple of one logging level per FERRULE_LOG_*");
         return NULL;
     }
     HostTableObject *self = (HostTableObject *)type->tp_alloc(type, 0);
@@ -254,11 +276,17 @@ static PyObject *HostTable_new(PyTypeObject *type, PyObject *args, PyObject *kwd
     self->table.free = host_free;
     self->table.invoke = host_invoke;
     self->log = Py_NewRef(log);
+    if (cache != Py_None) {
+        self->level_cache = Py_NewRef(cache);
+        self->levels = Py_NewRef(levels);
+    }
     return (PyObject *)self;
 }
 
 static void HostTable_dealloc(HostTableObject *self) {
     Py_XDECREF(self->log);
+    Py_XDECREF(self->level_cache);
+    Py_XDECREF(self->levels);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

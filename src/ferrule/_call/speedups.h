@@ -57,6 +57,8 @@ typedef struct {
     PyObject_HEAD
     ferrule_host table;
     PyObject *log;         /* callable(level: int, text: str) */
+    PyObject *level_cache; /* the logger's isEnabledFor cache (a dict), or NULL */
+    PyObject *levels;      /* the logging level of each FERRULE_LOG_*, as its keys */
     Frame *frames;         /* host functions of the calls in flight; the GIL guards it */
     uintptr_t last_handle; /* handles are never reused, so a stale one matches nothing */
 } HostTableObject;

@@ -17,7 +17,7 @@ from .._abi.signature import Signature
 from .._errors import ThreadContractWarning
 from .marshal import ALLOC, FREE, give_bytes, store_scalar, value_of
 
-__all__ = ["Frame", "HostTable", "log_sink", "running"]
+__all__ = ["Frame", "HostTable", "level_cache", "log_sink", "running"]
 
 MAX_MESSAGE = 1 << 16  # bytes kept of a set_error message
 NO_MESSAGE = "(the plugin gave no error message)"  # host_table.c says the same
@@ -37,6 +37,17 @@ def log_sink(logger: logging.Logger) -> Callable[[int, str], None]:
         logger.log(_LOG_LEVELS[min(max(level, abi.LOG_TRACE), abi.LOG_ERROR)], "%s", text)
 
     return log
+
+
+def level_cache(logger: logging.Logger) -> dict[str, Any]:
+    """The accelerated host table's view of ``logger``: its isEnabledFor
+    cache (logging clears it on every setLevel and disable) and the logging
+    level of each FERRULE_LOG_*, so that C drops a message logging already
+    knows it drops without calling Python. Empty if this logging has none."""
+    cache = getattr(logger, "_cache", None)
+    if type(cache) is not dict:
+        return {}
+    return {"level_cache": cache, "levels": tuple(_LOG_LEVELS[lv] for lv in range(abi.LOG_TRACE, abi.LOG_ERROR + 1))}
 
 
 class FrameOwner(Protocol):

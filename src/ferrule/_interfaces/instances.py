@@ -14,11 +14,12 @@ import weakref
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from .._abi.descriptor import OfferEntry
+from .._abi.ffi import ffi
 from .._abi.spec import OfferSpec, PluginSpec
 from .._call.contract import CallTarget, Gate, HostTable
 from .._errors import InterfaceMismatchError
 from ..idl import InterfaceSpec, spec
-from .methods import method
+from .methods import method, rebound
 from .offers import check_offer
 
 __all__ = ["Implementation", "Instance", "InstanceTarget", "Owner", "being_created", "matching", "named", "no_implementation", "proxy_class"]
@@ -213,20 +214,48 @@ class Implementation(Generic[P]):
         self._owner = owner
         self._index = index
         self._proxy = proxy
+        self._templates: dict[str, Any] | None = None
 
     def create(self) -> P:
         """Make an instance. Raises PluginCallError if the plugin's create
         fails, PluginClosedError once the plugin is closed."""
         target = InstanceTarget(self._owner, self._index, self.interface.name, self.thread_safe)
         proxy: Any = object.__new__(self._proxy)
-        proxy.implementation = self
-        proxy._target = target
-        for m in self.interface.methods:
-            setattr(proxy, m.name, method(target, self.thread_safe, self.interface, m, target.entry.methods[m.index]))
+        proxy.__dict__.update(self._methods(target), implementation=self, _target=target)
         return proxy  # type: ignore[no-any-return]
+
+    def _methods(self, target: InstanceTarget) -> dict[str, Any]:
+        """The instance's methods. Accelerated, each is a copy of a template
+        made once per implementation, on a target that is never called."""
+        iface = self.interface
+        entry = target.entry
+        if not target.accelerated:
+            return {m.name: method(target, self.thread_safe, iface, m, entry.methods[m.index]) for m in iface.methods}
+        templates = self._templates
+        if templates is None:
+            blank = _TemplateTarget(target)
+            templates = self._templates = {
+                m.name: method(blank, self.thread_safe, iface, m, entry.methods[m.index]) for m in iface.methods}
+        state = int(ffi.cast("uintptr_t", target.state))
+        return {name: rebound(fn, target, state) for name, fn in templates.items()}
 
     def __repr__(self) -> str:
         return f"<ferrule.Implementation {self.interface.id}/{self.interface.revision} {self.name!r} of {self.plugin.id}>"
+
+
+class _TemplateTarget:
+    """The target of an implementation's method templates: the plugin's
+    host table and a closed gate, no instance (a template is only copied)."""
+
+    def __init__(self, like: InstanceTarget):
+        self.plugin_id = like.plugin_id
+        self.host_table = like.host_table
+        self.table = like.table
+        self.state = ffi.NULL
+        self.accelerated = like.accelerated
+        self.debug = like.debug
+        self.gate = like.owner.new_gate("a method template is not callable", "a method template is not callable")
+        self.gate.close(False)
 
 
 def no_implementation(plugin_id: str, offers: tuple[OfferSpec, ...], interface: Any, name: str | None) -> LookupError:

@@ -14,7 +14,6 @@ unusual to that wrapper.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 from .._abi import cdef as abi
@@ -26,7 +25,7 @@ from .._call.accelerator import speedups
 from ..idl import InterfaceSpec, MethodSpec, TypeSpec
 from .structs import codec
 
-__all__ = ["declared_signature", "method", "method_spec", "wrap_method"]
+__all__ = ["MethodFunction", "declared_signature", "method", "method_spec", "rebound", "wrap_method"]
 
 
 def method(target: CallTarget, thread_safe: bool, iface: InterfaceSpec, m: MethodSpec, call: Any) -> Any:
@@ -34,10 +33,18 @@ def method(target: CallTarget, thread_safe: bool, iface: InterfaceSpec, m: Metho
     itself when nothing needs converting."""
     spec = method_spec(thread_safe, iface, m)
     fn = PluginFunction(target, spec, call)
-    wrapped = wrap_method(fn, iface, m)
-    if wrapped is fn or not fn.accelerated:
-        return wrapped
-    return MethodFunction(target, spec, call, wrapped, m)
+    if not _needs_wrapper(m):
+        return fn
+    if fn.accelerated:
+        return MethodFunction(target, spec, call, fn, m)
+    return wrap_method(fn, iface, m)
+
+
+def rebound(fn: Any, target: CallTarget, state: int) -> Any:
+    """A method made by ``method`` for another instance of the same
+    implementation, whose state is at address ``state``: a cheap copy
+    (accelerated functions only)."""
+    return fn._rebound(target, state)
 
 
 def method_spec(thread_safe: bool, iface: InterfaceSpec, m: MethodSpec) -> FunctionSpec:
@@ -48,36 +55,47 @@ def method_spec(thread_safe: bool, iface: InterfaceSpec, m: MethodSpec) -> Funct
 def wrap_method(fn: Any, iface: InterfaceSpec, m: MethodSpec) -> Any:
     """The method's callable around ``fn``, its call-layer callable (in
     process or isolated): packs structs and handles where it has them."""
-    needs = [p.type for p in m.params] + ([m.result] if m.result is not None else [])
-    if not any(t.kind in ("struct", "handle") for t in needs):
+    if not _needs_wrapper(m):
         return fn
-    return _wrapped(fn, f"{iface.name}.{m.name}", m)
+    plan = _plan(f"{iface.name}.{m.name}", m)
+
+    def call_method(*args: Any, **kwargs: Any) -> Any:
+        return _call_declared(plan, fn, args, kwargs)
+
+    call_method.__name__ = call_method.__qualname__ = m.name
+    call_method.__doc__ = plan.doc
+    call_method.__signature__ = plan.signature  # type: ignore[attr-defined]
+    return call_method
 
 
 class MethodFunction(PluginFunction):
     """A method with structs or handles on the accelerated path: called with
-    its declared arguments, which C packs; ``wrapper`` (the Python path)
-    does anything else, through the call-layer function."""
+    its declared arguments, which C packs; anything else takes the Python
+    path (_call_declared) through ``inner``, the call-layer function."""
 
     __module__ = "ferrule"
 
-    def __init__(self, target: CallTarget, spec: FunctionSpec, call: Any, wrapper: Callable[..., Any], m: MethodSpec):
+    def __init__(self, target: CallTarget, spec: FunctionSpec, call: Any, inner: PluginFunction, m: MethodSpec):
         super().__init__(target, spec, call)
-        self._wrapper = wrapper
+        self._inner = inner
+        self._plan = plan = _plan(spec.name, m)
         self.__name__ = self.__qualname__ = m.name
-        self.__doc__ = wrapper.__doc__
-        self.__signature__ = wrapper.__signature__  # type: ignore[attr-defined]
+        self.__doc__ = plan.doc
+        self.__signature__ = plan.signature  # type: ignore[misc]
         packers = tuple(codec(p.type.struct).native if p.type.struct is not None else
                         p.type.handle if p.type.kind == "handle" else None for p in m.params)
-        result = m.result
-        out = codec(result.struct).native if result is not None and result.struct is not None else None
-        handle = result.handle if result is not None and result.kind == "handle" else None
-        self._accelerate_method(packers, out, handle)  # type: ignore[attr-defined]
+        out = plan.out_codec.native if plan.out_codec is not None else None
+        self._accelerate_method(packers, out, plan.handle)  # type: ignore[attr-defined]
 
     def _call_checked(self, *args: Any, **kwargs: Any) -> Any:
-        return self._wrapper(*args, **kwargs)
+        return _call_declared(self._plan, self._inner, args, kwargs)
 
     __call__ = _call_checked
+
+    def _rebound(self, target: CallTarget, state: int) -> PluginFunction:
+        made: Any = super()._rebound(target, state)
+        made._inner = self._inner._rebound(target, state)
+        return made  # type: ignore[no-any-return]
 
 
 def declared_signature(m: MethodSpec) -> str:
@@ -90,36 +108,53 @@ def _declared(t: TypeSpec) -> str:
     return t.name if t.kind in ("struct", "handle") else t.abi
 
 
-def _wrapped(fn: Any, name: str, m: MethodSpec) -> Callable[..., Any]:
-    """The callable of a method with structs or handles: a plain function
-    (cheaper to call than an object's __call__)."""
-    names = [p.name for p in m.params]
-    count = len(names)
-    display = f"{name}{declared_signature(m)}"
-    structs = [(i, codec(p.type.struct), f"{name}() argument {p.name!r}")
-               for i, p in enumerate(m.params) if p.type.kind == "struct" and p.type.struct is not None]
-    result = m.result
-    out_codec = codec(result.struct) if result is not None and result.struct is not None else None
-    handle = result.handle if result is not None and result.kind == "handle" else None
+def _needs_wrapper(m: MethodSpec) -> bool:
+    needs = [p.type for p in m.params] + ([m.result] if m.result is not None else [])
+    return any(t.kind in ("struct", "handle") for t in needs)
 
-    def call_method(*args: Any, **kwargs: Any) -> Any:
-        if kwargs or len(args) != count:
-            args = bind(display, names, args, kwargs)
-        values = list(args)
-        for i, c, where in structs:
-            values[i] = c.pack(values[i], where)
-        if out_codec is not None:
-            out = bytearray(out_codec.size)
-            fn(*values, out)
-            return out_codec.unpack(out)
-        raw = fn(*values)
-        return handle(raw) if handle is not None else raw
 
-    call_method.__name__ = call_method.__qualname__ = m.name
-    call_method.__doc__ = f"{display}\n\n{m.doc}" if m.doc else display
-    call_method.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
-    return call_method
+class _Plan:
+    """What calling a method with structs or handles needs, made once per
+    method and shared by its instances."""
+
+    def __init__(self, name: str, m: MethodSpec):
+        self.names = [p.name for p in m.params]
+        self.count = len(self.names)
+        self.display = display = f"{name}{declared_signature(m)}"
+        self.doc = f"{display}\n\n{m.doc}" if m.doc else display
+        self.signature = inspect.Signature(
+            [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in self.names])
+        self.structs = [(i, codec(p.type.struct), f"{name}() argument {p.name!r}")
+                        for i, p in enumerate(m.params) if p.type.kind == "struct" and p.type.struct is not None]
+        result = m.result
+        self.out_codec = codec(result.struct) if result is not None and result.struct is not None else None
+        self.handle = result.handle if result is not None and result.kind == "handle" else None
+
+
+_plans: dict[tuple[str, int], tuple[MethodSpec, _Plan]] = {}
+
+
+def _plan(name: str, m: MethodSpec) -> _Plan:
+    found = _plans.get((name, id(m)))
+    if found is None or found[0] is not m:
+        found = _plans[(name, id(m))] = (m, _Plan(name, m))
+    return found[1]
+
+
+def _call_declared(plan: _Plan, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call the call-layer ``fn`` with a method's declared arguments, packing
+    and checking its structs here (the Python path)."""
+    if kwargs or len(args) != plan.count:
+        args = bind(plan.display, plan.names, args, kwargs)
+    values = list(args)
+    for i, c, where in plan.structs:
+        values[i] = c.pack(values[i], where)
+    if plan.out_codec is not None:
+        out = bytearray(plan.out_codec.size)
+        fn(*values, out)
+        return plan.out_codec.unpack(out)
+    raw = fn(*values)
+    return plan.handle(raw) if plan.handle is not None else raw
 
 
 if speedups is not None:

@@ -29,7 +29,7 @@ from .._call.function import PluginFunction, doc_text, python_signature
 from .._call.gate import new_gate
 from .._call.status import status_error
 from .._call.table import HostTable as CffiHostTable
-from .._call.table import log_sink, running
+from .._call.table import level_cache, log_sink, running
 from .._interfaces.instances import Implementation, matching, named, no_implementation
 from .._interfaces.services import Services
 from .._loader import Library
@@ -54,7 +54,7 @@ class PluginCore:
         host: HostTable
         if self.accelerated:
             assert accelerator.speedups is not None
-            host = accelerator.speedups.HostTable(log_sink(logger))
+            host = accelerator.speedups.HostTable(log_sink(logger), **level_cache(logger))
         else:
             host = CffiHostTable(spec.id, logger, debug=self.debug)
         self.host_table = host
@@ -203,6 +203,7 @@ class Plugin:
         self.license = spec.license
         self._spec = spec
         self._made: dict[str, PluginFunction] = {}
+        self._implementations: dict[Any, list[Implementation[Any]]] = {}
         self._core = PluginCore(desc, config, _services if _services is not None else Services(debug=False))
 
     # -- interfaces
@@ -220,8 +221,12 @@ class Plugin:
 
         Raises InterfaceMismatchError when an implementation was generated
         from another layout of the same id and revision."""
-        proxy, indexes = matching(self.id, self._spec.offers, interface)
-        return [Implementation(self, self._core, index, proxy) for index in indexes]  # type: ignore[arg-type]
+        found = self._implementations.get(interface)
+        if found is None:  # made once per interface: each keeps its method templates
+            proxy, indexes = matching(self.id, self._spec.offers, interface)
+            found = self._implementations[interface] = [
+                Implementation(self, self._core, index, proxy) for index in indexes]  # type: ignore[arg-type]
+        return list(found)
 
     def implementation(self, interface: type[P], name: str | None = None) -> Implementation[P] | None:
         """The implementation called ``name`` (or the first one), or None."""
