@@ -7,10 +7,13 @@ from __future__ import annotations
 import array
 import gc
 import logging
+import subprocess
+import sys
 import threading
 import warnings
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -97,6 +100,10 @@ def test_counter_instances_are_independent(plugin: ferrule.Plugin, lang: str) ->
     assert b.add(10) == 10
     assert (a.total(), b.total()) == (3, 10)
     assert (a.name(), b.name()) == (f"{lang}-counter", f"{lang}-counter-b")
+    assert a.add is a.add and a.add is not b.add  # each instance its own methods, each made once
+    assert {"add", "total", "slow_add", "name", "fail", "close"} <= set(dir(a))
+    with pytest.raises(AttributeError, match="'Counter' object has no attribute 'nope'"):
+        a.nope  # type: ignore[attr-defined]
     with pytest.raises(ferrule.PluginCallError, match="boom here") as info:
         a.fail("boom here")
     assert info.value.plugin_message == "boom here"
@@ -324,3 +331,22 @@ def test_a_host_that_loads_and_closes_for_ever_keeps_no_closed_plugin(built: Bui
     alive = sum(ref() is not None for ref in refs)
     assert alive <= 40, alive  # those closed since the host last dropped closed ones
     assert host.plugins == ()
+
+
+AT_EXIT = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+import ferrule
+from tests import iface_proxies as proxies
+plugin = ferrule.load(sys.argv[1])
+kept = [plugin.create(proxies.Counter, "c-counter") for _ in range(2)]
+print("exiting", flush=True)
+"""
+
+
+def test_instances_alive_at_exit_are_destroyed_before_the_plugin_shuts_down(built: Built) -> None:
+    proc = subprocess.run([sys.executable, "-c", AT_EXIT, str(built.ifaces_c)], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:-1] == ["create c-counter"] * 2 + ["exiting"] + ["destroy c-counter"] * 2 + [
+        "shutdown"]

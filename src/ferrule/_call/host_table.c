@@ -339,7 +339,47 @@ static PyObject *HostTable_set_services(HostTableObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* run_create(create, plugin_state): an offer's create, without the GIL (it
+ * is plugin code), on a clean error slot that gets back a message pending
+ * before it (as running() does in Python): (status, the instance's self
+ * address, the plugin's failure message or None). */
+static PyObject *HostTable_run_create(HostTableObject *self, PyObject *args) {
+    unsigned long long fn, state;
+    if (!PyArg_ParseTuple(args, "KK", &fn, &state)) return NULL;
+    int32_t (*create)(const ferrule_host *, void *, void **);
+    void *address = (void *)(uintptr_t)fn;
+    memcpy(&create, &address, sizeof create);
+    void *made = NULL;
+    int32_t status;
+    SavedError saved = error_stash();
+    Py_BEGIN_ALLOW_THREADS
+    status = create(&self->table, (void *)(uintptr_t)state, &made);
+    Py_END_ALLOW_THREADS
+    PyObject *message = status == FERRULE_OK ? Py_NewRef(Py_None) : error_take();
+    error_restore(saved);
+    if (message == NULL) return NULL;
+    return Py_BuildValue("iKN", (int)status, (unsigned long long)(uintptr_t)made, message);
+}
+
+/* run_destroy(destroy, plugin_state, self): an offer's destroy, without the
+ * GIL, the error slot kept as run_create keeps it. */
+static PyObject *HostTable_run_destroy(HostTableObject *self, PyObject *args) {
+    unsigned long long fn, state, instance;
+    if (!PyArg_ParseTuple(args, "KKK", &fn, &state, &instance)) return NULL;
+    void (*destroy)(const ferrule_host *, void *, void *);
+    void *address = (void *)(uintptr_t)fn;
+    memcpy(&destroy, &address, sizeof destroy);
+    SavedError saved = error_stash();
+    Py_BEGIN_ALLOW_THREADS
+    destroy(&self->table, (void *)(uintptr_t)state, (void *)(uintptr_t)instance);
+    Py_END_ALLOW_THREADS
+    error_restore(saved);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef HostTable_methods[] = {
+    {"run_create", HostTable_run_create, METH_VARARGS, "Run an offer's create: (status, self address)."},
+    {"run_destroy", HostTable_run_destroy, METH_VARARGS, "Run an offer's destroy."},
     {"set_services", (PyCFunction)HostTable_set_services, METH_VARARGS, "Fill in query, call and release (addresses)."},
     {"take_error", HostTable_take_error, METH_NOARGS, "The calling thread's failure message (consumed)."},
     {"stash_error", HostTable_stash_error, METH_NOARGS, "Take the calling thread's pending message away."},

@@ -9,6 +9,7 @@ and the plugin's shutdown waits for its last instance.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import weakref
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -43,12 +44,17 @@ class Owner(CallTarget, Protocol):
         """A gate of the plugin's kind (C or cffi) for one of its instances."""
 
     def create(self, entry: OfferEntry, what: str) -> Any:
-        """Run the offer's create; the instance's ``self`` pointer. ``what``
+        """Run the offer's create; the instance's ``self`` pointer (a cffi
+        pointer, or its address as an int from the C host table). ``what``
         names the instance in a failure message. Raises PluginCallError,
         PluginPanicError, or PluginClosedError once the plugin is closed."""
 
     def destroy(self, entry: OfferEntry, self_ptr: Any) -> None:
         """Run destroy for an instance create made (exactly once)."""
+
+    @property
+    def templates(self) -> dict[Any, Any]:
+        """Where Implementation keeps its method templates, per plugin."""
 
 
 class InstanceTarget:
@@ -64,14 +70,20 @@ class InstanceTarget:
         making = _making()
         making.add((id(owner), index))  # its create may query: it is not lent itself (services.py)
         try:
-            self._state = owner.create(entry, f"{name} {offer.name!r}")
+            made = owner.create(entry, f"{name} {offer.name!r}")
         finally:
             making.discard((id(owner), index))
-        what = f"{name} instance {offer.name!r} of plugin {owner.plugin_id!r}"
-        self._gate = owner.new_gate(f"{what} is closed: create another",
-                                    f"{what}: close() from inside one of its calls (a host function); "
-                                    "close it after the call returns")
-        self._finalizer = weakref.finalize(self, _destroy, self._gate, owner, entry, self._state)
+        # The C host table gives an address: the cffi pointer is made when needed.
+        self.address: int | None = made if isinstance(made, int) else None
+        self._state = None if isinstance(made, int) else made
+        messages = owner.templates.get(("gate", index, name))
+        if messages is None:  # the same two texts for every instance of the offer
+            what = f"{name} instance {offer.name!r} of plugin {owner.plugin_id!r}"
+            messages = owner.templates[("gate", index, name)] = (
+                f"{what} is closed: create another",
+                f"{what}: close() from inside one of its calls (a host function); close it after the call returns")
+        self._gate = owner.new_gate(*messages)
+        self._finalizer = _Destroyer(self, self._gate, owner, entry, made)
 
     # -- the call contract
 
@@ -89,6 +101,8 @@ class InstanceTarget:
 
     @property
     def state(self) -> Any:
+        if self._state is None:
+            self._state = ffi.cast("void *", self.address)
         return self._state
 
     @property
@@ -122,6 +136,40 @@ def _making() -> set[tuple[int, int]]:
 
 def being_created(owner: object, index: int) -> bool:
     return (id(owner), index) in _making()
+
+
+class _Destroyer:
+    """Destroys an instance once: from close(), when its target is collected,
+    or at exit (the newest first), like weakref.finalize at a third of its
+    cost, which counts when instances are made by the thousand."""
+
+    __slots__ = ("args", "ref")
+    live: ClassVar[dict[int, _Destroyer]] = {}
+    registered: ClassVar[bool] = False
+
+    def __init__(self, target: InstanceTarget, *args: Any):
+        self.args = args
+        self.ref = weakref.ref(target, self._collected)
+        _Destroyer.live[id(self)] = self
+        if not _Destroyer.registered:
+            # After the plugin's weakref.finalize, so before it at exit
+            # (atexit runs the last registered first): instances go first,
+            # then the plugin's shutdown, which waits for them.
+            _Destroyer.registered = True
+            atexit.register(_Destroyer.at_exit)
+
+    def _collected(self, ref: object) -> None:
+        self()
+
+    def __call__(self) -> None:
+        if _Destroyer.live.pop(id(self), None) is not None:
+            _destroy(*self.args)
+
+    @staticmethod
+    def at_exit() -> None:
+        for destroyer in reversed(list(_Destroyer.live.values())):
+            destroyer()
+
 
 
 def _destroy(gate: Gate, owner: Owner, entry: OfferEntry, self_ptr: Any) -> None:
@@ -158,6 +206,19 @@ class Instance:
 
     implementation: Implementation[Any]
     _target: InstanceTarget
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names not in the instance: an accelerated instance's
+        # methods are made on first use and then kept in its __dict__.
+        made = self.__dict__
+        impl = made.get("implementation")
+        fn = impl._method(made["_target"], name) if impl is not None and not name.startswith("__") else None
+        if fn is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return made.setdefault(name, fn)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | {m.name for m in self.__ferrule_interface__.methods})
 
     def close(self) -> None:
         """Wait for calls in flight, then destroy the instance. Idempotent."""
@@ -214,30 +275,39 @@ class Implementation(Generic[P]):
         self._owner = owner
         self._index = index
         self._proxy = proxy
-        self._templates: dict[str, Any] | None = None
 
     def create(self) -> P:
         """Make an instance. Raises PluginCallError if the plugin's create
         fails, PluginClosedError once the plugin is closed."""
         target = InstanceTarget(self._owner, self._index, self.interface.name, self.thread_safe)
         proxy: Any = object.__new__(self._proxy)
-        proxy.__dict__.update(self._methods(target), implementation=self, _target=target)
+        if target.accelerated:  # each method is made when first used (Instance.__getattr__)
+            proxy.__dict__.update(implementation=self, _target=target)
+        else:
+            iface, entry = self.interface, target.entry
+            proxy.__dict__.update({m.name: method(target, self.thread_safe, iface, m, entry.methods[m.index])
+                                   for m in iface.methods}, implementation=self, _target=target)
         return proxy  # type: ignore[no-any-return]
 
-    def _methods(self, target: InstanceTarget) -> dict[str, Any]:
-        """The instance's methods. Accelerated, each is a copy of a template
-        made once per implementation, on a target that is never called."""
+    def _method(self, target: InstanceTarget, name: str) -> Any:
+        """An accelerated instance's method: a copy of a template made once
+        per implementation, on a target that is never called. None if the
+        interface has no such method."""
         iface = self.interface
-        entry = target.entry
-        if not target.accelerated:
-            return {m.name: method(target, self.thread_safe, iface, m, entry.methods[m.index]) for m in iface.methods}
-        templates = self._templates
-        if templates is None:
+        key = (self._index, id(iface), self.thread_safe)
+        found = self._owner.templates.get(key)
+        if found is None or found[0] is not iface:
+            entry = target.entry
             blank = _TemplateTarget(target)
-            templates = self._templates = {
-                m.name: method(blank, self.thread_safe, iface, m, entry.methods[m.index]) for m in iface.methods}
-        state = int(ffi.cast("uintptr_t", target.state))
-        return {name: rebound(fn, target, state) for name, fn in templates.items()}
+            found = self._owner.templates[key] = (iface, {
+                m.name: method(blank, self.thread_safe, iface, m, entry.methods[m.index]) for m in iface.methods})
+        template = found[1].get(name)
+        if template is None:
+            return None
+        address = target.address
+        if address is None:
+            address = target.address = int(ffi.cast("uintptr_t", target.state))
+        return rebound(template, target, address)
 
     def __repr__(self) -> str:
         return f"<ferrule.Implementation {self.interface.id}/{self.interface.revision} {self.name!r} of {self.plugin.id}>"

@@ -35,7 +35,7 @@ def method(target: CallTarget, thread_safe: bool, iface: InterfaceSpec, m: Metho
     fn = PluginFunction(target, spec, call)
     if not _needs_wrapper(m):
         return fn
-    if fn.accelerated:
+    if getattr(fn, "accelerated", False):
         return MethodFunction(target, spec, call, fn, m)
     return wrap_method(fn, iface, m)
 
@@ -81,7 +81,7 @@ class MethodFunction(PluginFunction):
         self._plan = plan = _plan(spec.name, m)
         self.__name__ = self.__qualname__ = m.name
         self.__doc__ = plan.doc
-        self.__signature__ = plan.signature  # type: ignore[misc]
+        self.__signature__ = plan.signature
         packers = tuple(codec(p.type.struct).native if p.type.struct is not None else
                         p.type.handle if p.type.kind == "handle" else None for p in m.params)
         out = plan.out_codec.native if plan.out_codec is not None else None

@@ -156,7 +156,8 @@ def _plain_dataclass(cls: type) -> bool:
     init = cls.__dict__.get("__init__")
     code = getattr(init, "__code__", None)
     generated = code is not None and code.co_filename == "<string>"  # dataclasses makes it with exec
-    return generated and cls.__new__ is object.__new__ and not hasattr(cls, "__post_init__")
+    own_new = cls.__new__ is not object.__new__  # type: ignore[comparison-overlap]
+    return generated and not own_new and not hasattr(cls, "__post_init__")
 
 
 def _scalar_maker(t: TypeSpec) -> Callable[[Iterator[Any]], Any]:

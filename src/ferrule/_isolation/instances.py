@@ -75,6 +75,9 @@ class IsolatedImplementation(Implementation[P]):
     def __init__(self, plugin: IsolatedPlugin, index: int, proxy: type[P]):
         super().__init__(plugin, _Offers(plugin), index, proxy)  # type: ignore[arg-type]
 
+    def _method(self, target: Any, name: str) -> Any:
+        return None  # create() makes every method up front
+
     def create(self) -> P:
         plugin: IsolatedPlugin = self.plugin
         offer = plugin._spec.offers[self._index]

@@ -30,7 +30,7 @@ from .._call.gate import new_gate
 from .._call.status import status_error
 from .._call.table import HostTable as CffiHostTable
 from .._call.table import level_cache, log_sink, running
-from .._interfaces.instances import Implementation, matching, named, no_implementation
+from .._interfaces.instances import Implementation, matching, no_implementation
 from .._interfaces.services import Services
 from .._loader import Library
 
@@ -67,6 +67,8 @@ class PluginCore:
         self._count_lock = threading.Lock()
         self._instances = 0
         self._shutdown_pending = False
+        self.templates: dict[Any, Any] = {}  # each implementation's method templates (instances.py)
+        self._addresses: dict[int, tuple[OfferEntry, tuple[int, int, int]]] = {}
         host.set_services(*services.addresses())
         services.attach(self)
         self.state: Any = ffi.NULL
@@ -104,25 +106,46 @@ class PluginCore:
     def new_gate(self, closed_message: str, inside_message: str) -> Gate:
         return new_gate(self.accelerated, closed_message, inside_message)
 
+    def _entry_addresses(self, entry: OfferEntry) -> tuple[int, int, int]:
+        """create's, destroy's and the plugin state's addresses, for the C host table."""
+        found = self._addresses.get(id(entry))
+        if found is None or found[0] is not entry:
+            found = self._addresses[id(entry)] = (entry, (
+                int(ffi.cast("uintptr_t", entry.create)), int(ffi.cast("uintptr_t", entry.destroy)),
+                int(ffi.cast("uintptr_t", self.state))))
+        return found[1]
+
     def create(self, entry: OfferEntry, what: str) -> Any:
-        out = ffi.new("void **")
         mark = self.gate.enter()
         try:
-            with self._create_lock, running(self.host_table, self.debug):
-                status = entry.create(self.table, self.state, out)
+            with self._create_lock:
+                if self.accelerated:  # never in debug mode: nothing to mark, C keeps the error slot
+                    create, _, state = self._entry_addresses(entry)
+                    status, made, message = self.host_table.run_create(create, state)  # type: ignore[attr-defined]
+                else:
+                    out = ffi.new("void **")
+                    with running(self.host_table, self.debug):
+                        status = entry.create(self.table, self.state, out)
+                        message = self.host_table.take_error() if status != abi.OK else None
+                    made = out[0]
                 if status != abi.OK:
-                    raise status_error(status, self.host_table.take_error(),
-                                       f"plugin {self.plugin_id!r} could not create {what}", "create")
+                    raise status_error(status, message or "", f"plugin {self.plugin_id!r} could not create {what}",
+                                       "create")
                 with self._count_lock:
                     self._instances += 1
         finally:
             self.gate.leave(mark)
-        return out[0]
+        return made
 
     def destroy(self, entry: OfferEntry, self_ptr: Any) -> None:
         try:
-            with self._create_lock, running(self.host_table, self.debug):
-                entry.destroy(self.table, self.state, self_ptr)
+            with self._create_lock:
+                if isinstance(self_ptr, int):  # made by the C host table
+                    _, destroy, state = self._entry_addresses(entry)
+                    self.host_table.run_destroy(destroy, state, self_ptr)  # type: ignore[attr-defined]
+                else:
+                    with running(self.host_table, self.debug):
+                        entry.destroy(self.table, self.state, self_ptr)
         finally:
             with self._count_lock:
                 self._instances -= 1
@@ -203,7 +226,8 @@ class Plugin:
         self.license = spec.license
         self._spec = spec
         self._made: dict[str, PluginFunction] = {}
-        self._implementations: dict[Any, list[Implementation[Any]]] = {}
+        self._matching: dict[Any, tuple[type[Any], list[int]]] = {}
+        self._for_create: dict[tuple[Any, str | None], Implementation[Any]] = {}
         self._core = PluginCore(desc, config, _services if _services is not None else Services(debug=False))
 
     # -- interfaces
@@ -221,23 +245,33 @@ class Plugin:
 
         Raises InterfaceMismatchError when an implementation was generated
         from another layout of the same id and revision."""
-        found = self._implementations.get(interface)
-        if found is None:  # made once per interface: each keeps its method templates
-            proxy, indexes = matching(self.id, self._spec.offers, interface)
-            found = self._implementations[interface] = [
-                Implementation(self, self._core, index, proxy) for index in indexes]  # type: ignore[arg-type]
-        return list(found)
+        proxy, indexes = self._matched(interface)
+        return [Implementation(self, self._core, index, proxy) for index in indexes]
 
     def implementation(self, interface: type[P], name: str | None = None) -> Implementation[P] | None:
         """The implementation called ``name`` (or the first one), or None."""
-        return named(self.implementations(interface), name)
+        proxy, indexes = self._matched(interface)
+        offers = self._spec.offers
+        for index in indexes:
+            if name is None or offers[index].name == name:
+                return Implementation(self, self._core, index, proxy)
+        return None
+
+    def _matched(self, interface: Any) -> tuple[type[Any], list[int]]:
+        found = self._matching.get(interface)
+        if found is None:  # the offers are checked once per interface
+            found = self._matching[interface] = matching(self.id, self._spec.offers, interface)
+        return found
 
     def create(self, interface: type[P], name: str | None = None) -> P:
         """Make an instance of the implementation called ``name`` (or the
         first). Raises LookupError when the plugin offers none."""
-        impl = self.implementation(interface, name)
-        if impl is None:
-            raise no_implementation(self.id, self._spec.offers, interface, name)
+        impl: Implementation[P] | None = self._for_create.get((interface, name))
+        if impl is None:  # kept for create alone: the ones implementation() returns are the caller's
+            impl = self.implementation(interface, name)
+            if impl is None:
+                raise no_implementation(self.id, self._spec.offers, interface, name)
+            self._for_create[(interface, name)] = impl
         return impl.create()
 
     # -- functions
