@@ -166,6 +166,16 @@ static int32_t p_apply_sum(const ferrule_host *host, void *state, const ferrule_
     return FERRULE_OK;
 }
 
+/* n log calls at FERRULE_LOG_DEBUG, below the logger's default level. */
+static int32_t p_log_below(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    (void)state;
+    (void)ret;
+    for (int64_t i = 0; i < args[0].i64; i++) {
+        ferrule_log(host, FERRULE_LOG_DEBUG, "below the level");
+    }
+    return FERRULE_OK;
+}
+
 #define TS FERRULE_FN_THREAD_SAFE
 #define QUICK FERRULE_FN_QUICK
 
@@ -188,10 +198,14 @@ static const ferrule_function f_apply_sum = FERRULE_FUNCTION(
 static const ferrule_function f_apply_sum_quick = FERRULE_FUNCTION(
     "apply_sum_quick", "(f: fn(i64) -> i64, n: i64) -> i64", "apply_sum, quick: the GIL stays held",
     TS | QUICK, p_apply_sum);
+static const ferrule_function f_log_below = FERRULE_FUNCTION(
+    "log_below", "(n: i64)", "n debug messages (below the default level); releases the GIL", TS, p_log_below);
+static const ferrule_function f_log_below_quick = FERRULE_FUNCTION(
+    "log_below_quick", "(n: i64)", "log_below, quick: the GIL stays held", TS | QUICK, p_log_below);
 
 static const ferrule_function *const anchor_functions[] = {
     &f_add, &f_add_released, &f_muladd, &f_xor, &f_mixed,
-    &f_sum_quick, &f_sum, &f_apply_sum, &f_apply_sum_quick,
+    &f_sum_quick, &f_sum, &f_apply_sum, &f_apply_sum_quick, &f_log_below, &f_log_below_quick,
 };
 
 static const ferrule_plugin anchor_descriptor = {

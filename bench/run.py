@@ -470,6 +470,16 @@ def case_callbacks(p: Paths) -> None:
         rel = ratios[main] / ratios[ctypes_name]
         print("  " + verdict(f"ferrule <= 1.00x {ctypes_name}", rel, 1.0, at_most=True,
                              extra=f"; {ratios[main]:.2f}x C-extension"))
+    logs = [
+        Row("ferrule host->log below the level (GIL released)", "f(n)", {"f": p.plugin.log_below, "n": n}, n),
+        Row("ferrule host->log below the level (quick: GIL kept)", "f(n)", {"f": p.plugin.log_below_quick, "n": n}, n),
+        Row(ctypes_name + ", for scale", "f(cb, n)", {"f": p.cdll.anchor_apply_sum, "cb": p.CB(cb), "n": n}, n),
+    ]
+    measure(logs)
+    medians, _ = print_table(f"-- a plugin's debug message below the logger's level ({n:,} per call)", logs,
+                             logs[-1].name, per="message")
+    print(f"  target: a message below the level <= 50 ns: {'met' if medians[logs[0].name] <= 50 else 'NOT met'} "
+          f"({medians[logs[0].name]:.0f} ns; quick {medians[logs[1].name]:.0f} ns)")
 
 
 def case_interfaces(p: Paths) -> None:
@@ -498,7 +508,23 @@ def case_interfaces(p: Paths) -> None:
         rows.insert(2, Row("ferrule method Counter.add (Rust, serialised, GIL released)", "f(0)", {"f": rc.add}))
     base = rows[-1].name
     measure(rows)
-    print_table("-- one method call from Python", rows, base)
+    medians, _ = print_table("-- one method call from Python", rows, base)
+    scalar = medians["ferrule method Counter.add (C, serialised, GIL released)"]
+    for name, label in (("ferrule method Shapes.area(Rect) (C, struct packed)", "a struct argument"),
+                        ("ferrule method Shapes.grow(Rect, u32) -> Rect (C)", "a struct argument and result")):
+        print("  " + verdict(f"{label} <= 2.00x the scalar method Counter.add", medians[name] / scalar, 2.0,
+                             at_most=True))
+    made = [Row("Counter instance create + close (C)", "f(k, 'c-counter').close()",
+                {"f": c_plugin.create, "k": proxies.Counter})]
+    if rust_plugin is not None:
+        made.append(Row("Counter instance create + close (Rust)", "f(k, 'rust-counter').close()",
+                        {"f": rust_plugin.create, "k": proxies.Counter}))
+    made.append(Row("ctypes add(i64, i64), for scale", "f(1, 2)", {"f": p.cdll.anchor_add}))
+    measure(made)
+    medians, _ = print_table("-- instances", made, made[-1].name, unit="us", per="instance")
+    first = medians[made[0].name]
+    print(f"  target: instance create + close <= 5 us: {'met' if first <= 5 else 'NOT met'} ({first:.2f} us"
+          + (f"; Rust {medians[made[1].name]:.2f} us)" if rust_plugin is not None else ")"))
     trips = [
         Row("C plugin: query Store, put, get, release (Python service)", "f('k', 'v')", {"f": c_plugin.store_roundtrip}),
     ]
