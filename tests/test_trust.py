@@ -114,6 +114,27 @@ def test_a_file_others_could_write_is_refused_unless_allowed(copy: Path, what: s
         ferrule.PluginHost().load(copy)
 
 
+@pytest.mark.parametrize("link", ["file", "directory"])
+def test_the_directory_checked_is_the_one_that_holds_the_file(copy: Path, tmp_path: Path, link: str) -> None:
+    # A link from a safe directory, to the file or to its directory, does not
+    # hide that the directory holding the file is writable by everyone.
+    copy.parent.chmod(0o777)
+    safe = tmp_path / "safe"
+    safe.mkdir(mode=0o755)
+    if link == "file":
+        named = safe / "libfixture.so"
+        named.symlink_to(copy)
+    else:
+        (safe / "linked").symlink_to(copy.parent, target_is_directory=True)
+        named = safe / "linked" / "libfixture.so"
+    with pytest.raises(ferrule.UnsafeFileError, match=re.escape(f"the directory of {copy}, {copy.parent}, is writable "
+                                                                "by every user")):
+        ferrule.load(named)
+    copy.parent.chmod(0o755)
+    with ferrule.load(named) as plugin:
+        assert plugin.add(2, 3) == 5
+
+
 def test_a_sticky_directory_like_tmp_is_allowed(copy: Path) -> None:
     copy.parent.chmod(0o1777)  # others may add files, but not replace this one
     with ferrule.load(copy) as plugin:

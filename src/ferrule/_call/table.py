@@ -39,6 +39,9 @@ def log_sink(logger: logging.Logger) -> Callable[[int, str], None]:
     return log
 
 
+_LEVELS_IN_ORDER = tuple(_LOG_LEVELS[lv] for lv in range(abi.LOG_TRACE, abi.LOG_ERROR + 1))
+
+
 def level_cache(logger: logging.Logger) -> dict[str, Any]:
     """The accelerated host table's view of ``logger``: its isEnabledFor
     cache (logging clears it on every setLevel and disable) and the logging
@@ -47,7 +50,7 @@ def level_cache(logger: logging.Logger) -> dict[str, Any]:
     cache = getattr(logger, "_cache", None)
     if type(cache) is not dict:
         return {}
-    return {"level_cache": cache, "levels": tuple(_LOG_LEVELS[lv] for lv in range(abi.LOG_TRACE, abi.LOG_ERROR + 1))}
+    return {"level_cache": cache, "levels": _LEVELS_IN_ORDER}
 
 
 class FrameOwner(Protocol):

@@ -82,20 +82,24 @@ class Services:
         self.tables: dict[int, weakref.ref[Owner]] = {}  # host table address -> its plugin
         self.lent: dict[int, _Lent] = {}
         self.tokens = itertools.count(1)
-        self.query_cb = ffi.callback("const ferrule_object *(*)(const ferrule_host *, const char *, uint32_t, uint64_t)",
-                                     self._query)
-        self.call_cb = ffi.callback(
-            "int32_t(*)(const ferrule_host *, const ferrule_object *, uint32_t, const ferrule_value *, ferrule_value *)",
-            self._call)
-        self.release_cb = ffi.callback("void(*)(const ferrule_host *, const ferrule_object *)", self._release)
 
     def addresses(self) -> tuple[int, int, int]:
-        return tuple(int(ffi.cast(_UINTPTR, cb)) for cb in (self.query_cb, self.call_cb, self.release_cb))  # type: ignore[return-value]
+        """query, call and release for a host table: shared by every registry
+        (made once, not per load), each finds the registry by the table."""
+        return _ADDRESSES
 
     def attach(self, plugin: Owner) -> None:
-        """A plugin whose host table carries this registry's callbacks."""
+        """A plugin whose host table carries the callbacks, served by this registry."""
+        address = plugin.host_table.address
         with self.lock:
-            self.tables[plugin.host_table.address] = weakref.ref(plugin)
+            self.tables[address] = weakref.ref(plugin)
+        _SERVING[address] = weakref.ref(self)
+
+    def detach(self, table_address: int) -> None:
+        """The plugin of that host table has shut down."""
+        with self.lock:
+            self.tables.pop(table_address, None)
+        _SERVING.pop(table_address, None)
 
     def provide(self, iface: InterfaceSpec, implementation: Any) -> None:
         missing = [m.name for m in iface.methods if not callable(getattr(implementation, m.name, None))]
@@ -317,6 +321,42 @@ class Services:
 
 def _logger(plugin: Caller | None) -> logging.Logger:
     return logging.getLogger(f"ferrule.plugin.{plugin.plugin_id}") if plugin is not None else _log
+
+
+# -- the host-table callbacks, one set for every registry
+
+_SERVING: dict[int, weakref.ref[Services]] = {}  # host table address -> the registry serving it
+
+
+def _serving(host: Any) -> Services | None:
+    ref = _SERVING.get(int(ffi.cast(_UINTPTR, host)))
+    return ref() if ref is not None else None
+
+
+@ffi.callback("const ferrule_object *(*)(const ferrule_host *, const char *, uint32_t, uint64_t)")
+def _query_cb(host: Any, id_ptr: Any, revision: int, fingerprint: int) -> Any:
+    services = _serving(host)
+    return services._query(host, id_ptr, revision, fingerprint) if services is not None else ffi.NULL
+
+
+@ffi.callback(
+    "int32_t(*)(const ferrule_host *, const ferrule_object *, uint32_t, const ferrule_value *, ferrule_value *)")
+def _call_cb(host: Any, obj: Any, method: int, args: Any, ret: Any) -> int:
+    services = _serving(host)
+    if services is not None:
+        return services._call(host, obj, method, args, ret)
+    return _fail(ret, abi.ERROR, "host->call: unknown host table") if ret != ffi.NULL else abi.ERROR
+
+
+@ffi.callback("void(*)(const ferrule_host *, const ferrule_object *)")
+def _release_cb(host: Any, obj: Any) -> None:
+    services = _serving(host)
+    if services is not None:
+        services._release(host, obj)
+
+
+_ADDRESSES: tuple[int, int, int] = tuple(  # type: ignore[assignment]
+    int(ffi.cast(_UINTPTR, cb)) for cb in (_query_cb, _call_cb, _release_cb))
 
 
 def _fail(ret: Any, status: int, message: str) -> int:

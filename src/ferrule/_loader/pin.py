@@ -123,13 +123,22 @@ def check_permissions(path: str) -> None:
     could change the plugin file, or replace it in its directory. A sticky
     directory (like /tmp) is allowed: there only a file's owner may rename
     or remove it."""
-    real = os.path.realpath(path)
     try:
-        st = os.stat(real)
-        directory = os.path.dirname(real)
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            real = os.path.realpath(path)
+            st = os.stat(real)
+            directory = os.path.dirname(real)
+        else:
+            # The directory that holds the entry, however the path names it
+            # (stat follows its links): two system calls, not one per component.
+            real, directory = path, os.path.dirname(path) or "."
         dst = os.stat(directory)
     except OSError:
         return  # the loader reports a missing file in its own words
+    if real is path and (_others(st) is not None or _others(dst) is not None):
+        real = os.path.realpath(path)  # for the message
+        directory = os.path.dirname(real)
     fix = "; if that is intended, pass strict_permissions=False"
     problem = _others(st)
     if problem is not None:

@@ -174,9 +174,12 @@ def _shutdown(gate: Gate, shutdown: Any, host: HostTable, table: Any, state: Any
     left = services.release_all(host.address)
     if left:
         logging.getLogger("ferrule").warning("a plugin shut down holding %d objects from host->query; released them", left)
-    if shutdown != ffi.NULL:
-        with running(host, debug):
-            shutdown(table, state)
+    try:
+        if shutdown != ffi.NULL:
+            with running(host, debug):
+                shutdown(table, state)
+    finally:
+        services.detach(host.address)
 
 
 class _FunctionSlot:
