@@ -547,6 +547,22 @@ def case_interfaces(p: Paths) -> None:
     trips.append(Row("ctypes add(i64, i64), for scale", "f(1, 2)", {"f": p.cdll.anchor_add}))
     measure(trips)
     print_table("-- plugins calling through the host (whole plugin function)", trips, trips[-1].name, unit="us")
+    n = 1000
+    other = "the Rust plugin's" if rust_plugin is not None else "its own"
+    loops = [
+        Row("C plugin -> Python service Store.put / Store.get", "f('k', 'v', n)",
+            {"f": c_plugin.store_loop, "n": n}, 2 * n),
+        Row(f"C plugin -> {other} Counter.add, through the host", "f(n)", {"f": c_plugin.counter_loop, "n": n}, n),
+        Row("C plugin -> its own Counter.add, a direct call through a pointer", "f(n)",
+            {"f": c_plugin.counter_direct_loop, "n": n}, n),
+    ]
+    measure(loops)
+    medians, _ = print_table(f"-- one host->call, after the query ({n:,} per plugin call)", loops, loops[-1].name,
+                             per="host call")
+    service = medians[loops[0].name]
+    print(f"  target: a Python service call <= 1 us: {'met' if service <= 1000 else 'NOT met'} ({service:.0f} ns)")
+    print("  " + verdict("a call to another plugin's implementation <= 2.00x a direct call",
+                         medians[loops[1].name] / medians[loops[2].name], 2.0, at_most=True))
     for obj in (counter, shapes):
         obj.close()
 

@@ -10,11 +10,12 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -350,3 +351,84 @@ def test_instances_alive_at_exit_are_destroyed_before_the_plugin_shuts_down(buil
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:-1] == ["create c-counter"] * 2 + ["exiting"] + ["destroy c-counter"] * 2 + [
         "shutdown"]
+
+
+class SerialCounter:
+    """Counter as a Python service that counts the times two threads were inside at once."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self.inside = 0
+        self.overlaps = 0
+
+    def add(self, n: int) -> int:
+        self.inside += 1
+        try:
+            if self.inside > 1:
+                self.overlaps += 1
+            value = self.value
+            time.sleep(0)  # let another thread in, if the host does not hold it out
+            self.value = value + n
+            return self.value
+        finally:
+            self.inside -= 1
+
+    def total(self) -> int:
+        return self.value
+
+    def slow_add(self, n: int, micros: int) -> int:
+        return self.add(n)
+
+    def name(self) -> str:
+        return "python"
+
+    def fail(self, message: str) -> None:
+        raise ValueError(message)
+
+
+def test_a_service_that_is_not_thread_safe_is_called_one_thread_at_a_time(built: Built, call_path: str) -> None:
+    # Counter is not thread-safe: host->call holds the service's lock, on the
+    # C path as on the Python one; the plugin function releases the GIL.
+    host = ferrule.PluginHost()
+    service = SerialCounter()
+    host.provide(api.Counter, service)
+    plugin: Any = host.load(path_of(built, "c"))
+    threads = [threading.Thread(target=plugin.counter_loop, args=(300,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (service.overlaps, service.value) == (0, 1200)
+
+
+class WrongResults(DictStore):
+    def __init__(self, result: object) -> None:
+        super().__init__()
+        self.result = result
+
+    def get(self, key: str) -> Any:
+        return self.result
+
+
+@pytest.mark.parametrize(("result", "message"), [
+    (5, "TypeError: the result of Store.get() must be str (str), got int"),
+    ("a\0b", "ValueError: the result of Store.get()"),
+    (b"bytes", "TypeError: the result of Store.get() must be str (str), got bytes"),
+])
+def test_a_service_result_of_the_wrong_kind_is_refused_in_the_hosts_words(built: Built, lang: str, result: object,
+                                                                         message: str) -> None:
+    host = ferrule.PluginHost()
+    host.provide(api.Store, WrongResults(result))
+    plugin: Any = host.load(path_of(built, lang))
+    with pytest.raises(ferrule.PluginCallError) as info:
+        plugin.store_get("k")
+    assert info.value.plugin_message.startswith(message)
+
+
+def test_a_service_failure_reaches_the_plugin_as_class_and_message(built: Built, lang: str) -> None:
+    host = ferrule.PluginHost()
+    host.provide(api.Store, DictStore())
+    plugin: Any = host.load(path_of(built, lang))
+    with pytest.raises(ferrule.PluginCallError) as info:
+        plugin.store_get("missing")
+    assert info.value.plugin_message == "KeyError: no key 'missing' in the store"

@@ -916,11 +916,15 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (PyType_Ready(&HostTableType) < 0 || PyType_Ready(&GateType) < 0 || PyType_Ready(&FunctionType) < 0 ||
-        PyType_Ready(&CodecType) < 0) {
+        PyType_Ready(&CodecType) < 0 || PyType_Ready(&LentType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
+    if (PyModule_AddFunctions(m, lent_functions) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     static int fork_hook;
     if (!fork_hook) {
         fork_hook = 1;

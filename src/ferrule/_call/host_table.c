@@ -287,6 +287,7 @@ static void HostTable_dealloc(HostTableObject *self) {
     Py_XDECREF(self->log);
     Py_XDECREF(self->level_cache);
     Py_XDECREF(self->levels);
+    Py_XDECREF(self->lent);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -327,15 +328,27 @@ static PyObject *HostTable_restore_error(PyObject *self, PyObject *saved) {
 
 /* The interface callbacks (ABI 1.2) live in Python (cffi callbacks): they
  * reach the host's registry, which only Python knows. */
+/* set_services(query, call, release, lent=None): with lent (a dict, token
+ * -> Lent) host->call takes the C path of services.c first. */
 static PyObject *HostTable_set_services(HostTableObject *self, PyObject *args) {
     unsigned long long query, call, release;
-    if (!PyArg_ParseTuple(args, "KKK", &query, &call, &release)) {
+    PyObject *lent = Py_None;
+    if (!PyArg_ParseTuple(args, "KKK|O", &query, &call, &release, &lent)) {
+        return NULL;
+    }
+    if (lent != Py_None && !PyDict_CheckExact(lent)) {
+        PyErr_SetString(PyExc_TypeError, "lent must be a dict");
         return NULL;
     }
     self->table.query = (const ferrule_object *(*)(const ferrule_host *, const char *, uint32_t, uint64_t))(uintptr_t)query;
     self->table.call = (int32_t(*)(const ferrule_host *, const ferrule_object *, uint32_t, const ferrule_value *,
                                    ferrule_value *))(uintptr_t)call;
     self->table.release = (void (*)(const ferrule_host *, const ferrule_object *))(uintptr_t)release;
+    if (lent != Py_None) {
+        self->py_call = self->table.call;
+        self->table.call = host_call;
+        Py_XSETREF(self->lent, Py_NewRef(lent));
+    }
     Py_RETURN_NONE;
 }
 
@@ -378,8 +391,8 @@ static PyObject *HostTable_run_destroy(HostTableObject *self, PyObject *args) {
 }
 
 static PyMethodDef HostTable_methods[] = {
-    {"run_create", HostTable_run_create, METH_VARARGS, "Run an offer's create: (status, self address)."},
-    {"run_destroy", HostTable_run_destroy, METH_VARARGS, "Run an offer's destroy."},
+    {"run_create", (PyCFunction)HostTable_run_create, METH_VARARGS, "Run an offer's create: (status, self address)."},
+    {"run_destroy", (PyCFunction)HostTable_run_destroy, METH_VARARGS, "Run an offer's destroy."},
     {"set_services", (PyCFunction)HostTable_set_services, METH_VARARGS, "Fill in query, call and release (addresses)."},
     {"take_error", HostTable_take_error, METH_NOARGS, "The calling thread's failure message (consumed)."},
     {"stash_error", HostTable_stash_error, METH_NOARGS, "Take the calling thread's pending message away."},

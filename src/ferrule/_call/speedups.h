@@ -59,6 +59,9 @@ typedef struct {
     PyObject *log;         /* callable(level: int, text: str) */
     PyObject *level_cache; /* the logger's isEnabledFor cache (a dict), or NULL */
     PyObject *levels;      /* the logging level of each FERRULE_LOG_*, as its keys */
+    PyObject *lent;        /* token -> Lent, for host->call's C path (services.c), or NULL */
+    int32_t (*py_call)(const ferrule_host *, const ferrule_object *, uint32_t, const ferrule_value *,
+                       ferrule_value *); /* services.py's callback: everything the C path declines */
     Frame *frames;         /* host functions of the calls in flight; the GIL guards it */
     uintptr_t last_handle; /* handles are never reused, so a stale one matches nothing */
 } HostTableObject;
@@ -182,5 +185,13 @@ INTERNAL extern PyTypeObject CodecType;
 INTERNAL int codec_pack(PyObject *codec, PyObject *obj, unsigned char *out);
 INTERNAL PyObject *codec_unpack(PyObject *codec, const unsigned char *data);
 INTERNAL Py_ssize_t codec_size(PyObject *codec);
+
+/* ----------------------------------------------------------- services */
+
+/* host->call served in C for what services.py lent (services.c). */
+INTERNAL extern PyTypeObject LentType;
+INTERNAL extern PyMethodDef lent_functions[];
+INTERNAL int32_t host_call(const ferrule_host *host, const ferrule_object *object, uint32_t method,
+                           const ferrule_value *args, ferrule_value *ret);
 
 #endif

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from .._abi import cdef as abi
 from .._abi.ffi import ffi
 from .._abi.types import TYPES
+from .._call.accelerator import speedups
 from .._call.checks import check_value
 from .._call.marshal import give_bytes, int_of, store_scalar, value_of
 from .._call.status import callee_status
@@ -81,6 +82,7 @@ class Services:
         self.plugins: list[Owner] = []  # the loaded plugins a query may lend from, in load order
         self.tables: dict[int, weakref.ref[Owner]] = {}  # host table address -> its plugin
         self.lent: dict[int, _Lent] = {}
+        self.fast: dict[int, Any] = {}  # token -> speedups.Lent: what the C host table's host->call serves itself
         self.tokens = itertools.count(1)
 
     def addresses(self) -> tuple[int, int, int]:
@@ -145,9 +147,44 @@ class Services:
         if lent is None:
             return 0
         token = next(self.tokens)
+        fast = self._fast(lent)
         with self.lock:
             self.lent[token] = lent
+            if fast is not None:
+                self.fast[token] = fast
         return token
+
+    def _fast(self, lent: _Lent) -> Any:
+        """The lent object as the C path of host->call serves it, or None."""
+        if speedups is None or self.debug:
+            return None
+        if lent.service is not None:
+            assert lent.iface is not None
+            methods = lent.iface.methods
+            sigs = tuple((tuple(_fast_code(p.type) for p in m.params),
+                          -1 if m.result is None else _fast_code(m.result)) for m in methods)
+            callables = tuple(getattr(lent.service, m.name) for m in methods)
+
+            def finish(method: int, result: Any, args: int, ret: int) -> int:
+                return self._finish(lent, methods[method], result, args, ret)
+
+            return speedups.lent_service(callables, sigs, lent.lock, finish)
+        target = lent.target
+        if target is None or not target.accelerated:
+            return None
+        fns = tuple(int(ffi.cast(_UINTPTR, target.entry.methods[i])) for i in range(lent.methods))
+        address = target.address if target.address is not None else int(ffi.cast(_UINTPTR, target.state))
+        return speedups.lent_instance(fns, int(ffi.cast(_UINTPTR, target.table)), address, target.gate,
+                                      target.thread_safe, target)
+
+    def _finish(self, lent: _Lent, m: MethodSpec, result: Any, args: int, ret: int) -> int:
+        """A service's result the C path did not encode: checked here, in these words."""
+        slot = ffi.cast("ferrule_value *", ret)
+        try:
+            encode_result(m, result, ffi.cast("ferrule_value *", args), slot, f"the result of {lent.name}.{m.name}()")
+        except BaseException as exc:
+            return _fail(slot, abi.ERROR, f"{type(exc).__name__}: {exc}")
+        return abi.OK
 
     def signatures(self, token: int) -> list[str] | None:
         """The call-layer signatures of a lent service's methods."""
@@ -294,6 +331,7 @@ class Services:
     def _release_token(self, caller: Caller | None, token: int) -> None:
         try:
             with self.lock:
+                self.fast.pop(token, None)
                 lent = self.lent.pop(token, None)
             if lent is None:
                 self._violation(caller, "release of an unknown or already released object")
@@ -307,6 +345,8 @@ class Services:
         """Give back what a plugin never released (at its shutdown)."""
         with self.lock:
             mine = [k for k, v in self.lent.items() if v.owner == table_address]
+            for k in mine:
+                self.fast.pop(k, None)
             objects = [self.lent.pop(k) for k in mine]
         for lent in objects:
             if lent.target is not None:
@@ -317,6 +357,14 @@ class Services:
         if self.debug:
             who = caller.plugin_id if caller is not None else "?"
             warnings.warn(ThreadContractWarning(f"plugin {who!r}: {what}"), stacklevel=1)
+
+
+def _fast_code(t: TypeSpec) -> int:
+    """A parameter's or result's code for the C path: numbers, bool, str and
+    bytes; 99 for anything it leaves to this module."""
+    if t.kind == "number" or t.kind in ("bool", "str", "bytes"):
+        return TYPES[t.name if t.kind == "number" else t.kind].code
+    return 99
 
 
 def _logger(plugin: Caller | None) -> logging.Logger:

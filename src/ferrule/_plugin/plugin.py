@@ -69,7 +69,10 @@ class PluginCore:
         self._shutdown_pending = False
         self.templates: dict[Any, Any] = {}  # each implementation's method templates (instances.py)
         self._addresses: dict[int, tuple[OfferEntry, tuple[int, int, int]]] = {}
-        host.set_services(*services.addresses())
+        if self.accelerated:  # host->call then serves what it can in C (services.c)
+            host.set_services(*services.addresses(), services.fast)
+        else:
+            host.set_services(*services.addresses())
         services.attach(self)
         self.state: Any = ffi.NULL
         self.state = self._init(desc.init, config)

@@ -5,6 +5,7 @@
  * Implementations: Counter as "c-counter" and "c-counter-b", Shapes as
  * "c-shapes". Plain functions use interfaces through the host, as a client:
  * store_roundtrip, store_get, store2_count, counter_via_host, query_missing;
+ * store_loop, counter_loop and counter_direct_loop for bench/run.py;
  * error_from_thread breaks the thread contract on purpose (debug-mode test).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -368,6 +369,70 @@ static int32_t counter_via_host(const ferrule_host *host, void *state, const fer
     return FERRULE_OK;
 }
 
+/* store_loop(key: str, value: str, n: i64) -> i64: one query, then n puts and
+ * n gets (2n host calls), one release; n. For bench/run.py. */
+static int32_t store_loop(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    tapi_store_client store;
+    ferrule_bytes error, got;
+    int32_t status = FERRULE_OK;
+    (void)state;
+    if (!tapi_store_query(host, &store)) {
+        return ferrule_fail(host, "no org.ferrule.test.store/1");
+    }
+    for (int64_t i = 0; i < args[2].i64 && status == FERRULE_OK; i++) {
+        status = tapi_store_put(&store, (const char *)args[0].bytes.ptr, (const char *)args[1].bytes.ptr, &error);
+        if (status == FERRULE_OK) {
+            status = tapi_store_get(&store, (const char *)args[0].bytes.ptr, &got, &error);
+        }
+        if (status == FERRULE_OK && got.release != NULL) {
+            got.release((void *)got.ptr, got.len);
+        }
+    }
+    tapi_store_release(&store);
+    if (status != FERRULE_OK) {
+        return tapi_fail_with(host, &error);
+    }
+    ret->i64 = args[2].i64;
+    return FERRULE_OK;
+}
+
+/* counter_loop(n: i64) -> i64: one query for a Counter, n adds of 1 through
+ * the host, one release; the total. For bench/run.py. */
+static int32_t counter_loop(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    tapi_counter_client c;
+    ferrule_bytes error;
+    int64_t total = 0;
+    int32_t status = FERRULE_OK;
+    (void)state;
+    if (!tapi_counter_query(host, &c)) {
+        return ferrule_fail(host, "no org.ferrule.test.counter/1");
+    }
+    for (int64_t i = 0; i < args[0].i64 && status == FERRULE_OK; i++) {
+        status = tapi_counter_add(&c, 1, &total, &error);
+    }
+    tapi_counter_release(&c);
+    if (status != FERRULE_OK) {
+        return tapi_fail_with(host, &error);
+    }
+    ret->i64 = total;
+    return FERRULE_OK;
+}
+
+/* counter_direct_loop(n: i64) -> i64: n adds of 1 on a Counter of this
+ * plugin's own, called through a function pointer: the floor for the above. */
+static int32_t counter_direct_loop(const ferrule_host *host, void *state, const ferrule_value *args,
+                                   ferrule_value *ret) {
+    counter own = {"direct", 0};
+    int32_t (*volatile add)(const ferrule_host *, counter *, int64_t, int64_t *) = counter_add;
+    int64_t total = 0;
+    (void)state;
+    for (int64_t i = 0; i < args[0].i64; i++) {
+        add(host, &own, 1, &total);
+    }
+    ret->i64 = total;
+    return FERRULE_OK;
+}
+
 /* query_missing() -> bool: an unknown id and an unknown revision both give NULL. */
 static int32_t query_missing(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
     const ferrule_object *nothing = NULL, *future = NULL;
@@ -424,6 +489,15 @@ static const ferrule_function fn_store2_count = FERRULE_FUNCTION(
 static const ferrule_function fn_counter_via_host = FERRULE_FUNCTION(
     "counter_via_host", "(n: i64) -> i64", "Add n twice to a Counter the host lends; its total.",
     FERRULE_FN_THREAD_SAFE, counter_via_host);
+static const ferrule_function fn_store_loop = FERRULE_FUNCTION(
+    "store_loop", "(key: str, value: str, n: i64) -> i64", "n puts and n gets through one Store object; n.",
+    FERRULE_FN_THREAD_SAFE, store_loop);
+static const ferrule_function fn_counter_loop = FERRULE_FUNCTION(
+    "counter_loop", "(n: i64) -> i64", "n adds of 1 to a Counter the host lends; its total.",
+    FERRULE_FN_THREAD_SAFE, counter_loop);
+static const ferrule_function fn_counter_direct_loop = FERRULE_FUNCTION(
+    "counter_direct_loop", "(n: i64) -> i64", "n adds of 1 to a Counter of its own, called directly; the total.",
+    FERRULE_FN_THREAD_SAFE, counter_direct_loop);
 static const ferrule_function fn_query_missing = FERRULE_FUNCTION(
     "query_missing", "() -> bool", "Whether querying an unknown id and an unknown revision both give NULL.",
     FERRULE_FN_THREAD_SAFE, query_missing);
@@ -433,7 +507,7 @@ static const ferrule_function fn_error_from_thread = FERRULE_FUNCTION(
 
 static const ferrule_function *const functions[] = {
     &fn_store_roundtrip, &fn_store_get, &fn_store2_count, &fn_counter_via_host, &fn_query_missing,
-    &fn_error_from_thread,
+    &fn_error_from_thread, &fn_store_loop, &fn_counter_loop, &fn_counter_direct_loop,
 };
 
 static const ferrule_interface *const interfaces[] = {

@@ -1,0 +1,395 @@
+/* host->call in C: a plugin calling a Python service the host provides, or
+ * an instance of another plugin's implementation, without a cffi callback.
+ *
+ * services.py lends objects as before and, for each one this path can serve,
+ * also puts a Lent (below) under its token in the dict the host table reads.
+ * The path takes the common valid case only. Whatever it cannot do before any
+ * code has run (an unknown token, an argument it does not decode, a struct)
+ * goes to the Python callback; what goes wrong after a service ran (a result
+ * it does not encode) goes to the Lent's Python `finish`, so that every
+ * message is written once, in services.py. */
+
+#include "speedups.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_MESSAGE (1 << 16) /* services.py's _MAX_MESSAGE */
+#define DECLINED (-1000)      /* not a status: take the Python path */
+
+enum { LENT_SERVICE = 1, LENT_INSTANCE = 2 };
+
+typedef struct {
+    int nparams;
+    int params[MAX_PARAMS];
+    int result; /* a code, or -1 */
+    int fast;   /* numbers, bool, str and bytes only */
+} MethodSig;
+
+typedef struct {
+    PyObject_HEAD
+    int kind;
+    Py_ssize_t nmethods;
+    /* a Python service */
+    PyObject *callables; /* tuple: the bound method of each method */
+    MethodSig *sigs;
+    PyObject *acquire, *release; /* the serial lock's, or NULL when thread-safe */
+    PyObject *finish;            /* finish(method, result, args_address, ret_address) -> status */
+    /* another plugin's instance */
+    ferrule_call_fn *fns;
+    const ferrule_host *table; /* the callee's host table */
+    void *self_ptr;
+    GateObject *gate;
+    int thread_safe;
+    PyObject *keep; /* what keeps the callee alive (its instance target) */
+} LentObject;
+
+static void Lent_dealloc(LentObject *self) {
+    Py_XDECREF(self->callables);
+    Py_XDECREF(self->acquire);
+    Py_XDECREF(self->release);
+    Py_XDECREF(self->finish);
+    Py_XDECREF(self->gate);
+    Py_XDECREF(self->keep);
+    PyMem_Free(self->sigs);
+    PyMem_Free(self->fns);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyTypeObject LentType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ferrule._call._speedups.Lent",
+    .tp_basicsize = sizeof(LentObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "An object lent to a plugin, as host->call's C path serves it.",
+    .tp_dealloc = (destructor)Lent_dealloc,
+};
+
+static int parse_sig(PyObject *item, MethodSig *sig) {
+    PyObject *params;
+    if (!PyArg_ParseTuple(item, "O!i", &PyTuple_Type, &params, &sig->result)) return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(params);
+    if (n > MAX_PARAMS) {
+        PyErr_SetString(PyExc_ValueError, "too many parameters");
+        return -1;
+    }
+    sig->nparams = (int)n;
+    sig->fast = sig->result <= T_BYTES;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        sig->params[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(params, i));
+        if (sig->params[i] < 0 || sig->params[i] > T_BYTES) sig->fast = 0;
+    }
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* lent_service(callables, sigs, lock, finish): sigs holds (param codes, result
+ * code) per method, code -1 for anything this path does not take. */
+static PyObject *lent_service(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *callables, *sigs, *lock, *finish;
+    if (!PyArg_ParseTuple(args, "O!O!OO", &PyTuple_Type, &callables, &PyTuple_Type, &sigs, &lock, &finish)) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(callables);
+    if (PyTuple_GET_SIZE(sigs) != n) {
+        PyErr_SetString(PyExc_ValueError, "one signature per method");
+        return NULL;
+    }
+    LentObject *self = PyObject_New(LentObject, &LentType);
+    if (self == NULL) return NULL;
+    memset((char *)self + sizeof(PyObject), 0, sizeof(LentObject) - sizeof(PyObject));
+    self->kind = LENT_SERVICE;
+    self->nmethods = n;
+    self->callables = Py_NewRef(callables);
+    self->finish = Py_NewRef(finish);
+    self->sigs = PyMem_Calloc((size_t)(n ? n : 1), sizeof(MethodSig));
+    if (self->sigs == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (parse_sig(PyTuple_GET_ITEM(sigs, i), &self->sigs[i]) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    if (lock != Py_None) {
+        self->acquire = PyObject_GetAttrString(lock, "acquire");
+        self->release = PyObject_GetAttrString(lock, "release");
+        if (self->acquire == NULL || self->release == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    return (PyObject *)self;
+}
+
+/* lent_instance(fns, table, self, gate, thread_safe, keep): the method
+ * addresses of another plugin's instance, its host table and self. */
+static PyObject *lent_instance(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *fns, *keep;
+    unsigned long long table, self_ptr;
+    GateObject *gate;
+    int thread_safe;
+    if (!PyArg_ParseTuple(args, "O!KKO!pO", &PyTuple_Type, &fns, &table, &self_ptr, &GateType, &gate, &thread_safe,
+                          &keep)) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(fns);
+    LentObject *self = PyObject_New(LentObject, &LentType);
+    if (self == NULL) return NULL;
+    memset((char *)self + sizeof(PyObject), 0, sizeof(LentObject) - sizeof(PyObject));
+    self->kind = LENT_INSTANCE;
+    self->nmethods = n;
+    self->fns = PyMem_Calloc((size_t)(n ? n : 1), sizeof(ferrule_call_fn));
+    if (self->fns == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        void *address = PyLong_AsVoidPtr(PyTuple_GET_ITEM(fns, i));
+        memcpy(&self->fns[i], &address, sizeof address);
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->table = (const ferrule_host *)(uintptr_t)table;
+    self->self_ptr = (void *)(uintptr_t)self_ptr;
+    self->gate = (GateObject *)Py_NewRef(gate);
+    self->thread_safe = thread_safe;
+    self->keep = Py_NewRef(keep);
+    return (PyObject *)self;
+}
+
+/* ------------------------------------------------------------- calling */
+
+/* A failed call: the message goes to the caller as owned bytes. */
+static int32_t fail_with(ferrule_value *ret, int32_t status, const char *text, Py_ssize_t len) {
+    if (len > MAX_MESSAGE) len = MAX_MESSAGE;
+    char *copy = malloc(len > 0 ? (size_t)len : 1);
+    if (copy == NULL) {
+        ret->bytes.ptr = NULL;
+        ret->bytes.len = 0;
+        ret->bytes.release = NULL;
+        return status;
+    }
+    memcpy(copy, text, (size_t)len);
+    ret->bytes.ptr = copy;
+    ret->bytes.len = (size_t)len;
+    ret->bytes.release = host_free;
+    return status;
+}
+
+/* The raised exception as services.py words it: "Type: message" (a
+ * KeyError's own argument, not its repr). Consumes the exception. */
+static int32_t fail_with_exception(ferrule_value *ret) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *text = NULL;
+    if (value != NULL) {
+        PyObject *shown = value;
+        PyObject *eargs = PyObject_GetAttrString(value, "args");
+        int key = PyErr_GivenExceptionMatches(type, PyExc_KeyError) && PyErr_GivenExceptionMatches(type, PyExc_Exception);
+        if (key && eargs != NULL && PyTuple_Check(eargs) && PyTuple_GET_SIZE(eargs) == 1) {
+            shown = PyTuple_GET_ITEM(eargs, 0);
+        }
+        PyErr_Clear();
+        PyObject *name = PyType_GetName((PyTypeObject *)type);
+        PyObject *str = name != NULL ? PyObject_Str(shown) : NULL;
+        if (str != NULL) text = PyUnicode_FromFormat("%U: %U", name, str);
+        Py_XDECREF(str);
+        Py_XDECREF(name);
+        Py_XDECREF(eargs);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    Py_ssize_t len = 0;
+    const char *utf8 = text != NULL ? PyUnicode_AsUTF8AndSize(text, &len) : NULL;
+    PyErr_Clear();
+    int32_t status = utf8 != NULL ? fail_with(ret, FERRULE_ERROR, utf8, len)
+                                  : fail_with(ret, FERRULE_ERROR, "host->call failed", 17);
+    Py_XDECREF(text);
+    return status;
+}
+
+/* An owned copy of data for the caller's result (the caller releases it). */
+static int give(ferrule_value *ret, const char *data, Py_ssize_t len) {
+    char *copy = malloc(len > 0 ? (size_t)len : 1);
+    if (copy == NULL) return -1;
+    memcpy(copy, data, (size_t)len);
+    ret->bytes.ptr = copy;
+    ret->bytes.len = (size_t)len;
+    ret->bytes.release = host_free;
+    return 0;
+}
+
+/* 0 when result went into ret, 1 when finish() must decide. */
+static int encode_service_result(int code, PyObject *result, ferrule_value *ret) {
+    long long v;
+    int overflow;
+    switch (code) {
+    case -1: return 0; /* no result: whatever came back is dropped, as in services.py */
+    case T_BOOL:
+        if (result == Py_True) ret->u64 = 1;
+        else if (result == Py_False) ret->u64 = 0;
+        else return 1;
+        return 0;
+    case T_I8: case T_I16: case T_I32: case T_I64:
+        if (!PyLong_CheckExact(result)) return 1;
+        v = PyLong_AsLongLongAndOverflow(result, &overflow);
+        if (overflow || (v == -1 && PyErr_Occurred()) || v < SIGNED[code].min || v > SIGNED[code].max) {
+            PyErr_Clear();
+            return 1;
+        }
+        ret->i64 = v;
+        return 0;
+    case T_U8: case T_U16: case T_U32: case T_U64: {
+        if (!PyLong_CheckExact(result)) return 1;
+        unsigned long long u = PyLong_AsUnsignedLongLong(result);
+        if ((u == (unsigned long long)-1 && PyErr_Occurred()) || u > UNSIGNED_MAX[code]) {
+            PyErr_Clear();
+            return 1;
+        }
+        ret->u64 = u;
+        return 0;
+    }
+    case T_F64:
+        if (!PyFloat_CheckExact(result)) return 1;
+        ret->f64 = PyFloat_AS_DOUBLE(result);
+        return 0;
+    case T_STR: {
+        Py_ssize_t len;
+        if (!PyUnicode_CheckExact(result)) return 1;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(result, &len);
+        if (utf8 == NULL) {
+            PyErr_Clear();
+            return 1;
+        }
+        if (len > 0 && memchr(utf8, 0, (size_t)len) != NULL) return 1; /* check_value refuses it, in its words */
+        return give(ret, utf8, len) < 0 ? 1 : 0;
+    }
+    case T_BYTES:
+        if (!PyBytes_CheckExact(result)) return 1;
+        return give(ret, PyBytes_AS_STRING(result), PyBytes_GET_SIZE(result)) < 0 ? 1 : 0;
+    }
+    return 1; /* f32 and the rest: finish() checks the range */
+}
+
+static int32_t call_service(LentObject *lent, uint32_t method, const ferrule_value *args, ferrule_value *ret) {
+    const MethodSig *sig = &lent->sigs[method];
+    if (!sig->fast || (sig->nparams && args == NULL)) return DECLINED;
+    PyObject *argv[MAX_PARAMS];
+    int n = sig->nparams;
+    for (int i = 0; i < n; i++) {
+        argv[i] = decode_value(sig->params[i], &args[i]);
+        if (argv[i] == NULL) { /* not UTF-8, a NULL pointer: services.py says so */
+            PyErr_Clear();
+            for (int j = 0; j < i; j++) Py_DECREF(argv[j]);
+            return DECLINED;
+        }
+    }
+    PyObject *callable = PyTuple_GET_ITEM(lent->callables, method);
+    PyObject *result = NULL;
+    int locked = 0;
+    if (lent->acquire != NULL) {
+        PyObject *got = PyObject_CallNoArgs(lent->acquire);
+        locked = got != NULL;
+        Py_XDECREF(got);
+    }
+    if (lent->acquire == NULL || locked) {
+        result = PyObject_Vectorcall(callable, argv, (size_t)n, NULL);
+    }
+    if (locked) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *done = PyObject_CallNoArgs(lent->release);
+        Py_XDECREF(done);
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+    }
+    for (int i = 0; i < n; i++) Py_DECREF(argv[i]);
+    if (result == NULL) return fail_with_exception(ret);
+    int32_t status = FERRULE_OK;
+    if (encode_service_result(sig->result, result, ret)) {
+        PyObject *out = PyObject_CallFunction(lent->finish, "IOKK", method, result,
+                                              (unsigned long long)(uintptr_t)args, (unsigned long long)(uintptr_t)ret);
+        status = out != NULL ? (int32_t)PyLong_AsLong(out) : FERRULE_ERROR;
+        Py_XDECREF(out);
+        if (PyErr_Occurred()) status = fail_with_exception(ret);
+    }
+    Py_DECREF(result);
+    return status;
+}
+
+static int32_t call_instance(LentObject *lent, uint32_t method, const ferrule_value *args, ferrule_value *ret) {
+    ferrule_value empty[1];
+    if (args == NULL) { /* a method without parameters; plugins may rely on a non-NULL args */
+        memset(empty, 0, sizeof empty);
+        args = empty;
+    }
+    GateObject *gate = lent->gate;
+    const void *mark = &empty;
+    if (gate_enter(gate, mark) < 0) { /* closed: services.py words it */
+        PyErr_Clear();
+        return DECLINED;
+    }
+    if (!lent->thread_safe) serial_lock(gate);
+    ferrule_call_fn fn = lent->fns[method];
+    int32_t status;
+    error_reset();
+    Py_BEGIN_ALLOW_THREADS
+    status = fn(lent->table, lent->self_ptr, args, ret);
+    Py_END_ALLOW_THREADS
+    if (status != FERRULE_OK) {
+        PyObject *message = error_take();
+        Py_ssize_t len = 0;
+        const char *utf8 = message != NULL ? PyUnicode_AsUTF8AndSize(message, &len) : NULL;
+        if (utf8 == NULL) {
+            PyErr_Clear();
+            utf8 = "";
+            len = 0;
+        }
+        status = fail_with(ret, status == FERRULE_PANIC ? FERRULE_PANIC : FERRULE_ERROR, utf8, len);
+        Py_XDECREF(message);
+    }
+    if (!lent->thread_safe) serial_unlock(gate);
+    gate_leave(gate, mark);
+    return status;
+}
+
+/* The table's call slot when services.py gave it a dict of Lents. */
+int32_t host_call(const ferrule_host *host, const ferrule_object *object, uint32_t method, const ferrule_value *args,
+                  ferrule_value *ret) {
+    HostTableObject *self = (HostTableObject *)host->host_data;
+    int32_t status = DECLINED;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    if (ret != NULL && self->lent != NULL) {
+        PyObject *key = PyLong_FromVoidPtr((void *)object);
+        LentObject *lent = key != NULL ? (LentObject *)PyDict_GetItem(self->lent, key) : NULL; /* borrowed */
+        Py_XDECREF(key);
+        PyErr_Clear();
+        if (lent != NULL && (Py_ssize_t)method < lent->nmethods) {
+            Py_INCREF(lent); /* a service may release it while it runs */
+            SavedError saved = error_stash(); /* the caller's pending message survives what the call runs */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            status = lent->kind == LENT_SERVICE ? call_service(lent, method, args, ret)
+                                                : call_instance(lent, method, args, ret);
+            PyErr_Clear();
+            PyErr_Restore(type, value, tb);
+            error_restore(saved);
+            Py_DECREF(lent);
+        }
+    }
+    PyGILState_Release(gil);
+    if (status == DECLINED) return self->py_call(host, object, method, args, ret);
+    return status;
+}
+
+PyMethodDef lent_functions[] = {
+    {"lent_service", lent_service, METH_VARARGS, "A Python service as host->call's C path serves it."},
+    {"lent_instance", lent_instance, METH_VARARGS, "Another plugin's instance as host->call's C path serves it."},
+    {NULL, NULL, 0, NULL},
+};
