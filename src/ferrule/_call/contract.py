@@ -62,8 +62,9 @@ class HostTable(Protocol):
     def address(self) -> int:
         """Where the ``ferrule_host`` struct lives."""
 
-    def set_services(self, query: int, call: int, release: int) -> None:
-        """Fill in the ABI 1.2 callbacks (addresses of C functions)."""
+    def set_services(self, query: int, call: int, release: int, lent: dict[int, Any] | None = None) -> None:
+        """Fill in the ABI 1.2 callbacks (addresses of C functions). With
+        ``lent`` (token -> speedups.Lent), host->call serves those in C first."""
 
     def stash_error(self) -> Any:
         """Take this thread's pending message away (it is restored by

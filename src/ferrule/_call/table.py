@@ -155,8 +155,8 @@ class HostTable:
 
     # -- the contract
 
-    def set_services(self, query: int, call: int, release: int) -> None:
-        table = self.table
+    def set_services(self, query: int, call: int, release: int, lent: dict[int, Any] | None = None) -> None:
+        table = self.table  # the cffi path has no C host->call: lent is not used
         table.query = ffi.cast(ffi.typeof(table.query), query)
         table.call = ffi.cast(ffi.typeof(table.call), call)
         table.release = ffi.cast(ffi.typeof(table.release), release)

@@ -381,28 +381,30 @@ def _serving(host: Any) -> Services | None:
     return ref() if ref is not None else None
 
 
-@ffi.callback("const ferrule_object *(*)(const ferrule_host *, const char *, uint32_t, uint64_t)")
-def _query_cb(host: Any, id_ptr: Any, revision: int, fingerprint: int) -> Any:
+def _query_entry(host: Any, id_ptr: Any, revision: int, fingerprint: int) -> Any:
     services = _serving(host)
     return services._query(host, id_ptr, revision, fingerprint) if services is not None else ffi.NULL
 
 
-@ffi.callback(
-    "int32_t(*)(const ferrule_host *, const ferrule_object *, uint32_t, const ferrule_value *, ferrule_value *)")
-def _call_cb(host: Any, obj: Any, method: int, args: Any, ret: Any) -> int:
+def _call_entry(host: Any, obj: Any, method: int, args: Any, ret: Any) -> int:
     services = _serving(host)
     if services is not None:
         return services._call(host, obj, method, args, ret)
     return _fail(ret, abi.ERROR, "host->call: unknown host table") if ret != ffi.NULL else abi.ERROR
 
 
-@ffi.callback("void(*)(const ferrule_host *, const ferrule_object *)")
-def _release_cb(host: Any, obj: Any) -> None:
+def _release_entry(host: Any, obj: Any) -> None:
     services = _serving(host)
     if services is not None:
         services._release(host, obj)
 
 
+_query_cb = ffi.callback("const ferrule_object *(*)(const ferrule_host *, const char *, uint32_t, uint64_t)",
+                         _query_entry)
+_call_cb = ffi.callback(
+    "int32_t(*)(const ferrule_host *, const ferrule_object *, uint32_t, const ferrule_value *, ferrule_value *)",
+    _call_entry)
+_release_cb = ffi.callback("void(*)(const ferrule_host *, const ferrule_object *)", _release_entry)
 _ADDRESSES: tuple[int, int, int] = tuple(  # type: ignore[assignment]
     int(ffi.cast(_UINTPTR, cb)) for cb in (_query_cb, _call_cb, _release_cb))
 

@@ -69,10 +69,8 @@ class PluginCore:
         self._shutdown_pending = False
         self.templates: dict[Any, Any] = {}  # each implementation's method templates (instances.py)
         self._addresses: dict[int, tuple[OfferEntry, tuple[int, int, int]]] = {}
-        if self.accelerated:  # host->call then serves what it can in C (services.c)
-            host.set_services(*services.addresses(), services.fast)
-        else:
-            host.set_services(*services.addresses())
+        # Accelerated, host->call serves what it can in C (services.c).
+        host.set_services(*services.addresses(), services.fast if self.accelerated else None)
         services.attach(self)
         self.state: Any = ffi.NULL
         self.state = self._init(desc.init, config)
