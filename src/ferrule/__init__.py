@@ -10,6 +10,9 @@ makes instances of the interfaces they implement. Every error is a subclass of
 ``FerruleError``; see ``ferrule._errors`` for the whole tree.
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from ._abi.cdef import ABI_MAJOR, ABI_MINOR
 from ._errors import (
     AbiVersionError,
@@ -41,17 +44,58 @@ from ._errors import (
     ThreadContractWarning,
     WrongArchitectureError,
 )
-from . import idl
-from ._call.function import PluginFunction
-from ._interfaces.instances import Implementation, Instance
-from ._isolation.plugin import IsolatedFunction, IsolatedPlugin
-from ._load import load
-from ._loader import Library, library_file_name
-from ._host import PluginHost
-from ._plugin.plugin import Plugin
-from ._sandbox import Sandbox, SandboxReport
-from ._scan.discover import discover
-from ._scan.scan import PluginInfo, ScanProblem, ScanResult, scan
+if _TYPE_CHECKING:
+    from . import idl
+    from ._call.function import PluginFunction
+    from ._host import PluginHost
+    from ._interfaces.instances import Implementation, Instance
+    from ._isolation.plugin import IsolatedFunction, IsolatedPlugin
+    from ._load import load
+    from ._loader import Library, library_file_name
+    from ._plugin.plugin import Plugin
+    from ._sandbox import Sandbox, SandboxReport
+    from ._scan.discover import discover
+    from ._scan.scan import PluginInfo, ScanProblem, ScanResult, scan
+
+# Imported on first use, so that a process that needs only part of ferrule
+# (an isolated child, a script that loads one plugin) does not pay for the
+# rest: scanning, discovery, isolation and the sandbox each import more.
+_LAZY = {
+    "idl": ".idl",
+    "PluginFunction": "._call.function",
+    "PluginHost": "._host",
+    "Implementation": "._interfaces.instances",
+    "Instance": "._interfaces.instances",
+    "IsolatedFunction": "._isolation.plugin",
+    "IsolatedPlugin": "._isolation.plugin",
+    "load": "._load",
+    "Library": "._loader",
+    "library_file_name": "._loader",
+    "Plugin": "._plugin.plugin",
+    "Sandbox": "._sandbox",
+    "SandboxReport": "._sandbox",
+    "discover": "._scan.discover",
+    "PluginInfo": "._scan.scan",
+    "ScanProblem": "._scan.scan",
+    "ScanResult": "._scan.scan",
+    "scan": "._scan.scan",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'ferrule' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(where, __name__)
+    value = module if name == "idl" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __version__ = "0.1.0"
 

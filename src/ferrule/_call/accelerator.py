@@ -48,7 +48,7 @@ _warned: set[str] = set()
 def warn_if_slow() -> None:
     """Warn once that plugin calls run without the accelerator, if so; the
     isolated child's calls too, so an isolated host says it as well."""
-    warn_missing(missing, "Plugin calls take the cffi path, about 50x slower (in the isolated child too)")
+    warn_missing(missing, "Plugin calls take the cffi path, about 100x slower (in the isolated child too)")
 
 
 def _outside_ferrule() -> int:

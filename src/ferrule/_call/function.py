@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import struct
 from typing import TYPE_CHECKING, Any
 
 from .._abi import cdef as abi
@@ -23,7 +24,7 @@ from .._errors import PluginCallError
 from .accelerator import speedups
 from .checks import bind, check_value
 from .contract import CallTarget
-from .marshal import UNSET, release_borrowed, release_result, scalar_of, store_borrowed, store_scalar
+from .marshal import UNSET, int_of, release_borrowed, release_result, scalar_of, store_borrowed, store_scalar
 from .status import status_error
 from .table import Frame, HostTable
 
@@ -52,6 +53,48 @@ def _fork_guard() -> None:
     if os.getpid() != _PID:
         os.write(2, b"ferrule: a plugin forked during a call; the copy ends here, as it must not run the host\n")
         os._exit(70)
+
+
+_SLOT = ffi.sizeof("ferrule_value")
+_SLOT_FORMATS = {"i64": "q", "u64": "Q", "f32": "f", "f64": "d"}
+
+
+class _ScalarPlan:
+    """How the cffi path lays out a function whose parameters and result are
+    numbers and bools: each value at its slot's offset, with ``struct``; slot
+    arrays kept for reuse (one per call in flight, so nested calls get their own)."""
+
+    def __init__(self, sig: Signature):
+        self.count = len(sig.params)
+        fmt = "".join(_SLOT_FORMATS[p.type.slot] + "x" * (_SLOT - struct.calcsize(_SLOT_FORMATS[p.type.slot]))
+                      for p in sig.params)
+        self.args = struct.Struct("=" + fmt + "Q")  # and the result slot's first 8 bytes, zeroed
+        self.pool: list[tuple[Any, Any, Any]] = []
+        result = sig.result
+        self.result: Any = (lambda memory: None) if result is None else self._reader(result)
+
+    @classmethod
+    def of(cls, sig: Signature) -> _ScalarPlan | None:
+        scalar = ("int", "bool", "float")
+        if any(p.type.kind not in scalar for p in sig.params) or (sig.result is not None and
+                                                                    sig.result.kind not in scalar):
+            return None
+        return cls(sig)
+
+    def new(self) -> tuple[Any, Any, Any]:
+        """A slot array: the arguments' slots, the result's, and its memory."""
+        slots = ffi.new(_VALUES, self.count + 1)
+        return slots, slots + self.count, ffi.buffer(slots)
+
+    def _reader(self, t: Any) -> Any:
+        at = self.count * _SLOT
+        if t.kind == "float":
+            unpack = struct.Struct("=" + _SLOT_FORMATS[t.slot]).unpack_from
+            return lambda memory: unpack(memory, at)[0]
+        raw = struct.Struct("=Q").unpack_from
+        if t.kind == "bool":
+            return lambda memory: raw(memory, at)[0] != 0
+        return lambda memory: int_of(t, raw(memory, at)[0])
 
 
 def doc_text(name: str, signature: Signature | str, doc: str) -> str:
@@ -94,8 +137,11 @@ class PluginFunction(_FunctionBase):
         self._display = f"{spec.name}{signature}"
         self._where = f"plugin {target.plugin_id!r} function {spec.name!r}"
         self._flags = spec.flags & (abi.FN_THREAD_SAFE | abi.FN_QUICK)
+        self._scalars: _ScalarPlan | None = None
         if target.accelerated:
             self._attach()
+        else:
+            self._scalars = _ScalarPlan.of(signature)
 
     @functools.cached_property
     def __signature__(self) -> inspect.Signature:
@@ -138,6 +184,9 @@ class PluginFunction(_FunctionBase):
     def _call_checked(self, *args: Any, **kwargs: Any) -> Any:
         """Bind and check every argument, then call through the accelerator
         (normalised values) or through cffi."""
+        plan = self._scalars
+        if plan is not None and not kwargs and len(args) == plan.count:
+            return self._call_scalars(plan, args)
         values = bind(self._display, self._names, args, kwargs)
         if getattr(self, "accelerated", False):
             return self._call_normalized(*[self._check(i, v) for i, v in enumerate(values)])  # type: ignore[attr-defined]
@@ -201,6 +250,51 @@ class PluginFunction(_FunctionBase):
             release_borrowed(keep)
 
     __call__ = _call_checked
+
+    def _call_scalars(self, plan: _ScalarPlan, args: tuple[Any, ...]) -> Any:
+        """The cffi path of a function of numbers and bools: the arguments
+        packed into a reused slot array with one struct call."""
+        values = list(args)
+        for i, t in enumerate(self._types):
+            v = values[i]
+            kind = t.kind
+            if kind == "int":
+                if type(v) is not int or not t.min <= v <= t.max:
+                    values[i] = self._check(i, v)
+            elif kind == "bool":
+                values[i] = int(v) if type(v) is bool else int(self._check(i, v))
+            elif type(v) is not float or t.size == 4:
+                values[i] = self._check(i, v)
+        pool = plan.pool
+        slots, ret, memory = pool.pop() if pool else plan.new()
+        try:
+            plan.args.pack_into(memory, 0, *values, 0)  # the result slot zeroed: a plugin may write none
+            target = self._target
+            host = target.host_table
+            gate = target.gate
+            mark = gate.enter()
+            if target.debug:
+                host.enter()  # type: ignore[attr-defined]
+            try:
+                host.clear_error()  # type: ignore[attr-defined]
+                if self.thread_safe:
+                    status = self._call(target.table, target.state, slots, ret)
+                else:
+                    gate.serial_enter()
+                    try:
+                        status = self._call(target.table, target.state, slots, ret)
+                    finally:
+                        gate.serial_leave()
+                _fork_guard()
+                if status != abi.OK:
+                    self._raise_status(status, host.take_error())
+            finally:
+                if target.debug:
+                    host.leave()  # type: ignore[attr-defined]
+                gate.leave(mark)
+            return plan.result(memory)
+        finally:
+            pool.append((slots, ret, memory))
 
     def _finish(self, status: int, ret: Any, frames: list[Frame], host: HostTable) -> Any:
         errors = [f.error for f in frames if f.error is not None]
