@@ -432,3 +432,20 @@ def test_a_service_failure_reaches_the_plugin_as_class_and_message(built: Built,
     with pytest.raises(ferrule.PluginCallError) as info:
         plugin.store_get("missing")
     assert info.value.plugin_message == "KeyError: no key 'missing' in the store"
+
+
+def test_a_plugin_cannot_call_or_release_what_was_lent_to_another(built: Built, call_path: str) -> None:
+    # Tokens are small numbers a plugin could guess: each is good only for
+    # the plugin it was lent to, on the C path and the Python one.
+    host = ferrule.PluginHost()
+    host.provide(api.Store, DictStore())
+    owner: Any = host.load(path_of(built, "c"))
+    other: Any = host.load(path_of(built, "c"))
+    token = owner.hold_store()
+    needs = "host->call: Store.get needs arguments, got NULL"  # the owner reaches the store
+    assert owner.call_token(token) == needs
+    assert other.call_token(token) == "host->call: unknown or released object"
+    other.release_token(token)  # ignored: not the other's to give back
+    assert owner.call_token(token) == needs
+    owner.release_token(token)
+    assert owner.call_token(token) == "host->call: unknown or released object"

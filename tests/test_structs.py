@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ferrule
 from ferrule import idl
 from ferrule._call.accelerator import speedups
 from ferrule._interfaces.structs import codec
@@ -179,3 +180,48 @@ def test_a_subclass_or_look_alike_is_not_packed_in_c() -> None:
     c = codec(Inner.__ferrule_struct__)
     assert c.native.pack(Like(1, 2.0)) is None
     assert c.native.pack(Inner(1, 2.0)) is not None
+
+
+def test_a_struct_with_slots_or_keyword_fields_is_built_as_python_builds_it() -> None:
+    @idl.struct
+    class Slotted:
+        __slots__ = ("x", "y")
+        x: idl.i32
+        y: idl.i32
+
+    c = codec(Slotted.__ferrule_struct__)
+    assert c.native.unpack(_struct.pack("=ii", 1, 2)) == Slotted(1, 2)
+
+
+def test_an_f32_field_out_of_range_is_a_value_error_that_names_it() -> None:
+    @idl.struct
+    class Ratio:
+        a: idl.f32
+
+    with pytest.raises(ValueError, match=r"arg: Ratio.a is 1e\+39, out of range for f32"):
+        codec(Ratio.__ferrule_struct__).pack(Ratio(1e39), "arg")
+
+
+def test_a_codec_is_made_once_and_never_used_unmade() -> None:
+    made = speedups.StructCodec.__new__(speedups.StructCodec)
+    with pytest.raises(RuntimeError, match="not made"):
+        made.unpack(b"")
+    c = codec(Inner.__ferrule_struct__).native
+    with pytest.raises(RuntimeError, match="made once"):
+        c.__init__(1 << 20, ())
+
+
+def test_a_function_with_copies_keeps_its_plan(built: Any) -> None:
+    # Copies (one per instance) share the original's conversion plan: it can
+    # no longer be replaced under them.
+    plugin: Any = ferrule.load(built.fixture)
+    fn = plugin.add
+    from ferrule._abi.ffi import ffi
+
+    copy = fn._rebind(fn._target, int(ffi.cast("uintptr_t", fn._target.state)), fn._target.gate)
+    with pytest.raises(RuntimeError, match="plan is fixed"):
+        fn._accelerate(0, fn._target.host_table, fn._target.gate, None, 0, (), -1)
+    with pytest.raises(RuntimeError, match="plan is fixed"):
+        copy._accelerate(0, fn._target.host_table, fn._target.gate, None, 0, (), -1)
+    assert copy(2, 3) == 5  # a copy on the plugin's own state and gate calls the same function
+    plugin.close()

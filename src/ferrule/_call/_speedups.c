@@ -68,6 +68,7 @@ typedef struct {
     PyObject *result_handle;
     /* A copy made by _rebind: params and packers are the original's. */
     PyObject *original;
+    int shared; /* copies exist (or this is one): the plan may not change */
 } FunctionObject;
 
 /* Room on the stack for a method's struct arguments and result. */
@@ -590,7 +591,6 @@ static PyObject *function_call(FunctionObject *self, PyObject *const *args, Py_s
         }
     } else {
         result = decode_result(self, ret);
-        if (self->method && result != NULL) result = method_result(self, result, scratch + out_at);
         if (etype != NULL) Py_CLEAR(result);
         void (*release)(void *, size_t) = ret->bytes.release;
         if ((self->result == T_STR || self->result == T_BYTES) && release != NULL && ret->bytes.ptr != &unset_mark) {
@@ -607,6 +607,9 @@ static PyObject *function_call(FunctionObject *self, PyObject *const *args, Py_s
         }
     }
     if (serial) serial_unlock(self->gate);
+    /* A struct or handle result is built outside the serial lock (its class
+     * may run Python code), as on the Python path; scratch is still ours. */
+    if (self->method && result != NULL) result = method_result(self, result, scratch + out_at);
     if (etype != NULL) {
         PyErr_Restore(etype, evalue, etb);
     }
@@ -671,8 +674,8 @@ static PyObject *Function_accelerate(PyObject *op, PyObject *args) {
                           &PyTuple_Type, &params, &result)) {
         return NULL;
     }
-    if (self->original != NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "a rebound function shares its plan");
+    if (self->shared || self->method) {
+        PyErr_SetString(PyExc_RuntimeError, "this function's plan is fixed: it has copies, or is a method");
         return NULL;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(params);
@@ -729,8 +732,8 @@ static PyObject *Function_accelerate_method(PyObject *op, PyObject *args) {
         return NULL;
     }
     if (!PyArg_ParseTuple(args, "O!OO", &PyTuple_Type, &packers, &out_codec, &handle)) return NULL;
-    if (self->original != NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "a rebound function shares its plan");
+    if (self->shared || self->method) {
+        PyErr_SetString(PyExc_RuntimeError, "this function's plan is fixed: it has copies, or is a method");
         return NULL;
     }
     int with_out = out_codec != Py_None;
@@ -740,13 +743,17 @@ static PyObject *Function_accelerate_method(PyObject *op, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "the method plan does not fit the call-layer signature");
         return NULL;
     }
+    if (with_out && codec_size(out_codec) <= 0) {
+        PyErr_SetString(PyExc_ValueError, "a StructCodec that was not made");
+        return NULL;
+    }
     Py_ssize_t room = with_out ? (codec_size(out_codec) + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN : 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *p = PyTuple_GET_ITEM(packers, i);
         if (p == Py_None) continue;
         if (Py_TYPE(p) == &CodecType) {
-            if (self->params[i].code != T_BYTES) {
-                PyErr_SetString(PyExc_ValueError, "a struct travels as bytes");
+            if (self->params[i].code != T_BYTES || codec_size(p) <= 0) {
+                PyErr_SetString(PyExc_ValueError, "a struct travels as bytes, with a StructCodec that was made");
                 return NULL;
             }
             room += (codec_size(p) + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN;
@@ -759,21 +766,24 @@ static PyObject *Function_accelerate_method(PyObject *op, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "the method's structs are too large for the C path");
         return NULL;
     }
+    PyObject *plan = Py_BuildValue("(OOO)", packers, out_codec, handle); /* keeps what packers point at */
+    if (plan == NULL) return NULL;
     PyObject **items = PyMem_Calloc((size_t)(count ? count : 1), sizeof(PyObject *));
-    if (items == NULL) return PyErr_NoMemory();
+    if (items == NULL) {
+        Py_DECREF(plan);
+        return PyErr_NoMemory();
+    }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *p = PyTuple_GET_ITEM(packers, i);
         items[i] = p == Py_None ? NULL : p;
     }
-    PyMem_Free(self->packers);
     self->packers = items;
-    Py_XSETREF(self->method_plan, Py_BuildValue("(OOO)", packers, out_codec, handle));
+    self->method_plan = plan;
     self->out_codec = with_out ? out_codec : NULL;
     self->result_handle = handle == Py_None ? NULL : handle;
     self->nargs = (int)count;
     self->method = 1;
     self->simple = 0;
-    if (self->method_plan == NULL) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -823,6 +833,8 @@ static PyObject *Function_rebind(PyObject *op, PyObject *args) {
     made->out_codec = self->out_codec;
     made->result_handle = self->result_handle;
     made->original = Py_NewRef(self->original != NULL ? self->original : op);
+    made->shared = 1;
+    self->shared = 1;
     int failed = PyObject_GenericSetDict((PyObject *)made, copied, NULL);
     Py_DECREF(copied);
     if (failed) {

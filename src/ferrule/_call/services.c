@@ -30,8 +30,10 @@ typedef struct {
     PyObject_HEAD
     int kind;
     Py_ssize_t nmethods;
+    uintptr_t owner; /* the host table it was lent to: only that plugin may call it */
     /* a Python service */
-    PyObject *callables; /* tuple: the bound method of each method */
+    PyObject *service;
+    PyObject *names; /* tuple: each method's name, looked up on every call as services.py does */
     MethodSig *sigs;
     PyObject *acquire, *release; /* the serial lock's, or NULL when thread-safe */
     PyObject *finish;            /* finish(method, result, args_address, ret_address) -> status */
@@ -44,26 +46,60 @@ typedef struct {
     PyObject *keep; /* what keeps the callee alive (its instance target) */
 } LentObject;
 
+/* finish() refers back to the registry that holds the Lent: a cycle the
+ * collector must see. */
+static int Lent_traverse(LentObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->service);
+    Py_VISIT(self->names);
+    Py_VISIT(self->acquire);
+    Py_VISIT(self->release);
+    Py_VISIT(self->finish);
+    Py_VISIT(self->gate);
+    Py_VISIT(self->keep);
+    return 0;
+}
+
+static int Lent_clear(LentObject *self) {
+    Py_CLEAR(self->service);
+    Py_CLEAR(self->names);
+    Py_CLEAR(self->acquire);
+    Py_CLEAR(self->release);
+    Py_CLEAR(self->finish);
+    Py_CLEAR(self->gate);
+    Py_CLEAR(self->keep);
+    self->nmethods = 0; /* a cleared Lent serves nothing */
+    return 0;
+}
+
 static void Lent_dealloc(LentObject *self) {
-    Py_XDECREF(self->callables);
-    Py_XDECREF(self->acquire);
-    Py_XDECREF(self->release);
-    Py_XDECREF(self->finish);
-    Py_XDECREF(self->gate);
-    Py_XDECREF(self->keep);
+    PyObject_GC_UnTrack(self);
+    Lent_clear(self);
     PyMem_Free(self->sigs);
     PyMem_Free(self->fns);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    PyObject_GC_Del(self);
 }
 
 PyTypeObject LentType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ferrule._call._speedups.Lent",
     .tp_basicsize = sizeof(LentObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "An object lent to a plugin, as host->call's C path serves it.",
     .tp_dealloc = (destructor)Lent_dealloc,
+    .tp_traverse = (traverseproc)Lent_traverse,
+    .tp_clear = (inquiry)Lent_clear,
 };
+
+static LentObject *lent_new(int kind, Py_ssize_t nmethods, unsigned long long owner) {
+    LentObject *self = PyObject_GC_New(LentObject, &LentType);
+    if (self == NULL) return NULL;
+    memset((char *)self + sizeof(PyObject), 0, sizeof(LentObject) - sizeof(PyObject));
+    self->kind = kind;
+    self->nmethods = nmethods;
+    self->owner = (uintptr_t)owner;
+    PyObject_GC_Track(self);
+    return self;
+}
 
 static int parse_sig(PyObject *item, MethodSig *sig) {
     PyObject *params;
@@ -82,23 +118,26 @@ static int parse_sig(PyObject *item, MethodSig *sig) {
     return PyErr_Occurred() ? -1 : 0;
 }
 
-/* lent_service(callables, sigs, lock, finish): sigs holds (param codes, result
- * code) per method, code -1 for anything this path does not take. */
+/* lent_service(owner, service, names, sigs, lock, finish): sigs holds (param
+ * codes, result code) per method, 99 for anything this path does not take
+ * and -1 for no result. */
 static PyObject *lent_service(PyObject *module, PyObject *args) {
     (void)module;
-    PyObject *callables, *sigs, *lock, *finish;
-    if (!PyArg_ParseTuple(args, "O!O!OO", &PyTuple_Type, &callables, &PyTuple_Type, &sigs, &lock, &finish)) return NULL;
-    Py_ssize_t n = PyTuple_GET_SIZE(callables);
+    unsigned long long owner;
+    PyObject *service, *names, *sigs, *lock, *finish;
+    if (!PyArg_ParseTuple(args, "KOO!O!OO", &owner, &service, &PyTuple_Type, &names, &PyTuple_Type, &sigs, &lock,
+                          &finish)) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
     if (PyTuple_GET_SIZE(sigs) != n) {
         PyErr_SetString(PyExc_ValueError, "one signature per method");
         return NULL;
     }
-    LentObject *self = PyObject_New(LentObject, &LentType);
+    LentObject *self = lent_new(LENT_SERVICE, n, owner);
     if (self == NULL) return NULL;
-    memset((char *)self + sizeof(PyObject), 0, sizeof(LentObject) - sizeof(PyObject));
-    self->kind = LENT_SERVICE;
-    self->nmethods = n;
-    self->callables = Py_NewRef(callables);
+    self->service = Py_NewRef(service);
+    self->names = Py_NewRef(names);
     self->finish = Py_NewRef(finish);
     self->sigs = PyMem_Calloc((size_t)(n ? n : 1), sizeof(MethodSig));
     if (self->sigs == NULL) {
@@ -122,24 +161,21 @@ static PyObject *lent_service(PyObject *module, PyObject *args) {
     return (PyObject *)self;
 }
 
-/* lent_instance(fns, table, self, gate, thread_safe, keep): the method
- * addresses of another plugin's instance, its host table and self. */
+/* lent_instance(owner, fns, table, self, gate, thread_safe, keep): the
+ * method addresses of another plugin's instance, its host table and self. */
 static PyObject *lent_instance(PyObject *module, PyObject *args) {
     (void)module;
     PyObject *fns, *keep;
-    unsigned long long table, self_ptr;
+    unsigned long long owner, table, self_ptr;
     GateObject *gate;
     int thread_safe;
-    if (!PyArg_ParseTuple(args, "O!KKO!pO", &PyTuple_Type, &fns, &table, &self_ptr, &GateType, &gate, &thread_safe,
-                          &keep)) {
+    if (!PyArg_ParseTuple(args, "KO!KKO!pO", &owner, &PyTuple_Type, &fns, &table, &self_ptr, &GateType, &gate,
+                          &thread_safe, &keep)) {
         return NULL;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(fns);
-    LentObject *self = PyObject_New(LentObject, &LentType);
+    LentObject *self = lent_new(LENT_INSTANCE, n, owner);
     if (self == NULL) return NULL;
-    memset((char *)self + sizeof(PyObject), 0, sizeof(LentObject) - sizeof(PyObject));
-    self->kind = LENT_INSTANCE;
-    self->nmethods = n;
     self->fns = PyMem_Calloc((size_t)(n ? n : 1), sizeof(ferrule_call_fn));
     if (self->fns == NULL) {
         Py_DECREF(self);
@@ -290,7 +326,11 @@ static int32_t call_service(LentObject *lent, uint32_t method, const ferrule_val
             return DECLINED;
         }
     }
-    PyObject *callable = PyTuple_GET_ITEM(lent->callables, method);
+    PyObject *callable = PyObject_GetAttr(lent->service, PyTuple_GET_ITEM(lent->names, method));
+    if (callable == NULL) {
+        for (int i = 0; i < n; i++) Py_DECREF(argv[i]);
+        return fail_with_exception(ret);
+    }
     PyObject *result = NULL;
     int locked = 0;
     if (lent->acquire != NULL) {
@@ -310,6 +350,7 @@ static int32_t call_service(LentObject *lent, uint32_t method, const ferrule_val
         PyErr_Restore(type, value, tb);
     }
     for (int i = 0; i < n; i++) Py_DECREF(argv[i]);
+    Py_DECREF(callable);
     if (result == NULL) return fail_with_exception(ret);
     int32_t status = FERRULE_OK;
     if (encode_service_result(sig->result, result, ret)) {
@@ -366,22 +407,23 @@ int32_t host_call(const ferrule_host *host, const ferrule_object *object, uint32
     int32_t status = DECLINED;
     PyGILState_STATE gil = PyGILState_Ensure();
     if (ret != NULL && self->lent != NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb); /* nothing of this call may touch an exception pending on this thread */
         PyObject *key = PyLong_FromVoidPtr((void *)object);
         LentObject *lent = key != NULL ? (LentObject *)PyDict_GetItem(self->lent, key) : NULL; /* borrowed */
         Py_XDECREF(key);
         PyErr_Clear();
-        if (lent != NULL && (Py_ssize_t)method < lent->nmethods) {
+        /* Another plugin's token, a released one, a method out of range: services.py says so. */
+        if (lent != NULL && lent->owner == (uintptr_t)host && (Py_ssize_t)method < lent->nmethods) {
             Py_INCREF(lent); /* a service may release it while it runs */
             SavedError saved = error_stash(); /* the caller's pending message survives what the call runs */
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
             status = lent->kind == LENT_SERVICE ? call_service(lent, method, args, ret)
                                                 : call_instance(lent, method, args, ret);
             PyErr_Clear();
-            PyErr_Restore(type, value, tb);
             error_restore(saved);
             Py_DECREF(lent);
         }
+        PyErr_Restore(type, value, tb);
     }
     PyGILState_Release(gil);
     if (status == DECLINED) return self->py_call(host, object, method, args, ret);

@@ -72,20 +72,26 @@ static Node *node_new(PyObject *plan, Py_ssize_t base, Py_ssize_t size) {
         node->nfields = i + 1;
         f->name = Py_NewRef(name);
         PyUnicode_InternInPlace(&f->name);
+        int scalar = f->kind >= T_BOOL && f->kind <= T_LAST_SCALAR;
+        if (!scalar && f->kind != K_HANDLE && f->kind != K_STRUCT) {
+            PyErr_Format(PyExc_ValueError, "bad struct field kind %d", f->kind);
+            goto fail;
+        }
+        if (f->offset < 0 || f->offset > size) {
+            PyErr_SetString(PyExc_ValueError, "a struct field lies outside the struct");
+            goto fail;
+        }
         f->offset += base;
-        int width = f->kind == K_HANDLE ? 8 : f->kind <= T_LAST_SCALAR ? (f->kind == T_BOOL ? 1 : ELEMENT_SIZE[f->kind]) : 0;
+        int width = f->kind == K_HANDLE ? 8 : scalar ? (f->kind == T_BOOL ? 1 : ELEMENT_SIZE[f->kind]) : 0;
         if (f->kind == K_STRUCT) {
             f->node = node_new(extra, f->offset, size);
             if (f->node == NULL) goto fail;
-        } else if (f->kind == K_HANDLE || (f->kind >= T_BOOL && f->kind <= T_LAST_SCALAR)) {
+        } else {
             if (f->kind == K_HANDLE) f->cls = Py_NewRef(extra);
-            if (f->offset < 0 || f->offset + width > size) {
+            if (f->offset + width > size) {
                 PyErr_SetString(PyExc_ValueError, "a struct field lies outside the struct");
                 goto fail;
             }
-        } else {
-            PyErr_Format(PyExc_ValueError, "bad struct field kind %d", f->kind);
-            goto fail;
         }
     }
     return node;
@@ -103,9 +109,12 @@ static int Codec_init(CodecObject *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_ValueError, "a struct has a size");
         return -1;
     }
+    if (self->root != NULL) { /* its size is checked where it is used: it never changes */
+        PyErr_SetString(PyExc_RuntimeError, "a StructCodec is made once");
+        return -1;
+    }
     Node *root = node_new(plan, 0, size);
     if (root == NULL) return -1;
-    node_free(self->root);
     self->root = root;
     self->size = size;
     return 0;
@@ -284,7 +293,16 @@ PyObject *codec_unpack(PyObject *codec, const unsigned char *data) {
 
 /* ------------------------------------------------------ Python methods */
 
+static int made(PyObject *self) {
+    if (((CodecObject *)self)->root == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the StructCodec was not made (call it with a size and a plan)");
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *Codec_pack(PyObject *self, PyObject *obj) {
+    if (!made(self)) return NULL;
     Py_ssize_t size = ((CodecObject *)self)->size;
     PyObject *out = PyBytes_FromStringAndSize(NULL, size);
     if (out == NULL) return NULL;
@@ -298,6 +316,7 @@ static PyObject *Codec_pack(PyObject *self, PyObject *obj) {
 }
 
 static PyObject *Codec_unpack(PyObject *self, PyObject *arg) {
+    if (!made(self)) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     PyObject *out = NULL;

@@ -163,18 +163,18 @@ class Services:
             methods = lent.iface.methods
             sigs = tuple((tuple(_fast_code(p.type) for p in m.params),
                           -1 if m.result is None else _fast_code(m.result)) for m in methods)
-            callables = tuple(getattr(lent.service, m.name) for m in methods)
+            names = tuple(m.name for m in methods)
 
             def finish(method: int, result: Any, args: int, ret: int) -> int:
                 return self._finish(lent, methods[method], result, args, ret)
 
-            return speedups.lent_service(callables, sigs, lent.lock, finish)
+            return speedups.lent_service(lent.owner, lent.service, names, sigs, lent.lock, finish)
         target = lent.target
         if target is None or not target.accelerated:
             return None
         fns = tuple(int(ffi.cast(_UINTPTR, target.entry.methods[i])) for i in range(lent.methods))
         address = target.address if target.address is not None else int(ffi.cast(_UINTPTR, target.state))
-        return speedups.lent_instance(fns, int(ffi.cast(_UINTPTR, target.table)), address, target.gate,
+        return speedups.lent_instance(lent.owner, fns, int(ffi.cast(_UINTPTR, target.table)), address, target.gate,
                                       target.thread_safe, target)
 
     def _finish(self, lent: _Lent, m: MethodSpec, result: Any, args: int, ret: int) -> int:
@@ -258,7 +258,7 @@ class Services:
     def _call_lent(self, caller: Caller, obj: Any, method: int, args: Any, ret: Any) -> int:
         try:
             lent = self.lent.get(int(ffi.cast(_UINTPTR, obj)))
-            if lent is None:
+            if lent is None or lent.owner != caller.host_table.address:  # what was lent to another is not there
                 self._violation(caller, "call on an unknown or released object")
                 return _fail(ret, abi.ERROR, "host->call: unknown or released object")
             if not 0 <= method < lent.methods:
@@ -326,7 +326,13 @@ class Services:
     def _release(self, host: Any, obj: Any) -> None:
         if obj == ffi.NULL:
             return
-        self._release_token(self._caller(host), int(ffi.cast(_UINTPTR, obj)))
+        caller = self._caller(host)
+        token = int(ffi.cast(_UINTPTR, obj))
+        lent = self.lent.get(token)
+        if lent is not None and (caller is None or lent.owner != caller.host_table.address):
+            self._violation(caller, "release of an object lent to another plugin")  # and it stays lent
+            return
+        self._release_token(caller, token)
 
     def _release_token(self, caller: Caller | None, token: int) -> None:
         try:

@@ -7,6 +7,7 @@ refusal is worded here."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import struct as _struct
@@ -108,13 +109,13 @@ class StructCodec:
                 return data
         try:
             return self._struct.pack(*self.flat(value, where))
-        except _struct.error:
+        except (_struct.error, OverflowError):  # OverflowError: an f32 out of range
             return self._struct.pack(*self._checked(value, where))
 
     def pack_into(self, target: Any, value: Any, where: str) -> None:
         try:
             self._struct.pack_into(target, 0, *self.flat(value, where))
-        except _struct.error:
+        except (_struct.error, OverflowError):
             self._struct.pack_into(target, 0, *self._checked(value, where))
 
     def _checked(self, value: Any, where: str) -> list[Any]:
@@ -150,14 +151,24 @@ def _native_plan(s: StructSpec) -> tuple[Any, ...]:
 
 
 def _plain_dataclass(cls: type) -> bool:
-    """Whether building cls field by field (object.__setattr__, as its
-    generated __init__ does) is the same as calling it: no __init__,
-    __post_init__ or __new__ of the author's own."""
+    """Whether building cls by putting its fields in a new instance's
+    __dict__ (what its generated __init__ does, through object.__setattr__)
+    is the same as calling it with the values in order: no __init__,
+    __post_init__, __new__ or metaclass __call__ of the author's own, an
+    instance __dict__ (no __slots__), every field a positional __init__
+    argument, and no descriptor in the way of a field."""
     init = cls.__dict__.get("__init__")
     code = getattr(init, "__code__", None)
-    generated = code is not None and code.co_filename == "<string>"  # dataclasses makes it with exec
-    own_new = cls.__new__ is not object.__new__  # type: ignore[comparison-overlap]
-    return generated and not own_new and not hasattr(cls, "__post_init__")
+    if code is None or code.co_filename != "<string>":  # dataclasses makes __init__ with exec
+        return False
+    if cls.__new__ is not object.__new__ or hasattr(cls, "__post_init__"):  # type: ignore[comparison-overlap]
+        return False
+    if type(cls).__call__ is not type.__call__ or any("__slots__" in vars(base) for base in cls.__mro__[:-1]):
+        return False
+    fields = dataclasses.fields(cls)
+    if any(not f.init or f.kw_only for f in fields):
+        return False
+    return not any(hasattr(type(getattr(base, f.name, None)), "__set__") for f in fields for base in cls.__mro__[1:-1])
 
 
 def _scalar_maker(t: TypeSpec) -> Callable[[Iterator[Any]], Any]:

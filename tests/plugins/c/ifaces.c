@@ -6,6 +6,8 @@
  * "c-shapes". Plain functions use interfaces through the host, as a client:
  * store_roundtrip, store_get, store2_count, counter_via_host, query_missing;
  * store_loop, counter_loop and counter_direct_loop for bench/run.py;
+ * hold_store, call_token and release_token for the test that a plugin cannot
+ * use what was lent to another;
  * error_from_thread breaks the thread contract on purpose (debug-mode test).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -433,6 +435,42 @@ static int32_t counter_direct_loop(const ferrule_host *host, void *state, const 
     return FERRULE_OK;
 }
 
+/* hold_store() -> u64: a Store object, kept (its token as a number): for
+ * the test that another plugin cannot use it. */
+static int32_t hold_store(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    (void)state;
+    (void)args;
+    const ferrule_object *store = host->query(host, TAPI_STORE_ID, TAPI_STORE_REVISION, TAPI_STORE_FINGERPRINT);
+    if (store == NULL) {
+        return ferrule_fail(host, "no org.ferrule.test.store/1");
+    }
+    ret->u64 = (uint64_t)(uintptr_t)store;
+    return FERRULE_OK;
+}
+
+/* call_token(token: u64) -> str: host->call on that token, method 0 with no
+ * arguments; the failure message it gets, or "ok". */
+static int32_t call_token(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    ferrule_value out;
+    (void)state;
+    memset(&out, 0, sizeof out);
+    int32_t status = host->call(host, (const ferrule_object *)(uintptr_t)args[0].u64, 0, NULL, &out);
+    if (status == FERRULE_OK) {
+        if (out.bytes.release != NULL) out.bytes.release((void *)out.bytes.ptr, out.bytes.len);
+        return ferrule_return_copy(host, ret, "ok", 2);
+    }
+    ret->bytes = out.bytes; /* the message is ours: handed on, release and all */
+    return FERRULE_OK;
+}
+
+/* release_token(token: u64): host->release on that token. */
+static int32_t release_token(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    (void)state;
+    (void)ret;
+    host->release(host, (const ferrule_object *)(uintptr_t)args[0].u64);
+    return FERRULE_OK;
+}
+
 /* query_missing() -> bool: an unknown id and an unknown revision both give NULL. */
 static int32_t query_missing(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
     const ferrule_object *nothing = NULL, *future = NULL;
@@ -498,6 +536,13 @@ static const ferrule_function fn_counter_loop = FERRULE_FUNCTION(
 static const ferrule_function fn_counter_direct_loop = FERRULE_FUNCTION(
     "counter_direct_loop", "(n: i64) -> i64", "n adds of 1 to a Counter of its own, called directly; the total.",
     FERRULE_FN_THREAD_SAFE, counter_direct_loop);
+static const ferrule_function fn_hold_store = FERRULE_FUNCTION(
+    "hold_store", "() -> u64", "Query a Store and keep it; its token.", FERRULE_FN_THREAD_SAFE, hold_store);
+static const ferrule_function fn_call_token = FERRULE_FUNCTION(
+    "call_token", "(token: u64) -> str", "host->call on a token, method 0, no arguments: the failure message, or ok.",
+    FERRULE_FN_THREAD_SAFE, call_token);
+static const ferrule_function fn_release_token = FERRULE_FUNCTION(
+    "release_token", "(token: u64)", "host->release on a token.", FERRULE_FN_THREAD_SAFE, release_token);
 static const ferrule_function fn_query_missing = FERRULE_FUNCTION(
     "query_missing", "() -> bool", "Whether querying an unknown id and an unknown revision both give NULL.",
     FERRULE_FN_THREAD_SAFE, query_missing);
@@ -507,7 +552,8 @@ static const ferrule_function fn_error_from_thread = FERRULE_FUNCTION(
 
 static const ferrule_function *const functions[] = {
     &fn_store_roundtrip, &fn_store_get, &fn_store2_count, &fn_counter_via_host, &fn_query_missing,
-    &fn_error_from_thread, &fn_store_loop, &fn_counter_loop, &fn_counter_direct_loop,
+    &fn_error_from_thread, &fn_store_loop, &fn_counter_loop, &fn_counter_direct_loop, &fn_hold_store, &fn_call_token,
+    &fn_release_token,
 };
 
 static const ferrule_interface *const interfaces[] = {
