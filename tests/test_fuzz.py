@@ -1080,3 +1080,65 @@ def test_non_utf8_text_for_a_host_function_is_a_plugin_call_error(echo: dict[str
     for plugin in echo.values():
         with pytest.raises(PluginCallError, match="org.ferrule.tests.echo"):
             plugin.give(len, b"\xff")
+
+
+# -- struct and handle arguments of interface methods: the C packing against the Python one
+
+
+@pytest.fixture(scope="module")
+def parity_methods(built: Any) -> Iterator[dict[str, Any]]:
+    """The parity plugin's Parity instance "direct", made once on each call
+    path: the C accelerator packs structs in C, the cffi path in Python."""
+    from tests import parity_api
+
+    made: dict[str, Any] = {}
+    plugins = []
+    saved = accelerator.enabled
+    try:
+        for name, accelerate in (("c", True), ("python", False)):
+            if accelerate and accelerator.speedups is None:
+                continue
+            accelerator.enabled = accelerate
+            plugin = ferrule.PluginHost().load(built.parity)
+            plugins.append(plugin)
+            made[name] = plugin.create(parity_api.Parity, "direct")
+    finally:
+        accelerator.enabled = saved
+    yield made
+    for instance in made.values():
+        instance.close()
+    for plugin in plugins:
+        plugin.close()
+
+
+FIELD_VALUES = st.one_of(
+    st.integers(-(2**31), 2**32), st.integers(-(2**70), 2**70), st.booleans(), st.floats(allow_nan=False),
+    st.sampled_from([None, "3", b"3"]),
+)
+
+
+@st.composite
+def rects(draw: Any) -> Any:
+    from tests import parity_api
+
+    def field(likely: Any) -> Any:
+        return draw(likely | FIELD_VALUES) if draw(st.integers(0, 5)) == 0 else draw(likely)
+
+    x, y = field(st.integers(-(2**31), 2**31 - 1)), field(st.integers(-(2**31), 2**31 - 1))
+    if draw(st.integers(0, 9)) == 0:
+        origin: Any = draw(st.sampled_from([None, (x, y), parity_api.Rect]))
+    else:
+        origin = parity_api.Point(x, y)
+    return parity_api.Rect(origin, field(st.integers(0, 2**16)), field(st.integers(0, 2**16)),
+                           field(st.booleans()), field(st.integers(0, 2**64 - 1)))
+
+
+@given(rects(), st.integers(0, 2**16) | FIELD_VALUES)
+def test_struct_methods_give_the_same_result_or_error_on_every_path(parity_methods: dict[str, Any], rect: Any,
+                                                                    by: Any) -> None:
+    for method in ("area", "grow"):
+        def call(instance: Any) -> Any:
+            return getattr(instance, method)(rect) if method == "area" else instance.grow(rect, by)
+
+        outcomes = {path: outcome(lambda: call(instance)) for path, instance in parity_methods.items()}
+        assert len(set(map(repr, outcomes.values()))) == 1, outcomes

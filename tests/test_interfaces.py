@@ -351,6 +351,7 @@ def test_instances_alive_at_exit_are_destroyed_before_the_plugin_shuts_down(buil
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:-1] == ["create c-counter"] * 2 + ["exiting"] + ["destroy c-counter"] * 2 + [
         "shutdown"]
+    assert proc.stderr == ""  # nothing left to run, or to complain, as the interpreter tears down
 
 
 class SerialCounter:

@@ -145,6 +145,7 @@ class _Destroyer:
 
     __slots__ = ("args", "ref")
     live: ClassVar[dict[int, _Destroyer]] = {}
+    ref: weakref.ref[InstanceTarget] | None
     registered: ClassVar[bool] = False
 
     def __init__(self, target: InstanceTarget, *args: Any):
@@ -162,7 +163,8 @@ class _Destroyer:
         self()
 
     def __call__(self) -> None:
-        if _Destroyer.live.pop(id(self), None) is not None:
+        if self.live.pop(id(self), None) is not None:
+            self.ref = None  # no callback once destroyed (at exit it would find the module torn down)
             _destroy(*self.args)
 
     @staticmethod
