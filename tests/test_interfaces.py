@@ -450,3 +450,32 @@ def test_a_plugin_cannot_call_or_release_what_was_lent_to_another(built: Built, 
     assert owner.call_token(token) == needs
     owner.release_token(token)
     assert owner.call_token(token) == "host->call: unknown or released object"
+
+
+def test_a_method_may_not_hide_an_attribute_of_every_instance() -> None:
+    attributes = set(dir(ferrule.Instance)) | set(ferrule.Instance.__annotations__)  # implementation: set per instance
+    public = {name for name in attributes if not name.startswith("_")}
+    assert public == idl.RESERVED_METHOD_NAMES
+    for name in sorted(public):
+        with pytest.raises(TypeError, match=f"{name!r} is an attribute of every instance"):
+            idl.interface("org.example.reserved", revision=1)(type("Reserved", (), {
+                name: lambda self: None, "__annotations__": {}}))
+
+
+def test_a_dropped_plugin_shuts_down_at_once_after_making_instances(built: Built, lang: str,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ferrule.plugin")
+    gc.disable()  # no cycle may keep it: the collector is not there to find one
+    try:
+        plugin = ferrule.load(path_of(built, lang))
+        plugin.create(proxies.Counter).close()
+        del plugin
+        assert "shutdown" in [r.getMessage() for r in caplog.records]
+    finally:
+        gc.enable()
+
+
+def test_the_front_doors_annotations_resolve() -> None:
+    import typing
+
+    assert typing.get_type_hints(ferrule.load)["return"] is not None

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any, Literal, overload
 
+from ._isolation.plugin import IsolatedPlugin  # (its annotations must resolve: typing.get_type_hints(load))
 from ._loader import Library
 from ._loader.pin import plugin_library
 from ._plugin.plugin import Plugin
-
-if TYPE_CHECKING:  # isolation is imported when first asked for
-    from ._isolation.plugin import IsolatedPlugin
-    from ._sandbox import Sandbox
+from ._sandbox import Sandbox
 
 __all__ = ["load"]
 
@@ -60,8 +58,6 @@ def load(path: str | os.PathLike[str], *, config: str | Mapping[str, Any] | None
     ``strict_permissions=False``.
     """
     if isolated:
-        from ._isolation.plugin import IsolatedPlugin
-
         return IsolatedPlugin(path, config=config, sha256=sha256, strict_permissions=strict_permissions, **isolation)
     if isolation:
         raise TypeError(f"load() got {', '.join(sorted(isolation))}: these apply only with isolated=True")

@@ -322,12 +322,19 @@ def _doc(obj: object) -> str:
     return inspect.cleandoc(obj.__doc__) if obj.__doc__ else ""
 
 
+# The public attributes of ferrule.Instance (a test holds the two together).
+RESERVED_METHOD_NAMES = frozenset({"close", "closed", "implementation"})
+
+
 def _build(cls: type, id: str, revision: int, thread_safe: bool) -> InterfaceSpec:
     methods: list[MethodSpec] = []
     for name, member in vars(cls).items():
         if name.startswith("_") or not callable(member):
             continue
         where = f"interface {cls.__name__} method {name!r}"
+        if name in RESERVED_METHOD_NAMES:
+            raise TypeError(f"{where}: {name!r} is an attribute of every instance (ferrule.Instance), which a method "
+                            "of that name would hide: rename the method")
         hints = typing.get_type_hints(member, include_extras=True)
         import inspect
 

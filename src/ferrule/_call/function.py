@@ -266,7 +266,10 @@ class PluginFunction(_FunctionBase):
             elif type(v) is not float or t.size == 4:
                 values[i] = self._check(i, v)
         pool = plan.pool
-        slots, ret, memory = pool.pop() if pool else plan.new()
+        try:
+            slots, ret, memory = pool.pop()
+        except IndexError:  # every array in use (calls in flight on other threads, or nested)
+            slots, ret, memory = plan.new()
         try:
             plan.args.pack_into(memory, 0, *values, 0)  # the result slot zeroed: a plugin may write none
             target = self._target

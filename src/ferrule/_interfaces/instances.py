@@ -10,6 +10,7 @@ and the plugin's shutdown waits for its last instance.
 from __future__ import annotations
 
 import atexit
+import sys
 import threading
 import weakref
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -170,7 +171,10 @@ class _Destroyer:
     @staticmethod
     def at_exit() -> None:
         for destroyer in reversed(list(_Destroyer.live.values())):
-            destroyer()
+            try:
+                destroyer()
+            except Exception:  # reported, and the others still go before the plugins' shutdown
+                sys.excepthook(*sys.exc_info())
 
 
 
@@ -213,8 +217,10 @@ class Instance:
         # Only for names not in the instance: an accelerated instance's
         # methods are made on first use and then kept in its __dict__.
         made = self.__dict__
-        impl = made.get("implementation")
-        fn = impl._method(made["_target"], name) if impl is not None and not name.startswith("__") else None
+        impl: Any = made.get("implementation")
+        target = made.get("_target")
+        lazy = impl is not None and target is not None and getattr(target, "accelerated", False)
+        fn = impl._method(target, name) if lazy and not name.startswith("__") else None
         if fn is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         return made.setdefault(name, fn)

@@ -73,7 +73,11 @@ class PluginCore:
         host.set_services(*services.addresses(), services.fast if self.accelerated else None)
         services.attach(self)
         self.state: Any = ffi.NULL
-        self.state = self._init(desc.init, config)
+        try:
+            self.state = self._init(desc.init, config)
+        except BaseException:
+            services.detach(host.address)  # init failed: no shutdown will
+            raise
         self._finalizer = weakref.finalize(self, _shutdown, self.gate, desc.shutdown, host, self.table, self.state,
                                            services, self.debug)
 
@@ -230,8 +234,8 @@ class Plugin:
         self.license = spec.license
         self._spec = spec
         self._made: dict[str, PluginFunction] = {}
-        self._matching: dict[Any, tuple[type[Any], list[int]]] = {}
-        self._for_create: dict[tuple[Any, str | None], Implementation[Any]] = {}
+        self._matching: dict[int, tuple[Any, type[Any], list[int]]] = {}  # id(interface) -> (it, proxy, offers)
+        self._for_create: dict[tuple[int, str | None], tuple[Any, type[Any], int]] = {}
         self._core = PluginCore(desc, config, _services if _services is not None else Services(debug=False))
 
     # -- interfaces
@@ -262,21 +266,24 @@ class Plugin:
         return None
 
     def _matched(self, interface: Any) -> tuple[type[Any], list[int]]:
-        found = self._matching.get(interface)
-        if found is None:  # the offers are checked once per interface
-            found = self._matching[interface] = matching(self.id, self._spec.offers, interface)
-        return found
+        # Keyed by identity: hashing an InterfaceSpec walks every field.
+        found = self._matching.get(id(interface))
+        if found is None or found[0] is not interface:  # the offers are checked once per interface
+            found = self._matching[id(interface)] = (interface, *matching(self.id, self._spec.offers, interface))
+        return found[1], found[2]
 
     def create(self, interface: type[P], name: str | None = None) -> P:
         """Make an instance of the implementation called ``name`` (or the
         first). Raises LookupError when the plugin offers none."""
-        impl: Implementation[P] | None = self._for_create.get((interface, name))
-        if impl is None:  # kept for create alone: the ones implementation() returns are the caller's
+        found = self._for_create.get((id(interface), name))
+        if found is None or found[0] is not interface:
             impl = self.implementation(interface, name)
             if impl is None:
                 raise no_implementation(self.id, self._spec.offers, interface, name)
-            self._for_create[(interface, name)] = impl
-        return impl.create()
+            found = self._for_create[(id(interface), name)] = (interface, impl._proxy, impl._index)
+        # A new Implementation each time (cheap): one kept here would hold
+        # the Plugin in a cycle, and a dropped plugin must shut down at once.
+        return Implementation(self, self._core, found[2], found[1]).create()
 
     # -- functions
 
