@@ -235,7 +235,7 @@ class Plugin:
         self._spec = spec
         self._made: dict[str, PluginFunction] = {}
         self._matching: dict[int, tuple[Any, type[Any], list[int]]] = {}  # id(interface) -> (it, proxy, offers)
-        self._for_create: dict[tuple[int, str | None], tuple[Any, type[Any], int]] = {}
+        self._for_create: dict[tuple[int, str | None], tuple[Any, dict[str, Any]]] = {}
         self._core = PluginCore(desc, config, _services if _services is not None else Services(debug=False))
 
     # -- interfaces
@@ -280,10 +280,11 @@ class Plugin:
             impl = self.implementation(interface, name)
             if impl is None:
                 raise no_implementation(self.id, self._spec.offers, interface, name)
-            found = self._for_create[(id(interface), name)] = (interface, impl._proxy, impl._index)
-        # A new Implementation each time (cheap): one kept here would hold
-        # the Plugin in a cycle, and a dropped plugin must shut down at once.
-        return Implementation(self, self._core, found[2], found[1]).create()
+            fields = dict(vars(impl), plugin=None)  # not the Plugin: a cycle would delay a dropped plugin's shutdown
+            found = self._for_create[(id(interface), name)] = (interface, fields)
+        made: Implementation[P] = object.__new__(Implementation)  # a copy of the one made above, for this plugin
+        made.__dict__.update(found[1], plugin=self)
+        return made.create()
 
     # -- functions
 
