@@ -147,6 +147,31 @@ static void text_error(Frame *frame) {
     }
 }
 
+int give_copy(ferrule_value *slot, const void *data, size_t len) {
+    void *copy = malloc(len ? len : 1);
+    if (copy == NULL) return -1;
+    memcpy(copy, data, len);
+    slot->bytes.ptr = copy;
+    slot->bytes.len = len;
+    slot->bytes.release = host_free;
+    return 0;
+}
+
+int encode_owned(int code, PyObject *obj, ferrule_value *slot) {
+    int has_view = 0;
+    Py_buffer view;
+    ferrule_value out;
+    if (encode(NULL, code, NULL, obj, &out, &view, &has_view, NULL, 0) != 0) return 1;
+    int failed = (code == T_STR || code == T_BYTES) && give_copy(&out, out.bytes.ptr, out.bytes.len) < 0;
+    if (has_view) PyBuffer_Release(&view);
+    if (failed) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *slot = out;
+    return 0;
+}
+
 /* Call the host function: 0 with *ret filled, -1 with the frame failed. */
 static int invoke_frame(Frame *frame, const ferrule_value *args, ferrule_value *ret) {
     PyObject *argv[MAX_PARAMS];
@@ -178,10 +203,8 @@ static int invoke_frame(Frame *frame, const ferrule_value *args, ferrule_value *
     }
     /* Text and bytes go to the plugin as a malloc'd copy it releases; *ret
      * is written only on success. */
-    int has_view = 0;
-    Py_buffer view;
-    ferrule_value out;
-    if (encode(NULL, code, NULL, res, &out, &view, &has_view, NULL, 0) != 0) {
+    int encoded = encode_owned(code, res, ret);
+    if (encoded > 0) {
         /* Unusual or wrong: let Python check and normalise (or raise). */
         PyObject *fixed = PyObject_CallMethod(frame->owner, "_check_host_result", "iO", frame->index, res);
         Py_DECREF(res);
@@ -190,32 +213,16 @@ static int invoke_frame(Frame *frame, const ferrule_value *args, ferrule_value *
             goto done;
         }
         res = fixed;
-        if (encode(NULL, code, NULL, res, &out, &view, &has_view, NULL, 0) != 0) {
-            Py_DECREF(res);
-            if (!PyErr_Occurred()) {
-                PyErr_SetString(PyExc_TypeError, "host function result could not be converted");
-            }
-            frame_fail(frame);
-            goto done;
+        encoded = encode_owned(code, res, ret);
+        if (encoded > 0) {
+            PyErr_SetString(PyExc_TypeError, "host function result could not be converted");
         }
     }
-    if (code == T_STR || code == T_BYTES) {
-        size_t len = out.bytes.len;
-        void *copy = malloc(len ? len : 1);
-        if (copy == NULL) {
-            if (has_view) PyBuffer_Release(&view);
-            Py_DECREF(res);
-            PyErr_NoMemory();
-            frame_fail(frame);
-            goto done;
-        }
-        memcpy(copy, out.bytes.ptr, len);
-        out.bytes.ptr = copy;
-        out.bytes.release = host_free;
-    }
-    *ret = out;
-    if (has_view) PyBuffer_Release(&view);
     Py_DECREF(res);
+    if (encoded != 0) {
+        frame_fail(frame);
+        goto done;
+    }
     status = 0;
 done:
     while (n > 0) {

@@ -11,7 +11,6 @@
 
 #include "speedups.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #define MAX_MESSAGE (1 << 16) /* services.py's _MAX_MESSAGE */
@@ -201,18 +200,11 @@ static PyObject *lent_instance(PyObject *module, PyObject *args) {
 
 /* A failed call: the message goes to the caller as owned bytes. */
 static int32_t fail_with(ferrule_value *ret, int32_t status, const char *text, Py_ssize_t len) {
-    if (len > MAX_MESSAGE) len = MAX_MESSAGE;
-    char *copy = malloc(len > 0 ? (size_t)len : 1);
-    if (copy == NULL) {
+    if (give_copy(ret, text, (size_t)(len > MAX_MESSAGE ? MAX_MESSAGE : len)) < 0) {
         ret->bytes.ptr = NULL;
         ret->bytes.len = 0;
         ret->bytes.release = NULL;
-        return status;
     }
-    memcpy(copy, text, (size_t)len);
-    ret->bytes.ptr = copy;
-    ret->bytes.len = (size_t)len;
-    ret->bytes.release = host_free;
     return status;
 }
 
@@ -250,67 +242,12 @@ static int32_t fail_with_exception(ferrule_value *ret) {
     return status;
 }
 
-/* An owned copy of data for the caller's result (the caller releases it). */
-static int give(ferrule_value *ret, const char *data, Py_ssize_t len) {
-    char *copy = malloc(len > 0 ? (size_t)len : 1);
-    if (copy == NULL) return -1;
-    memcpy(copy, data, (size_t)len);
-    ret->bytes.ptr = copy;
-    ret->bytes.len = (size_t)len;
-    ret->bytes.release = host_free;
-    return 0;
-}
-
 /* 0 when result went into ret, 1 when finish() must decide. */
 static int encode_service_result(int code, PyObject *result, ferrule_value *ret) {
-    long long v;
-    int overflow;
-    switch (code) {
-    case -1: return 0; /* no result: whatever came back is dropped, as in services.py */
-    case T_BOOL:
-        if (result == Py_True) ret->u64 = 1;
-        else if (result == Py_False) ret->u64 = 0;
-        else return 1;
-        return 0;
-    case T_I8: case T_I16: case T_I32: case T_I64:
-        if (!PyLong_CheckExact(result)) return 1;
-        v = PyLong_AsLongLongAndOverflow(result, &overflow);
-        if (overflow || (v == -1 && PyErr_Occurred()) || v < SIGNED[code].min || v > SIGNED[code].max) {
-            PyErr_Clear();
-            return 1;
-        }
-        ret->i64 = v;
-        return 0;
-    case T_U8: case T_U16: case T_U32: case T_U64: {
-        if (!PyLong_CheckExact(result)) return 1;
-        unsigned long long u = PyLong_AsUnsignedLongLong(result);
-        if ((u == (unsigned long long)-1 && PyErr_Occurred()) || u > UNSIGNED_MAX[code]) {
-            PyErr_Clear();
-            return 1;
-        }
-        ret->u64 = u;
-        return 0;
-    }
-    case T_F64:
-        if (!PyFloat_CheckExact(result)) return 1;
-        ret->f64 = PyFloat_AS_DOUBLE(result);
-        return 0;
-    case T_STR: {
-        Py_ssize_t len;
-        if (!PyUnicode_CheckExact(result)) return 1;
-        const char *utf8 = PyUnicode_AsUTF8AndSize(result, &len);
-        if (utf8 == NULL) {
-            PyErr_Clear();
-            return 1;
-        }
-        if (len > 0 && memchr(utf8, 0, (size_t)len) != NULL) return 1; /* check_value refuses it, in its words */
-        return give(ret, utf8, len) < 0 ? 1 : 0;
-    }
-    case T_BYTES:
-        if (!PyBytes_CheckExact(result)) return 1;
-        return give(ret, PyBytes_AS_STRING(result), PyBytes_GET_SIZE(result)) < 0 ? 1 : 0;
-    }
-    return 1; /* f32 and the rest: finish() checks the range */
+    if (code < 0) return 0; /* no result: whatever came back is dropped, as in services.py */
+    int encoded = encode_owned(code, result, ret);
+    if (encoded < 0) PyErr_Clear(); /* out of memory: finish() fails the call in its words */
+    return encoded != 0;
 }
 
 static int32_t call_service(LentObject *lent, uint32_t method, const ferrule_value *args, ferrule_value *ret) {

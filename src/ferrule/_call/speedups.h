@@ -176,6 +176,13 @@ INTERNAL int encode(PyObject *self, int code, const void *spec, PyObject *obj, f
 INTERNAL PyObject *decode_value(int code, const ferrule_value *value);
 
 INTERNAL void host_free(void *ptr, size_t size);
+/* An owned copy of data in slot->bytes, released with host_free: what the
+ * plugin gets as a str or bytes result. 0, or -1 when malloc fails. */
+INTERNAL int give_copy(ferrule_value *slot, const void *data, size_t len);
+/* A value for the plugin in *slot (written only on success): a bool or a
+ * number, or a give_copy of text or bytes. 0 when done, 1 when obj needs
+ * Python's checks (no exception set), -1 with MemoryError. */
+INTERNAL int encode_owned(int code, PyObject *obj, ferrule_value *slot);
 
 /* ------------------------------------------------------------ structs */
 
