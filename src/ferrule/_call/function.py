@@ -217,29 +217,7 @@ class PluginFunction(_FunctionBase):
             result = self.signature.result
             if result is not None and result.slot == "bytes":
                 ret.bytes.ptr = UNSET
-            # Results are read and released before leaving the gate (shutdown
-            # must not run in between) and the serial lock (release is plugin code).
-            gate = target.gate
-            mark = gate.enter()
-            if target.debug:
-                host.enter()
-            try:
-                host.clear_error()
-                if self.thread_safe:
-                    status = self._call(target.table, target.state, slots, ret)
-                    _fork_guard()
-                    return self._finish(status, ret, frames, host)
-                gate.serial_enter()
-                try:
-                    status = self._call(target.table, target.state, slots, ret)
-                    _fork_guard()
-                    return self._finish(status, ret, frames, host)
-                finally:
-                    gate.serial_leave()
-            finally:
-                if target.debug:
-                    host.leave()
-                gate.leave(mark)
+            return self._run(slots, ret, lambda status: self._finish(status, ret, frames, host))
         finally:
             for frame in frames:
                 host.frames.pop(frame.key, None)
@@ -250,6 +228,33 @@ class PluginFunction(_FunctionBase):
             release_borrowed(keep)
 
     __call__ = _call_checked
+
+    def _run(self, slots: Any, ret: Any, finish: Any) -> Any:
+        """The cffi call itself, under the gate and (unless thread-safe) the
+        serial lock; ``finish(status)`` reads the result before either is
+        left: shutdown must not run in between, and releasing a result is
+        plugin code too."""
+        target = self._target
+        host: Any = target.host_table
+        gate = target.gate
+        mark = gate.enter()
+        if target.debug:
+            host.enter()
+        try:
+            host.clear_error()
+            if not self.thread_safe:
+                gate.serial_enter()
+            try:
+                status = self._call(target.table, target.state, slots, ret)
+                _fork_guard()
+                return finish(status)
+            finally:
+                if not self.thread_safe:
+                    gate.serial_leave()
+        finally:
+            if target.debug:
+                host.leave()
+            gate.leave(mark)
 
     def _call_scalars(self, plan: _ScalarPlan, args: tuple[Any, ...]) -> Any:
         """The cffi path of a function of numbers and bools: the arguments
@@ -272,29 +277,9 @@ class PluginFunction(_FunctionBase):
             slots, ret, memory = plan.new()
         try:
             plan.args.pack_into(memory, 0, *values, 0)  # the result slot zeroed: a plugin may write none
-            target = self._target
-            host = target.host_table
-            gate = target.gate
-            mark = gate.enter()
-            if target.debug:
-                host.enter()  # type: ignore[attr-defined]
-            try:
-                host.clear_error()  # type: ignore[attr-defined]
-                if self.thread_safe:
-                    status = self._call(target.table, target.state, slots, ret)
-                else:
-                    gate.serial_enter()
-                    try:
-                        status = self._call(target.table, target.state, slots, ret)
-                    finally:
-                        gate.serial_leave()
-                _fork_guard()
-                if status != abi.OK:
-                    self._raise_status(status, host.take_error())
-            finally:
-                if target.debug:
-                    host.leave()  # type: ignore[attr-defined]
-                gate.leave(mark)
+            status = self._run(slots, ret, int)
+            if status != abi.OK:
+                self._raise_status(status, self._target.host_table.take_error())
             return plan.result(memory)
         finally:
             pool.append((slots, ret, memory))
