@@ -21,7 +21,7 @@ from .._abi.spec import OfferSpec, PluginSpec
 from .._call.contract import CallTarget, Gate, HostTable
 from .._errors import InterfaceMismatchError
 from ..idl import InterfaceSpec, spec
-from .methods import method, rebound
+from .methods import method
 from .offers import check_offer
 
 __all__ = ["Implementation", "Instance", "InstanceTarget", "Owner", "being_created", "matching", "named", "no_implementation", "proxy_class"]
@@ -75,7 +75,7 @@ class InstanceTarget:
         finally:
             making.discard((id(owner), index))
         # The C host table gives an address: the cffi pointer is made when needed.
-        self.address: int | None = made if isinstance(made, int) else None
+        self.address: int = made if isinstance(made, int) else int(ffi.cast("uintptr_t", made))
         self._state = None if isinstance(made, int) else made
         messages = owner.templates.get(("gate", index, name))
         if messages is None:  # the same two texts for every instance of the offer
@@ -175,7 +175,6 @@ class _Destroyer:
                 destroyer()
             except Exception:  # reported, and the others still go before the plugins' shutdown
                 sys.excepthook(*sys.exc_info())
-
 
 
 def _destroy(gate: Gate, owner: Owner, entry: OfferEntry, self_ptr: Any) -> None:
@@ -310,12 +309,7 @@ class Implementation(Generic[P]):
             found = self._owner.templates[key] = (iface, {
                 m.name: method(blank, self.thread_safe, iface, m, entry.methods[m.index]) for m in iface.methods})
         template = found[1].get(name)
-        if template is None:
-            return None
-        address = target.address
-        if address is None:
-            address = target.address = int(ffi.cast("uintptr_t", target.state))
-        return rebound(template, target, address)
+        return None if template is None else template._rebound(target, target.address)
 
     def __repr__(self) -> str:
         return f"<ferrule.Implementation {self.interface.id}/{self.interface.revision} {self.name!r} of {self.plugin.id}>"

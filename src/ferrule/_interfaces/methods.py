@@ -25,7 +25,7 @@ from .._call.accelerator import speedups
 from ..idl import InterfaceSpec, MethodSpec, TypeSpec
 from .structs import codec
 
-__all__ = ["MethodFunction", "declared_signature", "method", "method_spec", "rebound", "wrap_method"]
+__all__ = ["MethodFunction", "declared_signature", "method", "method_spec", "wrap_method"]
 
 
 def method(target: CallTarget, thread_safe: bool, iface: InterfaceSpec, m: MethodSpec, call: Any) -> Any:
@@ -38,13 +38,6 @@ def method(target: CallTarget, thread_safe: bool, iface: InterfaceSpec, m: Metho
     if getattr(fn, "accelerated", False):
         return MethodFunction(target, spec, call, fn, m)
     return wrap_method(fn, iface, m)
-
-
-def rebound(fn: Any, target: CallTarget, state: int) -> Any:
-    """A method made by ``method`` for another instance of the same
-    implementation, whose state is at address ``state``: a cheap copy
-    (accelerated functions only)."""
-    return fn._rebound(target, state)
 
 
 def method_spec(thread_safe: bool, iface: InterfaceSpec, m: MethodSpec) -> FunctionSpec:
@@ -82,10 +75,8 @@ class MethodFunction(PluginFunction):
         self.__name__ = self.__qualname__ = m.name
         self.__doc__ = plan.doc
         self.__signature__ = plan.signature
-        packers = tuple(codec(p.type.struct).native if p.type.struct is not None else
-                        p.type.handle if p.type.kind == "handle" else None for p in m.params)
         out = plan.out_codec.native if plan.out_codec is not None else None
-        self._accelerate_method(packers, out, plan.handle)  # type: ignore[attr-defined]
+        self._accelerate_method(plan.packers, out, plan.handle)  # type: ignore[attr-defined]
 
     def _call_checked(self, *args: Any, **kwargs: Any) -> Any:
         return _call_declared(self._plan, self._inner, args, kwargs)
@@ -126,6 +117,9 @@ class _Plan:
             [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in self.names])
         self.structs = [(i, codec(p.type.struct), f"{name}() argument {p.name!r}")
                         for i, p in enumerate(m.params) if p.type.kind == "struct" and p.type.struct is not None]
+        # What the C path packs each parameter with (MethodFunction): a struct's codec, a handle's class.
+        self.packers = tuple(codec(p.type.struct).native if p.type.struct is not None else
+                             p.type.handle if p.type.kind == "handle" else None for p in m.params)
         result = m.result
         self.out_codec = codec(result.struct) if result is not None and result.struct is not None else None
         self.handle = result.handle if result is not None and result.kind == "handle" else None

@@ -173,9 +173,8 @@ class Services:
         if target is None or not target.accelerated:
             return None
         fns = tuple(int(ffi.cast(_UINTPTR, target.entry.methods[i])) for i in range(lent.methods))
-        address = target.address if target.address is not None else int(ffi.cast(_UINTPTR, target.state))
-        return speedups.lent_instance(lent.owner, fns, int(ffi.cast(_UINTPTR, target.table)), address, target.gate,
-                                      target.thread_safe, target)
+        return speedups.lent_instance(lent.owner, fns, int(ffi.cast(_UINTPTR, target.table)), target.address,
+                                      target.gate, target.thread_safe, target)
 
     def _finish(self, lent: _Lent, m: MethodSpec, result: Any, args: int, ret: int) -> int:
         """A service's result the C path did not encode: checked here, in these words."""

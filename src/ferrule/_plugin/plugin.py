@@ -30,7 +30,7 @@ from .._call.gate import new_gate
 from .._call.status import status_error
 from .._call.table import HostTable as CffiHostTable
 from .._call.table import level_cache, log_sink, running
-from .._interfaces.instances import Implementation, matching, no_implementation
+from .._interfaces.instances import Implementation, matching, named, no_implementation
 from .._interfaces.services import Services
 from .._loader import Library
 
@@ -258,12 +258,7 @@ class Plugin:
 
     def implementation(self, interface: type[P], name: str | None = None) -> Implementation[P] | None:
         """The implementation called ``name`` (or the first one), or None."""
-        proxy, indexes = self._matched(interface)
-        offers = self._spec.offers
-        for index in indexes:
-            if name is None or offers[index].name == name:
-                return Implementation(self, self._core, index, proxy)
-        return None
+        return named(self.implementations(interface), name)
 
     def _matched(self, interface: Any) -> tuple[type[Any], list[int]]:
         # Keyed by identity: hashing an InterfaceSpec walks every field.
