@@ -25,10 +25,10 @@ import logging
 import re
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from unittest import mock
 
 import pytest
@@ -951,6 +951,25 @@ LEVELS = {abi.LOG_TRACE: 5, abi.LOG_DEBUG: logging.DEBUG, abi.LOG_INFO: logging.
           abi.LOG_ERROR: logging.ERROR}
 
 
+T = TypeVar("T")
+
+
+def on_each_call_path(make: Callable[[], T]) -> dict[str, T]:
+    """make() with the C accelerator on (when built) and off: plugins loaded
+    inside take that path. Keyed "c" and "python"."""
+    made: dict[str, T] = {}
+    saved = accelerator.enabled
+    try:
+        for name, accelerate in (("c", True), ("python", False)):
+            if accelerate and accelerator.speedups is None:
+                continue
+            accelerator.enabled = accelerate
+            made[name] = make()
+    finally:
+        accelerator.enabled = saved
+    return made
+
+
 @pytest.fixture(scope="module")
 def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ferrule.Plugin]]:
     """The echo plugin loaded once per call path: through the C accelerator
@@ -958,17 +977,9 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ferrule
     source = tmp_path_factory.mktemp("echo") / "echo.c"
     source.write_text(ECHO_SOURCE)
     path = compile_plugin(source, source.with_name("libecho.so"))
-    loaded = {}
-    saved = accelerator.enabled
-    try:
-        for name, accelerate in (("c", True), ("python", False)):
-            if accelerate and accelerator.speedups is None:
-                continue
-            accelerator.enabled = accelerate
-            loaded[name] = ferrule.load(path)
-            assert loaded[name]._core.accelerated == accelerate
-    finally:
-        accelerator.enabled = saved
+    loaded = on_each_call_path(lambda: ferrule.load(path))
+    for name, plugin in loaded.items():
+        assert plugin._core.accelerated == (name == "c")
     yield loaded
     for plugin in loaded.values():
         plugin.close()
@@ -1091,23 +1102,12 @@ def parity_methods(built: Any) -> Iterator[dict[str, Any]]:
     path: the C accelerator packs structs in C, the cffi path in Python."""
     from tests import parity_api
 
-    made: dict[str, Any] = {}
-    plugins = []
-    saved = accelerator.enabled
-    try:
-        for name, accelerate in (("c", True), ("python", False)):
-            if accelerate and accelerator.speedups is None:
-                continue
-            accelerator.enabled = accelerate
-            plugin = ferrule.PluginHost().load(built.parity)
-            plugins.append(plugin)
-            made[name] = plugin.create(parity_api.Parity, "direct")
-    finally:
-        accelerator.enabled = saved
+    plugins = on_each_call_path(lambda: ferrule.PluginHost().load(built.parity))
+    made = {name: plugin.create(parity_api.Parity, "direct") for name, plugin in plugins.items()}
     yield made
     for instance in made.values():
         instance.close()
-    for plugin in plugins:
+    for plugin in plugins.values():
         plugin.close()
 
 
