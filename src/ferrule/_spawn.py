@@ -11,10 +11,20 @@ from typing import IO
 
 def python_command(module: str, *args: str, path: list[str] | None = None) -> list[str]:
     # The exact sys.path, not PYTHONPATH: that would put site-packages ahead
-    # of the standard library in the child. With ``path`` (a sandbox's),
-    # Python runs isolated (-I): no environment, user site or script directory.
-    code = f"import sys; sys.path[:] = {sys.path if path is None else path!r}; from {module} import main; main()"
-    return [sys.executable, *([] if path is None else ["-I"]), "-c", code, *args]
+    # of the standard library in the child. No site (-S): the path already
+    # holds what site added, and site's .pth files can cost a fresh
+    # interpreter tens of milliseconds. ferrule's own root is added when an
+    # import hook (an editable install's finder), not a path entry, found it.
+    # With ``path`` (a sandbox's), Python runs isolated (-I): no environment,
+    # user site or script directory.
+    entries = list(sys.path if path is None else path)
+    if _ROOT not in entries:
+        entries.append(_ROOT)
+    code = f"import sys; sys.path[:] = {entries!r}; from {module} import main; main()"
+    return [sys.executable, "-S", *([] if path is None else ["-I"]), "-c", code, *args]
+
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def signal_name(number: int) -> str:

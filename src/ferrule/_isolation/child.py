@@ -4,6 +4,8 @@ ordinary way, sends its spec, and serves the host's calls over the channel
 
     python -c "...from ferrule._isolation.child import main; main()" FD LIFELINE MEMORY_LIMIT CPU_LIMIT [SANDBOX]
 
+or forked by the fork server (forkserver.py), which calls serve() itself.
+
 SANDBOX (JSON) is the part of a sandbox's policy the child applies itself,
 before the plugin is loaded: its seccomp filter and process limit. It then
 tells the host, with its first message, what its own /proc says is in force.
@@ -33,13 +35,19 @@ SPIN_NS = 100_000  # stay awake this long for the next call before sleeping
 
 def main() -> None:
     fd, lifeline, memory_limit, cpu_limit = (int(a) for a in sys.argv[1:5])
+    serve(fd, lifeline, memory_limit, cpu_limit, json.loads(sys.argv[5]) if len(sys.argv) > 5 else None)
+
+
+def serve(fd: int, lifeline: int, memory_limit: int, cpu_limit: int, policy: dict[str, Any] | None = None) -> None:
+    """Be the child, on the channel in ``fd``, until the host is done: from
+    main() in a fresh interpreter, or in a process the fork server forked."""
     become_isolated_child(lifeline)
     _limit(memory_limit, cpu_limit)
     sandbox = None
-    if len(sys.argv) > 5:  # (imported only then: a plain child starts without it)
+    if policy is not None:  # (imported only then: a plain child starts without it)
         from .._sandbox.launch import confine
 
-        sandbox = confine(json.loads(sys.argv[5]))
+        sandbox = confine(policy)
     try:
         _Server(wire.Area(fd, memory_limit or None), sandbox).run()  # bounded: it grows no further than it may map
     except wire.WireError as exc:  # one line the host shows, not a traceback of ferrule's

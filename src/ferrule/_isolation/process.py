@@ -25,7 +25,7 @@ from typing import Any
 from .._errors import CallCancelledError, IsolationError, PluginCrashedError, PluginTimeoutError
 from .._sandbox.launch import Launch
 from .._spawn import python_command, signal_name
-from . import wire
+from . import forkserver, wire
 from .protocol import TO_CHILD, TO_HOST
 
 __all__ = ["Child", "Interrupts", "Stopper", "describe_status"]
@@ -84,12 +84,14 @@ class Child:
             lifeline, self.lifeline = os.pipe()  # the child's end closes with this process
             held += [lifeline, self.lifeline]
             args = (str(self.area.fd), str(lifeline), str(memory_limit or 0), str(cpu))
-            if launch is None:
+            proc: subprocess.Popen[bytes] | forkserver.ForkedProcess | None = None
+            if launch is None:  # forked by the fork server when there is one, else a fresh interpreter
+                proc = forkserver.spawn((self.area.fd, lifeline), memory_limit or 0, cpu)
                 argv = python_command("ferrule._isolation.child", *args)
             else:
                 argv = launch.prefix + python_command("ferrule._isolation.child", *args,
                                                       json.dumps(launch.child_policy()), path=launch.sys_path)
-            self.proc = subprocess.Popen(
+            self.proc = proc or subprocess.Popen(
                 argv, pass_fds=(self.area.fd, lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, start_new_session=True,
                 env=None if launch is None else launch.env, preexec_fn=None if launch is None else launch.preexec,
@@ -259,7 +261,8 @@ OUTPUTS = _Outputs()
 class Stopper:
     """Ends a child; kept apart from IsolatedPlugin so a finalizer can run it."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], lifeline: int, area: wire.Area, launch: Launch | None = None):
+    def __init__(self, proc: subprocess.Popen[bytes] | forkserver.ForkedProcess, lifeline: int, area: wire.Area,
+                 launch: Launch | None = None):
         self.proc = proc
         self.lifeline = lifeline
         self.area = area
@@ -270,6 +273,8 @@ class Stopper:
     def exited(self) -> bool:
         """Whether the child has ended, without reaping it: while it is a
         zombie its process group id cannot be reused, so killpg stays safe."""
+        if isinstance(self.proc, forkserver.ForkedProcess):
+            return self.proc.exited()
         if self.proc.returncode is not None:
             return True
         try:
@@ -282,15 +287,18 @@ class Stopper:
             if self.done:
                 return
             self.done = True
-            if self.proc.returncode is None:  # not reaped: the group id is still this child's
+            if isinstance(self.proc, forkserver.ForkedProcess):
+                self.proc.end()  # the fork server kills the group and reaps
+            else:
+                if self.proc.returncode is None:  # not reaped: the group id is still this child's
+                    try:
+                        os.killpg(self.proc.pid, signal.SIGKILL)  # forks of the plugin too
+                    except (ProcessLookupError, PermissionError):
+                        pass
                 try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)  # forks of the plugin too
-                except (ProcessLookupError, PermissionError):
+                    self.proc.wait(CLOSE_SECONDS)
+                except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
                     pass
-            try:
-                self.proc.wait(CLOSE_SECONDS)
-            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
-                pass
             os.close(self.lifeline)
             if self.area.fd >= 0:
                 os.close(self.area.fd)
