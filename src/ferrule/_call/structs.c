@@ -224,6 +224,7 @@ Py_ssize_t codec_size(PyObject *codec) { return ((CodecObject *)codec)->size; }
 /* ---------------------------------------------------------------- unpack */
 
 static PyObject *field_value(const Field *f, const unsigned char *data);
+static PyObject *empty_args; /* () for object.__new__ */
 
 static PyObject *unpack_node(const Node *node, const unsigned char *data) {
     PyObject *values[64];
@@ -237,18 +238,15 @@ static PyObject *unpack_node(const Node *node, const unsigned char *data) {
     }
     if (node->direct) {
         /* What the frozen dataclass __init__ does (object.__setattr__ per field), without running Python. */
+        /* object.__new__, then object.__setattr__ per field: on 3.11+ the
+         * values go into the instance's inline slots, with the keys the type
+         * shares among its instances, and no dict is made at all. */
         PyTypeObject *type = (PyTypeObject *)node->cls;
-        PyObject *dict = _PyDict_NewPresized(node->nfields);
-        if (dict == NULL) goto done;
-        for (Py_ssize_t i = 0; i < node->nfields; i++) {
-            if (PyDict_SetItem(dict, node->fields[i].name, vals[i]) < 0) {
-                Py_DECREF(dict);
-                goto done;
-            }
+        if (empty_args == NULL && (empty_args = PyTuple_New(0)) == NULL) goto done;
+        out = PyBaseObject_Type.tp_new(type, empty_args, NULL);
+        for (Py_ssize_t i = 0; out != NULL && i < node->nfields; i++) {
+            if (PyObject_GenericSetAttr(out, node->fields[i].name, vals[i]) < 0) Py_CLEAR(out);
         }
-        out = type->tp_alloc(type, 0);
-        if (out == NULL || PyObject_GenericSetDict(out, dict, NULL) < 0) Py_CLEAR(out);
-        Py_DECREF(dict);
     } else {
         out = PyObject_Vectorcall(node->cls, vals, (size_t)node->nfields, NULL);
     }
