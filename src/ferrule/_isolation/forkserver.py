@@ -166,6 +166,7 @@ class _Server:
 
         self.key = key
         self.lock = threading.Lock()
+        self.lost = False
         self.children = 0
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -188,6 +189,9 @@ class _Server:
 
     def ask(self, request: dict[str, Any], fds: tuple[int, ...] = ()) -> dict[str, Any]:
         with self.lock:
+            if self.lost:  # once out of step (or stopped, or dead), never asked again
+                raise _Lost("the fork server was lost")
+            self.lost = True  # until the answer is in: an interrupted exchange leaves it out of step
             try:
                 self.sock.settimeout(_REPLY_SECONDS)
                 socket.send_fds(self.sock, [json.dumps(request).encode()], list(fds))
@@ -197,10 +201,11 @@ class _Server:
             if not reply:
                 raise _Lost("the fork server is gone")
             answer: dict[str, Any] = json.loads(reply)
+            self.lost = False
             return answer
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return not self.lost and self.proc.poll() is None
 
     def close(self) -> None:
         self.sock.close()  # the server sees the end of its socket and exits
