@@ -82,6 +82,8 @@ _NOT_FILES = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"
 def not_a_file(mode: int) -> str | None:
     """What a file of this st_mode is when it is no regular file or directory:
     opening one (a FIFO with no writer, a device) can block for ever."""
+    if stat.S_ISREG(mode):
+        return None
     return next((kind for test, kind in _NOT_FILES if test(mode)), None)
 
 

@@ -190,10 +190,19 @@ class Library:
             raise failure
         return handle, loaded_path(handle) or file_name
 
+    @classmethod
+    def _of_file(cls, path: str, mode: int | None) -> Library:
+        """Library(path) for an absolute path whose st_mode the caller has
+        just read (None: not known), without reading it again."""
+        library = cls.__new__(cls)
+        library._handle, library.path = cls._open_file(path, mode)
+        return library
+
     @staticmethod
-    def _open_file(path: str) -> tuple[int, str]:
+    def _open_file(path: str, mode: int | None = None) -> tuple[int, str]:
         try:  # the dynamic loader would block for ever opening a FIFO with no writer
-            mode = os.stat(path).st_mode
+            if mode is None:
+                mode = os.stat(path).st_mode
         except OSError:
             pass  # dlopen and the checks below say what is wrong
         else:

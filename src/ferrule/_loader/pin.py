@@ -107,6 +107,9 @@ def resolved(path: str | os.PathLike[str]) -> str:
     return plugin_file(path)
 
 
+_GROUP_OR_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+
+
 def _others(st: os.stat_result) -> str | None:
     """Who besides the owner may write, or whose file it is when not ours."""
     if st.st_uid not in (0, os.geteuid()):
@@ -118,11 +121,11 @@ def _others(st: os.stat_result) -> str | None:
     return None
 
 
-def check_permissions(path: str) -> None:
+def check_permissions(path: str) -> int | None:
     """Raise UnsafeFileError when someone other than this user (or root)
     could change the plugin file, or replace it in its directory. A sticky
     directory (like /tmp) is allowed: there only a file's owner may rename
-    or remove it."""
+    or remove it. Returns the file's st_mode (None when it could not be read)."""
     try:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
@@ -135,7 +138,11 @@ def check_permissions(path: str) -> None:
             real, directory = path, os.path.dirname(path) or "."
         dst = os.stat(directory)
     except OSError:
-        return  # the loader reports a missing file in its own words
+        return None  # the loader reports a missing file in its own words
+    me = os.geteuid()
+    if (st.st_uid in (0, me) and not st.st_mode & _GROUP_OR_OTHERS_WRITE and dst.st_uid in (0, me)
+            and not dst.st_mode & _GROUP_OR_OTHERS_WRITE):
+        return st.st_mode  # the usual case, decided without building a message
     if real is path and (_others(st) is not None or _others(dst) is not None):
         real = os.path.realpath(path)  # for the message
         directory = os.path.dirname(real)
@@ -149,6 +156,7 @@ def check_permissions(path: str) -> None:
         raise UnsafeFileError(f"the directory of {real}, {directory}, {problem}, so others could replace the plugin: "
                               f"none of it ran. Move it to a directory only its owner can write (or chmod go-w "
                               f"{directory}){fix}")
+    return st.st_mode
 
 
 def pin_of(path: object, sha256: str | None) -> str | None:
@@ -166,11 +174,10 @@ def plugin_library(path: str | os.PathLike[str], sha256: str | None, strict_perm
     permissions (unless strict_permissions is False) and its hash (when
     sha256 is given), both before any of it runs."""
     given = resolved(path)
-    if strict_permissions:
-        check_permissions(given)
+    mode = check_permissions(given) if strict_permissions else None
     sha256 = pin_of(path, sha256)
     checked = None if sha256 is None else check_pin(given, sha256)
-    library = Library(given)
+    library = Library._of_file(given, mode)
     if checked is not None:
         same_file(library.path, checked)
     return library
