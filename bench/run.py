@@ -477,11 +477,14 @@ def case_callbacks(p: Paths) -> None:
     rows = check_results(rows, n * (n + 1) // 2)
     measure(rows)
     _, ratios = print_table("-- apply_sum(f: fn(i64) -> i64, n: i64) -> i64", rows, base, per="callback")
-    main = rows[0].name
-    if main in ratios and ctypes_name in ratios:
-        rel = ratios[main] / ratios[ctypes_name]
-        print("  " + verdict(f"ferrule <= 1.00x {ctypes_name}", rel, 1.0, at_most=True,
-                             extra=f"; {ratios[main]:.2f}x C-extension"))
+    # The target of issue 16, for both rows: released, each callback takes
+    # the GIL back (as ctypes' callbacks do); quick, it is never let go.
+    for main in (rows[0].name, rows[1].name):
+        if main in ratios and ctypes_name in ratios:
+            rel = ratios[main] / ratios[ctypes_name]
+            how = main.split(", ")[-1].rstrip(")")
+            print("  " + verdict(f"ferrule ({how}) <= 0.50x {ctypes_name}", rel, 0.5, at_most=True,
+                                 extra=f"; {ratios[main]:.2f}x C-extension"))
     logs = [
         Row("ferrule host->log below the level (GIL released)", "f(n)", {"f": p.plugin.log_below, "n": n}, n),
         Row("ferrule host->log below the level (quick: GIL kept)", "f(n)", {"f": p.plugin.log_below_quick, "n": n}, n),

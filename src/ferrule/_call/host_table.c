@@ -158,6 +158,7 @@ int give_copy(ferrule_value *slot, const void *data, size_t len) {
 }
 
 int encode_owned(int code, PyObject *obj, ferrule_value *slot) {
+    if (code <= T_LAST_SCALAR) return encode_scalar(code, obj, slot); /* nothing to copy */
     int has_view = 0;
     Py_buffer view;
     ferrule_value out;

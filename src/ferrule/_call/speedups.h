@@ -184,6 +184,52 @@ INTERNAL int give_copy(ferrule_value *slot, const void *data, size_t len);
  * Python's checks (no exception set), -1 with MemoryError. */
 INTERNAL int encode_owned(int code, PyObject *obj, ferrule_value *slot);
 
+/* The value of an int that fits one digit, without a call: most arguments
+ * are small. 0 when the int is larger (the caller then asks CPython). */
+static inline int small_int(PyObject *obj, long long *out) {
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyUnstable_Long_IsCompact((PyLongObject *)obj)) {
+        *out = (long long)PyUnstable_Long_CompactValue((PyLongObject *)obj);
+        return 1;
+    }
+    return 0;
+#else
+    Py_ssize_t size = Py_SIZE(obj);
+    if (size == 0 || size == 1 || size == -1) {
+        *out = size * (long long)((PyLongObject *)obj)->ob_digit[0];
+        return 1;
+    }
+    return 0;
+#endif
+}
+
+/* Fill slot for the scalar types; 1 when obj needs the general encoder. */
+static inline int encode_scalar(int code, PyObject *obj, ferrule_value *slot) {
+    long long v;
+    switch (code) {
+    case T_BOOL:
+        if (obj == Py_True) slot->u64 = 1;
+        else if (obj == Py_False) slot->u64 = 0;
+        else return 1;
+        return 0;
+    case T_I8: case T_I16: case T_I32: case T_I64:
+        if (!PyLong_CheckExact(obj) || !small_int(obj, &v)) break;
+        if (v < SIGNED[code].min || v > SIGNED[code].max) return 1;
+        slot->i64 = v;
+        return 0;
+    case T_U8: case T_U16: case T_U32: case T_U64:
+        if (!PyLong_CheckExact(obj) || !small_int(obj, &v)) break;
+        if (v < 0 || (uint64_t)v > UNSIGNED_MAX[code]) return 1;
+        slot->u64 = (uint64_t)v;
+        return 0;
+    case T_F64:
+        if (!PyFloat_CheckExact(obj)) break;
+        slot->f64 = PyFloat_AS_DOUBLE(obj);
+        return 0;
+    }
+    return encode(NULL, code, NULL, obj, slot, NULL, NULL, NULL, 0);
+}
+
 /* ------------------------------------------------------------ structs */
 
 /* An @idl.struct's C layout (structs.c). codec_pack returns 0 when it packed
