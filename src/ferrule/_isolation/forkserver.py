@@ -266,7 +266,8 @@ def _key() -> tuple[Any, ...]:
     """What a fresh interpreter takes from the host at its start and the
     server's children would otherwise inherit from an older host state:
     with any of it changed, a new server is started."""
-    return (sys.executable, tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES))))
+    return (sys.executable, tuple(sorted((k, v) for k, v in os.environ.items()
+                                         if k.startswith(_ENV_PREFIXES) and k != "FERRULE_FORKSERVER")))
 
 
 def _pidfds() -> bool:
