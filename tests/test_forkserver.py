@@ -6,8 +6,11 @@ plugin that kills the server does not take isolation down with it."""
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,3 +156,141 @@ def test_a_fork_of_the_host_starts_its_own_server(attacker: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", FORKED_HOST, str(attacker)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["0", "2", "True"], proc.stdout
+
+
+def children_of(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        except OSError:  # a thread that just ended
+            pass
+    return found
+
+
+def test_loads_from_many_threads_share_one_server(attacker: Path) -> None:
+    ferrule.load(attacker, isolated=True).close()
+    server = server_pid()
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(10):
+                with ferrule.load(attacker, isolated=True) as plugin:
+                    assert plugin.add(i, n) == i + n
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert server_pid() == server, "a busy server is not a lost one"
+    assert gone_all(children_of(server)), "every child was reaped"
+
+
+def gone_all(pids: list[int]) -> bool:
+    return all(gone(pid) for pid in pids)
+
+
+def test_a_host_with_more_than_1024_descriptors_still_watches_its_children(attacker: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this process may open only {hard} files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        with ferrule.load(attacker, isolated=True) as plugin:  # its pidfd is past select()'s 1023
+            assert plugin.add(2, 2) == 4
+            pid = plugin.pid
+        assert pid is not None and gone(pid)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_server_a_plugin_stopped_is_killed_not_left_behind(attacker: Path, plugins: list[ferrule.IsolatedPlugin],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forkserver, "_REPLY_SECONDS", 1.0)
+    a = ferrule.load(attacker, isolated=True)
+    server = server_pid()
+    assert a.signal_pid(server, signal.SIGSTOP) == "DONE: signalled"
+    pid = a.pid
+    assert pid is not None
+    a.close()  # the server does not answer: the child is ended through its pidfd, the server killed
+    assert gone(pid) and gone(server)
+    b = ferrule.load(attacker, isolated=True)
+    plugins.append(b)
+    assert server_pid() != server and b.add(1, 1) == 2
+
+
+def test_ctrl_c_while_a_child_is_being_ended_still_ends_it(attacker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forkserver, "_REPLY_SECONDS", 30.0)
+    a = ferrule.load(attacker, isolated=True)
+    b = ferrule.load(attacker, isolated=True)
+    server, bpid = server_pid(), b.pid
+    assert bpid is not None
+    a.signal_pid(server, signal.SIGSTOP)  # the end of b waits for an answer that does not come
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            b.close()
+    finally:
+        timer.join()
+    assert gone(bpid), "interrupted, the end still killed the child"
+    assert gone(server), "and the server it could not ask"
+    a.close()
+
+
+def test_a_path_entry_json_cannot_carry_does_not_break_the_server(attacker: Path, plugins: list[ferrule.IsolatedPlugin],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    plugins.append(ferrule.load(attacker, isolated=True))
+    server = server_pid()
+    monkeypatch.setattr(sys, "path", [*sys.path, Path("/nonexistent")])  # not a str: the import system skips it
+    plugins.append(ferrule.load(attacker, isolated=True))
+    assert server_pid() == server and plugins[1].add(1, 2) == 3
+
+
+def test_a_child_gets_the_hosts_umask_limits_and_c_environment(
+        attacker: Path, plugins: list[ferrule.IsolatedPlugin], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    plugins.append(ferrule.load(attacker, isolated=True))
+    first = server_pid()
+    old = os.umask(0o077)
+    try:
+        libc = ctypes.CDLL(None)
+        libc.setenv(b"FORKSERVER_C_ONLY", b"set in C", 1)  # os.environ does not see it; a fresh child would
+        try:
+            plugin = ferrule.load(attacker, isolated=True)
+            plugins.append(plugin)
+        finally:
+            libc.unsetenv(b"FORKSERVER_C_ONLY")
+    finally:
+        os.umask(old)
+    assert plugin.pid is not None and parent(plugin.pid) == first
+    assert status(plugin.pid, "Umask") == "0077"
+    assert plugin.read_env("FORKSERVER_C_ONLY") == "DONE: set in C"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512), hard))
+    try:
+        limited = ferrule.load(attacker, isolated=True)  # a limit changed: another server, with it
+        plugins.append(limited)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert limited.pid is not None and parent(limited.pid) != first
+    line = next(x for x in Path(f"/proc/{limited.pid}/limits").read_text().splitlines() if x.startswith("Max open files"))
+    assert line.split()[3] == str(min(soft, 512))
+
+
+def test_a_host_in_a_removed_directory_still_loads(attacker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gone_dir = tmp_path / "gone"
+    gone_dir.mkdir()
+    monkeypatch.chdir(gone_dir)
+    gone_dir.rmdir()
+    with ferrule.load(attacker, isolated=True) as plugin:  # a fresh child, as a fork could not enter it
+        assert plugin.add(3, 3) == 6

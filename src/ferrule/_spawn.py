@@ -17,7 +17,7 @@ def python_command(module: str, *args: str, path: list[str] | None = None) -> li
     # import hook (an editable install's finder), not a path entry, found it.
     # With ``path`` (a sandbox's), Python runs isolated (-I): no environment,
     # user site or script directory.
-    entries = list(sys.path if path is None else path)
+    entries = [p for p in (sys.path if path is None else path) if isinstance(p, str)]  # what the import system reads
     if _ROOT not in entries:
         entries.append(_ROOT)
     code = f"import sys; sys.path[:] = {entries!r}; from {module} import main; main()"

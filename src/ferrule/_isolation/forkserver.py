@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["ForkedProcess", "spawn"]
@@ -98,6 +100,7 @@ def _fork(sock: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
         os.environb.clear()
         os.environb.update({os.fsencode(k): os.fsencode(v) for k, v in request["environ"].items()})
         os.chdir(request["cwd"])
+        os.umask(int(request["umask"]))
         sys.path[:] = request["path"]
         _set_dumpable(True)  # as a fresh child is
         from .child import serve
@@ -155,19 +158,23 @@ def _set_dumpable(on: bool) -> None:
 
 
 class _Lost(Exception):
-    """The server did not answer: it died (perhaps killed by a child) or hangs."""
+    """The server did not answer: it died (perhaps killed by a child), hangs,
+    or an exchange with it was interrupted half-way."""
 
 
 class _Server:
-    """The host's end of one fork server."""
+    """The host's end of one fork server. One exchange at a time (its lock);
+    the first that fails makes it broken for good: killed, never asked again."""
 
     def __init__(self, key: tuple[Any, ...]):
         from .._spawn import python_command
 
         self.key = key
         self.lock = threading.Lock()
-        self.lost = False
+        self.owner = 0  # the thread in an exchange (a finalizer that runs in it must not wait for itself)
+        self.broken = False
         self.children = 0
+        self.deferred: list[ForkedProcess] = []  # ended by a finalizer during an exchange: finished after it
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
@@ -183,37 +190,62 @@ class _Server:
             self.sock.settimeout(_START_SECONDS)
             if self.sock.recv(16) != b"ready":
                 raise _Lost("the fork server did not start")
-        except (OSError, _Lost):
+        except BaseException:
+            self.broke()
             self.close()
-            raise _Lost("the fork server did not start") from None
+            raise
 
     def ask(self, request: dict[str, Any], fds: tuple[int, ...] = ()) -> dict[str, Any]:
-        with self.lock:
-            if self.lost:  # once out of step (or stopped, or dead), never asked again
-                raise _Lost("the fork server was lost")
-            self.lost = True  # until the answer is in: an interrupted exchange leaves it out of step
-            try:
-                self.sock.settimeout(_REPLY_SECONDS)
-                socket.send_fds(self.sock, [json.dumps(request).encode()], list(fds))
-                reply = self.sock.recv(1 << 16)
-            except OSError as exc:
-                raise _Lost(str(exc)) from None
-            if not reply:
-                raise _Lost("the fork server is gone")
-            answer: dict[str, Any] = json.loads(reply)
-            self.lost = False
-            return answer
+        message = json.dumps(request).encode()  # (a value JSON cannot carry fails here, before the exchange)
+        try:
+            with self.lock:
+                self.owner = threading.get_ident()
+                answered = False
+                try:
+                    if self.broken:
+                        raise _Lost("the fork server was lost")
+                    self.sock.settimeout(_REPLY_SECONDS)
+                    socket.send_fds(self.sock, [message], list(fds))
+                    reply = self.sock.recv(1 << 16)
+                    if not reply:
+                        raise _Lost("the fork server is gone")
+                    answered = True
+                except OSError as exc:
+                    raise _Lost(str(exc)) from None
+                finally:
+                    self.owner = 0
+                    if not answered:
+                        self.broke()  # dead, stopped, or out of step after an interruption
+        finally:
+            while self.deferred:
+                self.deferred.pop().end()
+        answer: dict[str, Any] = json.loads(reply)
+        return answer
+
+    def broke(self) -> None:
+        if not self.broken:
+            self.broken = True
+            try:  # of no use now, and a stopped one would never see its socket close
+                self.proc.kill()
+            except OSError:  # pragma: no cover - already reaped
+                pass
 
     def alive(self) -> bool:
-        return not self.lost and self.proc.poll() is None
+        return not self.broken and self.proc.poll() is None
 
     def close(self) -> None:
-        self.sock.close()  # the server sees the end of its socket and exits
+        self.sock.close()  # a running server sees the end of its socket and exits
         try:
             self.proc.wait(1.0)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _exited(pidfd: int, timeout: float) -> bool:
+    poller = select.poll()  # (select() refuses descriptors past 1023)
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(int(timeout * 1000)))
 
 
 class ForkedProcess:
@@ -229,50 +261,96 @@ class ForkedProcess:
         self.pidfd = os.pidfd_open(pid)  # the server has not reaped it, so this is that process
 
     def exited(self) -> bool:
-        if self.pidfd < 0:
-            return True
-        return bool(select.select([self.pidfd], [], [], 0)[0])
+        return self.pidfd < 0 or _exited(self.pidfd, 0)
 
     def end(self) -> None:
-        """Kill its process group and reap it (through the server), once."""
+        """Kill its process group and reap it (through the server), once.
+        When the server cannot do it, kill this process through its pidfd:
+        the exit status is then unknown (None)."""
         if self.pidfd < 0:
             return
+        server = self.server
+        if server.owner == threading.get_ident():  # a finalizer, run inside this thread's exchange
+            self._kill()
+            server.deferred.append(self)  # killpg and reap after that exchange
+            return
         try:
-            self.returncode = self.server.ask({"op": "end", "pid": self.pid})["status"]
-        except _Lost:
-            # The server is gone, and with it what kept the group id ours:
-            # kill this process alone, through its pidfd, which cannot miss.
-            try:
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            select.select([self.pidfd], [], [], _END_SECONDS)
+            self.returncode = server.ask({"op": "end", "pid": self.pid})["status"]
+        except BaseException as exc:
+            # Without the server, what kept the group id ours is gone: the
+            # pidfd names this process and cannot miss.
+            self._kill()
+            _exited(self.pidfd, _END_SECONDS)
+            if not isinstance(exc, _Lost):
+                raise
         finally:
             os.close(self.pidfd)
             self.pidfd = -1
-            with _lock:
-                self.server.children -= 1
-                if _server is not self.server and self.server.children == 0:
-                    self.server.close()  # replaced meanwhile, and now unused
+            _release(server)
+
+    def _kill(self) -> None:
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except ProcessLookupError:  # pragma: no cover - reaped already
+            pass
 
 
-_lock = threading.Lock()
+def _release(server: _Server) -> None:
+    with _lock:
+        server.children -= 1
+        if _server is not server and server.children == 0:
+            server.close()  # replaced meanwhile, and now unused
+
+
+# Re-entrant: a finalizer that ends a child may run (garbage collection)
+# while this thread holds it.
+_lock = threading.RLock()
 _server: _Server | None = None
-_failed = False  # a server failed to start here: later loads start their children fresh
-_ENV_PREFIXES = ("PYTHON", "FERRULE_", "LD_", "GLIBC_", "MALLOC_")
+_failed_at: float | None = None  # when a server last failed to start: children start fresh for a while
+_RETRY_SECONDS = 60.0
+# Read by a new process at its start (the dynamic loader, libc, Python), so
+# a server started before a change cannot pass it on.
+_ENV_PREFIXES = ("PYTHON", "FERRULE_", "LD_", "GLIBC_", "MALLOC_", "LC_", "LANG")
+_LIMITS = [getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")]
 
 
-def _key() -> tuple[Any, ...]:
-    """What a fresh interpreter takes from the host at its start and the
-    server's children would otherwise inherit from an older host state:
-    with any of it changed, a new server is started."""
-    return (sys.executable, tuple(sorted((k, v) for k, v in os.environ.items()
-                                         if k.startswith(_ENV_PREFIXES) and k != "FERRULE_FORKSERVER")))
+def _c_environ() -> dict[bytes, bytes]:
+    """The process's environment as a fresh child would inherit it: libc's,
+    which also holds what C code set without os.environ knowing."""
+    import ctypes
+
+    env: dict[bytes, bytes] = {}
+    entries = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
+    i = 0
+    while entries[i] is not None:
+        key, _, value = entries[i].partition(b"=")
+        env.setdefault(key, value)
+        i += 1
+    return env
+
+
+def _key(environ: dict[bytes, bytes]) -> tuple[Any, ...]:
+    """What a new process takes from the host at its start and the server's
+    children would otherwise get from the host as it was when the server
+    started: with any of it changed, a new server is started."""
+    wanted = tuple(p.encode() for p in _ENV_PREFIXES)
+    return (sys.executable,
+            tuple(sorted((k, v) for k, v in environ.items() if k.startswith(wanted) and k != b"FERRULE_FORKSERVER")),
+            tuple(resource.getrlimit(r) for r in _LIMITS), os.getpriority(os.PRIO_PROCESS, 0),
+            tuple(sorted(os.sched_getaffinity(0))))
+
+
+def _umask() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    raise OSError("no umask in /proc/self/status")  # pragma: no cover - Linux < 4.7
 
 
 def _pidfds() -> bool:
     try:
         os.close(os.pidfd_open(os.getpid()))  # Linux 5.3, and not refused by a seccomp policy
+        _umask()
     except (AttributeError, OSError):
         return False
     return hasattr(socket, "send_fds")
@@ -284,13 +362,21 @@ _PIDFDS = _pidfds()
 def spawn(fds: tuple[int, int], memory_limit: int, cpu_limit: int) -> ForkedProcess | None:
     """A child for an isolated load, on channel fds[0] with lifeline fds[1];
     None when there is no fork server to ask (start one fresh instead)."""
-    global _server, _failed
-    if _failed or not _PIDFDS or os.environ.get("FERRULE_FORKSERVER") == "0":
+    global _server, _failed_at
+    if not _PIDFDS or os.environ.get("FERRULE_FORKSERVER") == "0":
         return None
-    key = _key()
-    request = {"op": "fork", "environ": dict(os.environ), "cwd": os.getcwd(), "path": sys.path,
+    if _failed_at is not None and time.monotonic() - _failed_at < _RETRY_SECONDS:
+        return None
+    try:
+        cwd = os.getcwd()
+    except OSError:  # removed: a fresh child inherits it as it is, a forked one could not
+        return None
+    environ = _c_environ()
+    key = _key(environ)
+    request = {"op": "fork", "environ": {os.fsdecode(k): os.fsdecode(v) for k, v in environ.items()}, "cwd": cwd,
+               "path": [p for p in sys.path if isinstance(p, str)], "umask": _umask(),
                "memory_limit": memory_limit, "cpu_limit": cpu_limit}
-    for attempt in range(2):  # a lost server is replaced once
+    for _attempt in range(2):  # a lost server is replaced once
         with _lock:
             server = _server
             if server is None or server.key != key or not server.alive():
@@ -298,44 +384,49 @@ def spawn(fds: tuple[int, int], memory_limit: int, cpu_limit: int) -> ForkedProc
                 try:
                     server = _server = _Server(key)
                 except (OSError, _Lost):
-                    _failed = True
+                    _failed_at = time.monotonic()
                     _server = None
                 if old is not None and old.children == 0:
                     old.close()
                 if server is None:
                     return None
             server.children += 1
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        pipes: list[int] = []
+        released = False
         try:
-            pid = int(server.ask(request, (*fds, out_w, err_w))["pid"])
-        except _Lost:
-            os.close(out_r)
-            os.close(err_r)
-            with _lock:
-                server.children -= 1
-                if _server is server:
-                    _server = None
-            continue
+            out_r, out_w = os.pipe()
+            pipes += (out_r, out_w)
+            err_r, err_w = os.pipe()
+            pipes += (err_r, err_w)
+            try:
+                pid = int(server.ask(request, (*fds, out_w, err_w))["pid"])
+            except _Lost:
+                released = True
+                _release(server)
+                continue  # (the pipes are closed below)
+            for fd in (out_w, err_w):
+                os.close(fd)
+                pipes.remove(fd)
+            try:
+                forked = ForkedProcess(server, pid, open(out_r, "rb"), open(err_r, "rb"))
+            except BaseException:
+                server.ask({"op": "end", "pid": pid})  # not handed on: the server's to kill and reap
+                raise
+            pipes.clear()
+            released = True  # the ForkedProcess gives it back when it ends
+            return forked
         finally:
-            os.close(out_w)
-            os.close(err_w)
-        try:
-            return ForkedProcess(server, pid, open(out_r, "rb"), open(err_r, "rb"))
-        except OSError:  # pragma: no cover - the pid is the server's unreaped child
-            os.close(out_r)
-            os.close(err_r)
-            server.ask({"op": "end", "pid": pid})
-            with _lock:
-                server.children -= 1
-            raise
+            for fd in pipes:
+                os.close(fd)
+            if not released:
+                _release(server)
     return None
 
 
 def _forget() -> None:
     """In a fork of the host: the server is the parent's (os.register_at_fork)."""
     global _server, _lock
-    _lock = threading.Lock()  # another thread may have held it at the fork
+    _lock = threading.RLock()  # another thread may have held it at the fork
     if _server is not None:
         _server.sock.close()
     _server = None

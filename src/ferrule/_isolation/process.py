@@ -287,24 +287,26 @@ class Stopper:
             if self.done:
                 return
             self.done = True
-            if isinstance(self.proc, forkserver.ForkedProcess):
-                self.proc.end()  # the fork server kills the group and reaps
-            else:
-                if self.proc.returncode is None:  # not reaped: the group id is still this child's
+            try:
+                if isinstance(self.proc, forkserver.ForkedProcess):
+                    self.proc.end()  # the fork server kills the group and reaps
+                else:
+                    if self.proc.returncode is None:  # not reaped: the group id is still this child's
+                        try:
+                            os.killpg(self.proc.pid, signal.SIGKILL)  # forks of the plugin too
+                        except (ProcessLookupError, PermissionError):
+                            pass
                     try:
-                        os.killpg(self.proc.pid, signal.SIGKILL)  # forks of the plugin too
-                    except (ProcessLookupError, PermissionError):
+                        self.proc.wait(CLOSE_SECONDS)
+                    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
                         pass
-                try:
-                    self.proc.wait(CLOSE_SECONDS)
-                except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
-                    pass
-            os.close(self.lifeline)
-            if self.area.fd >= 0:
-                os.close(self.area.fd)
-                self.area.fd = -1
-            if self.launch is not None:
-                self.launch.close()  # ends what is left in its cgroup
+            finally:  # even when interrupted (Ctrl-C) while it waits: the lifeline ends the child anyway
+                os.close(self.lifeline)
+                if self.area.fd >= 0:
+                    os.close(self.area.fd)
+                    self.area.fd = -1
+                if self.launch is not None:
+                    self.launch.close()  # ends what is left in its cgroup
 
 
 def describe_status(status: int) -> str:
