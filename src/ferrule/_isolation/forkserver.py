@@ -24,6 +24,7 @@ descriptors with it.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -62,6 +63,12 @@ def main() -> None:
     from .._plugin import plugin  # noqa: F401
     from . import child, remote  # noqa: F401
 
+    _warm_cffi()
+    # Every object so far is the children's too: kept out of their garbage
+    # collections, which would otherwise touch (and so copy) every page
+    # holding one.
+    gc.collect()
+    gc.freeze()
     sock.send(b"ready")
     while True:
         try:
@@ -79,6 +86,27 @@ def main() -> None:
                 os.close(fd)
             reply = {"status": _end(int(request["pid"]))}
         sock.send(json.dumps(reply).encode())
+
+
+# The C types the load path names as text: cffi parses each (pycparser,
+# about a millisecond apiece) the first time an FFI sees it, so the server
+# does that once for all its children. Only speed depends on this list.
+_TYPES = ("uintptr_t", "long", "void *", "void **", "const char *", "char[]", "char[1]", "const ferrule_object *",
+          "ferrule_value *", "ferrule_value[]", "ferrule_value[1]", "ferrule_host *", "ferrule_fn *",
+          "ferrule_entry_fn", "struct link_map **", "struct timespec *")
+
+
+def _warm_cffi() -> None:
+    from .._abi.ffi import ffi
+    from .._loader import posix
+    from . import channel
+
+    for each in (ffi, posix._ffi, channel._ffi):
+        for name in _TYPES:
+            try:
+                each.typeof(name)
+            except Exception:  # not declared in this one
+                pass
 
 
 def _fork(sock: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
