@@ -108,12 +108,13 @@ def test_c_cannot_write_into_immutable_bytes() -> None:
     libc = ferrule.Library("c")  # glibc's libc.so is a linker script: resolved via ldconfig
     memset = libc.function("memset", "void *(void *, int, size_t)")
     frozen = b"immutable"
-    memset(frozen, 0x41, 3)
+    with pytest.raises(TypeError, match="bytes is immutable, and the function may write through this void"):
+        memset(frozen, 0x41, 3)  # refused, not written into a copy that is then lost
     assert frozen == b"immutable"
     buffer = bytearray(b"mutable")
     memset(buffer, 0x41, 3)
     assert buffer == bytearray(b"AAAable")
-    with pytest.raises(TypeError, match="expected bytes-like, int address or None"):
+    with pytest.raises(TypeError, match="expected a buffer, a pointer from Declarations.new, an int address or None"):
         memset(True, 0, 0)
 
 

@@ -52,6 +52,7 @@ if _TYPE_CHECKING:
     from ._isolation.plugin import IsolatedFunction, IsolatedPlugin
     from ._load import load
     from ._loader import Library, library_file_name
+    from ._loader.cdecl import Callback, CFunction, Declarations, Owned
     from ._plugin.plugin import Plugin
     from ._sandbox import Sandbox, SandboxReport
     from ._scan.discover import discover
@@ -70,6 +71,10 @@ _LAZY = {
     "IsolatedPlugin": "._isolation.plugin",
     "load": "._load",
     "Library": "._loader",
+    "Callback": "._loader.cdecl",
+    "CFunction": "._loader.cdecl",
+    "Declarations": "._loader.cdecl",
+    "Owned": "._loader.cdecl",
     "library_file_name": "._loader",
     "Plugin": "._plugin.plugin",
     "Sandbox": "._sandbox",
@@ -115,7 +120,10 @@ __all__ = [
     "AbiVersionError",
     "AcceleratorWarning",
     "BadMagicError",
+    "CFunction",
     "CallCancelledError",
+    "Callback",
+    "Declarations",
     "DescriptorError",
     "DescriptorTooSmallError",
     "FerruleError",
@@ -134,6 +142,7 @@ __all__ = [
     "PinMismatchError",
     "UnsafeFileError",
     "NotALibraryError",
+    "Owned",
     "Plugin",
     "PluginCallError",
     "PluginClosedError",

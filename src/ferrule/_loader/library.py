@@ -7,9 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
-
-import cffi
+from typing import TYPE_CHECKING, Any
 
 from .._errors import (
     LibraryError,
@@ -24,10 +22,11 @@ from .ldcache import versioned
 from .posix import loaded_path, open_library  # the raw layer; a Windows one would be chosen here
 from .posix import symbol as find_symbol
 
+if TYPE_CHECKING:
+    from .cdecl import CFunction, Declarations
+
 __all__ = ["Library", "as_path", "ferrule_path", "library_file_name", "plugin_file"]
 
-# Library.function's own cffi namespace: C signatures that users declare.
-ffi = cffi.FFI()
 
 
 def library_file_name(name: str) -> str:
@@ -144,8 +143,26 @@ class Library:
 
     __module__ = "ferrule"
 
-    def __init__(self, name: str | os.PathLike[str], *, search_dirs: Iterable[str | os.PathLike[str]] | None = None):
+    def __init__(self, name: str | os.PathLike[str], *, search_dirs: Iterable[str | os.PathLike[str]] | None = None,
+                 declarations: Declarations | str | None = None):
         self._handle, self.path = self._open(name, search_dirs)
+        self._decls: Declarations | None = None
+        if declarations is not None:
+            self._decls = declarations if not isinstance(declarations, str) else _declarations(declarations)
+
+    @property
+    def declarations(self) -> Declarations:
+        """The C declarations this library's functions are read against: its
+        own unless one was passed in (made on first use)."""
+        if self._decls is None:
+            self._decls = _declarations()
+        return self._decls
+
+    def cdef(self, text: str) -> None:
+        """Declare C text (say, the library's header: typedefs, structs,
+        enums, prototypes) in this library's declarations. A declared
+        prototype makes the signature of ``function`` optional."""
+        self.declarations.cdef(text)
 
     @property
     def handle(self) -> int:
@@ -196,6 +213,7 @@ class Library:
         just read (None: not known), without reading it again."""
         library = cls.__new__(cls)
         library._handle, library.path = cls._open_file(path, mode)
+        library._decls = None
         return library
 
     @staticmethod
@@ -240,69 +258,42 @@ class Library:
             )
         return address
 
-    def function(self, name: str, signature: str) -> Callable[..., Any]:
+    def function(self, name: str, signature: str | None = None, *, free: Callable[[Any], Any] | None = None) -> CFunction:
         """Look up ``name`` and return it as a Python callable of C type ``signature``.
 
         ``signature`` is a C function type without the name, e.g.
-        ``"unsigned long (unsigned long, const unsigned char *, unsigned int)"``.
-        Integer and float arguments convert as in C; bytes-like objects pass
-        as pointers (borrowed for the call); a ``char *`` result becomes bytes
-        (None for NULL), any other pointer result an int address.
+        ``"unsigned long (unsigned long, const unsigned char *, unsigned int)"``,
+        and may use the types declared with ``cdef``; leave it out for a
+        function whose prototype ``cdef`` declared. Arguments are checked
+        and converted (see docs/calling-c.md): numbers; for pointers None, an
+        int address, a value from ``declarations.new``, or a buffer (one
+        that is immutable only where the parameter is const, and at least
+        one element long); for function pointers a Python callable (alive
+        for the call) or a ``Callback``; variadic extras as ``(type, value)``.
+
+        A ``char *`` result is copied to bytes (None for NULL), a declared
+        struct pointer stays a cffi pointer, a function pointer becomes a
+        callable, any other pointer an int address. With ``free`` (say,
+        ``libc.function("free", "void (void *)")``) a pointer result is the
+        caller's: it comes back as ``Owned``, freed with that function.
         """
-        cut = signature.find("(")
-        if cut <= 0:
-            raise ValueError(f"C signature {signature!r} has no return type and parameter list")
-        try:
-            ctype = ffi.typeof(f"{signature[:cut]}(*){signature[cut:]}")
-        except (cffi.CDefError, cffi.FFIError) as exc:
-            raise ValueError(f"C signature {signature!r} does not parse: {exc}") from None
-        pointer = ffi.cast(ctype, self.symbol(name))
-        return _CFunction(name, signature, pointer, ctype)
+        from .cdecl import CFunction
+
+        decls = self.declarations
+        if signature is None:
+            signature = decls.prototype(name)
+            if signature is None:
+                raise ValueError(f"no prototype of {name!r} is declared: pass its signature, e.g. "
+                                 f"lib.function({name!r}, \"int (int)\"), or declare it with lib.cdef(...)")
+        ctype, const = decls._signature(signature)
+        if const is None:
+            proto = decls._protos.get(name)
+            const = proto.const if proto is not None and proto.text == signature else None
+        pointer = decls.ffi.cast(ctype, self.symbol(name))
+        return CFunction(decls, name, signature, pointer, ctype, const, free)
 
 
-class _CFunction:
-    """A C function pointer with Python-friendly argument and result conversion."""
+def _declarations(text: str = "") -> Declarations:
+    from .cdecl import Declarations
 
-    def __init__(self, name: str, signature: str, pointer: Any, ctype: Any):
-        self.__name__ = name
-        self._signature = signature
-        self._pointer = pointer
-        self._params = ctype.args
-        result = ctype.result
-        self._char_result = result.kind == "pointer" and result.item.cname == "char"
-        self._pointer_result = result.kind == "pointer"
-
-    def __repr__(self) -> str:
-        return f"<ferrule C function {self.__name__}: {self._signature}>"
-
-    def __call__(self, *args: Any) -> Any:
-        if len(args) != len(self._params):
-            raise TypeError(f"{self.__name__}() takes {len(self._params)} arguments ({len(args)} given)")
-        keep: list[Any] = []  # copies must outlive the call: a cast does not own them
-        converted = [self._convert(i, t, a, keep) for i, (t, a) in enumerate(zip(self._params, args))]
-        result = self._pointer(*converted)
-        del keep
-        if self._char_result:
-            return None if result == ffi.NULL else ffi.string(result)
-        if self._pointer_result:
-            return int(ffi.cast("uintptr_t", result))
-        return result
-
-    def _convert(self, index: int, ctype: Any, value: Any, keep: list[Any]) -> Any:
-        if ctype.kind != "pointer":
-            return value
-        if value is None:
-            return ffi.NULL
-        if isinstance(value, int) and not isinstance(value, bool):
-            return ffi.cast(ctype, value)
-        if isinstance(value, bytes) or (isinstance(value, memoryview) and value.readonly):
-            # cffi types do not record const: never let C write into immutable bytes.
-            copy = ffi.new("char[]", bytes(value))
-            keep.append(copy)
-            return ffi.cast(ctype, copy)
-        if isinstance(value, (bytearray, memoryview)):
-            return ffi.from_buffer(ctype, value, require_writable=True)
-        raise TypeError(
-            f"{self.__name__}() argument {index + 1}: expected bytes-like, int address or None for "
-            f"{ctype.cname}, got {type(value).__name__}"
-        )
+    return Declarations(text)

@@ -1,0 +1,578 @@
+"""C declarations and calls through them, for any C library: ferrule's
+equivalent of cffi's ABI mode, built on cffi (which parses and calls) with
+the checks cffi leaves to the caller.
+
+Each ``Declarations`` is a namespace of its own (one cffi FFI), so two
+libraries can both declare ``struct config`` and ferrule's own types never
+collide with a user's. What cffi does not keep, this module does: which
+pointer parameters are ``const`` (cffi drops the qualifier), and the
+prototypes declared in C text, read with pycparser (cffi's own parser).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import cffi
+import pycparser
+from cffi import commontypes, model
+from pycparser import c_ast
+
+__all__ = ["CFunction", "Callback", "Declarations", "Owned"]
+
+_log = logging.getLogger("ferrule")
+
+# Names cffi knows without a declaration: pycparser must be told they are types.
+_C_WORDS = {"char", "short", "int", "long", "float", "double", "signed", "unsigned", "void", "_Bool", "_Complex"}
+_KNOWN_TYPES = sorted(n for n in set(commontypes.COMMON_TYPES) | set(model.PrimitiveType.ALL_PRIMITIVE_TYPES)
+                      if n.isidentifier() and n not in _C_WORDS)
+
+
+class _Proto:
+    """A function type as declared: its C text and which pointer parameters
+    point at const data (cffi does not keep that)."""
+
+    __slots__ = ("const", "text")
+
+    def __init__(self, text: str, const: tuple[bool, ...]):
+        self.text = text
+        self.const = const
+
+
+def _const_target(node: Any) -> bool:
+    """Whether a parameter's pointer (or array) points at const data."""
+    if isinstance(node, (c_ast.PtrDecl, c_ast.ArrayDecl)):
+        inner = node.type
+        return "const" in getattr(inner, "quals", [])
+    return False
+
+
+def _params_const(func: c_ast.FuncDecl) -> tuple[bool, ...]:
+    params = func.args.params if func.args is not None else []
+    out = []
+    for p in params:
+        if isinstance(p, c_ast.EllipsisParam):
+            continue
+        kind = getattr(p, "type", None)
+        if isinstance(kind, c_ast.TypeDecl) and isinstance(kind.type, c_ast.IdentifierType) and kind.type.names == ["void"]:
+            continue  # (void)
+        out.append(_const_target(kind))
+    return tuple(out)
+
+
+_LINE = re.compile(r":(\d+):(\d+):")
+
+
+def _pointing(text: str, message: str) -> str:
+    """cffi's parse error, with the line of the user's text it names."""
+    last = message.splitlines()[-1] if message else ""
+    found = _LINE.search(last)
+    if found is None:
+        return message.replace("\n", " ")
+    detail = last[found.end():].strip()
+    lines = text.splitlines()
+    number = int(found.group(1))
+    where = f"line {number}, {lines[number - 1].strip()!r}," if 0 < number <= len(lines) else f"line {number}"
+    return (f"{where} does not parse ({detail or 'a syntax error'}): check the syntax there, and that each type "
+            "it names is declared first")
+
+
+class Declarations:
+    """C declarations (typedefs, structs, unions, enums, function types and
+    prototypes), taken from C text such as a library's header, in a
+    namespace of their own. A ``Library`` has one; pass one to several
+    libraries to share it.
+
+    Values are cffi objects: ``new("struct point *", [1, 2])`` allocates
+    (freed with the object), fields read and write as attributes, and
+    ``new("int[8]")`` makes an array."""
+
+    __module__ = "ferrule"
+
+    def __init__(self, text: str = ""):
+        self.ffi = cffi.FFI()
+        self._protos: dict[str, _Proto] = {}
+        self._typedefs: list[str] = []
+        if text:
+            self.cdef(text)
+
+    def __repr__(self) -> str:
+        return f"<ferrule.Declarations: {len(self._protos)} functions, {len(self._typedefs)} typedefs>"
+
+    # -- declaring
+
+    def cdef(self, text: str) -> None:
+        """Declare the C text's types and prototypes here. Raises ValueError
+        naming the line that does not parse; nothing of a failed text is kept."""
+        try:
+            self.ffi.cdef(text)
+        except (cffi.CDefError, cffi.FFIError) as exc:
+            raise ValueError(f"cannot declare this C text: {_pointing(text, str(exc))}") from None
+        tree = self._parse(text)
+        if tree is None:
+            return
+        for node in tree.ext:
+            if isinstance(node, c_ast.Typedef):
+                self._typedefs.append(node.name)
+            elif isinstance(node, c_ast.Decl) and isinstance(node.type, c_ast.FuncDecl):
+                func = node.type
+                self._protos[node.name] = _Proto(self._text_of(func), _params_const(func))
+
+    def _parse(self, text: str) -> c_ast.FileAST | None:
+        """The text as pycparser reads it (preprocessor lines dropped, known
+        type names declared first), or None when it cannot: then const
+        pointers there are not known, and such pointers refuse bytes."""
+        body = "\n".join("" if line.lstrip().startswith("#") else line for line in text.splitlines())
+        prelude = "".join(f"typedef int {name};\n" for name in (*_KNOWN_TYPES, *self._typedefs))
+        try:
+            tree: c_ast.FileAST = pycparser.CParser().parse(prelude + body)
+        except pycparser.c_parser.ParseError:
+            return None
+        tree.ext = tree.ext[prelude.count("\n"):]
+        return tree
+
+    @staticmethod
+    def _text_of(func: c_ast.FuncDecl) -> str:
+        from pycparser import c_generator
+
+        generator = c_generator.CGenerator()
+        result = generator.visit(func.type)
+        params = generator.visit(func.args) if func.args is not None else ""
+        return f"{result} ({params})"
+
+    def prototype(self, name: str) -> str | None:
+        """The C function type declared for ``name`` (by ``cdef``), or None."""
+        proto = self._protos.get(name)
+        return None if proto is None else proto.text
+
+    def _signature(self, signature: str) -> tuple[Any, tuple[bool, ...] | None]:
+        """The cffi function type of a signature text, and its const flags."""
+        cut = signature.find("(")
+        if cut <= 0:
+            raise ValueError(f"C signature {signature!r} has no return type and parameter list")
+        text = f"{signature[:cut]}(*){signature[cut:]}"
+        try:
+            ctype = self.ffi.typeof(text)
+        except (cffi.CDefError, cffi.FFIError) as exc:
+            raise ValueError(f"C signature {signature!r} does not parse: {_pointing(text, str(exc))}") from None
+        except TypeError as exc:  # a struct by value that is only named, not declared
+            raise ValueError(f"C signature {signature!r}: {exc}; declare the struct's fields first "
+                             "(Library.cdef or Declarations.cdef, with its definition from the header)") from None
+        const = None
+        tree = self._parse(f"{signature[:cut]} (*__ferrule_sig){signature[cut:]};")
+        if tree is not None and tree.ext and isinstance(tree.ext[-1].type, c_ast.PtrDecl):
+            inner = tree.ext[-1].type.type
+            if isinstance(inner, c_ast.FuncDecl):
+                const = _params_const(inner)
+        return ctype, const
+
+    # -- values
+
+    def new(self, ctype: str, init: Any = None) -> Any:
+        """A new C object of ``ctype`` (a pointer or array type), zeroed or
+        set from ``init``; freed when the returned object is."""
+        return self._typed(lambda: self.ffi.new(ctype, init), ctype)
+
+    def cast(self, ctype: str, value: Any) -> Any:
+        """``value`` as a C value of ``ctype``: a number, or an address (int)
+        as a typed pointer. Also a variadic argument's type."""
+        return self._typed(lambda: self.ffi.cast(ctype, value), ctype)
+
+    def sizeof(self, ctype: str) -> int:
+        return int(self._typed(lambda: self.ffi.sizeof(ctype), ctype))
+
+    def at(self, ctype: str, address: int) -> Any:
+        """The memory at ``address`` as a ``ctype`` pointer (say ``"struct tm *"``):
+        read and write its fields. Borrowed: it owns nothing."""
+        pointer = self.cast(ctype, address)
+        if self.ffi.typeof(pointer).kind != "pointer":
+            raise ValueError(f"at() needs a pointer type, got {ctype!r}: write {ctype + ' *'!r}")
+        return pointer
+
+    def string(self, pointer: Any, length: int | None = None) -> bytes:
+        """The bytes of a C string (up to its NUL), or ``length`` bytes, at a
+        pointer or an address."""
+        if isinstance(pointer, int):
+            if not pointer:
+                raise ValueError("string() of a NULL address")
+            pointer = self.ffi.cast("char *", pointer)
+        if pointer == self.ffi.NULL:
+            raise ValueError("string() of a NULL pointer")
+        raw = self.ffi.string(pointer) if length is None else self.ffi.buffer(pointer, length)[:]
+        return bytes(raw)
+
+    def address(self, pointer: Any) -> int:
+        """The address a pointer (or array) holds, as an int."""
+        return int(self.ffi.cast("uintptr_t", pointer))
+
+    def _typed(self, make: Callable[[], Any], ctype: str) -> Any:
+        try:
+            return make()
+        except (cffi.CDefError, cffi.FFIError) as exc:
+            raise ValueError(f"C type {ctype!r} does not parse: {_pointing(ctype, str(exc))}") from None
+        except (TypeError, ValueError) as exc:
+            if "unknown size" not in str(exc):
+                raise
+            raise ValueError(f"C type {ctype!r}: {exc}: its fields are not declared here; declare them first "
+                             "(cdef, with the definition from the header)") from None
+
+    # -- functions
+
+    def callback(self, signature: str, fn: Callable[..., Any]) -> Callback:
+        """``fn`` as a C function pointer of type ``signature`` (``"int (const
+        void *, const void *)"``), valid until ``close()``: for C that keeps
+        the pointer past the call it was passed to."""
+        ctype, _ = self._signature(signature)
+        return Callback(self, ctype, fn, signature)
+
+    def function_at(self, pointer: Any, signature: str | None = None, name: str = "") -> CFunction:
+        """A callable for a function pointer: a struct field, a returned
+        pointer, or an address (then ``signature`` is required), with the
+        same argument checks as ``Library.function``."""
+        if isinstance(pointer, Callback):
+            pointer = pointer.pointer
+        const = None
+        if isinstance(pointer, self.ffi.CData):
+            ctype = self.ffi.typeof(pointer)
+            if ctype.kind != "function":
+                raise TypeError(f"function_at() needs a function pointer, got a {ctype.cname}")
+            if signature is not None:
+                ctype, const = self._signature(signature)
+                pointer = self.ffi.cast(ctype, pointer)
+        elif isinstance(pointer, int) and not isinstance(pointer, bool):
+            if signature is None:
+                raise TypeError("function_at() of an address needs its signature, e.g. \"int (int, int)\"")
+            ctype, const = self._signature(signature)
+            pointer = self.ffi.cast(ctype, pointer)
+        else:
+            raise TypeError(f"function_at() needs a function pointer or an address, got {type(pointer).__name__}")
+        if pointer == self.ffi.NULL:
+            raise ValueError(f"{name or 'function_at()'}: the function pointer is NULL: there is nothing to call")
+        return CFunction(self, name or "function", signature or ctype.cname, pointer, ctype, const)
+
+
+# -- calls in flight, for the exceptions of callbacks made during them
+
+_current = threading.local()
+
+
+@contextmanager
+def _collecting(errors: list[BaseException]) -> Iterator[None]:
+    stack = getattr(_current, "stack", None)
+    if stack is None:
+        stack = _current.stack = []
+    stack.append(errors)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def _report(exc: BaseException, what: str) -> bool:
+    """Give a callback's exception to the innermost call in flight on this
+    thread, which raises it when C returns; else log it (False)."""
+    stack = getattr(_current, "stack", None)
+    if stack:
+        stack[-1].append(exc)
+        return True
+    _log.error("%s raised, called from C outside any call through ferrule", what, exc_info=exc)
+    return False
+
+
+class Callback:
+    """A Python function as a C function pointer, alive until ``close()``
+    (or the end of a ``with`` block). An exception it raises while a call
+    through ferrule runs on its thread is raised by that call when C
+    returns; at other times it is logged (logger ``ferrule``) and kept in
+    ``errors``. C must not call the pointer after ``close()``."""
+
+    __module__ = "ferrule"
+
+    def __init__(self, decls: Declarations, ctype: Any, fn: Callable[..., Any], signature: str):
+        if not callable(fn):
+            raise TypeError(f"a callback must be callable, got {type(fn).__name__}")
+        self.signature = signature
+        self.errors: list[BaseException] = []
+        self._decls = decls
+        self._fn = fn
+        what = f"callback {getattr(fn, '__qualname__', fn)!r}"
+
+        def failed(exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+            if exc is None:  # pragma: no cover - cffi always passes the instance
+                exc = exc_type()
+            assert exc is not None
+            if not _report(exc.with_traceback(tb), what):
+                self.errors.append(exc)
+
+        self._pointer: Any = decls.ffi.callback(ctype, fn, onerror=failed)
+
+    @property
+    def pointer(self) -> Any:
+        """The C function pointer (a cffi object)."""
+        if self._pointer is None:
+            raise ValueError(f"the callback for {self.signature!r} is closed")
+        return self._pointer
+
+    @property
+    def address(self) -> int:
+        return self._decls.address(self.pointer)
+
+    @property
+    def closed(self) -> bool:
+        return self._pointer is None
+
+    def close(self) -> None:
+        """Free the C pointer's trampoline. Idempotent."""
+        self._pointer = None
+
+    def __enter__(self) -> Callback:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"at {self.address:#x}"
+        return f"<ferrule.Callback {self.signature!r} {state}>"
+
+
+class Owned:
+    """A pointer a C function returned whose memory the caller frees (the
+    declaration said with which function): ``close()``, the end of a
+    ``with`` block or garbage collection frees it, once."""
+
+    __module__ = "ferrule"
+
+    def __init__(self, decls: Declarations, pointer: Any, free: Callable[[Any], Any], what: str):
+        self._decls = decls
+        self.what = what
+        self.address = decls.address(pointer)
+        self._pointer = pointer
+        self._finalizer = weakref.finalize(self, free, pointer)
+
+    @property
+    def pointer(self) -> Any:
+        if not self._finalizer.alive:
+            raise ValueError(f"{self.what} was freed")
+        return self._pointer
+
+    def read(self, length: int | None = None) -> bytes:
+        """The C string it points at (up to the NUL), or ``length`` bytes."""
+        return self._decls.string(self.pointer, length)
+
+    def __bytes__(self) -> bytes:
+        return self.read()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def close(self) -> None:
+        """Free it now (the declared free function). Idempotent."""
+        self._finalizer()
+
+    def __enter__(self) -> Owned:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ferrule.Owned {self.what} at {self.address:#x}{' (freed)' if self.closed else ''}>"
+
+
+class CFunction:
+    """A C function pointer called through its declared type: arguments are
+    checked and converted (a clear TypeError or ValueError otherwise), a
+    Python callable may stand for a function pointer, and results come back
+    as Python values, or as ``Owned`` when the declaration names a free
+    function."""
+
+    __module__ = "ferrule"
+
+    def __init__(self, decls: Declarations, name: str, signature: str, pointer: Any, ctype: Any,
+                 const: tuple[bool, ...] | None, free: Callable[[Any], Any] | None = None):
+        self.__name__ = name
+        self.signature = signature
+        self._decls = decls
+        self._ffi = decls.ffi
+        self._pointer = pointer
+        self._params: tuple[Any, ...] = ctype.args
+        self._variadic = bool(ctype.ellipsis)
+        self._const = const if const is not None and len(const) == len(self._params) else (False,) * len(self._params)
+        self._result = ctype.result
+        self._free = free
+        result = ctype.result
+        if free is not None and result.kind != "pointer":
+            raise ValueError(f"{name}: free= is for a function that returns a pointer, and {signature!r} returns "
+                             f"{result.cname}")
+
+    @property
+    def address(self) -> int:
+        return self._decls.address(self._pointer)
+
+    def __int__(self) -> int:
+        return self.address
+
+    def __index__(self) -> int:
+        return self.address
+
+    def __repr__(self) -> str:
+        return f"<ferrule C function {self.__name__}: {self.signature}>"
+
+    def __call__(self, *args: Any) -> Any:
+        n = len(self._params)
+        if len(args) != n and not (self._variadic and len(args) > n):
+            more = " or more" if self._variadic else ""
+            raise TypeError(f"{self.__name__}() takes {n}{more} arguments ({len(args)} given)")
+        keep: list[Any] = []  # what must outlive the call: copies, callbacks made for it
+        converted = [self._convert(i, t, a, keep) for i, (t, a) in enumerate(zip(self._params, args))]
+        converted += [self._extra(n + i, a, keep) for i, a in enumerate(args[n:])]
+        errors: list[BaseException] = []
+        with _collecting(errors):
+            result = self._pointer(*converted)
+        del keep
+        if errors:
+            raise errors[0]
+        return self._python_result(result)
+
+    # -- arguments
+
+    def _where(self, index: int) -> str:
+        return f"{self.__name__}() argument {index + 1}"
+
+    def _convert(self, index: int, ctype: Any, value: Any, keep: list[Any]) -> Any:
+        ffi = self._ffi
+        kind = ctype.kind
+        if isinstance(value, Callback):
+            value = value.pointer
+        if isinstance(value, ffi.CData):
+            return value  # cffi checks the type
+        if kind == "function":
+            if value is None:
+                return ffi.NULL
+            if isinstance(value, CFunction):
+                return ffi.cast(ctype, value._pointer)
+            if callable(value):
+                made = ffi.callback(ctype, value, onerror=self._callback_failed)
+                keep.append(made)  # for this call only: C must not keep it (use Declarations.callback)
+                return made
+            if isinstance(value, int) and not isinstance(value, bool):
+                return ffi.cast(ctype, value)
+            raise TypeError(f"{self._where(index)}: expected a Python callable, a ferrule.Callback or None for "
+                            f"{ctype.cname}, got {type(value).__name__}")
+        if kind == "pointer":
+            return self._pointer_arg(index, ctype, value, keep)
+        if kind in ("struct", "union"):
+            if isinstance(value, (dict, list, tuple)):
+                made = self._decls.new(ctype.cname + " *", value)
+                keep.append(made)
+                return made[0]
+            raise TypeError(f"{self._where(index)}: expected a {ctype.cname} (Declarations.new(...)[0]) or a dict "
+                            f"or list of its fields, got {type(value).__name__}")
+        if kind == "primitive" and isinstance(value, bool) and ctype.cname not in ("_Bool", "bool"):
+            raise TypeError(f"{self._where(index)}: expected a number for {ctype.cname}, got bool")
+        return value
+
+    def _pointer_arg(self, index: int, ctype: Any, value: Any, keep: list[Any], const: bool | None = None) -> Any:
+        ffi = self._ffi
+        if value is None:
+            return ffi.NULL
+        if isinstance(value, CFunction):
+            return ffi.cast(ctype, value._pointer)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return ffi.cast(ctype, value)
+        if isinstance(value, Owned):
+            return ffi.cast(ctype, value.pointer)
+        if isinstance(value, str):
+            raise TypeError(f"{self._where(index)}: expected bytes for {ctype.cname}, got str: encode it, "
+                            "e.g. text.encode()")
+        try:
+            view = memoryview(value)
+        except TypeError:
+            raise TypeError(f"{self._where(index)}: expected a buffer, a pointer from Declarations.new, an int "
+                            f"address or None for {ctype.cname}, got {type(value).__name__}") from None
+        if const is None:
+            const = self._const[index] if index < len(self._const) else False
+        if view.readonly and not const:
+            raise TypeError(f"{self._where(index)}: {type(value).__name__} is immutable, and the function may write "
+                            f"through this {ctype.cname} (the parameter is not const): pass a bytearray, an "
+                            "array.array or a writable numpy array")
+        if not view.c_contiguous:
+            raise ValueError(f"{self._where(index)}: the buffer is not C-contiguous: pass a contiguous copy")
+        item = ctype.item
+        try:
+            need = ffi.sizeof(item) if item.kind not in ("void", "function") else 0
+        except (ValueError, ffi.error):
+            need = 0  # an opaque struct: its size is not known here
+        if item.kind == "primitive" and item.cname == "char":
+            need = 0  # char *: text or bytes of any length
+        if view.nbytes < need:
+            raise ValueError(f"{self._where(index)}: the buffer holds {view.nbytes} byte{'s' if view.nbytes != 1 else ''}, "
+                             f"less than one {item.cname} ({need} bytes) that {ctype.cname} points at: pass "
+                             f"Declarations.new({item.cname + ' *'!r}) or a buffer of at least {need} bytes")
+        if isinstance(value, bytes) and item.kind == "primitive" and item.cname == "char":
+            copy = ffi.new("char[]", value)  # NUL-terminated, as C text needs
+            keep.append(copy)
+            return ffi.cast(ctype, copy)
+        pointer = ffi.from_buffer(ctype, value, require_writable=not const)
+        if need > 1 and view.nbytes and self._decls.address(pointer) % ffi.alignof(item):
+            raise ValueError(f"{self._where(index)}: the buffer is not aligned for {item.cname}: pass a copy, "
+                             "e.g. bytearray(x) or numpy.array(x)")
+        return pointer
+
+    def _extra(self, index: int, value: Any, keep: list[Any]) -> Any:
+        """A variadic extra argument: C has no type for it, so the caller
+        gives one: a cffi value (Declarations.cast) or a (type, value) pair."""
+        if isinstance(value, self._ffi.CData):
+            return value
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+            text, raw = value
+            try:
+                ctype = self._ffi.typeof(text)
+            except (cffi.CDefError, cffi.FFIError) as exc:
+                raise ValueError(f"{self._where(index)}: C type {text!r} does not parse: {exc}") from None
+            if ctype.kind == "pointer":
+                pointee = text[: text.rfind("*")].rsplit("*", 1)[-1]  # what the last * points at
+                converted = self._pointer_arg(index, ctype, raw, keep, const="const" in pointee.split())
+                return self._ffi.cast(ctype, converted)
+            return self._ffi.cast(ctype, raw)
+        raise TypeError(f"{self._where(index)} is a variadic extra: give its C type with it, e.g. ('int', 5), "
+                        "('double', 1.5) or ('const char *', b'text'), or a Declarations.cast value")
+
+    def _callback_failed(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:  # pragma: no cover - cffi always passes the instance
+            exc = exc_type()
+        assert exc is not None
+        _report(exc.with_traceback(tb), f"a callback passed to {self.__name__}()")
+
+    # -- the result
+
+    def _python_result(self, result: Any) -> Any:
+        ctype = self._result
+        kind = ctype.kind
+        ffi = self._ffi
+        if kind == "void":
+            return None
+        if kind == "pointer":
+            if result == ffi.NULL:
+                return None
+            if self._free is not None:
+                return Owned(self._decls, result, self._free, f"the result of {self.__name__}()")
+            item = ctype.item
+            if item.kind == "primitive" and item.cname == "char":
+                return bytes(ffi.string(result))  # borrowed text: copied, the library keeps its memory
+            if item.kind in ("struct", "union") and item.fields is not None:
+                return result  # a declared struct: its fields, in place
+            return self._decls.address(result)
+        if kind == "function":
+            if result == ffi.NULL:
+                return None
+            return CFunction(self._decls, f"the result of {self.__name__}()", ctype.cname, result, ctype, None)
+        return result  # numbers, and structs by value as cffi objects
