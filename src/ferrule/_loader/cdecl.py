@@ -15,8 +15,7 @@ import logging
 import re
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import cffi
@@ -262,18 +261,6 @@ class Declarations:
 _current = threading.local()
 
 
-@contextmanager
-def _collecting(errors: list[BaseException]) -> Iterator[None]:
-    stack = getattr(_current, "stack", None)
-    if stack is None:
-        stack = _current.stack = []
-    stack.append(errors)
-    try:
-        yield
-    finally:
-        stack.pop()
-
-
 def _report(exc: BaseException, what: str) -> bool:
     """Give a callback's exception to the innermost call in flight on this
     thread, which raises it when C returns; else log it (False)."""
@@ -387,6 +374,12 @@ class Owned:
         return f"<ferrule.Owned {self.what} at {self.address:#x}{' (freed)' if self.closed else ''}>"
 
 
+_FLOATS = ("float", "double", "long double")
+_PLAIN: dict[str, type] = {name: float for name in _FLOATS}
+_PLAIN.update({name: int for name in model.PrimitiveType.ALL_PRIMITIVE_TYPES
+               if model.PrimitiveType.ALL_PRIMITIVE_TYPES[name] == "i" and name not in ("_Bool", "bool")})
+
+
 class CFunction:
     """A C function pointer called through its declared type: arguments are
     checked and converted (a clear TypeError or ValueError otherwise), a
@@ -409,6 +402,10 @@ class CFunction:
         self._result = ctype.result
         self._free = free
         result = ctype.result
+        # Per parameter, the Python type that passes to cffi as it is (None:
+        # every value is converted here): numbers for numbers.
+        self._checks = [(i, _PLAIN.get(t.cname) if t.kind == "primitive" else None) for i, t in enumerate(self._params)]
+        self._plain_result = result.kind == "primitive"
         if free is not None and result.kind != "pointer":
             raise ValueError(f"{name}: free= is for a function that returns a pointer, and {signature!r} returns "
                              f"{result.cname}")
@@ -432,15 +429,26 @@ class CFunction:
             more = " or more" if self._variadic else ""
             raise TypeError(f"{self.__name__}() takes {n}{more} arguments ({len(args)} given)")
         keep: list[Any] = []  # what must outlive the call: copies, callbacks made for it
-        converted = [self._convert(i, t, a, keep) for i, (t, a) in enumerate(zip(self._params, args))]
-        converted += [self._extra(n + i, a, keep) for i, a in enumerate(args[n:])]
+        converted = list(args)
+        for i, plain in self._checks:
+            value = args[i]
+            if type(value) is not plain:  # a float for a double, an int for an int: cffi checks its range
+                converted[i] = self._convert(i, self._params[i], value, keep)
+        if len(args) > n:
+            converted[n:] = [self._extra(n + i, a, keep) for i, a in enumerate(args[n:])]
+        stack = getattr(_current, "stack", None)
+        if stack is None:
+            stack = _current.stack = []
         errors: list[BaseException] = []
-        with _collecting(errors):
+        stack.append(errors)
+        try:
             result = self._pointer(*converted)
+        finally:
+            stack.pop()
         del keep
         if errors:
             raise errors[0]
-        return self._python_result(result)
+        return result if self._plain_result else self._python_result(result)
 
     # -- arguments
 
