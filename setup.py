@@ -19,7 +19,7 @@ setup(
         Extension(
             "ferrule._call._speedups",
             sources=["src/ferrule/_call/_speedups.c", "src/ferrule/_call/host_table.c", "src/ferrule/_call/gate.c",
-                     "src/ferrule/_call/structs.c", "src/ferrule/_call/services.c"],
+                     "src/ferrule/_call/structs.c", "src/ferrule/_call/services.c", "src/ferrule/_call/ccall.c"],
             depends=["src/ferrule/_call/speedups.h", "src/ferrule/_call/_abi_types.h", "src/ferrule/include/ferrule.h"],
             include_dirs=["src/ferrule/include"],
             extra_compile_args=CFLAGS,

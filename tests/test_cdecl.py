@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import ferrule
+from ferrule._call import accelerator
 
 from .conftest import C_DIR, compile_plugin
 
@@ -56,6 +57,16 @@ char *fx_describe(unsigned long index);
 void fx_free(void *text);
 int fx_frees(void);
 """
+
+
+@pytest.fixture(autouse=True, params=["c-path", "python-path"])
+def call_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test on both call paths: the C one (ccall.c), where a function's
+    type allows it, and the Python one. Functions made in the test take it."""
+    if request.param == "c-path" and accelerator.speedups is None:
+        pytest.skip("the C accelerator is not built here (FERRULE_PURE_PYTHON, or no compiler at install)")
+    monkeypatch.setattr(accelerator, "enabled", request.param == "c-path")
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -326,3 +337,41 @@ def test_an_owned_result_is_freed_by_its_declared_function_once(fx: ferrule.Libr
     assert fx.function("fx_describe")(0) == b"gain (Gain)"  # borrowed, as declared without free= (this one leaks)
     with pytest.raises(ValueError, match="free= is for a function that returns a pointer"):
         libc.function("strlen", free=free)
+
+
+# -- the C path
+
+
+def test_the_c_path_takes_what_fits_registers_and_nothing_else(libc: ferrule.Library, fx: ferrule.Library,
+                                                                call_path: str) -> None:
+    on = call_path == "c-path"
+    m = ferrule.Library("m")
+    takes = [m.function("cos", "double (double)"), m.function("ldexpf", "float (float, int)"),
+             libc.function("strlen"), libc.function("memset"), fx.function("fx_log"), fx.function("fx_frees"),
+             libc.function("abs", "int (int)"), libc.function("labs", "long (long)")]
+    assert [getattr(f, "_accelerated", False) for f in takes] == [on] * len(takes)
+    python_only = [libc.function("snprintf"), libc.function("qsort"), libc.function("div"),
+                   fx.function("fx_descriptor_at"), fx.function("fx_describe", free=fx.function("fx_free")),
+                   fx.function("fx_set_logger")]
+    assert not any(getattr(f, "_accelerated", False) for f in python_only)
+
+
+def test_both_paths_give_the_same_results_and_errors(libc: ferrule.Library) -> None:
+    m = ferrule.Library("m")
+    assert m.function("ldexpf", "float (float, int)")(1.5, 3) == 12.0
+    assert m.function("cos", "double (double)")(0.0) == 1.0
+    assert m.function("cos", "double (double)")(0) == 1.0  # an int for a double: converted (Python path)
+    abs_ = libc.function("abs", "int (int)")
+    assert abs_(-7) == 7 and libc.function("labs", "long (long)")(-(2**40)) == 2**40
+    with pytest.raises(OverflowError, match="integer 2147483648 does not fit 'int'"):
+        abs_(2**31)
+    with pytest.raises(TypeError, match=r"abs\(\) argument 1: expected a number for int, got bool"):
+        abs_(True)
+    with pytest.raises(TypeError, match="an integer is required|'str' object cannot be interpreted"):
+        abs_("7")
+    assert libc.function("strlen")(b"") == 0  # empty bytes for a pointer to const: fine
+    assert libc.function("memset")(None, 0, 0) is None  # NULL in, NULL out
+    toupper = libc.function("toupper", "int (int)")
+    assert toupper(ord("a")) == ord("A")
+    getenv = libc.function("getenv", "char *(const char *)")
+    assert getenv(b"FERRULE_SURELY_UNSET_VARIABLE") is None and isinstance(getenv(b"PATH"), bytes)

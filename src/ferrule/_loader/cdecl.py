@@ -16,12 +16,14 @@ import re
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cffi
 import pycparser
 from cffi import commontypes, model
 from pycparser import c_ast
+
+from .._call import accelerator
 
 __all__ = ["CFunction", "Callback", "Declarations", "Owned"]
 
@@ -272,6 +274,11 @@ def _report(exc: BaseException, what: str) -> bool:
     return False
 
 
+def _callbacks(delta: int) -> None:
+    if accelerator.speedups is not None:
+        accelerator.speedups.ccall_callbacks(delta)
+
+
 class Callback:
     """A Python function as a C function pointer, alive until ``close()``
     (or the end of a ``with`` block). An exception it raises while a call
@@ -298,6 +305,10 @@ class Callback:
                 self.errors.append(exc)
 
         self._pointer: Any = decls.ffi.callback(ctype, fn, onerror=failed)
+        # While any is alive, library calls take the Python path, which
+        # raises a callback's exception from the call in flight.
+        self._alive = weakref.finalize(self, _callbacks, -1)
+        _callbacks(+1)
 
     @property
     def pointer(self) -> Any:
@@ -317,6 +328,7 @@ class Callback:
     def close(self) -> None:
         """Free the C pointer's trampoline. Idempotent."""
         self._pointer = None
+        self._alive()
 
     def __enter__(self) -> Callback:
         return self
@@ -374,13 +386,36 @@ class Owned:
         return f"<ferrule.Owned {self.what} at {self.address:#x}{' (freed)' if self.closed else ''}>"
 
 
+if TYPE_CHECKING or accelerator.speedups is None:
+    _CFunctionBase = object
+else:
+    _CFunctionBase = accelerator.speedups.CCall
+
+# The C path's codes (ccall.c): a scalar's type code (_abi_types.h), or these.
+_PK_PTR, _PK_CONST_PTR, _RK_VOID, _RK_PTR, _RK_CHAR_PTR = 32, 33, -1, 32, 33
+_SCALAR_CODES = {"_Bool": 0, "bool": 0, "int8_t": 1, "int16_t": 2, "int32_t": 3, "int64_t": 4, "uint8_t": 5,
+                 "uint16_t": 6, "uint32_t": 7, "uint64_t": 8, "float": 9, "double": 10}
+
+
+def _scalar_code(ffi: Any, ctype: Any) -> int | None:
+    """The type code of a C integer or floating type, by its size and sign."""
+    name = ctype.cname
+    if name in _SCALAR_CODES:
+        return _SCALAR_CODES[name]
+    if model.PrimitiveType.ALL_PRIMITIVE_TYPES.get(name) != "i" or name == "char":
+        return None  # long double, char (cffi wants bytes of one), complex types
+    size = ffi.sizeof(ctype)
+    signed = int(ffi.cast(ctype, -1)) < 0
+    return {1: 1, 2: 2, 4: 3, 8: 4}.get(size, -99) + (0 if signed else 4) if size in (1, 2, 4, 8) else None
+
+
 _FLOATS = ("float", "double", "long double")
 _PLAIN: dict[str, type] = {name: float for name in _FLOATS}
 _PLAIN.update({name: int for name in model.PrimitiveType.ALL_PRIMITIVE_TYPES
                if model.PrimitiveType.ALL_PRIMITIVE_TYPES[name] == "i" and name not in ("_Bool", "bool")})
 
 
-class CFunction:
+class CFunction(_CFunctionBase):
     """A C function pointer called through its declared type: arguments are
     checked and converted (a clear TypeError or ValueError otherwise), a
     Python callable may stand for a function pointer, and results come back
@@ -402,13 +437,55 @@ class CFunction:
         self._result = ctype.result
         self._free = free
         result = ctype.result
+        if free is not None and result.kind != "pointer":
+            raise ValueError(f"{name}: free= is for a function that returns a pointer, and {signature!r} returns "
+                             f"{result.cname}")
         # Per parameter, the Python type that passes to cffi as it is (None:
         # every value is converted here): numbers for numbers.
         self._checks = [(i, _PLAIN.get(t.cname) if t.kind == "primitive" else None) for i, t in enumerate(self._params)]
         self._plain_result = result.kind == "primitive"
-        if free is not None and result.kind != "pointer":
-            raise ValueError(f"{name}: free= is for a function that returns a pointer, and {signature!r} returns "
-                             f"{result.cname}")
+        if accelerator.enabled and accelerator.speedups is not None and not self._variadic and free is None:
+            plan = self._c_plan()
+            if plan is not None:
+                self._accelerate(self.address, *plan)  # type: ignore[attr-defined]
+
+    def _c_plan(self) -> tuple[bytes, tuple[int, ...], int] | None:
+        """The C path's codes for this type, or None when it takes only the Python path."""
+        ffi = self._ffi
+        kinds: list[int] = []
+        needs: list[int] = []
+        for i, t in enumerate(self._params):
+            need = 0
+            if t.kind == "primitive":
+                code = _scalar_code(ffi, t)
+                if code is None:
+                    return None
+            elif t.kind == "pointer" and t.item.kind != "function":
+                code = _PK_CONST_PTR if self._const[i] else _PK_PTR
+                if code == _PK_CONST_PTR and t.item.kind not in ("void", "function"):
+                    try:
+                        need = ffi.sizeof(t.item)
+                    except (ValueError, ffi.error):
+                        need = 0
+            else:
+                return None  # structs by value, function pointers: the Python path
+            kinds.append(code)
+            needs.append(need)
+        r = self._result
+        if r.kind == "void":
+            result = _RK_VOID
+        elif r.kind == "primitive":
+            code = _scalar_code(ffi, r)
+            if code is None:
+                return None
+            result = code
+        elif r.kind == "pointer" and r.item.kind == "primitive" and r.item.cname == "char":
+            result = _RK_CHAR_PTR
+        elif r.kind == "pointer" and r.item.kind not in ("struct", "union", "function"):
+            result = _RK_PTR
+        else:
+            return None
+        return bytes(kinds), tuple(needs), result
 
     @property
     def address(self) -> int:
@@ -423,7 +500,9 @@ class CFunction:
     def __repr__(self) -> str:
         return f"<ferrule C function {self.__name__}: {self.signature}>"
 
-    def __call__(self, *args: Any) -> Any:
+    def _call_python(self, *args: Any) -> Any:
+        """The call, checked and converted here (the C path, where there is
+        one, hands over whatever it does not take itself)."""
         n = len(self._params)
         if len(args) != n and not (self._variadic and len(args) > n):
             more = " or more" if self._variadic else ""
@@ -584,3 +663,9 @@ class CFunction:
                 return None
             return CFunction(self._decls, f"the result of {self.__name__}()", ctype.cname, result, ctype, None)
         return result  # numbers, and structs by value as cffi objects
+
+    __call__ = _call_python
+
+
+if accelerator.speedups is not None:
+    accelerator.speedups.ccall_enable_vectorcall(CFunction)

@@ -1,0 +1,293 @@
+/* The C path of ferrule.Library's functions (CFunction, _loader/cdecl.py):
+ * a vectorcall entry for C functions of any library whose arguments all
+ * travel in registers: integers, bool, float, double and pointers, at most
+ * six integer-class and eight floating-point ones, and a number, pointer
+ * or void result.
+ *
+ * How it calls a function of any such type without libffi: on the two
+ * ABIs this is built for (x86-64 System V, AArch64), integer-class and
+ * floating-point arguments are assigned registers in two independent
+ * sequences, and registers a callee does not read are ignored. So every
+ * such function can be called through one type taking six int64 and eight
+ * double arguments: each argument goes to the next register of its class,
+ * narrow integers extended as their C type says, a float as the low half of
+ * its register (its bits in a double). An integer result comes back in the
+ * first integer register and is cut to its C type; a float one is the low
+ * half of the first floating-point register. Variadic functions are never
+ * called this way (x86-64 passes the vector-register count in al for them).
+ * Elsewhere this path is off and every call takes the Python one.
+ *
+ * Only plain valid arguments go here: an int or float of the declared kind
+ * in range, None or an int address for a pointer, bytes for a pointer to
+ * const. Anything else (a buffer, a cffi value, a callable, a value out of
+ * range) takes the Python path, _call_python, which converts it or raises
+ * the error, with the same messages. While a ferrule.Callback is alive the
+ * Python path takes every call, so that its exceptions reach the call in
+ * flight. */
+
+#include "speedups.h"
+
+#include <string.h>
+
+#if (defined(__x86_64__) && !defined(_WIN32)) || defined(__aarch64__)
+#define CCALL_REGISTERS 1
+#else
+#define CCALL_REGISTERS 0
+#endif
+
+#define GP_REGS 6
+#define FP_REGS 8
+#define MAX_CPARAMS (GP_REGS + FP_REGS)
+
+/* Parameter kinds: the scalar codes of _abi_types.h, then these. */
+enum { PK_PTR = 32, PK_CONST_PTR = 33 };
+/* Result kinds besides the scalar codes. */
+enum { RK_VOID = -1, RK_PTR = 32, RK_CHAR_PTR = 33 };
+
+typedef int64_t (*gp_call)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double, double, double, double,
+                           double, double, double, double);
+typedef double (*fp_call)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double, double, double, double,
+                          double, double, double, double);
+
+static int live_callbacks; /* ferrule.Callback objects not yet closed (the GIL guards it) */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    void *fn;
+    int nparams;
+    int result;
+    unsigned char kind[MAX_CPARAMS];
+    unsigned char reg[MAX_CPARAMS]; /* its register within its class */
+    Py_ssize_t need[MAX_CPARAMS];   /* a pointer to const: the least non-zero length of a bytes argument */
+} CCallObject;
+
+static PyObject *python_path(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    PyObject *method = PyObject_GetAttrString(self, "_call_python");
+    if (method == NULL) return NULL;
+    PyObject *out = PyObject_Vectorcall(method, args, nargsf, kwnames);
+    Py_DECREF(method);
+    return out;
+}
+
+/* One argument into its register; 1 when the Python path must take it. */
+static inline int put(const CCallObject *self, int i, PyObject *obj, int64_t *gp, double *fp) {
+    int kind = self->kind[i];
+    int r = self->reg[i];
+    switch (kind) {
+    case T_BOOL:
+        if (obj == Py_True) gp[r] = 1;
+        else if (obj == Py_False) gp[r] = 0;
+        else return 1;
+        return 0;
+    case T_I8: case T_I16: case T_I32: case T_I64: {
+        if (!PyLong_CheckExact(obj)) return 1;
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (overflow || (v == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return 1;
+        }
+        if (v < SIGNED[kind].min || v > SIGNED[kind].max) return 1;
+        gp[r] = v;
+        return 0;
+    }
+    case T_U8: case T_U16: case T_U32: case T_U64: {
+        if (!PyLong_CheckExact(obj)) return 1;
+        unsigned long long v = PyLong_AsUnsignedLongLong(obj);
+        if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 1;
+        }
+        if (v > UNSIGNED_MAX[kind]) return 1;
+        gp[r] = (int64_t)v;
+        return 0;
+    }
+    case T_F64:
+        if (PyFloat_CheckExact(obj)) fp[r] = PyFloat_AS_DOUBLE(obj);
+        else return 1;
+        return 0;
+    case T_F32: {
+        if (!PyFloat_CheckExact(obj)) return 1;
+        union { double d; float f; uint64_t u; } bits;
+        bits.u = 0;
+        bits.f = (float)PyFloat_AS_DOUBLE(obj);
+        fp[r] = bits.d;
+        return 0;
+    }
+    case PK_PTR: case PK_CONST_PTR:
+        if (obj == Py_None) {
+            gp[r] = 0;
+            return 0;
+        }
+        if (PyLong_CheckExact(obj)) {
+            void *p = PyLong_AsVoidPtr(obj);
+            if (p == NULL && PyErr_Occurred()) {
+                PyErr_Clear();
+                return 1;
+            }
+            gp[r] = (int64_t)(uintptr_t)p;
+            return 0;
+        }
+        if (kind == PK_CONST_PTR && PyBytes_CheckExact(obj)) {
+            Py_ssize_t n = PyBytes_GET_SIZE(obj);
+            if (n > 0 && n < self->need[i]) return 1; /* too short for one element: the Python path says so */
+            gp[r] = (int64_t)(uintptr_t)PyBytes_AS_STRING(obj);
+            return 0;
+        }
+        return 1;
+    }
+    return 1;
+}
+
+static PyObject *result_of(int kind, int64_t g, double f) {
+    switch (kind) {
+    case RK_VOID: Py_RETURN_NONE;
+    case T_BOOL: return PyBool_FromLong((g & 0xff) != 0);
+    case T_I8: return PyLong_FromLong((int8_t)g);
+    case T_I16: return PyLong_FromLong((int16_t)g);
+    case T_I32: return PyLong_FromLong((int32_t)g);
+    case T_I64: return PyLong_FromLongLong(g);
+    case T_U8: return PyLong_FromUnsignedLong((uint8_t)g);
+    case T_U16: return PyLong_FromUnsignedLong((uint16_t)g);
+    case T_U32: return PyLong_FromUnsignedLong((uint32_t)g);
+    case T_U64: return PyLong_FromUnsignedLongLong((uint64_t)g);
+    case T_F64: return PyFloat_FromDouble(f);
+    case T_F32: {
+        union { double d; float f; } bits;
+        bits.d = f;
+        return PyFloat_FromDouble(bits.f);
+    }
+    case RK_PTR:
+        if (g == 0) Py_RETURN_NONE;
+        return PyLong_FromVoidPtr((void *)(uintptr_t)g);
+    case RK_CHAR_PTR:
+        if (g == 0) Py_RETURN_NONE;
+        return PyBytes_FromString((const char *)(uintptr_t)g); /* borrowed text: copied */
+    }
+    PyErr_SetString(PyExc_SystemError, "ferrule: a bad C result kind");
+    return NULL;
+}
+
+static PyObject *CCall_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    CCallObject *self = (CCallObject *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (self->fn == NULL || live_callbacks || nargs != self->nparams || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        return python_path(callable, args, nargsf, kwnames);
+    }
+    int64_t gp[GP_REGS] = {0};
+    double fp[FP_REGS] = {0};
+    for (int i = 0; i < self->nparams; i++) {
+        if (put(self, i, args[i], gp, fp)) return python_path(callable, args, nargsf, kwnames);
+    }
+    int64_t g = 0;
+    double f = 0;
+    int floating = self->result == T_F64 || self->result == T_F32;
+    Py_BEGIN_ALLOW_THREADS
+    if (floating) {
+        f = ((fp_call)self->fn)(gp[0], gp[1], gp[2], gp[3], gp[4], gp[5], fp[0], fp[1], fp[2], fp[3], fp[4], fp[5],
+                                fp[6], fp[7]);
+    } else {
+        g = ((gp_call)self->fn)(gp[0], gp[1], gp[2], gp[3], gp[4], gp[5], fp[0], fp[1], fp[2], fp[3], fp[4], fp[5],
+                                fp[6], fp[7]);
+    }
+    Py_END_ALLOW_THREADS
+    return result_of(self->result, g, f);
+}
+
+static PyObject *CCall_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    (void)args;
+    (void)kwds;
+    CCallObject *self = (CCallObject *)type->tp_alloc(type, 0);
+    if (self != NULL) self->vectorcall = CCall_vectorcall;
+    return (PyObject *)self;
+}
+
+/* _accelerate(address, kinds, needs, result): True when this function is
+ * called here from now on, False when its type does not fit the registers
+ * (or this platform has no register path). kinds are parameter kinds,
+ * needs the least bytes length for each PK_CONST_PTR. */
+static PyObject *CCall_accelerate(CCallObject *self, PyObject *args) {
+    unsigned long long address;
+    PyObject *kinds, *needs;
+    int result;
+    if (!PyArg_ParseTuple(args, "KO!O!i", &address, &PyBytes_Type, &kinds, &PyTuple_Type, &needs, &result)) return NULL;
+    Py_ssize_t n = PyBytes_GET_SIZE(kinds);
+    if (!CCALL_REGISTERS || n > MAX_CPARAMS || PyTuple_GET_SIZE(needs) != n || address == 0) Py_RETURN_FALSE;
+    int gp = 0, fp = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int kind = (unsigned char)PyBytes_AS_STRING(kinds)[i];
+        int floating = kind == T_F32 || kind == T_F64;
+        int integral = (kind >= T_BOOL && kind <= T_U64) || kind == PK_PTR || kind == PK_CONST_PTR;
+        if (!floating && !integral) Py_RETURN_FALSE;
+        if (floating ? fp >= FP_REGS : gp >= GP_REGS) Py_RETURN_FALSE;
+        self->kind[i] = (unsigned char)kind;
+        self->reg[i] = (unsigned char)(floating ? fp++ : gp++);
+        self->need[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(needs, i));
+        if (self->need[i] < 0 && PyErr_Occurred()) return NULL;
+    }
+    if (!(result == RK_VOID || (result >= T_BOOL && result <= T_F64) || result == RK_PTR || result == RK_CHAR_PTR)) {
+        Py_RETURN_FALSE;
+    }
+    self->nparams = (int)n;
+    self->result = result;
+    self->fn = (void *)(uintptr_t)address;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *CCall_accelerated(CCallObject *self, void *closure) {
+    (void)closure;
+    return PyBool_FromLong(self->fn != NULL);
+}
+
+static PyMethodDef CCall_methods[] = {
+    {"_accelerate", (PyCFunction)CCall_accelerate, METH_VARARGS, "Call this C function here when its type fits."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef CCall_getset[] = {
+    {"_accelerated", (getter)CCall_accelerated, NULL, "Whether calls take the C path.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject CCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ferrule._call._speedups.CCall",
+    .tp_basicsize = sizeof(CCallObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Base of ferrule.CFunction: the C path of a library function.",
+    .tp_new = CCall_new,
+    .tp_vectorcall_offset = offsetof(CCallObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_methods = CCall_methods,
+    .tp_getset = CCall_getset,
+};
+
+/* callbacks(delta): count ferrule.Callback objects made (+1) and closed (-1). */
+static PyObject *ccall_callbacks(PyObject *module, PyObject *delta) {
+    (void)module;
+    long d = PyLong_AsLong(delta);
+    if (d == -1 && PyErr_Occurred()) return NULL;
+    live_callbacks += (int)d;
+    return PyLong_FromLong(live_callbacks);
+}
+
+/* Let a subclass of CCall use its vectorcall slot (Python 3.11 does not
+ * pass the flag on to a class statement's subclass). */
+static PyObject *ccall_enable_vectorcall(PyObject *module, PyObject *cls) {
+    (void)module;
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &CCallType)) {
+        PyErr_SetString(PyExc_TypeError, "expected a subclass of CCall");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    type->tp_vectorcall_offset = CCallType.tp_vectorcall_offset;
+    type->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
+    Py_RETURN_NONE;
+}
+
+PyMethodDef ccall_functions[] = {
+    {"ccall_callbacks", ccall_callbacks, METH_O, "Count live ferrule.Callback objects."},
+    {"ccall_enable_vectorcall", ccall_enable_vectorcall, METH_O, "Let a subclass of CCall use its vectorcall slot."},
+    {NULL, NULL, 0, NULL},
+};
