@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import ctypes.util
 import gc
 import importlib
 import io
@@ -60,7 +61,7 @@ GENERATED = ROOT / "tests" / "plugins" / "generated"
 IFACES_C = ROOT / "tests" / "plugins" / "c" / "ifaces.c"
 CFLAGS = ["-O2"]  # the same for every build of anchor.c
 
-CASES = ["scalar", "small", "throughput", "callbacks", "load", "interfaces", "isolated", "scan"]
+CASES = ["scalar", "small", "throughput", "callbacks", "load", "interfaces", "isolated", "scan", "library"]
 CALLBACKS_PER_CALL = 10_000
 SMALL_LEN = 16
 BIG_LEN = 10_000_000  # 80 MB of float64
@@ -742,6 +743,56 @@ def two_at_once(p: Paths, iso: Any) -> None:
 def case_scan(p: Paths) -> None:
     print("\n== 8. Scanning: 1,000 plugins, warm cache (bench/scan.py) ==")
     subprocess.run([sys.executable, str(BENCH / "scan.py"), "--plugin", str(p.built.anchor)], check=False)
+
+
+def case_library(p: Paths) -> None:
+    """ferrule.Library on system libraries, against ctypes and cffi ABI mode
+    calling the same functions (issue 17: cos at most 0.5x ctypes)."""
+    print("\n== 9. ferrule.Library: any C library's functions, against ctypes and cffi ABI mode ==")
+    from ferrule._call import accelerator
+
+    libm_path, libz_path = ctypes.util.find_library("m"), ctypes.util.find_library("z")
+    m = ctypes.CDLL(libm_path)
+    ccos = m.cos
+    ccos.argtypes, ccos.restype = [ctypes.c_double], ctypes.c_double
+    ffi = cffi.FFI()
+    ffi.cdef("double cos(double x); unsigned long crc32(unsigned long crc, const unsigned char *buf, unsigned int len);")
+    fm = ffi.dlopen(libm_path)
+    lib = ferrule.Library("m")
+    fast = lib.function("cos", "double (double)")
+    saved = accelerator.enabled
+    accelerator.enabled = False
+    try:
+        slow = lib.function("cos", "double (double)")
+    finally:
+        accelerator.enabled = saved
+    rows = [
+        Row("ferrule.Library cos (C path)", "f(0.5)", {"f": fast}),
+        Row("ferrule.Library cos (Python path, cffi)", "f(0.5)", {"f": slow}),
+        Row("cffi ABI mode", "f(0.5)", {"f": fm.cos}),
+        Row("ctypes (argtypes set)", "f(0.5)", {"f": ccos}),
+    ]
+    measure(rows)
+    medians, ratios = print_table("-- cos(double) -> double", rows, "ctypes (argtypes set)")
+    print("  " + verdict("ferrule.Library cos <= 0.50x ctypes", ratios[rows[0].name], 0.5, at_most=True))
+    if libz_path is None:
+        print("  zlib not found: its table is skipped")
+        return
+    z = ctypes.CDLL(libz_path)
+    zcrc = z.crc32
+    zcrc.argtypes, zcrc.restype = [ctypes.c_ulong, ctypes.c_char_p, ctypes.c_uint], ctypes.c_ulong
+    fz = ffi.dlopen(libz_path)
+    zlib_ = ferrule.Library("z")
+    crc = zlib_.function("crc32", "unsigned long (unsigned long, const unsigned char *, unsigned int)")
+    data = b"x" * 64
+    rows = [
+        Row("ferrule.Library crc32 (C path)", "f(0, d, 64)", {"f": crc, "d": data}),
+        Row("cffi ABI mode", "f(0, d, 64)", {"f": fz.crc32, "d": data}),
+        Row("ctypes (argtypes set)", "f(0, d, 64)", {"f": zcrc, "d": data}),
+    ]
+    rows = check_results(rows, zcrc(0, data, 64))
+    measure(rows)
+    print_table("-- crc32(unsigned long, const unsigned char *, unsigned int), 64 bytes", rows, "ctypes (argtypes set)")
 
 
 def case_load(p: Paths) -> None:
