@@ -127,6 +127,7 @@ def test_the_sdist_holds_what_the_build_reads(dists: dict[str, Path]) -> None:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     for needed in ("src/ferrule/include/ferrule.h", "src/ferrule/_call/speedups.h", "src/ferrule/_call/_abi_types.h",
                    "src/ferrule/_call/_speedups.c", "src/ferrule/_call/host_table.c", "src/ferrule/_call/gate.c",
+                   "src/ferrule/_call/structs.c", "src/ferrule/_call/services.c", "src/ferrule/_call/ccall.c",
                    "src/ferrule/_isolation/_channel.c", "setup.py", "pyproject.toml", "LICENSE", "README.md"):
         assert needed in names, needed
     assert not [n for n in names if n.startswith(("tests/", "sdk/", "target/")) or n.endswith(".so")]
