@@ -56,6 +56,7 @@ void fx_log(const char *message);
 char *fx_describe(unsigned long index);
 void fx_free(void *text);
 int fx_frees(void);
+int (*fx_adder(void))(int, int);
 """
 
 
@@ -124,8 +125,35 @@ def test_a_struct_by_value_that_is_only_named_is_a_value_error() -> None:
         lib.function("localtime", "struct tm (void)")
 
 
+def test_enums_unions_constants_and_arrays_of_structs(libc: ferrule.Library) -> None:
+    decls = ferrule.Declarations("""
+        typedef enum { RED, GREEN = 5, BLUE } color;
+        typedef union { int i; float f; } number;
+        struct point { int x; int y; color c; };
+        #define POINTS 4
+    """)
+    assert (decls.constant("GREEN"), decls.constant("BLUE"), decls.constant("POINTS")) == (5, 6, 4)
+    with pytest.raises(ValueError, match="no integer constant 'PURPLE' is declared here"):
+        decls.constant("PURPLE")
+    n = decls.new("number *")
+    n.f = 1.0
+    assert n.i == 0x3F800000  # one storage, two views
+    points = decls.new("struct point[]", [{"x": 3, "y": 1}, {"x": -1, "y": 2}, {"x": 2, "y": 3, "c": decls.constant("BLUE")},
+                                          {"x": 0, "y": 4}])
+    points[3].x = 1
+    lib = ferrule.Library("c", declarations=decls)
+    lib.cdef("void qsort(void *base, size_t nmemb, size_t size, int (*compar)(const void *, const void *));")
+
+    def by_x(a: object, b: object) -> int:
+        pa, pb = decls.cast("struct point *", a), decls.cast("struct point *", b)
+        return (pa.x > pb.x) - (pa.x < pb.x)
+
+    lib.function("qsort")(points, len(points), decls.sizeof("struct point"), by_x)  # an array of structs, in place
+    assert [(p.x, p.y) for p in points] == [(-1, 2), (1, 4), (2, 3), (3, 1)] and points[2].c == decls.constant("BLUE")
+
+
 def test_a_declared_prototype_needs_no_signature(libc: ferrule.Library) -> None:
-    assert libc.declarations.prototype("strlen") == "size_t (const char *s)"
+    assert libc.declarations.prototype("strlen") == "size_t strlen(const char *s)"
     assert libc.function("strlen")(b"four") == 4
     with pytest.raises(ValueError, match=r"no prototype of 'strnlen' is declared: pass its signature"):
         libc.function("strnlen")
@@ -281,6 +309,13 @@ def test_a_foreign_plugin_standard_enumerated_instantiated_and_run(fx: ferrule.L
         run(instance, len(signal))
         cleanup(instance)
         np.testing.assert_allclose(out, expected)
+
+
+def test_a_returned_function_pointer_is_a_callable(fx: ferrule.Library) -> None:
+    add = fx.function("fx_adder")()
+    assert isinstance(add, ferrule.CFunction) and add(2, 3) == 5 and int(add) == add.address
+    with pytest.raises(TypeError, match="takes 2 arguments"):
+        add(1)
 
 
 def test_calling_through_a_pointer_checks_as_a_function_does(fx: ferrule.Library) -> None:

@@ -36,13 +36,15 @@ _KNOWN_TYPES = sorted(n for n in set(commontypes.COMMON_TYPES) | set(model.Primi
 
 
 class _Proto:
-    """A function type as declared: its C text and which pointer parameters
-    point at const data (cffi does not keep that)."""
+    """A function as declared: its declaration, the type of a pointer to it
+    (C text cffi reads) and which pointer parameters point at const data
+    (cffi does not keep that)."""
 
-    __slots__ = ("const", "text")
+    __slots__ = ("const", "pointer", "text")
 
-    def __init__(self, text: str, const: tuple[bool, ...]):
+    def __init__(self, text: str, pointer: str, const: tuple[bool, ...]):
         self.text = text
+        self.pointer = pointer
         self.const = const
 
 
@@ -65,6 +67,25 @@ def _params_const(func: c_ast.FuncDecl) -> tuple[bool, ...]:
             continue  # (void)
         out.append(_const_target(kind))
     return tuple(out)
+
+
+def _generator() -> Any:
+    from pycparser import c_generator
+
+    return c_generator.CGenerator()
+
+
+def _pointer_text(func: c_ast.FuncDecl) -> str:
+    """The C type of a pointer to the declared function, without a name:
+    ``int (*(*)(void))(int, int)`` for ``int (*f(void))(int, int)``."""
+    import copy
+
+    func = copy.deepcopy(func)
+    inner = func
+    while not isinstance(inner, c_ast.TypeDecl):
+        inner = inner.type
+    inner.declname = None
+    return str(_generator().visit(c_ast.Typename(None, [], None, c_ast.PtrDecl([], func))))
 
 
 _LINE = re.compile(r":(\d+):(\d+):")
@@ -100,6 +121,7 @@ class Declarations:
         self.ffi = cffi.FFI()
         self._protos: dict[str, _Proto] = {}
         self._typedefs: list[str] = []
+        self._consts: Any = None
         if text:
             self.cdef(text)
 
@@ -123,7 +145,7 @@ class Declarations:
                 self._typedefs.append(node.name)
             elif isinstance(node, c_ast.Decl) and isinstance(node.type, c_ast.FuncDecl):
                 func = node.type
-                self._protos[node.name] = _Proto(self._text_of(func), _params_const(func))
+                self._protos[node.name] = _Proto(_generator().visit(node), _pointer_text(func), _params_const(func))
 
     def _parse(self, text: str) -> c_ast.FileAST | None:
         """The text as pycparser reads it (preprocessor lines dropped, known
@@ -138,19 +160,17 @@ class Declarations:
         tree.ext = tree.ext[prelude.count("\n"):]
         return tree
 
-    @staticmethod
-    def _text_of(func: c_ast.FuncDecl) -> str:
-        from pycparser import c_generator
-
-        generator = c_generator.CGenerator()
-        result = generator.visit(func.type)
-        params = generator.visit(func.args) if func.args is not None else ""
-        return f"{result} ({params})"
-
     def prototype(self, name: str) -> str | None:
-        """The C function type declared for ``name`` (by ``cdef``), or None."""
+        """The declaration of function ``name`` (from ``cdef``), or None."""
         proto = self._protos.get(name)
         return None if proto is None else proto.text
+
+    def _declared(self, name: str) -> tuple[Any, tuple[bool, ...], str] | None:
+        """A declared function's cffi pointer type, const flags and declaration."""
+        proto = self._protos.get(name)
+        if proto is None:
+            return None
+        return self.ffi.typeof(proto.pointer), proto.const, proto.text
 
     def _signature(self, signature: str) -> tuple[Any, tuple[bool, ...] | None]:
         """The cffi function type of a signature text, and its const flags."""
@@ -207,6 +227,20 @@ class Declarations:
             raise ValueError("string() of a NULL pointer")
         raw = self.ffi.string(pointer) if length is None else self.ffi.buffer(pointer, length)[:]
         return bytes(raw)
+
+    def constant(self, name: str) -> int:
+        """An integer constant declared here: an enum value, or a ``#define``
+        with a number."""
+        if self._consts is None:
+            self._consts = self.ffi.dlopen(None)  # (constants need no symbol; never closed, as every library)
+        try:
+            value = getattr(self._consts, name)
+        except (AttributeError, cffi.FFIError, NotImplementedError):
+            value = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"no integer constant {name!r} is declared here (an enum value, or #define {name} "
+                         "with a number)")
 
     def address(self, pointer: Any) -> int:
         """The address a pointer (or array) holds, as an int."""

@@ -280,15 +280,15 @@ class Library:
         from .cdecl import CFunction
 
         decls = self.declarations
+        const: tuple[bool, ...] | None
         if signature is None:
-            signature = decls.prototype(name)
-            if signature is None:
+            declared = decls._declared(name)
+            if declared is None:
                 raise ValueError(f"no prototype of {name!r} is declared: pass its signature, e.g. "
                                  f"lib.function({name!r}, \"int (int)\"), or declare it with lib.cdef(...)")
-        ctype, const = decls._signature(signature)
-        if const is None:
-            proto = decls._protos.get(name)
-            const = proto.const if proto is not None and proto.text == signature else None
+            ctype, const, signature = declared
+        else:
+            ctype, const = decls._signature(signature)
         pointer = decls.ffi.cast(ctype, self.symbol(name))
         return CFunction(decls, name, signature, pointer, ctype, const, free)
 

@@ -98,3 +98,7 @@ FX_API void fx_free(void *text) {
 }
 
 FX_API int fx_frees(void) { return frees; }
+
+/* A function that returns a function pointer. */
+static int add(int a, int b) { return a + b; }
+FX_API int (*fx_adder(void))(int, int) { return add; }
