@@ -18,9 +18,10 @@
  * Elsewhere this path is off and every call takes the Python one.
  *
  * Only plain valid arguments go here: an int or float of the declared kind
- * in range, None or an int address for a pointer, bytes for a pointer to
- * const. Anything else (a buffer, a cffi value, a callable, a value out of
- * range) takes the Python path, _call_python, which converts it or raises
+ * in range; for a pointer None, an int address, bytes (to const) or a
+ * buffer that passes the Python path's checks. Anything else (a cffi value,
+ * a callable, a value out of range, a buffer it would refuse) takes the
+ * Python path, _call_python, which converts it or raises
  * the error, with the same messages. While a ferrule.Callback is alive the
  * Python path takes every call, so that its exceptions reach the call in
  * flight. */
@@ -59,8 +60,19 @@ typedef struct {
     int result;
     unsigned char kind[MAX_CPARAMS];
     unsigned char reg[MAX_CPARAMS]; /* its register within its class */
-    Py_ssize_t need[MAX_CPARAMS];   /* a pointer to const: the least non-zero length of a bytes argument */
+    Py_ssize_t need[MAX_CPARAMS];   /* a pointer: the size of what it points at (0: any, as void or char) */
+    Py_ssize_t align[MAX_CPARAMS];  /* and its alignment */
 } CCallObject;
+
+/* The buffers a call holds until C returns. */
+typedef struct {
+    Py_buffer view[MAX_CPARAMS];
+    int n;
+} Views;
+
+static void release_views(Views *views) {
+    while (views->n > 0) PyBuffer_Release(&views->view[--views->n]);
+}
 
 static PyObject *python_path(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     PyObject *method = PyObject_GetAttrString(self, "_call_python");
@@ -70,8 +82,27 @@ static PyObject *python_path(PyObject *self, PyObject *const *args, size_t nargs
     return out;
 }
 
+/* A buffer for a pointer parameter, with the Python path's checks (any
+ * failure: 1, and the Python path raises): writable unless the pointer is
+ * to const, C-contiguous, at least one element long (or empty, for const),
+ * aligned. */
+static int put_buffer(const CCallObject *self, int i, PyObject *obj, int64_t *slot, Views *views) {
+    int writable = self->kind[i] == PK_PTR;
+    Py_buffer *view = &views->view[views->n];
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+        PyErr_Clear();
+        return 1;
+    }
+    views->n++;
+    Py_ssize_t need = self->need[i];
+    if ((view->len > 0 && view->len < need) || (view->len == 0 && writable && need > 0)) return 1;
+    if (need > 1 && view->len > 0 && (uintptr_t)view->buf % (uintptr_t)self->align[i]) return 1;
+    *slot = (int64_t)(uintptr_t)view->buf;
+    return 0;
+}
+
 /* One argument into its register; 1 when the Python path must take it. */
-static inline int put(const CCallObject *self, int i, PyObject *obj, int64_t *gp, double *fp) {
+static inline int put(const CCallObject *self, int i, PyObject *obj, int64_t *gp, double *fp, Views *views) {
     int kind = self->kind[i];
     int r = self->reg[i];
     switch (kind) {
@@ -129,11 +160,17 @@ static inline int put(const CCallObject *self, int i, PyObject *obj, int64_t *gp
             gp[r] = (int64_t)(uintptr_t)p;
             return 0;
         }
-        if (kind == PK_CONST_PTR && PyBytes_CheckExact(obj)) {
+        if (PyBytes_CheckExact(obj)) {
+            if (kind != PK_CONST_PTR) return 1; /* immutable, where C may write: the Python path refuses it */
             Py_ssize_t n = PyBytes_GET_SIZE(obj);
             if (n > 0 && n < self->need[i]) return 1; /* too short for one element: the Python path says so */
-            gp[r] = (int64_t)(uintptr_t)PyBytes_AS_STRING(obj);
+            if (self->need[i] > 1 && n > 0 && (uintptr_t)PyBytes_AS_STRING(obj) % (uintptr_t)self->align[i]) return 1;
+            gp[r] = (int64_t)(uintptr_t)PyBytes_AS_STRING(obj); /* NUL-terminated, as C text needs */
             return 0;
+        }
+        if (PyByteArray_CheckExact(obj) || PyMemoryView_Check(obj) || PyObject_CheckBuffer(obj)) {
+            if (PyUnicode_Check(obj)) return 1;
+            return put_buffer(self, i, obj, &gp[r], views);
         }
         return 1;
     }
@@ -177,8 +214,13 @@ static PyObject *CCall_vectorcall(PyObject *callable, PyObject *const *args, siz
     }
     int64_t gp[GP_REGS] = {0};
     double fp[FP_REGS] = {0};
+    Views views;
+    views.n = 0;
     for (int i = 0; i < self->nparams; i++) {
-        if (put(self, i, args[i], gp, fp)) return python_path(callable, args, nargsf, kwnames);
+        if (put(self, i, args[i], gp, fp, &views)) {
+            release_views(&views);
+            return python_path(callable, args, nargsf, kwnames);
+        }
     }
     int64_t g = 0;
     double f = 0;
@@ -192,6 +234,7 @@ static PyObject *CCall_vectorcall(PyObject *callable, PyObject *const *args, siz
                                 fp[6], fp[7]);
     }
     Py_END_ALLOW_THREADS
+    release_views(&views);
     return result_of(self->result, g, f);
 }
 
@@ -206,7 +249,7 @@ static PyObject *CCall_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
 /* _accelerate(address, kinds, needs, result): True when this function is
  * called here from now on, False when its type does not fit the registers
  * (or this platform has no register path). kinds are parameter kinds,
- * needs the least bytes length for each PK_CONST_PTR. */
+ * needs a (size, alignment) pair for each: what a pointer points at. */
 static PyObject *CCall_accelerate(CCallObject *self, PyObject *args) {
     unsigned long long address;
     PyObject *kinds, *needs;
@@ -223,8 +266,8 @@ static PyObject *CCall_accelerate(CCallObject *self, PyObject *args) {
         if (floating ? fp >= FP_REGS : gp >= GP_REGS) Py_RETURN_FALSE;
         self->kind[i] = (unsigned char)kind;
         self->reg[i] = (unsigned char)(floating ? fp++ : gp++);
-        self->need[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(needs, i));
-        if (self->need[i] < 0 && PyErr_Occurred()) return NULL;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(needs, i), "nn", &self->need[i], &self->align[i])) return NULL;
+        if (self->align[i] < 1) self->align[i] = 1;
     }
     if (!(result == RK_VOID || (result >= T_BOOL && result <= T_F64) || result == RK_PTR || result == RK_CHAR_PTR)) {
         Py_RETURN_FALSE;

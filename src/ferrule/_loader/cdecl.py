@@ -420,6 +420,18 @@ class Owned:
         return f"<ferrule.Owned {self.what} at {self.address:#x}{' (freed)' if self.closed else ''}>"
 
 
+def _element_size(ffi: Any, item: Any) -> int:
+    """How many bytes a buffer passed for a pointer to ``item`` must hold (if
+    it holds any): one element; 0 for void, char (text of any length) and an
+    opaque struct, whose size is not known here."""
+    if item.kind in ("void", "function") or (item.kind == "primitive" and item.cname == "char"):
+        return 0
+    try:
+        return int(ffi.sizeof(item))
+    except (ValueError, ffi.error):
+        return 0
+
+
 if TYPE_CHECKING or accelerator.speedups is None:
     _CFunctionBase = object
 else:
@@ -483,24 +495,22 @@ class CFunction(_CFunctionBase):
             if plan is not None:
                 self._accelerate(self.address, *plan)  # type: ignore[attr-defined]
 
-    def _c_plan(self) -> tuple[bytes, tuple[int, ...], int] | None:
+    def _c_plan(self) -> tuple[bytes, tuple[tuple[int, int], ...], int] | None:
         """The C path's codes for this type, or None when it takes only the Python path."""
         ffi = self._ffi
         kinds: list[int] = []
-        needs: list[int] = []
+        needs: list[tuple[int, int]] = []
         for i, t in enumerate(self._params):
-            need = 0
+            need = (0, 1)
             if t.kind == "primitive":
                 code = _scalar_code(ffi, t)
                 if code is None:
                     return None
             elif t.kind == "pointer" and t.item.kind != "function":
                 code = _PK_CONST_PTR if self._const[i] else _PK_PTR
-                if code == _PK_CONST_PTR and t.item.kind not in ("void", "function"):
-                    try:
-                        need = ffi.sizeof(t.item)
-                    except (ValueError, ffi.error):
-                        need = 0
+                size = _element_size(ffi, t.item)
+                if size:
+                    need = (size, ffi.alignof(t.item))
             else:
                 return None  # structs by value, function pointers: the Python path
             kinds.append(code)
@@ -628,13 +638,8 @@ class CFunction(_CFunctionBase):
         if not view.c_contiguous:
             raise ValueError(f"{self._where(index)}: the buffer is not C-contiguous: pass a contiguous copy")
         item = ctype.item
-        try:
-            need = ffi.sizeof(item) if item.kind not in ("void", "function") else 0
-        except (ValueError, ffi.error):
-            need = 0  # an opaque struct: its size is not known here
-        if item.kind == "primitive" and item.cname == "char":
-            need = 0  # char *: text or bytes of any length
-        if view.nbytes < need:
+        need = _element_size(ffi, item)
+        if (0 < view.nbytes < need) or (view.nbytes == 0 and need and not const):
             raise ValueError(f"{self._where(index)}: the buffer holds {view.nbytes} byte{'s' if view.nbytes != 1 else ''}, "
                              f"less than one {item.cname} ({need} bytes) that {ctype.cname} points at: pass "
                              f"Declarations.new({item.cname + ' *'!r}) or a buffer of at least {need} bytes")
