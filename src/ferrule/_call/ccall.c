@@ -4,8 +4,8 @@
  * six integer-class and eight floating-point ones, and a number, pointer
  * or void result.
  *
- * How it calls a function of any such type without libffi: on the two
- * ABIs this is built for (x86-64 System V, AArch64), integer-class and
+ * How it calls a function of any such type without libffi: on the ABI
+ * this is built for (x86-64 System V; AArch64 would do too), integer-class and
  * floating-point arguments are assigned registers in two independent
  * sequences, and registers a callee does not read are ignored. So every
  * such function can be called through one type taking six int64 and eight
@@ -30,7 +30,9 @@
 
 #include <string.h>
 
-#if (defined(__x86_64__) && !defined(_WIN32)) || defined(__aarch64__)
+/* AArch64 (AAPCS64) assigns its two register files the same way, so the
+ * same call would hold there; it is off until a test has run it there. */
+#if defined(__x86_64__) && !defined(_WIN32)
 #define CCALL_REGISTERS 1
 #else
 #define CCALL_REGISTERS 0
