@@ -749,7 +749,7 @@ def case_library(p: Paths) -> None:
     """ferrule.Library on system libraries, against ctypes and cffi ABI mode
     calling the same functions (issue 17: cos at most 0.5x ctypes)."""
     print("\n== 9. ferrule.Library: any C library's functions, against ctypes and cffi ABI mode ==")
-    from ferrule._call import accelerator
+    from ferrule._loader import cdecl
 
     libm_path, libz_path = ctypes.util.find_library("m"), ctypes.util.find_library("z")
     m = ctypes.CDLL(libm_path)
@@ -760,12 +760,12 @@ def case_library(p: Paths) -> None:
     fm = ffi.dlopen(libm_path)
     lib = ferrule.Library("m")
     fast = lib.function("cos", "double (double)")
-    saved = accelerator.enabled
-    accelerator.enabled = False
+    saved = cdecl.C_PATH
+    cdecl.C_PATH = False
     try:
         slow = lib.function("cos", "double (double)")
     finally:
-        accelerator.enabled = saved
+        cdecl.C_PATH = saved
     rows = [
         Row("ferrule.Library cos (C path)", "f(0.5)", {"f": fast}),
         Row("ferrule.Library cos (Python path, cffi)", "f(0.5)", {"f": slow}),

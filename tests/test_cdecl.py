@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import ferrule
-from ferrule._call import accelerator
+from ferrule._loader import cdecl
 
 from .conftest import C_DIR, compile_plugin
 
@@ -65,9 +65,9 @@ int (*fx_adder(void))(int, int);
 def call_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test on both call paths: the C one (ccall.c), where a function's
     type allows it, and the Python one. Functions made in the test take it."""
-    if request.param == "c-path" and accelerator.speedups is None:
-        pytest.skip("the C accelerator is not built here (FERRULE_PURE_PYTHON, or no compiler at install)")
-    monkeypatch.setattr(accelerator, "enabled", request.param == "c-path")
+    if request.param == "c-path" and cdecl._ccall is None:
+        pytest.skip("the C path is not built here (FERRULE_PURE_PYTHON, or no compiler at install)")
+    monkeypatch.setattr(cdecl, "C_PATH", request.param == "c-path")
     return str(request.param)
 
 

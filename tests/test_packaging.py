@@ -127,7 +127,7 @@ def test_the_sdist_holds_what_the_build_reads(dists: dict[str, Path]) -> None:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     for needed in ("src/ferrule/include/ferrule.h", "src/ferrule/_call/speedups.h", "src/ferrule/_call/_abi_types.h",
                    "src/ferrule/_call/_speedups.c", "src/ferrule/_call/host_table.c", "src/ferrule/_call/gate.c",
-                   "src/ferrule/_call/structs.c", "src/ferrule/_call/services.c", "src/ferrule/_call/ccall.c",
+                   "src/ferrule/_call/structs.c", "src/ferrule/_call/services.c", "src/ferrule/_loader/_ccall.c",
                    "src/ferrule/_isolation/_channel.c", "setup.py", "pyproject.toml", "LICENSE", "README.md"):
         assert needed in names, needed
     assert not [n for n in names if n.startswith(("tests/", "sdk/", "target/")) or n.endswith(".so")]
@@ -144,6 +144,7 @@ def test_a_wheel_from_the_sdist_has_its_c_code_and_header(dists: dict[str, Path]
     assert {"ferrule/include/ferrule.h", "ferrule/py.typed", "ferrule/_call/_speedups.pyi"} <= names
     assert [n for n in names if n.startswith("ferrule/_call/_speedups.") and n.endswith(".so")]
     assert [n for n in names if n.startswith("ferrule/_isolation/_channel.") and n.endswith(".so")]
+    assert [n for n in names if n.startswith("ferrule/_loader/_ccall.") and n.endswith(".so")]
     assert "License-Expression: MIT" in metadata.splitlines()
     # Installed into a fresh venv, away from the checkout: the accelerator is
     # on and a plugin built against get_include() runs in process and isolated.

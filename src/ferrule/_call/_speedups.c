@@ -882,12 +882,12 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     if (PyType_Ready(&HostTableType) < 0 || PyType_Ready(&GateType) < 0 || PyType_Ready(&FunctionType) < 0 ||
-        PyType_Ready(&CodecType) < 0 || PyType_Ready(&LentType) < 0 || PyType_Ready(&CCallType) < 0) {
+        PyType_Ready(&CodecType) < 0 || PyType_Ready(&LentType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
-    if (PyModule_AddFunctions(m, lent_functions) < 0 || PyModule_AddFunctions(m, ccall_functions) < 0) {
+    if (PyModule_AddFunctions(m, lent_functions) < 0) {
         Py_DECREF(m);
         return NULL;
     }
@@ -900,7 +900,6 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         PyModule_AddObjectRef(m, "Gate", (PyObject *)&GateType) < 0 ||
         PyModule_AddObjectRef(m, "Function", (PyObject *)&FunctionType) < 0 ||
         PyModule_AddObjectRef(m, "StructCodec", (PyObject *)&CodecType) < 0 ||
-        PyModule_AddObjectRef(m, "CCall", (PyObject *)&CCallType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PARAMS", MAX_PARAMS) < 0) {
         Py_DECREF(m);
         return NULL;

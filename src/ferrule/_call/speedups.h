@@ -235,8 +235,6 @@ static inline int encode_scalar(int code, PyObject *obj, ferrule_value *slot) {
 /* An @idl.struct's C layout (structs.c). codec_pack returns 0 when it packed
  * obj into out (codec_size bytes), 1 when the Python codec must check it. */
 INTERNAL extern PyTypeObject CodecType;
-INTERNAL extern PyTypeObject CCallType;      /* ccall.c: ferrule.Library's functions */
-INTERNAL extern PyMethodDef ccall_functions[];
 INTERNAL int codec_pack(PyObject *codec, PyObject *obj, unsigned char *out);
 INTERNAL PyObject *codec_unpack(PyObject *codec, const unsigned char *data);
 INTERNAL Py_ssize_t codec_size(PyObject *codec);

@@ -12,6 +12,7 @@ prototypes declared in C text, read with pycparser (cffi's own parser).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import weakref
@@ -22,8 +23,6 @@ import cffi
 import pycparser
 from cffi import commontypes, model
 from pycparser import c_ast
-
-from .._call import accelerator
 
 __all__ = ["CFunction", "Callback", "Declarations", "Owned"]
 
@@ -309,8 +308,8 @@ def _report(exc: BaseException, what: str) -> bool:
 
 
 def _callbacks(delta: int) -> None:
-    if accelerator.speedups is not None:
-        accelerator.speedups.ccall_callbacks(delta)
+    if _ccall is not None:
+        _ccall.callbacks(delta)
 
 
 class Callback:
@@ -432,10 +431,21 @@ def _element_size(ffi: Any, item: Any) -> int:
         return 0
 
 
-if TYPE_CHECKING or accelerator.speedups is None:
+# The optional C path (_ccall.c): None when it was not built, or with
+# FERRULE_PURE_PYTHON set. C_PATH says whether functions made from now on
+# take it (the tests switch it to run every case on both paths).
+_ccall: Any = None
+if not os.environ.get("FERRULE_PURE_PYTHON"):
+    try:
+        from . import _ccall
+    except ImportError:  # not built: the Python path does every job
+        _ccall = None
+C_PATH = _ccall is not None
+
+if TYPE_CHECKING or _ccall is None:
     _CFunctionBase = object
 else:
-    _CFunctionBase = accelerator.speedups.CCall
+    _CFunctionBase = _ccall.CCall
 
 # The C path's codes (ccall.c): a scalar's type code (_abi_types.h), or these.
 _PK_PTR, _PK_CONST_PTR, _RK_VOID, _RK_PTR, _RK_CHAR_PTR = 32, 33, -1, 32, 33
@@ -490,7 +500,7 @@ class CFunction(_CFunctionBase):
         # every value is converted here): numbers for numbers.
         self._checks = [(i, _PLAIN.get(t.cname) if t.kind == "primitive" else None) for i, t in enumerate(self._params)]
         self._plain_result = result.kind == "primitive"
-        if accelerator.enabled and accelerator.speedups is not None and not self._variadic and free is None:
+        if C_PATH and _ccall is not None and not self._variadic and free is None:
             plan = self._c_plan()
             if plan is not None:
                 self._accelerate(self.address, *plan)  # type: ignore[attr-defined]
@@ -706,5 +716,5 @@ class CFunction(_CFunctionBase):
     __call__ = _call_python
 
 
-if accelerator.speedups is not None:
-    accelerator.speedups.ccall_enable_vectorcall(CFunction)
+if _ccall is not None:
+    _ccall.enable_vectorcall(CFunction)

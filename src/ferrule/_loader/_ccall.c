@@ -1,4 +1,5 @@
-/* The C path of ferrule.Library's functions (CFunction, _loader/cdecl.py):
+/* ferrule._loader._ccall, the C path of ferrule.Library's functions
+ * (CFunction, cdecl.py), an optional module of its own:
  * a vectorcall entry for C functions of any library whose arguments all
  * travel in registers: integers, bool, float, double and pointers, at most
  * six integer-class and eight floating-point ones, and a number, pointer
@@ -26,9 +27,14 @@
  * Python path takes every call, so that its exceptions reach the call in
  * flight. */
 
-#include "speedups.h"
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
 
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
+
+#include "_abi_types.h"
 
 /* AArch64 (AAPCS64) assigns its two register files the same way, so the
  * same call would hold there; it is off until a test has run it there. */
@@ -295,9 +301,9 @@ static PyGetSetDef CCall_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-PyTypeObject CCallType = {
+static PyTypeObject CCallType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "ferrule._call._speedups.CCall",
+    .tp_name = "ferrule._loader._ccall.CCall",
     .tp_basicsize = sizeof(CCallObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = "Base of ferrule.CFunction: the C path of a library function.",
@@ -331,8 +337,24 @@ static PyObject *ccall_enable_vectorcall(PyObject *module, PyObject *cls) {
     Py_RETURN_NONE;
 }
 
-PyMethodDef ccall_functions[] = {
-    {"ccall_callbacks", ccall_callbacks, METH_O, "Count live ferrule.Callback objects."},
-    {"ccall_enable_vectorcall", ccall_enable_vectorcall, METH_O, "Let a subclass of CCall use its vectorcall slot."},
+static PyMethodDef module_functions[] = {
+    {"callbacks", ccall_callbacks, METH_O, "Count live ferrule.Callback objects."},
+    {"enable_vectorcall", ccall_enable_vectorcall, METH_O, "Let a subclass of CCall use its vectorcall slot."},
     {NULL, NULL, 0, NULL},
 };
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "ferrule._loader._ccall", "The C path of ferrule.Library's functions.", -1,
+    module_functions, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__ccall(void) {
+    if (PyType_Ready(&CCallType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "CCall", (PyObject *)&CCallType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
