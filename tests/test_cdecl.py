@@ -109,7 +109,7 @@ def test_declarations_can_be_shared_between_libraries() -> None:
 def test_a_malformed_declaration_is_a_value_error_naming_its_line() -> None:
     lib = ferrule.Library("c")
     with pytest.raises(ValueError, match=r"line 2, 'struct s \{ int x; \}', does not parse"):
-        lib.cdef("int a;\nstruct s { int x; }\nint g(void);")
+        lib.cdef("extern int a;\nstruct s { int x; }\nint g(void);")
     with pytest.raises(ValueError, match=r"line 1, 'int f\(banana x\);', does not parse \(before: x\).*declared first"):
         lib.cdef("int f(banana x);")
     with pytest.raises(ValueError, match=r"C signature 'int \(bogus\)' does not parse.*unknown type 'bogus'"):
@@ -411,3 +411,77 @@ def test_both_paths_give_the_same_results_and_errors(libc: ferrule.Library) -> N
     assert toupper(ord("a")) == ord("A")
     getenv = libc.function("getenv", "char *(const char *)")
     assert getenv(b"FERRULE_SURELY_UNSET_VARIABLE") is None and isinstance(getenv(b"PATH"), bytes)
+
+
+# -- found by review: each one a case the first version got wrong
+
+
+def test_header_text_with_comments_and_macros_keeps_its_prototypes() -> None:
+    lib = ferrule.Library("c")
+    lib.cdef("""
+        /* from string.h */
+        #define BIG \\
+            64
+        size_t strlen(const char *s);   // the length
+        typedef const char *cstr;
+        typedef const char cchar;
+    """)
+    assert lib.declarations.constant("BIG") == 64
+    assert lib.function("strlen")(b"abc") == 3  # declared, and its const pointer known
+    lib.cdef("size_t strnlen(cstr s, size_t maxlen); int atoi(cchar *nptr);")
+    assert lib.function("strnlen")(b"abcdef", 4) == 4, "a typedef'd pointer to const"
+    assert lib.function("atoi")(b"42") == 42, "a pointer to a typedef'd const"
+
+
+def test_a_dropped_callback_stays_alive_until_closed(fx: ferrule.Library) -> None:
+    import weakref
+
+    heard: list[bytes] = []
+    decls = fx.declarations
+    fx.function("fx_set_logger")(decls.callback("void (const char *)", lambda m: heard.append(decls.string(m))))
+    gc.collect()  # nothing in Python refers to it, but C holds the pointer
+    fx.function("fx_log")(b"still here")
+    assert heard == [b"still here"]
+    [still] = list(decls._open_callbacks)
+    ref = weakref.ref(still)
+    fx.function("fx_set_logger")(None)
+    still.close()
+    del still
+    gc.collect()
+    assert ref() is None and not decls._open_callbacks
+
+
+def test_function_at_a_field_knows_no_const_until_given_the_signature() -> None:
+    decls = ferrule.Declarations("struct ops { size_t (*len)(const char *s); };")
+    libc = ferrule.Library("c", declarations=decls)
+    ops = decls.new("struct ops *")
+    ops.len = decls.cast("size_t (*)(const char *)", libc.symbol("strlen"))
+    field = decls.function_at(ops.len)
+    with pytest.raises(TypeError, match="bytes is immutable"):  # cffi's type of the field has no const
+        field(b"hello")
+    assert field(bytearray(b"hello\0")) == 5
+    assert decls.function_at(ops.len, "size_t (const char *)")(b"hello") == 5
+    assert field.__name__.startswith("the function at 0x")
+
+
+def test_a_failed_declaration_names_its_line_and_some_of_it_may_stay() -> None:
+    decls = ferrule.Declarations()
+    with pytest.raises(ValueError, match=r"line 3, 'struct q \{ long y; \};', does not parse \(duplicate declaration"):
+        decls.cdef("extern int a;\nstruct q { int x; };\nstruct q { long y; };")
+
+
+def test_variadic_extras_get_cs_default_promotions(libc: ferrule.Library) -> None:
+    out = bytearray(64)
+    n = libc.function("snprintf")(out, len(out), b"%f %d", ("float", 1.5), ("short", -3))
+    assert bytes(out[:n]) == b"1.500000 -3"
+
+
+def test_addresses_are_checked_and_keywords_refused(libc: ferrule.Library) -> None:
+    memset = libc.function("memset")
+    for bad in (-1, 2**64, 2**64 + 0x1000):
+        with pytest.raises(ValueError, match=r"memset\(\) argument 1: .* is not an address \(0 to 0xffffffffffffffff\)"):
+            memset(bad, 0, 0)
+    with pytest.raises(TypeError, match=r"takes its arguments by position only, as C does \(got n=\)"):
+        memset(None, 0, n=0)
+    with pytest.raises(TypeError, match=r"strlen\(\) takes 1 argument \(2 given\)"):
+        libc.function("strlen")(b"a", b"b")

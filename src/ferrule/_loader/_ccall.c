@@ -159,12 +159,13 @@ static inline int put(const CCallObject *self, int i, PyObject *obj, int64_t *gp
             gp[r] = 0;
             return 0;
         }
-        if (PyLong_CheckExact(obj)) {
-            void *p = PyLong_AsVoidPtr(obj);
-            if (p == NULL && PyErr_Occurred()) {
+        if (PyLong_CheckExact(obj)) { /* an address: 0 to the largest; anything else is the Python path's error */
+            unsigned long long p = PyLong_AsUnsignedLongLong(obj);
+            if (p == (unsigned long long)-1 && PyErr_Occurred()) {
                 PyErr_Clear();
                 return 1;
             }
+            if (p > UINTPTR_MAX) return 1;
             gp[r] = (int64_t)(uintptr_t)p;
             return 0;
         }

@@ -47,15 +47,32 @@ class _Proto:
         self.const = const
 
 
-def _const_target(node: Any) -> bool:
-    """Whether a parameter's pointer (or array) points at const data."""
+def _quals(node: Any, typedefs: dict[str, Any], depth: int = 0) -> tuple[bool, Any]:
+    """Whether a type is const, and the type a typedef name stands for
+    (followed, so ``typedef const char cchar`` makes ``cchar`` const)."""
+    const = "const" in getattr(node, "quals", [])
+    while depth < 32 and isinstance(node, c_ast.TypeDecl) and isinstance(node.type, c_ast.IdentifierType):
+        names = node.type.names
+        target = typedefs.get(names[-1]) if len(names) == 1 else None
+        if target is None:
+            break
+        node = target
+        const = const or "const" in getattr(node, "quals", [])
+        depth += 1
+    return const, node
+
+
+def _const_target(node: Any, typedefs: dict[str, Any]) -> bool:
+    """Whether a parameter's pointer (or array) points at const data,
+    through typedef names on either side of the pointer."""
+    _, node = _quals(node, typedefs)
     if isinstance(node, (c_ast.PtrDecl, c_ast.ArrayDecl)):
-        inner = node.type
-        return "const" in getattr(inner, "quals", [])
+        const, _ = _quals(node.type, typedefs)
+        return const
     return False
 
 
-def _params_const(func: c_ast.FuncDecl) -> tuple[bool, ...]:
+def _params_const(func: c_ast.FuncDecl, typedefs: dict[str, Any]) -> tuple[bool, ...]:
     params = func.args.params if func.args is not None else []
     out = []
     for p in params:
@@ -64,8 +81,34 @@ def _params_const(func: c_ast.FuncDecl) -> tuple[bool, ...]:
         kind = getattr(p, "type", None)
         if isinstance(kind, c_ast.TypeDecl) and isinstance(kind.type, c_ast.IdentifierType) and kind.type.names == ["void"]:
             continue  # (void)
-        out.append(_const_target(kind))
+        out.append(_const_target(kind, typedefs))
     return tuple(out)
+
+
+_COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+
+
+def _plain_c(text: str) -> str:
+    """Text pycparser reads: without comments, preprocessor lines (joined
+    across their backslashes) and the ``...`` cffi allows in a struct."""
+    text = _COMMENTS.sub(lambda m: "\n" * m.group(0).count("\n") or " ", text)
+    text = re.sub(r"\\\n", " ", text)
+    text = re.sub(r"^\s*#.*$", "", text, flags=re.M)
+    return re.sub(r",?\s*\.\.\.\s*;", ";", text)
+
+
+def _statements(text: str) -> list[str]:
+    """Top-level declarations, one each (split at semicolons outside braces)."""
+    pieces, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif ch == ";" and depth == 0:
+            pieces.append(text[start : i + 1])
+            start = i + 1
+    return pieces
 
 
 def _generator() -> Any:
@@ -87,7 +130,7 @@ def _pointer_text(func: c_ast.FuncDecl) -> str:
     return str(_generator().visit(c_ast.Typename(None, [], None, c_ast.PtrDecl([], func))))
 
 
-_LINE = re.compile(r":(\d+):(\d+):")
+_LINE = re.compile(r":(\d+)(?::\d+)?:")
 
 
 def _pointing(text: str, message: str) -> str:
@@ -119,7 +162,8 @@ class Declarations:
     def __init__(self, text: str = ""):
         self.ffi = cffi.FFI()
         self._protos: dict[str, _Proto] = {}
-        self._typedefs: list[str] = []
+        self._typedefs: dict[str, Any] = {}  # name -> the type it stands for (pycparser's)
+        self._open_callbacks: set[Callback] = set()
         self._consts: Any = None
         if text:
             self.cdef(text)
@@ -130,34 +174,50 @@ class Declarations:
     # -- declaring
 
     def cdef(self, text: str) -> None:
-        """Declare the C text's types and prototypes here. Raises ValueError
-        naming the line that does not parse; nothing of a failed text is kept."""
+        """Declare the C text's types and prototypes here (comments and
+        ``#define`` constants may be in it). Raises ValueError when it does
+        not parse, naming the line where the parser can tell."""
         try:
             self.ffi.cdef(text)
         except (cffi.CDefError, cffi.FFIError) as exc:
             raise ValueError(f"cannot declare this C text: {_pointing(text, str(exc))}") from None
-        tree = self._parse(text)
-        if tree is None:
-            return
-        for node in tree.ext:
+        for node in self._parse(text):
             if isinstance(node, c_ast.Typedef):
-                self._typedefs.append(node.name)
+                self._typedefs[node.name] = node.type
             elif isinstance(node, c_ast.Decl) and isinstance(node.type, c_ast.FuncDecl):
                 func = node.type
-                self._protos[node.name] = _Proto(_generator().visit(node), _pointer_text(func), _params_const(func))
+                self._protos[node.name] = _Proto(_generator().visit(node), _pointer_text(func),
+                                                 _params_const(func, self._typedefs))
 
-    def _parse(self, text: str) -> c_ast.FileAST | None:
-        """The text as pycparser reads it (preprocessor lines dropped, known
-        type names declared first), or None when it cannot: then const
-        pointers there are not known, and such pointers refuse bytes."""
-        body = "\n".join("" if line.lstrip().startswith("#") else line for line in text.splitlines())
-        prelude = "".join(f"typedef int {name};\n" for name in (*_KNOWN_TYPES, *self._typedefs))
+    def _parse(self, text: str) -> list[Any]:
+        """The declarations of text cffi accepted, as pycparser reads them:
+        known type names declared first, and where the whole does not parse
+        (a construct only cffi knows), each declaration that does. What is
+        left out has no const pointers known: they refuse bytes."""
+        body = _plain_c(text)
+        nodes = self._parse_piece(body)
+        if nodes is not None:
+            return nodes
+        found: list[Any] = []
+        for piece in _statements(body):
+            got = self._parse_piece(piece, found)
+            if got:
+                found += got
+        return found
+
+    def _parse_piece(self, body: str, before: list[Any] | None = None) -> list[Any] | None:
+        before = before or []
+        names = [*_KNOWN_TYPES, *self._typedefs, *(n.name for n in before if isinstance(n, c_ast.Typedef))]
+        prelude = "".join(f"typedef int {name};\n" for name in names)
         try:
-            tree: c_ast.FileAST = pycparser.CParser().parse(prelude + body)
+            tree = pycparser.CParser().parse(prelude + body)
         except pycparser.c_parser.ParseError:
             return None
-        tree.ext = tree.ext[prelude.count("\n"):]
-        return tree
+        if before:
+            for node in tree.ext:
+                if isinstance(node, c_ast.Typedef):
+                    self._typedefs.setdefault(node.name, node.type)
+        return list(tree.ext[len(names):])
 
     def prototype(self, name: str) -> str | None:
         """The declaration of function ``name`` (from ``cdef``), or None."""
@@ -185,11 +245,11 @@ class Declarations:
             raise ValueError(f"C signature {signature!r}: {exc}; declare the struct's fields first "
                              "(Library.cdef or Declarations.cdef, with its definition from the header)") from None
         const = None
-        tree = self._parse(f"{signature[:cut]} (*__ferrule_sig){signature[cut:]};")
-        if tree is not None and tree.ext and isinstance(tree.ext[-1].type, c_ast.PtrDecl):
-            inner = tree.ext[-1].type.type
+        nodes = self._parse_piece(_plain_c(f"{signature[:cut]} (*__ferrule_sig){signature[cut:]};"))
+        if nodes and isinstance(nodes[-1].type, c_ast.PtrDecl):
+            inner = nodes[-1].type.type
             if isinstance(inner, c_ast.FuncDecl):
-                const = _params_const(inner)
+                const = _params_const(inner, self._typedefs)
         return ctype, const
 
     # -- values
@@ -288,7 +348,8 @@ class Declarations:
             raise TypeError(f"function_at() needs a function pointer or an address, got {type(pointer).__name__}")
         if pointer == self.ffi.NULL:
             raise ValueError(f"{name or 'function_at()'}: the function pointer is NULL: there is nothing to call")
-        return CFunction(self, name or "function", signature or ctype.cname, pointer, ctype, const)
+        return CFunction(self, name or f"the function at {self.address(pointer):#x}", signature or ctype.cname, pointer,
+                         ctype, const)
 
 
 # -- calls in flight, for the exceptions of callbacks made during them
@@ -314,10 +375,12 @@ def _callbacks(delta: int) -> None:
 
 class Callback:
     """A Python function as a C function pointer, alive until ``close()``
-    (or the end of a ``with`` block). An exception it raises while a call
-    through ferrule runs on its thread is raised by that call when C
+    (or the end of a ``with`` block), even when nothing in Python refers to
+    it any more: C may still hold the pointer. An exception it raises while
+    a call through ferrule runs on its thread is raised by that call when C
     returns; at other times it is logged (logger ``ferrule``) and kept in
-    ``errors``. C must not call the pointer after ``close()``."""
+    ``errors``. C must not call the pointer after ``close()``. While any
+    Callback is open, library calls take the Python path (about 1 us)."""
 
     __module__ = "ferrule"
 
@@ -338,9 +401,11 @@ class Callback:
                 self.errors.append(exc)
 
         self._pointer: Any = decls.ffi.callback(ctype, fn, onerror=failed)
-        # While any is alive, library calls take the Python path, which
-        # raises a callback's exception from the call in flight.
-        self._alive = weakref.finalize(self, _callbacks, -1)
+        # C may hold the pointer however Python drops this object: the
+        # declarations keep it until close(). While any is open, library
+        # calls take the Python path, which raises a callback's exception
+        # from the call in flight.
+        decls._open_callbacks.add(self)
         _callbacks(+1)
 
     @property
@@ -359,9 +424,12 @@ class Callback:
         return self._pointer is None
 
     def close(self) -> None:
-        """Free the C pointer's trampoline. Idempotent."""
-        self._pointer = None
-        self._alive()
+        """Free the C pointer's trampoline: C must not call it afterwards.
+        Idempotent."""
+        if self._pointer is not None:
+            self._pointer = None
+            self._decls._open_callbacks.discard(self)
+            _callbacks(-1)
 
     def __enter__(self) -> Callback:
         return self
@@ -466,6 +534,7 @@ def _scalar_code(ffi: Any, ctype: Any) -> int | None:
 
 
 _FLOATS = ("float", "double", "long double")
+_MAX_ADDRESS = (1 << (8 * cffi.FFI().sizeof("void *"))) - 1
 _PLAIN: dict[str, type] = {name: float for name in _FLOATS}
 _PLAIN.update({name: int for name in model.PrimitiveType.ALL_PRIMITIVE_TYPES
                if model.PrimitiveType.ALL_PRIMITIVE_TYPES[name] == "i" and name not in ("_Bool", "bool")})
@@ -554,13 +623,17 @@ class CFunction(_CFunctionBase):
     def __repr__(self) -> str:
         return f"<ferrule C function {self.__name__}: {self.signature}>"
 
-    def _call_python(self, *args: Any) -> Any:
+    def _call_python(self, *args: Any, **kwargs: Any) -> Any:
         """The call, checked and converted here (the C path, where there is
         one, hands over whatever it does not take itself)."""
+        if kwargs:
+            raise TypeError(f"{self.__name__}() takes its arguments by position only, as C does "
+                            f"(got {', '.join(kwargs)}=)")
         n = len(self._params)
         if len(args) != n and not (self._variadic and len(args) > n):
             more = " or more" if self._variadic else ""
-            raise TypeError(f"{self.__name__}() takes {n}{more} arguments ({len(args)} given)")
+            raise TypeError(f"{self.__name__}() takes {n}{more} argument{'' if n == 1 and not more else 's'} "
+                            f"({len(args)} given)")
         keep: list[Any] = []  # what must outlive the call: copies, callbacks made for it
         converted = list(args)
         for i, plain in self._checks:
@@ -605,7 +678,7 @@ class CFunction(_CFunctionBase):
                 keep.append(made)  # for this call only: C must not keep it (use Declarations.callback)
                 return made
             if isinstance(value, int) and not isinstance(value, bool):
-                return ffi.cast(ctype, value)
+                return self._address(index, ctype, value)
             raise TypeError(f"{self._where(index)}: expected a Python callable, a ferrule.Callback or None for "
                             f"{ctype.cname}, got {type(value).__name__}")
         if kind == "pointer":
@@ -621,6 +694,12 @@ class CFunction(_CFunctionBase):
             raise TypeError(f"{self._where(index)}: expected a number for {ctype.cname}, got bool")
         return value
 
+    def _address(self, index: int, ctype: Any, value: int) -> Any:
+        if not 0 <= value <= _MAX_ADDRESS:
+            raise ValueError(f"{self._where(index)}: {value} is not an address (0 to {_MAX_ADDRESS:#x}) for "
+                             f"{ctype.cname}")
+        return self._ffi.cast(ctype, value)
+
     def _pointer_arg(self, index: int, ctype: Any, value: Any, keep: list[Any], const: bool | None = None) -> Any:
         ffi = self._ffi
         if value is None:
@@ -628,7 +707,7 @@ class CFunction(_CFunctionBase):
         if isinstance(value, CFunction):
             return ffi.cast(ctype, value._pointer)
         if isinstance(value, int) and not isinstance(value, bool):
-            return ffi.cast(ctype, value)
+            return self._address(index, ctype, value)
         if isinstance(value, Owned):
             return ffi.cast(ctype, value.pointer)
         if isinstance(value, str):
@@ -667,7 +746,7 @@ class CFunction(_CFunctionBase):
         """A variadic extra argument: C has no type for it, so the caller
         gives one: a cffi value (Declarations.cast) or a (type, value) pair."""
         if isinstance(value, self._ffi.CData):
-            return value
+            return self._promoted(value)
         if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
             text, raw = value
             try:
@@ -678,9 +757,23 @@ class CFunction(_CFunctionBase):
                 pointee = text[: text.rfind("*")].rsplit("*", 1)[-1]  # what the last * points at
                 converted = self._pointer_arg(index, ctype, raw, keep, const="const" in pointee.split())
                 return self._ffi.cast(ctype, converted)
-            return self._ffi.cast(ctype, raw)
+            value = self._ffi.cast(ctype, raw)
+            return self._promoted(value)
         raise TypeError(f"{self._where(index)} is a variadic extra: give its C type with it, e.g. ('int', 5), "
                         "('double', 1.5) or ('const char *', b'text'), or a Declarations.cast value")
+
+    def _promoted(self, value: Any) -> Any:
+        """C's default promotions for a variadic argument: a float goes as a
+        double, an integer narrower than int as an int (printf's %f reads a
+        double, whatever the caller meant)."""
+        ffi = self._ffi
+        ctype = ffi.typeof(value)
+        if ctype.kind == "primitive":
+            if ctype.cname == "float":
+                return ffi.cast("double", value)
+            if ctype.cname in _PLAIN and _PLAIN[ctype.cname] is int and ffi.sizeof(ctype) < ffi.sizeof("int"):
+                return ffi.cast("int", value)
+        return value
 
     def _callback_failed(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None:  # pragma: no cover - cffi always passes the instance
