@@ -8,6 +8,7 @@ Needs a C compiler (``$CC``, default ``cc``)."""
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import ferrule
 from ferrule._call import accelerator
 from ferrule._isolation import channel
+from ferrule._loader import cdecl
 
 PLUGIN = r"""
 #include "ferrule.h"
@@ -41,6 +43,10 @@ def main() -> int:
     check("site-packages" in installed.parts, f"ferrule imported from {installed}, not from an install")
     check(accelerator.speedups is not None, f"no accelerator: {accelerator.missing}")
     check(channel.IMPLEMENTATION == "c", f"no C channel: {channel.MISSING}")
+    check(cdecl._ccall is not None, "no C path for Library functions (ferrule._loader._ccall)")
+    cos = ferrule.Library("m").function("cos", "double (double)")
+    registers = platform.machine().lower() in ("x86_64", "amd64")  # the ABI its register calls are tested on
+    check(getattr(cos, "_accelerated", False) == registers and cos(0.0) == 1.0, "Library's cos on its C path")
     with tempfile.TemporaryDirectory() as tmp:
         source, library = Path(tmp, "check.c"), Path(tmp, "libcheck.so")
         source.write_text(PLUGIN)
@@ -56,7 +62,7 @@ def main() -> int:
                 check(boxed.add(1, 2) == 3, "add(1, 2) sandboxed")
                 check(boxed.sandbox is not None and boxed.sandbox.seccomp, f"sandbox report: {boxed.sandbox}")
             where = "in process, isolated and sandboxed"
-    print(f"ferrule {ferrule.__version__} from {installed}: accelerator and C channel on, a plugin built "
+    print(f"ferrule {ferrule.__version__} from {installed}: accelerator, C channel and Library's C path on, a plugin built "
           f"against get_include() runs {where}")
     return 0
 
