@@ -107,12 +107,10 @@ def resolved(path: str | os.PathLike[str]) -> str:
     return plugin_file(path)
 
 
-_GROUP_OR_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
-
-
-def _others(st: os.stat_result) -> str | None:
-    """Who besides the owner may write, or whose file it is when not ours."""
-    if st.st_uid not in (0, os.geteuid()):
+def _others(st: os.stat_result, me: int) -> str | None:
+    """Who besides the owner may write, or whose file it is when not ours
+    (``me``: this process's effective uid)."""
+    if st.st_uid not in (0, me):
         return f"is owned by another user (uid {st.st_uid})"
     if st.st_mode & stat.S_IWOTH:
         return f"is writable by every user (mode {stat.S_IMODE(st.st_mode):04o})"
@@ -140,22 +138,20 @@ def check_permissions(path: str) -> int | None:
     except OSError:
         return None  # the loader reports a missing file in its own words
     me = os.geteuid()
-    if (st.st_uid in (0, me) and not st.st_mode & _GROUP_OR_OTHERS_WRITE and dst.st_uid in (0, me)
-            and not dst.st_mode & _GROUP_OR_OTHERS_WRITE):
-        return st.st_mode  # the usual case, decided without building a message
-    if real is path and (_others(st) is not None or _others(dst) is not None):
+    file_problem, dir_problem = _others(st, me), _others(dst, me)
+    if file_problem is None and dir_problem is None:
+        return st.st_mode  # the usual case: no message built
+    if real is path:
         real = os.path.realpath(path)  # for the message
         directory = os.path.dirname(real)
     fix = "; if that is intended, pass strict_permissions=False"
-    problem = _others(st)
-    if problem is not None:
-        raise UnsafeFileError(f"{real} {problem}, so others could put code into this process: none of it ran. "
+    if file_problem is not None:
+        raise UnsafeFileError(f"{real} {file_problem}, so others could put code into this process: none of it ran. "
                               f"Make it the user's own and writable only by them (chmod go-w){fix}")
-    problem = _others(dst)
-    if problem is not None and not (dst.st_mode & stat.S_ISVTX and dst.st_uid in (0, os.geteuid())):
-        raise UnsafeFileError(f"the directory of {real}, {directory}, {problem}, so others could replace the plugin: "
-                              f"none of it ran. Move it to a directory only its owner can write (or chmod go-w "
-                              f"{directory}){fix}")
+    if not (dst.st_mode & stat.S_ISVTX and dst.st_uid in (0, me)):
+        raise UnsafeFileError(f"the directory of {real}, {directory}, {dir_problem}, so others could replace the "
+                              f"plugin: none of it ran. Move it to a directory only its owner can write (or chmod "
+                              f"go-w {directory}){fix}")
     return st.st_mode
 
 
