@@ -353,7 +353,18 @@ PyMODINIT_FUNC PyInit__ccall(void) {
     if (PyType_Ready(&CCallType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
-    if (PyModule_AddObjectRef(m, "CCall", (PyObject *)&CCallType) < 0) {
+    /* The codes _accelerate takes, from the generated _abi_types.h (cdecl.py reads them here). */
+    static const struct { const char *name; int value; } codes[] = {
+        {"T_BOOL", T_BOOL}, {"T_I8", T_I8}, {"T_I16", T_I16}, {"T_I32", T_I32}, {"T_I64", T_I64},
+        {"T_U8", T_U8}, {"T_U16", T_U16}, {"T_U32", T_U32}, {"T_U64", T_U64}, {"T_F32", T_F32},
+        {"T_F64", T_F64}, {"PK_PTR", PK_PTR}, {"PK_CONST_PTR", PK_CONST_PTR}, {"RK_VOID", RK_VOID},
+        {"RK_PTR", RK_PTR}, {"RK_CHAR_PTR", RK_CHAR_PTR},
+    };
+    int failed = PyModule_AddObjectRef(m, "CCall", (PyObject *)&CCallType) < 0;
+    for (size_t i = 0; !failed && i < sizeof codes / sizeof codes[0]; i++) {
+        failed = PyModule_AddIntConstant(m, codes[i].name, codes[i].value) < 0;
+    }
+    if (failed) {
         Py_DECREF(m);
         return NULL;
     }

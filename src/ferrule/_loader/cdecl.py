@@ -505,7 +505,7 @@ def _element_size(ffi: Any, item: Any) -> int:
 _ccall: Any = None
 if not os.environ.get("FERRULE_PURE_PYTHON"):
     try:
-        from . import _ccall
+        import ferrule._loader._ccall as _ccall
     except ImportError:  # not built: the Python path does every job
         _ccall = None
 C_PATH = _ccall is not None
@@ -515,22 +515,20 @@ if TYPE_CHECKING or _ccall is None:
 else:
     _CFunctionBase = _ccall.CCall
 
-# The C path's codes (ccall.c): a scalar's type code (_abi_types.h), or these.
-_PK_PTR, _PK_CONST_PTR, _RK_VOID, _RK_PTR, _RK_CHAR_PTR = 32, 33, -1, 32, 33
-_SCALAR_CODES = {"_Bool": 0, "bool": 0, "int8_t": 1, "int16_t": 2, "int32_t": 3, "int64_t": 4, "uint8_t": 5,
-                 "uint16_t": 6, "uint32_t": 7, "uint64_t": 8, "float": 9, "double": 10}
-
-
 def _scalar_code(ffi: Any, ctype: Any) -> int | None:
-    """The type code of a C integer or floating type, by its size and sign."""
+    """The C path's code (_ccall.T_*, from _abi_types.h) of a C bool,
+    float, double or integer type, by its size and sign; None for others."""
     name = ctype.cname
-    if name in _SCALAR_CODES:
-        return _SCALAR_CODES[name]
+    if name in ("_Bool", "bool"):
+        return int(_ccall.T_BOOL)
+    if name in ("float", "double"):
+        return int(_ccall.T_F32 if name == "float" else _ccall.T_F64)
     if model.PrimitiveType.ALL_PRIMITIVE_TYPES.get(name) != "i" or name == "char":
         return None  # long double, char (cffi wants bytes of one), complex types
-    size = ffi.sizeof(ctype)
     signed = int(ffi.cast(ctype, -1)) < 0
-    return {1: 1, 2: 2, 4: 3, 8: 4}.get(size, -99) + (0 if signed else 4) if size in (1, 2, 4, 8) else None
+    bits = 8 * ffi.sizeof(ctype)
+    code = getattr(_ccall, f"T_{'I' if signed else 'U'}{bits}", None)
+    return None if code is None else int(code)
 
 
 _FLOATS = ("float", "double", "long double")
@@ -586,7 +584,7 @@ class CFunction(_CFunctionBase):
                 if code is None:
                     return None
             elif t.kind == "pointer" and t.item.kind != "function":
-                code = _PK_CONST_PTR if self._const[i] else _PK_PTR
+                code = _ccall.PK_CONST_PTR if self._const[i] else _ccall.PK_PTR
                 size = _element_size(ffi, t.item)
                 if size:
                     need = (size, ffi.alignof(t.item))
@@ -596,16 +594,16 @@ class CFunction(_CFunctionBase):
             needs.append(need)
         r = self._result
         if r.kind == "void":
-            result = _RK_VOID
+            result = _ccall.RK_VOID
         elif r.kind == "primitive":
             code = _scalar_code(ffi, r)
             if code is None:
                 return None
             result = code
         elif r.kind == "pointer" and r.item.kind == "primitive" and r.item.cname == "char":
-            result = _RK_CHAR_PTR
+            result = _ccall.RK_CHAR_PTR
         elif r.kind == "pointer" and r.item.kind not in ("struct", "union", "function"):
-            result = _RK_PTR
+            result = _ccall.RK_PTR
         else:
             return None
         return bytes(kinds), tuple(needs), result
