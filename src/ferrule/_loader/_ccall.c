@@ -90,21 +90,25 @@ static PyObject *python_path(PyObject *self, PyObject *const *args, size_t nargs
     return out;
 }
 
-/* A buffer for a pointer parameter, with the Python path's checks (any
- * failure: 1, and the Python path raises): writable unless the pointer is
- * to const, C-contiguous, at least one element long (or empty, for const),
- * aligned. */
-static int put_buffer(const CCallObject *self, int i, PyObject *obj, int64_t *slot, Views *views) {
+/* The Python path's checks of a buffer for a pointer parameter (1: it
+ * fails one, and the Python path raises): at least one element long, or
+ * empty for a pointer to const; aligned. A buffer is also writable unless
+ * the pointer is to const, and C-contiguous (put_buffer asks for both). */
+static inline int unfit(const CCallObject *self, int i, const void *buf, Py_ssize_t len) {
+    Py_ssize_t need = self->need[i];
     int writable = self->kind[i] == PK_PTR;
+    if ((len > 0 && len < need) || (len == 0 && writable && need > 0)) return 1;
+    return need > 1 && len > 0 && (uintptr_t)buf % (uintptr_t)self->align[i];
+}
+
+static int put_buffer(const CCallObject *self, int i, PyObject *obj, int64_t *slot, Views *views) {
     Py_buffer *view = &views->view[views->n];
-    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (self->kind[i] == PK_PTR ? PyBUF_WRITABLE : 0)) < 0) {
         PyErr_Clear();
         return 1;
     }
     views->n++;
-    Py_ssize_t need = self->need[i];
-    if ((view->len > 0 && view->len < need) || (view->len == 0 && writable && need > 0)) return 1;
-    if (need > 1 && view->len > 0 && (uintptr_t)view->buf % (uintptr_t)self->align[i]) return 1;
+    if (unfit(self, i, view->buf, view->len)) return 1;
     *slot = (int64_t)(uintptr_t)view->buf;
     return 0;
 }
@@ -169,18 +173,13 @@ static inline int put(const CCallObject *self, int i, PyObject *obj, int64_t *gp
             gp[r] = (int64_t)(uintptr_t)p;
             return 0;
         }
-        if (PyBytes_CheckExact(obj)) {
+        if (PyBytes_CheckExact(obj)) { /* no view to take or release; NUL-terminated, as C text needs */
             if (kind != PK_CONST_PTR) return 1; /* immutable, where C may write: the Python path refuses it */
-            Py_ssize_t n = PyBytes_GET_SIZE(obj);
-            if (n > 0 && n < self->need[i]) return 1; /* too short for one element: the Python path says so */
-            if (self->need[i] > 1 && n > 0 && (uintptr_t)PyBytes_AS_STRING(obj) % (uintptr_t)self->align[i]) return 1;
-            gp[r] = (int64_t)(uintptr_t)PyBytes_AS_STRING(obj); /* NUL-terminated, as C text needs */
+            if (unfit(self, i, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj))) return 1;
+            gp[r] = (int64_t)(uintptr_t)PyBytes_AS_STRING(obj);
             return 0;
         }
-        if (PyByteArray_CheckExact(obj) || PyMemoryView_Check(obj) || PyObject_CheckBuffer(obj)) {
-            if (PyUnicode_Check(obj)) return 1;
-            return put_buffer(self, i, obj, &gp[r], views);
-        }
+        if (PyObject_CheckBuffer(obj)) return put_buffer(self, i, obj, &gp[r], views);
         return 1;
     }
     return 1;
