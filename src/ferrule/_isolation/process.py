@@ -84,18 +84,21 @@ class Child:
             lifeline, self.lifeline = os.pipe()  # the child's end closes with this process
             held += [lifeline, self.lifeline]
             args = (str(self.area.fd), str(lifeline), str(memory_limit or 0), str(cpu))
-            proc: subprocess.Popen[bytes] | forkserver.ForkedProcess | None = None
-            if launch is None:  # forked by the fork server when there is one, else a fresh interpreter
-                proc = forkserver.spawn((self.area.fd, lifeline), memory_limit or 0, cpu)
-                argv = python_command("ferrule._isolation.child", *args)
+            # Forked by the fork server when there is one, else a fresh interpreter (always, sandboxed).
+            forked = None if launch is not None else forkserver.spawn((self.area.fd, lifeline), memory_limit or 0, cpu)
+            if forked is not None:
+                self.proc: subprocess.Popen[bytes] | forkserver.ForkedProcess = forked
             else:
-                argv = launch.prefix + python_command("ferrule._isolation.child", *args,
-                                                      json.dumps(launch.child_policy()), path=launch.sys_path)
-            self.proc = proc or subprocess.Popen(
-                argv, pass_fds=(self.area.fd, lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, start_new_session=True,
-                env=None if launch is None else launch.env, preexec_fn=None if launch is None else launch.preexec,
-            )
+                if launch is None:
+                    argv = python_command("ferrule._isolation.child", *args)
+                else:
+                    argv = launch.prefix + python_command("ferrule._isolation.child", *args,
+                                                          json.dumps(launch.child_policy()), path=launch.sys_path)
+                self.proc = subprocess.Popen(
+                    argv, pass_fds=(self.area.fd, lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, start_new_session=True,
+                    env=None if launch is None else launch.env, preexec_fn=None if launch is None else launch.preexec,
+                )
             os.close(lifeline)
             self.area.drop_fd()  # the child has its own now
         except BaseException as exc:
