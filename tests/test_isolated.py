@@ -850,7 +850,11 @@ for i in range(rounds):
     except KeyboardInterrupt:
         if loading:
             report["in_load" if plugin is None else "after"] += 1
-    timer.join()
+    while timer.is_alive():  # a load quicker than the one measured: the interrupt may land after the try
+        try:
+            timer.join()
+        except KeyboardInterrupt:
+            report["after"] += 1
     if plugin is not None:
         plugin.close()
     deadline = time.monotonic() + 5  # the output readers finish once the child is gone

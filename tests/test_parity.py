@@ -15,7 +15,11 @@ The paths:
 - ``isolated-method`` and ``isolated-service``: the same two, the plugin
   loaded through a PluginHost with isolated=True: the instances live in the
   child and the relay's host->call crosses the channel to the service here;
-- ``sandboxed-service``: the relay again, in the default ferrule.Sandbox().
+- ``sandboxed-service``: the relay again, in the default ferrule.Sandbox();
+- ``aio-<path>``: the same plugins and instances, every call awaited
+  (``plugin.aio``, ``instance.aio``) on one event loop: in process on the
+  host's thread pool, isolated on the channel. Host functions that call back
+  into the plugin are ``async def`` there and await their calls.
 
 A case runs on a path unless the path lacks the function (structs exist only
 as methods; a service takes no host functions) or the case says why not
@@ -25,6 +29,7 @@ as methods; a service takes no host functions) or the case says why not
 from __future__ import annotations
 
 import array
+import asyncio
 import json
 import math
 import types
@@ -46,11 +51,15 @@ TABLE = json.loads((Path(__file__).parent / "parity" / "cases.json").read_text()
 assert TABLE["format"] == 1
 CASES: list[dict[str, Any]] = TABLE["cases"]
 PLUGIN_ID = "org.ferrule.tests.parity"
-PATHS = ["c", "cffi", "isolated", "sandboxed", "method", "service", "isolated-method", "isolated-service",
+PLAIN = ["c", "cffi", "isolated", "sandboxed", "method", "service", "isolated-method", "isolated-service",
          "sandboxed-service"]
+AWAITED = ["aio-c", "aio-cffi", "aio-isolated", "aio-sandboxed", "aio-method", "aio-service", "aio-isolated-method",
+           "aio-isolated-service"]
+PATHS = PLAIN + AWAITED
 # Below these, a path has lost cases it should run (the table has 200).
 MINIMUM = {"c": 170, "cffi": 170, "isolated": 170, "sandboxed": 170, "method": 190, "service": 150,
            "isolated-method": 190, "isolated-service": 150, "sandboxed-service": 150}
+MINIMUM.update({f"aio-{name}": MINIMUM[name] for name in PLAIN})
 NO_SANDBOX = launch.bwrap()[1]  # why the sandboxed path cannot run here, or ""
 
 
@@ -82,6 +91,25 @@ class CallPath:
         # A Python service's exception reaches the plugin as "Class: message"
         # (PluginHost.provide); the relay hands that on as its own failure.
         return f"ValueError: {message}" if self.service_errors else message
+
+
+class AwaitedPath(CallPath):
+    """A path's functions awaited, each call run to its end on ``loop``."""
+
+    def __init__(self, name: str, plain: CallPath, loop: asyncio.AbstractEventLoop):
+        super().__init__(name, plain.owner, plain.target, plain.prefix, plain.service_errors)
+        self.family = plain.family
+        self.loop = loop
+
+    def awaited(self, call: str) -> Callable[..., Any]:
+        aio = self.owner.aio
+        return getattr(aio, call) if self.prefix else aio[call]  # type: ignore[no-any-return]
+
+    def function(self, call: str) -> Callable[..., Any] | None:
+        if super().function(call) is None:
+            return None
+        afn = self.awaited(call)
+        return lambda *args, **kwargs: self.loop.run_until_complete(afn(*args, **kwargs))
 
 
 class ParityService:
@@ -182,8 +210,14 @@ def paths(built: Built) -> Iterator[dict[str, CallPath]]:
         made["sandboxed-service"] = CallPath("sandboxed-service", sandboxed.create(api.ParityValues, "relay"),
                                              f"ParityValues instance 'relay' of {target}", "ParityValues.",
                                              service_errors=True)
+    loop = asyncio.new_event_loop()
+    for name in AWAITED:
+        plain = made.get(name.removeprefix("aio-"))
+        if plain is not None:
+            made[name] = AwaitedPath(name, plain, loop)
     yield made
-    for path in made.values():
+    loop.close()
+    for path in [p for p in made.values() if not isinstance(p, AwaitedPath)]:
         path.close()
     plugin.close()
     for loaded in isolated_host.plugins:  # their children, and a sandbox's cgroup
@@ -266,6 +300,31 @@ def host_function(name: str, path: CallPath) -> Callable[..., Any]:
         fn = path.function(name)
         assert fn is not None
         return fn
+
+    if isinstance(path, AwaitedPath):  # calls back into the plugin awaited, from a coroutine
+        awaited = path.awaited
+
+        async def fail_inside_awaited() -> int:
+            with pytest.raises(ferrule.PluginCallError, match="inner"):
+                await awaited("fail")("inner")
+            return 0
+
+        async def add_twenty(x: int) -> Any:
+            return await awaited("add")(20, x)
+
+        async def apply_double(x: int) -> Any:
+            return await awaited("apply")(lambda y: y * 2, x)
+
+        async def echo(s: str) -> Any:
+            return await awaited("echo_str")(s)
+
+        async def add_inside() -> Any:
+            return await awaited("add")(1, 1)
+
+        calling: dict[str, Callable[..., Any]] = {"add_twenty": add_twenty, "apply_double": apply_double, "echo": echo,
+                                                  "fail_inside": fail_inside_awaited, "add_inside": add_inside}
+        if name in calling:
+            return calling[name]
 
     table: dict[str, Callable[..., Any]] = {
         "double": lambda x: x * 2,
@@ -352,8 +411,10 @@ def test_case(paths: dict[str, CallPath], case: dict[str, Any], path_name: str) 
         pytest.fail("the C accelerator is not built: run the README's install command")
     if path_name == "sandboxed" and path_name not in paths:
         pytest.skip(f"no sandbox here: {NO_SANDBOX}")
-    if path_name == "sandboxed-service" and path_name not in paths:
+    if path_name in ("sandboxed-service", "aio-sandboxed") and path_name not in paths:
         pytest.skip(f"no sandbox here: {NO_SANDBOX}")
+    if path_name == "aio-c" and path_name not in paths:
+        pytest.fail("the C accelerator is not built: run the README's install command")
     path = paths[path_name]
     reason = applies(case, path)
     if reason is not None:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, overload
 
+from ._call.runner import Runner
 from ._interfaces.instances import Implementation, named, proxy_class
 from ._interfaces.services import Services
 from ._isolation.plugin import IsolatedPlugin
@@ -29,6 +30,10 @@ class PluginHost:
       implementations other plugins of this host offer;
     - ``implementations(Interface)`` lists what the loaded plugins offer.
 
+    ``async_workers`` bounds the threads that its in-process plugins'
+    awaited calls (``await plugin.aio.f(...)``) run on; by default
+    concurrent.futures' own bound.
+
     ``debug=True`` runs plugins on the checked Python call path and reports
     thread-contract violations as ``ThreadContractWarning`` (see
     docs/interfaces.md); it is slower, for development.
@@ -36,8 +41,8 @@ class PluginHost:
 
     __module__ = "ferrule"
 
-    def __init__(self, *, debug: bool = False):
-        self._services = Services(debug)
+    def __init__(self, *, debug: bool = False, async_workers: int | None = None):
+        self._services = Services(debug, Runner(async_workers))
         self._plugins: list[Plugin | IsolatedPlugin] = []
         self._kept = 0  # how many were open at the last pruning
 

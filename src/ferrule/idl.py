@@ -323,7 +323,7 @@ def _doc(obj: object) -> str:
 
 
 # The public attributes of ferrule.Instance (a test holds the two together).
-RESERVED_METHOD_NAMES = frozenset({"close", "closed", "implementation"})
+RESERVED_METHOD_NAMES = frozenset({"aio", "close", "closed", "implementation"})
 
 
 def _build(cls: type, id: str, revision: int, thread_safe: bool) -> InterfaceSpec:

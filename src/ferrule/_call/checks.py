@@ -10,6 +10,7 @@ else here, so every message is written once.
 
 from __future__ import annotations
 
+import inspect
 import math
 import operator
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 from .._abi.types import AbiType
 from .marshal import address_of
 
-__all__ = ["F32_MAX", "MISSING", "bind", "check_buffer", "check_value", "format_matches"]
+__all__ = ["F32_MAX", "MISSING", "bind", "check_buffer", "check_value", "format_matches", "not_awaited"]
 
 MISSING: Any = object()
 F32_MAX = 3.4028234663852886e38
@@ -160,3 +161,13 @@ def format_matches(fmt: str, itemsize: int, elem: AbiType) -> bool:
     if elem.kind == "float":
         return fmt == elem.struct
     return fmt in (_SIGNED if elem.signed else _UNSIGNED)
+
+
+def not_awaited(value: Any, what: str, name: str) -> TypeError:
+    """The error for a host function that returned an awaitable to a call
+    that was not awaited: nothing would run it."""
+    close = getattr(value, "close", None)
+    if inspect.iscoroutine(value) and close is not None:
+        close()  # no "coroutine was never awaited" warning on top of this error
+    return TypeError(f"{what} returned {type(value).__name__}, an awaitable: an async def host function works only "
+                     f"when the plugin call is awaited (await plugin.aio.{name}(...)); pass a plain function otherwise")

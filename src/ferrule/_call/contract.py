@@ -50,6 +50,10 @@ class Gate(Protocol):
     def serial_enter(self) -> None:
         """Take the serial lock (without holding the GIL while waiting)."""
 
+    def serial_try_enter(self) -> bool:
+        """Take the serial lock if that needs no wait (an event loop must
+        not block on it); True if taken."""
+
     def serial_leave(self) -> None: ...
 
 

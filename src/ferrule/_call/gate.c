@@ -146,6 +146,21 @@ static PyObject *Gate_serial_enter(GateObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* serial_try_enter() -> bool: the serial lock if it is free (or this
+ * thread's), without waiting: an event loop must not block on it. */
+static PyObject *Gate_serial_try_enter(GateObject *self, PyObject *unused) {
+    (void)unused;
+    unsigned long me = PyThread_get_thread_ident();
+    if (self->serial_owner == me) {
+        self->serial_depth++;
+        Py_RETURN_TRUE;
+    }
+    if (!PyThread_acquire_lock(self->serial, NOWAIT_LOCK)) Py_RETURN_FALSE;
+    self->serial_owner = me;
+    self->serial_depth = 1;
+    Py_RETURN_TRUE;
+}
+
 static PyObject *Gate_serial_leave(GateObject *self, PyObject *unused) {
     (void)unused;
     if (self->serial_owner != PyThread_get_thread_ident()) {
@@ -166,6 +181,8 @@ static PyMethodDef Gate_methods[] = {
     {"leave", (PyCFunction)Gate_leave, METH_O, "Count the call of enter()'s mark out."},
     {"close", (PyCFunction)Gate_close, METH_O, "Refuse new calls; True when none is in flight."},
     {"serial_enter", (PyCFunction)Gate_serial_enter, METH_NOARGS, "Take the serial lock (re-entrant)."},
+    {"serial_try_enter", (PyCFunction)Gate_serial_try_enter, METH_NOARGS,
+     "Take the serial lock if that needs no wait; True if taken."},
     {"serial_leave", (PyCFunction)Gate_serial_leave, METH_NOARGS, "Give the serial lock back."},
     {NULL, NULL, 0, NULL},
 };

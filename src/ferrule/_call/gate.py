@@ -64,5 +64,8 @@ class Gate:
     def serial_enter(self) -> None:
         self.serial.acquire()
 
+    def serial_try_enter(self) -> bool:
+        return self.serial.acquire(blocking=False)
+
     def serial_leave(self) -> None:
         self.serial.release()

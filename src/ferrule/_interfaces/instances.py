@@ -13,7 +13,7 @@ import atexit
 import sys
 import threading
 import weakref
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from .._abi.descriptor import OfferEntry
 from .._abi.ffi import ffi
@@ -23,6 +23,9 @@ from .._errors import InterfaceMismatchError
 from ..idl import InterfaceSpec, spec
 from .methods import method
 from .offers import check_offer
+
+if TYPE_CHECKING:
+    from .._call.aio import AsyncCalls
 
 __all__ = ["Implementation", "Instance", "InstanceTarget", "Owner", "being_created", "matching", "named", "no_implementation", "proxy_class"]
 
@@ -113,6 +116,11 @@ class InstanceTarget:
     @property
     def accelerated(self) -> bool:
         return self.owner.accelerated
+
+    @property
+    def runner(self) -> Any:
+        """The thread pool of the instance's awaited calls: its plugin's."""
+        return getattr(self.owner, "runner", None)
 
     @property
     def debug(self) -> bool:
@@ -230,6 +238,19 @@ class Instance:
     def close(self) -> None:
         """Wait for calls in flight, then destroy the instance. Idempotent."""
         self._target.close()
+
+    @property
+    def aio(self) -> AsyncCalls:
+        """Every method as a coroutine function: ``await shapes.aio.area(r)``,
+        awaited as the plugin's functions are (``Plugin.aio``)."""
+        made: AsyncCalls | None = self.__dict__.get("_aio")
+        if made is None:
+            from .._call.aio import AsyncCalls
+
+            iface = self.__ferrule_interface__
+            made = self.__dict__.setdefault("_aio", AsyncCalls(
+                self, lambda: {m.name: getattr(self, m.name) for m in iface.methods}, self.close))
+        return made
 
     @property
     def closed(self) -> bool:

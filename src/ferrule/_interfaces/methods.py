@@ -58,6 +58,15 @@ def wrap_method(fn: Any, iface: InterfaceSpec, m: MethodSpec) -> Any:
     call_method.__name__ = call_method.__qualname__ = m.name
     call_method.__doc__ = plan.doc
     call_method.__signature__ = plan.signature  # type: ignore[attr-defined]
+    call_method.__wrapped__ = fn  # type: ignore[attr-defined]  # the call layer's flags and signature (aio.py)
+    inner_acall = getattr(fn, "_acall", None)
+    if inner_acall is not None:  # isolated: awaited on the channel, the structs packed here as for a plain call
+
+        async def acall(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            values, out = _declared_args(plan, args, kwargs)
+            return _declared_result(plan, await inner_acall(tuple(values), {}), out)
+
+        call_method._acall = acall  # type: ignore[attr-defined]
     return call_method
 
 
@@ -138,16 +147,29 @@ def _plan(name: str, m: MethodSpec) -> _Plan:
 def _call_declared(plan: _Plan, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call the call-layer ``fn`` with a method's declared arguments, packing
     and checking its structs here (the Python path)."""
+    values, out = _declared_args(plan, args, kwargs)
+    return _declared_result(plan, fn(*values), out)
+
+
+def _declared_args(plan: _Plan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], bytearray | None]:
+    """The call-layer arguments of a method call: structs packed, and the
+    buffer a struct result is written to (appended) or None."""
     if kwargs or len(args) != plan.count:
         args = bind(plan.display, plan.names, args, kwargs)
     values = list(args)
     for i, c, where in plan.structs:
         values[i] = c.pack(values[i], where)
+    out = None
     if plan.out_codec is not None:
         out = bytearray(plan.out_codec.size)
-        fn(*values, out)
+        values.append(out)
+    return values, out
+
+
+def _declared_result(plan: _Plan, raw: Any, out: bytearray | None) -> Any:
+    if plan.out_codec is not None:
+        assert out is not None
         return plan.out_codec.unpack(out)
-    raw = fn(*values)
     return plan.handle(raw) if plan.handle is not None else raw
 
 

@@ -18,6 +18,7 @@ import weakref
 from typing import Any, Protocol
 
 from .._abi import cdef as abi
+from .._call.runner import DEFAULT_RUNNER, Runner
 from .._abi.ffi import ffi
 from .._abi.types import TYPES
 from .._call.accelerator import speedups
@@ -75,8 +76,9 @@ class Services:
     """The registry behind a PluginHost: provided services, loaded plugins,
     objects lent to plugins, and the three host-table callbacks."""
 
-    def __init__(self, debug: bool):
+    def __init__(self, debug: bool, runner: Runner | None = None):
         self.debug = debug
+        self.runner = runner if runner is not None else DEFAULT_RUNNER  # awaited in-process calls run there
         self.lock = threading.RLock()
         self.services: dict[tuple[str, int], tuple[InterfaceSpec, Any, Any]] = {}
         self.plugins: list[Owner] = []  # the loaded plugins a query may lend from, in load order

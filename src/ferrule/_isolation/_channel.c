@@ -56,6 +56,13 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* A sleeping flag of AWAITING (not 1) says the receiver is an event loop
+ * waiting on an eventfd, not a thread on the futex: the sender writes to
+ * notify_fd, the eventfd the host passed this process (only an isolated
+ * child has one; -1 elsewhere). */
+#define AWAITING 2u
+static int notify_fd = -1;
+
 static uint32_t channel_wait_for(ChannelHead *head, int which, uint32_t seen, int64_t spin_ns, int64_t timeout_ns) {
     uint32_t *word = &head->seq[which];
     uint32_t now;
@@ -131,11 +138,60 @@ static PyObject *channel_send(PyObject *module, PyObject *const *args, Py_ssize_
     head->length = v[5];
     head->size = v[6];
     __atomic_add_fetch(&head->seq[which], 1, __ATOMIC_SEQ_CST);
+    uint32_t sleeping = __atomic_load_n(&head->sleeping[which], __ATOMIC_SEQ_CST);
+    if (sleeping == AWAITING && notify_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t wrote;
+        do {
+            wrote = write(notify_fd, &one, sizeof one);  /* EAGAIN: the counter is full, so the peer is woken anyway */
+        } while (wrote < 0 && errno == EINTR);
+    }
 #ifdef __linux__
-    if (__atomic_load_n(&head->sleeping[which], __ATOMIC_SEQ_CST)) {
+    else if (sleeping) {
         syscall(SYS_futex, &head->seq[which], FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
     }
 #endif
+    Py_RETURN_NONE;
+}
+
+/* arm(address, direction, seen) -> bool: an event loop is about to wait for
+ * the next message of direction on its eventfd (the child's notify_fd): say
+ * so in the sleeping flag, then look at the sequence word once more, both
+ * sequentially consistent, so that either this look sees the message or its
+ * sender sees the flag. True when the message came meanwhile. */
+static PyObject *channel_arm(PyObject *module, PyObject *args) {
+    unsigned long long address;
+    int which;
+    unsigned int seen;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "KiI", &address, &which, &seen)) return NULL;
+    if (which != 0 && which != 1) {
+        PyErr_SetString(PyExc_ValueError, "direction must be 0 or 1");
+        return NULL;
+    }
+    ChannelHead *head = (ChannelHead *)(uintptr_t)address;
+    __atomic_store_n(&head->sleeping[which], AWAITING, __ATOMIC_SEQ_CST);
+    return PyBool_FromLong(__atomic_load_n(&head->seq[which], __ATOMIC_SEQ_CST) != (uint32_t)seen);
+}
+
+static PyObject *channel_disarm(PyObject *module, PyObject *args) {
+    unsigned long long address;
+    int which;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "Ki", &address, &which)) return NULL;
+    if (which != 0 && which != 1) {
+        PyErr_SetString(PyExc_ValueError, "direction must be 0 or 1");
+        return NULL;
+    }
+    __atomic_store_n(&((ChannelHead *)(uintptr_t)address)->sleeping[which], 0, __ATOMIC_SEQ_CST);
+    Py_RETURN_NONE;
+}
+
+static PyObject *channel_set_notify(PyObject *module, PyObject *arg) {
+    (void)module;
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred()) return NULL;
+    notify_fd = (int)fd;
     Py_RETURN_NONE;
 }
 
@@ -213,6 +269,11 @@ static PyMethodDef module_methods[] = {
      "send(address, direction, kind, arg, base, length, size): write the head, bump the sequence word, wake a sleeper."},
     {"wait", channel_wait, METH_VARARGS,
      "wait(address, direction, seen, spin_ns, timeout_ns): (seq, kind, arg, base, length, size), or None at the timeout."},
+    {"arm", channel_arm, METH_VARARGS,
+     "arm(address, direction, seen) -> bool: flag an event loop's wait (True: the message came meanwhile)."},
+    {"disarm", channel_disarm, METH_VARARGS, "disarm(address, direction): clear the flag arm() set."},
+    {"set_notify", channel_set_notify, METH_O,
+     "In an isolated child: the eventfd to write when the host's event loop awaits a message."},
     {"become_isolated_child", become_isolated_child, METH_O,
      "In an isolated child: exit when the lifeline fd reaches its end; forked copies die with this process."},
     {NULL, NULL, 0, NULL},

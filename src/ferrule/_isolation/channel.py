@@ -76,6 +76,27 @@ def _fence() -> None:
     _libc.pthread_mutex_unlock(mutex)
     _libc.pthread_mutex_lock(mutex)
 
+def _full_fence() -> None:
+    """Order a store before a later load (which x86 alone does not): a mutex's
+    unlock and lock are locked instructions there, full barriers elsewhere."""
+    mutex = getattr(_held, "mutex", None)
+    if mutex is None:
+        _fence()
+        mutex = _held.mutex
+    _libc.pthread_mutex_unlock(mutex)
+    _libc.pthread_mutex_lock(mutex)
+
+
+AWAITING = 2  # a sleeping flag saying the receiver is an event loop waiting on an eventfd (see _channel.c)
+
+
+def _write_event(fd: int) -> None:
+    try:
+        os.eventfd_write(fd, 1)
+    except BlockingIOError:  # the counter is full: the peer is woken anyway
+        pass
+
+
 # SYS_futex on the Linux architectures ferrule runs on; elsewhere the wait
 # polls with short sleeps and the wake is nothing.
 _SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98, "riscv64": 98, "ppc64le": 221,
@@ -117,14 +138,28 @@ class Channel:
         self._words = memoryview(control)[:_KIND].cast("I")
         self._anchor = _ffi.from_buffer(control)
         self.address = int(_ffi.cast("uintptr_t", self._anchor))
+        self._notify = -1  # the eventfd to write when the receiver awaits on one (an isolated child's)
         if native and _native is not None:  # the C functions themselves, bound to this address: no Python frame per message
             self.send = functools.partial(_native.send, self.address)  # type: ignore[method-assign]
             self.wait = functools.partial(_native.wait, self.address)  # type: ignore[method-assign]
+            self.arm = functools.partial(_native.arm, self.address)  # type: ignore[method-assign]
+            self.disarm = functools.partial(_native.disarm, self.address)  # type: ignore[method-assign]
+            self._native = True
+        else:
+            self._native = False
+
+    def set_notify(self, fd: int) -> None:
+        """In the child: the eventfd the host's event loop waits on when it
+        awaits a message (arm) instead of sleeping on the futex."""
+        self._notify = fd
+        if self._native:
+            assert _native is not None
+            _native.set_notify(fd)
 
     def detach(self) -> None:
         """Let go of the control page (for its unmapping): the channel cannot
         be used again."""
-        self.send = self.wait = _detached  # type: ignore[method-assign,assignment]
+        self.send = self.wait = self.arm = self.disarm = _detached  # type: ignore[method-assign,assignment]
         self._words.release()
         del self._anchor
         self.address = 0
@@ -137,6 +172,23 @@ class Channel:
         words, at = self._words, _SEQ // 4 + direction
         words[at] = (words[at] + 1) & 0xFFFFFFFF
         _futex_wake(self.address + 4 * at)
+        if self._notify >= 0:
+            _full_fence()  # the sequence word, then the flag: see arm()
+            if words[_SLEEPING // 4 + direction] == AWAITING:
+                _write_event(self._notify)
+
+    def arm(self, direction: int, seen: int) -> bool:
+        """Say that an event loop is about to wait for the next message of
+        ``direction`` on the peer's eventfd, then look at the sequence word
+        once more: either this look sees the message or its sender sees the
+        flag (a full fence on each side between its store and its load).
+        True when the message came meanwhile."""
+        self._words[_SLEEPING // 4 + direction] = AWAITING
+        _full_fence()
+        return bool(self._words[_SEQ // 4 + direction] != seen)
+
+    def disarm(self, direction: int) -> None:
+        self._words[_SLEEPING // 4 + direction] = 0
 
     def wait(self, direction: int, seen: int, spin_ns: int, timeout_ns: int) -> Head | None:
         """The next head of ``direction`` after sequence ``seen``, or None

@@ -2,7 +2,7 @@
 ordinary way, sends its spec, and serves the host's calls over the channel
 (see protocol.py).
 
-    python -c "...from ferrule._isolation.child import main; main()" FD LIFELINE MEMORY_LIMIT CPU_LIMIT [SANDBOX]
+    python -c "...from ferrule._isolation.child import main; main()" FD LIFELINE NOTIFY MEMORY_LIMIT CPU_LIMIT [SANDBOX]
 
 or forked by the fork server (forkserver.py), which calls serve() itself.
 
@@ -34,11 +34,12 @@ SPIN_NS = 100_000  # stay awake this long for the next call before sleeping
 
 
 def main() -> None:
-    fd, lifeline, memory_limit, cpu_limit = (int(a) for a in sys.argv[1:5])
-    serve(fd, lifeline, memory_limit, cpu_limit, json.loads(sys.argv[5]) if len(sys.argv) > 5 else None)
+    fd, lifeline, notify, memory_limit, cpu_limit = (int(a) for a in sys.argv[1:6])
+    serve(fd, lifeline, notify, memory_limit, cpu_limit, json.loads(sys.argv[6]) if len(sys.argv) > 6 else None)
 
 
-def serve(fd: int, lifeline: int, memory_limit: int, cpu_limit: int, policy: dict[str, Any] | None = None) -> None:
+def serve(fd: int, lifeline: int, notify: int, memory_limit: int, cpu_limit: int,
+          policy: dict[str, Any] | None = None) -> None:
     """Be the child, on the channel in ``fd``, until the host is done: from
     main() in a fresh interpreter, or in a process the fork server forked."""
     become_isolated_child(lifeline)
@@ -49,7 +50,9 @@ def serve(fd: int, lifeline: int, memory_limit: int, cpu_limit: int, policy: dic
 
         sandbox = confine(policy)
     try:
-        _Server(wire.Area(fd, memory_limit or None), sandbox).run()  # bounded: it grows no further than it may map
+        area = wire.Area(fd, memory_limit or None)  # bounded: it grows no further than it may map
+        area.channel.set_notify(notify)
+        _Server(area, sandbox).run()
     except wire.WireError as exc:  # one line the host shows, not a traceback of ferrule's
         hint = (f" under memory_limit ({memory_limit} bytes, this Python included): raise it, or pass less at a time"
                 if memory_limit and "cannot be mapped" in str(exc) else "")

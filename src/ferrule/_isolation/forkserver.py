@@ -72,7 +72,7 @@ def main() -> None:
     sock.send(b"ready")
     while True:
         try:
-            message, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 4)
+            message, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 5)
         except InterruptedError:  # pragma: no cover - PEP 475 retries
             continue
         if not message:
@@ -117,7 +117,7 @@ def _fork(sock: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
         return pid
     # The child: nothing here may return into the server's loop.
     try:
-        area, lifeline, out, err = fds
+        area, lifeline, notify, out, err = fds
         os.setsid()
         sock.close()
         os.dup2(out, 1)
@@ -133,7 +133,7 @@ def _fork(sock: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
         _set_dumpable(True)  # as a fresh child is
         from .child import serve
 
-        serve(area, lifeline, int(request["memory_limit"]), int(request["cpu_limit"]))
+        serve(area, lifeline, notify, int(request["memory_limit"]), int(request["cpu_limit"]))
     except BaseException:
         import traceback
 
@@ -387,8 +387,9 @@ def _pidfds() -> bool:
 _PIDFDS = _pidfds()
 
 
-def spawn(fds: tuple[int, int], memory_limit: int, cpu_limit: int) -> ForkedProcess | None:
-    """A child for an isolated load, on channel fds[0] with lifeline fds[1];
+def spawn(fds: tuple[int, int, int], memory_limit: int, cpu_limit: int) -> ForkedProcess | None:
+    """A child for an isolated load, on channel fds[0] with lifeline fds[1]
+    and notifier fds[2];
     None when there is no fork server to ask (start one fresh instead)."""
     global _server, _failed_at
     if not _PIDFDS or os.environ.get("FERRULE_FORKSERVER") == "0":

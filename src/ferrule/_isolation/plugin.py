@@ -10,6 +10,7 @@ and message, as in process.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import itertools
@@ -22,7 +23,7 @@ import types
 import weakref
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._abi import cdef as abi
 from .._abi.ffi import ffi
@@ -32,7 +33,8 @@ from .._abi.types import TYPES
 from .._call.marshal import release_borrowed, release_result, store_borrowed, store_scalar, value_of
 from .._interfaces.instances import Implementation, matching, named, no_implementation
 from .._interfaces.services import Services, _fail
-from .._call.checks import bind, check_value
+from .._plugin.plugin import NOT_PICKLED
+from .._call.checks import bind, check_value, not_awaited
 from .._call.function import doc_text, python_signature
 from .._call import accelerator
 from .._call.gate import new_gate
@@ -52,9 +54,14 @@ from .protocol import (ACK, CALL, CLOSE, CREATE, DESTROY, ERROR, FAILED, INVOKE,
                        QUERY, QUERY_RESULT, READY, RELEASE, RESULT, SCALL, SCALL_RESULT)
 from .remote import NULL_ARGS, SCALL_HEAD
 
+if TYPE_CHECKING:
+    from .._call.aio import AsyncCalls
+
 __all__ = ["IsolatedFunction", "IsolatedPlugin"]
 
 P = TypeVar("P")
+# (the plugin, the task) awaiting one of its host functions: that task's own calls of the plugin nest
+_INSIDE: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar("ferrule_isolated_inside", default=None)
 BYTES = TYPES["bytes"]
 MAX_LENT = 1 << 16  # objects one isolated plugin may hold from host->query at once: a child cannot grow the host without bound
 
@@ -140,6 +147,12 @@ class IsolatedFunction:
             return self._plugin._call(self, args, self._plugin.timeout, instance)
         finally:
             gate.leave(mark)
+
+    async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The awaited call (AsyncFunction): answered on the channel, on the loop."""
+        if kwargs or len(args) != self._count:
+            args = bind(self._display, self._names, args, kwargs)
+        return await self._plugin._acall(self, tuple(args), self._plugin.timeout, self._instance)
 
     def _checked(self, values: tuple[Any, ...], full: bool = False) -> list[Any]:
         """Values as the in-process checks leave them: TypeError and ValueError
@@ -228,6 +241,8 @@ class IsolatedPlugin:
         self._calls = 0  # in flight; changes under the gate's serial lock only
         self._depth = 0
         self._failure: IsolationError | None = None
+        self._awaiting = False  # an awaited call waits for the child's answer (see _send_call)
+        self._aio_locks: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # event loop -> asyncio.Lock
         self._shut = False  # close() has run
         self._finalizer: weakref.finalize[Any, Any] | None = None
         # Its host's services, which the child's host->query reaches through the channel.
@@ -393,21 +408,29 @@ class IsolatedPlugin:
             kind, arg, base, length = got
             if kind in (LOG, INVOKE) and deadline is not None:
                 child.check(deadline, during, self._who)  # a stream of messages must not outrun the timeout
-            if kind == LOG:
-                self._log(child, arg, child.area.read_json(base, length))
-                child.post(ACK, 0, child.base, 0)
-            elif kind == INVOKE and fn is not None and callables is not None and errors is not None:
+            if kind == INVOKE and fn is not None and callables is not None and errors is not None:
                 self._invoke(child, fn, callables, errors, arg, base, length)
-            elif kind == QUERY:
-                self._serve_query(child, base, length)
-            elif kind == SCALL:
-                self._serve_scall(child, arg, base, length)
-            elif kind == RELEASE:
-                if self._services is not None and self._services.release_for(self._borrower, arg):
-                    self._borrower.lent -= 1
-                child.post(ACK, 0, child.base, 0)
-            else:
+            elif not self._serve(child, got):
                 return got
+
+    def _serve(self, child: Child, got: tuple[int, int, int, int]) -> bool:
+        """Serve a message the child sends during a request (a log line, or
+        its host->query, call or release); False for any other."""
+        kind, arg, base, length = got
+        if kind == LOG:
+            self._log(child, arg, child.area.read_json(base, length))
+            child.post(ACK, 0, child.base, 0)
+        elif kind == QUERY:
+            self._serve_query(child, base, length)
+        elif kind == SCALL:
+            self._serve_scall(child, arg, base, length)
+        elif kind == RELEASE:
+            if self._services is not None and self._services.release_for(self._borrower, arg):
+                self._borrower.lent -= 1
+            child.post(ACK, 0, child.base, 0)
+        else:
+            return False
+        return True
 
     def _log(self, child: Child, level: int, record: Any) -> None:
         if not (isinstance(record, list) and len(record) == 2 and all(isinstance(x, str) for x in record)):
@@ -490,86 +513,122 @@ class IsolatedPlugin:
         child.post(SCALL_RESULT, (status if status != abi.OK else abi.ERROR) & 0xFFFFFFFF, out, len(message))
 
 
-    def _invoke(self, child: Child, fn: IsolatedFunction, callables: list[Any], errors: list[BaseException],
-                index: int, base: int, length: int) -> None:
+    def _invoke_args(self, child: Child, fn: IsolatedFunction, callables: list[Any], index: int, base: int,
+                     length: int) -> tuple[wire.Codec, int, tuple[Any, ...]]:
+        """What an INVOKE asks: the host function's codec and parameter, and its arguments."""
         if not 0 <= index < len(callables):
             raise wire.WireError(f"called host function #{index}; the call passed {len(callables)}")
         param = fn._codec.callables[index]
         sig = fn._types[param].fn
         assert sig is not None
         codec = wire.Codec(sig)
-        args = codec.read_args(child.area, base, length, copy=True)
+        return codec, param, tuple(codec.read_args(child.area, base, length, copy=True))
+
+    def _invoke_reply(self, child: Child, fn: IsolatedFunction, codec: wire.Codec, param: int, result: Any,
+                      errors: list[BaseException], exc: BaseException | None) -> None:
+        """Answer an INVOKE with the host function's result, or its failure."""
         out = child.base
-        try:
-            if errors:
-                raise errors[0]  # the first failure stands; the plugin only learns it failed
-            result = callables[index](*args)
-            if sig.result is not None:
-                what = f"the result of the host function passed as {fn.name}() argument {fn._names[param]!r}"
-                result = check_value(sig.result, result, what)
-            n = codec.write_result(child.area, out, result)
-        except BaseException as exc:
+        if exc is None:
+            try:
+                if codec.sig.result is not None:
+                    what = f"the result of the host function passed as {fn.name}() argument {fn._names[param]!r}"
+                    result = check_value(codec.sig.result, result, what)
+                n = codec.write_result(child.area, out, result)
+            except BaseException as failed:
+                exc = failed
+        if exc is not None:
             if not errors:
                 errors.append(exc)
             child.post(INVOKE_ERROR, 0, out, child.area.write_json(out, {"message": str(exc)}))
         else:
             child.post(INVOKE_RESULT, 0, out, n)
 
+    def _invoke(self, child: Child, fn: IsolatedFunction, callables: list[Any], errors: list[BaseException],
+                index: int, base: int, length: int) -> None:
+        codec, param, args = self._invoke_args(child, fn, callables, index, base, length)
+        result, exc = None, None
+        try:
+            if errors:
+                raise errors[0]  # the first failure stands; the plugin only learns it failed
+            result = callables[index](*args)
+            if inspect.isawaitable(result):
+                raise not_awaited(result, f"the host function passed as {fn.name}() argument {fn._names[param]!r}",
+                                  fn.name)
+        except BaseException as failed:
+            exc = failed
+        self._invoke_reply(child, fn, codec, param, result, errors, exc)
+
+    def _send_call(self, fn: IsolatedFunction, values: tuple[Any, ...], checked: Any,
+                   instance: RemoteInstance | None) -> tuple[Child, int, int, Any, list[Any]]:
+        """Under the serial lock: the live child, with the call's arguments
+        written (base, length), the mutbuf views to copy back, and the host
+        functions it passes."""
+        if self._awaiting:
+            raise RuntimeError(
+                f"{self._who}: {fn._during} was called without await on the event loop thread while an awaited call "
+                "of the same plugin waits for its process: await it through plugin.aio, or call from another thread")
+        child = self._child
+        if instance is not None:
+            if instance.lost(child):  # its process ended: no restart brings it back
+                raise IsolationError(f"{instance.what} was lost when the plugin's process ended (after a "
+                                     "crash, a timeout or cancel()): create another")
+        elif child is None or child.stopper.done:
+            child = self._live_child()
+        assert child is not None
+        if self._doomed and not self._depth:
+            self._destroy_doomed(child)
+        area = child.area
+        codec = fn._codec
+        nested = self._depth > 0
+        base = child.base if nested else 0
+        back: Any = ()
+        try:
+            if codec.simple and not nested:
+                codec.fixed.pack_into(area.data, 0, *checked)
+                length = codec.fixed.size
+            else:
+                length, back = codec.write_args(area, base, checked)
+        except (struct.error, UnicodeEncodeError, OverflowError):
+            fn._checked(values, full=True)  # raises the in-process error
+            raise
+        except wire.TooLargeError as exc:  # nothing was sent: the child carries on
+            raise IsolationError(
+                f"{self._who}: the arguments of {fn._during} take {exc.needed} bytes of shared memory, more "
+                f"than the {exc.bound} the child may map (memory_limit, else 4 GiB): pass less at a time, or "
+                "raise memory_limit") from None
+        except wire.WireError as exc:
+            raise self._broken(child, exc) from None
+        return child, base, length, back, [checked[i] for i in codec.callables] if codec.callables else []
+
+    def _call_answer(self, child: Child, fn: IsolatedFunction, got: tuple[int, int, int, int], back: Any) -> Any:
+        """The result of a call the child answered, or the error it rebuilt."""
+        kind, _arg, rbase, rlength = got
+        area = child.area
+        for offset, view in back:  # the plugin's writes into mutbuf arguments
+            view[:] = area.data[offset : offset + len(view)]
+        if kind == RESULT:
+            return fn._codec.read_result(area, rbase, rlength)
+        if kind == ERROR:
+            return _rebuild(area.read_json(rbase, rlength))
+        raise wire.WireError(f"answered a call with message kind {kind}")
+
     def _call(self, fn: IsolatedFunction, values: tuple[Any, ...], timeout: float | None,
               instance: RemoteInstance | None = None) -> Any:
         checked = values if tuple(map(type, values)) == fn._exact else fn._checked(values)
-        codec = fn._codec
         gate = self._gate
         mark = gate.enter()
         try:
             gate.serial_enter()  # may be interrupted while it waits: then nothing is held
             try:
-                child = self._child
-                if instance is not None:
-                    if instance.lost(child):  # its process ended: no restart brings it back
-                        raise IsolationError(f"{instance.what} was lost when the plugin's process ended (after a "
-                                             "crash, a timeout or cancel()): create another")
-                elif child is None or child.stopper.done:
-                    child = self._live_child()
-                assert child is not None
-                if self._doomed and not self._depth:
-                    self._destroy_doomed(child)
-                area = child.area
-                nested = self._depth > 0
-                base = child.base if nested else 0
-                back: Any = ()
-                try:
-                    if codec.simple and not nested:
-                        codec.fixed.pack_into(area.data, 0, *checked)
-                        length = codec.fixed.size
-                    else:
-                        length, back = codec.write_args(area, base, checked)
-                except (struct.error, UnicodeEncodeError, OverflowError):
-                    fn._checked(values, full=True)  # raises the in-process error
-                    raise
-                except wire.TooLargeError as exc:  # nothing was sent: the child carries on
-                    raise IsolationError(
-                        f"{self._who}: the arguments of {fn._during} take {exc.needed} bytes of shared memory, more "
-                        f"than the {exc.bound} the child may map (memory_limit, else 4 GiB): pass less at a time, or "
-                        "raise memory_limit") from None
-                except wire.WireError as exc:
-                    raise self._broken(child, exc) from None
-                callables = [checked[i] for i in codec.callables] if codec.callables else []
+                child, base, length, back, callables = self._send_call(fn, values, checked, instance)
                 errors: list[BaseException] = []
                 deadline = None if timeout is None else time.monotonic() + timeout
                 self._calls += 1
                 self._depth += 1
                 try:
-                    kind, _arg, rbase, rlength = self._exchange(child, CALL, fn._index, base, length, deadline,
-                                                                fn._during, fn, callables, errors)
-                    for offset, view in back:  # the plugin's writes into mutbuf arguments
-                        view[:] = area.data[offset : offset + len(view)]
-                    if kind == RESULT:
-                        result = codec.read_result(area, rbase, rlength)
-                    elif kind == ERROR:
-                        result = _rebuild(area.read_json(rbase, rlength))
-                    else:
-                        raise wire.WireError(f"answered a call with message kind {kind}")
+                    got = self._exchange(child, CALL, fn._index, base, length, deadline, fn._during, fn, callables,
+                                         errors)
+                    result = self._call_answer(child, fn, got, back)
                 except BaseException as exc:
                     failure = self._failed(child, exc, fn._during)
                     if failure is exc:
@@ -582,9 +641,113 @@ class IsolatedPlugin:
                 gate.serial_leave()
         finally:
             gate.leave(mark)
-        if kind == ERROR:
+        if got[0] == ERROR:
             raise errors[0] if errors else result  # a host function's own exception comes first
         return result
+
+    # -- awaited calls: the same steps, the answers awaited on the channel
+
+    async def _acall(self, fn: IsolatedFunction, values: tuple[Any, ...], timeout: float | None,
+                     instance: RemoteInstance | None = None) -> Any:
+        """_call for an event loop: one awaited call at a time per plugin
+        (an asyncio lock, so waiting tasks hold no thread), its answer awaited
+        on the channel's eventfd. A cancelled task ends the child, as
+        cancel() does."""
+        import asyncio
+
+        checked = values if tuple(map(type, values)) == fn._exact else fn._checked(values)
+        inside = _INSIDE.get()
+        nested = inside is not None and inside[0] is self and inside[1] is asyncio.current_task()
+        lock = None if nested else self._aio_lock(asyncio.get_running_loop())
+        if lock is not None:
+            await lock.acquire()
+        marks: list[tuple[Any, Any]] = []
+        try:
+            if instance is not None:  # the instance's own gate first, as IsolatedFunction.__call__ does
+                marks.append((instance.gate, instance.gate.enter()))
+            gate = self._gate
+            marks.append((gate, gate.enter()))
+            pause = 0.0001
+            while not gate.serial_try_enter():  # a call from another thread runs: wait for it without blocking
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.005)
+            try:
+                child, base, length, back, callables = self._send_call(fn, values, checked, instance)
+                errors: list[BaseException] = []
+                deadline = None if timeout is None else time.monotonic() + timeout
+                self._calls += 1
+                self._depth += 1
+                try:
+                    got = await self._aexchange(child, fn._index, base, length, deadline, fn, callables, errors)
+                    result = self._call_answer(child, fn, got, back)
+                except BaseException as exc:
+                    if isinstance(exc, asyncio.CancelledError) and not child.stopper.done:
+                        # As cancel(): the host's doing, so even restart=False starts a new process next time.
+                        child.cancelled = True
+                        self._lost(child, child.failure(CallCancelledError, f"{self._who}: {fn._during} was "
+                                                        "cancelled (its task was); ferrule ended its process"))
+                        raise
+                    failure = self._failed(child, exc, fn._during)
+                    if failure is exc:
+                        raise
+                    raise failure from None
+                finally:
+                    self._awaiting = False
+                    self._depth -= 1
+                    self._calls -= 1
+            finally:
+                gate.serial_leave()
+        finally:
+            for held, mark in reversed(marks):
+                held.leave(mark)
+            if lock is not None:
+                lock.release()
+        if got[0] == ERROR:
+            raise errors[0] if errors else result
+        return result
+
+    def _aio_lock(self, loop: Any) -> Any:
+        import asyncio
+
+        lock = self._aio_locks.get(loop)
+        if lock is None:
+            lock = self._aio_locks[loop] = asyncio.Lock()
+        return lock
+
+    async def _aexchange(self, child: Child, index: int, base: int, length: int, deadline: float | None,
+                         fn: IsolatedFunction, callables: list[Any], errors: list[BaseException]
+                         ) -> tuple[int, int, int, int]:
+        """_exchange for an event loop; a host function's awaitable result
+        is awaited here, on the loop."""
+        import asyncio
+
+        child.post(CALL, index, base, length)
+        while True:
+            self._awaiting = True  # a call without await from this thread now would break the exchange
+            got = await child.areceive(deadline, fn._during, self._who)
+            self._awaiting = False
+            kind, arg, mbase, mlength = got
+            if kind in (LOG, INVOKE) and deadline is not None:
+                child.check(deadline, fn._during, self._who)
+            if kind != INVOKE:
+                if not self._serve(child, got):
+                    return got
+                continue
+            codec, param, args = self._invoke_args(child, fn, callables, arg, mbase, mlength)
+            result, exc = None, None
+            try:
+                if errors:
+                    raise errors[0]
+                result = callables[arg](*args)
+                if inspect.isawaitable(result):
+                    token = _INSIDE.set((self, asyncio.current_task()))  # its own calls of this plugin nest
+                    try:
+                        result = await result
+                    finally:
+                        _INSIDE.reset(token)
+            except Exception as failed:  # (a cancellation of this task goes up: the call is cancelled)
+                exc = failed
+            self._invoke_reply(child, fn, codec, param, result, errors, exc)
 
     def call(self, name: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Call the function ``name`` with a timeout of its own (seconds;
@@ -604,6 +767,16 @@ class IsolatedPlugin:
             child.cancelled = True
         child.stopper.kill()
         return True
+
+    @functools.cached_property
+    def aio(self) -> AsyncCalls:
+        """Every function as a coroutine function: ``await plugin.aio.add(2, 3)``.
+        The answer is awaited on the event loop, with no thread per call;
+        cancelling the task (or ``asyncio.timeout``) ends the process as
+        ``cancel()`` does. Host functions may be ``async def``."""
+        from .._call.aio import AsyncCalls
+
+        return AsyncCalls(self, lambda: self._functions, self.close)
 
     @property
     def sandbox(self) -> SandboxReport | None:
@@ -755,6 +928,9 @@ class IsolatedPlugin:
                 child.area.close()  # no call is in flight: the mappings go now, not at the next collection
         finally:
             gate.serial_leave()
+
+    def __reduce__(self) -> Any:
+        raise TypeError(NOT_PICKLED.format(cls="IsolatedPlugin", id=self.id))
 
     def __enter__(self) -> IsolatedPlugin:
         return self

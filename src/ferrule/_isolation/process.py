@@ -20,7 +20,10 @@ import subprocess
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 from .._errors import CallCancelledError, IsolationError, PluginCrashedError, PluginTimeoutError
 from .._sandbox.launch import Launch
@@ -32,6 +35,8 @@ __all__ = ["Child", "Interrupts", "Stopper", "describe_status"]
 
 SPIN_NS = 50_000  # how long a waiting host spins before it sleeps
 SLICE_NS = 5_000_000  # while asleep, how often it checks the child is alive
+AWAIT_SPIN_NS = 20_000  # how long an awaiting event loop spins: most answers come sooner
+AWAIT_SLICE = 0.01  # while an event loop awaits, how often it checks the child is alive (s)
 CLOSE_SECONDS = 5.0
 LAST_LINES = 20
 _LINE_BYTES = 4096
@@ -83,9 +88,13 @@ class Child:
             self.area = wire.Area.create(memory_limit or wire.DEFAULT_BOUND)
             lifeline, self.lifeline = os.pipe()  # the child's end closes with this process
             held += [lifeline, self.lifeline]
-            args = (str(self.area.fd), str(lifeline), str(memory_limit or 0), str(cpu))
+            # What the child writes when an event loop here awaits its answer (areceive).
+            self.notify = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            held.append(self.notify)
+            fds = (self.area.fd, lifeline, self.notify)
+            args = (*map(str, fds), str(memory_limit or 0), str(cpu))
             # Forked by the fork server when there is one, else a fresh interpreter (always, sandboxed).
-            forked = None if launch is not None else forkserver.spawn((self.area.fd, lifeline), memory_limit or 0, cpu)
+            forked = None if launch is not None else forkserver.spawn(fds, memory_limit or 0, cpu)
             if forked is not None:
                 self.proc: subprocess.Popen[bytes] | forkserver.ForkedProcess = forked
             else:
@@ -95,7 +104,7 @@ class Child:
                     argv = launch.prefix + python_command("ferrule._isolation.child", *args,
                                                           json.dumps(launch.child_policy()), path=launch.sys_path)
                 self.proc = subprocess.Popen(
-                    argv, pass_fds=(self.area.fd, lifeline), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    argv, pass_fds=fds, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE, start_new_session=True,
                     env=None if launch is None else launch.env, preexec_fn=None if launch is None else launch.preexec,
                 )
@@ -121,7 +130,7 @@ class Child:
                 whose = "this process" if exc.errno == errno.EMFILE else "the system"
                 raise IsolationError(
                     f"cannot start an isolated plugin's process: {whose} has no file descriptors left "
-                    f"({errno.errorcode[exc.errno]}; this process may open {soft}). Each isolated plugin holds 4 while "
+                    f"({errno.errorcode[exc.errno]}; this process may open {soft}). Each isolated plugin holds 5 while "
                     "it runs: close the plugins no longer needed, or raise the limit (ulimit -n)") from None
             raise
         self.pid = self.proc.pid
@@ -131,7 +140,7 @@ class Child:
         self.seen = 0
         self.base = 0  # where an answer goes: after the message it answers
         self.cancelled = False
-        self.stopper = Stopper(self.proc, self.lifeline, self.area, launch)
+        self.stopper = Stopper(self.proc, self.lifeline, self.notify, self.area, launch)
 
     def output_line(self, name: str, raw: bytes) -> None:
         """A line the child wrote (OUTPUTS' thread): kept for the error that
@@ -166,6 +175,42 @@ class Child:
         self.base = self.area.take(base, length, size)
         return kind, arg, base, length
 
+    async def areceive(self, deadline: float | None, during: str, who: str) -> tuple[int, int, int, int]:
+        """receive() for an event loop: after a short spin, the loop waits on
+        the eventfd the child writes when it posts to an armed channel, and
+        checks on the child every AWAIT_SLICE seconds meanwhile. Nothing
+        blocks the loop but the spin."""
+        channel = self.area.channel
+        got = channel.wait(TO_HOST, self.seen, AWAIT_SPIN_NS, 0)
+        if got is None:
+            import asyncio  # (imported already by whoever awaits: not at ferrule's import)
+
+            loop = asyncio.get_running_loop()
+            while got is None:
+                try:
+                    if not channel.arm(TO_HOST, self.seen):
+                        waiter = loop.create_future()
+                        wait = AWAIT_SLICE if deadline is None else max(0.0, min(AWAIT_SLICE, deadline - time.monotonic()))
+                        timer = loop.call_later(wait, _wake, waiter)
+                        loop.add_reader(self.notify, _wake, waiter)
+                        try:
+                            await waiter
+                        finally:
+                            timer.cancel()
+                            loop.remove_reader(self.notify)
+                finally:
+                    channel.disarm(TO_HOST)
+                try:
+                    os.eventfd_read(self.notify)
+                except BlockingIOError:
+                    pass
+                got = channel.wait(TO_HOST, self.seen, 0, 0)
+                if got is None:
+                    self.check(deadline, during, who)
+        self.seen, kind, arg, base, length, size = got
+        self.base = self.area.take(base, length, size)
+        return kind, arg, base, length
+
     def check(self, deadline: float | None, during: str, who: str) -> None:
         """Raise if the call was cancelled, the child died, or time is up."""
         if self.cancelled:
@@ -191,6 +236,11 @@ class Child:
         if lines:
             text += "\nlast output:\n" + "\n".join("  " + line for line in lines)
         return cls(text, status if cls is PluginCrashedError else None, lines)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Outputs:
@@ -264,10 +314,11 @@ OUTPUTS = _Outputs()
 class Stopper:
     """Ends a child; kept apart from IsolatedPlugin so a finalizer can run it."""
 
-    def __init__(self, proc: subprocess.Popen[bytes] | forkserver.ForkedProcess, lifeline: int, area: wire.Area,
-                 launch: Launch | None = None):
+    def __init__(self, proc: subprocess.Popen[bytes] | forkserver.ForkedProcess, lifeline: int, notify: int,
+                 area: wire.Area, launch: Launch | None = None):
         self.proc = proc
         self.lifeline = lifeline
+        self.notify = notify
         self.area = area
         self.launch = launch
         self.done = False
@@ -305,6 +356,7 @@ class Stopper:
                         pass
             finally:  # even when interrupted (Ctrl-C) while it waits: the lifeline ends the child anyway
                 os.close(self.lifeline)
+                os.close(self.notify)
                 if self.area.fd >= 0:
                     os.close(self.area.fd)
                     self.area.fd = -1

@@ -17,7 +17,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._abi import cdef as abi
 from .._abi.descriptor import Descriptor, OfferEntry, describe
@@ -34,6 +34,10 @@ from .._interfaces.instances import Implementation, matching, named, no_implemen
 from .._interfaces.services import Services
 from .._loader import Library
 
+if TYPE_CHECKING:
+    from .._call.aio import AsyncCalls
+    from .._call.runner import Runner
+
 __all__ = ["Plugin", "PluginCore"]
 
 P = TypeVar("P")
@@ -48,6 +52,7 @@ class PluginCore:
         self._desc = desc
         self.plugin_id = spec.id
         self.debug = services.debug
+        self.runner: Runner = services.runner  # the thread pool of its awaited calls
         self.accelerated = accelerator.enabled and accelerator.speedups is not None and not self.debug
         accelerator.warn_if_slow()
         logger = logging.getLogger(f"ferrule.plugin.{spec.id}")
@@ -298,6 +303,18 @@ class Plugin:
         attributes (a leading underscore, or the name of a Plugin attribute)."""
         return MappingProxyType({f.name: self._function(f.name) for f in self._spec.functions})
 
+    @property
+    def aio(self) -> AsyncCalls:
+        """Every function as a coroutine function: ``await plugin.aio.add(2, 3)``.
+        Calls run on the host's bounded thread pool (QUICK ones inline), so
+        the event loop never blocks; host functions may be ``async def``."""
+        made = self.__dict__.get("_aio")
+        if made is None:
+            from .._call.aio import AsyncCalls
+
+            made = self.__dict__.setdefault("_aio", AsyncCalls(self, lambda: self.functions, self.close))
+        return made  # type: ignore[no-any-return]
+
     # -- lifecycle
 
     @property
@@ -312,6 +329,9 @@ class Plugin:
         called from inside one of the plugin's own calls (a host function):
         that call would wait for itself."""
         self._core.close()
+
+    def __reduce__(self) -> Any:
+        raise TypeError(NOT_PICKLED.format(cls="Plugin", id=self.id))
 
     def __enter__(self) -> Plugin:
         return self
@@ -339,6 +359,12 @@ class Plugin:
             lines.append(f"    {f.name}{f.signature}" + (f"  # {doc}" if doc else ""))
         return "\n".join(lines) + ">"
 
+
+# A loaded plugin is its library mapped into this process and the state its
+# init returned there: nothing another process could rebuild from bytes.
+NOT_PICKLED = ("a ferrule.{cls} cannot be pickled: it is plugin {id!r} loaded into this process. Pickle a "
+                "ferrule.PluginRef instead (ferrule.PluginRef(path, config=...)), which loads the plugin once in "
+                "each process that unpickles it, with the same checks")
 
 # Names a function cannot take as a plugin attribute (it stays in .functions).
 RESERVED = frozenset(dir(Plugin)) | {"library", "path", "abi_version", "id", "name", "version", "description", "license"}

@@ -1,0 +1,287 @@
+"""Awaited calls (plugin.aio, instance.aio) with real plugins, in process
+and isolated: many at once, cancellation mid-call, timeouts, async host
+functions, the loop kept free during a long call, and the admission of
+calls that are not thread-safe. The parity table (test_parity.py, the aio-*
+paths) holds every awaited path to the same results and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ferrule
+from tests import iface_api as api
+from tests import iface_proxies as proxies
+
+from .conftest import Built
+
+MODES = ["in-process", "isolated"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def hostile(built: Built, mode: str) -> Iterator[Any]:
+    with ferrule.load(built.hostile, isolated=mode == "isolated") as plugin:  # type: ignore[call-overload]
+        yield plugin
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_awaited_results_match_plain_calls(hostile: Any) -> None:
+    data = np.arange(10, dtype=np.float64)
+    scaled = np.arange(5, dtype=np.int32)
+
+    async def main() -> list[Any]:
+        aio = hostile.aio
+        return [await aio.add(2, 3), await aio.add_slow(4, 5), await aio.mix(2, 1.5, True, 3),
+                await aio.reverse("abc"), await aio.reverse_bytes(b"xyz"), await aio.sum(data),
+                await aio.scale(scaled, 3), await aio.add(a=1, b=2)]
+
+    assert run(main()) == [5, 9, 7.0, "cba", b"zyx", 45.0, None, 3]
+    assert scaled.tolist() == [0, 3, 6, 9, 12]  # the plugin's writes reach the caller's array
+    with pytest.raises(TypeError) as info:
+        run(hostile.aio.add(1, "2"))
+    with pytest.raises(TypeError) as plain:
+        hostile.add(1, "2")
+    assert str(info.value) == str(plain.value)
+    with pytest.raises(ferrule.PluginCallError, match="no way"):
+        run(hostile.aio.fail("no way"))
+    with pytest.raises(AttributeError, match="no function 'nope'"):
+        hostile.aio.nope
+
+
+def test_many_concurrent_awaits(hostile: Any) -> None:
+    async def main() -> list[int]:
+        return await asyncio.gather(*[hostile.aio.add_slow(i, i) for i in range(300)])
+
+    assert run(main()) == [2 * i for i in range(300)]
+
+
+def test_the_loop_keeps_running_during_a_long_call(hostile: Any) -> None:
+    ticks: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    async def main() -> float:
+        beat = asyncio.create_task(heartbeat())
+        await asyncio.sleep(0)
+        start = time.monotonic()
+        await hostile.aio.sleep_ms(400)
+        beat.cancel()
+        return start
+
+    start = run(main())
+    during = [t for t in ticks if t > start]
+    assert len(during) >= 10, f"the loop ticked {len(during)} times during a 400 ms call"
+    gaps = np.diff(during)
+    assert gaps.max() < 0.2, f"the loop stalled for {gaps.max():.3f} s"
+
+
+def test_cancelling_an_in_process_call_drops_its_result(built: Built) -> None:
+    with ferrule.load(built.hostile) as plugin:
+        async def main() -> float:
+            task = asyncio.create_task(plugin.aio.sleep_ms(300))
+            await asyncio.sleep(0.05)
+            task.cancel()
+            start = time.monotonic()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return time.monotonic() - start
+
+        assert run(main()) < 0.2  # the await ends now; the call finishes on its thread
+        assert plugin.add(1, 2) == 3
+
+
+def test_cancelling_an_isolated_call_ends_its_process(built: Built) -> None:
+    # As cancel() does: even with restart=False the next call gets a new process.
+    with ferrule.load(built.hostile, isolated=True, restart=False) as plugin:
+        first = plugin.pid
+
+        async def main() -> float:
+            task = asyncio.create_task(plugin.aio.sleep_ms(10_000))
+            await asyncio.sleep(0.1)
+            start = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return time.monotonic() - start
+
+        assert run(main()) < 2.0
+        assert plugin.pid is None  # ended
+        assert run(plugin.aio.add(2, 2)) == 4
+        assert plugin.pid not in (None, first)
+
+
+def test_asyncio_timeout(hostile: Any, mode: str) -> None:
+    async def main() -> float:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await hostile.aio.sleep_ms(3_000 if mode == "isolated" else 600)
+        return time.monotonic() - start
+
+    took = run(main())
+    assert took < 1.0
+    assert run(hostile.aio.add(5, 5)) == 10
+
+
+def test_async_host_functions(hostile: Any) -> None:
+    seen: list[str] = []
+
+    async def slow_double(x: int) -> int:
+        await asyncio.sleep(0.02)  # really on the loop: a thread could not await
+        seen.append(asyncio.current_task().get_name() if asyncio.current_task() else "?")
+        return x * 2
+
+    async def nested(x: int) -> int:
+        return int(await hostile.aio.add_slow(x, 100))  # back into the same plugin, awaited
+
+    async def failing(x: int) -> int:
+        raise KeyError("from the coroutine")
+
+    async def main() -> list[Any]:
+        out = [await hostile.aio.apply(slow_double, 21), await hostile.aio.apply(nested, 1),
+               await hostile.aio.count_if(lambda n: n % 2 == 0, 10), await hostile.aio.apply(lambda x: x + 1, 1)]
+        with pytest.raises(KeyError, match="from the coroutine"):
+            await hostile.aio.apply(failing, 1)
+        return out
+
+    assert run(main()) == [42, 101, 5, 2]
+    assert len(seen) == 1
+
+
+def test_an_async_host_function_needs_an_awaited_call(built: Built) -> None:
+    async def double(x: int) -> int:
+        return x * 2
+
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        with pytest.raises(TypeError, match=r"an async def host function works only when the plugin call is awaited "
+                                            r"\(await plugin.aio.apply\(\.\.\.\)\)"):
+            plugin.apply(double, 1)
+        assert plugin.apply(lambda x: x, 3) == 3
+
+
+def test_a_plain_call_from_the_loop_during_an_awaited_isolated_call_is_refused(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        async def main() -> None:
+            task = asyncio.create_task(plugin.aio.sleep_ms(200))
+            await asyncio.sleep(0.05)
+            with pytest.raises(RuntimeError, match="without await on the event loop thread"):
+                plugin.add(1, 1)
+            await task
+
+        run(main())
+        assert plugin.add(1, 1) == 2
+
+
+def test_a_plain_call_from_another_thread_waits_its_turn(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        results: list[int] = []
+
+        def other() -> None:
+            results.append(plugin.add_slow(1, 2))
+
+        async def main() -> list[int]:
+            task = asyncio.create_task(plugin.aio.sleep_ms(150))
+            await asyncio.sleep(0.02)
+            thread = threading.Thread(target=other)
+            thread.start()
+            await task
+            both = await asyncio.gather(*[plugin.aio.add(i, 1) for i in range(20)])
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+            return both
+
+        assert run(main()) == [i + 1 for i in range(20)]
+        assert results == [3]
+
+
+@pytest.mark.parametrize("lang", ["rust", "c"])
+def test_interface_methods_awaited(built: Built, mode: str, lang: str) -> None:
+    path = built.ifaces_rust if lang == "rust" else built.ifaces_c
+    host = ferrule.PluginHost(async_workers=8)
+    plugin = host.load(path, isolated=mode == "isolated")
+    try:
+        shapes = plugin.create(proxies.Shapes)
+        counter = plugin.create(proxies.Counter)
+        rect = api.Rect(api.Point(1, 2), 3, 4, True, 0)
+
+        async def main() -> tuple[Any, ...]:
+            grown = await shapes.aio.grow(rect, 1)
+            area = await shapes.aio.area(rect)
+            # slow_add reads, waits, then writes: awaited calls must still be serialised.
+            await asyncio.gather(*[counter.aio.slow_add(1, 300) for _ in range(40)])
+            return grown, area, await counter.aio.total()
+
+        grown, area, total = run(main())
+        assert grown == shapes.grow(rect, 1)
+        assert area == 12
+        assert total == 40
+        counter.close()
+        shapes.close()
+    finally:
+        plugin.close()
+
+
+def test_not_thread_safe_calls_queue_on_the_loop_not_on_threads(built: Built) -> None:
+    host = ferrule.PluginHost(async_workers=8)
+    runner = host._services.runner
+    plugin = host.load(built.ifaces_c)
+    counter = plugin.create(proxies.Counter)
+    shapes = plugin.create(proxies.Shapes)
+    try:
+        async def main() -> tuple[int, int]:
+            busiest = 0
+            calls = [asyncio.create_task(counter.aio.slow_add(1, 2_000)) for _ in range(30)]
+            while not all(c.done() for c in calls):
+                busiest = max(busiest, sum(t.name.startswith(runner.name) for t in threading.enumerate()))
+                await asyncio.sleep(0.002)
+            await asyncio.gather(*calls)
+            # The control: thread-safe calls do spread over the pool.
+            await asyncio.gather(*[shapes.aio.sum(np.ones(1 << 20)) for _ in range(30)])
+            spread = sum(t.name.startswith(runner.name) for t in threading.enumerate())
+            return busiest, spread
+
+        busiest, spread = run(main())
+        assert counter.total() == 30
+        # One call at a time reaches the pool (a second thread may start while the first hands its result back).
+        assert busiest <= 2, f"{busiest} threads for one not thread-safe instance"
+        assert spread > 1
+    finally:
+        counter.close()
+        shapes.close()
+        plugin.close()
+
+
+def test_aio_close_waits_for_an_awaited_call(built: Built, mode: str) -> None:
+    plugin: Any = ferrule.load(built.hostile, isolated=mode == "isolated")  # type: ignore[call-overload]
+
+    async def main() -> None:
+        task = asyncio.create_task(plugin.aio.sleep_ms(100))
+        await asyncio.sleep(0.02)
+        await plugin.aio.close()  # the loop keeps running the call meanwhile
+        assert task.done() and task.result() is None
+
+    run(main())
+    assert plugin.closed
+    with pytest.raises(ferrule.PluginClosedError):
+        run(plugin.aio.add(1, 1))
+
+
+def test_async_workers_is_checked() -> None:
+    with pytest.raises(ValueError, match="async_workers must be a positive number of threads or None, got 0"):
+        ferrule.PluginHost(async_workers=0)
