@@ -4,7 +4,7 @@ and a CPython C extension, all doing the same C work, measured in one run.
     python3 bench/run.py                  # every case, about a minute
     python3 bench/run.py --quick          # a fast smoke run (fewer, shorter batches)
     python3 bench/run.py --case callbacks # one case (scalar, small, throughput, callbacks, load,
-                                          # interfaces, isolated, scan)
+                                          # interfaces, isolated, scan, library, aio)
 
 Builds what it needs into a temporary directory: bench/anchor.c three ways
 with cc (a plain library that is also a ferrule plugin, a CPython extension,
@@ -61,7 +61,7 @@ GENERATED = ROOT / "tests" / "plugins" / "generated"
 IFACES_C = ROOT / "tests" / "plugins" / "c" / "ifaces.c"
 CFLAGS = ["-O2"]  # the same for every build of anchor.c
 
-CASES = ["scalar", "small", "throughput", "callbacks", "load", "interfaces", "isolated", "scan", "library"]
+CASES = ["scalar", "small", "throughput", "callbacks", "load", "interfaces", "isolated", "scan", "library", "aio"]
 CALLBACKS_PER_CALL = 10_000
 SMALL_LEN = 16
 BIG_LEN = 10_000_000  # 80 MB of float64
@@ -793,6 +793,62 @@ def case_library(p: Paths) -> None:
     rows = check_results(rows, zcrc(0, data, 64))
     measure(rows)
     print_table("-- crc32(unsigned long, const unsigned char *, unsigned int), 64 bytes", rows, "ctypes (argtypes set)")
+
+
+def case_aio(p: Paths) -> None:
+    print("\n== 10. Awaited calls: await plugin.aio.f(...) on an event loop ==")
+    import asyncio
+    import concurrent.futures
+
+    loop = asyncio.new_event_loop()
+    pool = concurrent.futures.ThreadPoolExecutor(4)
+    iso = ferrule.load(p.built.anchor, isolated=True)
+    batch = 100  # awaits per run_until_complete, so that its own cost is spread thin
+
+    async def awaits(fn: Any, *args: Any) -> Any:
+        for _ in range(batch):
+            result = await fn(*args)
+        return result
+
+    async def handoff() -> Any:  # the anchor: the bare hand-off to a thread pool and back
+        for _ in range(batch):
+            result = await loop.run_in_executor(pool, int)
+        return result
+
+    async def turn() -> None:  # one turn of the loop
+        for _ in range(batch):
+            await asyncio.sleep(0)
+
+    def awaited(name: str, fn: Any, *args: Any) -> Row:
+        return Row(name, "run(awaits(fn, *args))", {"run": loop.run_until_complete, "awaits": awaits, "fn": fn,
+                                                     "args": args}, work=batch)
+
+    try:
+        rows = [
+            Row("asyncio.sleep(0)", "run(turn())", {"run": loop.run_until_complete, "turn": turn}, work=batch),
+            Row("run_in_executor(pool, int)", "run(handoff())", {"run": loop.run_until_complete, "handoff": handoff},
+                work=batch),
+            Row("in process add_released(1, 2), plain", "add(1, 2)", {"add": p.plugin.add_released}),
+            awaited("in process add_released(1, 2), awaited", p.plugin.aio.add_released, 1, 2),
+            Row("in process add(1, 2) QUICK, plain", "add(1, 2)", {"add": p.plugin.add}),
+            awaited("in process add(1, 2) QUICK, awaited (inline)", p.plugin.aio.add, 1, 2),
+            Row("isolated add(1, 2), plain", "add(1, 2)", {"add": iso.add}),
+            awaited("isolated add(1, 2), awaited", iso.aio.add, 1, 2),
+        ]
+        measure(rows)
+        medians, _ratios = print_table(
+            "-- per call", rows, "run_in_executor(pool, int)", unit="us", per="call",
+            note="awaited rows run 100 awaits per run_until_complete; in process, a call that releases the GIL goes "
+                 "to the host's thread pool, a QUICK one runs inline; isolated, the answer is awaited on the channel")
+        for name, plain in [("in process add_released(1, 2)", "in process add_released(1, 2), plain"),
+                            ("in process add(1, 2) QUICK", "in process add(1, 2) QUICK, plain"),
+                            ("isolated add(1, 2)", "isolated add(1, 2), plain")]:
+            extra = medians[f"{name}, awaited" + (" (inline)" if "QUICK" in name else "")] - medians[plain]
+            print(f"  {name}: awaiting costs {extra:+.2f} us over the plain call")
+    finally:
+        iso.close()
+        pool.shutdown()
+        loop.close()
 
 
 def case_load(p: Paths) -> None:

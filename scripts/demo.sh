@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up on a fresh machine, build the example plugins (Rust, C and C++) and
-# run the example hosts: examples/host.py (plugin functions), the text
+# run the example hosts: examples/host.py (plugin functions), examples/async_host.py
+# (the same, awaited), the text
 # pipeline of examples/pipeline (host-defined interfaces and a service), in
 # process and isolated, and the C++ wordstat plugin.
 set -euo pipefail
@@ -16,6 +17,9 @@ cc $CFLAGS -I examples/pipeline/generated examples/pipeline/c_plugin/textkit.c -
 c++ -std=c++17 -Wall -Wextra -Werror -shared -fPIC -fvisibility=hidden -O2 -I sdk/c/include \
     -Wl,--version-script=sdk/c/include/ferrule.map examples/cpp_plugin/wordstat.cpp -o build/libwordstat.so
 python3 examples/host.py target/release/libgreeter.so build/libcalc.so
+echo
+echo "== the same two plugins awaited from one asyncio event loop"
+python3 examples/async_host.py target/release/libgreeter.so build/libcalc.so
 echo
 python3 examples/pipeline/app.py target/release/libtextkit.so build/libtextkit_c.so
 echo

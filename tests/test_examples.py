@@ -36,6 +36,21 @@ def test_example_host_script(built: Built) -> None:
         assert line in out, out
 
 
+def test_async_example_host(built: Built) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "async_host.py"), str(built.greeter), str(built.calc)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for line in [
+        "greetings: ['Hello, Ada!', 'Hello, Grace!', 'Hello, Edsger!']",
+        "squares:   [1, 4, 9, 16, 25]",
+        "greeter.aio.count_if(odd, 10) = 5",
+        "calc.aio.reverse('stressed') = desserts",
+    ]:
+        assert line in proc.stdout, proc.stdout
+
+
 def test_readme_c_quickstart_builds_and_loads(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import ferrule
 

@@ -22,7 +22,7 @@ from .._abi.signature import Signature
 from .._abi.spec import FunctionSpec
 from .._errors import PluginCallError
 from .accelerator import speedups
-from .checks import bind, check_value
+from .checks import bind, check_value, not_awaited
 from .contract import CallTarget
 from .marshal import UNSET, int_of, release_borrowed, release_result, scalar_of, store_borrowed, store_scalar
 from .status import status_error
@@ -391,6 +391,8 @@ class PluginFunction(_FunctionBase):
         """Check what a host function passed as argument i returned."""
         fn = self._types[i].fn
         assert fn is not None and fn.result is not None
+        if inspect.isawaitable(value):
+            raise not_awaited(value, f"the host function passed as {self.name}() argument {self._names[i]!r}", self.name)
         return check_value(fn.result, value, f"the result of the host function passed as {self.name}() argument "
                                              f"{self._names[i]!r}")
 
