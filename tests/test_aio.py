@@ -285,3 +285,66 @@ def test_aio_close_waits_for_an_awaited_call(built: Built, mode: str) -> None:
 def test_async_workers_is_checked() -> None:
     with pytest.raises(ValueError, match="async_workers must be a positive number of threads or None, got 0"):
         ferrule.PluginHost(async_workers=0)
+
+
+def test_crashes_of_awaited_calls_leave_nothing_for_the_collector(built: Built) -> None:
+    # A failure's traceback holds the dead child in a cycle; the collector
+    # once cleared a view of its shared memory before what exported it.
+    script = f"""
+import asyncio, gc, ferrule
+with ferrule.load({str(built.hostile)!r}, isolated=True, timeout=0.2) as p:
+    async def fail(how):
+        try:
+            await (p.aio.segfault() if how else p.aio.sleep_ms(1000))
+        except (ferrule.PluginCrashedError, ferrule.PluginTimeoutError):
+            pass
+    for i in range(6):
+        asyncio.run(fail(i % 2)); gc.collect()
+    print(p.add(2, 3))
+"""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "5"), proc.stderr[-2000:]
+
+
+def test_nested_awaited_calls_from_tasks_of_an_async_host_function(hostile: Any) -> None:
+    async def both(x: int) -> int:  # gather and wait_for run the nested calls in tasks of their own
+        a, b = await asyncio.gather(hostile.aio.add_slow(x, 1), hostile.aio.add_slow(x, 2))
+        return int(a + b + await asyncio.wait_for(hostile.aio.add_slow(x, 3), 5))
+
+    async def main() -> int:
+        return int(await asyncio.wait_for(hostile.aio.apply(both, 10), 10))
+
+    assert run(main()) == 11 + 12 + 13
+
+
+def test_an_awaited_call_gets_its_turn_beside_a_busy_thread(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        stop = threading.Event()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                plugin.add_slow(1, 2)
+
+        thread = threading.Thread(target=hammer)
+        thread.start()
+        try:
+            async def main() -> list[int]:
+                return [await asyncio.wait_for(plugin.aio.add_slow(i, 1), 5) for i in range(10)]
+
+            assert run(main()) == [i + 1 for i in range(10)]
+        finally:
+            stop.set()
+            thread.join()
+
+
+def test_aio_close_from_inside_a_call_is_refused(hostile: Any) -> None:
+    async def closing(x: int) -> int:
+        with pytest.raises(ferrule.PluginClosedError, match=r"aio.close\(\) from inside one of its calls"):
+            await hostile.aio.close()
+        return x
+
+    assert run(hostile.aio.apply(closing, 4)) == 4
+    assert not hostile.closed

@@ -57,7 +57,9 @@ class _Waiting:
     host function's calls would: the serial lock is this thread's, and a
     thread of the pool would wait for it for ever."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.owner = owner  # the plugin or instance whose call waits
+        self.loop = loop
         self.jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.open = True
@@ -75,7 +77,12 @@ class _Waiting:
 
     def serve(self) -> None:
         while True:
-            job = self.jobs.get()
+            try:
+                job = self.jobs.get(timeout=0.1)
+            except queue.Empty:
+                if self.loop.is_closed():  # the coroutine will never finish
+                    raise RuntimeError("the event loop closed before the host function's coroutine finished") from None
+                continue
             if job is None:
                 return
             job()
@@ -85,22 +92,25 @@ class _Waiting:
 _WAITING: contextvars.ContextVar[_Waiting | None] = contextvars.ContextVar("ferrule_aio_waiting", default=None)
 
 
-def _bridge(fn: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
+def _bridge(fn: Callable[..., Any], owner: Any, loop: asyncio.AbstractEventLoop,
+            running: list[concurrent.futures.Future[Any]]) -> Callable[..., Any]:
     """A host function as the plugin's thread calls it: a coroutine it
     returns runs on ``loop`` while that thread waits (and runs the awaited
-    calls the coroutine makes)."""
+    calls the coroutine makes). ``running`` collects the coroutines' futures,
+    for a cancelled call to cancel."""
 
     @functools.wraps(fn)
     def call(*args: Any) -> Any:
         result = fn(*args)
         if not inspect.isawaitable(result):
             return result
-        waiting = _Waiting()
+        waiting = _Waiting(owner, loop)
         token = _WAITING.set(waiting)  # the task made for the coroutine copies this context
         try:
             future = asyncio.run_coroutine_threadsafe(_awaited(result), loop)
         finally:
             _WAITING.reset(token)
+        running.append(future)
         future.add_done_callback(waiting.finish)
         waiting.serve()
         return future.result()
@@ -121,8 +131,9 @@ class AsyncFunction:
 
     __module__ = "ferrule"
 
-    def __init__(self, function: Any):
+    def __init__(self, function: Any, owner: Any = None):
         self.function = function  # the plain callable
+        self._owner = owner
         self.__name__ = self.__qualname__ = function.__name__
         self.__doc__ = function.__doc__
         inner = getattr(function, "__wrapped__", function)  # a method's call-layer function
@@ -143,15 +154,26 @@ class AsyncFunction:
             return await acall(args, kwargs)
         inner = self._inner
         loop = asyncio.get_running_loop()
+        running: list[concurrent.futures.Future[Any]] = []  # the coroutines of async host functions
         if self._callables:
-            args, kwargs = self._bridged(args, kwargs, loop)
+            args, kwargs = self._bridged(args, kwargs, loop, running)
+        try:
+            return await self._in_process(inner, loop, args, kwargs)
+        except asyncio.CancelledError:
+            for future in running:  # the call's thread waits for them: they end, and so does it
+                future.cancel()
+            raise
+
+    async def _in_process(self, inner: Any, loop: asyncio.AbstractEventLoop, args: tuple[Any, ...],
+                          kwargs: dict[str, Any]) -> Any:
         waiting = _WAITING.get()
         if waiting is not None:  # inside a host function's coroutine: on the plugin thread that waits for it
             done: concurrent.futures.Future[Any] = concurrent.futures.Future()
             if waiting.post(functools.partial(_run_into, done, self.function, args, kwargs)):
                 return await asyncio.wrap_future(done)
-        if inner.quick and not self._callables:
-            return self.function(*args, **kwargs)  # shorter than any hand-off to a thread
+        if inner.quick and inner.thread_safe and not self._callables:
+            # Shorter than any hand-off to a thread. (Not thread-safe, it could wait for the serial lock.)
+            return self.function(*args, **kwargs)
         target = inner._target
         serial = None if inner.thread_safe else _serial(target, loop)
         if serial is not None:
@@ -170,15 +192,15 @@ class AsyncFunction:
             future.add_done_callback(functools.partial(_release_on, loop, serial))
         return await asyncio.wrap_future(future)
 
-    def _bridged(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 loop: asyncio.AbstractEventLoop) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def _bridged(self, args: tuple[Any, ...], kwargs: dict[str, Any], loop: asyncio.AbstractEventLoop,
+                 running: list[concurrent.futures.Future[Any]]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         values = list(args)
         for i, name in self._callables:
             if i < len(values):
                 if callable(values[i]):
-                    values[i] = _bridge(values[i], loop)
+                    values[i] = _bridge(values[i], self._owner, loop, running)
             elif name in kwargs and callable(kwargs[name]):
-                kwargs = dict(kwargs, **{name: _bridge(kwargs[name], loop)})
+                kwargs = dict(kwargs, **{name: _bridge(kwargs[name], self._owner, loop, running)})
         return tuple(values), kwargs
 
 
@@ -205,10 +227,12 @@ class AsyncCalls:
 
     __module__ = "ferrule"
 
-    def __init__(self, owner: Any, functions: Callable[[], Mapping[str, Any]], close: Callable[[], None]):
+    def __init__(self, owner: Any, functions: Callable[[], Mapping[str, Any]], close: Callable[[], None],
+                 inside: Callable[[], bool] | None = None):
         self._owner = owner
         self._functions = functions
         self._close = close
+        self._inside = inside  # whether this task runs inside one of the owner's calls (isolated)
         self._made: dict[str, AsyncFunction] = {}
 
     def __getattr__(self, name: str) -> AsyncFunction:
@@ -217,7 +241,7 @@ class AsyncCalls:
             fn = None if name.startswith("__") else self._functions().get(name)
             if fn is None:
                 raise AttributeError(f"{self._owner!r} has no function {name!r}")
-            made = self._made.setdefault(name, AsyncFunction(fn))
+            made = self._made.setdefault(name, AsyncFunction(fn, self._owner))
         return made
 
     def __getitem__(self, name: str) -> AsyncFunction:
@@ -235,7 +259,17 @@ class AsyncCalls:
 
     async def close(self) -> None:
         """close(), off the event loop: it waits for calls in flight, which
-        may need the loop to finish (an awaited isolated call)."""
+        may need the loop to finish (an awaited isolated call). Refused with
+        PluginClosedError from inside one of those calls (an async host
+        function): it would wait for itself."""
+        waiting = _WAITING.get()
+        if (waiting is not None and waiting.owner is self._owner) or (self._inside is not None and self._inside()):
+            from .._errors import PluginClosedError
+
+            owner = self._owner
+            what = f"plugin {owner.id!r}" if isinstance(getattr(owner, "id", None), str) else repr(owner)
+            raise PluginClosedError(f"{what}: aio.close() from inside one of its calls (an async host function); "
+                                    "close it after the call returns")
         await asyncio.get_running_loop().run_in_executor(None, self._close)
 
     def __repr__(self) -> str:

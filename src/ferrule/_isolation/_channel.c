@@ -57,8 +57,8 @@ static inline void cpu_relax(void) {
 }
 
 /* A sleeping flag of AWAITING (not 1) says the receiver is an event loop
- * waiting on an eventfd, not a thread on the futex: the sender writes to
- * notify_fd, the eventfd the host passed this process (only an isolated
+ * waiting on a pipe, not a thread on the futex: the sender writes a byte to
+ * notify_fd, the pipe's end the host passed this process (only an isolated
  * child has one; -1 elsewhere). */
 #define AWAITING 2u
 static int notify_fd = -1;
@@ -140,10 +140,10 @@ static PyObject *channel_send(PyObject *module, PyObject *const *args, Py_ssize_
     __atomic_add_fetch(&head->seq[which], 1, __ATOMIC_SEQ_CST);
     uint32_t sleeping = __atomic_load_n(&head->sleeping[which], __ATOMIC_SEQ_CST);
     if (sleeping == AWAITING && notify_fd >= 0) {
-        uint64_t one = 1;
+        char one = 1;
         ssize_t wrote;
         do {
-            wrote = write(notify_fd, &one, sizeof one);  /* EAGAIN: the counter is full, so the peer is woken anyway */
+            wrote = write(notify_fd, &one, 1);  /* EAGAIN: the pipe is full, so the peer is woken anyway */
         } while (wrote < 0 && errno == EINTR);
     }
 #ifdef __linux__
@@ -155,10 +155,11 @@ static PyObject *channel_send(PyObject *module, PyObject *const *args, Py_ssize_
 }
 
 /* arm(address, direction, seen) -> bool: an event loop is about to wait for
- * the next message of direction on its eventfd (the child's notify_fd): say
+ * the next message of direction on the notifier pipe: say
  * so in the sleeping flag, then look at the sequence word once more, both
  * sequentially consistent, so that either this look sees the message or its
- * sender sees the flag. True when the message came meanwhile. */
+ * sender sees the flag. True when the message came meanwhile. The loop
+ * waits on its end of the pipe whose other end is the child's notify_fd. */
 static PyObject *channel_arm(PyObject *module, PyObject *args) {
     unsigned long long address;
     int which;
@@ -273,7 +274,7 @@ static PyMethodDef module_methods[] = {
      "arm(address, direction, seen) -> bool: flag an event loop's wait (True: the message came meanwhile)."},
     {"disarm", channel_disarm, METH_VARARGS, "disarm(address, direction): clear the flag arm() set."},
     {"set_notify", channel_set_notify, METH_O,
-     "In an isolated child: the eventfd to write when the host's event loop awaits a message."},
+     "In an isolated child: the pipe to write when the host's event loop awaits a message."},
     {"become_isolated_child", become_isolated_child, METH_O,
      "In an isolated child: exit when the lifeline fd reaches its end; forked copies die with this process."},
     {NULL, NULL, 0, NULL},

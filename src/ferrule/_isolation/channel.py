@@ -87,13 +87,15 @@ def _full_fence() -> None:
     _libc.pthread_mutex_lock(mutex)
 
 
-AWAITING = 2  # a sleeping flag saying the receiver is an event loop waiting on an eventfd (see _channel.c)
+AWAITING = 2  # a sleeping flag saying the receiver is an event loop waiting on a pipe (see _channel.c)
 
 
 def _write_event(fd: int) -> None:
     try:
-        os.eventfd_write(fd, 1)
-    except BlockingIOError:  # the counter is full: the peer is woken anyway
+        os.write(fd, b"\1")
+    except (BlockingIOError, InterruptedError):  # full: the peer is woken anyway
+        pass
+    except OSError:  # the host's end is gone: so is the host
         pass
 
 
@@ -138,7 +140,7 @@ class Channel:
         self._words = memoryview(control)[:_KIND].cast("I")
         self._anchor = _ffi.from_buffer(control)
         self.address = int(_ffi.cast("uintptr_t", self._anchor))
-        self._notify = -1  # the eventfd to write when the receiver awaits on one (an isolated child's)
+        self._notify = -1  # the pipe to write when the receiver awaits on it (an isolated child's)
         if native and _native is not None:  # the C functions themselves, bound to this address: no Python frame per message
             self.send = functools.partial(_native.send, self.address)  # type: ignore[method-assign]
             self.wait = functools.partial(_native.wait, self.address)  # type: ignore[method-assign]
@@ -149,7 +151,7 @@ class Channel:
             self._native = False
 
     def set_notify(self, fd: int) -> None:
-        """In the child: the eventfd the host's event loop waits on when it
+        """In the child: the pipe the host's event loop waits on when it
         awaits a message (arm) instead of sleeping on the futex."""
         self._notify = fd
         if self._native:
@@ -179,7 +181,7 @@ class Channel:
 
     def arm(self, direction: int, seen: int) -> bool:
         """Say that an event loop is about to wait for the next message of
-        ``direction`` on the peer's eventfd, then look at the sequence word
+        ``direction`` on the notifier pipe, then look at the sequence word
         once more: either this look sees the message or its sender sees the
         flag (a full fence on each side between its store and its load).
         True when the message came meanwhile."""

@@ -60,8 +60,20 @@ if TYPE_CHECKING:
 __all__ = ["IsolatedFunction", "IsolatedPlugin"]
 
 P = TypeVar("P")
-# (the plugin, the task) awaiting one of its host functions: that task's own calls of the plugin nest
-_INSIDE: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar("ferrule_isolated_inside", default=None)
+class _HostCall:
+    """An async host function being awaited inside a call of ``plugin``. The
+    calls of that plugin its coroutine makes (in its own task or in tasks it
+    starts, which copy its context) nest inside that call, one at a time."""
+
+    def __init__(self, plugin: Any):
+        import asyncio
+
+        self.plugin = plugin
+        self.active = True  # False once the host function returned: later calls are not nested
+        self.lock = asyncio.Lock()
+
+
+_INSIDE: contextvars.ContextVar[_HostCall | None] = contextvars.ContextVar("ferrule_isolated_inside", default=None)
 BYTES = TYPES["bytes"]
 MAX_LENT = 1 << 16  # objects one isolated plugin may hold from host->query at once: a child cannot grow the host without bound
 
@@ -242,6 +254,7 @@ class IsolatedPlugin:
         self._depth = 0
         self._failure: IsolationError | None = None
         self._awaiting = False  # an awaited call waits for the child's answer (see _send_call)
+        self._aio_waiting = 0  # awaited calls waiting for the serial lock (see _serial_enter)
         self._aio_locks: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # event loop -> asyncio.Lock
         self._shut = False  # close() has run
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -618,7 +631,7 @@ class IsolatedPlugin:
         gate = self._gate
         mark = gate.enter()
         try:
-            gate.serial_enter()  # may be interrupted while it waits: then nothing is held
+            self._serial_enter(gate)
             try:
                 child, base, length, back, callables = self._send_call(fn, values, checked, instance)
                 errors: list[BaseException] = []
@@ -637,6 +650,7 @@ class IsolatedPlugin:
                 finally:
                     self._depth -= 1
                     self._calls -= 1
+                    self._release_ended(child)
             finally:
                 gate.serial_leave()
         finally:
@@ -645,32 +659,52 @@ class IsolatedPlugin:
             raise errors[0] if errors else result  # a host function's own exception comes first
         return result
 
+    def _serial_enter(self, gate: Any) -> None:
+        """The serial lock for a plain call; an awaited call waiting for it
+        goes first (it can only poll: without this a busy thread starves it)."""
+        gate.serial_enter()  # may be interrupted while it waits: then nothing is held
+        while self._aio_waiting and not self._depth:
+            gate.serial_leave()
+            time.sleep(0.0005)
+            gate.serial_enter()
+
+    def _release_ended(self, child: Child) -> None:
+        """After the outermost request: the mappings of a child that ended go
+        now. A failure's traceback holds the child in a cycle, and the
+        collector may clear a view of the area before what it exports (a crash)."""
+        if not self._depth and child.stopper.done and self._child is not child:
+            child.area.close()
+
     # -- awaited calls: the same steps, the answers awaited on the channel
 
     async def _acall(self, fn: IsolatedFunction, values: tuple[Any, ...], timeout: float | None,
                      instance: RemoteInstance | None = None) -> Any:
         """_call for an event loop: one awaited call at a time per plugin
         (an asyncio lock, so waiting tasks hold no thread), its answer awaited
-        on the channel's eventfd. A cancelled task ends the child, as
+        on the channel's notifier pipe. A cancelled task ends the child, as
         cancel() does."""
         import asyncio
 
         checked = values if tuple(map(type, values)) == fn._exact else fn._checked(values)
         inside = _INSIDE.get()
-        nested = inside is not None and inside[0] is self and inside[1] is asyncio.current_task()
-        lock = None if nested else self._aio_lock(asyncio.get_running_loop())
-        if lock is not None:
-            await lock.acquire()
+        nested = inside is not None and inside.plugin is self and inside.active
+        lock = inside.lock if inside is not None and nested else self._aio_lock(asyncio.get_running_loop())
+        await lock.acquire()
         marks: list[tuple[Any, Any]] = []
         try:
             if instance is not None:  # the instance's own gate first, as IsolatedFunction.__call__ does
                 marks.append((instance.gate, instance.gate.enter()))
             gate = self._gate
             marks.append((gate, gate.enter()))
-            pause = 0.0001
-            while not gate.serial_try_enter():  # a call from another thread runs: wait for it without blocking
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.005)
+            if not gate.serial_try_enter():  # a plain call from another thread runs: wait for it, not blocking
+                self._aio_waiting += 1  # and plain calls hold back until this one has its turn (_call)
+                try:
+                    pause = 0.0001
+                    while not gate.serial_try_enter():
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, 0.001)
+                finally:
+                    self._aio_waiting -= 1
             try:
                 child, base, length, back, callables = self._send_call(fn, values, checked, instance)
                 errors: list[BaseException] = []
@@ -695,13 +729,13 @@ class IsolatedPlugin:
                     self._awaiting = False
                     self._depth -= 1
                     self._calls -= 1
+                    self._release_ended(child)
             finally:
                 gate.serial_leave()
         finally:
             for held, mark in reversed(marks):
                 held.leave(mark)
-            if lock is not None:
-                lock.release()
+            lock.release()
         if got[0] == ERROR:
             raise errors[0] if errors else result
         return result
@@ -740,12 +774,19 @@ class IsolatedPlugin:
                     raise errors[0]
                 result = callables[arg](*args)
                 if inspect.isawaitable(result):
-                    token = _INSIDE.set((self, asyncio.current_task()))  # its own calls of this plugin nest
+                    frame = _HostCall(self)
+                    token = _INSIDE.set(frame)  # the calls of this plugin it makes nest
                     try:
                         result = await result
                     finally:
+                        frame.active = False
                         _INSIDE.reset(token)
-            except Exception as failed:  # (a cancellation of this task goes up: the call is cancelled)
+            except asyncio.CancelledError as failed:
+                task = asyncio.current_task()
+                if task is None or getattr(task, "cancelling", lambda: 1)():
+                    raise  # this task is being cancelled: so is the call
+                exc = failed  # the host function's own (a task it awaited was cancelled): its failure
+            except Exception as failed:
                 exc = failed
             self._invoke_reply(child, fn, codec, param, result, errors, exc)
 
@@ -776,7 +817,11 @@ class IsolatedPlugin:
         ``cancel()`` does. Host functions may be ``async def``."""
         from .._call.aio import AsyncCalls
 
-        return AsyncCalls(self, lambda: self._functions, self.close)
+        def inside() -> bool:
+            frame = _INSIDE.get()
+            return frame is not None and frame.plugin is self and frame.active
+
+        return AsyncCalls(self, lambda: self._functions, self.close, inside)
 
     @property
     def sandbox(self) -> SandboxReport | None:

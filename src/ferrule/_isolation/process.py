@@ -88,10 +88,11 @@ class Child:
             self.area = wire.Area.create(memory_limit or wire.DEFAULT_BOUND)
             lifeline, self.lifeline = os.pipe()  # the child's end closes with this process
             held += [lifeline, self.lifeline]
-            # What the child writes when an event loop here awaits its answer (areceive).
-            self.notify = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            held.append(self.notify)
-            fds = (self.area.fd, lifeline, self.notify)
+            # What the child writes when an event loop here awaits its answer (areceive): a pipe,
+            # so that the child holds only its own end and cannot change how this one reads.
+            self.notify, notify_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            held += [self.notify, notify_w]
+            fds = (self.area.fd, lifeline, notify_w)
             args = (*map(str, fds), str(memory_limit or 0), str(cpu))
             # Forked by the fork server when there is one, else a fresh interpreter (always, sandboxed).
             forked = None if launch is not None else forkserver.spawn(fds, memory_limit or 0, cpu)
@@ -109,6 +110,7 @@ class Child:
                     env=None if launch is None else launch.env, preexec_fn=None if launch is None else launch.preexec,
                 )
             os.close(lifeline)
+            os.close(notify_w)
             self.area.drop_fd()  # the child has its own now
         except BaseException as exc:
             area = self.__dict__.get("area")
@@ -140,6 +142,7 @@ class Child:
         self.seen = 0
         self.base = 0  # where an answer goes: after the message it answers
         self.cancelled = False
+        self.notify_open = True  # the child's end of the notifier is open
         self.stopper = Stopper(self.proc, self.lifeline, self.notify, self.area, launch)
 
     def output_line(self, name: str, raw: bytes) -> None:
@@ -177,7 +180,7 @@ class Child:
 
     async def areceive(self, deadline: float | None, during: str, who: str) -> tuple[int, int, int, int]:
         """receive() for an event loop: after a short spin, the loop waits on
-        the eventfd the child writes when it posts to an armed channel, and
+        the pipe the child writes when it posts to an armed channel, and
         checks on the child every AWAIT_SLICE seconds meanwhile. Nothing
         blocks the loop but the spin."""
         channel = self.area.channel
@@ -187,23 +190,32 @@ class Child:
 
             loop = asyncio.get_running_loop()
             while got is None:
+                if self.stopper.done:  # ended meanwhile, by a call made inside this one: its fds are closed
+                    self.check(deadline, during, who)
+                    raise self.failure(IsolationError, f"{who}: {during} was cut short: a call made inside it "
+                                                       "ended the plugin's process")
                 try:
                     if not channel.arm(TO_HOST, self.seen):
                         waiter = loop.create_future()
                         wait = AWAIT_SLICE if deadline is None else max(0.0, min(AWAIT_SLICE, deadline - time.monotonic()))
                         timer = loop.call_later(wait, _wake, waiter)
-                        loop.add_reader(self.notify, _wake, waiter)
+                        watched = self.notify_open
+                        if watched:
+                            loop.add_reader(self.notify, _wake, waiter)
                         try:
                             await waiter
                         finally:
                             timer.cancel()
-                            loop.remove_reader(self.notify)
+                            if watched:
+                                loop.remove_reader(self.notify)
                 finally:
                     channel.disarm(TO_HOST)
-                try:
-                    os.eventfd_read(self.notify)
-                except BlockingIOError:
-                    pass
+                if self.notify_open:
+                    try:
+                        # The end of the pipe: the child exited, or closed its end (then the slices alone watch it).
+                        self.notify_open = os.read(self.notify, 1 << 16) != b""
+                    except BlockingIOError:
+                        pass
                 got = channel.wait(TO_HOST, self.seen, 0, 0)
                 if got is None:
                     self.check(deadline, during, who)

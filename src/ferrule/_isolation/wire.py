@@ -133,7 +133,10 @@ class Area:
     def close(self) -> None:
         """Unmap the control page too, and with it the descriptor the mapping
         holds: for a channel that no one uses again (its child is gone and no
-        call is in flight), so that nothing waits for the collector."""
+        call is in flight), so that nothing waits for the collector. Idempotent."""
+        if self.__dict__.get("_closed"):
+            return
+        self._closed = True
         self.release()
         self.channel.detach()
         whole = self._whole
