@@ -120,6 +120,10 @@ class Built:
     def parity(self) -> Path:
         return self.c / "libparity.so"
 
+    @property
+    def kernels(self) -> Path:
+        return self.c / "libkernels.so"
+
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
@@ -136,6 +140,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     compile_plugin(C_DIR / "ifaces.c", c / "libifaces_c.so", f"-I{GENERATED}")
     compile_plugin(C_DIR / "parity.c", c / "libparity.so", f"-I{GENERATED}")
     compile_plugin(C_DIR / "hostile.c", c / "libhostile.so")
+    compile_plugin(C_DIR / "kernels.c", c / "libkernels.so")
     for name in C_VARIANTS:
         compile_plugin(C_DIR / "fixture.c", c / f"libfixture_{name.lower()}.so", f"-DVARIANT_{name}")
     # Link against a dependency, then delete it: loading must name what is missing.

@@ -55,13 +55,16 @@ def test_public_api_is_exactly_this() -> None:
     assert ferrule.idl.__name__ == "ferrule.idl"  # a public module: declarations
     # The other: the build backend of plugin wheels. Frontends import it by
     # name, so it is neither imported by ferrule nor in __all__.
-    code = "import sys, ferrule; print('ferrule.build' in sys.modules, hasattr(ferrule, 'build'))"
+    # So is ferrule.dask, which needs the dask extra.
+    code = ("import sys, ferrule; print('ferrule.build' in sys.modules, hasattr(ferrule, 'build'), "
+            "'ferrule.dask' in sys.modules, hasattr(ferrule, 'dask'))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert proc.stdout.split() == ["False", "False"]
+    assert proc.stdout.split() == ["False", "False", "False", "False"]
     assert importlib.import_module("ferrule.build").__name__ == "ferrule.build"
-    assert "build" not in ferrule.__all__
+    assert importlib.import_module("ferrule.dask").__name__ == "ferrule.dask"
+    assert "build" not in ferrule.__all__ and "dask" not in ferrule.__all__
     public_modules = [m for m in dir(ferrule) if not m.startswith("_") and m not in ferrule.__all__]
-    assert public_modules == ["build"], "internals must be private modules"
+    assert public_modules == ["build", "dask"], "internals must be private modules"
     assert (ROOT / "src" / "ferrule" / "py.typed").exists()
 
 

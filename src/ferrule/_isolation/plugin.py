@@ -768,7 +768,8 @@ class IsolatedPlugin:
                     return got
                 continue
             codec, param, args = self._invoke_args(child, fn, callables, arg, mbase, mlength)
-            result, exc = None, None
+            result: Any = None
+            exc: BaseException | None = None
             try:
                 if errors:
                     raise errors[0]
