@@ -54,6 +54,7 @@ if _TYPE_CHECKING:
     from ._loader import Library, library_file_name
     from ._loader.cdecl import Callback, CFunction, Declarations, Owned
     from ._plugin.plugin import Plugin
+    from ._ref import PluginRef
     from ._sandbox import Sandbox, SandboxReport
     from ._scan.discover import discover
     from ._scan.scan import PluginInfo, ScanProblem, ScanResult, scan
@@ -77,6 +78,7 @@ _LAZY = {
     "Owned": "._loader.cdecl",
     "library_file_name": "._loader",
     "Plugin": "._plugin.plugin",
+    "PluginRef": "._ref",
     "Sandbox": "._sandbox",
     "SandboxReport": "._sandbox",
     "discover": "._scan.discover",
@@ -151,6 +153,7 @@ __all__ = [
     "PluginHost",
     "PluginInfo",
     "PluginInitError",
+    "PluginRef",
     "PluginPanicError",
     "PluginTimeoutError",
     "Sandbox",
