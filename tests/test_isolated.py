@@ -945,3 +945,32 @@ def test_an_isolated_plugin_that_used_a_service_is_collected(built: Built) -> No
     gc.collect()
     assert ref() is None
     assert pid is not None and gone(pid)
+
+
+def test_a_fork_of_the_host_leaves_the_isolated_child_alone(built: Built) -> None:
+    """A forked copy of the host inherits the IsolatedPlugin object: it may
+    not call the child (the answers would go astray), and closing it or
+    exiting (its finalizers run) must not end the host's child."""
+    script = f"""
+import os, sys, ferrule
+plugin = ferrule.load({str(built.greeter)!r}, isolated=True)
+child = plugin.pid
+assert plugin.add(1, 2) == 3
+pid = os.fork()
+if pid == 0:
+    try:
+        plugin.add(1, 2)
+        sys.exit(1)
+    except ferrule.IsolationError as exc:
+        assert "this is a fork of it" in str(exc), exc
+    if sys.argv[1] == "close":
+        plugin.close()
+    sys.exit(0)  # a normal exit: the finalizers run
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert plugin.pid == child and plugin.add(2, 3) == 5
+print("ok")
+"""
+    for how in ("close", "exit"):
+        proc = subprocess.run([sys.executable, "-c", script, how], capture_output=True, text=True, timeout=60)
+        assert (proc.returncode, proc.stdout.strip()) == (0, "ok"), proc.stderr[-2000:]

@@ -253,6 +253,7 @@ class IsolatedPlugin:
         self._calls = 0  # in flight; changes under the gate's serial lock only
         self._depth = 0
         self._failure: IsolationError | None = None
+        self._pid = os.getpid()  # the host: a fork of it must not talk to (or end) this child
         self._awaiting = False  # an awaited call waits for the child's answer (see _send_call)
         self._aio_waiting = 0  # awaited calls waiting for the serial lock (see _serial_enter)
         self._aio_locks: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # event loop -> asyncio.Lock
@@ -576,6 +577,10 @@ class IsolatedPlugin:
         """Under the serial lock: the live child, with the call's arguments
         written (base, length), the mutbuf views to copy back, and the host
         functions it passes."""
+        if os.getpid() != self._pid:
+            raise IsolationError(
+                f"{self._who} was loaded by process {self._pid}; this is a fork of it ({os.getpid()}), and the "
+                "plugin's process answers only the host that started it: load the plugin again in this process")
         if self._awaiting:
             raise RuntimeError(
                 f"{self._who}: {fn._during} was called without await on the event loop thread while an awaited call "
@@ -963,7 +968,7 @@ class IsolatedPlugin:
                 return
             self._shut = True
             child = self._child
-            if child is None:
+            if child is None or os.getpid() != self._pid:  # (a fork of the host: the child is the host's)
                 return
             try:
                 self._exchange(child, CLOSE, 0, 0, 0, time.monotonic() + CLOSE_SECONDS, "close")

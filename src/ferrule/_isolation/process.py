@@ -335,6 +335,7 @@ class Stopper:
         self.launch = launch
         self.done = False
         self.lock = threading.Lock()
+        self.owner = os.getpid()  # a fork of the host inherits this object, not the child
 
     def exited(self) -> bool:
         """Whether the child has ended, without reaping it: while it is a
@@ -354,7 +355,9 @@ class Stopper:
                 return
             self.done = True
             try:
-                if isinstance(self.proc, forkserver.ForkedProcess):
+                if os.getpid() != self.owner:
+                    pass  # a fork of the host (its finalizers run at its exit): the child is the host's to end
+                elif isinstance(self.proc, forkserver.ForkedProcess):
                     self.proc.end()  # the fork server kills the group and reaps
                 else:
                     if self.proc.returncode is None:  # not reaped: the group id is still this child's
@@ -372,7 +375,7 @@ class Stopper:
                 if self.area.fd >= 0:
                     os.close(self.area.fd)
                     self.area.fd = -1
-                if self.launch is not None:
+                if self.launch is not None and os.getpid() == self.owner:
                     self.launch.close()  # ends what is left in its cgroup
 
 
