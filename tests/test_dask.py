@@ -101,6 +101,43 @@ def test_map_partitions_matches_pandas(client: Any, ref: PluginRef) -> None:
     np.testing.assert_allclose(sums.to_numpy(), expected, rtol=1e-12)
 
 
+def test_map_partitions_results_index_like_what_they_hold(client: Any, ref: PluginRef) -> None:
+    frame = pd.DataFrame({"a": np.ones(40)}, index=pd.date_range("2020-01-01", periods=40, freq="h"))
+    df = dd.from_pandas(frame, npartitions=4)
+    # A value per row keeps the partitions' own index (here datetimes), in the graph too.
+    scaled = fdask.map_partitions(ref, "scale_add", df, 2.0, 1.0, columns="a")
+    assert scaled.index.dtype == frame.index.dtype and scaled.known_divisions
+    assert result(client, scaled.loc["2020-01-01 05:00":"2020-01-01 06:00"]).tolist() == [3.0, 3.0]
+    assert result(client, scaled.index.hour.max()) == 23
+    # A number per partition is indexed by partition number: the input's divisions no longer hold.
+    sums = fdask.map_partitions(ref, "sum", df, columns="a", out=None)
+    assert not sums.known_divisions
+    assert result(client, sums.loc[1:2]).to_dict() == {1: 10.0, 2: 10.0}
+
+
+def test_map_partitions_over_nullable_and_text_columns(client: Any, ref: PluginRef) -> None:
+    frame = pd.DataFrame({"f": pd.array([1.0, None, 3.0, 4.0], dtype="Float64"),
+                          "i": pd.array([1, None, 3, 4], dtype="Int64"), "s": ["a", "b", "c", "d"]})
+    df = dd.from_pandas(frame, npartitions=2)
+    got = result(client, fdask.map_partitions(ref, "scale_add", df, 2.0, 0.0, columns="f"))
+    np.testing.assert_array_equal(got.to_numpy(), [2.0, np.nan, 6.0, 8.0])  # NA reaches a float buffer as NaN
+    with pytest.raises(TypeError, match=r"scale_add\(x: buf\[f64\].*takes buf\[f64\] as 'x', but the data passed "
+                                        r"there is int64: convert it first \(\.astype\(numpy\.float64\)\)"):
+        result(client, fdask.map_partitions(ref, "scale_add", df, 2.0, 0.0, columns="i"))
+    with pytest.raises(TypeError, match=r"column 's' is of dtype .*, which holds no numbers a plugin buffer could "
+                                        r"take; convert it first"):
+        fdask.map_partitions(ref, "scale_add", df, 2.0, 0.0, columns="s")
+
+
+def test_map_blocks_says_how_to_convert_the_input(client: Any, ref: PluginRef) -> None:
+    x = da.from_array(np.ones(10, dtype=np.float32), chunks=5)
+    with pytest.raises(TypeError, match=r"takes buf\[f64\] as 'x', but the data passed there is float32: convert it "
+                                        r"first \(\.astype\(numpy\.float64\)\)"):
+        result(client, fdask.map_blocks(ref, "scale_add", x, 2.0, 1.0))
+    np.testing.assert_array_equal(result(client, fdask.map_blocks(ref, "scale_add", x.astype(np.float64), 2.0, 1.0)),
+                                  np.full(10, 3.0))
+
+
 def block_address(block: Any) -> Any:
     """The block's address, and whether it is C-contiguous, as numpy sees it."""
     return np.array([[block.ctypes.data, block.flags.c_contiguous]], dtype=np.uint64)
@@ -230,6 +267,28 @@ def test_ship_to_workers_that_cannot_see_the_file(client: Any, built: Built, tmp
         while len(client.scheduler_info()["workers"]) != 2 and time.monotonic() < deadline:
             time.sleep(0.1)
     assert len(client.scheduler_info()["workers"]) == 2
+
+
+def damage_copy(ref: PluginRef, dask_worker: Any) -> str:
+    path = os.path.join(dask_worker.local_directory, "ferrule-plugins", ref.sha256, ref._name)
+    os.chmod(path, 0o700)
+    with open(path, "wb") as f:
+        f.write(b"not the library")
+    os.chmod(path, 0o500)
+    return path
+
+
+def test_shipping_again_repairs_a_damaged_copy(client: Any, built: Built, tmp_path: Path) -> None:
+    # A ref to a path the workers do not have; ship() reads the bytes from the file it was made from.
+    ref = PluginRef(tmp_path / "not-on-workers" / "libkernels.so", sha256=PluginRef(built.kernels).sha256,
+                    config="reshipped")
+    object.__setattr__(ref, "_source", str(built.kernels))
+    fdask.ship(client, ref)
+    client.run(damage_copy, ref)
+    with pytest.raises(ferrule.PinMismatchError, match=r"has other contents .* ship it to the workers"):
+        client.submit(lambda r: r.load().inits(), ref, pure=False).result(timeout=TIMEOUT)
+    fdask.ship(client, ref)  # as the message says: the copies are written again
+    assert set(client.run(lambda: ref.load().config()).values()) == {"reshipped"}
 
 
 def test_ship_refuses_a_file_that_changed(client: Any, built: Built, tmp_path: Path) -> None:

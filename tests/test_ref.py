@@ -283,3 +283,26 @@ def test_a_scanned_plugin_makes_a_ref_pinned_to_what_was_scanned(kernels: Path, 
     assert ref.sha256 == info.sha256 != sha256_of(kernels) and ref.path == str(kernels)
     with pytest.raises(ferrule.PinMismatchError):
         ref.load()
+
+
+def test_an_unsafe_file_at_the_path_leaves_the_shipped_copy_to_serve(kernels: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    library = Path(shutil.copy(kernels, shared / "libkernels.so"))
+    ref = PluginRef(library, config="unsafe-path")
+    shared.chmod(0o775)  # the group may write there: the loader refuses it
+    with pytest.raises(ferrule.UnsafeFileError, match=r"refused, as the directory of .* writable by its group.*"
+                                                      r"make it and its directory writable only by their owner"):
+        ref.load()
+    shipped = tmp_path / "shipped"
+    copy = shipped / ref.sha256 / "libkernels.so"
+    copy.parent.mkdir(parents=True, mode=0o700)
+    shipped.chmod(0o700)
+    shutil.copy(kernels, copy)
+    add_shipped_dir(shipped)
+    try:
+        assert ref.load().config() == "unsafe-path"
+        assert ref.load().path == str(copy)
+    finally:
+        _ref._shipped.remove(str(shipped))
+

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import FerruleError, LibraryNotFoundError, PinMismatchError
+from ._errors import FerruleError, LibraryNotFoundError, PinMismatchError, UnsafeFileError
 from ._isolation.plugin import IsolatedPlugin
 from ._load import load
 from ._loader.library import as_path
@@ -126,6 +126,9 @@ class PluginRef:
             stored_path = source if source is not None else (as_path(path) or os.fspath(path))
         if pin is None:
             assert source is not None
+            if os.path.isdir(source):
+                raise LibraryNotFoundError(f"{source} is a directory: PluginRef(path) names the plugin's library file "
+                                           "(e.g. .../libname.so)")
             try:
                 pin = file_sha256(source)[0]
             except FileNotFoundError:
@@ -169,8 +172,8 @@ class PluginRef:
 
     def _load_here(self) -> Plugin | IsolatedPlugin:
         looked: list[str] = []
-        mismatched = False
-        for candidate in self._candidates(looked):
+        mismatched = unsafe = own_changed = False
+        for candidate, own in self._candidates(looked):
             if not os.path.exists(candidate):
                 looked.append(f"{candidate}: no such file")
                 continue
@@ -183,32 +186,48 @@ class PluginRef:
                     found = "changed while it was read"
                 looked.append(f"{candidate}: {found}")
                 mismatched = True
+                own_changed = own_changed or own
+            except UnsafeFileError as exc:  # refused before it ran: a shipped copy may still serve
+                looked.append(f"{candidate}: refused, as {str(exc).split(': none of it ran')[0]}")
+                unsafe = True
             except FileNotFoundError:  # (LibraryNotFoundError too) removed meanwhile
                 looked.append(f"{candidate}: no such file")
+            except IsADirectoryError:
+                looked.append(f"{candidate}: a directory")
         dirs = shipped_dirs()
         where = "" if dirs else ("; no shipped copies are registered in this process (ferrule.dask.ship registers "
                                  "them on Dask workers)")
+        advice = ["put the file the ref was made from at that path", "or ship it to the workers: "
+                  "ferrule.dask.ship(client, ref)"]
+        if own_changed:
+            advice.insert(0, "the file at the ref's path changed since the ref was made: if you trust it as it is "
+                             "now, make a new ref (ferrule.PluginRef(path)); else")
+        if unsafe:
+            advice.insert(0, "a file others could write is never loaded: make it and its directory writable only "
+                             "by their owner (chmod go-w), or")
         message = (f"no copy of {self._what} with SHA-256 {self.sha256} is here: looked at {'; '.join(looked)}"
-                   f"{where}. Put that file at that path, or ship it to the workers: ferrule.dask.ship(client, ref)"
+                   f"{where}. {' '.join(advice)}"
                    + ("; a file with other contents is not the one the ref pins, and never runs" if mismatched else ""))
-        raise (PinMismatchError if mismatched else LibraryNotFoundError)(message)
+        raise (UnsafeFileError if unsafe and not mismatched else PinMismatchError if mismatched
+               else LibraryNotFoundError)(message)
 
-    def _candidates(self, looked: list[str]) -> list[str]:
-        """Where the library may be here, in order: its own place, then the shipped copies."""
-        found: list[str] = []
+    def _candidates(self, looked: list[str]) -> list[tuple[str, bool]]:
+        """Where the library may be here, in order: its own place (True),
+        then the shipped copies."""
+        found: list[tuple[str, bool]] = []
         if self.entry_point is not None:
             installed = _installed(self.entry_point)
             if installed is None:
                 looked.append(f"entry point {self.entry_point!r} of group {ENTRY_POINT_GROUP!r}: not installed")
             else:
-                found.append(installed)
+                found.append((installed, True))
         else:
             assert self.path is not None
             try:
-                found.append(resolved(self.path))
+                found.append((resolved(self.path), True))
             except LibraryNotFoundError:
                 looked.append(f"{self.path}: not in FERRULE_PATH")
-        found.extend(os.path.join(directory, self.sha256, self._name) for directory in shipped_dirs())
+        found.extend((os.path.join(directory, self.sha256, self._name), False) for directory in shipped_dirs())
         return found
 
     def _open(self, path: str) -> Plugin | IsolatedPlugin:

@@ -17,6 +17,7 @@ import asyncio
 import errno
 import functools
 import hashlib
+import math
 import os
 import stat
 import tempfile
@@ -87,7 +88,9 @@ def _library_bytes(ref: PluginRef) -> bytes:
 class _Shipment(WorkerPlugin):
     """One library's bytes, written on each worker as it starts."""
 
-    idempotent = True  # the same library again: nothing to do
+    # Run again when shipped again: a worker whose copy was damaged, or whose
+    # setup failed, gets it then (a good copy is kept, so this is cheap).
+    idempotent = False
 
     def __init__(self, sha256: str, name: str, data: bytes):
         self.sha256 = sha256
@@ -184,7 +187,8 @@ def map_blocks(ref: PluginRef, function: str, *args: Any, out: str | None = "out
     arrays = _arrays_of(ref, function, out, args)
     first = arrays[0][1]
     for _i, other in arrays[1:]:
-        if other.shape != first.shape:
+        if other.shape != first.shape and not (other.numblocks == first.numblocks and math.isnan(sum(other.shape))
+                                               and math.isnan(sum(first.shape))):  # unknown sizes: dask checks blocks
             raise ValueError(f"map_blocks({function!r}): the dask arrays must have one shape, got {first.shape} and "
                              f"{other.shape}: the plugin is given one block of each, of the same size")
     values = list(args)
@@ -229,7 +233,7 @@ def _block(ref: PluginRef, function: str, out: str | None, dtype: str, positions
     for i in positions:
         values[i] = _as_buffer(values[i])
     shape = values[positions[0]].shape
-    fn, index, kind = _plan(ref, function, out, dtype, "map_blocks")
+    fn, index, kind = _plan(ref, function, out, dtype, "map_blocks", {i: values[i].dtype for i in positions})
     if index is None:
         return np.full((1,) * len(shape), fn(*values), dtype=kind)
     result = np.empty(shape, kind)
@@ -249,15 +253,33 @@ def _as_buffer(block: Any) -> Any:
     return np.require(block, requirements=["C", "A"])
 
 
+def _column_values(column: Any, kind: np.dtype[Any]) -> Any:
+    """A column's values as numpy: a view of a numpy-backed one; for an
+    extension dtype, a copy in which a missing value (NA) becomes NaN, which
+    only a float buffer can hold."""
+    if isinstance(column.dtype, np.dtype):
+        return column.to_numpy()
+    if column.hasnans:
+        if kind.kind != "f":
+            raise ValueError(f"map_partitions(): column {column.name!r} has missing values (NA), which a buffer of "
+                             f"{kind} cannot hold: fill them first (.fillna(...)), or convert the column to "
+                             "float64, where NA becomes NaN")
+        return column.to_numpy(dtype=kind, na_value=np.nan)
+    return column.to_numpy(dtype=kind)
+
+
 # (plugin, function, out, dtype) -> the function, and where the output goes;
 # made once per plugin object and worker: a task then costs a lookup.
 _plans: dict[tuple[Any, ...], tuple[Any, Any, int | None, np.dtype[Any]]] = {}
 
 
-def _plan(ref: PluginRef, function: str, out: str | None, dtype: str,
-          caller: str) -> tuple[Any, int | None, np.dtype[Any]]:
+def _plan(ref: PluginRef, function: str, out: str | None, dtype: str, caller: str,
+          inputs: dict[int, np.dtype[Any]]) -> tuple[Any, int | None, np.dtype[Any]]:
+    """The plugin's function for a task, where its output goes and of which
+    dtype; ``inputs`` are the dtypes of the blocks or columns passed as
+    buffers, by position among the arguments without the output."""
     plugin = ref.load()
-    key = (ref._key, function, out, dtype)
+    key = (ref._key, function, out, dtype, tuple(sorted((i, d.str) for i, d in inputs.items())))
     plan = _plans.get(key)
     if plan is not None and plan[0] is plugin:
         return plan[1], plan[2], plan[3]
@@ -266,6 +288,12 @@ def _plan(ref: PluginRef, function: str, out: str | None, dtype: str,
         raise AttributeError(f"{caller}(): plugin {plugin.id!r} has no function {function!r}; it has "
                              f"{', '.join(sorted(plugin.functions)) or 'none'}")
     sig = fn.signature
+    params = [p for p in sig.params if out is None or p.name != out]  # the arguments as the caller gives them
+    for i, given in inputs.items():
+        elem = params[i].type.elem if i < len(params) else None
+        if elem is not None and np.dtype(elem.numpy) != given:
+            raise TypeError(f"{caller}(): {function}{sig} takes {params[i].type.name} as {params[i].name!r}, but the "
+                            f"data passed there is {given}: convert it first (.astype(numpy.{elem.numpy}))")
     index: int | None = None
     if out is None:
         if sig.result is None or sig.result.kind not in ("int", "float", "bool"):
@@ -281,8 +309,8 @@ def _plan(ref: PluginRef, function: str, out: str | None, dtype: str,
         elem = sig.params[index].type.elem
         assert elem is not None
         if np.dtype(elem.numpy) != np.dtype(dtype):
-            raise TypeError(f"{caller}(): the output is of dtype {np.dtype(dtype)}, but {function}{sig} writes "
-                            f"{elem.name} to {out!r}: pass dtype=numpy.{elem.numpy}")
+            raise TypeError(f"{caller}(): the output is of dtype {np.dtype(dtype)} (dtype=, else the first input's), "
+                            f"but {function}{sig} writes {elem.name} to {out!r}: pass dtype=numpy.{elem.numpy}")
     kind = np.dtype(dtype)
     _plans[key] = (plugin, fn, index, kind)
     return fn, index, kind
@@ -319,40 +347,60 @@ def map_partitions(ref: PluginRef, function: str, data: dd.DataFrame | dd.Series
         if columns is None:
             raise TypeError(f"map_partitions({function!r}) over a DataFrame needs columns=[...]: the columns passed "
                             "as buffers, in the order of the function's buffer parameters")
-        names = [columns] if isinstance(columns, str) else list(columns)
+        names = list(columns) if isinstance(columns, (list, tuple)) else [columns]
         missing = [c for c in names if c not in data.columns]
         if missing:
             raise KeyError(f"map_partitions({function!r}): no column {', '.join(map(repr, missing))}; the "
                            f"DataFrame has {', '.join(map(repr, data.columns))}")
-        first_dtype = data[names[0]].dtype
-        selected: tuple[str, ...] | None = tuple(names)
+        kinds = [_numpy_dtype(data[c].dtype, c) for c in names]
+        selected: tuple[Any, ...] | None = tuple(names)
     elif isinstance(data, dd.Series):
         if columns is not None:
             raise TypeError(f"map_partitions({function!r}) over a Series takes no columns=: the Series is the buffer")
-        first_dtype = data.dtype
+        kinds = [_numpy_dtype(data.dtype, data.name)]
         selected = None
     else:
         raise TypeError(f"map_partitions() maps over a dask DataFrame or Series, got {type(data).__name__}; for a "
                         "dask array use ferrule.dask.map_blocks")
     label = function if name is None else name
-    if out is None:
+    inputs = tuple(k.str for k in kinds)
+    if out is None:  # one number per partition, indexed by its number: the input's divisions no longer hold
         kind = np.dtype(np.float64 if dtype is None else dtype)
-    else:
-        kind = np.dtype(first_dtype if dtype is None else dtype)
-    meta = pd.Series(np.empty(0, kind), name=label)
-    run = functools.partial(_partition, ref, function, selected, out, kind.str, label)
-    result: dd.Series = dd.map_partitions(run, data, *args, meta=meta, token=f"ferrule-{function}")
+        meta = pd.Series(np.empty(0, kind), index=pd.Index([], dtype=np.int64), name=label)
+        run = functools.partial(_partition, ref, function, selected, inputs, out, kind.str, label)
+        result: dd.Series = dd.map_partitions(run, data, *args, meta=meta, token=f"ferrule-{function}",
+                                              clear_divisions=True)
+        return result
+    kind = np.dtype(kinds[0] if dtype is None else dtype)
+    meta = pd.Series(np.empty(0, kind), index=data._meta.index[:0], name=label)  # the partitions' own index
+    run = functools.partial(_partition, ref, function, selected, inputs, out, kind.str, label)
+    result = dd.map_partitions(run, data, *args, meta=meta, token=f"ferrule-{function}")
     return result
 
 
-def _partition(ref: PluginRef, function: str, columns: tuple[str, ...] | None, out: str | None, dtype: str,
-               label: str, part: Any, *args: Any, partition_info: dict[str, Any] | None = None) -> Any:
+def _numpy_dtype(dtype: Any, column: Any) -> np.dtype[Any]:
+    """The numpy dtype a column's values reach the plugin as: its own, or
+    the one a pandas extension dtype (nullable, Arrow) stands for."""
+    if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+        return dtype
+    inner = getattr(dtype, "numpy_dtype", None)
+    if isinstance(inner, np.dtype) and inner.kind in "biuf":
+        return inner
+    raise TypeError(f"map_partitions(): column {column!r} is of dtype {dtype}, which holds no numbers a plugin "
+                    f"buffer could take; convert it first (df[{column!r}].astype('float64')), or leave it out of "
+                    "columns=")
+
+
+def _partition(ref: PluginRef, function: str, columns: tuple[Any, ...] | None, inputs: tuple[str, ...],
+               out: str | None, dtype: str, label: str, part: Any, *args: Any,
+               partition_info: dict[str, Any] | None = None) -> Any:
     """One partition, on a worker."""
     import pandas as pd
 
     series = [part] if columns is None else [part[c] for c in columns]
-    buffers = [_as_buffer(s.to_numpy()) for s in series]  # a numpy-backed column: a view of it
-    fn, index, kind = _plan(ref, function, out, dtype, "map_partitions")
+    kinds = [np.dtype(k) for k in inputs]
+    fn, index, kind = _plan(ref, function, out, dtype, "map_partitions", dict(enumerate(kinds)))
+    buffers = [_as_buffer(_column_values(s, k)) for s, k in zip(series, kinds)]
     values = [*buffers, *args]
     if index is None:
         number = 0 if partition_info is None else partition_info["number"]
