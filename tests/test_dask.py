@@ -270,11 +270,12 @@ def test_ship_to_workers_that_cannot_see_the_file(client: Any, built: Built, tmp
 
 
 def damage_copy(ref: PluginRef, dask_worker: Any) -> str:
+    # Replaced, not written in place: an earlier test's plugin may have this very file mapped (same
+    # contents, same name), and truncating a mapped library kills its process with SIGBUS.
     path = os.path.join(dask_worker.local_directory, "ferrule-plugins", ref.sha256, ref._name)
-    os.chmod(path, 0o700)
-    with open(path, "wb") as f:
+    with open(path + ".bad", "wb") as f:
         f.write(b"not the library")
-    os.chmod(path, 0o500)
+    os.replace(path + ".bad", path)
     return path
 
 
