@@ -7,6 +7,7 @@ paths) holds every awaited path to the same results and errors."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 import time
 from collections.abc import Iterator
@@ -348,3 +349,160 @@ def test_aio_close_from_inside_a_call_is_refused(hostile: Any) -> None:
 
     assert run(hostile.aio.apply(closing, 4)) == 4
     assert not hostile.closed
+
+
+# -- a second hostile pass
+
+
+def test_a_plain_call_on_the_loop_thread_does_not_wait_for_an_awaited_one_there(built: Built) -> None:
+    # The awaited call polls for the serial lock on this loop; the plain call
+    # must not give way to it (it could only run once this call returns).
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        async def main() -> tuple[int, int]:
+            thread = threading.Thread(target=plugin.sleep_ms, args=(200,))
+            thread.start()
+            await asyncio.sleep(0.05)
+            waiting = asyncio.create_task(plugin.aio.add(1, 2))
+            await asyncio.sleep(0.02)
+            plain = plugin.add_slow(3, 4)
+            result = await waiting
+            thread.join()
+            return plain, result
+
+        assert run(asyncio.wait_for(main(), 10)) == (7, 3)
+
+
+def test_plain_and_awaited_callers_both_progress(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        counts = {"plain": 0, "awaited": 0}
+        stop = threading.Event()
+
+        def plain() -> None:
+            while not stop.is_set():
+                plugin.add_slow(1, 2)
+                counts["plain"] += 1
+
+        def awaited() -> None:
+            async def loop() -> None:
+                async def task() -> None:
+                    while not stop.is_set():
+                        await plugin.aio.add_slow(1, 2)
+                        counts["awaited"] += 1
+                await asyncio.gather(task(), task())
+            run(loop())
+
+        threads = [threading.Thread(target=plain), threading.Thread(target=awaited), threading.Thread(target=awaited)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        assert counts["plain"] >= 50 and counts["awaited"] >= 50, counts
+
+
+def test_nested_calls_that_outlive_their_host_function(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True, timeout=10) as plugin:
+        async def main() -> list[Any]:
+            started: list[Any] = []
+
+            async def leave_them(x: int) -> int:
+                started.append(asyncio.create_task(plugin.aio.sleep_ms(100)))
+                started.append(asyncio.create_task(plugin.aio.add_slow(x, 100)))
+                await asyncio.sleep(0.01)
+                return x * 2
+
+            first = await plugin.aio.apply(leave_them, 21)
+            return [first, *[await t for t in started], await plugin.aio.add(1, 1)]
+
+        assert run(main()) == [42, None, 121, 2]
+
+
+def test_what_a_nested_call_that_ends_the_process_leaves(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True, restart=False) as plugin:
+        async def timed(x: int) -> int:
+            await asyncio.wait_for(plugin.aio.sleep_ms(1000), 0.05)  # cancelled: the process is ended
+            return x
+
+        with pytest.raises(TimeoutError):  # the host function's own exception
+            run(plugin.aio.apply(timed, 1))
+        assert run(plugin.aio.add(2, 3)) == 5  # a cancel is the host's doing: a new process, restart=False or not
+
+        async def crashes(x: int) -> int:
+            await plugin.aio.segfault()
+            return x
+
+        with pytest.raises(ferrule.PluginCrashedError, match=r"crashed during segfault\(\): killed by SIGSEGV"):
+            run(plugin.aio.apply(crashes, 1))
+
+
+def test_cancel_from_another_thread_only_cancels(built: Built) -> None:
+    with ferrule.load(built.hostile, isolated=True) as plugin:
+        stop = threading.Event()
+
+        def canceller() -> None:
+            while not stop.is_set():
+                time.sleep(0.003)
+                plugin.cancel()
+
+        async def main() -> collections.Counter[str]:
+            seen: collections.Counter[str] = collections.Counter()
+
+            async def nested(v: int) -> int:
+                return int(await plugin.aio.add_slow(v, 1)) * 2
+
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                try:
+                    assert await plugin.aio.apply(nested, 3) == 8
+                    seen["ok"] += 1
+                except ferrule.CallCancelledError:
+                    seen["cancelled"] += 1
+            return seen
+
+        thread = threading.Thread(target=canceller)
+        thread.start()
+        try:
+            seen = run(main())
+        finally:
+            stop.set()
+            thread.join()
+        assert seen["ok"] > 0 and seen["cancelled"] > 0, seen
+        assert run(plugin.aio.add(1, 1)) == 2
+
+
+def test_close_on_the_loop_thread_with_an_awaited_call_in_flight(hostile: Any) -> None:
+    async def slow(x: int) -> int:
+        await asyncio.sleep(0.1)
+        return x
+
+    async def main() -> int:
+        task = asyncio.create_task(hostile.aio.apply(slow, 4))
+        await asyncio.sleep(0.03)
+        with pytest.raises(ferrule.PluginClosedError, match=r"close\(\) on the event loop's thread while an awaited "
+                                                             r"call of it is in flight.*await plugin\.aio\.close\(\)"):
+            hostile.close()  # in process it would deadlock: the call's thread waits for this loop
+        return int(await task)
+
+    assert run(main()) == 4
+    assert not hostile.closed
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2], ids=["closed", "flooded", "replaced"])
+def test_a_child_tampering_with_its_notifier(built: Built, tmp_path: Any, mode: int) -> None:
+    import resource
+
+    from .conftest import C_DIR, compile_plugin
+
+    path = compile_plugin(C_DIR / "notifier.c", tmp_path / "libnotifier.so", "-lpthread")
+    with ferrule.load(path, isolated=True) as plugin:
+        async def main() -> float:
+            assert await plugin.aio.tamper(mode) >= 0
+            used = resource.getrusage(resource.RUSAGE_SELF)
+            await plugin.aio.sleep_ms(500)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            assert [await plugin.aio.add(i, 1) for i in range(20)] == [i + 1 for i in range(20)]
+            return (after.ru_utime + after.ru_stime) - (used.ru_utime + used.ru_stime)
+
+        cpu = run(main())
+        assert cpu < 0.1, f"the host spent {cpu:.2f} s of CPU awaiting a 0.5 s call"

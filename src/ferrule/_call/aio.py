@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .runner import DEFAULT_RUNNER, Runner
+from .runner import DEFAULT_RUNNER, Runner, busy
 
 __all__ = ["AsyncCalls", "AsyncFunction"]
 
@@ -158,7 +158,8 @@ class AsyncFunction:
         if self._callables:
             args, kwargs = self._bridged(args, kwargs, loop, running)
         try:
-            return await self._in_process(inner, loop, args, kwargs)
+            with busy(inner._target):  # close() on this thread now would wait for the loop it blocks
+                return await self._in_process(inner, loop, args, kwargs)
         except asyncio.CancelledError:
             for future in running:  # the call's thread waits for them: they end, and so does it
                 future.cancel()

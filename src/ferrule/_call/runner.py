@@ -8,8 +8,12 @@ import concurrent.futures
 import itertools
 import os
 import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-__all__ = ["DEFAULT_RUNNER", "DEFAULT_WORKERS", "Runner"]
+__all__ = ["DEFAULT_RUNNER", "DEFAULT_WORKERS", "Runner", "aio_close_refusal", "busy", "busy_here"]
 
 # The thread pool's size when none is given: concurrent.futures' own default.
 DEFAULT_WORKERS = min(32, (os.cpu_count() or 1) + 4)
@@ -43,3 +47,37 @@ class Runner:
 
 
 DEFAULT_RUNNER = Runner()  # plugins loaded without a PluginHost share it
+
+
+# Per call target (a plugin's core, an instance): the threads of event loops
+# with awaited calls of it in flight, and how many. close() on such a thread
+# would wait for calls that need that very loop to finish.
+_busy: weakref.WeakKeyDictionary[Any, dict[int, int]] = weakref.WeakKeyDictionary()
+_busy_lock = threading.Lock()
+
+
+@contextmanager
+def busy(target: Any) -> Iterator[None]:
+    """An awaited call of ``target`` in flight on this (the loop's) thread."""
+    me = threading.get_ident()
+    with _busy_lock:
+        counts = _busy.setdefault(target, {})
+        counts[me] = counts.get(me, 0) + 1
+    try:
+        yield
+    finally:
+        with _busy_lock:
+            counts[me] -= 1
+            if not counts[me]:
+                del counts[me]
+
+
+def busy_here(target: Any) -> bool:
+    """Whether this thread's event loop has an awaited call of ``target`` in flight."""
+    counts = _busy.get(target)
+    return bool(counts) and threading.get_ident() in counts  # type: ignore[operator]
+
+
+def aio_close_refusal(what: str, name: str = "plugin") -> str:
+    return (f"{what}: close() on the event loop's thread while an awaited call of it is in flight, which needs this "
+            f"loop to finish: use await {name}.aio.close(), which waits without blocking the loop")

@@ -19,7 +19,8 @@ from .._abi.descriptor import OfferEntry
 from .._abi.ffi import ffi
 from .._abi.spec import OfferSpec, PluginSpec
 from .._call.contract import CallTarget, Gate, HostTable
-from .._errors import InterfaceMismatchError
+from .._call.runner import aio_close_refusal, busy_here
+from .._errors import InterfaceMismatchError, PluginClosedError
 from ..idl import InterfaceSpec, spec
 from .methods import method
 from .offers import check_offer
@@ -237,7 +238,11 @@ class Instance:
 
     def close(self) -> None:
         """Wait for calls in flight, then destroy the instance. Idempotent."""
-        self._target.close()
+        target = self._target
+        isolated: Any = getattr(target, "plugin", None)  # a RemoteInstance's plugin
+        if busy_here(target) or (isolated is not None and isolated._aio_busy.get(threading.get_ident())):
+            raise PluginClosedError(aio_close_refusal(repr(self), "instance"))
+        target.close()
 
     @property
     def aio(self) -> AsyncCalls:

@@ -35,6 +35,7 @@ from .._interfaces.instances import Implementation, matching, named, no_implemen
 from .._interfaces.services import Services, _fail
 from .._plugin.plugin import NOT_PICKLED
 from .._call.checks import bind, check_value, not_awaited
+from .._call.runner import aio_close_refusal
 from .._call.function import doc_text, python_signature
 from .._call import accelerator
 from .._call.gate import new_gate
@@ -44,6 +45,7 @@ from .._loader.pin import check_permissions, check_pin, identity, pin_of, resolv
 from .._errors import (
     CallCancelledError,
     IsolationError,
+    PluginClosedError,
     PluginCrashedError,
     from_payload,
 )
@@ -97,6 +99,7 @@ class _Borrower:
         self.warned = False  # that it holds too many
         self.host_table = types.SimpleNamespace(address=-next(self._keys))  # never a real table's address
 
+AIO_TURN = 0.002  # how long a plain call gives way to an awaited one waiting for the serial lock (s)
 STARTUP_SECONDS = 60.0  # a fresh interpreter; generous for a loaded machine
 CLOSE_SECONDS = 5.0
 # Errors only the host may decide on: a child cannot claim it crashed.
@@ -255,7 +258,12 @@ class IsolatedPlugin:
         self._failure: IsolationError | None = None
         self._pid = os.getpid()  # the host: a fork of it must not talk to (or end) this child
         self._awaiting = False  # an awaited call waits for the child's answer (see _send_call)
-        self._aio_waiting = 0  # awaited calls waiting for the serial lock (see _serial_enter)
+        # The threads of event loops whose awaited calls wait for the serial
+        # lock, and how many on each (_serial_enter); the loops' threads that
+        # have awaited calls in flight (close() refuses there).
+        self._aio_waiting: dict[int, int] = {}
+        self._aio_busy: dict[int, int] = {}
+        self._aio_counts = threading.Lock()
         self._aio_locks: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # event loop -> asyncio.Lock
         self._shut = False  # close() has run
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -328,7 +336,7 @@ class IsolatedPlugin:
             started = True
         finally:
             if not started:  # ended: its descriptors and mappings go now, not at the next collection
-                child.area.close()
+                child.close_channel()
         child.logger = self._logger
         return child
 
@@ -378,8 +386,11 @@ class IsolatedPlugin:
         return exc
 
     def _lost(self, child: Child, failure: IsolationError) -> None:
-        """End the child and remember why, for restart=False and the next call."""
-        self._failure = failure
+        """End the child and remember why, for restart=False and the next
+        call: the first reason it ended (a later request of it only learns
+        that it had)."""
+        if not child.stopper.done or self._failure is None:
+            self._failure = failure
         self._stop(child)
 
     def _stop(self, child: Child) -> None:
@@ -397,6 +408,8 @@ class IsolatedPlugin:
         child = self._child
         if child is not None and not child.stopper.done:
             return child
+        if child is not None and not self._depth:
+            child.close_channel()  # ended between requests (cancel(), a crash): its mappings go now
         if child is not None and child.cancelled:  # cancel() landed just after its call ended
             with self._state_lock:
                 self._child = None
@@ -665,20 +678,35 @@ class IsolatedPlugin:
         return result
 
     def _serial_enter(self, gate: Any) -> None:
-        """The serial lock for a plain call; an awaited call waiting for it
-        goes first (it can only poll: without this a busy thread starves it)."""
+        """The serial lock for a plain call. An awaited call that waits for it
+        can only poll, and a thread calling back to back would starve it: the
+        plain call gives way to it for up to AIO_TURN seconds (not when this
+        is that loop's own thread, which the waiting call needs)."""
         gate.serial_enter()  # may be interrupted while it waits: then nothing is held
-        while self._aio_waiting and not self._depth:
+        if not self._aio_waiting or self._depth:
+            return
+        me = threading.get_ident()
+        until = time.monotonic() + AIO_TURN
+        while self._aio_waiting and me not in self._aio_waiting and time.monotonic() < until:
             gate.serial_leave()
-            time.sleep(0.0005)
+            time.sleep(0.0002)
             gate.serial_enter()
+
+    def _count(self, counts: dict[int, int], step: int) -> None:
+        me = threading.get_ident()
+        with self._aio_counts:
+            left = counts.get(me, 0) + step
+            if left:
+                counts[me] = left
+            else:
+                counts.pop(me, None)
 
     def _release_ended(self, child: Child) -> None:
         """After the outermost request: the mappings of a child that ended go
         now. A failure's traceback holds the child in a cycle, and the
         collector may clear a view of the area before what it exports (a crash)."""
         if not self._depth and child.stopper.done and self._child is not child:
-            child.area.close()
+            child.close_channel()
 
     # -- awaited calls: the same steps, the answers awaited on the channel
 
@@ -692,9 +720,17 @@ class IsolatedPlugin:
 
         checked = values if tuple(map(type, values)) == fn._exact else fn._checked(values)
         inside = _INSIDE.get()
-        nested = inside is not None and inside.plugin is self and inside.active
-        lock = inside.lock if inside is not None and nested else self._aio_lock(asyncio.get_running_loop())
-        await lock.acquire()
+        lock = self._aio_lock(asyncio.get_running_loop())
+        if inside is not None and inside.plugin is self and inside.active:  # nested in a host function's call
+            await inside.lock.acquire()
+            if inside.active:
+                lock = inside.lock
+            else:  # the host function returned meanwhile: its call is over, this one is not nested
+                inside.lock.release()
+                await lock.acquire()
+        else:
+            await lock.acquire()
+        self._count(self._aio_busy, 1)
         marks: list[tuple[Any, Any]] = []
         try:
             if instance is not None:  # the instance's own gate first, as IsolatedFunction.__call__ does
@@ -702,14 +738,14 @@ class IsolatedPlugin:
             gate = self._gate
             marks.append((gate, gate.enter()))
             if not gate.serial_try_enter():  # a plain call from another thread runs: wait for it, not blocking
-                self._aio_waiting += 1  # and plain calls hold back until this one has its turn (_call)
+                self._count(self._aio_waiting, 1)  # and plain calls give way for a turn (_serial_enter)
                 try:
                     pause = 0.0001
                     while not gate.serial_try_enter():
                         await asyncio.sleep(pause)
                         pause = min(pause * 2, 0.001)
                 finally:
-                    self._aio_waiting -= 1
+                    self._count(self._aio_waiting, -1)
             try:
                 child, base, length, back, callables = self._send_call(fn, values, checked, instance)
                 errors: list[BaseException] = []
@@ -720,12 +756,13 @@ class IsolatedPlugin:
                     got = await self._aexchange(child, fn._index, base, length, deadline, fn, callables, errors)
                     result = self._call_answer(child, fn, got, back)
                 except BaseException as exc:
-                    if isinstance(exc, asyncio.CancelledError) and not child.stopper.done:
-                        # As cancel(): the host's doing, so even restart=False starts a new process next time.
-                        child.cancelled = True
-                        self._lost(child, child.failure(CallCancelledError, f"{self._who}: {fn._during} was "
-                                                        "cancelled (its task was); ferrule ended its process"))
-                        raise
+                    if isinstance(exc, asyncio.CancelledError):
+                        if not child.stopper.done:
+                            # As cancel(): the host's doing, so even restart=False starts a new process next time.
+                            child.cancelled = True
+                            self._lost(child, child.failure(CallCancelledError, f"{self._who}: {fn._during} was "
+                                                            "cancelled (its task was); ferrule ended its process"))
+                        raise  # (ended already, by a call inside this one: its reason stands)
                     failure = self._failed(child, exc, fn._during)
                     if failure is exc:
                         raise
@@ -741,6 +778,7 @@ class IsolatedPlugin:
             for held, mark in reversed(marks):
                 held.leave(mark)
             lock.release()
+            self._count(self._aio_busy, -1)
         if got[0] == ERROR:
             raise errors[0] if errors else result
         return result
@@ -785,8 +823,9 @@ class IsolatedPlugin:
                     try:
                         result = await result
                     finally:
-                        frame.active = False
                         _INSIDE.reset(token)
+                        async with frame.lock:  # its nested calls still in flight (in tasks it started) end first
+                            frame.active = False
             except asyncio.CancelledError as failed:
                 task = asyncio.current_task()
                 if task is None or getattr(task, "cancelling", lambda: 1)():
@@ -794,6 +833,12 @@ class IsolatedPlugin:
                 exc = failed  # the host function's own (a task it awaited was cancelled): its failure
             except Exception as failed:
                 exc = failed
+            if child.stopper.done:  # a call made inside ended the process (or cancel() did): nothing to answer
+                if exc is not None:
+                    raise exc
+                child.check(None, fn._during, self._who)
+                raise child.failure(IsolationError, f"{self._who}: {fn._during} was cut short: a call made inside "
+                                                    "it ended the plugin's process")
             self._invoke_reply(child, fn, codec, param, result, errors, exc)
 
     def call(self, name: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
@@ -960,6 +1005,8 @@ class IsolatedPlugin:
         """Wait for calls in flight, run the plugin's shutdown in the child
         and end the process. Idempotent. Raises PluginClosedError when called
         from inside one of the plugin's calls (a host function)."""
+        if self._aio_busy.get(threading.get_ident()):
+            raise PluginClosedError(aio_close_refusal(f"plugin {self.id!r}"))
         gate = self._gate
         gate.close(True)
         gate.serial_enter()
@@ -976,7 +1023,7 @@ class IsolatedPlugin:
                 pass  # it is ended either way
             finally:
                 self._stop(child)  # the process group: whatever the plugin forked goes too
-                child.area.close()  # no call is in flight: the mappings go now, not at the next collection
+                child.close_channel()  # no call is in flight: the mappings go now, not at the next collection
         finally:
             gate.serial_leave()
 

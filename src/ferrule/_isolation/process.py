@@ -19,6 +19,7 @@ import signal
 import subprocess
 import threading
 import time
+import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ SPIN_NS = 50_000  # how long a waiting host spins before it sleeps
 SLICE_NS = 5_000_000  # while asleep, how often it checks the child is alive
 AWAIT_SPIN_NS = 20_000  # how long an awaiting event loop spins: most answers come sooner
 AWAIT_SLICE = 0.01  # while an event loop awaits, how often it checks the child is alive (s)
+NOTIFY_IDLE = 16  # wake-ups by the notifier with no message before it is no longer watched
 CLOSE_SECONDS = 5.0
 LAST_LINES = 20
 _LINE_BYTES = 4096
@@ -142,8 +144,18 @@ class Child:
         self.seen = 0
         self.base = 0  # where an answer goes: after the message it answers
         self.cancelled = False
-        self.notify_open = True  # the child's end of the notifier is open
-        self.stopper = Stopper(self.proc, self.lifeline, self.notify, self.area, launch)
+        self.notify_open = True  # watch the notifier (until its end, or a flood of it)
+        # Closed with the channel (close_channel), not by the Stopper: another
+        # thread may end the child while an event loop still watches this fd.
+        self._notify_closer = weakref.finalize(self, os.close, self.notify)
+        self.stopper = Stopper(self.proc, self.lifeline, self.area, launch)
+
+    def close_channel(self) -> None:
+        """Unmap the shared area and close the notifier, once nothing uses
+        them: the child has ended and no request of it is in flight."""
+        self.notify_open = False
+        self.area.close()
+        self._notify_closer()
 
     def output_line(self, name: str, raw: bytes) -> None:
         """A line the child wrote (OUTPUTS' thread): kept for the error that
@@ -189,11 +201,11 @@ class Child:
             import asyncio  # (imported already by whoever awaits: not at ferrule's import)
 
             loop = asyncio.get_running_loop()
+            idle = 0  # wake-ups in a row that brought no message
             while got is None:
-                if self.stopper.done:  # ended meanwhile, by a call made inside this one: its fds are closed
+                if self.stopper.done:  # ended meanwhile (cancel() from another thread, a call made inside this one)
                     self.check(deadline, during, who)
-                    raise self.failure(IsolationError, f"{who}: {during} was cut short: a call made inside it "
-                                                       "ended the plugin's process")
+                    raise self.failure(IsolationError, f"{who}: {during} was cut short: its process was ended")
                 try:
                     if not channel.arm(TO_HOST, self.seen):
                         waiter = loop.create_future()
@@ -218,7 +230,13 @@ class Child:
                         pass
                 got = channel.wait(TO_HOST, self.seen, 0, 0)
                 if got is None:
+                    idle += 1
+                    if idle > NOTIFY_IDLE:  # a child writing the pipe without posting: the slices alone watch it
+                        self.notify_open = False
                     self.check(deadline, during, who)
+        if self.stopper.done:  # ended as the message came: what it says is not to be trusted now
+            self.check(deadline, during, who)
+            raise self.failure(IsolationError, f"{who}: {during} was cut short: its process was ended")
         self.seen, kind, arg, base, length, size = got
         self.base = self.area.take(base, length, size)
         return kind, arg, base, length
@@ -326,11 +344,10 @@ OUTPUTS = _Outputs()
 class Stopper:
     """Ends a child; kept apart from IsolatedPlugin so a finalizer can run it."""
 
-    def __init__(self, proc: subprocess.Popen[bytes] | forkserver.ForkedProcess, lifeline: int, notify: int,
-                 area: wire.Area, launch: Launch | None = None):
+    def __init__(self, proc: subprocess.Popen[bytes] | forkserver.ForkedProcess, lifeline: int, area: wire.Area,
+                 launch: Launch | None = None):
         self.proc = proc
         self.lifeline = lifeline
-        self.notify = notify
         self.area = area
         self.launch = launch
         self.done = False
@@ -371,7 +388,6 @@ class Stopper:
                         pass
             finally:  # even when interrupted (Ctrl-C) while it waits: the lifeline ends the child anyway
                 os.close(self.lifeline)
-                os.close(self.notify)
                 if self.area.fd >= 0:
                     os.close(self.area.fd)
                     self.area.fd = -1

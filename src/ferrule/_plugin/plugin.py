@@ -27,7 +27,9 @@ from .._call import accelerator
 from .._call.contract import Gate, HostTable
 from .._call.function import PluginFunction, doc_text, python_signature
 from .._call.gate import new_gate
+from .._call.runner import aio_close_refusal, busy_here
 from .._call.status import status_error
+from .._errors import PluginClosedError
 from .._call.table import HostTable as CffiHostTable
 from .._call.table import level_cache, log_sink, running
 from .._interfaces.instances import Implementation, matching, named, no_implementation
@@ -327,7 +329,10 @@ class Plugin:
         Instances the plugin made stay usable: shutdown then runs when the
         last of them is closed or collected. Raises PluginClosedError when
         called from inside one of the plugin's own calls (a host function):
-        that call would wait for itself."""
+        that call would wait for itself, and on an event loop's thread while
+        an awaited call of it is in flight there (use ``await plugin.aio.close()``)."""
+        if busy_here(self._core):
+            raise PluginClosedError(aio_close_refusal(f"plugin {self.id!r}"))
         self._core.close()
 
     def __reduce__(self) -> Any:
