@@ -9,7 +9,7 @@ export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")/.."
 bash scripts/system-deps.sh
 python3 -m pip install --quiet --disable-pip-version-check -e .
-cargo build --release --quiet -p greeter -p textkit
+cargo build --release --quiet -p greeter -p textkit -p rust-host
 mkdir -p build
 CFLAGS="-shared -fPIC -fvisibility=hidden -O2 -std=c99 -Wall -Wextra -pedantic -Werror -I sdk/c/include"
 cc $CFLAGS examples/c_plugin/calc.c -lm -o build/libcalc.so
@@ -17,6 +17,9 @@ cc $CFLAGS -I examples/pipeline/generated examples/pipeline/c_plugin/textkit.c -
 c++ -std=c++17 -Wall -Wextra -Werror -shared -fPIC -fvisibility=hidden -O2 -I sdk/c/include \
     -Wl,--version-script=sdk/c/include/ferrule.map examples/cpp_plugin/wordstat.cpp -o build/libwordstat.so
 python3 examples/host.py target/release/libgreeter.so build/libcalc.so
+echo
+echo "== the same two plugin binaries, hosted by a Rust program (examples/rust_host)"
+target/release/rust-host target/release/libgreeter.so build/libcalc.so
 echo
 echo "== the same two plugins awaited from one asyncio event loop"
 python3 examples/async_host.py target/release/libgreeter.so build/libcalc.so

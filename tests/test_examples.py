@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from .conftest import ROOT, Built
+from .conftest import ROOT, Built, run
 
 
 def test_example_host_script(built: Built) -> None:
@@ -34,6 +34,26 @@ def test_example_host_script(built: Built) -> None:
         "ferrule.scan found: org.ferrule.examples.calc 0.1.0",
     ]:
         assert line in out, out
+
+
+def test_rust_example_host(built: Built) -> None:
+    """examples/rust_host: a Rust program loads the greeter and calculator the Python demo loads."""
+    run(["cargo", "build", "--release", "--quiet", "-p", "rust-host"], cwd=ROOT)
+    proc = subprocess.run([str(built.rust / "rust-host"), str(built.greeter), str(built.calc)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for line in [
+        "loaded Greeter 0.1.0 (org.ferrule.examples.greeter), ABI 1.2",
+        "greeter add(2, 3)          = 5",
+        "  [log ferrule.plugin.org.ferrule.examples.greeter] greeting Ada",
+        'greeter greet("Ada")       = Hello, Ada!',
+        "after greeter scale(.., 10): [10.0, 20.0, 60.0]",
+        "greeter divide(1, 0)       failed (PluginCall): division by zero: b must not be 0",
+        "greeter add(1, \"two\")      refused (Type): add() argument 'b' must be int (i64), got str",
+        "calc mul(6, 7)             = 42",
+        "  [log ferrule.plugin.org.ferrule.examples.calc] calc shutting down",
+    ]:
+        assert line in proc.stdout, proc.stdout
 
 
 def test_async_example_host(built: Built) -> None:

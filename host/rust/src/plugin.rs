@@ -1,0 +1,479 @@
+//! A loaded plugin: init once, calls under the thread contract, shutdown
+//! once; the library stays mapped.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use ferrule_sdk::abi;
+
+use crate::descriptor::{describe, Descriptor, FunctionInfo};
+use crate::error::{Error, ErrorKind, Result};
+use crate::host::{clear_error, take_error, HostTable};
+use crate::library::{check_permissions, open, plugin_file};
+use crate::types::{py_repr, Scalar, Type};
+use crate::value::{Arg, Value};
+
+/// A str or bytes result pointer below this is no address (the first page
+/// is never mapped); no result is longer than MAX_RESULT_LEN. The Python
+/// host uses the same two numbers.
+const NO_ADDRESS: usize = 4096;
+const MAX_RESULT_LEN: usize = 1 << 48;
+const F32_MAX: f64 = f32::MAX as f64;
+
+/// How to load a plugin.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    config: Option<Vec<u8>>,
+    strict_permissions: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { config: None, strict_permissions: true }
+    }
+}
+
+impl LoadOptions {
+    /// The text the plugin's init receives (UTF-8, e.g. JSON).
+    pub fn config(mut self, config: impl Into<String>) -> Self {
+        self.config = Some(config.into().into_bytes());
+        self
+    }
+
+    /// `false` loads a file that others than its owner could write
+    /// (refused by default, as ssh refuses such keys).
+    pub fn strict_permissions(mut self, strict: bool) -> Self {
+        self.strict_permissions = strict;
+        self
+    }
+}
+
+struct State(*mut c_void);
+// SAFETY: the state is the plugin's; the ABI lets it be used from any
+// thread, and calls that are not thread-safe are serialised.
+unsafe impl Send for State {}
+// SAFETY: as above.
+unsafe impl Sync for State {}
+
+struct Inner {
+    descriptor: Descriptor,
+    host: HostTable,
+    state: State,
+    path: String,
+    by_name: HashMap<String, usize>,
+    /// Calls hold it shared; close takes it alone: shutdown never runs under a call.
+    open: RwLock<bool>,
+    /// Calls into functions that are not thread-safe take it.
+    serial: Mutex<()>,
+}
+
+thread_local! {
+    /// The plugins this thread is inside a call of (their Inner's address).
+    static INSIDE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A loaded, initialised plugin. Cheap to clone (one plugin, shared); its
+/// shutdown runs once, at `close()` or when the last clone is dropped. The
+/// library is never unloaded.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.inner.descriptor;
+        write!(f, "<ferrule plugin {} {:?} {}, ABI {}.{}>", d.id, d.name, d.version, d.abi_version.0, d.abi_version.1)
+    }
+}
+
+impl Plugin {
+    /// Load the plugin at `path` (or a bare name, looked up in `FERRULE_PATH`
+    /// only), check its descriptor and run its init.
+    pub fn load(path: impl AsRef<Path>, options: LoadOptions) -> Result<Plugin> {
+        let file = plugin_file(path.as_ref())?;
+        if options.strict_permissions {
+            check_permissions(&file)?;
+        }
+        let library = open(&file)?;
+        let descriptor = describe(&library)?;
+        let host = HostTable::new(&descriptor.id);
+        let config = options.config.unwrap_or_default();
+        let mut state: *mut c_void = std::ptr::null_mut();
+        if let Some(init) = descriptor.init {
+            clear_error();
+            // SAFETY: init of a checked descriptor, with this plugin's host
+            // table, its config (borrowed for the call) and a state slot.
+            let status = unsafe { init(host.as_ptr(), config.as_ptr() as *const c_char, config.len(), &mut state) };
+            if status != abi::OK {
+                let message = take_error();
+                let subject = format!("plugin {}", py_repr(&descriptor.id));
+                let text = if status == abi::PANIC {
+                    format!("{subject} panicked in init: {message}")
+                } else {
+                    format!("{subject} failed to initialise: {message}")
+                };
+                return Err(Error::from_plugin(ErrorKind::PluginInit, text, message));
+            }
+        }
+        let by_name = descriptor.functions.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect();
+        Ok(Plugin {
+            inner: Arc::new(Inner {
+                descriptor,
+                host,
+                state: State(state),
+                path: library.path,
+                by_name,
+                open: RwLock::new(true),
+                serial: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The checked descriptor: id, name, version, functions, offers.
+    pub fn descriptor(&self) -> &Descriptor {
+        &self.inner.descriptor
+    }
+
+    /// The library's path.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// The function called `name`.
+    pub fn function(&self, name: &str) -> Option<&FunctionInfo> {
+        self.inner.by_name.get(name).map(|&i| &self.inner.descriptor.functions[i])
+    }
+
+    /// Call `name` with `args`, checked against its signature first (the
+    /// Python host's checks and messages).
+    pub fn call(&self, name: &str, args: &mut [Arg<'_>]) -> Result<Value> {
+        let inner = &*self.inner;
+        let Some(&index) = inner.by_name.get(name) else {
+            return Err(Error::new(
+                ErrorKind::NoSuchFunction,
+                format!("plugin {} has no function {}", py_repr(&inner.descriptor.id), py_repr(name)),
+            ));
+        };
+        let f = &inner.descriptor.functions[index];
+        let display = format!("{}{}", f.name, f.signature);
+        let count = f.signature.params.len();
+        if args.len() != count {
+            return Err(Error::new(
+                ErrorKind::Type,
+                format!("{display} takes {count} argument{}, {} given", if count != 1 { "s" } else { "" }, args.len()),
+            ));
+        }
+        let mut slots = vec![abi::Value::ZERO; count + 1];
+        let mut keep = Vec::new(); // the NUL-terminated copies of str arguments, kept for the call
+        for (i, (param, arg)) in f.signature.params.iter().zip(args.iter_mut()).enumerate() {
+            slots[i] = slot(&param.ty, arg, &format!("{}() argument {}", f.name, py_repr(&param.name)), &mut keep)?;
+        }
+        let result = f.signature.result;
+        let unset = UNSET.as_ptr() as *const c_void;
+        if matches!(result, Some(Scalar::Str | Scalar::Bytes)) {
+            slots[count].bytes = abi::Bytes { ptr: unset, len: 0, release: None };
+        }
+        let (status, ret) = self.run_index(index, &mut slots)?;
+        if status != abi::OK {
+            return Err(self.status_error(index, status));
+        }
+        let where_ = format!("plugin {} function {}", py_repr(&inner.descriptor.id), py_repr(&f.name));
+        decode(result, ret, unset, &where_)
+    }
+
+    /// The error of a call of function `index` that returned `status`, with
+    /// the message the plugin set on this thread.
+    pub(crate) fn status_error(&self, index: usize, status: i32) -> Error {
+        let inner = &*self.inner;
+        let f = &inner.descriptor.functions[index];
+        let where_ = format!("plugin {} function {}", py_repr(&inner.descriptor.id), py_repr(&f.name));
+        let message = take_error();
+        let (kind, text) = if status == abi::PANIC {
+            (ErrorKind::PluginPanic, format!("{where_} panicked: {message}"))
+        } else {
+            (ErrorKind::PluginCall, format!("{where_} failed: {message}"))
+        };
+        Error::from_plugin(kind, text, message)
+    }
+
+    /// Call function `index` with its argument slots and the result slot
+    /// (last), under the thread contract: (status, the result slot).
+    #[inline]
+    pub(crate) fn run_index(&self, index: usize, slots: &mut [abi::Value]) -> Result<(i32, abi::Value)> {
+        let inner = &*self.inner;
+        let f = &inner.descriptor.functions[index];
+        let open = inner.open.read().unwrap_or_else(|e| e.into_inner());
+        if !*open {
+            return Err(Error::new(
+                ErrorKind::PluginClosed,
+                format!("plugin {} is closed: load it again to call it", py_repr(&inner.descriptor.id)),
+            ));
+        }
+        let me = inner as *const Inner as usize;
+        INSIDE.with(|s| s.borrow_mut().push(me));
+        let _guard = (!f.thread_safe()).then(|| inner.serial.lock().unwrap_or_else(|e| e.into_inner()));
+        clear_error();
+        let count = slots.len() - 1;
+        let (args, ret) = slots.split_at_mut(count);
+        // SAFETY: the call pointer of a checked function, with this plugin's
+        // host table and state, one slot per parameter (each checked against
+        // its type) and the result slot; not thread-safe calls hold the lock.
+        let status = unsafe { (f.call)(inner.host.as_ptr(), inner.state.0, args.as_ptr(), ret.as_mut_ptr()) };
+        INSIDE.with(|s| {
+            let mut s = s.borrow_mut();
+            if let Some(at) = s.iter().rposition(|&p| p == me) {
+                s.remove(at);
+            }
+        });
+        Ok((status, ret[0]))
+    }
+
+    /// Wait for calls in flight, then run the plugin's shutdown. Idempotent.
+    /// Refused from inside one of the plugin's own calls (it would wait for itself).
+    pub fn close(&self) -> Result<()> {
+        let inner = &*self.inner;
+        let me = inner as *const Inner as usize;
+        if INSIDE.with(|s| s.borrow().contains(&me)) {
+            return Err(Error::new(
+                ErrorKind::PluginClosed,
+                format!(
+                    "plugin {}: close() from inside one of its calls (a host function); close it after the call returns",
+                    py_repr(&inner.descriptor.id)
+                ),
+            ));
+        }
+        inner.shutdown();
+        Ok(())
+    }
+
+    /// Whether `close()` ran.
+    pub fn closed(&self) -> bool {
+        !*self.inner.open.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) {
+        let mut open = self.open.write().unwrap_or_else(|e| e.into_inner());
+        if !*open {
+            return;
+        }
+        *open = false;
+        if let Some(shutdown) = self.descriptor.shutdown {
+            // SAFETY: once, after every call (close holds the lock alone).
+            unsafe { shutdown(self.host.as_ptr(), self.state.0) };
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The sentinel a str or bytes result slot holds until the plugin writes it.
+static UNSET: [u8; 1] = [0];
+
+fn wrong(what: &str, expected: &str, ty: &Type, arg: &Arg<'_>) -> Error {
+    Error::new(ErrorKind::Type, format!("{what} must be {expected} ({ty}), got {}", arg.type_name()))
+}
+
+/// One argument in its slot, with the Python host's checks.
+fn slot(ty: &Type, arg: &mut Arg<'_>, what: &str, keep: &mut Vec<Vec<u8>>) -> Result<abi::Value> {
+    let mut v = abi::Value::ZERO;
+    match (ty, &*arg) {
+        (Type::Scalar(s), _) if s.range().is_some() => {
+            let Arg::Int(n) = *arg else { return Err(wrong(what, "int", ty, arg)) };
+            let (low, high) = s.range().expect("an integer");
+            if !(low..=high).contains(&n) {
+                return Err(Error::new(
+                    ErrorKind::Value,
+                    format!("{what}: {n} is out of range for {} ({low} to {high})", s.name()),
+                ));
+            }
+            if s.slot() == "i64" {
+                v.i64 = n as i64;
+            } else {
+                v.u64 = n as u64;
+            }
+        }
+        (Type::Scalar(Scalar::Bool), Arg::Bool(b)) => v.u64 = *b as u64,
+        (Type::Scalar(Scalar::Bool), _) => return Err(wrong(what, "bool", ty, arg)),
+        (Type::Scalar(s @ (Scalar::F32 | Scalar::F64)), _) => {
+            let x = match *arg {
+                Arg::Float(x) => x,
+                Arg::Int(n) => n as f64,
+                _ => return Err(wrong(what, "float", ty, arg)),
+            };
+            if *s == Scalar::F32 {
+                if x.is_finite() && x.abs() > F32_MAX {
+                    return Err(Error::new(ErrorKind::Value, format!("{what}: {} is out of range for f32", py_float(x))));
+                }
+                v.f32 = x as f32;
+            } else {
+                v.f64 = x;
+            }
+        }
+        (Type::Scalar(Scalar::Str), Arg::Str(s)) => {
+            if let Some(at) = s.chars().position(|c| c == '\0') {
+                return Err(Error::new(
+                    ErrorKind::Value,
+                    format!(
+                        "{what}: contains a NUL character (at index {at}); a str reaches the plugin as NUL-terminated \
+                         text, which would end there: pass bytes for data with NULs"
+                    ),
+                ));
+            }
+            // A str argument is NUL-terminated for C: the caller's &str has no
+            // NUL after it, so the text goes in a copy that has one.
+            let mut copy = Vec::with_capacity(s.len() + 1);
+            copy.extend_from_slice(s.as_bytes());
+            copy.push(0);
+            v.bytes = abi::Bytes { ptr: copy.as_ptr() as *const c_void, len: s.len(), release: None };
+            keep.push(copy); // (a Vec's buffer stays where it is when the Vec moves)
+        }
+        (Type::Scalar(Scalar::Str), _) => return Err(wrong(what, "str", ty, arg)),
+        (Type::Scalar(Scalar::Bytes), Arg::Bytes(b)) => v.bytes = abi::Bytes { ptr: b.as_ptr() as *const c_void, len: b.len(), release: None },
+        (Type::Scalar(Scalar::Bytes), Arg::Buf(b)) if b.elem == Scalar::U8 => {
+            v.bytes = abi::Bytes { ptr: b.ptr as *const c_void, len: b.len, release: None }
+        }
+        (Type::Scalar(Scalar::Bytes), _) => return Err(wrong(what, "bytes-like object", ty, arg)),
+        (Type::Buf(elem) | Type::MutBuf(elem), _) => {
+            let kind = if matches!(ty, Type::Buf(_)) { "buf" } else { "mutbuf" };
+            let (found, ptr, len) = match &*arg {
+                Arg::Buf(b) if kind == "buf" => (b.elem, b.ptr as *mut c_void, b.len),
+                Arg::MutBuf(b) => (b.elem, b.ptr as *mut c_void, b.len),
+                Arg::Buf(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Type,
+                        format!("{what} is a read-only memoryview, mutbuf needs a writable buffer: pass &mut [T]"),
+                    ))
+                }
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Type,
+                        format!(
+                            "{what} must be a buffer of {} ({kind}), such as array.array or a numpy array, got {}",
+                            elem.name(),
+                            arg.type_name()
+                        ),
+                    ))
+                }
+            };
+            if found != *elem {
+                return Err(Error::new(
+                    ErrorKind::Type,
+                    format!("{what} has elements of {}, {kind} needs {}: pass a slice of {}", found.name(), elem.name(),
+                            elem.name()),
+                ));
+            }
+            v.buf = abi::Buf { ptr, len };
+        }
+        (Type::Fn(_), _) => {
+            return Err(Error::new(
+                ErrorKind::Type,
+                format!("{what}: host functions ({ty}) are not supported by the Rust host yet"),
+            ))
+        }
+        (Type::Scalar(_), _) => unreachable!("every scalar is handled above"),
+    }
+    Ok(v)
+}
+
+/// A float as Python prints it (`1e+39`, `3.5`).
+fn py_float(x: f64) -> String {
+    let text = format!("{x:?}");
+    if let Some((mantissa, exp)) = text.split_once('e') {
+        let sign = if exp.starts_with('-') { "-" } else { "+" };
+        let digits = exp.trim_start_matches('-');
+        return format!("{mantissa}e{sign}{digits:0>2}").replace(".0e", "e");
+    }
+    text
+}
+
+fn decode(result: Option<Scalar>, ret: abi::Value, unset: *const c_void, where_: &str) -> Result<Value> {
+    let Some(r) = result else { return Ok(Value::None) };
+    // SAFETY: the member the result's type uses, which the plugin wrote.
+    unsafe {
+        Ok(match r {
+            Scalar::Bool => Value::Bool(ret.u64 != 0),
+            Scalar::I8 => Value::I64(ret.u64 as i8 as i64),
+            Scalar::I16 => Value::I64(ret.u64 as i16 as i64),
+            Scalar::I32 => Value::I64(ret.u64 as i32 as i64),
+            Scalar::I64 => Value::I64(ret.i64),
+            Scalar::U8 => Value::U64(ret.u64 as u8 as u64),
+            Scalar::U16 => Value::U64(ret.u64 as u16 as u64),
+            Scalar::U32 => Value::U64(ret.u64 as u32 as u64),
+            Scalar::U64 => Value::U64(ret.u64),
+            Scalar::F32 => Value::F32(ret.f32),
+            Scalar::F64 => Value::F64(ret.f64),
+            Scalar::Str | Scalar::Bytes => {
+                let b = ret.bytes;
+                if b.ptr == unset {
+                    return Err(Error::new(
+                        ErrorKind::PluginCall,
+                        format!(
+                            "{where_} returned FERRULE_OK without writing its {} result: fill in ret->bytes (ptr, len, \
+                             release), or return a failure status",
+                            r.name()
+                        ),
+                    ));
+                }
+                let address = b.ptr as usize;
+                if (address < NO_ADDRESS || b.len > MAX_RESULT_LEN) && !(b.len == 0 && address <= 1) {
+                    return Err(refused(r, address, b.len, where_));
+                }
+                let data = if b.len == 0 { Vec::new() } else { std::slice::from_raw_parts(b.ptr as *const u8, b.len).to_vec() };
+                if let Some(release) = b.release {
+                    release(b.ptr as *mut c_void, b.len);
+                }
+                if r == Scalar::Bytes {
+                    Value::Bytes(data)
+                } else {
+                    match String::from_utf8(data) {
+                        Ok(s) => Value::Str(s),
+                        Err(e) => {
+                            let at = e.utf8_error().valid_up_to();
+                            let bytes = e.as_bytes();
+                            let reason = if e.utf8_error().error_len().is_none() {
+                                "unexpected end of data"
+                            } else if (0xc2..=0xf4).contains(&bytes[at]) {
+                                "invalid continuation byte"
+                            } else {
+                                "invalid start byte"
+                            };
+                            return Err(Error::new(
+                                ErrorKind::PluginCall,
+                                format!("{where_} returned text that is not valid UTF-8 ({reason} at byte {at}); expected str"),
+                            ));
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn refused(r: Scalar, address: usize, len: usize, where_: &str) -> Error {
+    let found = format!("{where_} returned a {} result with ptr {address:#x} and len {len}", r.name());
+    let (why, with_what) = if len > MAX_RESULT_LEN {
+        ("len is more than any real result (2^48 bytes)".to_string(), " with len the data's size in bytes")
+    } else if address == 0 {
+        ("ptr is NULL with a non-zero len (NULL is allowed only with len 0)".to_string(), " with ptr pointing at the data")
+    } else {
+        (format!("ptr is not an address (below {NO_ADDRESS}), as when an integer is written to ret->i64 or ret->u64"), "")
+    };
+    Error::new(
+        ErrorKind::PluginCall,
+        format!(
+            "{found}; {why}: a {} result must set ret->bytes (ptr, len, release){with_what}, e.g. with \
+             ferrule_return_copy(host, ret, data, len)",
+            r.name()
+        ),
+    )
+}

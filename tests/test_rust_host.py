@@ -1,0 +1,151 @@
+"""The Rust host (host/rust, the ferrule-host crate) held to the Python host:
+the same type table, the same signature parser, and for the same plugin
+files the same load outcome (class and message) and the same call results
+and errors. The crate's `probe` example reports what the Rust host does;
+the Python host is asked here directly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ferrule
+from ferrule._abi.signature import parse_signature
+from ferrule._abi.types import TYPES
+
+from .conftest import C_VARIANTS, ROOT, Built, run
+
+
+@pytest.fixture(scope="module")
+def probe(built: Built) -> Path:
+    run(["cargo", "build", "--release", "--quiet", "-p", "ferrule-host", "--examples"], cwd=ROOT)
+    return built.rust / "examples" / "probe"
+
+
+def rust(probe: Path, *args: str) -> list[Any]:
+    out = subprocess.run([str(probe), *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def python_load(path: str) -> dict[str, Any]:
+    try:
+        plugin = ferrule.load(path)
+    except ferrule.FerruleError as exc:
+        return {"error": type(exc).__name__, "message": str(exc)}
+    try:
+        return {"id": plugin.id, "name": plugin.name, "version": plugin.version, "abi": list(plugin.abi_version),
+                "functions": [f"{f.name}{f.signature}" for f in plugin.functions.values()]}
+    finally:
+        plugin.close()
+
+
+def test_the_type_table_is_the_python_hosts(probe: Path) -> None:
+    got = {row["name"]: row for row in rust(probe, "types")}
+    assert list(got) == [t.name for t in TYPES.values()]
+    for name, t in TYPES.items():
+        row = got[name]
+        assert (row["slot"], row["size"]) == (t.slot, t.size), name
+        if t.kind == "int":
+            assert (row["min"], row["max"]) == (t.min, t.max), name
+
+
+SIGNATURES = [
+    "(a: i64, b: i64) -> i64", "()", "  ( x :f64 )->  f64 ", "(data: buf[f64], out: mutbuf[ u8 ]) -> u64",
+    "(f: fn(i64) -> bool, n: i64) -> i64", "(f: fn() , s: str) -> bytes", "(a: i65)", "(a: i64, a: i64)",
+    "(class: i64)", "(a: i64", "(a: i64) ->", "(a: i64) -> buf[f64]", "(a: buf[str])", "(a: i64,)", "a: i64",
+    "(a i64)", "(a: i64) -> i64 i64", "(f: fn(x: i64))", "(é: i64)", "(a: i64) - > i64", "", "((", "(a: fn(fn()))",
+    "(" + ", ".join(f"p{i}: u8" for i in range(65)) + ")", "(a:\ti64,\nb: bool)", "(_: str) -> str",
+]
+
+
+def test_the_signature_parser_is_the_python_hosts(probe: Path) -> None:
+    got = rust(probe, "signature", *SIGNATURES)
+    for text, row in zip(SIGNATURES, got):
+        try:
+            want = {"text": parse_signature(text).text}
+        except ValueError as exc:
+            want = {"error": str(exc)}
+        assert row == want, text
+
+
+def broken_files(tmp: Path) -> dict[str, Path]:
+    """Files that are no plugin, each failing the load its own way."""
+    made = {"missing": tmp / "libmissing.so", "directory": tmp / "libdir.so"}
+    made["directory"].mkdir()
+    for name, data in {"empty": b"", "text": b"hello, this is text\n", "archive": b"!<arch>\n" + b"\0" * 60,
+                       "macho": b"\xcf\xfa\xed\xfe" + b"\0" * 60, "truncated": b"\x7fELF\x02\x01\x01"}.items():
+        made[name] = tmp / f"lib{name}.so"
+        made[name].write_bytes(data)
+    made["executable"] = tmp / "libexe.so"
+    shutil.copy("/bin/true", made["executable"])
+    made["unsafe"] = tmp / "shared" / "libunsafe.so"
+    made["unsafe"].parent.mkdir()
+    return made
+
+
+def test_load_outcomes_are_the_python_hosts(probe: Path, built: Built, tmp_path: Path) -> None:
+    files = broken_files(tmp_path)
+    shutil.copy(built.calc, files["unsafe"])
+    files["unsafe"].parent.chmod(0o775)  # the group may write: refused before it runs
+    cases = {**{f"fixture {v}": built.variant(v) for v in C_VARIANTS}, "missing dependency": built.missing_dep,
+             **{f"file {k}": p for k, p in files.items()}, "calc": built.calc, "greeter": built.greeter,
+             "fixture": built.fixture, "hostile": built.hostile, "kitchen": built.kitchen}
+    compared = 0
+    for name, path in cases.items():
+        want = python_load(str(path))
+        (got,) = rust(probe, "load", str(path))
+        assert got == want, name
+        compared += 1
+    assert compared == len(cases) >= 25
+    kinds = {c["error"] for c in (python_load(str(p)) for p in cases.values()) if "error" in c}
+    assert len(kinds) >= 8, kinds  # the cases reach many error kinds, not one
+
+
+CALLS = [
+    ("calc", "mul", ["i:6", "i:7"]), ("calc", "mul", ["i:6", "s:x"]), ("calc", "mul", ["i:9223372036854775808", "i:1"]),
+    ("calc", "checked_div", ["i:1", "i:0"]), ("calc", "reverse", ["s:stressed"]), ("calc", "reverse", ["s:a\u00e9b"]),
+    ("calc", "hypot", ["f:3", "f:4"]), ("calc", "mul", ["i:1"]), ("calc", "nope", []),
+    ("greeter", "greet", ["s:Ada"]), ("greeter", "add", ["i:2", "i:3"]), ("greeter", "divide", ["f:1", "f:0"]),
+    ("hostile", "negate", ["b:true"]), ("hostile", "negate", ["i:1"]), ("hostile", "halve", ["f:1e39"]),
+    ("hostile", "mix", ["i:2", "f:1.5", "b:true", "i:3"]), ("hostile", "mix", ["i:2", "f:1.5", "b:true", "i:256"]),
+    ("hostile", "reverse_bytes", ["y:00ff10"]), ("hostile", "fail", ["s:no way"]), ("hostile", "int_as_str", []),
+    ("hostile", "wrong_bytes", ["i:0", "i:5"]), ("hostile", "wrong_bytes", ["i:16", "i:3"]),
+    ("fixture", "bad_text", []), ("fixture", "silent_fail", []), ("fixture", "note_ok", []),
+    ("kitchen", "panic", []),
+]
+
+
+def python_call(path: str, name: str, raw: list[str]) -> dict[str, Any]:
+    args: list[Any] = []
+    for a in raw:
+        kind, text = a[0], a[2:]
+        args.append({"i": int, "f": float, "b": lambda t: t == "true", "s": str, "y": bytes.fromhex}[kind](text))
+    with ferrule.load(path) as plugin:
+        try:
+            fn = plugin.functions[name]
+        except KeyError:
+            return {"error": "AttributeError", "message": f"plugin {plugin.id!r} has no function {name!r}"}
+        try:
+            result = fn(*args)
+        except (ferrule.FerruleError, TypeError, ValueError) as exc:
+            return {"error": type(exc).__name__, "message": str(exc)}
+    return {"result": result.hex() if isinstance(result, bytes) else result}
+
+
+def test_calls_are_the_python_hosts(probe: Path, built: Built) -> None:
+    paths = {"calc": built.calc, "greeter": built.greeter, "hostile": built.hostile, "fixture": built.fixture,
+             "kitchen": built.kitchen}
+    for plugin, name, args in CALLS:
+        path = str(paths[plugin])
+        if plugin == "kitchen" and name not in ferrule.load(path).functions:
+            continue
+        want = python_call(path, name, args)
+        (got,) = rust(probe, "call", path, name, *args)
+        assert got == want, (plugin, name, args)
