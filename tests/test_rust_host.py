@@ -31,7 +31,8 @@ def probe(built: Built) -> Path:
 def rust(probe: Path, *args: str) -> list[Any]:
     out = subprocess.run([str(probe), *args], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    return [json.loads(line) for line in out.stdout.splitlines()]
+    # (a plugin may print too: the probe's own lines are marked)
+    return [json.loads(line[len("probe: "):]) for line in out.stdout.splitlines() if line.startswith("probe: ")]
 
 
 def python_load(path: str) -> dict[str, Any]:
@@ -149,3 +150,47 @@ def test_calls_are_the_python_hosts(probe: Path, built: Built) -> None:
         want = python_call(path, name, args)
         (got,) = rust(probe, "call", path, name, *args)
         assert got == want, (plugin, name, args)
+
+
+def probe_arg(value: Any) -> str | None:
+    """A corpus call's argument as probe takes it, or None when it has no such form."""
+    if isinstance(value, bool):
+        return f"b:{str(value).lower()}"
+    if isinstance(value, int):
+        return f"i:{value}"
+    if isinstance(value, float):
+        return f"f:{value!r}"
+    if isinstance(value, str):
+        return f"s:{value}"
+    if isinstance(value, bytes):
+        return f"y:{value.hex()}"
+    return None
+
+
+def test_the_bad_plugin_corpus_fails_alike(probe: Path, corpus: dict[str, Path]) -> None:
+    """Every corpus input that fails survivably in process, at load or in a
+    call of plain values: the Rust host gives the same class and message."""
+    from .corpus import KINDS
+
+    compared: dict[str, int] = {"load": 0, "call": 0}
+    skipped: list[str] = []
+    for kind in KINDS:
+        if kind.in_process is None or kind.fresh_process or kind.bare_name or kind.config or kind.options:
+            continue  # would take the host down, or needs a setting the probe does not take
+        path = str(corpus[kind.id])
+        if kind.call is None:
+            (got,) = rust(probe, "load", path)
+            assert got == python_load(path), kind.id
+            compared["load"] += 1
+            continue
+        name, args = kind.call
+        raw = [probe_arg(a) for a in args]
+        if any(r is None for r in raw):
+            skipped.append(kind.id)  # a buffer or host function: the probe passes plain values only
+            continue
+        want = python_call(path, name, [r for r in raw if r is not None])
+        (got,) = rust(probe, "call", path, name, *[r for r in raw if r is not None])
+        assert got == want, kind.id
+        compared["call"] += 1
+    print(f"corpus kinds compared: {compared}; skipped (buffers or host functions): {skipped}")
+    assert compared["load"] >= 30 and compared["call"] >= 5, compared

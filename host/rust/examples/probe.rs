@@ -45,15 +45,15 @@ fn main() {
         Some("signature") => {
             for text in &args[1..] {
                 match parse_signature(text) {
-                    Ok(sig) => println!("{{\"text\": {}}}", quote(&sig.to_string())),
-                    Err(why) => println!("{{\"error\": {}}}", quote(&why)),
+                    Ok(sig) => println!("probe: {{\"text\": {}}}", quote(&sig.to_string())),
+                    Err(why) => println!("probe: {{\"error\": {}}}", quote(&why)),
                 }
             }
         }
         Some("types") => {
             for s in SCALARS {
                 let (low, high) = s.range().unwrap_or((0, 0));
-                println!("{{\"name\": {}, \"slot\": {}, \"size\": {}, \"min\": {low}, \"max\": {high}}}",
+                println!("probe: {{\"name\": {}, \"slot\": {}, \"size\": {}, \"min\": {low}, \"max\": {high}}}",
                          quote(s.name()), quote(s.slot()), s.size());
             }
         }
@@ -62,17 +62,17 @@ fn main() {
                 let d = p.descriptor();
                 let functions: Vec<String> =
                     d.functions.iter().map(|f| quote(&format!("{}{}", f.name, f.signature))).collect();
-                println!("{{\"id\": {}, \"name\": {}, \"version\": {}, \"abi\": [{}, {}], \"functions\": [{}]}}",
+                println!("probe: {{\"id\": {}, \"name\": {}, \"version\": {}, \"abi\": [{}, {}], \"functions\": [{}]}}",
                          quote(&d.id), quote(&d.name), quote(&d.version), d.abi_version.0, d.abi_version.1,
                          functions.join(", "));
                 p.close().expect("close");
             }
-            Err(e) => println!("{}", failure(&e)),
+            Err(e) => println!("probe: {}", failure(&e)),
         },
         Some("call") => {
             let plugin = match Plugin::load(&args[1], LoadOptions::default()) {
                 Ok(p) => p,
-                Err(e) => return println!("{}", failure(&e)),
+                Err(e) => return println!("probe: {}", failure(&e)),
             };
             let texts: Vec<(char, String)> =
                 args[3..].iter().map(|a| (a.chars().next().unwrap_or('?'), a.get(2..).unwrap_or("").to_string())).collect();
@@ -88,8 +88,8 @@ fn main() {
                 other => panic!("unknown argument kind {other}"),
             }).collect();
             match plugin.call(&args[2], &mut call_args) {
-                Ok(v) => println!("{{\"result\": {}}}", value(&v)),
-                Err(e) => println!("{}", failure(&e)),
+                Ok(v) => println!("probe: {{\"result\": {}}}", value(&v)),
+                Err(e) => println!("probe: {}", failure(&e)),
             }
         }
         _ => eprintln!("usage: probe load PATH | probe call PATH FUNCTION ARG... | probe types"),

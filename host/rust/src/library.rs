@@ -222,7 +222,28 @@ pub(crate) fn open(path: &Path) -> Result<Library> {
 /// message is vague, else from the loader's message.
 fn explain(path: &Path, shown: &str, message: &str) -> Error {
     if fs::symlink_metadata(path).is_err() {
-        return Error::new(ErrorKind::LibraryNotFound, format!("no file at {shown}: check the path, or build the library first"));
+        return Error::new(ErrorKind::LibraryNotFound, not_found(path, shown));
+    }
+    if fs::metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        if let Ok(target) = fs::read_link(path) {
+            return Error::new(
+                ErrorKind::LibraryNotFound,
+                format!(
+                    "{shown} is a symbolic link to {}, which does not exist: fix or remove the link",
+                    crate::types::py_repr(&target.to_string_lossy())
+                ),
+            );
+        }
+    }
+    if let Err(error) = fs::File::open(path) {
+        if !matches!(error.raw_os_error(), Some(21)) {  // (a directory: check_header says what it is)
+            let text = error.to_string();
+            let reason = text.split(" (os error").next().unwrap_or(&text);
+            return Error::new(
+                ErrorKind::Library,
+                format!("cannot read {shown}: {reason}; check the file and its permissions"),
+            );
+        }
     }
     if let Err(error) = check_header(path, shown) {
         return error;
@@ -333,13 +354,7 @@ pub(crate) fn check_header(path: &Path, shown: &str) -> Result<()> {
         return fail(ErrorKind::WrongArchitecture, format!("{shown} is a Windows PE binary, {expected}; use the Linux build"));
     }
     if head.starts_with(b"!<arch>\n") || head.starts_with(b"!<thin>\n") {
-        return fail(
-            ErrorKind::NotALibrary,
-            format!(
-                "{shown} is a static archive (ar), {expected}; a plugin must be a shared library: link it with \
-                 -shared (a Rust crate: crate-type = [\"cdylib\"], not \"staticlib\")"
-            ),
-        );
+        return fail(ErrorKind::NotALibrary, archive_message(path, shown, &expected));
     }
     if !head.starts_with(b"\x7fELF") {
         let start: String = head.iter().take(8).map(|&b| byte_repr(b)).collect();
@@ -468,4 +483,96 @@ fn read_needed(path: &Path) -> Option<Vec<String>> {
         names.push(String::from_utf8(chunk[..end].to_vec()).ok()?);
     }
     Some(names)
+}
+
+/// The message for a library path with no file, which may be where a Rust
+/// crate built without crate-type cdylib would have put one.
+fn not_found(path: &Path, shown: &str) -> String {
+    let base = path.file_name().map(OsStr::to_string_lossy).unwrap_or_default();
+    if let Some(stem) = base.strip_prefix("lib").and_then(|b| b.strip_suffix(".so")).filter(|s| !s.is_empty()) {
+        let rlib = path.with_file_name(format!("lib{stem}.rlib"));
+        if is_rust_library(&rlib) {
+            return format!(
+                "no file at {shown}, but {} is there: the crate was built as a Rust library only; add [lib] \
+                 crate-type = [\"cdylib\"] to its Cargo.toml and rebuild",
+                rlib.display()
+            );
+        }
+    }
+    format!("no file at {shown}: check the path, or build the library first")
+}
+
+/// Whether the file is a Rust rlib: an ar archive with a lib.rmeta member
+/// among its first few (rustc puts it first, after the symbol table).
+fn is_rust_library(path: &Path) -> bool {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut f) = fs::File::open(path) else { return false };
+    let mut magic = [0u8; 8];
+    if f.read_exact(&mut magic).is_err() || &magic != b"!<arch>\n" {
+        return false;
+    }
+    for _ in 0..8 {
+        let mut header = [0u8; 60];
+        if f.read_exact(&mut header).is_err() || &header[58..60] != b"`\n" {
+            return false;
+        }
+        let mut name = String::from_utf8_lossy(&header[..16]).trim_end().to_string();
+        let size: i64 = String::from_utf8_lossy(&header[48..58]).trim().parse().unwrap_or(0);
+        let mut skip = size + size % 2; // members are 2-byte aligned
+        if let Some(length) = name.strip_prefix("#1/").and_then(|n| n.parse::<usize>().ok()) {
+            let mut long = vec![0u8; length]; // BSD: the name follows the header
+            if f.read_exact(&mut long).is_err() {
+                return false;
+            }
+            name = String::from_utf8_lossy(&long).trim_end_matches('\0').to_string();
+            skip -= length as i64;
+        }
+        if name.trim_end_matches('/') == "lib.rmeta" {
+            return true;
+        }
+        if f.seek(SeekFrom::Current(skip)).is_err() {
+            return false;
+        }
+    }
+    false
+}
+
+/// What an archive is and which file to load instead: a static library, or
+/// a Rust crate built without crate-type cdylib (and where its .so would be).
+fn archive_message(path: &Path, shown: &str, expected: &str) -> String {
+    if !is_rust_library(path) {
+        return format!(
+            "{shown} is a static archive (ar), {expected}; a plugin must be a shared library: link it with -shared \
+             (a Rust crate: crate-type = [\"cdylib\"], not \"staticlib\")"
+        );
+    }
+    let base = path.file_name().map(OsStr::to_string_lossy).unwrap_or_default().to_string();
+    let mut directory = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    // lib<name>(-<16 hex digits>)?.rlib
+    let stem = base.strip_prefix("lib").and_then(|b| b.strip_suffix(".rlib")).filter(|s| !s.is_empty());
+    let shared = match stem {
+        None => "the libNAME.so that cargo then writes to target/release (or target/debug)".to_string(),
+        Some(stem) => {
+            let hashed = stem.len() > 17
+                && stem.as_bytes()[stem.len() - 17] == b'-'
+                && stem[stem.len() - 16..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            let name = if hashed { &stem[..stem.len() - 17] } else { stem };
+            // deps/libNAME-HASH.rlib is an intermediate; cargo puts the cdylib one level up.
+            if hashed && directory.file_name().is_some_and(|d| d == "deps") {
+                directory.pop();
+            }
+            let shared = directory.join(format!("lib{name}.so"));
+            if shared.exists() {
+                return format!(
+                    "{shown} is a Rust library (.rlib), {expected}; load the shared library cargo built beside it: {}",
+                    shared.display()
+                );
+            }
+            shared.display().to_string()
+        }
+    };
+    format!(
+        "{shown} is a Rust library (.rlib), {expected}; the crate is built without crate-type = [\"cdylib\"]: add \
+         [lib] crate-type = [\"cdylib\"] to its Cargo.toml, rebuild, and load {shared}"
+    )
 }
