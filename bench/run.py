@@ -4,7 +4,7 @@ and a CPython C extension, all doing the same C work, measured in one run.
     python3 bench/run.py                  # every case, about a minute
     python3 bench/run.py --quick          # a fast smoke run (fewer, shorter batches)
     python3 bench/run.py --case callbacks # one case (scalar, small, throughput, callbacks, load,
-                                          # interfaces, isolated, scan, library, aio)
+                                          # interfaces, isolated, scan, library, aio, rust)
 
 Builds what it needs into a temporary directory: bench/anchor.c three ways
 with cc (a plain library that is also a ferrule plugin, a CPython extension,
@@ -24,6 +24,7 @@ import ctypes.util
 import gc
 import importlib
 import io
+import json
 import os
 import platform
 import shutil
@@ -61,7 +62,8 @@ GENERATED = ROOT / "tests" / "plugins" / "generated"
 IFACES_C = ROOT / "tests" / "plugins" / "c" / "ifaces.c"
 CFLAGS = ["-O2"]  # the same for every build of anchor.c
 
-CASES = ["scalar", "small", "throughput", "callbacks", "load", "interfaces", "isolated", "scan", "library", "aio"]
+CASES = ["scalar", "small", "throughput", "callbacks", "load", "interfaces", "isolated", "scan", "library", "aio",
+         "rust"]
 CALLBACKS_PER_CALL = 10_000
 SMALL_LEN = 16
 BIG_LEN = 10_000_000  # 80 MB of float64
@@ -849,6 +851,25 @@ def case_aio(p: Paths) -> None:
         iso.close()
         pool.shutdown()
         loop.close()
+
+
+def case_rust(p: Paths) -> None:
+    print("\n== 11. The Rust host (ferrule-host): a typed call against a raw function-pointer call ==")
+    if shutil.which("cargo") is None:
+        print("  skipped: no cargo")
+        return
+    root = BENCH.parent
+    proc = subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ferrule-host", "--example", "bench"],
+                          cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"  skipped: cargo build failed:\n{proc.stderr}")
+        return
+    metadata = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=root,
+                                         capture_output=True, text=True, check=True).stdout)
+    binary = Path(metadata["target_directory"]) / "release" / "examples" / "bench"
+    print("  ns per operation, median of 7 batches taking turns; ratio = median / the raw call's median")
+    print(subprocess.run([str(binary), str(p.built.anchor)], capture_output=True, text=True, check=True).stdout,
+          end="")
 
 
 def case_load(p: Paths) -> None:

@@ -18,8 +18,15 @@ thread_local! {
     static ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
+#[inline]
 pub(crate) fn clear_error() {
-    ERROR.with(|e| e.borrow_mut().take());
+    ERROR.with(|e| {
+        if let Ok(mut message) = e.try_borrow_mut() {
+            if message.is_some() {
+                *message = None;
+            }
+        }
+    });
 }
 
 pub(crate) fn take_error() -> String {

@@ -1,11 +1,12 @@
 //! A loaded plugin: init once, calls under the thread contract, shutdown
 //! once; the library stays mapped.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ferrule_sdk::abi;
 
@@ -64,15 +65,51 @@ struct Inner {
     state: State,
     path: String,
     by_name: HashMap<String, usize>,
-    /// Calls hold it shared; close takes it alone: shutdown never runs under a call.
-    open: RwLock<bool>,
+    /// Calls in flight, and whether close() began: shutdown never runs under a call.
+    active: AtomicUsize,
+    closing: AtomicBool,
+    /// Whether shutdown ran (close and drop race for it).
+    shut: Mutex<bool>,
     /// Calls into functions that are not thread-safe take it.
     serial: Mutex<()>,
 }
 
+/// One call in flight on this thread: a list through the stack, innermost
+/// first, of the plugins this thread is inside a call of.
+struct Inside {
+    plugin: usize,
+    outer: *const Inside,
+}
+
 thread_local! {
-    /// The plugins this thread is inside a call of (their Inner's address).
-    static INSIDE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    static INSIDE: Cell<*const Inside> = const { Cell::new(std::ptr::null()) };
+}
+
+/// A call counted in: counted out (and the thread's list restored) when dropped.
+struct Entered<'a> {
+    active: &'a AtomicUsize,
+    outer: *const Inside,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        INSIDE.with(|c| c.set(self.outer));
+        self.active.fetch_sub(1, Ordering::Release);
+    }
+}
+
+fn inside(plugin: usize) -> bool {
+    let mut at = INSIDE.with(Cell::get);
+    while !at.is_null() {
+        // SAFETY: every entry is an Inside on this thread's stack, below the
+        // frame that reads it, and removed before its frame returns.
+        let frame = unsafe { &*at };
+        if frame.plugin == plugin {
+            return true;
+        }
+        at = frame.outer;
+    }
+    false
 }
 
 /// A loaded, initialised plugin. Cheap to clone (one plugin, shared); its
@@ -127,7 +164,9 @@ impl Plugin {
                 state: State(state),
                 path: library.path,
                 by_name,
-                open: RwLock::new(true),
+                active: AtomicUsize::new(0),
+                closing: AtomicBool::new(false),
+                shut: Mutex::new(false),
                 serial: Mutex::new(()),
             }),
         })
@@ -159,18 +198,18 @@ impl Plugin {
             ));
         };
         let f = &inner.descriptor.functions[index];
-        let display = format!("{}{}", f.name, f.signature);
         let count = f.signature.params.len();
         if args.len() != count {
             return Err(Error::new(
                 ErrorKind::Type,
-                format!("{display} takes {count} argument{}, {} given", if count != 1 { "s" } else { "" }, args.len()),
+                format!("{}{} takes {count} argument{}, {} given", f.name, f.signature, if count != 1 { "s" } else { "" },
+                        args.len()),
             ));
         }
         let mut slots = vec![abi::Value::ZERO; count + 1];
         let mut keep = Vec::new(); // the NUL-terminated copies of str arguments, kept for the call
         for (i, (param, arg)) in f.signature.params.iter().zip(args.iter_mut()).enumerate() {
-            slots[i] = slot(&param.ty, arg, &format!("{}() argument {}", f.name, py_repr(&param.name)), &mut keep)?;
+            slots[i] = slot(&param.ty, arg, &Named(&f.name, &param.name), &mut keep)?;
         }
         let result = f.signature.result;
         let unset = UNSET.as_ptr() as *const c_void;
@@ -181,8 +220,7 @@ impl Plugin {
         if status != abi::OK {
             return Err(self.status_error(index, status));
         }
-        let where_ = format!("plugin {} function {}", py_repr(&inner.descriptor.id), py_repr(&f.name));
-        decode(result, ret, unset, &where_)
+        decode(result, ret, unset, &Where(&inner.descriptor.id, &f.name))
     }
 
     /// The error of a call of function `index` that returned `status`, with
@@ -206,16 +244,20 @@ impl Plugin {
     pub(crate) fn run_index(&self, index: usize, slots: &mut [abi::Value]) -> Result<(i32, abi::Value)> {
         let inner = &*self.inner;
         let f = &inner.descriptor.functions[index];
-        let open = inner.open.read().unwrap_or_else(|e| e.into_inner());
-        if !*open {
+        // Counted in before closing is read, and close sets closing before it
+        // reads the count (both sequentially consistent): a call either sees
+        // closing, or close waits for it.
+        inner.active.fetch_add(1, Ordering::SeqCst);
+        let frame = Inside { plugin: inner as *const Inner as usize, outer: INSIDE.with(Cell::get) };
+        let _entered = Entered { active: &inner.active, outer: frame.outer };
+        if inner.closing.load(Ordering::SeqCst) {
             return Err(Error::new(
                 ErrorKind::PluginClosed,
                 format!("plugin {} is closed: load it again to call it", py_repr(&inner.descriptor.id)),
             ));
         }
-        let me = inner as *const Inner as usize;
-        INSIDE.with(|s| s.borrow_mut().push(me));
-        let _guard = (!f.thread_safe()).then(|| inner.serial.lock().unwrap_or_else(|e| e.into_inner()));
+        INSIDE.with(|c| c.set(&frame));
+        let _serial = (!f.thread_safe()).then(|| inner.serial.lock().unwrap_or_else(|e| e.into_inner()));
         clear_error();
         let count = slots.len() - 1;
         let (args, ret) = slots.split_at_mut(count);
@@ -223,12 +265,6 @@ impl Plugin {
         // host table and state, one slot per parameter (each checked against
         // its type) and the result slot; not thread-safe calls hold the lock.
         let status = unsafe { (f.call)(inner.host.as_ptr(), inner.state.0, args.as_ptr(), ret.as_mut_ptr()) };
-        INSIDE.with(|s| {
-            let mut s = s.borrow_mut();
-            if let Some(at) = s.iter().rposition(|&p| p == me) {
-                s.remove(at);
-            }
-        });
         Ok((status, ret[0]))
     }
 
@@ -236,8 +272,7 @@ impl Plugin {
     /// Refused from inside one of the plugin's own calls (it would wait for itself).
     pub fn close(&self) -> Result<()> {
         let inner = &*self.inner;
-        let me = inner as *const Inner as usize;
-        if INSIDE.with(|s| s.borrow().contains(&me)) {
+        if inside(inner as *const Inner as usize) {
             return Err(Error::new(
                 ErrorKind::PluginClosed,
                 format!(
@@ -252,19 +287,23 @@ impl Plugin {
 
     /// Whether `close()` ran.
     pub fn closed(&self) -> bool {
-        !*self.inner.open.read().unwrap_or_else(|e| e.into_inner())
+        self.inner.closing.load(Ordering::SeqCst)
     }
 }
 
 impl Inner {
     fn shutdown(&self) {
-        let mut open = self.open.write().unwrap_or_else(|e| e.into_inner());
-        if !*open {
+        let mut shut = self.shut.lock().unwrap_or_else(|e| e.into_inner());
+        if *shut {
             return;
         }
-        *open = false;
+        self.closing.store(true, Ordering::SeqCst);
+        while self.active.load(Ordering::SeqCst) != 0 {
+            std::thread::sleep(std::time::Duration::from_micros(50)); // calls in flight finish first
+        }
+        *shut = true;
         if let Some(shutdown) = self.descriptor.shutdown {
-            // SAFETY: once, after every call (close holds the lock alone).
+            // SAFETY: once, after every call: new calls see closing, and none is in flight.
             unsafe { shutdown(self.host.as_ptr(), self.state.0) };
         }
     }
@@ -279,12 +318,30 @@ impl Drop for Inner {
 /// The sentinel a str or bytes result slot holds until the plugin writes it.
 static UNSET: [u8; 1] = [0];
 
-fn wrong(what: &str, expected: &str, ty: &Type, arg: &Arg<'_>) -> Error {
+/// `f() argument 'x'`, written only when a message needs it.
+struct Named<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}() argument {}", self.0, py_repr(self.1))
+    }
+}
+
+/// `plugin 'p' function 'f'`, written only when a message needs it.
+struct Where<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for Where<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "plugin {} function {}", py_repr(self.0), py_repr(self.1))
+    }
+}
+
+fn wrong(what: &Named<'_>, expected: &str, ty: &Type, arg: &Arg<'_>) -> Error {
     Error::new(ErrorKind::Type, format!("{what} must be {expected} ({ty}), got {}", arg.type_name()))
 }
 
 /// One argument in its slot, with the Python host's checks.
-fn slot(ty: &Type, arg: &mut Arg<'_>, what: &str, keep: &mut Vec<Vec<u8>>) -> Result<abi::Value> {
+fn slot(ty: &Type, arg: &mut Arg<'_>, what: &Named<'_>, keep: &mut Vec<Vec<u8>>) -> Result<abi::Value> {
     let mut v = abi::Value::ZERO;
     match (ty, &*arg) {
         (Type::Scalar(s), _) if s.range().is_some() => {
@@ -396,7 +453,7 @@ fn py_float(x: f64) -> String {
     text
 }
 
-fn decode(result: Option<Scalar>, ret: abi::Value, unset: *const c_void, where_: &str) -> Result<Value> {
+fn decode(result: Option<Scalar>, ret: abi::Value, unset: *const c_void, where_: &Where<'_>) -> Result<Value> {
     let Some(r) = result else { return Ok(Value::None) };
     // SAFETY: the member the result's type uses, which the plugin wrote.
     unsafe {
@@ -459,7 +516,7 @@ fn decode(result: Option<Scalar>, ret: abi::Value, unset: *const c_void, where_:
     }
 }
 
-fn refused(r: Scalar, address: usize, len: usize, where_: &str) -> Error {
+fn refused(r: Scalar, address: usize, len: usize, where_: &Where<'_>) -> Error {
     let found = format!("{where_} returned a {} result with ptr {address:#x} and len {len}", r.name());
     let (why, with_what) = if len > MAX_RESULT_LEN {
         ("len is more than any real result (2^48 bytes)".to_string(), " with len the data's size in bytes")

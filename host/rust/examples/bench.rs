@@ -1,0 +1,90 @@
+//! The Rust host's costs against a raw function-pointer call, measured in one
+//! run: `bench/run.py --case rust` builds bench/anchor.c and runs this with it.
+//!
+//!     cargo run --release -p ferrule-host --example bench -- PATH/TO/libanchor.so
+//!
+//! Rows (ns per operation, median of batches, the rows taking turns):
+//! the plain C function `anchor_add` through libloading (the anchor), the
+//! plugin's `add` through its ABI function pointer with no host around it,
+//! the typed handle, the dynamic call, and a load + close of a library
+//! already mapped.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use ferrule_host::{Arg, LoadOptions, Plugin};
+
+/// A row: its name, what it times (n operations), its samples in ns per operation.
+type Row<'a> = (&'a str, Box<dyn FnMut(u64)>, Vec<f64>);
+
+fn measure(rows: &mut [Row<'_>], per_batch: &[u64], batches: usize) {
+    for _ in 0..batches {
+        for (i, (_, run, samples)) in rows.iter_mut().enumerate() {
+            let n = per_batch[i];
+            let start = Instant::now();
+            run(n);
+            samples.push(start.elapsed().as_secs_f64() * 1e9 / n as f64);
+        }
+    }
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    s[s.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args().nth(1).ok_or("usage: bench PATH/TO/libanchor.so")?;
+    // SAFETY: the anchor library's constructors are its own; anchor_add is
+    // `int64_t anchor_add(int64_t, int64_t)`.
+    let raw_lib = unsafe { libloading::Library::new(&path)? };
+    // SAFETY: as above: the symbol's C type.
+    let raw: libloading::Symbol<'_, unsafe extern "C" fn(i64, i64) -> i64> = unsafe { raw_lib.get(b"anchor_add\0")? };
+    let raw = *raw;
+    let plugin = Plugin::load(&path, LoadOptions::default().strict_permissions(false))?;
+    let typed = plugin.typed::<(i64, i64), i64>("add")?;
+    assert_eq!(typed.call((2, 3))?, 5);
+    let dynamic = plugin.clone();
+    let loading = path.clone();
+
+    let mut rows: Vec<Row<'_>> = vec![
+        ("raw libloading call of anchor_add(i64, i64)", Box::new(move |n| {
+            for i in 0..n {
+                // SAFETY: the anchor's C function, with its arguments.
+                black_box(unsafe { raw(black_box(i as i64), 2) });
+            }
+        }), Vec::new()),
+        ("typed handle add(i64, i64) -> i64", Box::new(move |n| {
+            for i in 0..n {
+                black_box(typed.call((black_box(i as i64), 2)).expect("add"));
+            }
+        }), Vec::new()),
+        ("dynamic call(\"add\", [Int, Int])", Box::new(move |n| {
+            for i in 0..n {
+                black_box(dynamic.call("add", &mut [Arg::Int(black_box(i as i128)), Arg::Int(2)]).expect("add"));
+            }
+        }), Vec::new()),
+        ("Plugin::load + close (library mapped)", Box::new(move |n| {
+            for _ in 0..n {
+                let p = Plugin::load(&loading, LoadOptions::default().strict_permissions(false)).expect("load");
+                p.close().expect("close");
+            }
+        }), Vec::new()),
+    ];
+    let per_batch = [20_000_000, 5_000_000, 1_000_000, 2_000];
+    measure(&mut rows, &[100_000, 100_000, 10_000, 100], 1); // warm-up
+    for row in rows.iter_mut() {
+        row.2.clear();
+    }
+    measure(&mut rows, &per_batch, 7);
+    let anchor = median(&rows[0].2);
+    println!("  {:<46}{:>12}{:>10}", "path", "ns/op", "ratio");
+    for (name, _, samples) in &rows {
+        let m = median(samples);
+        println!("  {name:<46}{m:>12.2}{:>9.2}x", m / anchor);
+    }
+    println!("  target: typed call <= 1.2x the raw call: {} ({:.2}x)",
+             if median(&rows[1].2) <= 1.2 * anchor { "met" } else { "NOT met" }, median(&rows[1].2) / anchor);
+    Ok(())
+}
