@@ -401,32 +401,31 @@ fn slot(ty: &Type, arg: &mut Arg<'_>, what: &Named<'_>, keep: &mut Vec<Vec<u8>>)
         }
         (Type::Scalar(Scalar::Bytes), _) => return Err(wrong(what, "bytes-like object", ty, arg)),
         (Type::Buf(elem) | Type::MutBuf(elem), _) => {
-            let kind = if matches!(ty, Type::Buf(_)) { "buf" } else { "mutbuf" };
+            // The Python host's checks; the advice names Rust's types.
+            let writable = matches!(ty, Type::MutBuf(_));
             let (found, ptr, len) = match &*arg {
-                Arg::Buf(b) if kind == "buf" => (b.elem, b.ptr as *mut c_void, b.len),
+                Arg::Buf(b) if !writable => (b.elem, b.ptr as *mut c_void, b.len),
+                Arg::Bytes(b) if !writable => (Scalar::U8, b.as_ptr() as *mut c_void, b.len()),
                 Arg::MutBuf(b) => (b.elem, b.ptr as *mut c_void, b.len),
-                Arg::Buf(_) => {
+                Arg::Buf(_) | Arg::Bytes(_) => {
                     return Err(Error::new(
                         ErrorKind::Type,
-                        format!("{what} is a read-only memoryview, mutbuf needs a writable buffer: pass &mut [T]"),
+                        format!("{what} is a read-only slice, {ty} needs a writable one: pass a &mut [{}]", elem.name()),
                     ))
                 }
                 _ => {
                     return Err(Error::new(
                         ErrorKind::Type,
-                        format!(
-                            "{what} must be a buffer of {} ({kind}), such as array.array or a numpy array, got {}",
-                            elem.name(),
-                            arg.type_name()
-                        ),
+                        format!("{what} must be a buffer of {} ({ty}), such as a &[{}], got {}", elem.name(), elem.name(),
+                                arg.type_name()),
                     ))
                 }
             };
             if found != *elem {
                 return Err(Error::new(
                     ErrorKind::Type,
-                    format!("{what} has elements of {}, {kind} needs {}: pass a slice of {}", found.name(), elem.name(),
-                            elem.name()),
+                    format!("{what} has elements of {}, {ty} needs {}: pass a &{}[{}]", found.name(), elem.name(),
+                            if writable { "mut " } else { "" }, elem.name()),
                 ));
             }
             v.buf = abi::Buf { ptr, len };
