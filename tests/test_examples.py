@@ -48,6 +48,7 @@ def test_rust_example_host(built: Built) -> None:
         "  [log ferrule.plugin.org.ferrule.examples.greeter] greeting Ada",
         'greeter greet("Ada")       = Hello, Ada!',
         "after greeter scale(.., 10): [10.0, 20.0, 60.0]",
+        "greeter count_if(odd, 10)  = I64(5)",
         "greeter divide(1, 0)       failed (PluginCall): division by zero: b must not be 0",
         "greeter add(1, \"two\")      refused (Type): add() argument 'b' must be int (i64), got str",
         "calc mul(6, 7)             = 42",

@@ -208,9 +208,9 @@ def test_the_parity_table_on_the_rust_host(built: Built) -> None:
     reasons = report["skipped"]
     print(f"parity on the Rust host: {report['passed']} passed; skipped: "
           + "; ".join(f"{len(ids)} {why[:60]}" for why, ids in reasons.items()))
-    assert report["passed"] >= 125
+    assert report["passed"] >= 140
     # What it may skip, and nothing else: other hosts' cases, what Rust cannot
     # express, what the Rust host does not have yet, and the method-only functions.
     allowed = ("a case for other hosts", "Rust has no None", "a Rust str cannot hold", "an integer beyond i128",
-               "host functions are not in the Rust host yet", "the path has no ", "its message names Python's")
+               "too_big returns 2**64", "the path has no ", "its message names Python's")
     assert all(why.startswith(allowed) for why in reasons), list(reasons)

@@ -45,6 +45,9 @@ fn main() -> Result<(), ferrule_host::Error> {
     println!("greeter mean([1, 2, 6])    = {:?}", greeter.call("mean", &mut [Arg::from(&values)])?);
     greeter.call("scale", &mut [Arg::from(values.as_mut_slice()), Arg::from(10.0)])?;
     println!("after greeter scale(.., 10): {values:?}");
+    // A host function: a closure the plugin calls back.
+    let odd = |args: &[Value]| Ok(Value::Bool(matches!(args[0], Value::I64(n) if n % 2 == 1)));
+    println!("greeter count_if(odd, 10)  = {:?}", greeter.call("count_if", &mut [Arg::HostFn(&odd), Arg::from(10)])?);
     match greeter.call("divide", &mut [Arg::from(1.0), Arg::from(0.0)]) {
         Ok(v) => println!("greeter divide(1, 0) = {v:?}"),
         Err(e) => println!("greeter divide(1, 0)       failed ({:?}): {}", e.kind(), e.plugin_message().unwrap_or("")),

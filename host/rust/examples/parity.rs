@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use ferrule_host::{Arg, LoadOptions, Plugin, Type, Value};
+use ferrule_host::{Arg, Error, ErrorKind, HostFn, LoadOptions, Plugin, Type, Value};
 use serde_json::Value as Json;
 
 /// A lone UTF-16 surrogate escape in the table (a Python str may hold one, a
@@ -51,13 +51,70 @@ fn without_lone_surrogates(text: &str) -> String {
 }
 
 /// A case's argument, owned, as the Rust host can pass it; Err: why it cannot.
-enum Owned {
+enum Owned<'p> {
     Bool(bool),
     Int(i128),
     Float(f64),
     Str(String),
     Bytes(Vec<u8>),
     Array(Array),
+    Func(Box<HostFn<'p>>),
+}
+
+fn int_of(v: &Value) -> i64 {
+    match v {
+        Value::I64(n) => *n,
+        Value::U64(n) => *n as i64,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+fn float_of(v: &Value) -> f64 {
+    match v {
+        Value::F64(x) => *x,
+        Value::F32(x) => *x as f64,
+        other => panic!("not a float: {other:?}"),
+    }
+}
+
+/// The host functions the table names (tests/test_parity.py defines the
+/// same): some call back into the plugin.
+fn host_function<'p>(name: &str, plugin: &'p Plugin) -> Result<Box<HostFn<'p>>, String> {
+    Ok(match name {
+        "double" => Box::new(|a: &[Value]| Ok(Value::I64(int_of(&a[0]) * 2))),
+        "raise" => Box::new(|_: &[Value]| Err(Error::new(ErrorKind::Value, "the host function failed"))),
+        "text" => Box::new(|_: &[Value]| Ok(Value::Str("no".into()))),
+        "upper" => Box::new(|a: &[Value]| match &a[0] {
+            Value::Str(s) => Ok(Value::Str(s.to_uppercase())),
+            other => panic!("not text: {other:?}"),
+        }),
+        "five" => Box::new(|_: &[Value]| Ok(Value::I64(5))),
+        "multiply" => Box::new(|a: &[Value]| Ok(Value::F64(float_of(&a[0]) * float_of(&a[1])))),
+        "int_product" => Box::new(|a: &[Value]| Ok(Value::I64((float_of(&a[0]) * float_of(&a[1])) as i64))),
+        "same" => Box::new(|a: &[Value]| Ok(a[0].clone())),
+        "reverse" => Box::new(|a: &[Value]| match &a[0] {
+            Value::Bytes(b) => Ok(Value::Bytes(b.iter().rev().copied().collect())),
+            other => panic!("not bytes: {other:?}"),
+        }),
+        "none" => Box::new(|_: &[Value]| Ok(Value::None)),
+        "add_twenty" => Box::new(move |a: &[Value]| plugin.call("add", &mut [Arg::Int(20), Arg::Int(int_of(&a[0]) as i128)])),
+        "apply_double" => Box::new(move |a: &[Value]| {
+            let double = |b: &[Value]| Ok(Value::I64(int_of(&b[0]) * 2));
+            plugin.call("apply", &mut [Arg::HostFn(&double), Arg::Int(int_of(&a[0]) as i128)])
+        }),
+        "echo" => Box::new(move |a: &[Value]| match &a[0] {
+            Value::Str(s) => plugin.call("echo_str", &mut [Arg::Str(s)]),
+            other => panic!("not text: {other:?}"),
+        }),
+        "fail_inside" => Box::new(move |_: &[Value]| match plugin.call("fail", &mut [Arg::Str("inner")]) {
+            Err(e) if e.kind() == ErrorKind::PluginCall && e.message().contains("inner") => Ok(Value::I64(0)),
+            other => panic!("the inner call should fail with 'inner', got {other:?}"),
+        }),
+        "add_inside" => Box::new(move |_: &[Value]| plugin.call("add", &mut [Arg::Int(1), Arg::Int(1)])),
+        "close" => Box::new(move |_: &[Value]| plugin.close().map(|()| Value::I64(0))),
+        "too_big" => return Err("too_big returns 2**64, which no Rust integer holds".into()),
+        other => return Err(format!("no host function {other:?} here")),
+    })
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -108,7 +165,7 @@ fn array(format: &str, values: &[Json]) -> Result<Array, String> {
     })
 }
 
-fn owned(v: &Json) -> Result<Owned, String> {
+fn owned<'p>(v: &Json, plugin: &'p Plugin) -> Result<Owned<'p>, String> {
     Ok(match v {
         Json::Bool(b) => Owned::Bool(*b),
         Json::Number(n) => {
@@ -132,8 +189,8 @@ fn owned(v: &Json) -> Result<Owned, String> {
                     return Err("a Rust slice is contiguous, aligned and as mutable as it is borrowed".into());
                 }
                 Owned::Array(array(format, values.as_array().ok_or("array values")?)?)
-            } else if o.contains_key("hostfn") {
-                return Err("host functions are not in the Rust host yet".into());
+            } else if let Some(name) = o.get("hostfn").and_then(Json::as_str) {
+                Owned::Func(host_function(name, plugin)?)
             } else {
                 return Err(format!("{} values are not functions' values", o.keys().next().map(String::as_str).unwrap_or("?")));
             }
@@ -142,7 +199,7 @@ fn owned(v: &Json) -> Result<Owned, String> {
     })
 }
 
-fn arg<'a>(value: &'a mut Owned, ty: &Type) -> Arg<'a> {
+fn arg<'a>(value: &'a mut Owned<'_>, ty: &Type) -> Arg<'a> {
     let writable = matches!(ty, Type::MutBuf(_));
     match value {
         Owned::Bool(b) => Arg::Bool(*b),
@@ -150,6 +207,7 @@ fn arg<'a>(value: &'a mut Owned, ty: &Type) -> Arg<'a> {
         Owned::Float(x) => Arg::Float(*x),
         Owned::Str(s) => Arg::Str(s),
         Owned::Bytes(b) => Arg::Bytes(b),
+        Owned::Func(f) => Arg::HostFn(&**f),
         Owned::Array(a) => {
             macro_rules! slice {
                 ($v:expr) => {
@@ -224,7 +282,7 @@ fn main() {
         let mut values = Vec::new();
         let mut why = None;
         for v in case["args"].as_array().expect("args") {
-            match owned(v) {
+            match owned(v, &plugin) {
                 Ok(o) => values.push(o),
                 Err(e) => {
                     why = Some(e);

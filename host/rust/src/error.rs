@@ -88,7 +88,9 @@ pub struct Error {
 }
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+    /// An error of this kind and message: what a host function returns to
+    /// fail the call it was passed to.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error { kind, message: message.into(), plugin_message: None }
     }
 

@@ -3,10 +3,16 @@
 //! and (for now) no host functions and no services.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, RwLock};
 
 use ferrule_sdk::abi;
+
+use crate::error::{Error, ErrorKind};
+use crate::types::{py_repr, Signature, Type};
+use crate::value::HostFn;
 
 /// Bytes kept of a set_error message (the Python host keeps as many).
 const MAX_MESSAGE: usize = 1 << 16;
@@ -29,19 +35,54 @@ pub(crate) fn clear_error() {
     });
 }
 
+/// The thread's pending message, kept aside while a host function runs (it
+/// may call plugins, which clear and take messages of their own).
+fn stash_error() -> Option<String> {
+    ERROR.with(|e| e.try_borrow_mut().ok().and_then(|mut m| m.take()))
+}
+
+fn restore_error(saved: Option<String>) {
+    ERROR.with(|e| {
+        if let Ok(mut m) = e.try_borrow_mut() {
+            *m = saved;
+        }
+    });
+}
+
 pub(crate) fn take_error() -> String {
     ERROR.with(|e| e.borrow_mut().take()).filter(|m| !m.is_empty()).unwrap_or_else(|| NO_MESSAGE.to_string())
 }
 
-/// What host_data points to: the log target of the plugin.
+/// What host_data points to: the log target of the plugin, and the host
+/// functions of its calls in flight (by handle address).
 pub(crate) struct HostData {
     pub(crate) target: String,
+    pub(crate) frames: Mutex<HashMap<usize, Arc<Frame>>>,
 }
+
+/// One host function passed to a call in flight. `open` is read-locked by
+/// each invoke and write-locked once by the call that made it, as it ends:
+/// the closure is never run after that call returned.
+pub(crate) struct Frame {
+    pub(crate) closure: *const HostFn<'static>,
+    pub(crate) sig: Signature,
+    pub(crate) function: String,
+    pub(crate) param: String,
+    pub(crate) open: RwLock<bool>,
+    /// The first failure (the host function's own error, or its result's):
+    /// final for the call, which returns it.
+    pub(crate) error: Mutex<Option<Error>>,
+}
+
+// SAFETY: the closure is Sync (HostFn is), and used only while `open` holds.
+unsafe impl Send for Frame {}
+// SAFETY: as above.
+unsafe impl Sync for Frame {}
 
 /// A host table with its data; both live as long as the plugin.
 pub(crate) struct HostTable {
     pub(crate) table: Box<abi::Host>,
-    _data: Box<HostData>,
+    pub(crate) data: Box<HostData>,
 }
 
 // SAFETY: the table is read-only once built; its callbacks may run on any
@@ -52,7 +93,7 @@ unsafe impl Sync for HostTable {}
 
 impl HostTable {
     pub(crate) fn new(plugin_id: &str) -> HostTable {
-        let mut data = Box::new(HostData { target: format!("ferrule.plugin.{plugin_id}") });
+        let mut data = Box::new(HostData { target: format!("ferrule.plugin.{plugin_id}"), frames: Mutex::new(HashMap::new()) });
         let table = Box::new(abi::Host {
             struct_size: std::mem::size_of::<abi::Host>() as u32,
             abi_major: abi::ABI_MAJOR,
@@ -67,7 +108,7 @@ impl HostTable {
             call: Some(call),
             release: Some(release),
         });
-        HostTable { table, _data: data }
+        HostTable { table, data }
     }
 
     pub(crate) fn as_ptr(&self) -> *const abi::Host {
@@ -146,12 +187,78 @@ pub(crate) unsafe fn give_bytes(ret: *mut abi::Value, text: &[u8]) {
 }
 
 unsafe extern "C" fn invoke(
-    _host: *const abi::Host,
-    _fn: *const abi::FnHandle,
-    _args: *const abi::Value,
-    _ret: *mut abi::Value,
+    host: *const abi::Host,
+    handle: *const abi::FnHandle,
+    args: *const abi::Value,
+    ret: *mut abi::Value,
 ) -> i32 {
-    abi::ERROR // no call of this host passes host functions yet: no handle is live
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: host is the table this crate made; host_data its HostData.
+        let data = unsafe { &*((*host).host_data as *const HostData) };
+        let Some(frame) = data.frames.lock().unwrap_or_else(|e| e.into_inner()).get(&(handle as usize)).cloned() else {
+            return abi::ERROR; // not a live handle: unknown, or its call returned
+        };
+        let open = frame.open.read().unwrap_or_else(|e| e.into_inner());
+        let mut error = frame.error.lock().unwrap_or_else(|e| e.into_inner());
+        if !*open || error.is_some() || ret.is_null() {
+            return abi::ERROR;
+        }
+        drop(error);
+        let saved = stash_error(); // the plugin's pending message survives what the host function calls
+        // SAFETY: args holds one slot per parameter of the function's
+        // signature, borrowed for this invoke; ret is the plugin's slot.
+        let outcome = unsafe { run_host_function(&frame, args, ret) };
+        restore_error(saved);
+        match outcome {
+            Ok(()) => abi::OK,
+            Err(e) => {
+                error = frame.error.lock().unwrap_or_else(|e| e.into_inner());
+                error.get_or_insert(e);
+                abi::ERROR
+            }
+        }
+    }))
+    .unwrap_or(abi::ERROR)
+}
+
+/// # Safety
+/// As for invoke: args has a slot per parameter, ret is writable; the frame is open.
+unsafe fn run_host_function(frame: &Frame, args: *const abi::Value, ret: *mut abi::Value) -> Result<(), Error> {
+    let mut values = Vec::with_capacity(frame.sig.params.len());
+    if args.is_null() && !frame.sig.params.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Value,
+            format!("the plugin passed no arguments to a host function that takes {}", frame.sig.params.len()),
+        ));
+    }
+    for (i, p) in frame.sig.params.iter().enumerate() {
+        let Type::Scalar(s) = p.ty else { unreachable!("a host function's parameters are values") };
+        // SAFETY: slot i of the plugin's arguments, of the parameter's type.
+        let slot = unsafe { *args.add(i) };
+        // SAFETY: the member the type uses.
+        values.push(match unsafe { crate::plugin::value_of(s, slot) } {
+            Ok(v) => v,
+            Err(at_reason) => {
+                return Err(Error::new(
+                    ErrorKind::PluginCall,
+                    format!(
+                        "plugin function {} passed text that is not valid UTF-8 ({at_reason}) to the host function given \
+                         as argument {}; expected str",
+                        py_repr(&frame.function),
+                        py_repr(&frame.param)
+                    ),
+                ))
+            }
+        });
+    }
+    // SAFETY: the closure lives while the frame is open, which it is (read-locked by the caller).
+    let closure = unsafe { &*frame.closure };
+    let result = closure(&values)?;
+    let what = || format!("the result of the host function passed as {}() argument {}", frame.function, py_repr(&frame.param));
+    let Some(kind) = frame.sig.result else { return Ok(()) };
+    // SAFETY: ret is the plugin's result slot for this invoke.
+    let ret = unsafe { &mut *ret };
+    crate::plugin::store_result(kind, result, ret, &what)
 }
 
 unsafe extern "C" fn query(_host: *const abi::Host, _id: *const c_char, _revision: u32, _fp: u64) -> *const abi::Object {

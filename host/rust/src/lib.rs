@@ -37,8 +37,10 @@
 //! # Ok::<(), ferrule_host::Error>(())
 //! ```
 //!
-//! Not yet: host functions (`fn(...)` parameters), services and interface
-//! instances, and a C API (see the crate's README).
+//! A host function is a closure, [`Arg::HostFn`]; its error is the call's.
+//!
+//! Not yet: services and interface instances, and a C API (see the crate's
+//! README).
 
 #![deny(clippy::undocumented_unsafe_blocks, missing_docs)]
 
@@ -56,4 +58,4 @@ pub use error::{Error, ErrorKind, Result};
 pub use plugin::{LoadOptions, Plugin};
 pub use typed::{AbiScalar, Params, Returns, Typed};
 pub use types::{parse_signature, Param, Scalar, Signature, Type, SCALARS};
-pub use value::{Arg, Buffer, BufferMut, Element, Value};
+pub use value::{Arg, Buffer, BufferMut, Element, HostFn, Value};

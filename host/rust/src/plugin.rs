@@ -12,10 +12,10 @@ use ferrule_sdk::abi;
 
 use crate::descriptor::{describe, Descriptor, FunctionInfo};
 use crate::error::{Error, ErrorKind, Result};
-use crate::host::{clear_error, take_error, HostTable};
+use crate::host::{clear_error, give_bytes, take_error, Frame, HostData, HostTable};
 use crate::library::{check_permissions, open, plugin_file};
-use crate::types::{py_repr, Scalar, Type};
-use crate::value::{Arg, Value};
+use crate::types::{py_repr, Scalar, Signature, Type};
+use crate::value::{Arg, HostFn, Value};
 
 /// A str or bytes result pointer below this is no address (the first page
 /// is never mapped); no result is longer than MAX_RESULT_LEN. The Python
@@ -70,8 +70,50 @@ struct Inner {
     closing: AtomicBool,
     /// Whether shutdown ran (close and drop race for it).
     shut: Mutex<bool>,
-    /// Calls into functions that are not thread-safe take it.
-    serial: Mutex<()>,
+    /// Calls into functions that are not thread-safe take it (re-entrant: a
+    /// host function may call back into the plugin on the same thread).
+    serial: Serial,
+}
+
+/// A re-entrant lock: held by one thread, as many times as it takes it.
+#[derive(Default)]
+struct Serial {
+    owner: Mutex<(Option<std::thread::ThreadId>, usize)>,
+    free: std::sync::Condvar,
+}
+
+struct SerialGuard<'a>(&'a Serial);
+
+impl Serial {
+    fn lock(&self) -> SerialGuard<'_> {
+        let me = std::thread::current().id();
+        let mut held = self.owner.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match held.0 {
+                None => {
+                    *held = (Some(me), 1);
+                    break;
+                }
+                Some(t) if t == me => {
+                    held.1 += 1;
+                    break;
+                }
+                Some(_) => held = self.free.wait(held).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+        SerialGuard(self)
+    }
+}
+
+impl Drop for SerialGuard<'_> {
+    fn drop(&mut self) {
+        let mut held = self.0.owner.lock().unwrap_or_else(|e| e.into_inner());
+        held.1 -= 1;
+        if held.1 == 0 {
+            held.0 = None;
+            self.0.free.notify_one();
+        }
+    }
 }
 
 /// One call in flight on this thread: a list through the stack, innermost
@@ -167,7 +209,7 @@ impl Plugin {
                 active: AtomicUsize::new(0),
                 closing: AtomicBool::new(false),
                 shut: Mutex::new(false),
-                serial: Mutex::new(()),
+                serial: Serial::default(),
             }),
         })
     }
@@ -208,8 +250,14 @@ impl Plugin {
         }
         let mut slots = vec![abi::Value::ZERO; count + 1];
         let mut keep = Vec::new(); // the NUL-terminated copies of str arguments, kept for the call
+        let mut frames = Frames { data: &inner.host.data, made: Vec::new() };
         for (i, (param, arg)) in f.signature.params.iter().zip(args.iter_mut()).enumerate() {
-            slots[i] = slot(&param.ty, arg, &Named(&f.name, &param.name), &mut keep)?;
+            let what = Named(&f.name, &param.name);
+            if let (Type::Fn(sig), Arg::HostFn(closure)) = (&param.ty, &*arg) {
+                slots[i].func = frames.open(closure, sig, &f.name, &param.name);
+                continue;
+            }
+            slots[i] = slot(&param.ty, arg, &what, &mut keep)?;
         }
         let result = f.signature.result;
         let unset = UNSET.as_ptr() as *const c_void;
@@ -217,6 +265,20 @@ impl Plugin {
             slots[count].bytes = abi::Bytes { ptr: unset, len: 0, release: None };
         }
         let (status, ret) = self.run_index(index, &mut slots)?;
+        if let Some(error) = frames.close() {
+            // A host function failed: that is the call's error. A result it made anyway is released unread.
+            if status == abi::OK && matches!(result, Some(Scalar::Str | Scalar::Bytes)) {
+                // SAFETY: the result slot of a str or bytes function, which the plugin wrote.
+                let b = unsafe { ret.bytes };
+                if b.ptr != unset && (b.ptr as usize >= NO_ADDRESS || (b.len == 0 && (b.ptr as usize) <= 1)) {
+                    if let Some(release) = b.release {
+                        // SAFETY: the plugin's own release, for its own result, once.
+                        unsafe { release(b.ptr as *mut c_void, b.len) };
+                    }
+                }
+            }
+            return Err(error);
+        }
         if status != abi::OK {
             return Err(self.status_error(index, status));
         }
@@ -257,7 +319,7 @@ impl Plugin {
             ));
         }
         INSIDE.with(|c| c.set(&frame));
-        let _serial = (!f.thread_safe()).then(|| inner.serial.lock().unwrap_or_else(|e| e.into_inner()));
+        let _serial = (!f.thread_safe()).then(|| inner.serial.lock());
         clear_error();
         let count = slots.len() - 1;
         let (args, ret) = slots.split_at_mut(count);
@@ -317,6 +379,174 @@ impl Drop for Inner {
 
 /// The sentinel a str or bytes result slot holds until the plugin writes it.
 static UNSET: [u8; 1] = [0];
+
+/// The host functions of one call: registered as live handles while it runs.
+struct Frames<'a> {
+    data: &'a HostData,
+    made: Vec<Arc<Frame>>,
+}
+
+impl Frames<'_> {
+    fn open(&mut self, closure: &HostFn<'_>, sig: &Signature, function: &str, param: &str) -> *const abi::FnHandle {
+        // SAFETY: the lifetime is erased for the frame, which never runs the
+        // closure after this call: close() shuts it before the call returns.
+        let closure: *const HostFn<'static> = unsafe { std::mem::transmute(closure as *const HostFn<'_>) };
+        let frame = Arc::new(Frame {
+            closure,
+            sig: sig.clone(),
+            function: function.to_string(),
+            param: param.to_string(),
+            open: std::sync::RwLock::new(true),
+            error: Mutex::new(None),
+        });
+        let handle = Arc::as_ptr(&frame) as *const abi::FnHandle;
+        self.data.frames.lock().unwrap_or_else(|e| e.into_inner()).insert(handle as usize, frame.clone());
+        self.made.push(frame);
+        handle
+    }
+
+    /// Shut every frame (waiting for invokes in flight on other threads) and
+    /// unregister it; the first host function's error, if any.
+    fn close(&mut self) -> Option<Error> {
+        let mut first = None;
+        for frame in self.made.drain(..) {
+            *frame.open.write().unwrap_or_else(|e| e.into_inner()) = false;
+            self.data.frames.lock().unwrap_or_else(|e| e.into_inner()).remove(&(Arc::as_ptr(&frame) as usize));
+            let error = frame.error.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if first.is_none() {
+                first = error;
+            }
+        }
+        first
+    }
+}
+
+impl Drop for Frames<'_> {
+    fn drop(&mut self) {
+        self.close(); // (an early return: no frame outlives the call)
+    }
+}
+
+/// A value of scalar type `s` in a slot the plugin wrote (a host function's
+/// argument); Err: why its text is not UTF-8.
+///
+/// # Safety
+/// The slot holds a value of `s` in its member; str and bytes point to `len` readable bytes.
+pub(crate) unsafe fn value_of(s: Scalar, v: abi::Value) -> std::result::Result<Value, String> {
+    // SAFETY: the caller's promise.
+    unsafe {
+        Ok(match s {
+            Scalar::Bool => Value::Bool(v.u64 != 0),
+            Scalar::I8 => Value::I64(v.u64 as i8 as i64),
+            Scalar::I16 => Value::I64(v.u64 as i16 as i64),
+            Scalar::I32 => Value::I64(v.u64 as i32 as i64),
+            Scalar::I64 => Value::I64(v.i64),
+            Scalar::U8 => Value::U64(v.u64 as u8 as u64),
+            Scalar::U16 => Value::U64(v.u64 as u16 as u64),
+            Scalar::U32 => Value::U64(v.u64 as u32 as u64),
+            Scalar::U64 => Value::U64(v.u64),
+            Scalar::F32 => Value::F32(v.f32),
+            Scalar::F64 => Value::F64(v.f64),
+            Scalar::Str | Scalar::Bytes => {
+                let b = v.bytes;
+                let data = if b.len == 0 || b.ptr.is_null() {
+                    Vec::new()
+                } else {
+                    std::slice::from_raw_parts(b.ptr as *const u8, b.len).to_vec()
+                };
+                if s == Scalar::Bytes {
+                    Value::Bytes(data)
+                } else {
+                    Value::Str(String::from_utf8(data).map_err(|e| utf8_reason(&e))?)
+                }
+            }
+        })
+    }
+}
+
+fn utf8_reason(e: &std::string::FromUtf8Error) -> String {
+    let at = e.utf8_error().valid_up_to();
+    let reason = if e.utf8_error().error_len().is_none() {
+        "unexpected end of data"
+    } else if (0xc2..=0xf4).contains(&e.as_bytes()[at]) {
+        "invalid continuation byte"
+    } else {
+        "invalid start byte"
+    };
+    format!("{reason} at byte {at}")
+}
+
+fn value_type_name(v: &Value) -> &'static str {
+    match v {
+        Value::None => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::I64(_) | Value::U64(_) => "int",
+        Value::F32(_) | Value::F64(_) => "float",
+        Value::Str(_) => "str",
+        Value::Bytes(_) => "bytes",
+    }
+}
+
+/// A host function's result in the plugin's slot, after the Python host's
+/// checks of it (type, range); `what` names it in messages.
+pub(crate) fn store_result(kind: Scalar, result: Value, ret: &mut abi::Value, what: &dyn Fn() -> String) -> Result<()> {
+    let wrong = |expected: &str| {
+        Error::new(ErrorKind::Type, format!("{} must be {expected} ({}), got {}", what(), kind.name(), value_type_name(&result)))
+    };
+    if let Some((low, high)) = kind.range() {
+        let n: i128 = match result {
+            Value::I64(n) => n as i128,
+            Value::U64(n) => n as i128,
+            _ => return Err(wrong("int")),
+        };
+        if !(low..=high).contains(&n) {
+            return Err(Error::new(
+                ErrorKind::Value,
+                format!("{}: {n} is out of range for {} ({low} to {high})", what(), kind.name()),
+            ));
+        }
+        if kind.slot() == "i64" {
+            ret.i64 = n as i64;
+        } else {
+            ret.u64 = n as u64;
+        }
+        return Ok(());
+    }
+    match (kind, &result) {
+        (Scalar::Bool, Value::Bool(b)) => ret.u64 = *b as u64,
+        (Scalar::Bool, _) => return Err(wrong("bool")),
+        (Scalar::F32 | Scalar::F64, Value::F32(_) | Value::F64(_) | Value::I64(_) | Value::U64(_)) => {
+            let x = match result {
+                Value::F32(x) => x as f64,
+                Value::F64(x) => x,
+                Value::I64(n) => n as f64,
+                Value::U64(n) => n as f64,
+                _ => unreachable!("matched above"),
+            };
+            if kind == Scalar::F32 {
+                if x.is_finite() && x.abs() > F32_MAX {
+                    return Err(Error::new(ErrorKind::Value, format!("{}: {} is out of range for f32", what(), py_float(x))));
+                }
+                ret.f32 = x as f32;
+            } else {
+                ret.f64 = x;
+            }
+        }
+        (Scalar::F32 | Scalar::F64, _) => return Err(wrong("float")),
+        (Scalar::Str, Value::Str(s)) => {
+            // SAFETY: ret is the plugin's slot; the bytes are the plugin's to release, with this host's free.
+            unsafe { give_bytes(ret, s.as_bytes()) }
+        }
+        (Scalar::Str, _) => return Err(wrong("str")),
+        (Scalar::Bytes, Value::Bytes(b)) => {
+            // SAFETY: as above.
+            unsafe { give_bytes(ret, b) }
+        }
+        (Scalar::Bytes, _) => return Err(wrong("bytes-like object")),
+        _ => unreachable!("integers are handled above"),
+    }
+    Ok(())
+}
 
 /// `f() argument 'x'`, written only when a message needs it.
 struct Named<'a>(&'a str, &'a str);
@@ -431,10 +661,7 @@ fn slot(ty: &Type, arg: &mut Arg<'_>, what: &Named<'_>, keep: &mut Vec<Vec<u8>>)
             v.buf = abi::Buf { ptr, len };
         }
         (Type::Fn(_), _) => {
-            return Err(Error::new(
-                ErrorKind::Type,
-                format!("{what}: host functions ({ty}) are not supported by the Rust host yet"),
-            ))
+            return Err(Error::new(ErrorKind::Type, format!("{what} must be callable ({ty}), got {}", arg.type_name())))
         }
         (Type::Scalar(_), _) => unreachable!("every scalar is handled above"),
     }

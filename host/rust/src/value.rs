@@ -6,7 +6,6 @@ use crate::types::Scalar;
 /// An argument of a dynamic call. Integers of every width are `Int` (checked
 /// against the parameter's range at the call); buffers borrow the caller's
 /// slice, which the plugin reads (and for `MutBuf` writes) in place.
-#[derive(Debug)]
 pub enum Arg<'a> {
     /// For `bool`.
     Bool(bool),
@@ -22,7 +21,15 @@ pub enum Arg<'a> {
     Buf(Buffer<'a>),
     /// For `mutbuf[T]`.
     MutBuf(BufferMut<'a>),
+    /// For `fn(...)`: a host function the plugin may call (on any thread)
+    /// until the call returns. Its error becomes the call's.
+    HostFn(&'a HostFn<'a>),
 }
+
+/// A host function passed to a plugin call: given the plugin's arguments,
+/// it returns the declared result (`Value::None` for none) or an error,
+/// which the call then returns as it is.
+pub type HostFn<'a> = dyn Fn(&[Value]) -> crate::error::Result<Value> + Sync + 'a;
 
 /// A borrowed array of numbers, for a `buf[T]` parameter.
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +118,12 @@ impl From<f32> for Arg<'_> {
     }
 }
 
+impl<'a> From<&'a HostFn<'a>> for Arg<'a> {
+    fn from(f: &'a HostFn<'a>) -> Self {
+        Arg::HostFn(f)
+    }
+}
+
 impl<'a> From<&'a str> for Arg<'a> {
     fn from(s: &'a str) -> Self {
         Arg::Str(s)
@@ -133,6 +146,22 @@ impl Arg<'_> {
             Arg::Str(_) => "str",
             Arg::Bytes(_) => "bytes",
             Arg::Buf(_) | Arg::MutBuf(_) => "memoryview",
+            Arg::HostFn(_) => "function",
+        }
+    }
+}
+
+impl std::fmt::Debug for Arg<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Arg::Bool(b) => write!(f, "Bool({b})"),
+            Arg::Int(n) => write!(f, "Int({n})"),
+            Arg::Float(x) => write!(f, "Float({x})"),
+            Arg::Str(s) => write!(f, "Str({s:?})"),
+            Arg::Bytes(b) => write!(f, "Bytes({b:?})"),
+            Arg::Buf(b) => write!(f, "{b:?}"),
+            Arg::MutBuf(b) => write!(f, "{b:?}"),
+            Arg::HostFn(_) => f.write_str("HostFn"),
         }
     }
 }
