@@ -240,7 +240,7 @@ class Instance:
         """Wait for calls in flight, then destroy the instance. Idempotent."""
         target = self._target
         isolated: Any = getattr(target, "plugin", None)  # a RemoteInstance's plugin
-        if busy_here(target) or (isolated is not None and isolated._aio_busy.get(threading.get_ident())):
+        if busy_here(target) or (isolated is not None and isolated._loop_blocked_by_close()):
             raise PluginClosedError(aio_close_refusal(repr(self), "instance"))
         target.close()
 

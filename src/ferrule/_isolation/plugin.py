@@ -263,6 +263,7 @@ class IsolatedPlugin:
         # have awaited calls in flight (close() refuses there).
         self._aio_waiting: dict[int, int] = {}
         self._aio_busy: dict[int, int] = {}
+        self._host_sync = 0  # a plain host function of an awaited call runs (on the loop's thread)
         self._aio_counts = threading.Lock()
         self._aio_locks: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # event loop -> asyncio.Lock
         self._shut = False  # close() has run
@@ -783,6 +784,15 @@ class IsolatedPlugin:
             raise errors[0] if errors else result
         return result
 
+    def _loop_blocked_by_close(self) -> bool:
+        """Whether close() here would block the event loop an awaited call of
+        this plugin needs: on that loop's thread, and not from inside one of
+        the call's host functions (the gate refuses that, in its own words)."""
+        if not self._aio_busy.get(threading.get_ident()) or self._host_sync:
+            return False
+        frame = _INSIDE.get()
+        return not (frame is not None and frame.plugin is self and frame.active)
+
     def _aio_lock(self, loop: Any) -> Any:
         import asyncio
 
@@ -816,7 +826,11 @@ class IsolatedPlugin:
             try:
                 if errors:
                     raise errors[0]
-                result = callables[arg](*args)
+                self._host_sync += 1  # (no other task runs meanwhile: close() here is from inside the call)
+                try:
+                    result = callables[arg](*args)
+                finally:
+                    self._host_sync -= 1
                 if inspect.isawaitable(result):
                     frame = _HostCall(self)
                     token = _INSIDE.set(frame)  # the calls of this plugin it makes nest
@@ -1005,7 +1019,7 @@ class IsolatedPlugin:
         """Wait for calls in flight, run the plugin's shutdown in the child
         and end the process. Idempotent. Raises PluginClosedError when called
         from inside one of the plugin's calls (a host function)."""
-        if self._aio_busy.get(threading.get_ident()):
+        if self._loop_blocked_by_close():
             raise PluginClosedError(aio_close_refusal(f"plugin {self.id!r}"))
         gate = self._gate
         gate.close(True)
