@@ -49,7 +49,7 @@ def test_public_api_is_exactly_this() -> None:
             "Implementation", "Instance", "InterfaceMismatchError", "PluginHost", "ThreadContractWarning", "idl",
             "IsolationError", "PluginCrashedError", "PluginTimeoutError", "CallCancelledError", "IsolatedPlugin",
             "IsolatedFunction", "scan", "ScanResult", "PluginInfo", "ScanProblem", "get_include", "AcceleratorWarning", "discover",
-            "Declarations", "CFunction", "Callback", "Owned", "PluginRef",
+            "Declarations", "CFunction", "Callback", "Owned", "PluginRef", "AsyncCalls", "AsyncFunction",
         ]
     )
     assert ferrule.idl.__name__ == "ferrule.idl"  # a public module: declarations

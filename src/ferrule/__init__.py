@@ -46,6 +46,7 @@ from ._errors import (
 )
 if _TYPE_CHECKING:
     from . import idl
+    from ._call.aio import AsyncCalls, AsyncFunction
     from ._call.function import PluginFunction
     from ._host import PluginHost
     from ._interfaces.instances import Implementation, Instance
@@ -64,6 +65,8 @@ if _TYPE_CHECKING:
 # rest: scanning, discovery, isolation and the sandbox each import more.
 _LAZY = {
     "idl": ".idl",
+    "AsyncCalls": "._call.aio",
+    "AsyncFunction": "._call.aio",
     "PluginFunction": "._call.function",
     "PluginHost": "._host",
     "Implementation": "._interfaces.instances",
@@ -121,6 +124,8 @@ __all__ = [
     "ABI_MINOR",
     "AbiVersionError",
     "AcceleratorWarning",
+    "AsyncCalls",
+    "AsyncFunction",
     "BadMagicError",
     "CFunction",
     "CallCancelledError",
