@@ -153,6 +153,9 @@ class AsyncFunction:
         if acall is not None:  # isolated: awaited on the channel
             return await acall(args, kwargs)
         inner = self._inner
+        if inner.quick and inner.thread_safe and not self._callables and _WAITING.get() is None:
+            # Shorter than any hand-off to a thread. (Not thread-safe, it could wait for the serial lock.)
+            return self.function(*args, **kwargs)
         loop = asyncio.get_running_loop()
         running: list[concurrent.futures.Future[Any]] = []  # the coroutines of async host functions
         if self._callables:
@@ -172,9 +175,6 @@ class AsyncFunction:
             done: concurrent.futures.Future[Any] = concurrent.futures.Future()
             if waiting.post(functools.partial(_run_into, done, self.function, args, kwargs)):
                 return await asyncio.wrap_future(done)
-        if inner.quick and inner.thread_safe and not self._callables:
-            # Shorter than any hand-off to a thread. (Not thread-safe, it could wait for the serial lock.)
-            return self.function(*args, **kwargs)
         target = inner._target
         serial = None if inner.thread_safe else _serial(target, loop)
         if serial is not None:
