@@ -233,7 +233,7 @@ def _block(ref: PluginRef, function: str, out: str | None, dtype: str, positions
     for i in positions:
         values[i] = _as_buffer(values[i])
     shape = values[positions[0]].shape
-    fn, index, kind = _plan(ref, function, out, dtype, "map_blocks", {i: values[i].dtype for i in positions})
+    fn, index, kind = _plan(ref, function, out, dtype, "map_blocks", positions, tuple(values[i].dtype for i in positions))
     if index is None:
         return np.full((1,) * len(shape), fn(*values), dtype=kind)
     result = np.empty(shape, kind)
@@ -273,13 +273,13 @@ def _column_values(column: Any, kind: np.dtype[Any]) -> Any:
 _plans: dict[tuple[Any, ...], tuple[Any, Any, int | None, np.dtype[Any]]] = {}
 
 
-def _plan(ref: PluginRef, function: str, out: str | None, dtype: str, caller: str,
-          inputs: dict[int, np.dtype[Any]]) -> tuple[Any, int | None, np.dtype[Any]]:
+def _plan(ref: PluginRef, function: str, out: str | None, dtype: str, caller: str, positions: tuple[int, ...],
+          dtypes: tuple[np.dtype[Any], ...]) -> tuple[Any, int | None, np.dtype[Any]]:
     """The plugin's function for a task, where its output goes and of which
-    dtype; ``inputs`` are the dtypes of the blocks or columns passed as
-    buffers, by position among the arguments without the output."""
+    dtype; ``dtypes`` are those of the blocks or columns passed as buffers,
+    at ``positions`` among the arguments without the output."""
     plugin = ref.load()
-    key = (ref._key, function, out, dtype, tuple(sorted((i, d.str) for i, d in inputs.items())))
+    key = (ref._key, function, out, dtype, positions, dtypes)
     plan = _plans.get(key)
     if plan is not None and plan[0] is plugin:
         return plan[1], plan[2], plan[3]
@@ -289,7 +289,7 @@ def _plan(ref: PluginRef, function: str, out: str | None, dtype: str, caller: st
                              f"{', '.join(sorted(plugin.functions)) or 'none'}")
     sig = fn.signature
     params = [p for p in sig.params if out is None or p.name != out]  # the arguments as the caller gives them
-    for i, given in inputs.items():
+    for i, given in zip(positions, dtypes):
         elem = params[i].type.elem if i < len(params) else None
         if elem is not None and np.dtype(elem.numpy) != given:
             raise TypeError(f"{caller}(): {function}{sig} takes {params[i].type.name} as {params[i].name!r}, but the "
@@ -398,8 +398,8 @@ def _partition(ref: PluginRef, function: str, columns: tuple[Any, ...] | None, i
     import pandas as pd
 
     series = [part] if columns is None else [part[c] for c in columns]
-    kinds = [np.dtype(k) for k in inputs]
-    fn, index, kind = _plan(ref, function, out, dtype, "map_partitions", dict(enumerate(kinds)))
+    kinds = tuple(np.dtype(k) for k in inputs)
+    fn, index, kind = _plan(ref, function, out, dtype, "map_partitions", tuple(range(len(kinds))), kinds)
     buffers = [_as_buffer(_column_values(s, k)) for s, k in zip(series, kinds)]
     values = [*buffers, *args]
     if index is None:
