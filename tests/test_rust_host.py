@@ -214,3 +214,21 @@ def test_the_parity_table_on_the_rust_host(built: Built) -> None:
     allowed = ("a case for other hosts", "Rust has no None", "a Rust str cannot hold", "an integer beyond i128",
                "too_big returns 2**64", "the path has no ", "its message names Python's")
     assert all(why.startswith(allowed) for why in reasons), list(reasons)
+
+
+def test_the_crate_builds_tests_and_lints_clean(built: Built) -> None:
+    """cargo test, cargo doc and (where installed) cargo clippy -D warnings for
+    ferrule-host: its own tests build C plugins with cc and load them."""
+    test = subprocess.run(["cargo", "test", "--release", "-q", "-p", "ferrule-host"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+    assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
+    assert test.stdout.count("test result: ok") >= 3, test.stdout
+    doc = subprocess.run(["cargo", "doc", "--no-deps", "-q", "-p", "ferrule-host"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=900, env={**os.environ, "RUSTDOCFLAGS": "-D warnings"})
+    assert doc.returncode == 0, doc.stderr[-3000:]
+    if subprocess.run(["cargo", "clippy", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("cargo clippy is not installed here (rustup component add clippy); cargo test and doc passed")
+    clippy = subprocess.run(["cargo", "clippy", "--release", "-q", "-p", "ferrule-host", "-p", "rust-host",
+                             "--all-targets", "--", "-D", "warnings"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=900)
+    assert clippy.returncode == 0, clippy.stderr[-3000:]

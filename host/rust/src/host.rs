@@ -57,7 +57,10 @@ pub(crate) fn take_error() -> String {
 /// functions of its calls in flight (by handle address).
 pub(crate) struct HostData {
     pub(crate) target: String,
+    /// By handle: a number never used twice, not an address, so that a handle
+    /// a plugin kept past its call never names a later call's function.
     pub(crate) frames: Mutex<HashMap<usize, Arc<Frame>>>,
+    pub(crate) next_handle: std::sync::atomic::AtomicUsize,
 }
 
 /// One host function passed to a call in flight. `open` is read-locked by
@@ -93,7 +96,8 @@ unsafe impl Sync for HostTable {}
 
 impl HostTable {
     pub(crate) fn new(plugin_id: &str) -> HostTable {
-        let mut data = Box::new(HostData { target: format!("ferrule.plugin.{plugin_id}"), frames: Mutex::new(HashMap::new()) });
+        let mut data = Box::new(HostData { target: format!("ferrule.plugin.{plugin_id}"), frames: Mutex::new(HashMap::new()),
+                                      next_handle: std::sync::atomic::AtomicUsize::new(1) });
         let table = Box::new(abi::Host {
             struct_size: std::mem::size_of::<abi::Host>() as u32,
             abi_major: abi::ABI_MAJOR,

@@ -383,7 +383,7 @@ static UNSET: [u8; 1] = [0];
 /// The host functions of one call: registered as live handles while it runs.
 struct Frames<'a> {
     data: &'a HostData,
-    made: Vec<Arc<Frame>>,
+    made: Vec<(usize, Arc<Frame>)>,
 }
 
 impl Frames<'_> {
@@ -399,19 +399,19 @@ impl Frames<'_> {
             open: std::sync::RwLock::new(true),
             error: Mutex::new(None),
         });
-        let handle = Arc::as_ptr(&frame) as *const abi::FnHandle;
-        self.data.frames.lock().unwrap_or_else(|e| e.into_inner()).insert(handle as usize, frame.clone());
-        self.made.push(frame);
-        handle
+        let handle = self.data.next_handle.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.data.frames.lock().unwrap_or_else(|e| e.into_inner()).insert(handle, frame.clone());
+        self.made.push((handle, frame));
+        handle as *const abi::FnHandle
     }
 
     /// Shut every frame (waiting for invokes in flight on other threads) and
     /// unregister it; the first host function's error, if any.
     fn close(&mut self) -> Option<Error> {
         let mut first = None;
-        for frame in self.made.drain(..) {
+        for (handle, frame) in self.made.drain(..) {
             *frame.open.write().unwrap_or_else(|e| e.into_inner()) = false;
-            self.data.frames.lock().unwrap_or_else(|e| e.into_inner()).remove(&(Arc::as_ptr(&frame) as usize));
+            self.data.frames.lock().unwrap_or_else(|e| e.into_inner()).remove(&handle);
             let error = frame.error.lock().unwrap_or_else(|e| e.into_inner()).take();
             if first.is_none() {
                 first = error;
