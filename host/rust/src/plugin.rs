@@ -264,25 +264,28 @@ impl Plugin {
         if matches!(result, Some(Scalar::Str | Scalar::Bytes)) {
             slots[count].bytes = abi::Bytes { ptr: unset, len: 0, release: None };
         }
-        let (status, ret) = self.run_index(index, &mut slots)?;
-        if let Some(error) = frames.close() {
-            // A host function failed: that is the call's error. A result it made anyway is released unread.
-            if status == abi::OK && matches!(result, Some(Scalar::Str | Scalar::Bytes)) {
-                // SAFETY: the result slot of a str or bytes function, which the plugin wrote.
-                let b = unsafe { ret.bytes };
-                if b.ptr != unset && (b.ptr as usize >= NO_ADDRESS || (b.len == 0 && (b.ptr as usize) <= 1)) {
-                    if let Some(release) = b.release {
-                        // SAFETY: the plugin's own release, for its own result, once.
-                        unsafe { release(b.ptr as *mut c_void, b.len) };
+        // The result is read, and released, before the call's locks are left:
+        // a release is plugin code too, under the same contract as the call.
+        self.run_index(index, &mut slots, |status, ret| {
+            if let Some(error) = frames.close() {
+                // A host function failed: that is the call's error. A result it made anyway is released unread.
+                if status == abi::OK && matches!(result, Some(Scalar::Str | Scalar::Bytes)) {
+                    // SAFETY: the result slot of a str or bytes function, which the plugin wrote.
+                    let b = unsafe { ret.bytes };
+                    if b.ptr != unset && (b.ptr as usize >= NO_ADDRESS || (b.len == 0 && (b.ptr as usize) <= 1)) {
+                        if let Some(release) = b.release {
+                            // SAFETY: the plugin's own release, for its own result, once.
+                            unsafe { release(b.ptr as *mut c_void, b.len) };
+                        }
                     }
                 }
+                return Err(error);
             }
-            return Err(error);
-        }
-        if status != abi::OK {
-            return Err(self.status_error(index, status));
-        }
-        decode(result, ret, unset, &Where(&inner.descriptor.id, &f.name))
+            if status != abi::OK {
+                return Err(self.status_error(index, status));
+            }
+            decode(result, ret, unset, &Where(&inner.descriptor.id, &f.name))
+        })?
     }
 
     /// The error of a call of function `index` that returned `status`, with
@@ -301,9 +304,11 @@ impl Plugin {
     }
 
     /// Call function `index` with its argument slots and the result slot
-    /// (last), under the thread contract: (status, the result slot).
+    /// (last), under the thread contract; `finish(status, result slot)` runs
+    /// before the call's locks are left (it may release the result).
     #[inline]
-    pub(crate) fn run_index(&self, index: usize, slots: &mut [abi::Value]) -> Result<(i32, abi::Value)> {
+    pub(crate) fn run_index<R>(&self, index: usize, slots: &mut [abi::Value],
+                               finish: impl FnOnce(i32, abi::Value) -> R) -> Result<R> {
         let inner = &*self.inner;
         let f = &inner.descriptor.functions[index];
         // Counted in before closing is read, and close sets closing before it
@@ -327,7 +332,7 @@ impl Plugin {
         // host table and state, one slot per parameter (each checked against
         // its type) and the result slot; not thread-safe calls hold the lock.
         let status = unsafe { (f.call)(inner.host.as_ptr(), inner.state.0, args.as_ptr(), ret.as_mut_ptr()) };
-        Ok((status, ret[0]))
+        Ok(finish(status, ret[0]))
     }
 
     /// Wait for calls in flight, then run the plugin's shutdown. Idempotent.

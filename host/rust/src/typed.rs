@@ -197,7 +197,7 @@ impl<A: Params, R: Returns> Typed<A, R> {
     #[inline]
     pub fn call(&self, args: A) -> Result<R> {
         let mut slots = args.slots();
-        let (status, ret) = self.plugin.run_index(self.index, slots.as_mut())?;
+        let (status, ret) = self.plugin.run_index(self.index, slots.as_mut(), |status, ret| (status, ret))?;
         if status != abi::OK {
             return Err(self.plugin.status_error(self.index, status));
         }

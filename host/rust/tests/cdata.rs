@@ -29,12 +29,17 @@ fn cdata() -> Plugin {
     Plugin::load(path, LoadOptions::default()).unwrap()
 }
 
+/// The plugin's counters (results alive, overlaps) are its process's: the
+/// tests that read them run one at a time.
+static COUNTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn live(plugin: &Plugin) -> i64 {
     plugin.typed::<(), i64>("live").unwrap().call(()).unwrap()
 }
 
 #[test]
 fn owned_results_are_released_by_their_rule() {
+    let _alone = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
     let plugin = cdata();
     let before = live(&plugin);
     assert_eq!(plugin.call("make", &mut [Arg::from(5u64)]).unwrap(), Value::Bytes(b"abcde".to_vec()));
@@ -77,6 +82,7 @@ fn a_handle_kept_past_its_call_is_refused() {
 
 #[test]
 fn calls_that_are_not_thread_safe_never_overlap() {
+    let _alone = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
     let plugin = cdata();
     let make = plugin.clone();
     std::thread::scope(|s| {
