@@ -210,15 +210,20 @@ def map_blocks(ref: PluginRef, function: str, *args: Any, out: str | None = "out
     return result
 
 
-def _arrays_of(ref: PluginRef, function: str, out: str | None,
-               args: tuple[Any, ...]) -> list[tuple[int, da.Array]]:
+def _check_call(caller: str, ref: PluginRef, function: str, out: str | None) -> None:
+    """The arguments map_blocks and map_partitions share."""
     if not isinstance(ref, PluginRef):
-        raise TypeError(f"map_blocks() takes a ferrule.PluginRef first, got {type(ref).__name__}: tasks carry a "
+        raise TypeError(f"{caller}() takes a ferrule.PluginRef first, got {type(ref).__name__}: tasks carry a "
                         "reference, which each worker loads once (ferrule.PluginRef(path))")
     if not isinstance(function, str) or not function:
-        raise TypeError(f"map_blocks() takes the plugin function's name, got {function!r}")
+        raise TypeError(f"{caller}() takes the plugin function's name, got {function!r}")
     if out is not None and not isinstance(out, str):
         raise TypeError(f"out= names the function's mutbuf parameter, or is None, got {out!r}")
+
+
+def _arrays_of(ref: PluginRef, function: str, out: str | None,
+               args: tuple[Any, ...]) -> list[tuple[int, da.Array]]:
+    _check_call("map_blocks", ref, function, out)
     arrays = [(i, a) for i, a in enumerate(args) if isinstance(a, da.Array)]
     if not arrays:
         raise TypeError(f"map_blocks({function!r}) needs at least one dask array among the arguments: it maps the "
@@ -336,13 +341,7 @@ def map_partitions(ref: PluginRef, function: str, data: dd.DataFrame | dd.Series
     import dask.dataframe as dd
     import pandas as pd
 
-    if not isinstance(ref, PluginRef):
-        raise TypeError(f"map_partitions() takes a ferrule.PluginRef first, got {type(ref).__name__}: tasks carry "
-                        "a reference, which each worker loads once (ferrule.PluginRef(path))")
-    if not isinstance(function, str) or not function:
-        raise TypeError(f"map_partitions() takes the plugin function's name, got {function!r}")
-    if out is not None and not isinstance(out, str):
-        raise TypeError(f"out= names the function's mutbuf parameter, or is None, got {out!r}")
+    _check_call("map_partitions", ref, function, out)
     if isinstance(data, dd.DataFrame):
         if columns is None:
             raise TypeError(f"map_partitions({function!r}) over a DataFrame needs columns=[...]: the columns passed "

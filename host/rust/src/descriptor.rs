@@ -12,7 +12,7 @@ use ferrule_sdk::abi;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::library::Library;
-use crate::types::{parse_signature, py_repr, Signature};
+use crate::types::{bytes_repr, parse_signature, py_repr, utf8_reason, Signature};
 
 /// `ferrule_entry_v1`: the one symbol a plugin exports.
 pub const ENTRY_SYMBOL: &str = "ferrule_entry_v1";
@@ -343,38 +343,17 @@ unsafe fn text(ptr: *const c_char, what: &str, required: bool) -> Result<String>
         Ok(s) => Ok(s.to_string()),
         Err(e) if len == MAX_TEXT && e.error_len().is_none() => Ok(String::from_utf8_lossy(&raw[..e.valid_up_to()]).into_owned()),
         Err(e) => {
-            let at = e.valid_up_to();
-            let reason = if e.error_len().is_none() {
-                "unexpected end of data"
-            } else if (0xc2..=0xf4).contains(&raw[at]) {
-                "invalid continuation byte"
-            } else {
-                "invalid start byte"
-            };
             let shown = if raw.len() > 120 {
                 // The bytes around the error, not all of it.
-                let low = at.saturating_sub(40);
+                let low = e.valid_up_to().saturating_sub(40);
                 let high = (low + 80).min(raw.len());
-                format!("{} (bytes {low} to {high} of {})", bytes_repr(&raw[low..high]), raw.len())
+                format!("b'{}' (bytes {low} to {high} of {})", bytes_repr(&raw[low..high]), raw.len())
             } else {
-                bytes_repr(raw)
+                format!("b'{}'", bytes_repr(raw))
             };
-            Err(error(ErrorKind::Metadata, format!("{what} is not valid UTF-8 ({reason} at byte {at}): {shown}")))
+            Err(error(ErrorKind::Metadata, format!("{what} is not valid UTF-8 ({}): {shown}", utf8_reason(raw, &e))))
         }
     }
-}
-
-fn bytes_repr(raw: &[u8]) -> String {
-    let inner: String = raw.iter().map(|&b| match b {
-        b'\\' => "\\\\".to_string(),
-        b'\'' => "\\'".to_string(),
-        b'\t' => "\\t".to_string(),
-        b'\n' => "\\n".to_string(),
-        b'\r' => "\\r".to_string(),
-        0x20..=0x7e => (b as char).to_string(),
-        _ => format!("\\x{b:02x}"),
-    }).collect();
-    format!("b'{inner}'")
 }
 
 unsafe fn read_functions(raw: &RawPlugin, plugin: &str) -> Result<Vec<FunctionInfo>> {

@@ -357,7 +357,7 @@ pub(crate) fn check_header(path: &Path, shown: &str) -> Result<()> {
         return fail(ErrorKind::NotALibrary, archive_message(path, shown, &expected));
     }
     if !head.starts_with(b"\x7fELF") {
-        let start: String = head.iter().take(8).map(|&b| byte_repr(b)).collect();
+        let start = crate::types::bytes_repr(&head[..head.len().min(8)]);
         return fail(
             ErrorKind::NotALibrary,
             format!("{shown} is not a shared library (no ELF header; starts with b'{start}'), {expected}"),
@@ -397,18 +397,6 @@ pub(crate) fn check_header(path: &Path, shown: &str) -> Result<()> {
     Ok(())
 }
 
-/// One byte as Python's bytes repr shows it.
-fn byte_repr(b: u8) -> String {
-    match b {
-        b'\\' => "\\\\".to_string(),
-        b'\'' => "\\'".to_string(),
-        b'\t' => "\\t".to_string(),
-        b'\n' => "\\n".to_string(),
-        b'\r' => "\\r".to_string(),
-        0x20..=0x7e => (b as char).to_string(),
-        _ => format!("\\x{b:02x}"),
-    }
-}
 
 /// The DT_NEEDED names of a library's dynamic section (empty when it cannot
 /// be read): only the headers and the section's strings are read.

@@ -14,7 +14,7 @@ use crate::descriptor::{describe, Descriptor, FunctionInfo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::{clear_error, give_bytes, take_error, Frame, HostData, HostTable};
 use crate::library::{check_permissions, open, plugin_file};
-use crate::types::{py_repr, Scalar, Signature, Type};
+use crate::types::{py_repr, utf8_reason, Scalar, Signature, Type};
 use crate::value::{Arg, HostFn, Value};
 
 /// A str or bytes result pointer below this is no address (the first page
@@ -462,23 +462,11 @@ pub(crate) unsafe fn value_of(s: Scalar, v: abi::Value) -> std::result::Result<V
                 if s == Scalar::Bytes {
                     Value::Bytes(data)
                 } else {
-                    Value::Str(String::from_utf8(data).map_err(|e| utf8_reason(&e))?)
+                    Value::Str(String::from_utf8(data).map_err(|e| utf8_reason(e.as_bytes(), &e.utf8_error()))?)
                 }
             }
         })
     }
-}
-
-fn utf8_reason(e: &std::string::FromUtf8Error) -> String {
-    let at = e.utf8_error().valid_up_to();
-    let reason = if e.utf8_error().error_len().is_none() {
-        "unexpected end of data"
-    } else if (0xc2..=0xf4).contains(&e.as_bytes()[at]) {
-        "invalid continuation byte"
-    } else {
-        "invalid start byte"
-    };
-    format!("{reason} at byte {at}")
 }
 
 fn value_type_name(v: &Value) -> &'static str {
@@ -686,65 +674,35 @@ fn py_float(x: f64) -> String {
 
 fn decode(result: Option<Scalar>, ret: abi::Value, unset: *const c_void, where_: &Where<'_>) -> Result<Value> {
     let Some(r) = result else { return Ok(Value::None) };
-    // SAFETY: the member the result's type uses, which the plugin wrote.
-    unsafe {
-        Ok(match r {
-            Scalar::Bool => Value::Bool(ret.u64 != 0),
-            Scalar::I8 => Value::I64(ret.u64 as i8 as i64),
-            Scalar::I16 => Value::I64(ret.u64 as i16 as i64),
-            Scalar::I32 => Value::I64(ret.u64 as i32 as i64),
-            Scalar::I64 => Value::I64(ret.i64),
-            Scalar::U8 => Value::U64(ret.u64 as u8 as u64),
-            Scalar::U16 => Value::U64(ret.u64 as u16 as u64),
-            Scalar::U32 => Value::U64(ret.u64 as u32 as u64),
-            Scalar::U64 => Value::U64(ret.u64),
-            Scalar::F32 => Value::F32(ret.f32),
-            Scalar::F64 => Value::F64(ret.f64),
-            Scalar::Str | Scalar::Bytes => {
-                let b = ret.bytes;
-                if b.ptr == unset {
-                    return Err(Error::new(
-                        ErrorKind::PluginCall,
-                        format!(
-                            "{where_} returned FERRULE_OK without writing its {} result: fill in ret->bytes (ptr, len, \
-                             release), or return a failure status",
-                            r.name()
-                        ),
-                    ));
-                }
-                let address = b.ptr as usize;
-                if (address < NO_ADDRESS || b.len > MAX_RESULT_LEN) && !(b.len == 0 && address <= 1) {
-                    return Err(refused(r, address, b.len, where_));
-                }
-                let data = if b.len == 0 { Vec::new() } else { std::slice::from_raw_parts(b.ptr as *const u8, b.len).to_vec() };
-                if let Some(release) = b.release {
-                    release(b.ptr as *mut c_void, b.len);
-                }
-                if r == Scalar::Bytes {
-                    Value::Bytes(data)
-                } else {
-                    match String::from_utf8(data) {
-                        Ok(s) => Value::Str(s),
-                        Err(e) => {
-                            let at = e.utf8_error().valid_up_to();
-                            let bytes = e.as_bytes();
-                            let reason = if e.utf8_error().error_len().is_none() {
-                                "unexpected end of data"
-                            } else if (0xc2..=0xf4).contains(&bytes[at]) {
-                                "invalid continuation byte"
-                            } else {
-                                "invalid start byte"
-                            };
-                            return Err(Error::new(
-                                ErrorKind::PluginCall,
-                                format!("{where_} returned text that is not valid UTF-8 ({reason} at byte {at}); expected str"),
-                            ));
-                        }
-                    }
-                }
-            }
-        })
+    if !matches!(r, Scalar::Str | Scalar::Bytes) {
+        // SAFETY: the member the result's type uses, which the plugin wrote.
+        return Ok(unsafe { value_of(r, ret) }.expect("no text to decode"));
     }
+    // SAFETY: a str or bytes result: the plugin wrote ret.bytes, or left the sentinel.
+    let b = unsafe { ret.bytes };
+    if b.ptr == unset {
+        return Err(Error::new(
+            ErrorKind::PluginCall,
+            format!(
+                "{where_} returned FERRULE_OK without writing its {} result: fill in ret->bytes (ptr, len, release), or \
+                 return a failure status",
+                r.name()
+            ),
+        ));
+    }
+    let address = b.ptr as usize;
+    if (address < NO_ADDRESS || b.len > MAX_RESULT_LEN) && !(b.len == 0 && address <= 1) {
+        return Err(refused(r, address, b.len, where_));
+    }
+    // SAFETY: an address and a length that passed the checks: the plugin's result, read once.
+    let value = unsafe { value_of(r, ret) };
+    if let Some(release) = b.release {
+        // SAFETY: the plugin's own release, for its own result, once.
+        unsafe { release(b.ptr as *mut c_void, b.len) };
+    }
+    value.map_err(|reason| {
+        Error::new(ErrorKind::PluginCall, format!("{where_} returned text that is not valid UTF-8 ({reason}); expected str"))
+    })
 }
 
 fn refused(r: Scalar, address: usize, len: usize, where_: &Where<'_>) -> Error {

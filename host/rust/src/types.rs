@@ -362,6 +362,34 @@ pub(crate) fn py_repr(text: &str) -> String {
     out
 }
 
+/// Why bytes are not UTF-8, in Python's words: `invalid start byte at byte 3`.
+pub(crate) fn utf8_reason(bytes: &[u8], e: &std::str::Utf8Error) -> String {
+    let at = e.valid_up_to();
+    let reason = if e.error_len().is_none() {
+        "unexpected end of data"
+    } else if (0xc2..=0xf4).contains(&bytes[at]) {
+        "invalid continuation byte"
+    } else {
+        "invalid start byte"
+    };
+    format!("{reason} at byte {at}")
+}
+
+/// Bytes as Python's repr shows them, without the quotes: `root:x\x00`.
+pub(crate) fn bytes_repr(raw: &[u8]) -> String {
+    raw.iter()
+        .map(|&b| match b {
+            b'\\' => "\\\\".to_string(),
+            b'\'' => "\\'".to_string(),
+            b'\t' => "\\t".to_string(),
+            b'\n' => "\\n".to_string(),
+            b'\r' => "\\r".to_string(),
+            0x20..=0x7e => (b as char).to_string(),
+            _ => format!("\\x{b:02x}"),
+        })
+        .collect()
+}
+
 /// Parse a signature. The error says where and what was expected, in the
 /// Python host's words.
 pub fn parse_signature(text: &str) -> Result<Signature, String> {

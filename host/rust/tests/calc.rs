@@ -1,30 +1,16 @@
 //! The Rust host on the example C calculator, built here with the system's
 //! C compiler: typed and dynamic calls, the thread contract, close.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use ferrule_host::{Arg, ErrorKind, LoadOptions, Plugin, Value};
 
 fn calc() -> &'static PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libcalc.so");
-        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
-        let status = Command::new(cc)
-            .args(["-shared", "-fPIC", "-fvisibility=hidden", "-O2", "-std=c99"])
-            .arg(format!("-I{}", root.join("sdk/c/include").display()))
-            .arg(root.join("examples/c_plugin/calc.c"))
-            .arg("-lm")
-            .arg("-o")
-            .arg(&out)
-            .status()
-            .expect("a C compiler (cc) to build the example plugin");
-        assert!(status.success(), "cc failed to build examples/c_plugin/calc.c");
-        out
-    })
+    BUILT.get_or_init(|| common::build_c_plugin("examples/c_plugin/calc.c", "libcalc.so", &["-lm"]))
 }
 
 #[test]

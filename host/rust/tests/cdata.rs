@@ -2,8 +2,9 @@
 //! results released by their rule, host functions (text, and a handle the
 //! plugin wrongly keeps past its call), and the serial lock.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -11,21 +12,7 @@ use ferrule_host::{Arg, ErrorKind, LoadOptions, Plugin, Value};
 
 fn cdata() -> Plugin {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let path = BUILT.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libcdata.so");
-        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
-        let status = Command::new(cc)
-            .args(["-shared", "-fPIC", "-fvisibility=hidden", "-O2", "-std=c99"])
-            .arg(format!("-I{}", root.join("sdk/c/include").display()))
-            .arg(root.join("tests/plugins/c/cdata.c"))
-            .arg("-o")
-            .arg(&out)
-            .status()
-            .expect("a C compiler (cc) to build the test plugin");
-        assert!(status.success(), "cc failed to build tests/plugins/c/cdata.c");
-        out
-    });
+    let path = BUILT.get_or_init(|| common::build_c_plugin("tests/plugins/c/cdata.c", "libcdata.so", &[]));
     Plugin::load(path, LoadOptions::default()).unwrap()
 }
 
