@@ -8,6 +8,18 @@ import signal
 import sys
 from typing import IO
 
+# This process's id, kept current across forks: a check on every call
+# (isolated mode's "is this a fork of the host?") reads it without a system call.
+current_pid = os.getpid()
+
+
+def _forked() -> None:
+    global current_pid
+    current_pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 
 def python_command(module: str, *args: str, path: list[str] | None = None) -> list[str]:
     # The exact sys.path, not PYTHONPATH: that would put site-packages ahead

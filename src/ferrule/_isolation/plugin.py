@@ -49,6 +49,7 @@ from .._errors import (
     PluginCrashedError,
     from_payload,
 )
+from .. import _spawn
 from . import channel, wire
 from .process import Child, Interrupts
 from .instances import IsolatedImplementation, RemoteInstance
@@ -591,7 +592,7 @@ class IsolatedPlugin:
         """Under the serial lock: the live child, with the call's arguments
         written (base, length), the mutbuf views to copy back, and the host
         functions it passes."""
-        if os.getpid() != self._pid:
+        if _spawn.current_pid != self._pid:
             raise IsolationError(
                 f"{self._who} was loaded by process {self._pid}; this is a fork of it ({os.getpid()}), and the "
                 "plugin's process answers only the host that started it: load the plugin again in this process")
@@ -1029,7 +1030,7 @@ class IsolatedPlugin:
                 return
             self._shut = True
             child = self._child
-            if child is None or os.getpid() != self._pid:  # (a fork of the host: the child is the host's)
+            if child is None or _spawn.current_pid != self._pid:  # (a fork of the host: the child is the host's)
                 return
             try:
                 self._exchange(child, CLOSE, 0, 0, 0, time.monotonic() + CLOSE_SECONDS, "close")
