@@ -120,6 +120,7 @@ mod hostfn;
 mod iface;
 mod macros;
 mod runtime;
+mod sha256;
 
 #[doc(hidden)]
 #[path = "private.rs"]
