@@ -115,9 +115,11 @@
 
 pub mod abi;
 mod convert;
+mod declare;
 mod host;
 mod hostfn;
 mod iface;
+mod interface_macro;
 mod macros;
 mod runtime;
 mod sha256;

@@ -1,6 +1,7 @@
 //! The machinery that code expanded in a plugin's crate calls: `plugin!` and
 //! the logging macros (this module's root), and the Rust code that
-//! `ferrule generate --rust` writes ([`iface`]). It is public only because
+//! `ferrule generate --rust` writes ([`iface`]), and the declaration model
+//! behind `interface!` ([`declare`]). It is public only because
 //! that code lives in another crate; it is hidden, is not an API, and may
 //! change in any release. Plugin authors use the crate root and `abi`.
 //!
@@ -32,5 +33,14 @@ pub mod iface {
     pub use crate::iface::{
         arg, buf, bytes, destroy, mutbuf, out_arg, ret, run_create, run_exclusive, run_shared, scalar, struct_arg,
         struct_bytes, struct_result, struct_ret, Export, Field, MethodSpec, Scalar, Spec, StrArg, Struct, Vtable,
+    };
+}
+
+/// What `interface!` expands to besides the [`iface`] machinery: the
+/// declaration model and the compile-time layout text and fingerprint.
+pub mod declare {
+    pub use crate::declare::{
+        check_types, fingerprint, layout_bytes, layout_len, layout_str, reserved_method, reserved_type, str_eq, unraw,
+        valid_id, DeclaredHandle, DeclaredStruct, Interface, Method, Struct, Ty,
     };
 }

@@ -372,3 +372,22 @@ fn abi_items() {
     assert_eq!(unsafe { abi::Value::ZERO.u64 }, 0);
     assert_eq!(size_of::<abi::Function>(), 4 * word + 8);
 }
+
+ferrule_sdk::interface! {
+    /// A pair of numbers.
+    pub struct Pair { a: u32, b: u32 }
+
+    #[interface(id = "org.ferrule.tests.surface.sum", revision = 1)]
+    pub mod sum: trait Sum {
+        fn sum(pair: struct Pair) -> u64;
+    }
+}
+
+#[test]
+fn declared_interfaces() {
+    assert_eq!(sum::ID, "org.ferrule.tests.surface.sum");
+    assert_eq!(sum::REVISION, 1);
+    assert!(sum::LAYOUT.contains("struct Pair: size 8, align 4\n"));
+    assert_ne!(sum::FINGERPRINT, 0);
+    assert_eq!(Pair { a: 1, b: 2 }, Pair { a: 1, b: 2 });
+}

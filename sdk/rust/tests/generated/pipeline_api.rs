@@ -1,0 +1,1 @@
+../../../../examples/pipeline/generated/pipeline_api.rs
