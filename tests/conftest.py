@@ -113,6 +113,14 @@ class Built:
         return self.rust / "libifaces.so"
 
     @property
+    def declared(self) -> Path:
+        return self.rust / "libdeclared.so"
+
+    @property
+    def declared_layouts(self) -> Path:
+        return self.rust / "declared-layouts"
+
+    @property
     def ifaces_c(self) -> Path:
         return self.c / "libifaces_c.so"
 
