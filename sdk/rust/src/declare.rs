@@ -57,12 +57,20 @@ pub struct Interface {
 }
 
 /// A struct declared with `interface!`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a struct declared with ferrule_sdk::interface!",
+    label = "declare it there as `pub struct {Self} {{ field: TYPE, ... }}`, or write `handle {Self}` for a handle"
+)]
 pub trait DeclaredStruct {
     /// Its declaration.
     const DECL: Struct;
 }
 
 /// A handle declared with `interface!`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a handle declared with ferrule_sdk::interface!",
+    label = "declare it there as `pub handle {Self};`, or write `struct {Self}` for a struct"
+)]
 pub trait DeclaredHandle {
     /// Its name.
     const NAME: &'static str;
@@ -86,6 +94,14 @@ const fn align_of(t: &Ty) -> usize {
 
 const fn round_up(n: usize, align: usize) -> usize {
     n.div_ceil(align) * align
+}
+
+impl Ty {
+    /// The same type; `E` is the Rust type of a buffer's elements, named
+    /// only so that a non-number element fails to compile.
+    pub const fn elem<E: Copy>(self) -> Ty {
+        self
+    }
 }
 
 impl Struct {
@@ -265,7 +281,7 @@ impl Used {
                     if let Some(seen) = self.structs[j] {
                         if str_eq(seen.name, s.name) {
                             if !same_struct(seen, s) {
-                                panic!("ferrule interface!: the interface uses two different structs of one name; rename one");
+                                panic!("ferrule_sdk::interface!: the interface uses two different structs of one name; rename one");
                             }
                             return self;
                         }
@@ -273,7 +289,7 @@ impl Used {
                     j += 1;
                 }
                 if self.n_structs == MAX_TYPES {
-                    panic!("ferrule interface!: an interface may use at most 64 structs");
+                    panic!("ferrule_sdk::interface!: an interface may use at most 64 structs");
                 }
                 self.structs[self.n_structs] = Some(*s);
                 self.n_structs += 1;
@@ -287,7 +303,7 @@ impl Used {
                     j += 1;
                 }
                 if self.n_handles == MAX_TYPES {
-                    panic!("ferrule interface!: an interface may use at most 64 handles");
+                    panic!("ferrule_sdk::interface!: an interface may use at most 64 handles");
                 }
                 self.handles[self.n_handles] = name;
                 self.n_handles += 1;
@@ -353,10 +369,10 @@ pub const fn check_types(decl: &Interface, trait_name: &str) -> bool {
     while i < used.n_structs {
         if let Some(s) = used.structs[i] {
             if is_handle(&used, s.name) {
-                panic!("ferrule interface!: a struct and a handle the interface uses have one name; rename one");
+                panic!("ferrule_sdk::interface!: a struct and a handle the interface uses have one name; rename one");
             }
             if reserved_type(s.name) {
-                panic!("ferrule interface!: a struct the interface uses is named like a generated item (Client, Vtable, Spec, ID, REVISION, FINGERPRINT, LAYOUT, SPEC); rename it");
+                panic!("ferrule_sdk::interface!: a struct the interface uses is named like a generated item (Client, Vtable, Spec, ID, REVISION, FINGERPRINT, LAYOUT, SPEC); rename it");
             }
         }
         i += 1;
@@ -364,7 +380,7 @@ pub const fn check_types(decl: &Interface, trait_name: &str) -> bool {
     i = 0;
     while i < used.n_handles {
         if reserved_type(used.handles[i]) {
-            panic!("ferrule interface!: a handle the interface uses is named like a generated item (Client, Vtable, Spec, ID, REVISION, FINGERPRINT, LAYOUT, SPEC); rename it");
+            panic!("ferrule_sdk::interface!: a handle the interface uses is named like a generated item (Client, Vtable, Spec, ID, REVISION, FINGERPRINT, LAYOUT, SPEC); rename it");
         }
         i += 1;
     }

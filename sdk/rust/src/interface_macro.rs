@@ -115,10 +115,10 @@ macro_rules! interface {
     };
     (
         $(#[$meta:meta])*
-        $vis:vis struct $name:ident { $($f:ident : $fk:ident $($fname:ident)?),+ $(,)? }
+        $vis:vis struct $name:ident { $($(#[doc = $fdoc:literal])* $f:ident : $fk:ident $($fname:ident)?),+ $(,)? }
         $($rest:tt)*
     ) => {
-        $crate::__ferrule_interface! { @struct [$(#[$meta])*] [$vis] $name [$([$f ($fk $($fname)?)])+] }
+        $crate::__ferrule_interface! { @struct [$(#[$meta])*] [$vis] $name [$([$f ($fk $($fname)?) [$($fdoc)*]])+] }
         $crate::interface! { $($rest)* }
     };
     (
@@ -131,11 +131,12 @@ macro_rules! interface {
     };
     // What did not match above: say which item and what was expected.
     (
-        $(#[$meta:meta])*
+        $(#[$($attr:tt)*])*
         $vis:vis mod $module:ident : trait $Trait:ident { $($body:tt)* }
         $($rest:tt)*
     ) => {
-        $crate::__ferrule_interface! { @diagnose $Trait [$(#[$meta])*] [$($body)*] }
+        $crate::__ferrule_interface! { @diagnose $Trait [$(#[$($attr)*])*] [$($body)*] }
+        $crate::interface! { $($rest)* }
     };
     ($(#[$meta:meta])* $vis:vis struct $name:ident $($rest:tt)*) => {
         ::core::compile_error!(::core::concat!(
@@ -200,6 +201,8 @@ macro_rules! __ferrule_interface {
         $(#[doc = $doc])*
         #[doc = ""]
         #[doc = ::core::concat!("`", $id, "` revision ", ::core::stringify!($rev), ".")]
+        // A plugin uses part of it (the trait or the client), as of generated code.
+        #[allow(dead_code)]
         $vis mod $module {
             // The structs and handles the methods name are the invoking module's.
             #[allow(unused_imports)]
@@ -293,7 +296,10 @@ macro_rules! __ferrule_interface {
             #[repr(C)]
             #[derive(Clone, Copy)]
             pub struct Vtable {
-                $(pub $m: $crate::abi::CallFn,)*
+                $(
+                    #[doc = ::core::concat!("The thunk of `", ::core::stringify!($m), "`.")]
+                    pub $m: $crate::abi::CallFn,
+                )*
             }
 
             // SAFETY: #[repr(C)] with CallFn fields only.
@@ -464,10 +470,10 @@ macro_rules! __ferrule_interface {
     (@borrow (bytes)) => { $crate::__private::iface::ArgBorrow::Bytes };
     (@borrow (struct $n:ident)) => { $crate::__private::iface::ArgBorrow::Bytes };
     (@borrow (buf [$e:ident])) => {
-        $crate::__private::iface::ArgBorrow::Buf { elem_size: ::core::mem::size_of::<$e>() }
+        $crate::__private::iface::ArgBorrow::Buf { elem_size: ::core::mem::size_of::<$crate::__ferrule_interface!(@elem $e)>() }
     };
     (@borrow (mutbuf [$e:ident])) => {
-        $crate::__private::iface::ArgBorrow::MutBuf { elem_size: ::core::mem::size_of::<$e>() }
+        $crate::__private::iface::ArgBorrow::MutBuf { elem_size: ::core::mem::size_of::<$crate::__ferrule_interface!(@elem $e)>() }
     };
     (@borrow $t:tt) => { $crate::__private::iface::ArgBorrow::None };
 
@@ -545,8 +551,8 @@ macro_rules! __ferrule_interface {
     // declaration's Ty; @field: of a struct field.
     (@param (str)) => { &str };
     (@param (bytes)) => { &[u8] };
-    (@param (buf [$e:ident])) => { &[$crate::__ferrule_interface!(@number $e)] };
-    (@param (mutbuf [$e:ident])) => { &mut [$crate::__ferrule_interface!(@number $e)] };
+    (@param (buf [$e:ident])) => { &[$crate::__ferrule_interface!(@elem $e)] };
+    (@param (mutbuf [$e:ident])) => { &mut [$crate::__ferrule_interface!(@elem $e)] };
     (@param (struct $n:ident)) => { $n };
     (@param (handle $n:ident)) => { $n };
     (@param (fn ($($a:ident),*) -> $fr:ident)) => {
@@ -568,8 +574,8 @@ macro_rules! __ferrule_interface {
 
     (@field (struct $n:ident)) => { $n };
     (@field (handle $n:ident)) => { $n };
-    (@field ($t:ident)) => { $crate::__ferrule_interface!(@scalar $t) };
-    (@field ($($t:tt)*)) => { $crate::__ferrule_interface!(@bad_field $($t)*) };
+    // (Struct fields are checked by @struct_scan before these run.)
+    (@field ($t:ident)) => { $t };
 
     (@hostfn str) => { ::std::string::String };
     (@hostfn bytes) => { ::std::vec::Vec<u8> };
@@ -598,10 +604,10 @@ macro_rules! __ferrule_interface {
     (@decl (str)) => { $crate::__private::declare::Ty::Text("str") };
     (@decl (bytes)) => { $crate::__private::declare::Ty::Text("bytes") };
     (@decl (buf [$e:ident])) => {
-        $crate::__private::declare::Ty::Buf($crate::__ferrule_interface!(@number_name $e))
+        $crate::__private::declare::Ty::Buf(::core::stringify!($e)).elem::<$crate::__ferrule_interface!(@elem $e)>()
     };
     (@decl (mutbuf [$e:ident])) => {
-        $crate::__private::declare::Ty::MutBuf($crate::__ferrule_interface!(@number_name $e))
+        $crate::__private::declare::Ty::MutBuf(::core::stringify!($e)).elem::<$crate::__ferrule_interface!(@elem $e)>()
     };
     (@decl (struct $n:ident)) => {
         $crate::__private::declare::Ty::Struct(&<$n as $crate::__private::declare::DeclaredStruct>::DECL)
@@ -629,13 +635,30 @@ macro_rules! __ferrule_interface {
 
     (@field_decl (struct $n:ident)) => { $crate::__ferrule_interface!(@decl (struct $n)) };
     (@field_decl (handle $n:ident)) => { $crate::__ferrule_interface!(@decl (handle $n)) };
-    (@field_decl ($t:ident)) => { $crate::__ferrule_interface!(@decl ($t)) };
-    (@field_decl ($($t:tt)*)) => { $crate::__ferrule_interface!(@bad_field $($t)*) };
+    (@field_decl ($t:ident)) => {
+        $crate::__private::declare::Ty::Fixed(::core::stringify!($t), ::core::mem::size_of::<$t>())
+    };
 
     (@hostfn_decl str) => { $crate::__private::declare::Ty::Text("str") };
     (@hostfn_decl bytes) => { $crate::__private::declare::Ty::Text("bytes") };
     (@hostfn_decl $t:ident) => { $crate::__ferrule_interface!(@decl ($t)) };
 
+    (@elem i8) => { i8 };
+    (@elem i16) => { i16 };
+    (@elem i32) => { i32 };
+    (@elem i64) => { i64 };
+    (@elem u8) => { u8 };
+    (@elem u16) => { u16 };
+    (@elem u32) => { u32 };
+    (@elem u64) => { u64 };
+    (@elem f32) => { f32 };
+    (@elem f64) => { f64 };
+    (@elem $e:ident) => {
+        ::core::compile_error!(::core::concat!(
+            "ferrule_sdk::interface!: `buf[", ::core::stringify!($e), "]` / `mutbuf[", ::core::stringify!($e),
+            "]`: the element type of a buffer is a number (i8, i16, i32, i64, u8, u16, u32, u64, f32, f64)"
+        ))
+    };
     (@number_name i8) => { "i8" };
     (@number_name i16) => { "i16" };
     (@number_name i32) => { "i32" };
@@ -662,20 +685,53 @@ macro_rules! __ferrule_interface {
             "`: results are numbers, bool, str, bytes, `struct NAME` or `handle NAME`"
         ))
     };
-    (@bad_field $($t:tt)*) => {
-        ::core::compile_error!(::core::concat!(
-            "ferrule_sdk::interface!: a struct field is `", ::core::stringify!($($t)*),
-            "`: struct fields must be numbers, bool, `struct NAME` or `handle NAME`"
-        ))
-    };
 
     // ---- structs and handles --------------------------------------------------
-    (@struct [$($meta:tt)*] [$vis:vis] $name:ident [$([$f:ident $t:tt])+]) => {
+    // Every field's type is checked first, so that a bad one is the only error.
+    (@struct $meta:tt $vis:tt $name:ident $fields:tt) => {
+        $crate::__ferrule_interface! { @struct_scan $fields $meta $vis $name $fields }
+    };
+    (@struct_scan [[$f:ident (struct $n:ident) $d:tt] $($more:tt)*] $($keep:tt)*) => {
+        $crate::__ferrule_interface! { @struct_scan [$($more)*] $($keep)* }
+    };
+    (@struct_scan [[$f:ident (handle $n:ident) $d:tt] $($more:tt)*] $($keep:tt)*) => {
+        $crate::__ferrule_interface! { @struct_scan [$($more)*] $($keep)* }
+    };
+    (@struct_scan [[$f:ident ($t:ident) $d:tt] $($more:tt)*] $($keep:tt)*) => {
+        $crate::__ferrule_interface! { @struct_scan_fixed $t $f [$($more)*] $($keep)* }
+    };
+    (@struct_scan [[$f:ident ($($t:tt)*) $d:tt] $($more:tt)*] $meta:tt $vis:tt $name:ident $fields:tt) => {
+        ::core::compile_error!(::core::concat!(
+            "ferrule_sdk::interface!: struct ", ::core::stringify!($name), " field ", ::core::stringify!($f), " is `",
+            ::core::stringify!($($t)*), "`: struct fields are numbers, bool, `struct NAME` or `handle NAME`"
+        ));
+    };
+    (@struct_scan [] $($keep:tt)*) => {
+        $crate::__ferrule_interface! { @struct_emit $($keep)* }
+    };
+    (@struct_scan_fixed bool $f:ident $($rest:tt)*) => { $crate::__ferrule_interface! { @struct_scan $($rest)* } };
+    (@struct_scan_fixed i8 $f:ident $($rest:tt)*) => { $crate::__ferrule_interface! { @struct_scan $($rest)* } };
+    (@struct_scan_fixed i16 $f:ident $($rest:tt)*) => { $crate::__ferrule_interface! { @struct_scan $($rest)* } };
+    (@struct_scan_fixed i32 $f:ident $($rest:tt)*) => { $crate::__ferrule_interface! { @struct_scan $($rest)* } };
+    (@struct_scan_fixed i64 $f:ident $($rest:tt)*) => { $crate::__ferrule_interface! { @struct_scan $($rest)* } };
+    (@struct_scan_fixed u8 $f:ident $($rest:tt)*) => { $crate::__ferrule_interface! { @struct_scan $($rest)* } };
+    (@struct_scan_fixed u16 $f:ident $($rest:tt)*) => { $crate::__ferrule_interface! { @struct_scan $($rest)* } };
+    (@struct_scan_fixed u32 $f:ident $($rest:tt)*) => { $crate::__ferrule_interface! { @struct_scan $($rest)* } };
+    (@struct_scan_fixed u64 $f:ident $($rest:tt)*) => { $crate::__ferrule_interface! { @struct_scan $($rest)* } };
+    (@struct_scan_fixed f32 $f:ident $($rest:tt)*) => { $crate::__ferrule_interface! { @struct_scan $($rest)* } };
+    (@struct_scan_fixed f64 $f:ident $($rest:tt)*) => { $crate::__ferrule_interface! { @struct_scan $($rest)* } };
+    (@struct_scan_fixed $t:ident $f:ident $more:tt $meta:tt $vis:tt $name:ident $fields:tt) => {
+        ::core::compile_error!(::core::concat!(
+            "ferrule_sdk::interface!: struct ", ::core::stringify!($name), " field ", ::core::stringify!($f), " is `",
+            ::core::stringify!($t), "`: struct fields are numbers, bool, `struct NAME` or `handle NAME`"
+        ));
+    };
+    (@struct_emit [$($meta:tt)*] [$vis:vis] $name:ident [$([$f:ident $t:tt [$($fdoc:literal)*]])+]) => {
         $($meta)*
         #[repr(C)]
         #[derive(Clone, Copy, Debug, Default, PartialEq)]
         $vis struct $name {
-            $(pub $f: $crate::__ferrule_interface!(@field $t),)+
+            $($(#[doc = $fdoc])* pub $f: $crate::__ferrule_interface!(@field $t),)+
         }
 
         impl $crate::__private::declare::DeclaredStruct for $name {
@@ -749,19 +805,40 @@ macro_rules! __ferrule_interface {
         ));
     };
     (@diagnose_methods $Trait:ident []) => {};
-    (
-        @diagnose_methods $Trait:ident [
-            $(#[doc = $mdoc:literal])* fn $m:ident ($($params:tt)*) $(-> $($r:ident)+)? ; $($rest:tt)*
-        ]
-    ) => {
+    (@diagnose_methods $Trait:ident [$(#[doc = $mdoc:literal])* fn $m:ident ($($params:tt)*) ; $($rest:tt)*]) => {
         $crate::__ferrule_interface! { @diagnose_params $Trait $m [$($params)*] }
         $crate::__ferrule_interface! { @diagnose_methods $Trait [$($rest)*] }
+    };
+    (@diagnose_methods $Trait:ident [$(#[doc = $mdoc:literal])* fn $m:ident ($($params:tt)*) -> $($rest:tt)*]) => {
+        $crate::__ferrule_interface! { @diagnose_params $Trait $m [$($params)*] }
+        $crate::__ferrule_interface! { @diagnose_result $Trait $m [] $($rest)* }
     };
     (@diagnose_methods $Trait:ident [$($rest:tt)*]) => {
         ::core::compile_error!(::core::concat!(
             "ferrule_sdk::interface!: in trait ", ::core::stringify!($Trait), ", cannot read `",
             ::core::stringify!($($rest)*), "`: each method is `/// doc` then `fn name(param: TYPE, ...) -> TYPE;` ",
             "(no `-> TYPE` for none, no `self`, no body; only doc comments as attributes)"
+        ));
+    };
+    // The result's tokens, up to the `;`.
+    (@diagnose_result $Trait:ident $m:ident [$($r:ident)+] ; $($rest:tt)*) => {
+        $crate::__ferrule_interface! { @diagnose_methods $Trait [$($rest)*] }
+    };
+    (@diagnose_result $Trait:ident $m:ident [$($r:tt)*] ; $($rest:tt)*) => {
+        ::core::compile_error!(::core::concat!(
+            "ferrule_sdk::interface!: ", ::core::stringify!($Trait), "::", ::core::stringify!($m), " returns `",
+            ::core::stringify!($($r)*), "`: a result is a number, bool, str, bytes, `struct NAME` or `handle NAME` ",
+            "(leave out `-> ...` for none)"
+        ));
+        $crate::__ferrule_interface! { @diagnose_methods $Trait [$($rest)*] }
+    };
+    (@diagnose_result $Trait:ident $m:ident [$($r:tt)*] $next:tt $($rest:tt)*) => {
+        $crate::__ferrule_interface! { @diagnose_result $Trait $m [$($r)* $next] $($rest)* }
+    };
+    (@diagnose_result $Trait:ident $m:ident [$($r:tt)*]) => {
+        ::core::compile_error!(::core::concat!(
+            "ferrule_sdk::interface!: ", ::core::stringify!($Trait), "::", ::core::stringify!($m),
+            " has no `;` after its result"
         ));
     };
     (
@@ -772,7 +849,7 @@ macro_rules! __ferrule_interface {
     (@diagnose_params $Trait:ident $m:ident [$($params:tt)*]) => {
         ::core::compile_error!(::core::concat!(
             "ferrule_sdk::interface!: cannot read the parameters of ", ::core::stringify!($Trait), "::",
-            ::core::stringify!($m), ", `", ::core::stringify!($($params)*), "`: write `name: TYPE, ...` with ",
+            ::core::stringify!($m), ", `", ::core::stringify!($($params)*), "`: write `name: TYPE, ...` (no `self`) with ",
             "TYPE one of bool, the numbers, str, bytes, buf[T], mutbuf[T], fn(A, ..) -> R, `struct NAME`, `handle NAME`"
         ));
     };

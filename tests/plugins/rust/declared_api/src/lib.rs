@@ -4,7 +4,12 @@
 
 ferrule_sdk::interface! {
     /// A point on a grid.
-    pub struct Point { x: i32, y: i32 }
+    pub struct Point {
+        /// Column.
+        x: i32,
+        /// Row.
+        y: i32,
+    }
 
     /// A rectangle: a nested struct, padding before a u64 and after a bool.
     pub struct Rect {
