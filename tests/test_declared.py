@@ -12,6 +12,7 @@ import json
 import logging
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -21,7 +22,7 @@ from ferrule import idl
 from tests import iface_api as api
 from tests import iface_proxies as proxies
 
-from .conftest import Built
+from .conftest import ROOT, Built
 from .test_interfaces import DictStore, DictStore2
 
 DECLARED = {"counter": api.Counter, "shapes": api.Shapes, "store": api.Store, "store2": api.Store2}
@@ -156,3 +157,73 @@ def test_a_client_of_a_different_declaration_gets_nothing(built: Built, caplog: 
         assert plugin.store_roundtrip("a", "b") == "b"  # the right declaration is served
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("asked for org.ferrule.test.store/1 with layout fingerprint" in m for m in warned), warned
+
+
+def D(items: str) -> str:
+    """An invocation of the macro with these items."""
+    return f"ferrule_sdk::interface! {{ {items} }}"
+
+
+REFUSED = {
+    "non-field type": (D("pub struct P { y: String }"), "struct P field y is `String`: struct fields are numbers, bool"),
+    "buffer result": (D("#[interface(id = \"x.y\", revision = 1)] pub mod a: trait A { fn f() -> mutbuf[u8]; }"),
+                      "A::f returns `mutbuf[u8]`: a result is a number, bool, str, bytes"),
+    "bad option": (D("#[interface(id = \"x.y\", revision = 1, thread_safe = maybe)] pub mod a: trait A { fn f(); }"),
+                   "cannot read `#[interface(id = \"x.y\", revision = 1, thread_safe = maybe)]` on mod a"),
+    "no colon": (D("#[interface(id = \"x.y\", revision = 1)] pub mod a: trait A { fn f(x u32); }"),
+                 "cannot read the parameters of A::f, `x u32`"),
+    "self": (D("#[interface(id = \"x.y\", revision = 1)] pub mod a: trait A { fn f(&self); }"),
+             "cannot read the parameters of A::f, `&self`: write `name: TYPE, ...` (no `self`)"),
+    "buffer of str": (D("#[interface(id = \"x.y\", revision = 1)] pub mod a: trait A { fn f(x: buf[str]); }"),
+                      "`buf[str]` / `mutbuf[str]`: the element type of a buffer is a number"),
+    "Rust type": (D("#[interface(id = \"x.y\", revision = 1)] pub mod a: trait A { fn f(x: String); }"),
+                  "`String` is not an interface type: use bool, i8"),
+    "id": (D("#[interface(id = \"nodots\", revision = 1)] pub mod a: trait A { fn f(); }"),
+           "interface A: id \"nodots\" is not reverse-DNS"),
+    "revision 0": (D("#[interface(id = \"x.y\", revision = 0)] pub mod a: trait A { fn f(); }"),
+                   "interface A: the revision counts from 1, got 0"),
+    "reserved method": (D("#[interface(id = \"x.y\", revision = 1)] pub mod a: trait A { fn close(); }"),
+                        "interface A method `close`: the name is an attribute of every Python instance"),
+    "out": (D("#[interface(id = \"x.y\", revision = 1)] pub mod a: trait A { fn f(out: u8); }"),
+            "interface A method `f`: `out` is reserved for struct results"),
+    "no methods": (D("#[interface(id = \"x.y\", revision = 1)] pub mod a: trait A { }"), "interface A declares no methods"),
+    "struct as handle": (D("pub struct P { x: u8 } #[interface(id = \"x.y\", revision = 1)] pub mod a: trait A { fn f(p: handle P); }"),
+                         "`P` is not a handle declared with ferrule_sdk::interface!"),
+    "two structs of one name": (
+        "mod other { " + D("pub struct P { y: u8 }") + " } use other::P as Q; "
+        + D("pub struct P { x: u8 } pub struct R { a: struct P, b: struct Q } "
+            "#[interface(id = \"x.y\", revision = 1)] pub mod a: trait A { fn f(r: struct R); }"),
+        "the interface uses two different structs of one name; rename one"),
+}
+
+
+@pytest.fixture(scope="module")
+def refused_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("refused-target")
+
+
+def cargo_check(source: str, crate: Path, target: Path) -> subprocess.CompletedProcess[str]:
+    """`cargo check` of a library crate whose lib.rs is ``source``, on ferrule-sdk."""
+    (crate / "src").mkdir()
+    (crate / "Cargo.toml").write_text(
+        '[package]\nname = "refused"\nversion = "0.1.0"\nedition = "2021"\n\n[workspace]\n\n'
+        f'[dependencies]\nferrule-sdk = {{ path = "{ROOT / "sdk" / "rust"}" }}\n')
+    (crate / "src" / "lib.rs").write_text(source + "\n")
+    return subprocess.run(["cargo", "check", "--quiet", "--target-dir", str(target)], cwd=crate,
+                          capture_output=True, text=True)
+
+
+def test_a_good_declaration_compiles(tmp_path: Path, refused_target: Path) -> None:
+    # The control of the test below: only the declarations are wrong there.
+    proc = cargo_check(D("pub struct P { x: u8 } pub handle H; #[interface(id = \"x.y\", revision = 1)] "
+                         "pub mod a: trait A { fn f(p: struct P, h: handle H, o: u8) -> struct P; }"),
+                       tmp_path, refused_target)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_what_ferrule_idl_refuses_does_not_compile(case: str, tmp_path: Path, refused_target: Path) -> None:
+    source, message = REFUSED[case]
+    proc = cargo_check(source, tmp_path, refused_target)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
