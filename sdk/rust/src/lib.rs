@@ -84,7 +84,9 @@
 //! whose implementations `plugin!` lists under `interfaces: [...]`, and a
 //! typed client that calls through the host ([`host()`], [`HostRef`],
 //! [`CallError`]). [`Object`] is the untyped layer under the clients, for an
-//! interface that no generated code covers. See the crate README.
+//! interface that no generated code covers. A project without Python declares
+//! its interfaces in Rust with [`interface!`] instead, which expands to the
+//! same items with the same layouts and fingerprints. See the crate README.
 //!
 //! # Public items and machinery
 //!
