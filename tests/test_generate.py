@@ -23,11 +23,14 @@ PIPELINE = ROOT / "examples" / "pipeline"
 
 # The committed outputs and the commands that make them (also in the README files).
 TARGETS = [
-    (ROOT, ["tests.iface_api", "--rust", "tests/plugins/generated/iface_api.rs", "--c",
+    (ROOT, ["tests.iface_api", "--rust", "tests/plugins/generated/iface_api.rs", "--rust-host",
+            "tests/plugins/generated/iface_host.rs", "--c",
             "tests/plugins/generated/iface_api.h", "--c-prefix", "tapi", "--python", "tests/iface_proxies.py"]),
-    (PIPELINE, ["pipeline_api", "--rust", "generated/pipeline_api.rs", "--c", "generated/pipeline_api.h",
+    (PIPELINE, ["pipeline_api", "--rust", "generated/pipeline_api.rs", "--rust-host", "generated/pipeline_host.rs",
+                "--c", "generated/pipeline_api.h",
                 "--c-prefix", "pipeline", "--python", "pipeline_proxies.py"]),
-    (ROOT, ["tests.parity_api", "--c", "tests/plugins/generated/parity_api.h", "--c-prefix", "tpar"]),
+    (ROOT, ["tests.parity_api", "--c", "tests/plugins/generated/parity_api.h", "--c-prefix", "tpar", "--rust-host",
+            "tests/plugins/generated/parity_host.rs"]),
 ]
 
 

@@ -19,6 +19,7 @@ SRC = ROOT / "sdk" / "rust" / "src"
 PUBLIC = {
     "abi": "mod",
     "CallError": "use",
+    "Callee": "use",  # what generated clients call through: an Object, or a Rust host's instance
     "HostRef": "use",
     "Object": "use",
     "HostFn": "use",

@@ -8,7 +8,7 @@ defines and plugins implement or use.
 
 Everything else is generated from this file (run from examples/pipeline):
 
-    ferrule generate pipeline_api --rust generated/pipeline_api.rs \\
+    ferrule generate pipeline_api --rust generated/pipeline_api.rs --rust-host generated/pipeline_host.rs \\
         --c generated/pipeline_api.h --c-prefix pipeline --python pipeline_proxies.py
 """
 

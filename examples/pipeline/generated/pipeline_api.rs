@@ -74,13 +74,18 @@ pub mod transform {
         "method 0 configure(str, str) -> none\n",
         "method 1 apply(str) -> str\n",
     );
-    /// Everything above, and the thread contract.
+    /// Everything above, the thread contract and the methods' call-layer signatures.
     pub const SPEC: iface::Spec = iface::Spec {
+        name: "Transform",
         id: ID,
         revision: REVISION,
         fingerprint: FINGERPRINT,
         layout: LAYOUT,
         thread_safe: false,
+        methods: &[
+            ("configure", "(option: str, value: str)"),
+            ("apply", "(text: str) -> str"),
+        ],
     };
 
     /// One stage of the pipeline: rewrites text.
@@ -198,12 +203,53 @@ pub mod transform {
         }
     }
 
-    /// A Transform the host lends (a service of the host, or an instance of another
-    /// plugin's implementation), called through the host. Dropping it gives it back;
-    /// drop it before the plugin shuts down. Not thread-safe: methods take `&mut self`.
+    /// A caller of Transform: in a plugin, an object the host lends (a service of the
+    /// host, or an instance of another plugin's implementation), called through the
+    /// host; dropping it gives it back, before the plugin shuts down. In a Rust host,
+    /// an instance that ferrule-host made (`Client::new(plugin.create(&SPEC, None)?)`).
+    /// Not thread-safe: methods take `&mut self`.
     #[derive(Debug)]
-    pub struct Client {
-        object: ferrule_sdk::Object,
+    pub struct Client<C: ferrule_sdk::Callee = ferrule_sdk::Object> {
+        object: C,
+    }
+
+    impl<C: ferrule_sdk::Callee> Client<C> {
+        /// A client of `callee`, or `Err(callee)` when its implementation has another
+        /// layout fingerprint than [`FINGERPRINT`].
+        pub fn new(callee: C) -> Result<Client<C>, C> {
+            if callee.fingerprint() == FINGERPRINT {
+                Ok(Client { object: callee })
+            } else {
+                Err(callee)
+            }
+        }
+
+        /// The callee behind the client.
+        pub fn object(&self) -> &C {
+            &self.object
+        }
+
+        /// The callee, given back.
+        pub fn into_inner(self) -> C {
+            self.object
+        }
+
+        /// Set an option; fails for an option the stage does not know.
+        pub fn configure(&mut self, option: &str, value: &str) -> Result<(), C::Error> {
+            let option = iface::StrArg::new(option);
+            let value = iface::StrArg::new(value);
+            let args = [option.value(), value.value()];
+            // SAFETY: the slots match configure(option: str, value: str).
+            unsafe { iface::call(&self.object, 0, &args) }
+        }
+
+        /// The rewritten text.
+        pub fn apply(&mut self, text: &str) -> Result<String, C::Error> {
+            let text = iface::StrArg::new(text);
+            let args = [text.value()];
+            // SAFETY: the slots match apply(text: str) -> str.
+            unsafe { iface::call(&self.object, 1, &args) }
+        }
     }
 
     impl Client {
@@ -217,28 +263,6 @@ pub mod transform {
         /// Like [`Client::query`], with a host kept from earlier (e.g. on another thread).
         pub fn query_in(host: ferrule_sdk::HostRef) -> Option<Client> {
             ferrule_sdk::Object::query(host, ID, REVISION, FINGERPRINT).map(|object| Client { object })
-        }
-
-        /// The object behind the client.
-        pub fn object(&self) -> &ferrule_sdk::Object {
-            &self.object
-        }
-
-        /// Set an option; fails for an option the stage does not know.
-        pub fn configure(&mut self, option: &str, value: &str) -> Result<(), ferrule_sdk::CallError> {
-            let option = iface::StrArg::new(option);
-            let value = iface::StrArg::new(value);
-            let args = [option.value(), value.value()];
-            // SAFETY: the slots match configure(option: str, value: str).
-            unsafe { self.object.call(0, &args) }
-        }
-
-        /// The rewritten text.
-        pub fn apply(&mut self, text: &str) -> Result<String, ferrule_sdk::CallError> {
-            let text = iface::StrArg::new(text);
-            let args = [text.value()];
-            // SAFETY: the slots match apply(text: str) -> str.
-            unsafe { self.object.call(1, &args) }
         }
     }
 }
@@ -273,13 +297,18 @@ pub mod analyzer {
         "method 0 stats(str) -> struct Stats\n",
         "method 1 histogram(bytes, mutbuf[u32]) -> none\n",
     );
-    /// Everything above, and the thread contract.
+    /// Everything above, the thread contract and the methods' call-layer signatures.
     pub const SPEC: iface::Spec = iface::Spec {
+        name: "Analyzer",
         id: ID,
         revision: REVISION,
         fingerprint: FINGERPRINT,
         layout: LAYOUT,
         thread_safe: true,
+        methods: &[
+            ("stats", "(text: str, out: mutbuf[u8])"),
+            ("histogram", "(text: bytes, counts: mutbuf[u32])"),
+        ],
     };
 
     /// Reports on a text without changing it.
@@ -406,12 +435,53 @@ pub mod analyzer {
         }
     }
 
-    /// A Analyzer the host lends (a service of the host, or an instance of another
-    /// plugin's implementation), called through the host. Dropping it gives it back;
-    /// drop it before the plugin shuts down.
+    /// A caller of Analyzer: in a plugin, an object the host lends (a service of the
+    /// host, or an instance of another plugin's implementation), called through the
+    /// host; dropping it gives it back, before the plugin shuts down. In a Rust host,
+    /// an instance that ferrule-host made (`Client::new(plugin.create(&SPEC, None)?)`).
     #[derive(Debug)]
-    pub struct Client {
-        object: ferrule_sdk::Object,
+    pub struct Client<C: ferrule_sdk::Callee = ferrule_sdk::Object> {
+        object: C,
+    }
+
+    impl<C: ferrule_sdk::Callee> Client<C> {
+        /// A client of `callee`, or `Err(callee)` when its implementation has another
+        /// layout fingerprint than [`FINGERPRINT`].
+        pub fn new(callee: C) -> Result<Client<C>, C> {
+            if callee.fingerprint() == FINGERPRINT {
+                Ok(Client { object: callee })
+            } else {
+                Err(callee)
+            }
+        }
+
+        /// The callee behind the client.
+        pub fn object(&self) -> &C {
+            &self.object
+        }
+
+        /// The callee, given back.
+        pub fn into_inner(self) -> C {
+            self.object
+        }
+
+        /// Word, line and character counts (characters are Unicode code points).
+        pub fn stats(&self, text: &str) -> Result<Stats, C::Error> {
+            let text = iface::StrArg::new(text);
+            let mut out = [0u8; <Stats as iface::Struct>::SIZE];
+            let args = [text.value(), iface::mutbuf(&mut out)];
+            // SAFETY: the slots match stats(text: str, out: mutbuf[u8]).
+            unsafe { iface::call::<C, ()>(&self.object, 0, &args) }?;
+            Ok(iface::struct_result(&out)?)
+        }
+
+        /// Add the number of times each byte value occurs in text to counts
+        /// (256 elements).
+        pub fn histogram(&self, text: &[u8], counts: &mut [u32]) -> Result<(), C::Error> {
+            let args = [iface::bytes(text), iface::mutbuf(counts)];
+            // SAFETY: the slots match histogram(text: bytes, counts: mutbuf[u32]).
+            unsafe { iface::call(&self.object, 1, &args) }
+        }
     }
 
     impl Client {
@@ -425,29 +495,6 @@ pub mod analyzer {
         /// Like [`Client::query`], with a host kept from earlier (e.g. on another thread).
         pub fn query_in(host: ferrule_sdk::HostRef) -> Option<Client> {
             ferrule_sdk::Object::query(host, ID, REVISION, FINGERPRINT).map(|object| Client { object })
-        }
-
-        /// The object behind the client.
-        pub fn object(&self) -> &ferrule_sdk::Object {
-            &self.object
-        }
-
-        /// Word, line and character counts (characters are Unicode code points).
-        pub fn stats(&self, text: &str) -> Result<Stats, ferrule_sdk::CallError> {
-            let text = iface::StrArg::new(text);
-            let mut out = [0u8; <Stats as iface::Struct>::SIZE];
-            let args = [text.value(), iface::mutbuf(&mut out)];
-            // SAFETY: the slots match stats(text: str, out: mutbuf[u8]).
-            unsafe { self.object.call::<()>(0, &args) }?;
-            iface::struct_result(&out)
-        }
-
-        /// Add the number of times each byte value occurs in text to counts
-        /// (256 elements).
-        pub fn histogram(&self, text: &[u8], counts: &mut [u32]) -> Result<(), ferrule_sdk::CallError> {
-            let args = [iface::bytes(text), iface::mutbuf(counts)];
-            // SAFETY: the slots match histogram(text: bytes, counts: mutbuf[u32]).
-            unsafe { self.object.call(1, &args) }
         }
     }
 }
@@ -475,13 +522,18 @@ pub mod dictionary {
         "method 0 contains(str, str) -> bool\n",
         "method 1 expansion(str) -> str\n",
     );
-    /// Everything above, and the thread contract.
+    /// Everything above, the thread contract and the methods' call-layer signatures.
     pub const SPEC: iface::Spec = iface::Spec {
+        name: "Dictionary",
         id: ID,
         revision: REVISION,
         fingerprint: FINGERPRINT,
         layout: LAYOUT,
         thread_safe: true,
+        methods: &[
+            ("contains", "(word_list: str, word: str) -> bool"),
+            ("expansion", "(word: str) -> str"),
+        ],
     };
 
     /// Word lists the host owns; plugins query it through the host.
@@ -599,12 +651,52 @@ pub mod dictionary {
         }
     }
 
-    /// A Dictionary the host lends (a service of the host, or an instance of another
-    /// plugin's implementation), called through the host. Dropping it gives it back;
-    /// drop it before the plugin shuts down.
+    /// A caller of Dictionary: in a plugin, an object the host lends (a service of the
+    /// host, or an instance of another plugin's implementation), called through the
+    /// host; dropping it gives it back, before the plugin shuts down. In a Rust host,
+    /// an instance that ferrule-host made (`Client::new(plugin.create(&SPEC, None)?)`).
     #[derive(Debug)]
-    pub struct Client {
-        object: ferrule_sdk::Object,
+    pub struct Client<C: ferrule_sdk::Callee = ferrule_sdk::Object> {
+        object: C,
+    }
+
+    impl<C: ferrule_sdk::Callee> Client<C> {
+        /// A client of `callee`, or `Err(callee)` when its implementation has another
+        /// layout fingerprint than [`FINGERPRINT`].
+        pub fn new(callee: C) -> Result<Client<C>, C> {
+            if callee.fingerprint() == FINGERPRINT {
+                Ok(Client { object: callee })
+            } else {
+                Err(callee)
+            }
+        }
+
+        /// The callee behind the client.
+        pub fn object(&self) -> &C {
+            &self.object
+        }
+
+        /// The callee, given back.
+        pub fn into_inner(self) -> C {
+            self.object
+        }
+
+        /// Whether word (lowercase) is in the named list.
+        pub fn contains(&self, word_list: &str, word: &str) -> Result<bool, C::Error> {
+            let word_list = iface::StrArg::new(word_list);
+            let word = iface::StrArg::new(word);
+            let args = [word_list.value(), word.value()];
+            // SAFETY: the slots match contains(word_list: str, word: str) -> bool.
+            unsafe { iface::call(&self.object, 0, &args) }
+        }
+
+        /// The long form of an abbreviation, or "" when there is none.
+        pub fn expansion(&self, word: &str) -> Result<String, C::Error> {
+            let word = iface::StrArg::new(word);
+            let args = [word.value()];
+            // SAFETY: the slots match expansion(word: str) -> str.
+            unsafe { iface::call(&self.object, 1, &args) }
+        }
     }
 
     impl Client {
@@ -618,28 +710,6 @@ pub mod dictionary {
         /// Like [`Client::query`], with a host kept from earlier (e.g. on another thread).
         pub fn query_in(host: ferrule_sdk::HostRef) -> Option<Client> {
             ferrule_sdk::Object::query(host, ID, REVISION, FINGERPRINT).map(|object| Client { object })
-        }
-
-        /// The object behind the client.
-        pub fn object(&self) -> &ferrule_sdk::Object {
-            &self.object
-        }
-
-        /// Whether word (lowercase) is in the named list.
-        pub fn contains(&self, word_list: &str, word: &str) -> Result<bool, ferrule_sdk::CallError> {
-            let word_list = iface::StrArg::new(word_list);
-            let word = iface::StrArg::new(word);
-            let args = [word_list.value(), word.value()];
-            // SAFETY: the slots match contains(word_list: str, word: str) -> bool.
-            unsafe { self.object.call(0, &args) }
-        }
-
-        /// The long form of an abbreviation, or "" when there is none.
-        pub fn expansion(&self, word: &str) -> Result<String, ferrule_sdk::CallError> {
-            let word = iface::StrArg::new(word);
-            let args = [word.value()];
-            // SAFETY: the slots match expansion(word: str) -> str.
-            unsafe { self.object.call(1, &args) }
         }
     }
 }

@@ -123,6 +123,9 @@ pub struct OfferInfo {
     pub layout: String,
     /// Entries in its vtable.
     pub method_count: u32,
+    pub(crate) methods: Vec<abi::CallFn>,
+    pub(crate) create: abi::CreateFn,
+    pub(crate) destroy: abi::DestroyFn,
 }
 
 /// A checked descriptor: the plugin's metadata, functions and offers.
@@ -503,6 +506,13 @@ unsafe fn read_offers(raw: &RawPlugin, plugin: &str) -> Result<Vec<OfferInfo>> {
             fingerprint: f.fingerprint,
             layout,
             method_count: f.method_count,
+            // SAFETY: checked above: method_count non-NULL entries, and a
+            // non-NULL create and destroy, all functions of the ABI's types.
+            methods: (0..f.method_count as usize)
+                .map(|m| std::mem::transmute::<*const c_void, abi::CallFn>(*f.methods.add(m)))
+                .collect(),
+            create: std::mem::transmute::<*const c_void, abi::CreateFn>(f.create),
+            destroy: std::mem::transmute::<*const c_void, abi::DestroyFn>(f.destroy),
         });
     }
     Ok(out)

@@ -48,6 +48,12 @@ pub enum ErrorKind {
     Value,
     /// No function of that name (the Python host's `AttributeError`).
     NoSuchFunction,
+    /// A plugin's implementation of an interface revision was generated from
+    /// another layout than the host's declaration.
+    InterfaceMismatch,
+    /// The plugin offers no implementation of that interface revision, or
+    /// none of that name (the Python host's `LookupError`).
+    NoImplementation,
 }
 
 impl ErrorKind {
@@ -74,6 +80,8 @@ impl ErrorKind {
             ErrorKind::Type => "TypeError",
             ErrorKind::Value => "ValueError",
             ErrorKind::NoSuchFunction => "AttributeError",
+            ErrorKind::InterfaceMismatch => "InterfaceMismatchError",
+            ErrorKind::NoImplementation => "LookupError",
         }
     }
 }
@@ -121,6 +129,14 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// A client call's failure to decode a result (the SDK's words).
+impl From<ferrule_sdk::CallError> for Error {
+    fn from(e: ferrule_sdk::CallError) -> Error {
+        let kind = if e.is_panic() { ErrorKind::PluginPanic } else { ErrorKind::PluginCall };
+        Error::new(kind, e.into_message())
+    }
+}
 
 /// `Result<T, ferrule_host::Error>`.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,6 +1,7 @@
 //! The host callback table a Rust host hands each plugin at init: logging
 //! to the `log` facade, the failure message of the current call, memory,
-//! and (for now) no host functions and no services.
+//! host functions (closures) and, for a plugin a `PluginHost` loaded, the
+//! objects it lends (services and other plugins' implementations).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -37,11 +38,11 @@ pub(crate) fn clear_error() {
 
 /// The thread's pending message, kept aside while a host function runs (it
 /// may call plugins, which clear and take messages of their own).
-fn stash_error() -> Option<String> {
+pub(crate) fn stash_error() -> Option<String> {
     ERROR.with(|e| e.try_borrow_mut().ok().and_then(|mut m| m.take()))
 }
 
-fn restore_error(saved: Option<String>) {
+pub(crate) fn restore_error(saved: Option<String>) {
     ERROR.with(|e| {
         if let Ok(mut m) = e.try_borrow_mut() {
             *m = saved;
@@ -61,6 +62,10 @@ pub(crate) struct HostData {
     /// a plugin kept past its call never names a later call's function.
     pub(crate) frames: Mutex<HashMap<usize, Arc<Frame>>>,
     pub(crate) next_handle: std::sync::atomic::AtomicUsize,
+    /// The PluginHost that loaded the plugin: what its queries find.
+    pub(crate) registry: Option<std::sync::Weak<crate::services::Registry>>,
+    /// The plugin's id, for query warnings.
+    pub(crate) plugin_id: String,
 }
 
 /// One host function passed to a call in flight. `open` is read-locked by
@@ -95,9 +100,14 @@ unsafe impl Send for HostTable {}
 unsafe impl Sync for HostTable {}
 
 impl HostTable {
-    pub(crate) fn new(plugin_id: &str) -> HostTable {
-        let mut data = Box::new(HostData { target: format!("ferrule.plugin.{plugin_id}"), frames: Mutex::new(HashMap::new()),
-                                      next_handle: std::sync::atomic::AtomicUsize::new(1) });
+    pub(crate) fn new(plugin_id: &str, registry: Option<std::sync::Weak<crate::services::Registry>>) -> HostTable {
+        let mut data = Box::new(HostData {
+            target: format!("ferrule.plugin.{plugin_id}"),
+            frames: Mutex::new(HashMap::new()),
+            next_handle: std::sync::atomic::AtomicUsize::new(1),
+            registry,
+            plugin_id: plugin_id.to_string(),
+        });
         let table = Box::new(abi::Host {
             struct_size: std::mem::size_of::<abi::Host>() as u32,
             abi_major: abi::ABI_MAJOR,
@@ -265,24 +275,77 @@ unsafe fn run_host_function(frame: &Frame, args: *const abi::Value, ret: *mut ab
     crate::plugin::store_result(kind, result, ret, &what)
 }
 
-unsafe extern "C" fn query(_host: *const abi::Host, _id: *const c_char, _revision: u32, _fp: u64) -> *const abi::Object {
-    std::ptr::null() // this host provides no services yet
+/// The registry serving the plugin of `host`, if a PluginHost loaded it.
+///
+/// # Safety
+/// `host` is NULL or a table this crate made.
+unsafe fn registry(host: *const abi::Host) -> Option<(&'static HostData, Arc<crate::services::Registry>)> {
+    if host.is_null() {
+        return None;
+    }
+    // SAFETY: a table this crate made, which lives as long as its plugin (and so through this callback).
+    let data: &'static HostData = unsafe { &*((*host).host_data as *const HostData) };
+    data.registry.as_ref()?.upgrade().map(|r| (data, r))
+}
+
+unsafe extern "C" fn query(host: *const abi::Host, id: *const c_char, revision: u32, fingerprint: u64) -> *const abi::Object {
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the plugin passes its own table.
+        let Some((data, registry)) = (unsafe { registry(host) }) else { return std::ptr::null() };
+        if id.is_null() {
+            return std::ptr::null();
+        }
+        // SAFETY: a NUL-terminated id, borrowed for the call (at most 256 bytes are read, as the Python host does).
+        let bytes = unsafe { bounded_c_str(id, 256) };
+        let id = String::from_utf8_lossy(bytes);
+        let token = registry.query(host as usize, &data.target, &data.plugin_id, &id, revision, fingerprint);
+        token as *const abi::Object
+    }))
+    .unwrap_or(std::ptr::null())
+}
+
+/// The bytes of a NUL-terminated text, at most `max` of them.
+///
+/// # Safety
+/// `p` points to readable bytes up to a NUL or `max` bytes.
+unsafe fn bounded_c_str<'a>(p: *const c_char, max: usize) -> &'a [u8] {
+    let mut n = 0;
+    // SAFETY: read up to the NUL or max, as promised.
+    while n < max && unsafe { *p.add(n) } != 0 {
+        n += 1;
+    }
+    // SAFETY: n readable bytes.
+    unsafe { std::slice::from_raw_parts(p as *const u8, n) }
 }
 
 unsafe extern "C" fn call(
-    _host: *const abi::Host,
-    _object: *const abi::Object,
-    _method: u32,
-    _args: *const abi::Value,
+    host: *const abi::Host,
+    object: *const abi::Object,
+    method: u32,
+    args: *const abi::Value,
     ret: *mut abi::Value,
 ) -> i32 {
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        if !ret.is_null() {
+    if ret.is_null() {
+        return abi::ERROR;
+    }
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the plugin passes its own table.
+        let Some((_, registry)) = (unsafe { registry(host) }) else {
             // SAFETY: ret is the caller's slot.
             unsafe { give_bytes(ret, b"host->call: unknown or released object") };
-        }
-    }));
-    abi::ERROR
+            return abi::ERROR;
+        };
+        // SAFETY: the plugin's slots, as host->call received them; ret is not NULL.
+        unsafe { registry.call(host, object as usize, method, args, ret) }
+    }))
+    .unwrap_or(abi::ERROR)
 }
 
-unsafe extern "C" fn release(_host: *const abi::Host, _object: *const abi::Object) {}
+unsafe extern "C" fn release(host: *const abi::Host, object: *const abi::Object) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the plugin passes its own table.
+        if let Some((_, registry)) = unsafe { registry(host) } {
+            registry.release(host as usize, object as usize);
+        }
+    }));
+}

@@ -47,15 +47,19 @@
 mod descriptor;
 mod error;
 mod host;
+mod instance;
 mod library;
 mod plugin;
+mod services;
 mod typed;
 mod types;
 mod value;
 
 pub use descriptor::{Descriptor, FunctionInfo, OfferInfo, ENTRY_SYMBOL};
 pub use error::{Error, ErrorKind, Result};
+pub use instance::{Instance, InterfaceSpec};
 pub use plugin::{LoadOptions, Plugin};
+pub use services::{PluginHost, Service};
 pub use typed::{AbiScalar, Params, Returns, Typed};
 pub use types::{parse_signature, Param, Scalar, Signature, Type, SCALARS};
 pub use value::{Arg, Buffer, BufferMut, Element, HostFn, Value};

@@ -52,40 +52,67 @@ impl LoadOptions {
     }
 }
 
-struct State(*mut c_void);
+pub(crate) struct State(pub(crate) *mut c_void);
 // SAFETY: the state is the plugin's; the ABI lets it be used from any
 // thread, and calls that are not thread-safe are serialised.
 unsafe impl Send for State {}
 // SAFETY: as above.
 unsafe impl Sync for State {}
 
-struct Inner {
-    descriptor: Descriptor,
-    host: HostTable,
-    state: State,
+pub(crate) struct Inner {
+    pub(crate) descriptor: Descriptor,
+    pub(crate) host: HostTable,
+    pub(crate) state: State,
     path: String,
     by_name: HashMap<String, usize>,
     /// Calls in flight, and whether close() began: shutdown never runs under a call.
-    active: AtomicUsize,
-    closing: AtomicBool,
+    pub(crate) gate: Gate,
     /// Whether shutdown ran (close and drop race for it).
     shut: Mutex<bool>,
     /// Calls into functions that are not thread-safe take it (re-entrant: a
     /// host function may call back into the plugin on the same thread).
     serial: Serial,
+    /// Live instances, and whether close() waits for the last one to shut down.
+    pub(crate) instances: Mutex<(usize, bool)>,
+    /// Held by each create and destroy: a plugin makes one instance at a time.
+    pub(crate) making: Mutex<()>,
+    /// The PluginHost that loaded it (its services and other plugins), if any.
+    pub(crate) registry: Option<Arc<crate::services::Registry>>,
+}
+
+/// Calls in flight into a plugin or instance, and whether it is closing:
+/// its shutdown (or destroy) never runs under a call.
+#[derive(Default)]
+pub(crate) struct Gate {
+    pub(crate) active: AtomicUsize,
+    pub(crate) closing: AtomicBool,
+}
+
+impl Gate {
+    pub(crate) fn key(&self) -> usize {
+        self as *const Gate as usize
+    }
+
+    /// Set closing, then wait for the calls in flight.
+    pub(crate) fn close_and_wait(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        while self.active.load(Ordering::SeqCst) != 0 {
+            std::thread::sleep(std::time::Duration::from_micros(50)); // calls in flight finish first
+        }
+    }
 }
 
 /// A re-entrant lock: held by one thread, as many times as it takes it.
 #[derive(Default)]
-struct Serial {
+pub(crate) struct Serial {
     owner: Mutex<(Option<std::thread::ThreadId>, usize)>,
     free: std::sync::Condvar,
 }
 
-struct SerialGuard<'a>(&'a Serial);
+pub(crate) struct SerialGuard<'a>(&'a Serial);
 
 impl Serial {
-    fn lock(&self) -> SerialGuard<'_> {
+    pub(crate) fn lock(&self) -> SerialGuard<'_> {
         let me = std::thread::current().id();
         let mut held = self.owner.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -140,7 +167,7 @@ impl Drop for Entered<'_> {
     }
 }
 
-fn inside(plugin: usize) -> bool {
+pub(crate) fn inside(plugin: usize) -> bool {
     let mut at = INSIDE.with(Cell::get);
     while !at.is_null() {
         // SAFETY: every entry is an Inside on this thread's stack, below the
@@ -159,7 +186,7 @@ fn inside(plugin: usize) -> bool {
 /// library is never unloaded.
 #[derive(Clone)]
 pub struct Plugin {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -173,13 +200,18 @@ impl Plugin {
     /// Load the plugin at `path` (or a bare name, looked up in `FERRULE_PATH`
     /// only), check its descriptor and run its init.
     pub fn load(path: impl AsRef<Path>, options: LoadOptions) -> Result<Plugin> {
-        let file = plugin_file(path.as_ref())?;
+        Plugin::load_in(path.as_ref(), options, None)
+    }
+
+    pub(crate) fn load_in(path: &Path, options: LoadOptions, registry: Option<Arc<crate::services::Registry>>)
+                          -> Result<Plugin> {
+        let file = plugin_file(path)?;
         if options.strict_permissions {
             check_permissions(&file)?;
         }
         let library = open(&file)?;
         let descriptor = describe(&library)?;
-        let host = HostTable::new(&descriptor.id);
+        let host = HostTable::new(&descriptor.id, registry.as_ref().map(Arc::downgrade));
         let config = options.config.unwrap_or_default();
         let mut state: *mut c_void = std::ptr::null_mut();
         if let Some(init) = descriptor.init {
@@ -206,12 +238,21 @@ impl Plugin {
                 state: State(state),
                 path: library.path,
                 by_name,
-                active: AtomicUsize::new(0),
-                closing: AtomicBool::new(false),
+                gate: Gate::default(),
                 shut: Mutex::new(false),
                 serial: Serial::default(),
+                instances: Mutex::new((0, false)),
+                making: Mutex::new(()),
+                registry,
             }),
         })
+    }
+
+    /// The call target of the plugin's own functions.
+    #[inline]
+    pub(crate) fn target(&self) -> Target<'_> {
+        let inner = &*self.inner;
+        Target { plugin: inner, gate: &inner.gate, serial: &inner.serial, state: inner.state.0, instance: None }
     }
 
     /// The checked descriptor: id, name, version, functions, offers.
@@ -240,33 +281,167 @@ impl Plugin {
             ));
         };
         let f = &inner.descriptor.functions[index];
-        let count = f.signature.params.len();
+        self.target().dynamic(&f.name, &f.signature, f.call, f.thread_safe(), args)
+    }
+
+    /// The error of a call of function `index` that returned `status`, with
+    /// the message the plugin set on this thread.
+    pub(crate) fn status_error(&self, index: usize, status: i32) -> Error {
+        self.target().status_error(&self.inner.descriptor.functions[index].name, status)
+    }
+
+    /// Call function `index` with its argument slots and the result slot
+    /// (last), under the thread contract; `finish(status, result slot)` runs
+    /// before the call's locks are left (it may release the result).
+    #[inline]
+    pub(crate) fn run_index<R>(&self, index: usize, slots: &mut [abi::Value],
+                               finish: impl FnOnce(i32, abi::Value) -> R) -> Result<R> {
+        let f = &self.inner.descriptor.functions[index];
+        self.target().run(f.call, f.thread_safe(), slots, finish)
+    }
+
+    /// Wait for calls in flight, then run the plugin's shutdown. Idempotent.
+    /// Refused from inside one of the plugin's own calls (it would wait for itself).
+    pub fn close(&self) -> Result<()> {
+        let inner = &*self.inner;
+        if inside(inner.gate.key()) {
+            return Err(Error::new(
+                ErrorKind::PluginClosed,
+                format!(
+                    "plugin {}: close() from inside one of its calls (a host function); close it after the call returns",
+                    py_repr(&inner.descriptor.id)
+                ),
+            ));
+        }
+        inner.shutdown();
+        Ok(())
+    }
+
+    /// Whether `close()` ran.
+    pub fn closed(&self) -> bool {
+        self.inner.gate.closing.load(Ordering::SeqCst)
+    }
+}
+
+/// What a call runs on: a plugin's functions, or one instance's methods
+/// (its own gate, serial lock and state, the plugin's host table).
+pub(crate) struct Target<'a> {
+    pub(crate) plugin: &'a Inner,
+    pub(crate) gate: &'a Gate,
+    pub(crate) serial: &'a Serial,
+    pub(crate) state: *mut c_void,
+    /// For an instance: what the messages call it (`Parity instance 'direct' of plugin 'p'`).
+    pub(crate) instance: Option<&'a str>,
+}
+
+impl Target<'_> {
+    fn closed_error(&self) -> Error {
+        let text = match self.instance {
+            None => format!("plugin {} is closed: load it again to call it", py_repr(&self.plugin.descriptor.id)),
+            Some(what) => format!("{what} is closed: create another"),
+        };
+        Error::new(ErrorKind::PluginClosed, text)
+    }
+
+    /// The error of a call of `name` that returned `status`, with the
+    /// message the plugin set on this thread.
+    pub(crate) fn status_error(&self, name: &str, status: i32) -> Error {
+        let where_ = format!("plugin {} function {}", py_repr(&self.plugin.descriptor.id), py_repr(name));
+        let message = take_error();
+        let (kind, text) = if status == abi::PANIC {
+            (ErrorKind::PluginPanic, format!("{where_} panicked: {message}"))
+        } else {
+            (ErrorKind::PluginCall, format!("{where_} failed: {message}"))
+        };
+        Error::from_plugin(kind, text, message)
+    }
+
+    /// Call `call` with the argument slots and the result slot (last), under
+    /// the thread contract; `finish(status, result slot)` runs before the
+    /// call's locks are left (it may release the result).
+    #[inline]
+    pub(crate) fn run<R>(&self, call: abi::CallFn, thread_safe: bool, slots: &mut [abi::Value],
+                         finish: impl FnOnce(i32, abi::Value) -> R) -> Result<R> {
+        let count = slots.len() - 1;
+        let (args, ret) = slots.split_at_mut(count);
+        let ret = ret.as_mut_ptr();
+        // SAFETY: the result slot, read after the call wrote it and before its locks are left.
+        let (_, out) = self.run_raw(call, thread_safe, args.as_ptr(), ret, |status| finish(status, unsafe { *ret }))?;
+        Ok(out)
+    }
+
+    /// As `run`, on slots the caller owns; `inside(status)` runs under the
+    /// call's locks.
+    #[inline]
+    pub(crate) fn run_raw<R>(&self, call: abi::CallFn, thread_safe: bool, args: *const abi::Value,
+                             ret: *mut abi::Value, inside_: impl FnOnce(i32) -> R) -> Result<(i32, R)> {
+        let gate = self.gate;
+        // Counted in before closing is read, and close sets closing before it
+        // reads the count (both sequentially consistent): a call either sees
+        // closing, or close waits for it.
+        gate.active.fetch_add(1, Ordering::SeqCst);
+        let frame = Inside { plugin: gate.key(), outer: INSIDE.with(Cell::get) };
+        let _entered = Entered { active: &gate.active, outer: frame.outer };
+        if gate.closing.load(Ordering::SeqCst) {
+            return Err(self.closed_error());
+        }
+        INSIDE.with(|c| c.set(&frame));
+        let _serial = (!thread_safe).then(|| self.serial.lock());
+        clear_error();
+        // SAFETY: a checked call pointer, with the plugin's host table and
+        // this target's state; the caller passes one slot per parameter
+        // (each checked against its type) and the result slot; calls that
+        // are not thread-safe hold the lock.
+        let status = unsafe { call(self.plugin.host.as_ptr(), self.state, args, ret) };
+        Ok((status, inside_(status)))
+    }
+
+    /// Run `f` as a call into the target (counted in, refused once it is
+    /// closing), without its serial lock: a create.
+    pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
+        let gate = self.gate;
+        gate.active.fetch_add(1, Ordering::SeqCst);
+        let frame = Inside { plugin: gate.key(), outer: INSIDE.with(Cell::get) };
+        let _entered = Entered { active: &gate.active, outer: frame.outer };
+        if gate.closing.load(Ordering::SeqCst) {
+            return Err(self.closed_error());
+        }
+        INSIDE.with(|c| c.set(&frame));
+        Ok(f())
+    }
+
+    /// The dynamic call path: `args` checked against `sig` first (the Python
+    /// host's checks and messages), the result decoded and released.
+    pub(crate) fn dynamic(&self, name: &str, sig: &Signature, call: abi::CallFn, thread_safe: bool,
+                          args: &mut [Arg<'_>]) -> Result<Value> {
+        let inner = self.plugin;
+        let count = sig.params.len();
         if args.len() != count {
             return Err(Error::new(
                 ErrorKind::Type,
-                format!("{}{} takes {count} argument{}, {} given", f.name, f.signature, if count != 1 { "s" } else { "" },
+                format!("{}{} takes {count} argument{}, {} given", name, sig, if count != 1 { "s" } else { "" },
                         args.len()),
             ));
         }
         let mut slots = vec![abi::Value::ZERO; count + 1];
         let mut keep = Vec::new(); // the NUL-terminated copies of str arguments, kept for the call
         let mut frames = Frames { data: &inner.host.data, made: Vec::new() };
-        for (i, (param, arg)) in f.signature.params.iter().zip(args.iter_mut()).enumerate() {
-            let what = Named(&f.name, &param.name);
+        for (i, (param, arg)) in sig.params.iter().zip(args.iter_mut()).enumerate() {
+            let what = Named(name, &param.name);
             if let (Type::Fn(sig), Arg::HostFn(closure)) = (&param.ty, &*arg) {
-                slots[i].func = frames.open(closure, sig, &f.name, &param.name);
+                slots[i].func = frames.open(closure, sig, name, &param.name);
                 continue;
             }
             slots[i] = slot(&param.ty, arg, &what, &mut keep)?;
         }
-        let result = f.signature.result;
+        let result = sig.result;
         let unset = UNSET.as_ptr() as *const c_void;
         if matches!(result, Some(Scalar::Str | Scalar::Bytes)) {
             slots[count].bytes = abi::Bytes { ptr: unset, len: 0, release: None };
         }
         // The result is read, and released, before the call's locks are left:
         // a release is plugin code too, under the same contract as the call.
-        self.run_index(index, &mut slots, |status, ret| {
+        self.run(call, thread_safe, &mut slots, |status, ret| {
             if let Some(error) = frames.close() {
                 // A host function failed: that is the call's error. A result it made anyway is released unread.
                 if status == abi::OK && matches!(result, Some(Scalar::Str | Scalar::Bytes)) {
@@ -282,96 +457,56 @@ impl Plugin {
                 return Err(error);
             }
             if status != abi::OK {
-                return Err(self.status_error(index, status));
+                return Err(self.status_error(name, status));
             }
-            decode(result, ret, unset, &Where(&inner.descriptor.id, &f.name))
+            decode(result, ret, unset, &Where(&inner.descriptor.id, name))
         })?
     }
 
-    /// The error of a call of function `index` that returned `status`, with
-    /// the message the plugin set on this thread.
-    pub(crate) fn status_error(&self, index: usize, status: i32) -> Error {
-        let inner = &*self.inner;
-        let f = &inner.descriptor.functions[index];
-        let where_ = format!("plugin {} function {}", py_repr(&inner.descriptor.id), py_repr(&f.name));
-        let message = take_error();
-        let (kind, text) = if status == abi::PANIC {
-            (ErrorKind::PluginPanic, format!("{where_} panicked: {message}"))
-        } else {
-            (ErrorKind::PluginCall, format!("{where_} failed: {message}"))
-        };
-        Error::from_plugin(kind, text, message)
-    }
-
-    /// Call function `index` with its argument slots and the result slot
-    /// (last), under the thread contract; `finish(status, result slot)` runs
-    /// before the call's locks are left (it may release the result).
-    #[inline]
-    pub(crate) fn run_index<R>(&self, index: usize, slots: &mut [abi::Value],
-                               finish: impl FnOnce(i32, abi::Value) -> R) -> Result<R> {
-        let inner = &*self.inner;
-        let f = &inner.descriptor.functions[index];
-        // Counted in before closing is read, and close sets closing before it
-        // reads the count (both sequentially consistent): a call either sees
-        // closing, or close waits for it.
-        inner.active.fetch_add(1, Ordering::SeqCst);
-        let frame = Inside { plugin: inner as *const Inner as usize, outer: INSIDE.with(Cell::get) };
-        let _entered = Entered { active: &inner.active, outer: frame.outer };
-        if inner.closing.load(Ordering::SeqCst) {
-            return Err(Error::new(
-                ErrorKind::PluginClosed,
-                format!("plugin {} is closed: load it again to call it", py_repr(&inner.descriptor.id)),
-            ));
-        }
-        INSIDE.with(|c| c.set(&frame));
-        let _serial = (!f.thread_safe()).then(|| inner.serial.lock());
-        clear_error();
-        let count = slots.len() - 1;
-        let (args, ret) = slots.split_at_mut(count);
-        // SAFETY: the call pointer of a checked function, with this plugin's
-        // host table and state, one slot per parameter (each checked against
-        // its type) and the result slot; not thread-safe calls hold the lock.
-        let status = unsafe { (f.call)(inner.host.as_ptr(), inner.state.0, args.as_ptr(), ret.as_mut_ptr()) };
-        Ok(finish(status, ret[0]))
-    }
-
-    /// Wait for calls in flight, then run the plugin's shutdown. Idempotent.
-    /// Refused from inside one of the plugin's own calls (it would wait for itself).
-    pub fn close(&self) -> Result<()> {
-        let inner = &*self.inner;
-        if inside(inner as *const Inner as usize) {
-            return Err(Error::new(
-                ErrorKind::PluginClosed,
-                format!(
-                    "plugin {}: close() from inside one of its calls (a host function); close it after the call returns",
-                    py_repr(&inner.descriptor.id)
-                ),
-            ));
-        }
-        inner.shutdown();
-        Ok(())
-    }
-
-    /// Whether `close()` ran.
-    pub fn closed(&self) -> bool {
-        self.inner.closing.load(Ordering::SeqCst)
-    }
 }
 
 impl Inner {
-    fn shutdown(&self) {
+    /// Close, and run the shutdown unless instances are left: then the
+    /// last one's destroy runs it.
+    pub(crate) fn shutdown(&self) {
         let mut shut = self.shut.lock().unwrap_or_else(|e| e.into_inner());
         if *shut {
             return;
         }
-        self.closing.store(true, Ordering::SeqCst);
-        while self.active.load(Ordering::SeqCst) != 0 {
-            std::thread::sleep(std::time::Duration::from_micros(50)); // calls in flight finish first
+        self.gate.close_and_wait();
+        if let Some(registry) = &self.registry {
+            // What it still holds goes back first (it may be one of its own instances).
+            let left = registry.release_all(self.host.as_ptr() as usize);
+            if left > 0 {
+                log::warn!(target: "ferrule", "a plugin shut down holding {left} objects from host->query; released them");
+            }
+        }
+        {
+            let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+            if instances.0 > 0 {
+                instances.1 = true;
+                return;
+            }
         }
         *shut = true;
         if let Some(shutdown) = self.descriptor.shutdown {
-            // SAFETY: once, after every call: new calls see closing, and none is in flight.
+            // SAFETY: once, after every call and instance: new calls see closing, and none is in flight.
             unsafe { shutdown(self.host.as_ptr(), self.state.0) };
+        }
+        if let Some(registry) = &self.registry {
+            registry.detach(self);
+        }
+    }
+
+    /// An instance was destroyed; the last one runs a shutdown close() left.
+    pub(crate) fn instance_gone(&self) {
+        let run = {
+            let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+            instances.0 -= 1;
+            instances.0 == 0 && instances.1
+        };
+        if run {
+            self.shutdown();
         }
     }
 }
@@ -383,7 +518,7 @@ impl Drop for Inner {
 }
 
 /// The sentinel a str or bytes result slot holds until the plugin writes it.
-static UNSET: [u8; 1] = [0];
+pub(crate) static UNSET: [u8; 1] = [0];
 
 /// The host functions of one call: registered as live handles while it runs.
 struct Frames<'a> {
@@ -551,7 +686,7 @@ impl std::fmt::Display for Named<'_> {
 }
 
 /// `plugin 'p' function 'f'`, written only when a message needs it.
-struct Where<'a>(&'a str, &'a str);
+pub(crate) struct Where<'a>(pub(crate) &'a str, pub(crate) &'a str);
 
 impl std::fmt::Display for Where<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -672,7 +807,7 @@ fn py_float(x: f64) -> String {
     text
 }
 
-fn decode(result: Option<Scalar>, ret: abi::Value, unset: *const c_void, where_: &Where<'_>) -> Result<Value> {
+pub(crate) fn decode(result: Option<Scalar>, ret: abi::Value, unset: *const c_void, where_: &Where<'_>) -> Result<Value> {
     let Some(r) = result else { return Ok(Value::None) };
     if !matches!(r, Scalar::Str | Scalar::Bytes) {
         // SAFETY: the member the result's type uses, which the plugin wrote.

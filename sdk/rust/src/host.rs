@@ -160,6 +160,7 @@ impl From<CallError> for String {
 pub struct Object {
     host: HostRef,
     ptr: NonNull<abi::Object>,
+    fingerprint: u64,
 }
 
 // SAFETY: the host allows query/call/release on any thread; concurrent calls
@@ -186,7 +187,7 @@ impl Object {
         // SAFETY: a live table that has query (checked above).
         let query = unsafe { (*host.as_ptr()).query }?;
         let found = unsafe { query(host.as_ptr(), id.as_ptr(), revision, fingerprint) };
-        NonNull::new(found.cast_mut()).map(|ptr| Object { host, ptr })
+        NonNull::new(found.cast_mut()).map(|ptr| Object { host, ptr, fingerprint })
     }
 
     /// The host that lent the object.
@@ -239,6 +240,44 @@ impl Object {
     pub unsafe fn call<R: CallResult>(&self, method: u32, args: &[Value]) -> Result<R, CallError> {
         let ret = unsafe { self.call_raw(method, args) }?;
         unsafe { R::take(ret) }
+    }
+}
+
+/// What a generated client calls its methods through: an [`Object`] the
+/// host lent a plugin, or, in a Rust host, an interface instance the host
+/// crate made. A client is made only from a callee whose fingerprint is its
+/// interface's.
+///
+/// # Safety
+/// [`fingerprint`](Callee::fingerprint) must be the layout fingerprint of
+/// the implementation `call_raw` calls, and `call_raw` must call its method
+/// number `method` with `args` and hand over the result slot, as
+/// [`Object::call_raw`] does.
+pub unsafe trait Callee {
+    /// The error of a failed call.
+    type Error: From<CallError>;
+
+    /// The layout fingerprint of the implementation behind it.
+    fn fingerprint(&self) -> u64;
+
+    /// As [`Object::call_raw`].
+    ///
+    /// # Safety
+    /// As for [`Object::call_raw`].
+    unsafe fn call_raw(&self, method: u32, args: &[Value]) -> Result<Value, Self::Error>;
+}
+
+// SAFETY: query() checked the fingerprint (the host lends only a match);
+// call_raw is host->call.
+unsafe impl Callee for Object {
+    type Error = CallError;
+
+    fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    unsafe fn call_raw(&self, method: u32, args: &[Value]) -> Result<Value, CallError> {
+        unsafe { Object::call_raw(self, method, args) }
     }
 }
 

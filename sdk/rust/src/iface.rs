@@ -12,9 +12,10 @@
 //! as the message ([`ret`], [`struct_ret`]). [`Export`] is an entry of
 //! `plugin!`'s `interfaces: [...]`.
 //!
-//! Calling: a generated `Client` wraps an [`Object`](crate::Object) and
+//! Calling: a generated `Client` wraps a [`Callee`](crate::Callee) (an
+//! [`Object`](crate::Object) in a plugin, an instance in a Rust host) and
 //! encodes its arguments with [`scalar`], [`bytes`], [`buf`], [`mutbuf`] and
-//! [`StrArg`]; results are decoded by [`Object::call`](crate::Object::call).
+//! [`StrArg`]; [`call`] decodes results.
 
 use core::ffi::c_void;
 use core::fmt::{self, Display};
@@ -23,7 +24,7 @@ use core::ptr::NonNull;
 
 use crate::abi::{self, Buf, Bytes, CallFn, CreateFn, DestroyFn, Host, Value};
 use crate::convert::{FromArg, IntoRet};
-use crate::host::CallError;
+use crate::host::{CallError, CallResult, Callee};
 use crate::runtime::{self as rt, CallSpec};
 
 /// What a method thunk knows about its method at compile time: name and
@@ -212,12 +213,25 @@ pub fn struct_result<S: Struct>(out: &[u8]) -> Result<S, CallError> {
     S::read(out).map_err(|e| CallError::new(abi::ERROR, format!("result struct {}: {e}", S::NAME)))
 }
 
+/// Calls method number `method` of `callee` and decodes (taking ownership
+/// of) its result as `R`.
+///
+/// # Safety
+/// As for [`Callee::call_raw`], and `R` must match the method's result type.
+#[inline]
+pub unsafe fn call<C: Callee, R: CallResult>(callee: &C, method: u32, args: &[Value]) -> Result<R, C::Error> {
+    let ret = unsafe { callee.call_raw(method, args) }?;
+    Ok(unsafe { R::take(ret) }?)
+}
+
 // ---- the implementation side ------------------------------------------------
 
 /// The declaration of an interface revision, as generated: the facts the
 /// host checks an implementation or a query against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Spec {
+    /// The declaration's name, e.g. `"Transform"` (the host's messages use it).
+    pub name: &'static str,
     /// The interface id, e.g. `"org.example.text.transform"`.
     pub id: &'static str,
     /// The revision.
@@ -228,6 +242,10 @@ pub struct Spec {
     pub layout: &'static str,
     /// Whether instances may be called from several threads at once.
     pub thread_safe: bool,
+    /// Each method's name and call-layer signature (`"(text: str) -> str"`;
+    /// a struct argument as `bytes`, a struct result as a trailing
+    /// `out: mutbuf[u8]`), in vtable order: what a host's dynamic calls check.
+    pub methods: &'static [(&'static str, &'static str)],
 }
 
 /// A generated `#[repr(C)]` struct of method thunks, one [`CallFn`] per

@@ -137,7 +137,7 @@ pub mod __private;
 #[cfg(panic = "abort")]
 compile_error!(crate::__ferrule_panic_abort_message!());
 
-pub use host::{CallError, HostRef, Object};
+pub use host::{CallError, Callee, HostRef, Object};
 pub use hostfn::{HostFn, HostFnError};
 
 /// A log level, the `FERRULE_LOG_*` constants as an enum.

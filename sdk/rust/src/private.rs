@@ -31,7 +31,7 @@ pub mod iface {
     pub use crate::convert::ArgBorrow;
     pub use crate::host::CallResult;
     pub use crate::iface::{
-        arg, buf, bytes, destroy, mutbuf, out_arg, ret, run_create, run_exclusive, run_shared, scalar, struct_arg,
+        arg, buf, bytes, call, destroy, mutbuf, out_arg, ret, run_create, run_exclusive, run_shared, scalar, struct_arg,
         struct_bytes, struct_result, struct_ret, Export, Field, MethodSpec, Scalar, Spec, StrArg, Struct, Vtable,
     };
 }

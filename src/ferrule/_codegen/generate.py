@@ -110,6 +110,10 @@ def generate(args: argparse.Namespace) -> int:
         from . import rust
 
         outputs.append((Path(args.rust), rust.render(specs, args.module)))
+    if args.rust_host:
+        from . import rust
+
+        outputs.append((Path(args.rust_host), rust.render(specs, args.module, host=True)))
     if args.c:
         prefix = args.c_prefix or Path(args.c).stem.replace("-", "_")
         if not prefix.isidentifier():
@@ -154,6 +158,8 @@ def add_parser(sub: Any) -> None:
     )
     cmd.add_argument("module", help="the declaration module, e.g. myapp.interfaces")
     cmd.add_argument("--rust", metavar="FILE", help="write the Rust module (for plugins using ferrule-sdk)")
+    cmd.add_argument("--rust-host", metavar="FILE",
+                     help="write the Rust module for a host using ferrule-host (clients, services), plugin side too")
     cmd.add_argument("--c", metavar="FILE", help="write the C header")
     cmd.add_argument("--c-prefix", metavar="PREFIX", help="prefix of C names (default: the header's file name)")
     cmd.add_argument("--python", metavar="FILE", help="write typed proxies FILE and FILE's .pyi")

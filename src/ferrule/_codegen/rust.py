@@ -376,7 +376,7 @@ def _render_client_method(spec: InterfaceSpec, m: MethodSpec) -> list[str]:
     result = _result_type(m.result)
     lines = _doc(m.doc, "    ")
     lines.append(
-        f"    pub fn {_ident(m.name)}({', '.join([receiver] + params)}) -> Result<{result}, ferrule_sdk::CallError> {{"
+        f"    pub fn {_ident(m.name)}({', '.join([receiver] + params)}) -> Result<{result}, C::Error> {{"
     )
     slots = []
     for p in m.params:
@@ -395,12 +395,12 @@ def _render_client_method(spec: InterfaceSpec, m: MethodSpec) -> list[str]:
     index = m.index
     if struct_result:
         assert m.result is not None
-        lines.append(f"        unsafe {{ self.object.call::<()>({index}, {args}) }}?;")
-        lines.append("        iface::struct_result(&out)")
+        lines.append(f"        unsafe {{ iface::call::<C, ()>(&self.object, {index}, {args}) }}?;")
+        lines.append("        Ok(iface::struct_result(&out)?)")
     elif m.result is not None and m.result.kind == "handle":
-        lines.append(f"        unsafe {{ self.object.call::<u64>({index}, {args}) }}.map({m.result.name})")
+        lines.append(f"        unsafe {{ iface::call::<C, u64>(&self.object, {index}, {args}) }}.map({m.result.name})")
     else:
-        lines.append(f"        unsafe {{ self.object.call({index}, {args}) }}")
+        lines.append(f"        unsafe {{ iface::call(&self.object, {index}, {args}) }}")
     lines += ["    }", ""]
     return lines
 
@@ -417,7 +417,7 @@ def _direct_types(spec: InterfaceSpec) -> list[str]:
     return [n for n in order if n in named]
 
 
-def _render_interface(spec: InterfaceSpec) -> list[str]:
+def _render_interface(spec: InterfaceSpec, host: bool = False) -> list[str]:
     mod = snake(spec.name)
     trait = spec.name
     used = _direct_types(spec)
@@ -447,13 +447,17 @@ def _render_interface(spec: InterfaceSpec) -> list[str]:
     lines += [f"        {_str(line + chr(10))}," for line in spec.layout.splitlines()]
     lines += [
         "    );",
-        "    /// Everything above, and the thread contract.",
+        "    /// Everything above, the thread contract and the methods' call-layer signatures.",
         "    pub const SPEC: iface::Spec = iface::Spec {",
+        f"        name: {_str(spec.name)},",
         "        id: ID,",
         "        revision: REVISION,",
         "        fingerprint: FINGERPRINT,",
         "        layout: LAYOUT,",
         f"        thread_safe: {'true' if spec.thread_safe else 'false'},",
+        "        methods: &[",
+        *[f"            ({_str(m.name)}, {_str(m.signature.text)})," for m in spec.methods],
+        "        ],",
         "    };",
         "",
     ]
@@ -553,13 +557,43 @@ def _render_interface(spec: InterfaceSpec) -> list[str]:
     lines += ["    }", ""]
     # The client.
     lines += [
-        f"    /// A {trait} the host lends (a service of the host, or an instance of another",
-        "    /// plugin's implementation), called through the host. Dropping it gives it back;",
-        "    /// drop it before the plugin shuts down."
-        + ("" if spec.thread_safe else " Not thread-safe: methods take `&mut self`."),
+        f"    /// A caller of {trait}: in a plugin, an object the host lends (a service of the",
+        "    /// host, or an instance of another plugin's implementation), called through the",
+        "    /// host; dropping it gives it back, before the plugin shuts down. In a Rust host,",
+        "    /// an instance that ferrule-host made (`Client::new(plugin.create(&SPEC, None)?)`).",
+        *([] if spec.thread_safe else ["    /// Not thread-safe: methods take `&mut self`."]),
         "    #[derive(Debug)]",
-        "    pub struct Client {",
-        "        object: ferrule_sdk::Object,",
+        "    pub struct Client<C: ferrule_sdk::Callee = ferrule_sdk::Object> {",
+        "        object: C,",
+        "    }",
+        "",
+        "    impl<C: ferrule_sdk::Callee> Client<C> {",
+        "        /// A client of `callee`, or `Err(callee)` when its implementation has another",
+        "        /// layout fingerprint than [`FINGERPRINT`].",
+        "        pub fn new(callee: C) -> Result<Client<C>, C> {",
+        "            if callee.fingerprint() == FINGERPRINT {",
+        "                Ok(Client { object: callee })",
+        "            } else {",
+        "                Err(callee)",
+        "            }",
+        "        }",
+        "",
+        "        /// The callee behind the client.",
+        "        pub fn object(&self) -> &C {",
+        "            &self.object",
+        "        }",
+        "",
+        "        /// The callee, given back.",
+        "        pub fn into_inner(self) -> C {",
+        "            self.object",
+        "        }",
+        "",
+    ]
+    for m in spec.methods:
+        lines += ["    " + line if line else "" for line in _render_client_method(spec, m)]
+    if lines[-1] == "":
+        lines.pop()
+    lines += [
         "    }",
         "",
         "    impl Client {",
@@ -574,24 +608,60 @@ def _render_interface(spec: InterfaceSpec) -> list[str]:
         "        pub fn query_in(host: ferrule_sdk::HostRef) -> Option<Client> {",
         "            ferrule_sdk::Object::query(host, ID, REVISION, FINGERPRINT).map(|object| Client { object })",
         "        }",
-        "",
-        "        /// The object behind the client.",
-        "        pub fn object(&self) -> &ferrule_sdk::Object {",
-        "            &self.object",
-        "        }",
-        "",
+        "    }",
     ]
-    for m in spec.methods:
-        lines += ["    " + line if line else "" for line in _render_client_method(spec, m)]
-    if lines[-1] == "":
-        lines.pop()
-    lines += ["    }", "}", ""]
+    if host:
+        lines += _render_host_side(spec)
+    lines += ["}", ""]
     return lines
 
 
-def render(specs: Sequence[InterfaceSpec], source: str) -> str:
+def _render_host_side(spec: InterfaceSpec) -> list[str]:
+    """What ``--rust-host`` adds to an interface's module: making instances
+    of a loaded plugin's implementation, and providing a service."""
+    lines = [
+        "",
+        "    /// An instance of `plugin`'s implementation called `name` (or its first), checked",
+        "    /// against this declaration (`ferrule_host::ErrorKind::InterfaceMismatch` when it was",
+        "    /// generated from another layout).",
+        "    pub fn create(",
+        "        plugin: &ferrule_host::Plugin,",
+        "        name: Option<&str>,",
+        "    ) -> Result<Client<ferrule_host::Instance>, ferrule_host::Error> {",
+        "        plugin.create(&SPEC, name).map(|object| Client { object })",
+        "    }",
+    ]
+    if any(p.type.kind == "fn" for m in spec.methods for p in m.params):
+        return lines + ["", f"    // No `service`: {spec.name} takes host functions, which plugins cannot pass."]
+    return lines + [
+        "",
+        f"    /// `value` as the {spec.name} service that plugins loaded by a",
+        "    /// `ferrule_host::PluginHost` get when they query this revision.",
+        f"    pub fn service<T: {spec.name}>(value: T) -> ferrule_host::Service {{",
+        "        ferrule_host::Service::new(&SPEC, Vtable::of::<T>(), value)",
+        "    }",
+    ]
+
+
+_PLUGIN_HEADER = [
+    "// Rust bindings for ferrule-sdk. Include it as a module of a plugin crate, e.g.",
+    "// `#[path = \"api.rs\"] mod api;`, implement a trait and list",
+    "// `api::<interface>::export::<Type>(\"name\", \"doc\")` in `plugin!`'s",
+    "// `interfaces: [...]`; call implementations with `api::<interface>::Client`.",
+]
+_HOST_HEADER = [
+    "// Rust bindings for a host using ferrule-host (and ferrule-sdk). Include it as a",
+    "// module, e.g. `#[path = \"api.rs\"] mod api;`; make instances of a plugin's",
+    "// implementation with `api::<interface>::create(&plugin, None)` and provide",
+    "// services with `api::<interface>::service(value)`. The plugin side (traits,",
+    "// `export`, `Client::query`) is here too.",
+]
+
+
+def render(specs: Sequence[InterfaceSpec], source: str, host: bool = False) -> str:
     """The Rust module for ``specs``, declared in module ``source`` (a dotted
-    name, for the header comment)."""
+    name, for the header comment). ``host``: also the Rust host's side
+    (ferrule-host), for ``--rust-host``."""
     structs, handles = _collect_types(specs)
     mods = [snake(s.name) for s in specs]
     for m in mods:
@@ -602,10 +672,7 @@ def render(specs: Sequence[InterfaceSpec], source: str) -> str:
     lines = [
         f"// Generated by `ferrule generate` from {source}; do not edit.",
         "//",
-        "// Rust bindings for ferrule-sdk. Include it as a module of a plugin crate, e.g.",
-        "// `#[path = \"api.rs\"] mod api;`, implement a trait and list",
-        "// `api::<interface>::export::<Type>(\"name\", \"doc\")` in `plugin!`'s",
-        "// `interfaces: [...]`; call implementations with `api::<interface>::Client`.",
+        *(_HOST_HEADER if host else _PLUGIN_HEADER),
         "// `iface` is the SDK's hidden machinery for this code, not an API.",
         "",
         # A plugin uses only part of the bindings (the trait or the client,
@@ -622,7 +689,7 @@ def render(specs: Sequence[InterfaceSpec], source: str) -> str:
     for name, doc in handles:
         lines += _render_handle(name, doc)
     for s in specs:
-        lines += _render_interface(s)
+        lines += _render_interface(s, host)
     while lines and lines[-1] == "":
         lines.pop()
     return "\n".join(lines) + "\n"

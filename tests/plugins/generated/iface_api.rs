@@ -129,13 +129,21 @@ pub mod counter {
         "method 3 name() -> str\n",
         "method 4 fail(str) -> none\n",
     );
-    /// Everything above, and the thread contract.
+    /// Everything above, the thread contract and the methods' call-layer signatures.
     pub const SPEC: iface::Spec = iface::Spec {
+        name: "Counter",
         id: ID,
         revision: REVISION,
         fingerprint: FINGERPRINT,
         layout: LAYOUT,
         thread_safe: false,
+        methods: &[
+            ("add", "(n: i64) -> i64"),
+            ("total", "() -> i64"),
+            ("slow_add", "(n: i64, spin_us: u32) -> i64"),
+            ("name", "() -> str"),
+            ("fail", "(message: str)"),
+        ],
     };
 
     /// A running total. Not thread-safe: the host serialises calls.
@@ -326,12 +334,71 @@ pub mod counter {
         }
     }
 
-    /// A Counter the host lends (a service of the host, or an instance of another
-    /// plugin's implementation), called through the host. Dropping it gives it back;
-    /// drop it before the plugin shuts down. Not thread-safe: methods take `&mut self`.
+    /// A caller of Counter: in a plugin, an object the host lends (a service of the
+    /// host, or an instance of another plugin's implementation), called through the
+    /// host; dropping it gives it back, before the plugin shuts down. In a Rust host,
+    /// an instance that ferrule-host made (`Client::new(plugin.create(&SPEC, None)?)`).
+    /// Not thread-safe: methods take `&mut self`.
     #[derive(Debug)]
-    pub struct Client {
-        object: ferrule_sdk::Object,
+    pub struct Client<C: ferrule_sdk::Callee = ferrule_sdk::Object> {
+        object: C,
+    }
+
+    impl<C: ferrule_sdk::Callee> Client<C> {
+        /// A client of `callee`, or `Err(callee)` when its implementation has another
+        /// layout fingerprint than [`FINGERPRINT`].
+        pub fn new(callee: C) -> Result<Client<C>, C> {
+            if callee.fingerprint() == FINGERPRINT {
+                Ok(Client { object: callee })
+            } else {
+                Err(callee)
+            }
+        }
+
+        /// The callee behind the client.
+        pub fn object(&self) -> &C {
+            &self.object
+        }
+
+        /// The callee, given back.
+        pub fn into_inner(self) -> C {
+            self.object
+        }
+
+        /// Add n and return the new total.
+        pub fn add(&mut self, n: i64) -> Result<i64, C::Error> {
+            let args = [iface::scalar(n)];
+            // SAFETY: the slots match add(n: i64) -> i64.
+            unsafe { iface::call(&self.object, 0, &args) }
+        }
+
+        /// The total so far.
+        pub fn total(&mut self) -> Result<i64, C::Error> {
+            // SAFETY: the slots match total() -> i64.
+            unsafe { iface::call(&self.object, 1, &[]) }
+        }
+
+        /// Read the total, wait spin_us microseconds, then write total + n:
+        /// loses updates unless calls are serialised.
+        pub fn slow_add(&mut self, n: i64, spin_us: u32) -> Result<i64, C::Error> {
+            let args = [iface::scalar(n), iface::scalar(spin_us)];
+            // SAFETY: the slots match slow_add(n: i64, spin_us: u32) -> i64.
+            unsafe { iface::call(&self.object, 2, &args) }
+        }
+
+        /// The implementation's name.
+        pub fn name(&mut self) -> Result<String, C::Error> {
+            // SAFETY: the slots match name() -> str.
+            unsafe { iface::call(&self.object, 3, &[]) }
+        }
+
+        /// Fail with this message.
+        pub fn fail(&mut self, message: &str) -> Result<(), C::Error> {
+            let message = iface::StrArg::new(message);
+            let args = [message.value()];
+            // SAFETY: the slots match fail(message: str).
+            unsafe { iface::call(&self.object, 4, &args) }
+        }
     }
 
     impl Client {
@@ -345,46 +412,6 @@ pub mod counter {
         /// Like [`Client::query`], with a host kept from earlier (e.g. on another thread).
         pub fn query_in(host: ferrule_sdk::HostRef) -> Option<Client> {
             ferrule_sdk::Object::query(host, ID, REVISION, FINGERPRINT).map(|object| Client { object })
-        }
-
-        /// The object behind the client.
-        pub fn object(&self) -> &ferrule_sdk::Object {
-            &self.object
-        }
-
-        /// Add n and return the new total.
-        pub fn add(&mut self, n: i64) -> Result<i64, ferrule_sdk::CallError> {
-            let args = [iface::scalar(n)];
-            // SAFETY: the slots match add(n: i64) -> i64.
-            unsafe { self.object.call(0, &args) }
-        }
-
-        /// The total so far.
-        pub fn total(&mut self) -> Result<i64, ferrule_sdk::CallError> {
-            // SAFETY: the slots match total() -> i64.
-            unsafe { self.object.call(1, &[]) }
-        }
-
-        /// Read the total, wait spin_us microseconds, then write total + n:
-        /// loses updates unless calls are serialised.
-        pub fn slow_add(&mut self, n: i64, spin_us: u32) -> Result<i64, ferrule_sdk::CallError> {
-            let args = [iface::scalar(n), iface::scalar(spin_us)];
-            // SAFETY: the slots match slow_add(n: i64, spin_us: u32) -> i64.
-            unsafe { self.object.call(2, &args) }
-        }
-
-        /// The implementation's name.
-        pub fn name(&mut self) -> Result<String, ferrule_sdk::CallError> {
-            // SAFETY: the slots match name() -> str.
-            unsafe { self.object.call(3, &[]) }
-        }
-
-        /// Fail with this message.
-        pub fn fail(&mut self, message: &str) -> Result<(), ferrule_sdk::CallError> {
-            let message = iface::StrArg::new(message);
-            let args = [message.value()];
-            // SAFETY: the slots match fail(message: str).
-            unsafe { self.object.call(4, &args) }
         }
     }
 }
@@ -431,13 +458,25 @@ pub mod shapes {
         "method 7 echo(bytes) -> bytes\n",
         "method 8 apply(fn(i64) -> i64, i64) -> i64\n",
     );
-    /// Everything above, and the thread contract.
+    /// Everything above, the thread contract and the methods' call-layer signatures.
     pub const SPEC: iface::Spec = iface::Spec {
+        name: "Shapes",
         id: ID,
         revision: REVISION,
         fingerprint: FINGERPRINT,
         layout: LAYOUT,
         thread_safe: true,
+        methods: &[
+            ("area", "(r: bytes) -> u64"),
+            ("grow", "(r: bytes, by: u32, out: mutbuf[u8])"),
+            ("mix", "(flag: bool, a: i8, b: u16, c: f32, d: f64, e: u64) -> f64"),
+            ("sum", "(values: buf[f64]) -> f64"),
+            ("fill", "(target: mutbuf[i32], value: i32)"),
+            ("token", "(label: str) -> u64"),
+            ("label", "(t: u64) -> str"),
+            ("echo", "(data: bytes) -> bytes"),
+            ("apply", "(f: fn(i64) -> i64, x: i64) -> i64"),
+        ],
     };
 
     /// Every parameter kind. Thread-safe: no state.
@@ -754,12 +793,101 @@ pub mod shapes {
         }
     }
 
-    /// A Shapes the host lends (a service of the host, or an instance of another
-    /// plugin's implementation), called through the host. Dropping it gives it back;
-    /// drop it before the plugin shuts down.
+    /// A caller of Shapes: in a plugin, an object the host lends (a service of the
+    /// host, or an instance of another plugin's implementation), called through the
+    /// host; dropping it gives it back, before the plugin shuts down. In a Rust host,
+    /// an instance that ferrule-host made (`Client::new(plugin.create(&SPEC, None)?)`).
     #[derive(Debug)]
-    pub struct Client {
-        object: ferrule_sdk::Object,
+    pub struct Client<C: ferrule_sdk::Callee = ferrule_sdk::Object> {
+        object: C,
+    }
+
+    impl<C: ferrule_sdk::Callee> Client<C> {
+        /// A client of `callee`, or `Err(callee)` when its implementation has another
+        /// layout fingerprint than [`FINGERPRINT`].
+        pub fn new(callee: C) -> Result<Client<C>, C> {
+            if callee.fingerprint() == FINGERPRINT {
+                Ok(Client { object: callee })
+            } else {
+                Err(callee)
+            }
+        }
+
+        /// The callee behind the client.
+        pub fn object(&self) -> &C {
+            &self.object
+        }
+
+        /// The callee, given back.
+        pub fn into_inner(self) -> C {
+            self.object
+        }
+
+        /// width * height.
+        pub fn area(&self, r: Rect) -> Result<u64, C::Error> {
+            let mut r_bytes = [0u8; <Rect as iface::Struct>::SIZE];
+            iface::Struct::write(&r, &mut r_bytes);
+            let args = [iface::bytes(&r_bytes)];
+            // SAFETY: the slots match area(r: bytes) -> u64.
+            unsafe { iface::call(&self.object, 0, &args) }
+        }
+
+        /// r moved by (-by, -by), width and height + 2 * by, filled kept,
+        /// area_hint the new area.
+        pub fn grow(&self, r: Rect, by: u32) -> Result<Rect, C::Error> {
+            let mut r_bytes = [0u8; <Rect as iface::Struct>::SIZE];
+            iface::Struct::write(&r, &mut r_bytes);
+            let mut out = [0u8; <Rect as iface::Struct>::SIZE];
+            let args = [iface::bytes(&r_bytes), iface::scalar(by), iface::mutbuf(&mut out)];
+            // SAFETY: the slots match grow(r: bytes, by: u32, out: mutbuf[u8]).
+            unsafe { iface::call::<C, ()>(&self.object, 1, &args) }?;
+            Ok(iface::struct_result(&out)?)
+        }
+
+        /// a + b + c + d + e (as f64), negated when flag is false.
+        pub fn mix(&self, flag: bool, a: i8, b: u16, c: f32, d: f64, e: u64) -> Result<f64, C::Error> {
+            let args = [iface::scalar(flag), iface::scalar(a), iface::scalar(b), iface::scalar(c), iface::scalar(d), iface::scalar(e)];
+            // SAFETY: the slots match mix(flag: bool, a: i8, b: u16, c: f32, d: f64, e: u64) -> f64.
+            unsafe { iface::call(&self.object, 2, &args) }
+        }
+
+        /// The sum of values.
+        pub fn sum(&self, values: &[f64]) -> Result<f64, C::Error> {
+            let args = [iface::buf(values)];
+            // SAFETY: the slots match sum(values: buf[f64]) -> f64.
+            unsafe { iface::call(&self.object, 3, &args) }
+        }
+
+        /// Set every element of target to value.
+        pub fn fill(&self, target: &mut [i32], value: i32) -> Result<(), C::Error> {
+            let args = [iface::mutbuf(target), iface::scalar(value)];
+            // SAFETY: the slots match fill(target: mutbuf[i32], value: i32).
+            unsafe { iface::call(&self.object, 4, &args) }
+        }
+
+        /// Keep label; return its handle (handles count from 1).
+        pub fn token(&self, label: &str) -> Result<Token, C::Error> {
+            let label = iface::StrArg::new(label);
+            let args = [label.value()];
+            // SAFETY: the slots match token(label: str) -> u64.
+            unsafe { iface::call::<C, u64>(&self.object, 5, &args) }.map(Token)
+        }
+
+        /// The label of a handle token returned; fails for an unknown one.
+        pub fn label(&self, t: Token) -> Result<String, C::Error> {
+            let args = [iface::scalar(t.0)];
+            // SAFETY: the slots match label(t: u64) -> str.
+            unsafe { iface::call(&self.object, 6, &args) }
+        }
+
+        /// data, unchanged.
+        pub fn echo(&self, data: &[u8]) -> Result<Vec<u8>, C::Error> {
+            let args = [iface::bytes(data)];
+            // SAFETY: the slots match echo(data: bytes) -> bytes.
+            unsafe { iface::call(&self.object, 7, &args) }
+        }
+
+        // No `apply`: it takes a host function, which only the Python host can pass.
     }
 
     impl Client {
@@ -774,77 +902,6 @@ pub mod shapes {
         pub fn query_in(host: ferrule_sdk::HostRef) -> Option<Client> {
             ferrule_sdk::Object::query(host, ID, REVISION, FINGERPRINT).map(|object| Client { object })
         }
-
-        /// The object behind the client.
-        pub fn object(&self) -> &ferrule_sdk::Object {
-            &self.object
-        }
-
-        /// width * height.
-        pub fn area(&self, r: Rect) -> Result<u64, ferrule_sdk::CallError> {
-            let mut r_bytes = [0u8; <Rect as iface::Struct>::SIZE];
-            iface::Struct::write(&r, &mut r_bytes);
-            let args = [iface::bytes(&r_bytes)];
-            // SAFETY: the slots match area(r: bytes) -> u64.
-            unsafe { self.object.call(0, &args) }
-        }
-
-        /// r moved by (-by, -by), width and height + 2 * by, filled kept,
-        /// area_hint the new area.
-        pub fn grow(&self, r: Rect, by: u32) -> Result<Rect, ferrule_sdk::CallError> {
-            let mut r_bytes = [0u8; <Rect as iface::Struct>::SIZE];
-            iface::Struct::write(&r, &mut r_bytes);
-            let mut out = [0u8; <Rect as iface::Struct>::SIZE];
-            let args = [iface::bytes(&r_bytes), iface::scalar(by), iface::mutbuf(&mut out)];
-            // SAFETY: the slots match grow(r: bytes, by: u32, out: mutbuf[u8]).
-            unsafe { self.object.call::<()>(1, &args) }?;
-            iface::struct_result(&out)
-        }
-
-        /// a + b + c + d + e (as f64), negated when flag is false.
-        pub fn mix(&self, flag: bool, a: i8, b: u16, c: f32, d: f64, e: u64) -> Result<f64, ferrule_sdk::CallError> {
-            let args = [iface::scalar(flag), iface::scalar(a), iface::scalar(b), iface::scalar(c), iface::scalar(d), iface::scalar(e)];
-            // SAFETY: the slots match mix(flag: bool, a: i8, b: u16, c: f32, d: f64, e: u64) -> f64.
-            unsafe { self.object.call(2, &args) }
-        }
-
-        /// The sum of values.
-        pub fn sum(&self, values: &[f64]) -> Result<f64, ferrule_sdk::CallError> {
-            let args = [iface::buf(values)];
-            // SAFETY: the slots match sum(values: buf[f64]) -> f64.
-            unsafe { self.object.call(3, &args) }
-        }
-
-        /// Set every element of target to value.
-        pub fn fill(&self, target: &mut [i32], value: i32) -> Result<(), ferrule_sdk::CallError> {
-            let args = [iface::mutbuf(target), iface::scalar(value)];
-            // SAFETY: the slots match fill(target: mutbuf[i32], value: i32).
-            unsafe { self.object.call(4, &args) }
-        }
-
-        /// Keep label; return its handle (handles count from 1).
-        pub fn token(&self, label: &str) -> Result<Token, ferrule_sdk::CallError> {
-            let label = iface::StrArg::new(label);
-            let args = [label.value()];
-            // SAFETY: the slots match token(label: str) -> u64.
-            unsafe { self.object.call::<u64>(5, &args) }.map(Token)
-        }
-
-        /// The label of a handle token returned; fails for an unknown one.
-        pub fn label(&self, t: Token) -> Result<String, ferrule_sdk::CallError> {
-            let args = [iface::scalar(t.0)];
-            // SAFETY: the slots match label(t: u64) -> str.
-            unsafe { self.object.call(6, &args) }
-        }
-
-        /// data, unchanged.
-        pub fn echo(&self, data: &[u8]) -> Result<Vec<u8>, ferrule_sdk::CallError> {
-            let args = [iface::bytes(data)];
-            // SAFETY: the slots match echo(data: bytes) -> bytes.
-            unsafe { self.object.call(7, &args) }
-        }
-
-        // No `apply`: it takes a host function, which only the Python host can pass.
     }
 }
 
@@ -871,13 +928,18 @@ pub mod store {
         "method 0 get(str) -> str\n",
         "method 1 put(str, str) -> none\n",
     );
-    /// Everything above, and the thread contract.
+    /// Everything above, the thread contract and the methods' call-layer signatures.
     pub const SPEC: iface::Spec = iface::Spec {
+        name: "Store",
         id: ID,
         revision: REVISION,
         fingerprint: FINGERPRINT,
         layout: LAYOUT,
         thread_safe: true,
+        methods: &[
+            ("get", "(key: str) -> str"),
+            ("put", "(key: str, value: str)"),
+        ],
     };
 
     /// A string store the host provides to plugins.
@@ -995,12 +1057,52 @@ pub mod store {
         }
     }
 
-    /// A Store the host lends (a service of the host, or an instance of another
-    /// plugin's implementation), called through the host. Dropping it gives it back;
-    /// drop it before the plugin shuts down.
+    /// A caller of Store: in a plugin, an object the host lends (a service of the
+    /// host, or an instance of another plugin's implementation), called through the
+    /// host; dropping it gives it back, before the plugin shuts down. In a Rust host,
+    /// an instance that ferrule-host made (`Client::new(plugin.create(&SPEC, None)?)`).
     #[derive(Debug)]
-    pub struct Client {
-        object: ferrule_sdk::Object,
+    pub struct Client<C: ferrule_sdk::Callee = ferrule_sdk::Object> {
+        object: C,
+    }
+
+    impl<C: ferrule_sdk::Callee> Client<C> {
+        /// A client of `callee`, or `Err(callee)` when its implementation has another
+        /// layout fingerprint than [`FINGERPRINT`].
+        pub fn new(callee: C) -> Result<Client<C>, C> {
+            if callee.fingerprint() == FINGERPRINT {
+                Ok(Client { object: callee })
+            } else {
+                Err(callee)
+            }
+        }
+
+        /// The callee behind the client.
+        pub fn object(&self) -> &C {
+            &self.object
+        }
+
+        /// The callee, given back.
+        pub fn into_inner(self) -> C {
+            self.object
+        }
+
+        /// The value of key; fails when it is absent.
+        pub fn get(&self, key: &str) -> Result<String, C::Error> {
+            let key = iface::StrArg::new(key);
+            let args = [key.value()];
+            // SAFETY: the slots match get(key: str) -> str.
+            unsafe { iface::call(&self.object, 0, &args) }
+        }
+
+        /// Set key to value.
+        pub fn put(&self, key: &str, value: &str) -> Result<(), C::Error> {
+            let key = iface::StrArg::new(key);
+            let value = iface::StrArg::new(value);
+            let args = [key.value(), value.value()];
+            // SAFETY: the slots match put(key: str, value: str).
+            unsafe { iface::call(&self.object, 1, &args) }
+        }
     }
 
     impl Client {
@@ -1014,28 +1116,6 @@ pub mod store {
         /// Like [`Client::query`], with a host kept from earlier (e.g. on another thread).
         pub fn query_in(host: ferrule_sdk::HostRef) -> Option<Client> {
             ferrule_sdk::Object::query(host, ID, REVISION, FINGERPRINT).map(|object| Client { object })
-        }
-
-        /// The object behind the client.
-        pub fn object(&self) -> &ferrule_sdk::Object {
-            &self.object
-        }
-
-        /// The value of key; fails when it is absent.
-        pub fn get(&self, key: &str) -> Result<String, ferrule_sdk::CallError> {
-            let key = iface::StrArg::new(key);
-            let args = [key.value()];
-            // SAFETY: the slots match get(key: str) -> str.
-            unsafe { self.object.call(0, &args) }
-        }
-
-        /// Set key to value.
-        pub fn put(&self, key: &str, value: &str) -> Result<(), ferrule_sdk::CallError> {
-            let key = iface::StrArg::new(key);
-            let value = iface::StrArg::new(value);
-            let args = [key.value(), value.value()];
-            // SAFETY: the slots match put(key: str, value: str).
-            unsafe { self.object.call(1, &args) }
         }
     }
 }
@@ -1064,13 +1144,19 @@ pub mod store2 {
         "method 1 put(str, str) -> none\n",
         "method 2 count() -> u32\n",
     );
-    /// Everything above, and the thread contract.
+    /// Everything above, the thread contract and the methods' call-layer signatures.
     pub const SPEC: iface::Spec = iface::Spec {
+        name: "Store2",
         id: ID,
         revision: REVISION,
         fingerprint: FINGERPRINT,
         layout: LAYOUT,
         thread_safe: true,
+        methods: &[
+            ("get", "(key: str) -> str"),
+            ("put", "(key: str, value: str)"),
+            ("count", "() -> u32"),
+        ],
     };
 
     /// Revision 2 of the store: adds count.
@@ -1210,12 +1296,58 @@ pub mod store2 {
         }
     }
 
-    /// A Store2 the host lends (a service of the host, or an instance of another
-    /// plugin's implementation), called through the host. Dropping it gives it back;
-    /// drop it before the plugin shuts down.
+    /// A caller of Store2: in a plugin, an object the host lends (a service of the
+    /// host, or an instance of another plugin's implementation), called through the
+    /// host; dropping it gives it back, before the plugin shuts down. In a Rust host,
+    /// an instance that ferrule-host made (`Client::new(plugin.create(&SPEC, None)?)`).
     #[derive(Debug)]
-    pub struct Client {
-        object: ferrule_sdk::Object,
+    pub struct Client<C: ferrule_sdk::Callee = ferrule_sdk::Object> {
+        object: C,
+    }
+
+    impl<C: ferrule_sdk::Callee> Client<C> {
+        /// A client of `callee`, or `Err(callee)` when its implementation has another
+        /// layout fingerprint than [`FINGERPRINT`].
+        pub fn new(callee: C) -> Result<Client<C>, C> {
+            if callee.fingerprint() == FINGERPRINT {
+                Ok(Client { object: callee })
+            } else {
+                Err(callee)
+            }
+        }
+
+        /// The callee behind the client.
+        pub fn object(&self) -> &C {
+            &self.object
+        }
+
+        /// The callee, given back.
+        pub fn into_inner(self) -> C {
+            self.object
+        }
+
+        /// The value of key; fails when it is absent.
+        pub fn get(&self, key: &str) -> Result<String, C::Error> {
+            let key = iface::StrArg::new(key);
+            let args = [key.value()];
+            // SAFETY: the slots match get(key: str) -> str.
+            unsafe { iface::call(&self.object, 0, &args) }
+        }
+
+        /// Set key to value.
+        pub fn put(&self, key: &str, value: &str) -> Result<(), C::Error> {
+            let key = iface::StrArg::new(key);
+            let value = iface::StrArg::new(value);
+            let args = [key.value(), value.value()];
+            // SAFETY: the slots match put(key: str, value: str).
+            unsafe { iface::call(&self.object, 1, &args) }
+        }
+
+        /// How many keys are set.
+        pub fn count(&self) -> Result<u32, C::Error> {
+            // SAFETY: the slots match count() -> u32.
+            unsafe { iface::call(&self.object, 2, &[]) }
+        }
     }
 
     impl Client {
@@ -1229,34 +1361,6 @@ pub mod store2 {
         /// Like [`Client::query`], with a host kept from earlier (e.g. on another thread).
         pub fn query_in(host: ferrule_sdk::HostRef) -> Option<Client> {
             ferrule_sdk::Object::query(host, ID, REVISION, FINGERPRINT).map(|object| Client { object })
-        }
-
-        /// The object behind the client.
-        pub fn object(&self) -> &ferrule_sdk::Object {
-            &self.object
-        }
-
-        /// The value of key; fails when it is absent.
-        pub fn get(&self, key: &str) -> Result<String, ferrule_sdk::CallError> {
-            let key = iface::StrArg::new(key);
-            let args = [key.value()];
-            // SAFETY: the slots match get(key: str) -> str.
-            unsafe { self.object.call(0, &args) }
-        }
-
-        /// Set key to value.
-        pub fn put(&self, key: &str, value: &str) -> Result<(), ferrule_sdk::CallError> {
-            let key = iface::StrArg::new(key);
-            let value = iface::StrArg::new(value);
-            let args = [key.value(), value.value()];
-            // SAFETY: the slots match put(key: str, value: str).
-            unsafe { self.object.call(1, &args) }
-        }
-
-        /// How many keys are set.
-        pub fn count(&self) -> Result<u32, ferrule_sdk::CallError> {
-            // SAFETY: the slots match count() -> u32.
-            unsafe { self.object.call(2, &[]) }
         }
     }
 }
