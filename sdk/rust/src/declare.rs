@@ -32,13 +32,14 @@ pub struct Struct {
     pub fields: &'static [(&'static str, Ty)],
 }
 
-/// One method: name, parameter types and result (`None`: no result).
+/// One method: name, parameters and result (`None`: no result).
 #[derive(Clone, Copy, Debug)]
 pub struct Method {
     /// The method's name.
     pub name: &'static str,
-    /// The parameter types, in order.
-    pub params: &'static [Ty],
+    /// Name and type of each parameter, in order (the layout has only the
+    /// types; the call-layer signature has both).
+    pub params: &'static [(&'static str, Ty)],
     /// The result type.
     pub result: Option<Ty>,
 }
@@ -203,7 +204,9 @@ pub const fn valid_id(id: &str) -> bool {
 /// Method names that `ferrule.idl` refuses (attributes of every Python
 /// instance) or that clash with the items generated for an interface.
 pub const fn reserved_method(name: &str) -> bool {
-    let reserved = ["aio", "close", "closed", "implementation", "create", "query", "query_in", "object", "of"];
+    let reserved = [
+        "aio", "close", "closed", "implementation", "create", "query", "query_in", "object", "of", "new", "into_inner",
+    ];
     let mut i = 0;
     while i < reserved.len() {
         if str_eq(reserved[i], unraw(name)) {
@@ -216,7 +219,7 @@ pub const fn reserved_method(name: &str) -> bool {
 
 /// Names of the items generated in an interface's module.
 pub const fn reserved_type(name: &str) -> bool {
-    let reserved = ["Client", "Vtable", "Spec", "ID", "REVISION", "FINGERPRINT", "LAYOUT", "SPEC"];
+    let reserved = ["Client", "Vtable", "Spec", "ID", "REVISION", "FINGERPRINT", "LAYOUT", "SPEC", "C"];
     let mut i = 0;
     while i < reserved.len() {
         if str_eq(reserved[i], name) {
@@ -327,7 +330,7 @@ impl Used {
             let method = &decl.methods[m];
             let mut p = 0;
             while p < method.params.len() {
-                used = used.add(&method.params[p]);
+                used = used.add(&method.params[p].1);
                 p += 1;
             }
             if let Some(r) = &method.result {
@@ -372,7 +375,7 @@ pub const fn check_types(decl: &Interface, trait_name: &str) -> bool {
                 panic!("ferrule_sdk::interface!: a struct and a handle the interface uses have one name; rename one");
             }
             if reserved_type(s.name) {
-                panic!("ferrule_sdk::interface!: a struct the interface uses is named like a generated item (Client, Vtable, Spec, ID, REVISION, FINGERPRINT, LAYOUT, SPEC); rename it");
+                panic!("ferrule_sdk::interface!: a struct the interface uses is named like a generated item (Client, Vtable, Spec, ID, REVISION, FINGERPRINT, LAYOUT, SPEC, C); rename it");
             }
         }
         i += 1;
@@ -380,7 +383,7 @@ pub const fn check_types(decl: &Interface, trait_name: &str) -> bool {
     i = 0;
     while i < used.n_handles {
         if reserved_type(used.handles[i]) {
-            panic!("ferrule_sdk::interface!: a handle the interface uses is named like a generated item (Client, Vtable, Spec, ID, REVISION, FINGERPRINT, LAYOUT, SPEC); rename it");
+            panic!("ferrule_sdk::interface!: a handle the interface uses is named like a generated item (Client, Vtable, Spec, ID, REVISION, FINGERPRINT, LAYOUT, SPEC, C); rename it");
         }
         i += 1;
     }
@@ -455,6 +458,35 @@ impl<const N: usize> Out<N> {
         }
     }
 
+    /// A type as the call layer carries it: a struct as `bytes`, a handle
+    /// as `u64` (`TypeSpec.abi` in ferrule.idl).
+    const fn abi(self, t: &Ty) -> Self {
+        match t {
+            Ty::Struct(_) => self.str("bytes"),
+            Ty::Handle(_) => self.str("u64"),
+            _ => self.ty(t),
+        }
+    }
+
+    /// The call-layer signature of `m` (`MethodSpec.signature` in
+    /// ferrule.idl): a struct result is a trailing `out: mutbuf[u8]`.
+    const fn signature(mut self, m: &Method) -> Self {
+        self = self.str("(");
+        let mut p = 0;
+        while p < m.params.len() {
+            if p > 0 {
+                self = self.str(", ");
+            }
+            self = self.str(unraw(m.params[p].0)).str(": ").abi(&m.params[p].1);
+            p += 1;
+        }
+        match &m.result {
+            Some(Ty::Struct(_)) => self.str(if p > 0 { ", out: mutbuf[u8])" } else { "out: mutbuf[u8])" }),
+            Some(r) => self.str(") -> ").abi(r),
+            None => self.str(")"),
+        }
+    }
+
     const fn list(mut self, types: &[Ty]) -> Self {
         let mut i = 0;
         while i < types.len() {
@@ -494,7 +526,15 @@ impl<const N: usize> Out<N> {
         i = 0;
         while i < decl.methods.len() {
             let m = &decl.methods[i];
-            self = self.str("method ").num(i).str(" ").str(unraw(m.name)).str("(").list(m.params);
+            self = self.str("method ").num(i).str(" ").str(unraw(m.name)).str("(");
+            let mut p = 0;
+            while p < m.params.len() {
+                if p > 0 {
+                    self = self.str(", ");
+                }
+                self = self.ty(&m.params[p].1);
+                p += 1;
+            }
             self = match &m.result {
                 Some(r) => self.str(") -> ").ty(r).str("\n"),
                 None => self.str(") -> none\n"),
@@ -517,7 +557,19 @@ pub const fn layout_bytes<const N: usize>(decl: &Interface) -> [u8; N] {
     out.buf
 }
 
-/// The layout text as `str` (it is ASCII, or UTF-8 from the declaration).
+/// The length of `m`'s call-layer signature in bytes.
+pub const fn signature_len(m: &Method) -> usize {
+    Out::<0> { buf: [], len: 0 }.signature(m).len
+}
+
+/// `m`'s call-layer signature; `N` must be [`signature_len`].
+pub const fn signature_bytes<const N: usize>(m: &Method) -> [u8; N] {
+    let out = Out::<N> { buf: [0; N], len: 0 }.signature(m);
+    assert!(out.len == N, "ferrule: signature_bytes::<N> needs N == signature_len");
+    out.buf
+}
+
+/// The layout text or a signature as `str` (UTF-8 from the declaration).
 pub const fn layout_str(bytes: &'static [u8]) -> &'static str {
     match core::str::from_utf8(bytes) {
         Ok(s) => s,
@@ -570,7 +622,10 @@ mod tests {
             thread_safe: true,
             methods: &[Method {
                 name: "r#apply",
-                params: &[Ty::Fn(&[Ty::Text("str"), Ty::Fixed("i64", 8)], Some(&Ty::Text("bytes"))), Ty::Fn(&[], None)],
+                params: &[
+                    ("r#f", Ty::Fn(&[Ty::Text("str"), Ty::Fixed("i64", 8)], Some(&Ty::Text("bytes")))),
+                    ("g", Ty::Fn(&[], None)),
+                ],
                 result: None,
             }],
         };
@@ -581,5 +636,14 @@ mod tests {
             "ferrule-layout 1\ninterface org.x.y\nrevision 4000000000\nthread-safe yes\n\
              method 0 apply(fn(str, i64) -> bytes, fn()) -> none\n"
         );
+        const M: Method = DECL.methods[0];
+        const S: [u8; signature_len(&M)] = signature_bytes::<{ signature_len(&M) }>(&M);
+        assert_eq!(layout_str(&S), "(f: fn(str, i64) -> bytes, g: fn())");
+        const R: Method = Method { name: "grow", params: &[("r", Ty::Struct(&RECT)), ("by", Ty::Fixed("u32", 4))], result: Some(Ty::Struct(&RECT)) };
+        const RS: [u8; signature_len(&R)] = signature_bytes::<{ signature_len(&R) }>(&R);
+        assert_eq!(layout_str(&RS), "(r: bytes, by: u32, out: mutbuf[u8])");
+        const T: Method = Method { name: "token", params: &[], result: Some(Ty::Handle("Token")) };
+        const TS: [u8; signature_len(&T)] = signature_bytes::<{ signature_len(&T) }>(&T);
+        assert_eq!(layout_str(&TS), "() -> u64");
     }
 }

@@ -79,11 +79,21 @@
 /// reverse-DNS, revision 0, no methods or more than 256, a method named like
 /// an attribute of every Python instance (`aio`, `close`, `closed`,
 /// `implementation`) or a generated item (`create`, `query`, `query_in`,
-/// `object`, `of`), a parameter named `out`, two different types of one name.
+/// `object`, `of`, `new`, `into_inner`), a parameter named `out`, two
+/// different types of one name.
+///
+/// In a Rust host (`ferrule-host`), the same declarations serve: wrap an
+/// instance in the client, `api::counter::Client::new(plugin.create(&api::counter::SPEC,
+/// None)?)`, and provide a service with `ferrule_host::Service::new(&api::store::SPEC,
+/// api::store::Vtable::of::<MyStore>(), MyStore::default())`. (`ferrule
+/// generate --rust-host` writes these two as `create` and `service`; this
+/// crate has no dependencies, so the macro cannot name `ferrule_host`.)
 ///
 /// Not expressible here: names are written twice (module and trait) because
 /// `macro_rules!` cannot change the case of an identifier; only doc comments
-/// are accepted as attributes on interfaces and methods.
+/// are accepted as attributes on interfaces, methods and fields; invoke it at
+/// module level. A method named `new` or `into_inner` and a type named `C`
+/// are refused too: they would clash with the client's items.
 #[macro_export]
 macro_rules! interface {
     () => {};
@@ -179,7 +189,7 @@ macro_rules! __ferrule_interface {
         $crate::__ferrule_interface! {
             @iface exclusive [] false
             ["Not thread-safe: the host serialises the calls into each instance, so" "methods take `&mut self`."]
-            [" Not thread-safe: methods take `&mut self`."]
+            ["Not thread-safe: methods take `&mut self`."]
             $($rest)*
         }
     };
@@ -187,14 +197,14 @@ macro_rules! __ferrule_interface {
         $crate::__ferrule_interface! {
             @iface shared [Sync +] true
             ["Thread-safe: the host may call one instance from several threads at" "once, so methods take `&self`."]
-            [""]
+            []
             $($rest)*
         }
     };
 
     // ---- one interface ---------------------------------------------------
     (
-        @iface $mode:ident [$($sync:tt)*] $ts:literal [$contract1:literal $contract2:literal] [$client_doc:literal]
+        @iface $mode:ident [$($sync:tt)*] $ts:literal [$contract1:literal $contract2:literal] [$($client_doc:literal)?]
         $id:literal $rev:literal [$($doc:literal)*] [$vis:vis] $module:ident $Trait:ident
         [$( $m:ident [$($mdoc:literal)*] [$([$p:ident $t:tt])*] $r:tt )*]
     ) => {
@@ -217,13 +227,20 @@ macro_rules! __ferrule_interface {
             pub const FINGERPRINT: u64 = $crate::__private::declare::fingerprint(LAYOUT);
             /// The canonical layout text of this revision.
             pub const LAYOUT: &str = $crate::__private::declare::layout_str(&LAYOUT_BYTES);
-            /// Everything above, and the thread contract.
+            /// Everything above, the thread contract and the methods' call-layer signatures.
             pub const SPEC: $crate::__private::iface::Spec = $crate::__private::iface::Spec {
+                name: ::core::stringify!($Trait),
                 id: ID,
                 revision: REVISION,
                 fingerprint: FINGERPRINT,
                 layout: LAYOUT,
                 thread_safe: $ts,
+                methods: &[$(($crate::__private::declare::unraw(::core::stringify!($m)), {
+                    const M: $crate::__private::declare::Method = $crate::__ferrule_interface!(@method $m [$([$p $t])*] $r);
+                    const N: usize = $crate::__private::declare::signature_len(&M);
+                    const TEXT: [u8; N] = $crate::__private::declare::signature_bytes::<N>(&M);
+                    $crate::__private::declare::layout_str(&TEXT)
+                })),*],
             };
 
             // The declaration, from which LAYOUT is written at compile time.
@@ -231,11 +248,7 @@ macro_rules! __ferrule_interface {
                 id: ID,
                 revision: REVISION,
                 thread_safe: $ts,
-                methods: &[$($crate::__private::declare::Method {
-                    name: ::core::stringify!($m),
-                    params: &[$($crate::__ferrule_interface!(@decl $t)),*],
-                    result: $crate::__ferrule_interface!(@result_decl $r),
-                }),*],
+                methods: &[$($crate::__ferrule_interface!(@method $m [$([$p $t])*] $r)),*],
             };
             const LAYOUT_LEN: usize = $crate::__private::declare::layout_len(&DECL);
             const LAYOUT_BYTES: [u8; LAYOUT_LEN] = $crate::__private::declare::layout_bytes::<LAYOUT_LEN>(&DECL);
@@ -253,14 +266,14 @@ macro_rules! __ferrule_interface {
                     "interface ", ::core::stringify!($Trait), " declares more than 256 methods"));
                 ::core::assert!(!$crate::__private::declare::reserved_type(::core::stringify!($Trait)), ::core::concat!(
                     "interface trait ", ::core::stringify!($Trait), " is named like an item of its module ",
-                    "(Client, Vtable, Spec, ID, REVISION, FINGERPRINT, LAYOUT, SPEC): rename it"));
+                    "(Client, Vtable, Spec, ID, REVISION, FINGERPRINT, LAYOUT, SPEC, C): rename it"));
                 ::core::assert!(!$crate::__private::declare::check_types(&DECL, ::core::stringify!($Trait)), ::core::concat!(
                     "interface ", ::core::stringify!($Trait), ": a struct or handle it uses has the interface's name: rename one"));
                 $(
                     ::core::assert!(!$crate::__private::declare::reserved_method(::core::stringify!($m)), ::core::concat!(
                         "interface ", ::core::stringify!($Trait), " method `", ::core::stringify!($m), "`: the name is an ",
                         "attribute of every Python instance (aio, close, closed, implementation) or of the ",
-                        "generated bindings (create, query, query_in, object, of): rename the method"));
+                        "generated bindings (create, query, query_in, object, of, new, into_inner): rename the method"));
                     $(
                         ::core::assert!(!$crate::__private::declare::str_eq(::core::stringify!($p), "out"), ::core::concat!(
                             "interface ", ::core::stringify!($Trait), " method `", ::core::stringify!($m),
@@ -348,13 +361,39 @@ macro_rules! __ferrule_interface {
             }
 
             #[doc = ::core::concat!(
-                "A ", ::core::stringify!($Trait),
-                " the host lends (a service of the host, or an instance of another")]
-            /// plugin's implementation), called through the host. Dropping it gives it back;
-            #[doc = ::core::concat!("drop it before the plugin shuts down.", $client_doc)]
+                "A caller of ", ::core::stringify!($Trait),
+                ": in a plugin, an object the host lends (a service of the")]
+            /// host, or an instance of another plugin's implementation), called through the
+            /// host; dropping it gives it back, before the plugin shuts down. In a Rust host,
+            /// an instance that ferrule-host made (`Client::new(plugin.create(&SPEC, None)?)`).
+            $(#[doc = $client_doc])*
             #[derive(Debug)]
-            pub struct Client {
-                object: $crate::Object,
+            pub struct Client<C: $crate::Callee = $crate::Object> {
+                object: C,
+            }
+
+            impl<C: $crate::Callee> Client<C> {
+                /// A client of `callee`, or `Err(callee)` when its implementation has another
+                /// layout fingerprint than [`FINGERPRINT`].
+                pub fn new(callee: C) -> ::core::result::Result<Client<C>, C> {
+                    if callee.fingerprint() == FINGERPRINT {
+                        ::core::result::Result::Ok(Client { object: callee })
+                    } else {
+                        ::core::result::Result::Err(callee)
+                    }
+                }
+
+                /// The callee behind the client.
+                pub fn object(&self) -> &C {
+                    &self.object
+                }
+
+                /// The callee, given back.
+                pub fn into_inner(self) -> C {
+                    self.object
+                }
+
+                $($crate::__ferrule_interface! { @client_scan [$([$p $t])*] $mode $m [$($mdoc)*] [$([$p $t])*] $r })*
             }
 
             impl Client {
@@ -369,13 +408,6 @@ macro_rules! __ferrule_interface {
                 pub fn query_in(host: $crate::HostRef) -> ::core::option::Option<Client> {
                     $crate::Object::query(host, ID, REVISION, FINGERPRINT).map(|object| Client { object })
                 }
-
-                /// The object behind the client.
-                pub fn object(&self) -> &$crate::Object {
-                    &self.object
-                }
-
-                $($crate::__ferrule_interface! { @client_scan [$([$p $t])*] $mode $m [$($mdoc)*] [$([$p $t])*] $r })*
             }
         }
     };
@@ -486,14 +518,14 @@ macro_rules! __ferrule_interface {
     (@client_scan [] exclusive $m:ident [$($mdoc:literal)*] [$([$p:ident $t:tt])*] $r:tt) => {
         $(#[doc = $mdoc])*
         pub fn $m(&mut self, $($p: $crate::__ferrule_interface!(@param $t)),*)
-            -> ::core::result::Result<$crate::__ferrule_interface!(@ret $r), $crate::CallError> {
+            -> ::core::result::Result<$crate::__ferrule_interface!(@ret $r), C::Error> {
             $crate::__ferrule_interface! { @call (&self.object) $m [$([$p $t])*] $r }
         }
     };
     (@client_scan [] shared $m:ident [$($mdoc:literal)*] [$([$p:ident $t:tt])*] $r:tt) => {
         $(#[doc = $mdoc])*
         pub fn $m(&self, $($p: $crate::__ferrule_interface!(@param $t)),*)
-            -> ::core::result::Result<$crate::__ferrule_interface!(@ret $r), $crate::CallError> {
+            -> ::core::result::Result<$crate::__ferrule_interface!(@ret $r), C::Error> {
             $crate::__ferrule_interface! { @call (&self.object) $m [$([$p $t])*] $r }
         }
     };
@@ -506,22 +538,22 @@ macro_rules! __ferrule_interface {
             $crate::__private::iface::mutbuf(&mut out),
         ];
         // SAFETY: the slots match the method's signature, the out buffer last.
-        unsafe { $object.call::<()>(INDEX, args) }?;
-        $crate::__private::iface::struct_result(&out)
+        unsafe { $crate::__private::iface::call::<C, ()>($object, INDEX, args) }?;
+        ::core::result::Result::Ok($crate::__private::iface::struct_result(&out)?)
     }};
     (@call $object:tt $m:ident [$([$p:ident $t:tt])*] (handle $rn:ident)) => {{
         const INDEX: u32 = $crate::__ferrule_interface!(@index $m);
         $($crate::__ferrule_interface! { @prepare $t $p })*
         let args: &[$crate::abi::Value] = &[$($crate::__ferrule_interface!(@slot $t $p)),*];
         // SAFETY: the slots match the method's signature.
-        unsafe { $object.call::<u64>(INDEX, args) }.map($rn)
+        unsafe { $crate::__private::iface::call::<C, u64>($object, INDEX, args) }.map($rn)
     }};
     (@call $object:tt $m:ident [$([$p:ident $t:tt])*] $r:tt) => {{
         const INDEX: u32 = $crate::__ferrule_interface!(@index $m);
         $($crate::__ferrule_interface! { @prepare $t $p })*
         let args: &[$crate::abi::Value] = &[$($crate::__ferrule_interface!(@slot $t $p)),*];
         // SAFETY: the slots match the method's signature.
-        unsafe { $object.call(INDEX, args) }
+        unsafe { $crate::__private::iface::call($object, INDEX, args) }
     }};
     // The method's index: its place in the Vtable.
     (@index $m:ident) => {
@@ -595,6 +627,13 @@ macro_rules! __ferrule_interface {
     (@number f64) => { f64 };
     (@number $t:ident) => { $crate::__ferrule_interface!(@bad_type $t) };
 
+    (@method $m:ident [$([$p:ident $t:tt])*] $r:tt) => {
+        $crate::__private::declare::Method {
+            name: ::core::stringify!($m),
+            params: &[$((::core::stringify!($p), $crate::__ferrule_interface!(@decl $t))),*],
+            result: $crate::__ferrule_interface!(@result_decl $r),
+        }
+    };
     (@result_decl ()) => { ::core::option::Option::None };
     (@result_decl (buf $($t:tt)*)) => { $crate::__ferrule_interface!(@bad_result buf $($t)*) };
     (@result_decl (mutbuf $($t:tt)*)) => { $crate::__ferrule_interface!(@bad_result mutbuf $($t)*) };

@@ -40,7 +40,7 @@ pub mod iface {
 /// declaration model and the compile-time layout text and fingerprint.
 pub mod declare {
     pub use crate::declare::{
-        check_types, fingerprint, layout_bytes, layout_len, layout_str, reserved_method, reserved_type, str_eq, unraw,
-        valid_id, DeclaredHandle, DeclaredStruct, Interface, Method, Struct, Ty,
+        check_types, fingerprint, layout_bytes, layout_len, layout_str, reserved_method, reserved_type, signature_bytes,
+        signature_len, str_eq, unraw, valid_id, DeclaredHandle, DeclaredStruct, Interface, Method, Struct, Ty,
     };
 }

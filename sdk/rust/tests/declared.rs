@@ -163,3 +163,87 @@ fn structs_have_the_declared_layout() {
     );
     assert_eq!(declared::Token(7), declared::Token(7));
 }
+
+/// A callee that records what a client passes and answers with fixed
+/// values, to hold the declared and the generated clients side by side.
+#[derive(Debug)]
+struct Recorder {
+    fingerprint: u64,
+    calls: std::cell::RefCell<Vec<(u32, Vec<Vec<u8>>)>>,
+}
+
+impl Recorder {
+    fn new(fingerprint: u64) -> Recorder {
+        Recorder { fingerprint, calls: Default::default() }
+    }
+}
+
+// SAFETY: call_raw reads each slot as the test's methods pass it and writes
+// only the `out` buffer of a struct result; results carry no memory (the
+// test calls no method with a str or bytes result).
+unsafe impl ferrule_sdk::Callee for Recorder {
+    type Error = ferrule_sdk::CallError;
+
+    fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    unsafe fn call_raw(&self, method: u32, args: &[ferrule_sdk::abi::Value]) -> Result<ferrule_sdk::abi::Value, Self::Error> {
+        use ferrule_sdk::abi::Value;
+        // Each slot as the bytes it holds: a scalar's 8 bytes, or the memory
+        // behind a pointer and length (str, bytes, buffers).
+        let seen = args
+            .iter()
+            .map(|v| unsafe {
+                let (ptr, len) = (v.bytes.ptr.cast::<u8>(), v.bytes.len);
+                if len > 0 && len < 4096 && !ptr.is_null() {
+                    std::slice::from_raw_parts(ptr, len).to_vec()
+                } else {
+                    v.u64.to_ne_bytes().to_vec()
+                }
+            })
+            .collect();
+        self.calls.borrow_mut().push((method, seen));
+        if let Some(out) = args.last().filter(|_| method == 1 && args.len() == 3) {
+            // grow's `out`: the struct result's C layout.
+            let out = unsafe { std::slice::from_raw_parts_mut(out.buf.ptr.cast::<u8>(), out.buf.len) };
+            out.fill(0);
+            out[8] = 42; // width
+        }
+        Ok(Value { u64: 7 })
+    }
+}
+
+#[test]
+fn declared_clients_call_as_generated_clients_do() {
+    let rect = declared::Rect { origin: declared::Point { x: 1, y: 2 }, width: 3, height: 4, filled: true, area_hint: 5 };
+    let same = generated::Rect { origin: generated::Point { x: 1, y: 2 }, width: 3, height: 4, filled: true, area_hint: 5 };
+
+    let d = declared::shapes::Client::new(Recorder::new(declared::shapes::FINGERPRINT)).unwrap();
+    let g = generated::shapes::Client::new(Recorder::new(generated::shapes::FINGERPRINT)).unwrap();
+    assert_eq!(d.area(rect).unwrap(), g.area(same).unwrap());
+    assert_eq!(d.grow(rect, 9).unwrap().width, 42);
+    assert_eq!(g.grow(same, 9).unwrap().width, 42);
+    assert_eq!(d.mix(true, -1, 2, 0.5, 0.25, 3).unwrap().to_bits(), g.mix(true, -1, 2, 0.5, 0.25, 3).unwrap().to_bits());
+    let mut a = [1i32, 2];
+    let mut b = [1i32, 2];
+    d.fill(&mut a, 3).unwrap();
+    g.fill(&mut b, 3).unwrap();
+    assert_eq!(d.sum(&[1.0, 2.0]).unwrap().to_bits(), g.sum(&[1.0, 2.0]).unwrap().to_bits());
+    assert_eq!(d.token("t").unwrap(), declared::Token(7));
+    assert_eq!(g.token("t").unwrap(), generated::Token(7));
+    let (d, g) = (d.into_inner(), g.into_inner());
+    assert_eq!(d.calls.borrow().len(), 6);
+    assert_eq!(*d.calls.borrow(), *g.calls.borrow());
+
+    let mut d = declared::counter::Client::new(Recorder::new(declared::counter::FINGERPRINT)).unwrap();
+    let mut g = generated::counter::Client::new(Recorder::new(generated::counter::FINGERPRINT)).unwrap();
+    assert_eq!(d.add(-5).unwrap(), g.add(-5).unwrap());
+    assert_eq!(d.slow_add(1, 2).unwrap(), g.slow_add(1, 2).unwrap());
+    assert_eq!(*d.object().calls.borrow(), *g.object().calls.borrow());
+    assert_eq!(d.object().calls.borrow()[1].0, 2); // slow_add is method 2
+
+    // A callee of another layout is refused, and given back.
+    let wrong = declared::store::Client::new(Recorder::new(declared::store2::FINGERPRINT)).unwrap_err();
+    assert_eq!(wrong.fingerprint, declared::store2::FINGERPRINT);
+}
