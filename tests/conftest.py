@@ -121,6 +121,10 @@ class Built:
         return self.rust / "declared-layouts"
 
     @property
+    def declared_host(self) -> Path:
+        return self.rust / "declared-host"
+
+    @property
     def ifaces_c(self) -> Path:
         return self.c / "libifaces_c.so"
 

@@ -133,6 +133,15 @@ def test_declared_and_generated_plugins_use_each_other(built: Built, other: str,
     assert [i.name for i in host.implementations(proxies.Shapes)] == ["declared-shapes", f"{other}-shapes"]
 
 
+def test_a_rust_host_uses_the_declarations_too(built: Built) -> None:
+    # tests/plugins/rust/declared_host: ferrule-host with only declared_api's
+    # declarations makes instances of the plugin's implementations, calls
+    # every method through the declared clients, and provides a Store
+    # service that the plugin's declared client calls.
+    proc = subprocess.run([str(built.declared_host), str(built.declared)], capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\n", "")
+
+
 def test_a_different_declaration_is_refused(plugin: ferrule.Plugin, caplog: pytest.LogCaptureFixture) -> None:
     @idl.interface("org.ferrule.test.counter", revision=1)
     class ChangedCounter(Protocol):
