@@ -1,4 +1,4 @@
-//! The C API of [`ferrule-host`](../ferrule_host/index.html): a C or C++
+//! The C API of `ferrule-host`: a C or C++
 //! program hosts ferrule plugins through `libferrule_host.so` (or `.a`) and
 //! `include/ferrule_host.h`, with the Rust host's checks, codes and messages.
 //!
@@ -42,3 +42,6 @@ pub unsafe extern "C" fn ferrule_host_struct_size(type_name: *const c_char) -> u
         plugin::SIZES.iter().find(|s| s.0.as_bytes() == name).map_or(0, |s| s.1)
     })
 }
+
+#[cfg(test)]
+mod tests;

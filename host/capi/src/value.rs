@@ -84,49 +84,55 @@ pub type Callback = unsafe extern "C" fn(
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CText {
-    ptr: *const c_char,
-    len: usize,
+    pub(crate) ptr: *const c_char,
+    pub(crate) len: usize,
 }
 
 /// `v.buf`
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CBuf {
-    ptr: *mut c_void,
-    len: usize,
+    pub(crate) ptr: *mut c_void,
+    pub(crate) len: usize,
 }
 
 /// `v.fn`
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CFn {
-    call: Option<Callback>,
-    user_data: *mut c_void,
+    pub(crate) call: Option<Callback>,
+    pub(crate) user_data: *mut c_void,
 }
 
 /// The union `v`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub union CUnion {
-    b: u8, // C's bool: read as a byte, any non-zero is true
-    i64: i64,
-    u64: u64,
-    f32: f32,
-    f64: f64,
-    str: CText,
-    buf: CBuf,
-    func: CFn,
-    reserved: [u8; 32],
+    pub(crate) b: u8, // C's bool: read as a byte, any non-zero is true
+    pub(crate) i64: i64,
+    pub(crate) u64: u64,
+    pub(crate) f32: f32,
+    pub(crate) f64: f64,
+    pub(crate) str: CText,
+    pub(crate) buf: CBuf,
+    pub(crate) func: CFn,
+    pub(crate) reserved: [u8; 32],
 }
 
 /// `ferrule_host_value`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CValue {
-    tag: u32,
-    elem: u16,
-    flags: u16,
-    v: CUnion,
+    pub(crate) tag: u32,
+    pub(crate) elem: u16,
+    pub(crate) flags: u16,
+    pub(crate) v: CUnion,
+}
+
+impl std::fmt::Debug for CValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ferrule_host_value {{ tag: {}, elem: {}, flags: {} }}", self.tag, self.elem, self.flags)
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<CValue>() == 40 && std::mem::align_of::<CValue>() == 8);
