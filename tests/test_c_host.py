@@ -321,3 +321,15 @@ def test_the_crate_tests_and_lints_clean(libs: Path) -> None:
     clippy = subprocess.run(["cargo", "clippy", "--release", "-q", "-p", "ferrule-host-capi", "--all-targets", "--",
                              "-D", "warnings"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert clippy.returncode == 0, clippy.stderr[-3000:]
+
+
+def test_the_readme_example_runs(libs: Path, built: Built, tmp_path: Path) -> None:
+    """host/capi/README.md's C example, as written, against the calculator."""
+    (code,) = re.findall(r"```c\n(.*?)```", (CAPI / "README.md").read_text(), re.S)
+    (tmp_path / "app.c").write_text(code)
+    run([CC, *WARNINGS, f"-I{HEADER.parent}", str(tmp_path / "app.c"), f"-L{libs}", "-lferrule_host",
+         f"-Wl,-rpath,{libs}", "-o", str(tmp_path / "app")])
+    (tmp_path / "build").mkdir()
+    shutil.copy(built.calc, tmp_path / "build" / "libcalc.so")
+    out = subprocess.run([str(tmp_path / "app")], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout) == (0, "mul(6, 7) = 42\nreverse = desserts\n"), out.stderr
