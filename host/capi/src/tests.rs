@@ -263,3 +263,66 @@ fn the_sizes_are_the_headers() {
         assert!(header.contains(&format!("}} {name};")) || header.contains(&format!("struct {name} {{")), "{name}");
     }
 }
+
+/// A handle shared with other threads, as the header allows.
+#[derive(Clone, Copy)]
+struct Shared(*mut Handle);
+// SAFETY: the C API's handles may be used from any thread at once.
+unsafe impl Send for Shared {}
+
+#[test]
+fn one_handle_serves_many_threads() {
+    let calc = open(calc_path());
+    let shared = Shared(calc.0);
+    let mul = c"mul";
+    let mut index = usize::MAX;
+    // SAFETY: a live handle, a C string, a place to write.
+    assert_eq!(unsafe { ferrule_host_find_function(calc.0, mul.as_ptr(), &mut index, std::ptr::null_mut()) }, OK);
+    let threads: Vec<_> = (0..8i64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let shared = shared;
+                for i in 0..200i64 {
+                    let args = [i64_value(t), i64_value(i)];
+                    let mut out = CValue::NONE;
+                    // SAFETY: the handle outlives the threads (joined below); two values; places to write.
+                    let code = unsafe { ferrule_host_call(shared.0, index, args.as_ptr(), 2, &mut out, std::ptr::null_mut()) };
+                    assert_eq!((code, read_i64(&out)), (OK, t * i));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+static LOGGED: std::sync::Mutex<Vec<(i32, String, String)>> = std::sync::Mutex::new(Vec::new());
+
+unsafe extern "C" fn collect(_: *mut c_void, level: i32, id: *const c_char, _: *const c_char, text: *const c_char, len: usize) {
+    // SAFETY: the sink's arguments, borrowed for the call: id is NUL-terminated, text holds len bytes.
+    let (id, text) = unsafe {
+        (CStr::from_ptr(id).to_str().unwrap().to_string(), String::from_utf8_lossy(std::slice::from_raw_parts(text as *const u8, len)).into_owned())
+    };
+    LOGGED.lock().unwrap().push((level, id, text));
+}
+
+#[test]
+fn plugin_logs_reach_the_sink_until_it_is_unset() {
+    let mut error = std::ptr::null_mut();
+    // SAFETY: a sink callable from any thread, no data, a place for the error.
+    assert_eq!(unsafe { crate::log_sink::ferrule_host_set_log_sink(Some(collect), std::ptr::null_mut(), 5, &mut error) }, E_INVALID_ARGUMENT);
+    // SAFETY: the error just made.
+    unsafe { ferrule_host_error_free(error) };
+    // SAFETY: as above.
+    assert_eq!(unsafe { crate::log_sink::ferrule_host_set_log_sink(Some(collect), std::ptr::null_mut(), 2, std::ptr::null_mut()) }, OK);
+    drop(open(calc_path())); // calc logs at init and shutdown, at FERRULE_LOG_INFO
+    // SAFETY: no sink.
+    assert_eq!(unsafe { crate::log_sink::ferrule_host_set_log_sink(None, std::ptr::null_mut(), 2, std::ptr::null_mut()) }, OK);
+    let logged = std::mem::take(&mut *LOGGED.lock().unwrap());
+    let calc: Vec<_> = logged.iter().filter(|l| l.1 == "org.ferrule.examples.calc").collect();
+    assert!(calc.iter().any(|l| l.0 == 2 && l.2.starts_with("calc ready")), "{logged:?}");
+    assert!(calc.iter().any(|l| l.0 == 2 && l.2 == "calc shutting down"), "{logged:?}");
+    drop(open(calc_path()));
+    assert!(LOGGED.lock().unwrap().is_empty(), "no sink, no records");
+}
