@@ -126,7 +126,8 @@ const char *ferrule_host_error_plugin_message(const ferrule_host_error *error, s
 void ferrule_host_error_free(ferrule_host_error *error);
 
 /* A new error, for a host function to fail with (see ferrule_host_callback).
- * message is copied (NULL: empty). */
+ * message is copied (NULL: empty). Made with FERRULE_HOST_OK as its code, it
+ * takes the code the host function returns. */
 ferrule_host_error *ferrule_host_error_new(ferrule_host_code code, const char *message);
 
 /* ----------------------------------------------------------------- values */

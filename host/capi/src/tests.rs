@@ -212,6 +212,18 @@ unsafe extern "C" fn refuse(
     E_INVALID_ARGUMENT
 }
 
+unsafe extern "C" fn refuse_with_ok(
+    _: *mut c_void,
+    _: *const CValue,
+    _: usize,
+    _: *mut CValue,
+    error: *mut *mut Failure,
+) -> i32 {
+    // SAFETY: error is writable; the error is the library's once returned.
+    unsafe { *error = ferrule_host_error_new(OK, c"the host says no".as_ptr()) };
+    19 // FERRULE_HOST_E_VALUE
+}
+
 unsafe extern "C" fn exclaim(
     _: *mut c_void,
     args: *const CValue,
@@ -241,6 +253,11 @@ fn host_functions_are_c_functions_and_their_errors_are_the_calls() {
     assert_eq!(
         call(&cdata, "apply", &[fn_value(refuse, std::ptr::null_mut()), i64_value(1)]).unwrap_err(),
         (E_INVALID_ARGUMENT, "the host says no".to_string())
+    );
+    // An error made with code 0 still fails the call, with the code the function returned.
+    assert_eq!(
+        call(&cdata, "apply", &[fn_value(refuse_with_ok, std::ptr::null_mut()), i64_value(1)]).unwrap_err(),
+        (19, "the host says no".to_string())
     );
     let mut shouted = call(&cdata, "shout", &[fn_value(exclaim, std::ptr::null_mut()), text_value(tag::STR, b"hey")]).unwrap();
     assert_eq!(read_text(&shouted), b"HEY!");

@@ -258,10 +258,13 @@ impl HostCallback {
             *unsafe { Box::from_raw(error) }
         });
         if code != OK {
-            let failure = reported.unwrap_or_else(|| {
+            let mut failure = reported.unwrap_or_else(|| {
                 Failure::new(code, format!("{} failed with code {code} and set no error: set *error with \
                                             ferrule_host_error_new(code, message) to say why", self.what))
             });
+            if failure.code == OK {
+                failure.code = code; // an error made with code 0 must not turn the call into a success
+            }
             return Err(self.fail(failure));
         }
         // (an error set with a success code is dropped: the code decides)
@@ -343,7 +346,7 @@ unsafe fn borrowed<'a>(t: CText, what: &str) -> Result<&'a [u8], Failure> {
 /// that borrow them.
 ///
 /// # Safety
-/// `args` holds `count` values.
+/// A value tagged FERRULE_HOST_FN has its `v.fn` member set.
 pub(crate) unsafe fn callbacks(args: &[CValue], function: &host::FunctionInfo) -> Result<Vec<Option<HostCallback>>, Failure> {
     let mut out = Vec::with_capacity(args.len());
     for (i, a) in args.iter().enumerate() {
