@@ -24,7 +24,7 @@
  * *error is left as it was. Set it to NULL before the call (an error left in
  * it is overwritten, not freed). An error object is never shared: the
  * message it holds stays valid until it is freed, on any thread. Codes
- * FERRULE_HOST_E_LIBRARY_NOT_FOUND .. FERRULE_HOST_E_NO_SUCH_FUNCTION are the
+ * FERRULE_HOST_E_LIBRARY_NOT_FOUND .. FERRULE_HOST_E_NO_IMPLEMENTATION are the
  * Rust host's ErrorKind one-to-one (and the Python host's exception
  * classes); their messages are the Rust host's (the Python host's).
  *
@@ -96,6 +96,8 @@ enum {
     FERRULE_HOST_E_TYPE = 18,                 /* TypeError: an argument of the wrong type or count */
     FERRULE_HOST_E_VALUE = 19,                /* ValueError: an argument out of its type's range */
     FERRULE_HOST_E_NO_SUCH_FUNCTION = 20,     /* AttributeError: no function of that name */
+    FERRULE_HOST_E_INTERFACE_MISMATCH = 21,   /* InterfaceMismatchError: an implementation of another layout */
+    FERRULE_HOST_E_NO_IMPLEMENTATION = 22,    /* LookupError: no implementation of that interface revision */
     /* This C API's own. */
     FERRULE_HOST_E_INVALID_ARGUMENT = 100,    /* misuse: a NULL pointer, a short struct_size, a bad tag or index */
     FERRULE_HOST_E_INTERNAL = 101,            /* a panic caught at the C boundary: a bug in this library */

@@ -21,7 +21,7 @@ pub const E_UNKNOWN: i32 = 102;
 
 /// Every code: its number, its C name, and the Rust host's kind (none for
 /// the C API's own codes). The header's enum is this table.
-pub(crate) const CODES: [(i32, &str, Option<ErrorKind>); 24] = [
+pub(crate) const CODES: [(i32, &str, Option<ErrorKind>); 26] = [
     (OK, "FERRULE_HOST_OK", None),
     (1, "FERRULE_HOST_E_LIBRARY_NOT_FOUND", Some(ErrorKind::LibraryNotFound)),
     (2, "FERRULE_HOST_E_NOT_A_LIBRARY", Some(ErrorKind::NotALibrary)),
@@ -43,6 +43,8 @@ pub(crate) const CODES: [(i32, &str, Option<ErrorKind>); 24] = [
     (18, "FERRULE_HOST_E_TYPE", Some(ErrorKind::Type)),
     (19, "FERRULE_HOST_E_VALUE", Some(ErrorKind::Value)),
     (20, "FERRULE_HOST_E_NO_SUCH_FUNCTION", Some(ErrorKind::NoSuchFunction)),
+    (21, "FERRULE_HOST_E_INTERFACE_MISMATCH", Some(ErrorKind::InterfaceMismatch)),
+    (22, "FERRULE_HOST_E_NO_IMPLEMENTATION", Some(ErrorKind::NoImplementation)),
     (E_INVALID_ARGUMENT, "FERRULE_HOST_E_INVALID_ARGUMENT", None),
     (E_INTERNAL, "FERRULE_HOST_E_INTERNAL", None),
     (E_UNKNOWN, "FERRULE_HOST_E_UNKNOWN", None),
@@ -255,7 +257,7 @@ pub extern "C" fn ferrule_host_code_name(code: i32) -> *const c_char {
 }
 
 /// CODES' names, NUL-terminated (same order).
-const CODE_NAMES: [&std::ffi::CStr; 24] = [
+const CODE_NAMES: [&std::ffi::CStr; 26] = [
     c"FERRULE_HOST_OK",
     c"FERRULE_HOST_E_LIBRARY_NOT_FOUND",
     c"FERRULE_HOST_E_NOT_A_LIBRARY",
@@ -277,6 +279,8 @@ const CODE_NAMES: [&std::ffi::CStr; 24] = [
     c"FERRULE_HOST_E_TYPE",
     c"FERRULE_HOST_E_VALUE",
     c"FERRULE_HOST_E_NO_SUCH_FUNCTION",
+    c"FERRULE_HOST_E_INTERFACE_MISMATCH",
+    c"FERRULE_HOST_E_NO_IMPLEMENTATION",
     c"FERRULE_HOST_E_INVALID_ARGUMENT",
     c"FERRULE_HOST_E_INTERNAL",
     c"FERRULE_HOST_E_UNKNOWN",
@@ -300,16 +304,16 @@ mod tests {
     #[test]
     fn every_kind_has_its_own_code_and_back() {
         let kinds: Vec<ErrorKind> = CODES.iter().filter_map(|c| c.2).collect();
-        assert_eq!(kinds.len(), 20);
+        assert_eq!(kinds.len(), 22);
         for kind in kinds {
             let code = code_of(kind);
-            assert!((1..=20).contains(&code), "{kind:?}");
+            assert!((1..=22).contains(&code), "{kind:?}");
             assert_eq!(kind_of(code), Some(kind));
         }
         let mut names: Vec<&str> = CODES.iter().filter_map(|c| c.2).map(|k| k.python_name()).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), 20); // one-to-one with the Python host's classes
+        assert_eq!(names.len(), 22); // one-to-one with the Python host's classes
     }
 
     #[test]
