@@ -18,8 +18,8 @@ c++ -std=c++17 -Wall -Wextra -Werror -shared -fPIC -fvisibility=hidden -O2 -I sd
     -Wl,--version-script=sdk/c/include/ferrule.map examples/cpp_plugin/wordstat.cpp -o build/libwordstat.so
 python3 examples/host.py target/release/libgreeter.so build/libcalc.so
 echo
-echo "== the same two plugin binaries, hosted by a Rust program (examples/rust_host)"
-target/release/rust-host target/release/libgreeter.so build/libcalc.so
+echo "== the same plugin binaries, hosted by a Rust program (examples/rust_host), with the pipeline's Rust plugin"
+target/release/rust-host target/release/libgreeter.so build/libcalc.so target/release/libtextkit.so
 echo
 echo "== the same two plugins awaited from one asyncio event loop"
 python3 examples/async_host.py target/release/libgreeter.so build/libcalc.so

@@ -37,9 +37,11 @@ def test_example_host_script(built: Built) -> None:
 
 
 def test_rust_example_host(built: Built) -> None:
-    """examples/rust_host: a Rust program loads the greeter and calculator the Python demo loads."""
-    run(["cargo", "build", "--release", "--quiet", "-p", "rust-host"], cwd=ROOT)
-    proc = subprocess.run([str(built.rust / "rust-host"), str(built.greeter), str(built.calc)],
+    """examples/rust_host: a Rust program loads the greeter, calculator and pipeline plugin the Python demo
+    loads, and provides the pipeline's Dictionary service."""
+    run(["cargo", "build", "--release", "--quiet", "-p", "rust-host", "-p", "textkit"], cwd=ROOT)
+    proc = subprocess.run([str(built.rust / "rust-host"), str(built.greeter), str(built.calc),
+                           str(built.rust / "libtextkit.so")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     for line in [
@@ -53,6 +55,11 @@ def test_rust_example_host(built: Built) -> None:
         "greeter add(1, \"two\")      refused (Type): add() argument 'b' must be int (i64), got str",
         "calc mul(6, 7)             = 42",
         "  [log ferrule.plugin.org.ferrule.examples.calc] calc shutting down",
+        # The plugin's Transform expands words through the Dictionary this host provides.
+        "  [log ferrule.plugin.org.ferrule.example.textkit] expanded 2 words",
+        'textkit expand.apply       = "THE APPLICATION BINARY INTERFACE, NOT THE FOREIGN FUNCTION INTERFACE"',
+        "textkit expand.configure   failed (PluginCall): case must be keep or upper, got 'title'",
+        "textkit words.stats        = 3 words, 2 lines, 13 chars",
     ]:
         assert line in proc.stdout, proc.stdout
 

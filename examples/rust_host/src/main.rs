@@ -1,9 +1,42 @@
 //! A Rust program hosting the very plugin binaries the Python demo loads:
-//! the Rust greeter and the C calculator.
+//! the Rust greeter and the C calculator, and (given a third path) the
+//! pipeline example's Rust plugin, with a Dictionary service implemented
+//! here and typed clients from `ferrule generate --rust-host`.
 //!
-//!     cargo run -p rust-host -- target/release/libgreeter.so build/libcalc.so
+//!     cargo run -p rust-host -- target/release/libgreeter.so build/libcalc.so [target/release/libtextkit.so]
 
-use ferrule_host::{Arg, LoadOptions, Plugin, Value};
+use ferrule_host::{Arg, LoadOptions, Plugin, PluginHost, Value};
+
+#[allow(dead_code)]
+#[path = "../../pipeline/generated/pipeline_host.rs"]
+mod api;
+
+/// The pipeline's Dictionary, provided by this host: plugins query it.
+struct Abbreviations;
+
+impl api::dictionary::Dictionary for Abbreviations {
+    type Error = String;
+
+    fn create() -> Result<Self, String> {
+        Ok(Abbreviations)
+    }
+
+    fn contains(&self, word_list: &str, word: &str) -> Result<bool, String> {
+        match word_list {
+            "stop" => Ok(["a", "the", "of"].contains(&word)),
+            other => Err(format!("no word list {other:?}")),
+        }
+    }
+
+    fn expansion(&self, word: &str) -> Result<String, String> {
+        Ok(match word {
+            "abi" => "application binary interface",
+            "ffi" => "foreign function interface",
+            _ => "",
+        }
+        .to_string())
+    }
+}
 
 /// Plugin logs arrive through the `log` facade, under ferrule.plugin.<id>.
 struct Print;
@@ -22,10 +55,11 @@ fn main() -> Result<(), ferrule_host::Error> {
     log::set_logger(&Print).expect("one logger");
     log::set_max_level(log::LevelFilter::Info);
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (greeter_path, calc_path) = match args.as_slice() {
-        [g, c] => (g, c),
+    let (greeter_path, calc_path, textkit_path) = match args.as_slice() {
+        [g, c] => (g, c, None),
+        [g, c, t] => (g, c, Some(t)),
         _ => {
-            eprintln!("usage: rust-host GREETER_LIB CALC_LIB");
+            eprintln!("usage: rust-host GREETER_LIB CALC_LIB [TEXTKIT_LIB]");
             std::process::exit(2);
         }
     };
@@ -64,5 +98,22 @@ fn main() -> Result<(), ferrule_host::Error> {
     println!("calc reverse(\"stressed\")   = {:?}", calc.call("reverse", &mut [Arg::from("stressed")])?);
     println!("calc calls()               = {}", calc.typed::<(), u64>("calls")?.call(())?);
     calc.close()?;
+
+    if let Some(path) = textkit_path {
+        let host = PluginHost::new();
+        host.provide(api::dictionary::service(Abbreviations)); // what the plugin's Dictionary queries find
+        let textkit = host.load(path, LoadOptions::default())?;
+        let mut expand = api::transform::create(&textkit, Some("expand"))?; // checked by layout fingerprint
+        expand.configure("case", "upper")?;
+        println!("textkit expand.apply       = {:?}", expand.apply("the ABI, not the FFI")?);
+        if let Err(e) = expand.configure("case", "title") {
+            println!("textkit expand.configure   failed ({:?}): {}", e.kind(), e.plugin_message().unwrap_or(""));
+        }
+        let words = api::analyzer::create(&textkit, None)?;
+        let stats = words.stats("one two\nthree")?;
+        println!("textkit words.stats        = {} words, {} lines, {} chars", stats.words, stats.lines, stats.chars);
+        drop((expand, words));
+        textkit.close()?;
+    }
     Ok(())
 }

@@ -1,13 +1,50 @@
 //! The parity table (tests/parity/cases.json) on the Rust host: every case
-//! that applies to it is run on the parity plugin's functions and must give
+//! that applies to it is run on the parity plugin's functions (path `rust`)
+//! and on the methods of its Parity implementation "direct" (`rust-method`,
+//! through the bindings `ferrule generate --rust-host` wrote), and must give
 //! the result, or the error kind and message, the table says. Prints one
-//! JSON summary line; tests/test_rust_host.py runs it and checks it.
+//! JSON summary line per path; tests/test_rust_host.py runs it and checks it.
 //!
 //!     cargo run --release -p ferrule-host --example parity -- tests/parity/cases.json PATH/TO/libparity.so
 
 use std::collections::BTreeMap;
 
-use ferrule_host::{Arg, Error, ErrorKind, HostFn, LoadOptions, Plugin, Type, Value};
+use ferrule_host::{Arg, Error, ErrorKind, HostFn, Instance, LoadOptions, Plugin, Signature, Type, Value};
+
+#[allow(dead_code, unused_imports, clippy::all)]
+#[path = "../../../tests/plugins/generated/parity_host.rs"]
+mod api;
+
+/// What a path calls: the plugin's functions, or an instance's methods.
+trait Target: Sync {
+    fn signature(&self, name: &str) -> Option<Signature>;
+    fn call(&self, name: &str, args: &mut [Arg<'_>]) -> Result<Value, Error>;
+    fn close(&self) -> Result<(), Error>;
+}
+
+impl Target for Plugin {
+    fn signature(&self, name: &str) -> Option<Signature> {
+        self.function(name).map(|f| f.signature.clone())
+    }
+    fn call(&self, name: &str, args: &mut [Arg<'_>]) -> Result<Value, Error> {
+        Plugin::call(self, name, args)
+    }
+    fn close(&self) -> Result<(), Error> {
+        Plugin::close(self)
+    }
+}
+
+impl Target for Instance {
+    fn signature(&self, name: &str) -> Option<Signature> {
+        Instance::signature(self, name).cloned()
+    }
+    fn call(&self, name: &str, args: &mut [Arg<'_>]) -> Result<Value, Error> {
+        Instance::call(self, name, args)
+    }
+    fn close(&self) -> Result<(), Error> {
+        Instance::close(self)
+    }
+}
 use serde_json::Value as Json;
 
 /// A lone UTF-16 surrogate escape in the table (a Python str may hold one, a
@@ -79,7 +116,7 @@ fn float_of(v: &Value) -> f64 {
 
 /// The host functions the table names (tests/test_parity.py defines the
 /// same): some call back into the plugin.
-fn host_function<'p>(name: &str, plugin: &'p Plugin) -> Result<Box<HostFn<'p>>, String> {
+fn host_function<'p>(name: &str, plugin: &'p dyn Target) -> Result<Box<HostFn<'p>>, String> {
     Ok(match name {
         "double" => Box::new(|a: &[Value]| Ok(Value::I64(int_of(&a[0]) * 2))),
         "raise" => Box::new(|_: &[Value]| Err(Error::new(ErrorKind::Value, "the host function failed"))),
@@ -165,7 +202,7 @@ fn array(format: &str, values: &[Json]) -> Result<Array, String> {
     })
 }
 
-fn owned<'p>(v: &Json, plugin: &'p Plugin) -> Result<Owned<'p>, String> {
+fn owned<'p>(v: &Json, plugin: &'p dyn Target) -> Result<Owned<'p>, String> {
     Ok(match v {
         Json::Bool(b) => Owned::Bool(*b),
         Json::Number(n) => {
@@ -257,10 +294,30 @@ fn main() {
     assert_eq!(table["format"], 1, "a parity table of format 1");
     let plugin = Plugin::load(&args[1], LoadOptions::default()).expect("the parity plugin");
     let target = format!("plugin '{}'", plugin.descriptor().id);
+    let cases = table["cases"].as_array().expect("cases");
+    let plain = run_path(cases, "rust", None, &plugin, "", &target);
+    // Each case that closes its target gets a fresh one: a new instance per case.
+    let method = run_path(cases, "rust-method", Some("method"), &plugin, "Parity.",
+                          &format!("Parity instance 'direct' of {target}"));
+    println!("{}", serde_json::json!({"passed": plain["passed"], "failed": plain["failed"], "skipped": plain["skipped"],
+                                       "paths": {"rust": plain, "rust-method": method}}));
+}
+
+/// Whether the declaration of Parity method `name` has a struct or handle,
+/// which the Python host's messages show as declared.
+fn declared_with_structs_or_handles(name: &str) -> bool {
+    api::parity::LAYOUT.lines().any(|line| {
+        line.split_once(' ').and_then(|(_, rest)| rest.split_once(' ')).is_some_and(|(_, decl)| {
+            decl.starts_with(&format!("{name}(")) && (decl.contains("struct ") || decl.contains("handle "))
+        })
+    })
+}
+
+fn run_path(cases: &[Json], path: &str, family: Option<&str>, plugin: &Plugin, prefix: &str, target: &str) -> Json {
     let mut passed = Vec::new();
     let mut failed = Vec::new();
     let mut skipped: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for case in table["cases"].as_array().expect("cases") {
+    for case in cases {
         let id = case["id"].as_str().expect("an id").to_string();
         let mut skip = |why: String| skipped.entry(why).or_default().push(id.clone());
         if let Some(hosts) = case.get("hosts").and_then(Json::as_array) {
@@ -269,20 +326,34 @@ fn main() {
                 continue;
             }
         }
-        if let Some(why) = case.get("not_on").and_then(|n| n.get("rust")).and_then(Json::as_str) {
+        let not_on = |key: &str| case.get("not_on").and_then(|n| n.get(key)).and_then(Json::as_str);
+        let reason = not_on(path).or_else(|| family.and_then(not_on)).or_else(|| not_on("rust"));
+        if let Some(why) = reason {
             skip(why.to_string());
             continue;
         }
+        let instance;
+        let callee: &dyn Target = if family.is_some() {
+            instance = api::parity::create(plugin, Some("direct")).expect("the Parity instance 'direct'").into_inner();
+            &instance
+        } else {
+            plugin
+        };
         let name = case["call"].as_str().expect("a call");
-        let Some(function) = plugin.function(name) else {
+        if family.is_some() && declared_with_structs_or_handles(name) {
+            skip("struct values and handles travel in their C layout on the dynamic method path (the generated \
+                  client packs them: tests/instances.rs)".into());
+            continue;
+        }
+        let Some(signature) = callee.signature(name) else {
             skip(format!("the path has no {name}"));
             continue;
         };
-        let params: Vec<Type> = function.signature.params.iter().map(|p| p.ty.clone()).collect();
+        let params: Vec<Type> = signature.params.iter().map(|p| p.ty.clone()).collect();
         let mut values = Vec::new();
         let mut why = None;
         for v in case["args"].as_array().expect("args") {
-            match owned(v, &plugin) {
+            match owned(v, callee) {
                 Ok(o) => values.push(o),
                 Err(e) => {
                     why = Some(e);
@@ -301,13 +372,14 @@ fn main() {
                 .enumerate()
                 .map(|(i, v)| arg(v, params.get(i).unwrap_or(&Type::Scalar(ferrule_host::Scalar::I64))))
                 .collect();
-            plugin.call(name, &mut call_args)
+            callee.call(name, &mut call_args)
         };
+        let shown = format!("{prefix}{name}");
         let ok = match (&outcome, expect.get("raises")) {
             (Err(e), Some(class)) => {
                 let plugin_message = expect.get("plugin_message").and_then(Json::as_str).unwrap_or("");
-                let message = expect["message"].as_str().expect("a message").replace("{name}", name)
-                    .replace("{target}", &target).replace("{plugin_message}", plugin_message);
+                let message = expect["message"].as_str().expect("a message").replace("{name}", &shown)
+                    .replace("{target}", target).replace("{plugin_message}", plugin_message);
                 class == e.kind().python_name() && e.message() == message
                     && (expect.get("plugin_message").is_none() || e.plugin_message().unwrap_or("") == plugin_message)
             }
@@ -337,5 +409,5 @@ fn main() {
             failed.push(serde_json::json!({"id": id, "got": got, "expected": expect}));
         }
     }
-    println!("{}", serde_json::json!({"passed": passed.len(), "failed": failed, "skipped": skipped}));
+    serde_json::json!({"passed": passed.len(), "failed": failed, "skipped": skipped})
 }

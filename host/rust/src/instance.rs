@@ -253,6 +253,13 @@ impl Instance {
         self.methods.get(index)
     }
 
+    /// The call-layer signature of method `name` (a struct argument as
+    /// `bytes`, a struct result as a trailing `out: mutbuf[u8]`).
+    pub fn signature(&self, name: &str) -> Option<&Signature> {
+        let short = |m: &&Method| m.name.rsplit_once('.').is_some_and(|(_, n)| n == name);
+        self.methods.iter().find(short).and_then(|m| m.signature.as_ref())
+    }
+
     /// Call method `name` with `args`, checked against its call-layer
     /// signature (a struct argument is its C layout as bytes, a struct result
     /// a trailing `out` buffer): the Python host's checks and messages.
