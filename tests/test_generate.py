@@ -188,3 +188,27 @@ def test_generated_rust_has_no_warnings(specs: list[idl.InterfaceSpec], code: st
     proc = subprocess.run(cmd, cwd=crate, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("method", ["new", "into_inner", "query", "object"])
+def test_a_method_named_like_the_clients_own_is_refused(method: str) -> None:
+    """The client has new, into_inner, query and object of its own: a method of
+    that name would not compile, so the generator says to rename it."""
+    from typing import Protocol
+
+    cls = type(f"Clash_{method}", (Protocol,), {method: lambda self: None, "__annotations__": {}})
+    cls.__dict__[method].__annotations__ = {"return": None}
+    spec = idl.spec(idl.interface(f"org.ferrule.test.clash{method.replace('_', '')}", revision=1)(cls))
+    with pytest.raises(ValueError, match=f"method '{method}' clashes with a generated Rust name; rename it"):
+        _gen_rust.render([spec], "clash")
+
+
+def test_a_struct_named_like_the_clients_type_parameter_is_refused() -> None:
+    from typing import Protocol
+
+    C = idl.struct(type("C", (), {"__annotations__": {"x": idl.i32}}))
+    cls = type("UsesC", (Protocol,), {"get": lambda self: None})
+    cls.__dict__["get"].__annotations__ = {"return": C}
+    spec = idl.spec(idl.interface("org.ferrule.test.usesc", revision=1)(cls))
+    with pytest.raises(ValueError, match="the name 'C' clashes with a generated Rust name"):
+        _gen_rust.render([spec], "clash")

@@ -57,8 +57,8 @@ _NOT_RAW = frozenset({"self", "Self", "super", "crate", "_"})
 _LOCALS = frozenset({"this", "slots", "args", "out", "host", "ret"})
 
 # Names the generated items take in each interface module.
-_RESERVED_METHODS = frozenset({"create", "query", "query_in", "object", "of"})
-_RESERVED_TYPES = frozenset({"Client", "Vtable", "Spec", "ID", "REVISION", "FINGERPRINT", "LAYOUT", "SPEC"})
+_RESERVED_METHODS = frozenset({"create", "query", "query_in", "object", "of", "new", "into_inner"})
+_RESERVED_TYPES = frozenset({"C", "Client", "Vtable", "Spec", "ID", "REVISION", "FINGERPRINT", "LAYOUT", "SPEC"})
 
 _HOSTFN_TYPES = {"str": "String", "bytes": "Vec<u8>"}
 
