@@ -218,7 +218,7 @@ impl Plugin {
             let text = format!("plugin {} could not create {what}: {message}", py_repr(&inner.descriptor.id));
             return Err(Error::from_plugin(kind, text, message));
         }
-        inner.instances.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+        inner.hold();
         Ok(made)
     }
 }

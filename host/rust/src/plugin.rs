@@ -71,8 +71,9 @@ pub(crate) struct Inner {
     shut: Mutex<bool>,
     /// Calls into functions that are not thread-safe take it (re-entrant: a
     /// host function may call back into the plugin on the same thread).
-    serial: Serial,
-    /// Live instances, and whether close() waits for the last one to shut down.
+    pub(crate) serial: Serial,
+    /// Live instances and typed handles, and whether close() left the
+    /// shutdown to the last of them.
     pub(crate) instances: Mutex<(usize, bool)>,
     /// Held by each create and destroy: a plugin makes one instance at a time.
     pub(crate) making: Mutex<()>,
@@ -290,16 +291,6 @@ impl Plugin {
         self.target().status_error(&self.inner.descriptor.functions[index].name, status)
     }
 
-    /// Call function `index` with its argument slots and the result slot
-    /// (last), under the thread contract; `finish(status, result slot)` runs
-    /// before the call's locks are left (it may release the result).
-    #[inline]
-    pub(crate) fn run_index<R>(&self, index: usize, slots: &mut [abi::Value],
-                               finish: impl FnOnce(i32, abi::Value) -> R) -> Result<R> {
-        let f = &self.inner.descriptor.functions[index];
-        self.target().run(f.call, f.thread_safe(), slots, finish)
-    }
-
     /// Wait for calls in flight, then run the plugin's shutdown. Idempotent.
     /// Refused from inside one of the plugin's own calls (it would wait for itself).
     pub fn close(&self) -> Result<()> {
@@ -335,7 +326,7 @@ pub(crate) struct Target<'a> {
 }
 
 impl Target<'_> {
-    fn closed_error(&self) -> Error {
+    pub(crate) fn closed_error(&self) -> Error {
         let text = match self.instance {
             None => format!("plugin {} is closed: load it again to call it", py_repr(&self.plugin.descriptor.id)),
             Some(what) => format!("{what} is closed: create another"),
@@ -466,8 +457,8 @@ impl Target<'_> {
 }
 
 impl Inner {
-    /// Close, and run the shutdown unless instances are left: then the
-    /// last one's destroy runs it.
+    /// Close, and run the shutdown unless instances or typed handles are
+    /// left: then the last one to go runs it.
     pub(crate) fn shutdown(&self) {
         let mut shut = self.shut.lock().unwrap_or_else(|e| e.into_inner());
         if *shut {
@@ -498,7 +489,13 @@ impl Inner {
         }
     }
 
-    /// An instance was destroyed; the last one runs a shutdown close() left.
+    /// One more instance or typed handle.
+    pub(crate) fn hold(&self) {
+        self.instances.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+    }
+
+    /// An instance was destroyed or a typed handle dropped; the last one runs
+    /// a shutdown close() left.
     pub(crate) fn instance_gone(&self) {
         let run = {
             let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());

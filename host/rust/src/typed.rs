@@ -3,10 +3,12 @@
 //! then a plain call with no checks and no allocation.
 
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
 
 use ferrule_sdk::abi;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::host::clear_error;
 use crate::plugin::Plugin;
 use crate::types::{py_repr, Scalar, Signature, Type};
 
@@ -138,16 +140,37 @@ params!(5; A.0, B.1, C.2, D.3, E.4);
 params!(6; A.0, B.1, C.2, D.3, E.4, F.5);
 
 /// A plugin function with Rust types, checked once against its signature.
-/// Holds the plugin open (a clone of it).
+///
+/// It holds the plugin open, as an instance does: after `close()` its calls
+/// fail with `PluginClosed`, and the shutdown runs once the last handle is
+/// dropped. So a call needs no count of calls in flight: it is a check of
+/// one flag and the plain call (and the serial lock, for a function that is
+/// not thread-safe).
 pub struct Typed<A, R> {
     plugin: Plugin,
     index: usize,
+    call: abi::CallFn,
+    thread_safe: bool,
     _types: PhantomData<fn(A) -> R>,
+}
+
+impl<A, R> Typed<A, R> {
+    fn new(plugin: &Plugin, index: usize) -> Self {
+        plugin.inner.hold();
+        let f = &plugin.descriptor().functions[index];
+        Typed { plugin: plugin.clone(), index, call: f.call, thread_safe: f.thread_safe(), _types: PhantomData }
+    }
 }
 
 impl<A, R> Clone for Typed<A, R> {
     fn clone(&self) -> Self {
-        Typed { plugin: self.plugin.clone(), index: self.index, _types: PhantomData }
+        Typed::new(&self.plugin, self.index)
+    }
+}
+
+impl<A, R> Drop for Typed<A, R> {
+    fn drop(&mut self) {
+        self.plugin.inner.instance_gone();
     }
 }
 
@@ -182,7 +205,7 @@ impl Plugin {
             ));
         }
         let index = self.descriptor().functions.iter().position(|g| g.name == name).expect("found above");
-        Ok(Typed { plugin: self.clone(), index, _types: PhantomData })
+        Ok(Typed::new(self, index))
     }
 }
 
@@ -194,14 +217,28 @@ fn matches(sig: &Signature, params: &[Scalar], result: Option<Scalar>) -> bool {
 
 impl<A: Params, R: Returns> Typed<A, R> {
     /// Call it. The only checks left are the plugin's own: its status.
-    #[inline]
+    #[inline(always)]
     pub fn call(&self, args: A) -> Result<R> {
+        let inner = &*self.plugin.inner;
+        // Only for the error: the shutdown waits for this handle anyway.
+        if inner.gate.closing.load(Ordering::Relaxed) {
+            return Err(self.plugin.target().closed_error());
+        }
         let mut slots = args.slots();
-        let (status, ret) = self.plugin.run_index(self.index, slots.as_mut(), |status, ret| (status, ret))?;
+        let slots = slots.as_mut();
+        let count = slots.len() - 1;
+        let _serial = (!self.thread_safe).then(|| inner.serial.lock());
+        clear_error();
+        let (args, ret) = slots.split_at_mut(count);
+        // SAFETY: the call pointer of a checked function whose signature is
+        // A -> R, with the plugin's host table and state, one slot per
+        // parameter and the result slot; the shutdown has not run (this handle
+        // holds it off); not thread-safe calls hold the serial lock.
+        let status = unsafe { (self.call)(inner.host.as_ptr(), inner.state.0, args.as_ptr(), ret.as_mut_ptr()) };
         if status != abi::OK {
             return Err(self.plugin.status_error(self.index, status));
         }
         // SAFETY: lookup checked that the function's result type is R's.
-        Ok(unsafe { R::take(ret) })
+        Ok(unsafe { R::take(ret[0]) })
     }
 }

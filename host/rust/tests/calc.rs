@@ -71,3 +71,41 @@ fn a_bare_name_is_looked_up_in_ferrule_path_only() {
     assert_eq!(err.kind(), ErrorKind::LibraryNotFound);
     assert!(err.message().starts_with("no plugin libcalc.so in FERRULE_PATH"), "{err}");
 }
+
+/// Plugin logs, with the thread that wrote them (tests run in parallel).
+struct Logs(std::sync::Mutex<Vec<(std::thread::ThreadId, String)>>);
+
+impl log::Log for Logs {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        self.0.lock().unwrap().push((std::thread::current().id(), record.args().to_string()));
+    }
+    fn flush(&self) {}
+}
+
+static LOGS: Logs = Logs(std::sync::Mutex::new(Vec::new()));
+
+fn shutdowns_here() -> usize {
+    let me = std::thread::current().id();
+    LOGS.0.lock().unwrap().iter().filter(|(t, m)| *t == me && m == "calc shutting down").count()
+}
+
+#[test]
+fn a_typed_handle_holds_the_shutdown_off_until_it_is_dropped() {
+    let _ = log::set_logger(&LOGS);
+    log::set_max_level(log::LevelFilter::Info);
+    let plugin = Plugin::load(calc(), LoadOptions::default()).unwrap();
+    let mul = plugin.typed::<(i64, i64), i64>("mul").unwrap();
+    let again = mul.clone();
+    plugin.close().unwrap();
+    assert_eq!(shutdowns_here(), 0, "a typed handle is alive: the shutdown waits");
+    assert_eq!(again.call((2, 3)).unwrap_err().kind(), ErrorKind::PluginClosed);
+    drop(mul);
+    assert_eq!(shutdowns_here(), 0, "one handle is left");
+    drop(again);
+    assert_eq!(shutdowns_here(), 1, "the last handle ran the shutdown");
+    drop(plugin);
+    assert_eq!(shutdowns_here(), 1, "once");
+}
