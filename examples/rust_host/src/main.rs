@@ -38,7 +38,7 @@ impl api::dictionary::Dictionary for Abbreviations {
     }
 }
 
-/// Plugin logs arrive through the `log` facade, under ferrule.plugin.<id>.
+/// Plugin logs arrive through the `log` facade, under `ferrule.plugin.<id>`.
 struct Print;
 
 impl log::Log for Print {

@@ -39,8 +39,12 @@
 //!
 //! A host function is a closure, [`Arg::HostFn`]; its error is the call's.
 //!
-//! Not yet: services and interface instances, and a C API (see the crate's
-//! README).
+//! Interfaces: [`Plugin::create`] makes an [`Instance`] of a plugin's
+//! implementation, checked against the host's declaration (the `SPEC` of a
+//! module `ferrule generate --rust-host` or `ferrule_sdk::interface!`
+//! writes); the declaration's `Client::new(instance)` calls it with Rust
+//! types. A [`PluginHost`] serves [`Service`]s the program implements, and
+//! other loaded plugins' implementations, to the plugins it loads.
 
 #![deny(clippy::undocumented_unsafe_blocks, missing_docs)]
 
