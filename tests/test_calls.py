@@ -440,3 +440,13 @@ def test_a_plugin_log_follows_every_level_change_at_once(built: Built, call_path
         logger.removeHandler(handler)
         plugin.close()
     assert seen == ["greeting at", "greeting again", "greeting parent"]
+
+
+def test_a_null_text_passed_to_a_host_function_fails_the_call(cdata: ferrule.Plugin) -> None:
+    """A plugin passing a str with ptr NULL and a non-zero length: the call
+    fails before the host function runs (host/rust/tests/cdata.rs holds the
+    Rust host to the same error)."""
+    seen: list[str] = []
+    with pytest.raises(ValueError, match="^the plugin passed a NULL pointer with a non-zero length$"):
+        cdata.null_text(lambda s: seen.append(s) or 1)
+    assert seen == []

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use ferrule_sdk::abi;
 
 use crate::error::{Error, ErrorKind};
-use crate::types::{py_repr, Signature, Type};
+use crate::types::{py_repr, Scalar, Signature, Type};
 use crate::value::HostFn;
 
 /// Bytes kept of a set_error message (the Python host keeps as many).
@@ -249,6 +249,10 @@ unsafe fn run_host_function(frame: &Frame, args: *const abi::Value, ret: *mut ab
         let Type::Scalar(s) = p.ty else { unreachable!("a host function's parameters are values") };
         // SAFETY: slot i of the plugin's arguments, of the parameter's type.
         let slot = unsafe { *args.add(i) };
+        // SAFETY: a str or bytes parameter's member.
+        if matches!(s, Scalar::Str | Scalar::Bytes) && unsafe { slot.bytes.ptr.is_null() && slot.bytes.len != 0 } {
+            return Err(Error::new(ErrorKind::Value, "the plugin passed a NULL pointer with a non-zero length"));
+        }
         // SAFETY: the member the type uses.
         values.push(match unsafe { crate::plugin::value_of(s, slot) } {
             Ok(v) => v,

@@ -85,3 +85,16 @@ fn calls_that_are_not_thread_safe_never_overlap() {
     });
     assert_eq!(plugin.typed::<(), i64>("overlaps").unwrap().call(()).unwrap(), 0);
 }
+
+#[test]
+fn a_null_text_argument_fails_the_call_as_in_the_python_host() {
+    let plugin = cdata();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let f = |args: &[Value]| {
+        seen.lock().unwrap().push(args.to_vec());
+        Ok(Value::I64(1))
+    };
+    let e = plugin.call("null_text", &mut [Arg::HostFn(&f)]).unwrap_err();
+    assert_eq!((e.kind(), e.message()), (ErrorKind::Value, "the plugin passed a NULL pointer with a non-zero length"));
+    assert!(seen.lock().unwrap().is_empty(), "the host function never ran on the bad text");
+}

@@ -171,6 +171,17 @@ static int32_t add(const ferrule_host *host, void *state, const ferrule_value *a
     return FERRULE_OK;
 }
 
+/* null_text(f: fn(str) -> i64) -> i64: passes f a str with ptr NULL and len 3 (wrong on purpose); f's status. */
+static int32_t null_text(const ferrule_host *host, void *state, const ferrule_value *args, ferrule_value *ret) {
+    ferrule_value a[1], r;
+    (void)state;
+    a[0].bytes.ptr = NULL;
+    a[0].bytes.len = 3;
+    a[0].bytes.release = NULL;
+    ret->i64 = host->invoke(host, args[0].func, a, &r);
+    return FERRULE_OK;
+}
+
 static const ferrule_function fn_make = FERRULE_FUNCTION(
     "make", "(n: u64) -> bytes", "n letters in plugin-owned memory, released by a counting release",
     FERRULE_FN_THREAD_SAFE, make);
@@ -204,10 +215,14 @@ static const ferrule_function fn_keep = FERRULE_FUNCTION(
     "keep", "(f: fn(i64) -> i64)", "keeps the handle past the call (wrong on purpose)", FERRULE_FN_THREAD_SAFE, keep);
 static const ferrule_function fn_use_kept = FERRULE_FUNCTION(
     "use_kept", "(g: fn(i64) -> i64) -> i64", "invokes the kept handle", FERRULE_FN_THREAD_SAFE, use_kept);
+static const ferrule_function fn_null_text = FERRULE_FUNCTION(
+    "null_text", "(f: fn(str) -> i64) -> i64", "passes f a NULL str of length 3 (wrong on purpose)",
+    FERRULE_FN_THREAD_SAFE, null_text);
 
 static const ferrule_function *const functions[] = {
     &fn_make, &fn_make_text, &fn_live, &fn_sum, &fn_fill, &fn_addr, &fn_apply, &fn_shout,
     &fn_add, &fn_quick_add, &fn_serial_quick_add, &fn_serial_make, &fn_overlaps, &fn_keep, &fn_use_kept,
+    &fn_null_text,
 };
 
 static const ferrule_plugin descriptor = {
