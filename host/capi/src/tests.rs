@@ -343,3 +343,17 @@ fn plugin_logs_reach_the_sink_until_it_is_unset() {
     drop(open(calc_path()));
     assert!(LOGGED.lock().unwrap().is_empty(), "no sink, no records");
 }
+
+#[test]
+fn every_kind_of_the_rust_host_has_its_own_code() {
+    let codes: Vec<i32> = host::ErrorKind::ALL.iter().map(|&k| code_of(k)).collect();
+    assert!(!codes.contains(&E_UNKNOWN), "a kind without a code: {:?}",
+            host::ErrorKind::ALL.iter().zip(&codes).find(|(_, c)| **c == E_UNKNOWN));
+    let mut unique = codes.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), codes.len(), "two kinds share a code");
+    for &k in host::ErrorKind::ALL {
+        assert_eq!(kind_of(code_of(k)), Some(k));
+    }
+}

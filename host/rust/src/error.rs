@@ -57,6 +57,16 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order (new kinds are appended): what a
+    /// binding that maps kinds to its own codes tests its table against.
+    pub const ALL: &'static [ErrorKind] = &[
+        ErrorKind::LibraryNotFound, ErrorKind::NotALibrary, ErrorKind::WrongArchitecture, ErrorKind::MissingDependency,
+        ErrorKind::Library, ErrorKind::UnsafeFile, ErrorKind::NoEntryPoint, ErrorKind::BadMagic, ErrorKind::AbiVersion,
+        ErrorKind::DescriptorTooSmall, ErrorKind::Metadata, ErrorKind::Signature, ErrorKind::Descriptor,
+        ErrorKind::PluginInit, ErrorKind::PluginCall, ErrorKind::PluginPanic, ErrorKind::PluginClosed, ErrorKind::Type,
+        ErrorKind::Value, ErrorKind::NoSuchFunction, ErrorKind::InterfaceMismatch, ErrorKind::NoImplementation,
+    ];
+
     /// The Python host's name for this kind: `"BadMagicError"`, `"TypeError"`...
     pub fn python_name(self) -> &'static str {
         match self {
@@ -140,3 +150,41 @@ impl From<ferrule_sdk::CallError> for Error {
 
 /// `Result<T, ferrule_host::Error>`.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorKind;
+
+    #[test]
+    fn all_lists_every_kind_once() {
+        // No wildcard: a new kind does not compile until it is handled here, and so listed in ALL.
+        let position = |k: ErrorKind| match k {
+            ErrorKind::LibraryNotFound => 0,
+            ErrorKind::NotALibrary => 1,
+            ErrorKind::WrongArchitecture => 2,
+            ErrorKind::MissingDependency => 3,
+            ErrorKind::Library => 4,
+            ErrorKind::UnsafeFile => 5,
+            ErrorKind::NoEntryPoint => 6,
+            ErrorKind::BadMagic => 7,
+            ErrorKind::AbiVersion => 8,
+            ErrorKind::DescriptorTooSmall => 9,
+            ErrorKind::Metadata => 10,
+            ErrorKind::Signature => 11,
+            ErrorKind::Descriptor => 12,
+            ErrorKind::PluginInit => 13,
+            ErrorKind::PluginCall => 14,
+            ErrorKind::PluginPanic => 15,
+            ErrorKind::PluginClosed => 16,
+            ErrorKind::Type => 17,
+            ErrorKind::Value => 18,
+            ErrorKind::NoSuchFunction => 19,
+            ErrorKind::InterfaceMismatch => 20,
+            ErrorKind::NoImplementation => 21,
+        };
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(position(*k), i, "{k:?}");
+        }
+        assert_eq!(ErrorKind::ALL.len(), 22);
+    }
+}
