@@ -366,31 +366,27 @@ impl Target<'_> {
     #[inline]
     pub(crate) fn run_raw<R>(&self, call: abi::CallFn, thread_safe: bool, args: *const abi::Value,
                              ret: *mut abi::Value, inside_: impl FnOnce(i32) -> R) -> Result<(i32, R)> {
+        self.enter(|| {
+            let _serial = (!thread_safe).then(|| self.serial.lock());
+            clear_error();
+            // SAFETY: a checked call pointer, with the plugin's host table and
+            // this target's state; the caller passes one slot per parameter
+            // (each checked against its type) and the result slot; calls that
+            // are not thread-safe hold the lock.
+            let status = unsafe { call(self.plugin.host.as_ptr(), self.state, args, ret) };
+            (status, inside_(status))
+        })
+    }
+
+    /// Run `f` as a call into the target: counted in (refused once it is
+    /// closing) and on this thread's list of calls it is inside. A create
+    /// runs so, without the serial lock.
+    #[inline]
+    pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
         let gate = self.gate;
         // Counted in before closing is read, and close sets closing before it
         // reads the count (both sequentially consistent): a call either sees
         // closing, or close waits for it.
-        gate.active.fetch_add(1, Ordering::SeqCst);
-        let frame = Inside { plugin: gate.key(), outer: INSIDE.with(Cell::get) };
-        let _entered = Entered { active: &gate.active, outer: frame.outer };
-        if gate.closing.load(Ordering::SeqCst) {
-            return Err(self.closed_error());
-        }
-        INSIDE.with(|c| c.set(&frame));
-        let _serial = (!thread_safe).then(|| self.serial.lock());
-        clear_error();
-        // SAFETY: a checked call pointer, with the plugin's host table and
-        // this target's state; the caller passes one slot per parameter
-        // (each checked against its type) and the result slot; calls that
-        // are not thread-safe hold the lock.
-        let status = unsafe { call(self.plugin.host.as_ptr(), self.state, args, ret) };
-        Ok((status, inside_(status)))
-    }
-
-    /// Run `f` as a call into the target (counted in, refused once it is
-    /// closing), without its serial lock: a create.
-    pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
-        let gate = self.gate;
         gate.active.fetch_add(1, Ordering::SeqCst);
         let frame = Inside { plugin: gate.key(), outer: INSIDE.with(Cell::get) };
         let _entered = Entered { active: &gate.active, outer: frame.outer };
