@@ -327,6 +327,9 @@ def test_the_crate_tests_and_lints_clean(libs: Path) -> None:
 def test_the_readme_example_runs(libs: Path, built: Built, tmp_path: Path) -> None:
     """host/capi/README.md's C example, as written, against the calculator."""
     (code,) = re.findall(r"```c\n(.*?)```", (CAPI / "README.md").read_text(), re.S)
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Quickstart for host authors: C"):]
+    assert re.search(r"```c\n(.*?)```", section, re.S).group(1) == code, "the README's C host quickstart is this example"  # type: ignore[union-attr]
     (tmp_path / "app.c").write_text(code)
     run([CC, *WARNINGS, f"-I{HEADER.parent}", str(tmp_path / "app.c"), f"-L{libs}", "-lferrule_host",
          f"-Wl,-rpath,{libs}", "-o", str(tmp_path / "app")])

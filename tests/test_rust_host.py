@@ -234,7 +234,9 @@ def test_the_crate_builds_tests_and_lints_clean(built: Built) -> None:
     assert doc.returncode == 0, doc.stderr[-3000:]
     if subprocess.run(["cargo", "clippy", "--version"], capture_output=True).returncode != 0:
         pytest.skip("cargo clippy is not installed here (rustup component add clippy); cargo test and doc passed")
-    clippy = subprocess.run(["cargo", "clippy", "--release", "-q", "-p", "ferrule-host", "-p", "rust-host",
+    # The crate, and the programs and plugins built on it (the demo's host, the app workspace).
+    crates = ["ferrule-host", "rust-host", "app", "app-api", "app-plugin"]
+    clippy = subprocess.run(["cargo", "clippy", "--release", "-q", *[a for c in crates for a in ("-p", c)],
                              "--all-targets", "--", "-D", "warnings"], cwd=ROOT, capture_output=True, text=True,
                             timeout=900)
     assert clippy.returncode == 0, clippy.stderr[-3000:]

@@ -7,7 +7,6 @@
 
 use ferrule_host::{Arg, LoadOptions, Plugin, PluginHost, Value};
 
-#[allow(dead_code)]
 #[path = "../../pipeline/generated/pipeline_host.rs"]
 mod api;
 

@@ -23,7 +23,10 @@ impl filter::Filter for Shout {
 
     fn configure(&mut self, key: &str, value: &str) -> Result<(), String> {
         match key {
-            "suffix" => Ok(self.suffix = value.to_string()),
+            "suffix" => {
+                self.suffix = value.to_string();
+                Ok(())
+            }
             other => Err(format!("shout has no setting {other:?} (it has \"suffix\")")),
         }
     }
