@@ -141,6 +141,13 @@ pub mod transform {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
     }
 
+    /// `value` as an implementation of Transform that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Transform>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
+    }
+
     /// The `extern "C"` side of an implementation.
     mod thunk {
         use core::ffi::c_void;
@@ -365,6 +372,13 @@ pub mod analyzer {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
     }
 
+    /// `value` as an implementation of Analyzer that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Analyzer>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
+    }
+
     /// The `extern "C"` side of an implementation.
     mod thunk {
         use core::ffi::c_void;
@@ -587,6 +601,13 @@ pub mod dictionary {
     /// `plugin!`'s `interfaces: [...]`.
     pub fn export<T: Dictionary>(name: &'static str, doc: &'static str) -> iface::Export {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
+    }
+
+    /// `value` as an implementation of Dictionary that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Dictionary>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
     }
 
     /// The `extern "C"` side of an implementation.

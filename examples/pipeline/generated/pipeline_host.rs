@@ -142,6 +142,13 @@ pub mod transform {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
     }
 
+    /// `value` as an implementation of Transform that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Transform>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
+    }
+
     /// The `extern "C"` side of an implementation.
     mod thunk {
         use core::ffi::c_void;
@@ -280,7 +287,7 @@ pub mod transform {
     /// `value` as the Transform service that plugins loaded by a
     /// `ferrule_host::PluginHost` get when they query this revision.
     pub fn service<T: Transform>(value: T) -> ferrule_host::Service {
-        ferrule_host::Service::new(&SPEC, Vtable::of::<T>(), value)
+        ferrule_host::Service::new(provided(value))
     }
 }
 
@@ -380,6 +387,13 @@ pub mod analyzer {
     /// `plugin!`'s `interfaces: [...]`.
     pub fn export<T: Analyzer>(name: &'static str, doc: &'static str) -> iface::Export {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
+    }
+
+    /// `value` as an implementation of Analyzer that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Analyzer>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
     }
 
     /// The `extern "C"` side of an implementation.
@@ -528,7 +542,7 @@ pub mod analyzer {
     /// `value` as the Analyzer service that plugins loaded by a
     /// `ferrule_host::PluginHost` get when they query this revision.
     pub fn service<T: Analyzer>(value: T) -> ferrule_host::Service {
-        ferrule_host::Service::new(&SPEC, Vtable::of::<T>(), value)
+        ferrule_host::Service::new(provided(value))
     }
 }
 
@@ -620,6 +634,13 @@ pub mod dictionary {
     /// `plugin!`'s `interfaces: [...]`.
     pub fn export<T: Dictionary>(name: &'static str, doc: &'static str) -> iface::Export {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
+    }
+
+    /// `value` as an implementation of Dictionary that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Dictionary>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
     }
 
     /// The `extern "C"` side of an implementation.
@@ -759,6 +780,6 @@ pub mod dictionary {
     /// `value` as the Dictionary service that plugins loaded by a
     /// `ferrule_host::PluginHost` get when they query this revision.
     pub fn service<T: Dictionary>(value: T) -> ferrule_host::Service {
-        ferrule_host::Service::new(&SPEC, Vtable::of::<T>(), value)
+        ferrule_host::Service::new(provided(value))
     }
 }

@@ -322,6 +322,75 @@ impl Export {
     }
 }
 
+/// A value of a type that implements an interface's trait, with that type's
+/// thunks: what a Rust host provides as a service (ferrule-host's
+/// `Service::new`). Made by a generated `provided(value)`, which ties the
+/// thunks to the value's type.
+pub struct Provided {
+    spec: Spec,
+    methods: Vec<CallFn>,
+    this: *mut c_void,
+    drop_value: unsafe fn(*mut c_void),
+}
+
+// SAFETY: the value is Send (new requires it); a host calls a provided value
+// of an interface that is not thread-safe one call at a time (and
+// run_exclusive refuses re-entry), and the trait of a thread-safe one
+// requires Sync.
+unsafe impl Send for Provided {}
+// SAFETY: as above.
+unsafe impl Sync for Provided {}
+
+unsafe fn drop_box<T>(this: *mut c_void) {
+    // SAFETY: the Box<T> Provided::new made, dropped once.
+    drop(unsafe { Box::from_raw(this.cast::<T>()) });
+}
+
+impl Provided {
+    /// `value`, called through `vtable`, as an implementation of `spec`.
+    ///
+    /// # Safety
+    /// `vtable` must be the thunks generated for `T` (`Vtable::of::<T>()`) of
+    /// the interface `spec` declares.
+    pub unsafe fn new<V: Vtable, T: Send + 'static>(spec: &Spec, vtable: V, value: T) -> Provided {
+        const { assert!(size_of::<V>() % size_of::<CallFn>() == 0 && align_of::<V>() == align_of::<CallFn>()) };
+        let count = size_of::<V>() / size_of::<CallFn>();
+        // SAFETY: V is a #[repr(C)] struct of `count` CallFn fields (Vtable).
+        let methods = unsafe { core::slice::from_raw_parts((&vtable as *const V).cast::<CallFn>(), count) }.to_vec();
+        rt::ensure_panic_hook(); // a panic in a method is reported where it happened
+        Provided { spec: *spec, methods, this: Box::into_raw(Box::new(value)).cast::<c_void>(), drop_value: drop_box::<T> }
+    }
+
+    /// The interface it implements.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// Its thunks, in declaration order: call them with [`this`](Provided::this) as the instance.
+    pub fn methods(&self) -> &[CallFn] {
+        &self.methods
+    }
+
+    /// The instance pointer the thunks take.
+    pub fn this(&self) -> *mut c_void {
+        self.this
+    }
+}
+
+impl Drop for Provided {
+    fn drop(&mut self) {
+        // SAFETY: made by new(), dropped once, after every call (the host
+        // keeps a provided value while any object lent of it is held).
+        unsafe { (self.drop_value)(self.this) };
+    }
+}
+
+impl fmt::Debug for Provided {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provided").field("id", &self.spec.id).field("revision", &self.spec.revision).finish_non_exhaustive()
+    }
+}
+
 /// Decodes argument `name` of type `T` (any [`FromArg`] type: numbers,
 /// `bool`, `&str`, `&[u8]`, `&[T]`, `&mut [T]`, `HostFn`).
 ///
@@ -449,11 +518,62 @@ where
         Ok(args) => args,
         Err(status) => return status,
     };
+    // A host serialises calls into the instance across threads, but a method
+    // that calls the host may be called back into on this thread: a second
+    // `&mut T` while the first is live. Refused.
+    let outer = EXCLUSIVE.with(core::cell::Cell::get);
+    if Exclusive::holds(outer, this) {
+        return unsafe { rt::fail_static(host, REENTERED) };
+    }
+    let frame = Exclusive { this, outer };
+    EXCLUSIVE.with(|c| c.set(&frame));
+    let _restore = Restore(outer);
     // SAFETY: dereferenced on this thread, for this call only.
     let st = unsafe { &*rt::current_state_ptr() };
-    // SAFETY: the host serialises calls into this instance.
+    // SAFETY: the host serialises calls into this instance across threads,
+    // and Exclusive refused a second call on this one.
     let instance = unsafe { &mut *this.cast::<T>() };
     unsafe { rt::run_in_scope(st, spec, host, args, ret, |args| f(instance, args)) }
+}
+
+const REENTERED: &str = "ferrule: a method of this instance is already running on this thread (it called the host, \
+    which called the instance again); its interface is not thread-safe, so a method is not entered again before the \
+    first returns";
+
+/// The instances of interfaces that are not thread-safe that this thread is
+/// inside a method of: a list through the stack, innermost first.
+struct Exclusive {
+    this: *mut c_void,
+    outer: *const Exclusive,
+}
+
+std::thread_local! {
+    static EXCLUSIVE: core::cell::Cell<*const Exclusive> = const { core::cell::Cell::new(core::ptr::null()) };
+}
+
+impl Exclusive {
+    /// Whether the list from `at` holds `this`.
+    fn holds(mut at: *const Exclusive, this: *mut c_void) -> bool {
+        while !at.is_null() {
+            // SAFETY: every entry is a frame of run_exclusive further up this
+            // thread's stack, taken off the list (Restore) before it returns.
+            let frame = unsafe { &*at };
+            if frame.this == this {
+                return true;
+            }
+            at = frame.outer;
+        }
+        false
+    }
+}
+
+/// Puts the list back as it was when a method returns.
+struct Restore(*const Exclusive);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        EXCLUSIVE.with(|c| c.set(self.0));
+    }
 }
 
 /// Like [`run_exclusive`] for a thread-safe interface: calls may run

@@ -84,8 +84,8 @@
 ///
 /// In a Rust host (`ferrule-host`), the same declarations serve: wrap an
 /// instance in the client, `api::counter::Client::new(plugin.create(&api::counter::SPEC,
-/// None)?)`, and provide a service with `ferrule_host::Service::new(&api::store::SPEC,
-/// api::store::Vtable::of::<MyStore>(), MyStore::default())`. (`ferrule
+/// None)?)`, and provide a service with
+/// `ferrule_host::Service::new(api::store::provided(MyStore::default()))`. (`ferrule
 /// generate --rust-host` writes these two as `create` and `service`; this
 /// crate has no dependencies, so the macro cannot name `ferrule_host`.)
 ///
@@ -341,6 +341,14 @@ macro_rules! __ferrule_interface {
                     thunk::create::<T>,
                     $crate::__private::iface::destroy::<T>,
                 )
+            }
+
+            #[doc = ::core::concat!(
+                "`value` as an implementation of ", ::core::stringify!($Trait),
+                " that a Rust host provides as a service (ferrule-host's `Service::new`).")]
+            pub fn provided<T: $Trait>(value: T) -> $crate::__private::iface::Provided {
+                // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+                unsafe { $crate::__private::iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
             }
 
             /// The `extern "C"` side of an implementation.

@@ -32,7 +32,7 @@ pub mod iface {
     pub use crate::host::CallResult;
     pub use crate::iface::{
         arg, buf, bytes, call, destroy, mutbuf, out_arg, ret, run_create, run_exclusive, run_shared, scalar, struct_arg,
-        struct_bytes, struct_result, struct_ret, Export, Field, MethodSpec, Scalar, Spec, StrArg, Struct, Vtable,
+        struct_bytes, struct_result, struct_ret, Export, Field, MethodSpec, Provided, Scalar, Spec, StrArg, Struct, Vtable,
     };
 }
 

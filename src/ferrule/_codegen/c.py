@@ -518,7 +518,8 @@ class _Header:
         if s.thread_safe:
             doc += ["Thread-safe: methods of one instance may run on several threads at once."]
         else:
-            doc += ["Not thread-safe: the host never runs two methods of one instance at once."]
+            doc += ["Not thread-safe: the host never runs two methods of one instance at once on two threads",
+                    "(a method that calls the host may be called back into on its own thread)."]
         fn_params = [m.name for m in s.methods if any(p.type.kind == "fn" for p in m.params)]
         if fn_params:
             doc += ["A const ferrule_fn * parameter is a host function: call it with",

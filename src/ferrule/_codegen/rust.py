@@ -524,6 +524,13 @@ def _render_interface(spec: InterfaceSpec, host: bool = False) -> list[str]:
         "        iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)",
         "    }",
         "",
+        f"    /// `value` as an implementation of {trait} that a Rust host provides as a service",
+        "    /// (ferrule-host's `Service::new`).",
+        f"    pub fn provided<T: {trait}>(value: T) -> iface::Provided {{",
+        "        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.",
+        "        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }",
+        "    }",
+        "",
     ]
     # The thunks.
     lines += [
@@ -638,7 +645,7 @@ def _render_host_side(spec: InterfaceSpec) -> list[str]:
         f"    /// `value` as the {spec.name} service that plugins loaded by a",
         "    /// `ferrule_host::PluginHost` get when they query this revision.",
         f"    pub fn service<T: {spec.name}>(value: T) -> ferrule_host::Service {{",
-        "        ferrule_host::Service::new(&SPEC, Vtable::of::<T>(), value)",
+        "        ferrule_host::Service::new(provided(value))",
         "    }",
     ]
 

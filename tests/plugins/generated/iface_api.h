@@ -207,7 +207,8 @@ TAPI_CHECK(counter_vtable, sizeof(tapi_counter_vtable) == 5 * sizeof(ferrule_cal
  *
  * defines `static const ferrule_interface P_interface` for the plugin
  * descriptor's interfaces array. plugin_state is what the plugin's init stored.
- * Not thread-safe: the host never runs two methods of one instance at once.
+ * Not thread-safe: the host never runs two methods of one instance at once on two threads
+ * (a method that calls the host may be called back into on its own thread).
  */
 #define TAPI_COUNTER_IMPLEMENT(cprefix, ctype, impl_name, impl_doc)                          \
     static int32_t cprefix##_create(const ferrule_host *, void *, ctype **);                 \

@@ -215,6 +215,13 @@ pub mod counter {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
     }
 
+    /// `value` as an implementation of Counter that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Counter>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
+    }
+
     /// The `extern "C"` side of an implementation.
     mod thunk {
         use core::ffi::c_void;
@@ -566,6 +573,13 @@ pub mod shapes {
     /// `plugin!`'s `interfaces: [...]`.
     pub fn export<T: Shapes>(name: &'static str, doc: &'static str) -> iface::Export {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
+    }
+
+    /// `value` as an implementation of Shapes that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Shapes>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
     }
 
     /// The `extern "C"` side of an implementation.
@@ -995,6 +1009,13 @@ pub mod store {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
     }
 
+    /// `value` as an implementation of Store that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Store>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
+    }
+
     /// The `extern "C"` side of an implementation.
     mod thunk {
         use core::ffi::c_void;
@@ -1215,6 +1236,13 @@ pub mod store2 {
     /// `plugin!`'s `interfaces: [...]`.
     pub fn export<T: Store2>(name: &'static str, doc: &'static str) -> iface::Export {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
+    }
+
+    /// `value` as an implementation of Store2 that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Store2>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
     }
 
     /// The `extern "C"` side of an implementation.

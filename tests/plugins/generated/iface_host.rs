@@ -216,6 +216,13 @@ pub mod counter {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
     }
 
+    /// `value` as an implementation of Counter that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Counter>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
+    }
+
     /// The `extern "C"` side of an implementation.
     mod thunk {
         use core::ffi::c_void;
@@ -429,7 +436,7 @@ pub mod counter {
     /// `value` as the Counter service that plugins loaded by a
     /// `ferrule_host::PluginHost` get when they query this revision.
     pub fn service<T: Counter>(value: T) -> ferrule_host::Service {
-        ferrule_host::Service::new(&SPEC, Vtable::of::<T>(), value)
+        ferrule_host::Service::new(provided(value))
     }
 }
 
@@ -583,6 +590,13 @@ pub mod shapes {
     /// `plugin!`'s `interfaces: [...]`.
     pub fn export<T: Shapes>(name: &'static str, doc: &'static str) -> iface::Export {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
+    }
+
+    /// `value` as an implementation of Shapes that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Shapes>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
     }
 
     /// The `extern "C"` side of an implementation.
@@ -1024,6 +1038,13 @@ pub mod store {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
     }
 
+    /// `value` as an implementation of Store that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Store>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
+    }
+
     /// The `extern "C"` side of an implementation.
     mod thunk {
         use core::ffi::c_void;
@@ -1161,7 +1182,7 @@ pub mod store {
     /// `value` as the Store service that plugins loaded by a
     /// `ferrule_host::PluginHost` get when they query this revision.
     pub fn service<T: Store>(value: T) -> ferrule_host::Service {
-        ferrule_host::Service::new(&SPEC, Vtable::of::<T>(), value)
+        ferrule_host::Service::new(provided(value))
     }
 }
 
@@ -1260,6 +1281,13 @@ pub mod store2 {
     /// `plugin!`'s `interfaces: [...]`.
     pub fn export<T: Store2>(name: &'static str, doc: &'static str) -> iface::Export {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
+    }
+
+    /// `value` as an implementation of Store2 that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Store2>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
     }
 
     /// The `extern "C"` side of an implementation.
@@ -1422,6 +1450,6 @@ pub mod store2 {
     /// `value` as the Store2 service that plugins loaded by a
     /// `ferrule_host::PluginHost` get when they query this revision.
     pub fn service<T: Store2>(value: T) -> ferrule_host::Service {
-        ferrule_host::Service::new(&SPEC, Vtable::of::<T>(), value)
+        ferrule_host::Service::new(provided(value))
     }
 }

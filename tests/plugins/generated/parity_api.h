@@ -440,7 +440,8 @@ TPAR_CHECK(parity_values_vtable, sizeof(tpar_parity_values_vtable) == 48 * sizeo
  *
  * defines `static const ferrule_interface P_interface` for the plugin
  * descriptor's interfaces array. plugin_state is what the plugin's init stored.
- * Not thread-safe: the host never runs two methods of one instance at once.
+ * Not thread-safe: the host never runs two methods of one instance at once on two threads
+ * (a method that calls the host may be called back into on its own thread).
  */
 #define TPAR_PARITY_VALUES_IMPLEMENT(cprefix, ctype, impl_name, impl_doc)                         \
     static int32_t cprefix##_create(const ferrule_host *, void *, ctype **);                      \
@@ -2250,7 +2251,8 @@ TPAR_CHECK(parity_vtable, sizeof(tpar_parity_vtable) == 55 * sizeof(ferrule_call
  *
  * defines `static const ferrule_interface P_interface` for the plugin
  * descriptor's interfaces array. plugin_state is what the plugin's init stored.
- * Not thread-safe: the host never runs two methods of one instance at once.
+ * Not thread-safe: the host never runs two methods of one instance at once on two threads
+ * (a method that calls the host may be called back into on its own thread).
  * A const ferrule_fn * parameter is a host function: call it with
  * ferrule_invoke(host, f, args, ret) before the method returns.
  */

@@ -480,6 +480,13 @@ pub mod parity_values {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
     }
 
+    /// `value` as an implementation of ParityValues that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: ParityValues>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
+    }
+
     /// The `extern "C"` side of an implementation.
     mod thunk {
         use core::ffi::c_void;
@@ -1843,7 +1850,7 @@ pub mod parity_values {
     /// `value` as the ParityValues service that plugins loaded by a
     /// `ferrule_host::PluginHost` get when they query this revision.
     pub fn service<T: ParityValues>(value: T) -> ferrule_host::Service {
-        ferrule_host::Service::new(&SPEC, Vtable::of::<T>(), value)
+        ferrule_host::Service::new(provided(value))
     }
 }
 
@@ -2263,6 +2270,13 @@ pub mod parity {
     /// `plugin!`'s `interfaces: [...]`.
     pub fn export<T: Parity>(name: &'static str, doc: &'static str) -> iface::Export {
         iface::Export::new(&SPEC, name, doc, Vtable::of::<T>(), thunk::create::<T>, iface::destroy::<T>)
+    }
+
+    /// `value` as an implementation of Parity that a Rust host provides as a service
+    /// (ferrule-host's `Service::new`).
+    pub fn provided<T: Parity>(value: T) -> iface::Provided {
+        // SAFETY: Vtable::of::<T>() holds the thunks of T, for this interface.
+        unsafe { iface::Provided::new(&SPEC, Vtable::of::<T>(), value) }
     }
 
     /// The `extern "C"` side of an implementation.
