@@ -66,7 +66,14 @@ pub(crate) struct HostData {
     pub(crate) registry: Option<std::sync::Weak<crate::services::Registry>>,
     /// The plugin's id, for query warnings.
     pub(crate) plugin_id: String,
+    /// A number no other plugin of this process gets: what its loans are
+    /// filed under (a table's address may be reused by a later plugin).
+    pub(crate) serial: usize,
+    /// Its shutdown began: queries find nothing.
+    pub(crate) shutting: std::sync::atomic::AtomicBool,
 }
+
+static SERIALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 /// One host function passed to a call in flight. `open` is read-locked by
 /// each invoke and write-locked once by the call that made it, as it ends:
@@ -107,6 +114,8 @@ impl HostTable {
             next_handle: std::sync::atomic::AtomicUsize::new(1),
             registry,
             plugin_id: plugin_id.to_string(),
+            serial: SERIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            shutting: std::sync::atomic::AtomicBool::new(false),
         });
         let table = Box::new(abi::Host {
             struct_size: std::mem::size_of::<abi::Host>() as u32,
@@ -296,13 +305,13 @@ unsafe extern "C" fn query(host: *const abi::Host, id: *const c_char, revision: 
     catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the plugin passes its own table.
         let Some((data, registry)) = (unsafe { registry(host) }) else { return std::ptr::null() };
-        if id.is_null() {
+        if id.is_null() || data.shutting.load(std::sync::atomic::Ordering::SeqCst) {
             return std::ptr::null();
         }
         // SAFETY: a NUL-terminated id, borrowed for the call (at most 256 bytes are read, as the Python host does).
         let bytes = unsafe { bounded_c_str(id, 256) };
         let id = String::from_utf8_lossy(bytes);
-        let token = registry.query(host as usize, &data.target, &data.plugin_id, &id, revision, fingerprint);
+        let token = registry.query(data.serial, &data.target, &data.plugin_id, &id, revision, fingerprint);
         token as *const abi::Object
     }))
     .unwrap_or(std::ptr::null())
@@ -334,13 +343,13 @@ unsafe extern "C" fn call(
     }
     catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the plugin passes its own table.
-        let Some((_, registry)) = (unsafe { registry(host) }) else {
+        let Some((data, registry)) = (unsafe { registry(host) }) else {
             // SAFETY: ret is the caller's slot.
             unsafe { give_bytes(ret, b"host->call: unknown or released object") };
             return abi::ERROR;
         };
         // SAFETY: the plugin's slots, as host->call received them; ret is not NULL.
-        unsafe { registry.call(host, object as usize, method, args, ret) }
+        unsafe { registry.call(host, data.serial, object as usize, method, args, ret) }
     }))
     .unwrap_or(abi::ERROR)
 }
@@ -348,8 +357,8 @@ unsafe extern "C" fn call(
 unsafe extern "C" fn release(host: *const abi::Host, object: *const abi::Object) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the plugin passes its own table.
-        if let Some((_, registry)) = unsafe { registry(host) } {
-            registry.release(host as usize, object as usize);
+        if let Some((data, registry)) = unsafe { registry(host) } {
+            registry.release(data.serial, object as usize);
         }
     }));
 }

@@ -58,6 +58,8 @@ pub struct Instance {
     destroyed: std::sync::Mutex<bool>,
     /// `Parity instance 'direct' of plugin 'p'`.
     what: String,
+    /// `Parity`, or a lent instance's `id/revision`: what host->call's messages name.
+    iface: String,
 }
 
 impl std::fmt::Debug for Instance {
@@ -184,6 +186,7 @@ impl Plugin {
             serial: Serial::default(),
             destroyed: std::sync::Mutex::new(false),
             what: format!("{iface} instance {} of plugin {}", py_repr(&offer.name), py_repr(&d.id)),
+            iface: iface.to_string(),
         })
     }
 
@@ -197,12 +200,16 @@ impl Plugin {
         let key = (inner.gate.key(), index);
         MAKING.with(|m| m.borrow_mut().push(key));
         let outcome = {
-            let _making = inner.making.lock().unwrap_or_else(|e| e.into_inner());
+            let _making = inner.making.lock();
             target.enter(|| {
                 crate::host::clear_error();
                 // SAFETY: a checked offer's create, with the plugin's host
                 // table and state and a slot for the instance.
-                unsafe { (offer.create)(inner.host.as_ptr(), inner.state.0, &mut made) }
+                let status = unsafe { (offer.create)(inner.host.as_ptr(), inner.state.0, &mut made) };
+                if status == abi::OK {
+                    inner.hold(); // counted while the call still holds off a close
+                }
+                status
             })
         };
         MAKING.with(|m| {
@@ -218,7 +225,6 @@ impl Plugin {
             let text = format!("plugin {} could not create {what}: {message}", py_repr(&inner.descriptor.id));
             return Err(Error::from_plugin(kind, text, message));
         }
-        inner.hold();
         Ok(made)
     }
 }
@@ -281,7 +287,7 @@ impl Instance {
     pub(crate) unsafe fn call_for_plugin(&self, index: u32, args: *const abi::Value, ret: *mut abi::Value) -> i32 {
         let Some(m) = self.method(index as usize) else {
             // SAFETY: ret is the caller's slot.
-            unsafe { give_bytes(ret, format!("host->call: {} has no method number {index}", self.what).as_bytes()) };
+            unsafe { give_bytes(ret, format!("host->call: {} has no method number {index}", self.iface).as_bytes()) };
             return abi::ERROR;
         };
         match self.target().run_raw(m.call, self.thread_safe, args, ret, |_| ()) {
@@ -330,7 +336,7 @@ impl Instance {
         let inner = &*self.plugin.inner;
         let offer = &inner.descriptor.offers[self.offer];
         {
-            let _making = inner.making.lock().unwrap_or_else(|e| e.into_inner());
+            let _making = inner.making.lock();
             // SAFETY: once, after every call into the instance, with the
             // instance create made; before the plugin's shutdown (which waits
             // for the instance count).

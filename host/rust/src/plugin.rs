@@ -67,16 +67,21 @@ pub(crate) struct Inner {
     by_name: HashMap<String, usize>,
     /// Calls in flight, and whether close() began: shutdown never runs under a call.
     pub(crate) gate: Gate,
-    /// Whether shutdown ran (close and drop race for it).
-    shut: Mutex<bool>,
+    /// Whether a close began (the first one does the work; later ones return),
+    /// and whether the shutdown ran.
+    close_started: AtomicBool,
+    finished: AtomicBool,
     /// Calls into functions that are not thread-safe take it (re-entrant: a
     /// host function may call back into the plugin on the same thread).
     pub(crate) serial: Serial,
     /// Live instances and typed handles, and whether close() left the
     /// shutdown to the last of them.
     pub(crate) instances: Mutex<(usize, bool)>,
-    /// Held by each create and destroy: a plugin makes one instance at a time.
-    pub(crate) making: Mutex<()>,
+    /// Held by each create and destroy: one instance is made or destroyed at
+    /// a time. Shared by the plugins of one PluginHost (two plugins' creates
+    /// that query each other cannot each hold their own), and re-entrant (a
+    /// create may query, a destroy release, another implementation).
+    pub(crate) making: Arc<Serial>,
     /// The PluginHost that loaded it (its services and other plugins), if any.
     pub(crate) registry: Option<Arc<crate::services::Registry>>,
 }
@@ -188,6 +193,17 @@ pub(crate) fn inside(plugin: usize) -> bool {
 #[derive(Clone)]
 pub struct Plugin {
     pub(crate) inner: Arc<Inner>,
+    /// Held by the program's handles (not by the host's own references to
+    /// the plugin): when the last one goes, the plugin is closed.
+    _user: Option<Arc<UserHandles>>,
+}
+
+struct UserHandles(Arc<Inner>);
+
+impl Drop for UserHandles {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -201,11 +217,11 @@ impl Plugin {
     /// Load the plugin at `path` (or a bare name, looked up in `FERRULE_PATH`
     /// only), check its descriptor and run its init.
     pub fn load(path: impl AsRef<Path>, options: LoadOptions) -> Result<Plugin> {
-        Plugin::load_in(path.as_ref(), options, None)
+        Plugin::load_in(path.as_ref(), options, None, Arc::default())
     }
 
-    pub(crate) fn load_in(path: &Path, options: LoadOptions, registry: Option<Arc<crate::services::Registry>>)
-                          -> Result<Plugin> {
+    pub(crate) fn load_in(path: &Path, options: LoadOptions, registry: Option<Arc<crate::services::Registry>>,
+                          making: Arc<Serial>) -> Result<Plugin> {
         let file = plugin_file(path)?;
         if options.strict_permissions {
             check_permissions(&file)?;
@@ -228,25 +244,33 @@ impl Plugin {
                 } else {
                     format!("{subject} failed to initialise: {message}")
                 };
+                if let Some(registry) = &registry {
+                    registry.release_all(host.data.serial); // what its init got from queries
+                }
                 return Err(Error::from_plugin(ErrorKind::PluginInit, text, message));
             }
         }
         let by_name = descriptor.functions.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect();
-        Ok(Plugin {
-            inner: Arc::new(Inner {
+        let inner = Arc::new(Inner {
                 descriptor,
                 host,
                 state: State(state),
                 path: library.path,
                 by_name,
                 gate: Gate::default(),
-                shut: Mutex::new(false),
+                close_started: AtomicBool::new(false),
+                finished: AtomicBool::new(false),
                 serial: Serial::default(),
                 instances: Mutex::new((0, false)),
-                making: Mutex::new(()),
+                making,
                 registry,
-            }),
-        })
+        });
+        Ok(Plugin { _user: Some(Arc::new(UserHandles(inner.clone()))), inner })
+    }
+
+    /// The host's own reference: it does not keep the plugin open.
+    pub(crate) fn internal(inner: Arc<Inner>) -> Plugin {
+        Plugin { inner, _user: None }
     }
 
     /// The call target of the plugin's own functions.
@@ -453,33 +477,48 @@ impl Target<'_> {
 }
 
 impl Inner {
-    /// Close, and run the shutdown unless instances or typed handles are
-    /// left: then the last one to go runs it.
+    /// Close: wait for the calls in flight, give back what it holds, and run
+    /// the shutdown unless instances or typed handles are left (then the
+    /// last one to go runs it). Only the first close does this; no lock is
+    /// held while plugin code runs, which may close or release again.
     pub(crate) fn shutdown(&self) {
-        let mut shut = self.shut.lock().unwrap_or_else(|e| e.into_inner());
-        if *shut {
+        if self.close_started.swap(true, Ordering::SeqCst) {
             return;
         }
         self.gate.close_and_wait();
-        if let Some(registry) = &self.registry {
-            // What it still holds goes back first (it may be one of its own instances).
-            let left = registry.release_all(self.host.as_ptr() as usize);
-            if left > 0 {
-                log::warn!(target: "ferrule", "a plugin shut down holding {left} objects from host->query; released them");
-            }
-        }
-        {
+        self.give_back();
+        let run = {
             let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
-            if instances.0 > 0 {
-                instances.1 = true;
-                return;
+            instances.1 = instances.0 > 0;
+            instances.0 == 0
+        };
+        if run {
+            self.finish();
+        }
+    }
+
+    /// Release what it still holds from queries (it may be one of its own instances).
+    fn give_back(&self) {
+        if let Some(registry) = &self.registry {
+            let left = registry.release_all(self.host.data.serial);
+            if left > 0 {
+                log::warn!(target: &self.host.data.target,
+                           "a plugin shut down holding {left} objects from host->query; released them");
             }
         }
-        *shut = true;
+    }
+
+    /// The shutdown itself, once: after every call, instance and handle.
+    fn finish(&self) {
+        if self.finished.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.host.data.shutting.store(true, Ordering::SeqCst); // its queries from now on find nothing
         if let Some(shutdown) = self.descriptor.shutdown {
             // SAFETY: once, after every call and instance: new calls see closing, and none is in flight.
             unsafe { shutdown(self.host.as_ptr(), self.state.0) };
         }
+        self.give_back();
         if let Some(registry) = &self.registry {
             registry.detach(self);
         }
@@ -496,10 +535,12 @@ impl Inner {
         let run = {
             let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
             instances.0 -= 1;
-            instances.0 == 0 && instances.1
+            let run = instances.0 == 0 && instances.1;
+            instances.1 &= !run;
+            run
         };
         if run {
-            self.shutdown();
+            self.finish();
         }
     }
 }

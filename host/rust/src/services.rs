@@ -3,86 +3,47 @@
 //! and release.
 
 use std::collections::HashMap;
-use std::ffi::c_void;
-use std::mem::size_of;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use ferrule_sdk::__private::iface::{Spec, Vtable};
+use ferrule_sdk::__private::iface::{Provided, Spec};
 use ferrule_sdk::abi;
 
 use crate::error::Result;
 use crate::host::{give_bytes, restore_error, stash_error, take_error};
 use crate::instance::{being_created, Instance};
 use crate::plugin::{Inner, LoadOptions, Plugin, Serial};
+
 use crate::types::py_repr;
 
 /// An object the Rust program implements for plugins to query: a value of
 /// a type that implements an interface's trait, called through the same
-/// generated thunks a plugin's implementation uses. Made by a generated
-/// `service(value)` (`ferrule generate --rust-host`) or [`Service::new`].
+/// generated thunks a plugin's implementation uses. Made from a generated
+/// `provided(value)` (or `service(value)` of `ferrule generate --rust-host`).
 pub struct Service {
-    spec: Spec,
-    methods: Vec<abi::CallFn>,
-    this: *mut c_void,
-    drop_value: unsafe fn(*mut c_void),
-    /// Calls into a service that is not thread-safe take it (re-entrant: a
-    /// service may call a plugin that calls it again on this thread).
+    provided: Provided,
+    /// Calls into a service that is not thread-safe take it, one thread at a
+    /// time (a call back into it on the same thread is refused by its thunk).
     serial: Serial,
 }
 
-// SAFETY: the value is Send (Service::new requires it); calls that are not
-// thread-safe are serialised, and the trait of a thread-safe interface
-// requires Sync.
-unsafe impl Send for Service {}
-// SAFETY: as above.
-unsafe impl Sync for Service {}
-
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "<ferrule service {} {}/{}>", self.spec.name, self.spec.id, self.spec.revision)
+        let spec = self.provided.spec();
+        write!(f, "<ferrule service {} {}/{}>", spec.name, spec.id, spec.revision)
     }
 }
 
-unsafe fn drop_box<T>(this: *mut c_void) {
-    // SAFETY: `this` is the Box<T> Service::new made, dropped once.
-    drop(unsafe { Box::from_raw(this.cast::<T>()) });
-}
-
 impl Service {
-    /// `value` as the service of `spec`'s interface revision, called through
-    /// `vtable` (the generated `Vtable::of::<T>()`).
-    ///
-    /// # Panics
-    /// When the vtable has another number of methods than `spec`.
-    pub fn new<V: Vtable, T: Send + 'static>(spec: &Spec, vtable: V, value: T) -> Service {
-        const { assert!(size_of::<V>() % size_of::<abi::CallFn>() == 0) };
-        let count = size_of::<V>() / size_of::<abi::CallFn>();
-        assert_eq!(count, spec.methods.len(), "the vtable of {} has {count} methods, its spec {}", spec.name,
-                   spec.methods.len());
-        // SAFETY: V is a #[repr(C)] struct of `count` CallFn fields (Vtable).
-        let methods = unsafe { std::slice::from_raw_parts((&vtable as *const V).cast::<abi::CallFn>(), count) }.to_vec();
-        Service {
-            spec: *spec,
-            methods,
-            this: Box::into_raw(Box::new(value)).cast::<c_void>(),
-            drop_value: drop_box::<T>,
-            serial: Serial::default(),
-        }
+    /// The service of a provided value: `Service::new(api::store::provided(MyStore::default()))`.
+    pub fn new(provided: Provided) -> Service {
+        Service { provided, serial: Serial::default() }
     }
 
     /// The interface revision it serves.
     pub fn spec(&self) -> &Spec {
-        &self.spec
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        // SAFETY: made by new(), dropped once, after every call (a lent
-        // service is kept alive by each object lent of it).
-        unsafe { (self.drop_value)(self.this) };
+        self.provided.spec()
     }
 }
 
@@ -92,10 +53,14 @@ enum Lentee {
 }
 
 struct Lent {
-    /// The host table of the plugin it was lent to.
+    /// The serial number of the plugin it was lent to.
     owner: usize,
     what: Arc<Lentee>,
 }
+
+/// Zeroed slots a method gets for a caller's NULL arguments: more than any
+/// method reads (the descriptor allows at most 64 parameters).
+const NULL_ARGS_SLOTS: usize = 64;
 
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -123,6 +88,8 @@ pub(crate) struct Registry {
 #[derive(Clone, Default)]
 pub struct PluginHost {
     registry: Arc<Registry>,
+    /// The create and destroy lock of every plugin it loads.
+    making: Arc<Serial>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -142,7 +109,7 @@ impl PluginHost {
     /// its fingerprint), in place of one provided before, which is returned.
     /// Objects already lent keep the service they were lent.
     pub fn provide(&self, service: Service) -> Option<Arc<Service>> {
-        let key = (service.spec.id.to_string(), service.spec.revision);
+        let key = (service.spec().id.to_string(), service.spec().revision);
         self.registry.services.write().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(service))
     }
 
@@ -156,7 +123,7 @@ impl PluginHost {
     /// queries (from init on) find the host's services, then the
     /// implementations of the other plugins this host loaded, then its own.
     pub fn load(&self, path: impl AsRef<Path>, options: LoadOptions) -> Result<Plugin> {
-        let plugin = Plugin::load_in(path.as_ref(), options, Some(self.registry.clone()))?;
+        let plugin = Plugin::load_in(path.as_ref(), options, Some(self.registry.clone()), self.making.clone())?;
         let mut plugins = self.registry.plugins.lock().unwrap_or_else(|e| e.into_inner());
         plugins.retain(|p| p.strong_count() > 0);
         plugins.push(Arc::downgrade(&plugin.inner));
@@ -170,17 +137,17 @@ fn asked(caller: &str, id: &str, revision: u32, fingerprint: u64) -> String {
 }
 
 impl Registry {
-    /// host->query for the plugin whose host table is `table` (logging to
+    /// host->query for the plugin of serial number `table` (logging to
     /// `target`): a token, or 0.
     pub(crate) fn query(&self, table: usize, target: &str, caller_id: &str, id: &str, revision: u32, fingerprint: u64)
                         -> usize {
         let service = self.services.read().unwrap_or_else(|e| e.into_inner()).get(&(id.to_string(), revision)).cloned();
         let what = if let Some(service) = service {
-            if service.spec.fingerprint != fingerprint {
-                let indented: String = service.spec.layout.lines().map(|l| format!("    {l}\n")).collect();
+            if service.spec().fingerprint != fingerprint {
+                let indented: String = service.spec().layout.lines().map(|l| format!("    {l}\n")).collect();
                 log::warn!(target: target,
                     "{}, the host's {} has {:#018x}: regenerate the plugin's code from the host's declaration\nhost layout:\n{indented}",
-                    asked(caller_id, id, revision, fingerprint), service.spec.name, service.spec.fingerprint);
+                    asked(caller_id, id, revision, fingerprint), service.spec().name, service.spec().fingerprint);
                 return 0;
             }
             Lentee::Service(service)
@@ -202,9 +169,9 @@ impl Registry {
             let plugins = self.plugins.lock().unwrap_or_else(|e| e.into_inner());
             plugins.iter().filter_map(Weak::upgrade).collect()
         };
-        let (own, others): (Vec<_>, Vec<_>) = plugins.into_iter().partition(|p| p.host.as_ptr() as usize == table);
+        let (own, others): (Vec<_>, Vec<_>) = plugins.into_iter().partition(|p| p.host.data.serial == table);
         for inner in others.into_iter().chain(own) {
-            let plugin = Plugin { inner };
+            let plugin = Plugin::internal(inner);
             for (index, offer) in plugin.descriptor().offers.iter().enumerate() {
                 if offer.id != id || offer.revision != revision {
                     continue;
@@ -235,16 +202,35 @@ impl Registry {
         lent.get(&token).filter(|l| l.owner == table).map(|l| l.what.clone())
     }
 
-    /// host->call on token `token` for the plugin of host table `host`.
+    /// host->call on token `token` for the plugin of host table `host`, serial number `serial`.
     ///
     /// # Safety
     /// `args` and `ret` are the plugin's, as host->call received them; `ret` is not NULL.
-    pub(crate) unsafe fn call(&self, host: *const abi::Host, token: usize, method: u32, args: *const abi::Value,
-                              ret: *mut abi::Value) -> i32 {
-        let Some(what) = self.find(host as usize, token) else {
+    pub(crate) unsafe fn call(&self, host: *const abi::Host, serial: usize, token: usize, method: u32,
+                              args: *const abi::Value, ret: *mut abi::Value) -> i32 {
+        let Some(what) = self.find(serial, token) else {
             // SAFETY: ret is the caller's slot.
             unsafe { give_bytes(ret, b"host->call: unknown or released object") };
             return abi::ERROR;
+        };
+        // NULL arguments: a service method that takes some refuses them (the
+        // Python host's words); otherwise the callee gets zeroed slots, never
+        // NULL, as the Python host gives (implementations may rely on it).
+        let zeros = [abi::Value::ZERO; NULL_ARGS_SLOTS];
+        let args = if args.is_null() {
+            if let Lentee::Service(service) = &*what {
+                if let Some((name, signature)) = service.spec().methods.get(method as usize) {
+                    if !signature.starts_with("()") {
+                        let text = format!("host->call: {}.{name} needs arguments, got NULL", service.spec().name);
+                        // SAFETY: ret is the caller's slot.
+                        unsafe { give_bytes(ret, text.as_bytes()) };
+                        return abi::ERROR;
+                    }
+                }
+            }
+            zeros.as_ptr()
+        } else {
+            args
         };
         // The caller's pending message survives what the call runs.
         let saved = stash_error();
@@ -270,7 +256,7 @@ impl Registry {
         removed.is_some() // (dropped here, outside the lock: an instance's destroy runs plugin code)
     }
 
-    /// Give back everything lent to the plugin of `table`; how many there were.
+    /// Give back everything lent to the plugin of serial number `table`; how many there were.
     pub(crate) fn release_all(&self, table: usize) -> usize {
         let taken: Vec<Lent> = {
             let mut lent = self.lent.lock().unwrap_or_else(|e| e.into_inner());
@@ -294,17 +280,17 @@ impl Registry {
 /// As for Registry::call.
 unsafe fn call_service(service: &Service, host: *const abi::Host, method: u32, args: *const abi::Value,
                        ret: *mut abi::Value) -> i32 {
-    let Some(&call) = service.methods.get(method as usize) else {
-        let text = format!("host->call: {} has no method number {method}", service.spec.name);
+    let Some(&call) = service.provided.methods().get(method as usize) else {
+        let text = format!("host->call: {} has no method number {method}", service.spec().name);
         // SAFETY: ret is the caller's slot.
         unsafe { give_bytes(ret, text.as_bytes()) };
         return abi::ERROR;
     };
-    let _serial = (!service.spec.thread_safe).then(|| service.serial.lock());
+    let _serial = (!service.spec().thread_safe).then(|| service.serial.lock());
     crate::host::clear_error();
     // SAFETY: a generated thunk of the service's own type, on the value
     // new() boxed, with the caller's slots; not thread-safe calls hold the lock.
-    let status = unsafe { call(host, service.this, args, ret) };
+    let status = unsafe { call(host, service.provided.this(), args, ret) };
     if status == abi::OK {
         return abi::OK;
     }

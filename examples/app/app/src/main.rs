@@ -30,7 +30,7 @@ fn main() -> Result<(), ferrule_host::Error> {
     let path = std::env::args().nth(1).unwrap_or_else(|| "target/release/libapp_plugin.so".to_string());
     let host = PluginHost::new();
     let notebook = Arc::new(Mutex::new(Vec::new()));
-    host.provide(Service::new(&notes::SPEC, notes::Vtable::of::<Notebook>(), Notebook(notebook.clone())));
+    host.provide(Service::new(notes::provided(Notebook(notebook.clone()))));
     let plugin = host.load(&path, LoadOptions::default())?;
     let d = plugin.descriptor();
     println!("loaded {} {} ({})", d.name, d.version, d.id);

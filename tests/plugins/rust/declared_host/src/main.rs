@@ -42,7 +42,7 @@ fn expect<T: PartialEq + std::fmt::Debug>(what: &str, found: T, expected: T) -> 
 fn main() -> Result<(), Box<dyn Error>> {
     let path = std::env::args().nth(1).ok_or("usage: declared-host PATH-TO-libdeclared.so")?;
     let host = PluginHost::new();
-    host.provide(Service::new(&store::SPEC, store::Vtable::of::<MapStore>(), MapStore::default()));
+    host.provide(Service::new(store::provided(MapStore::default())));
     let plugin = host.load(&path, LoadOptions::default())?;
 
     let mut counter = counter::Client::new(plugin.create(&counter::SPEC, None)?)
