@@ -242,12 +242,16 @@ def test_the_crate_builds_tests_and_lints_clean(built: Built) -> None:
     assert clippy.returncode == 0, clippy.stderr[-3000:]
 
 
-def test_the_crates_are_publishable(built: Built) -> None:
+def test_the_crates_are_publishable(built: Built, tmp_path: Path) -> None:
     """cargo publish --dry-run packages ferrule-sdk and ferrule-host together
     (the host's dependency on the SDK is checked against the packaged SDK) and
-    builds each from its package alone: what a registry would get."""
+    builds each from its package alone: what a registry would get. A target
+    directory of its own: cargo caches a packaged crate by the path of its
+    temporary registry and version, so a shared one would verify the host
+    against an SDK packaged by an earlier run."""
     out = subprocess.run(["cargo", "publish", "--dry-run", "--allow-dirty", "-p", "ferrule-sdk", "-p", "ferrule-host"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+                         cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "CARGO_TARGET_DIR": str(tmp_path / "target")})
     if out.returncode != 0 and "failed to get" in out.stderr and "index" in out.stderr:
         pytest.skip(f"the crate registry's index is out of reach here: {out.stderr.strip().splitlines()[-1]}")
     assert out.returncode == 0, out.stderr

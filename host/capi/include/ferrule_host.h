@@ -180,7 +180,9 @@ typedef struct ferrule_host_value ferrule_host_value;
  * optionally with *error = ferrule_host_error_new(code, "why"), which this
  * library then owns: the plugin's call fails with exactly that error. A str
  * or bytes result is copied when the function returns; its memory stays the
- * function's (it must still be valid then: not a local array). May run on
+ * function's (it must still be valid then: not a local array), except a
+ * value flagged OWNED (a nested call's result passed on), which this library
+ * frees after the copy. May run on
  * any thread until the call it was passed to returns; it may call the same
  * plugin again, but not close or free it. It must not throw (C++) or longjmp. */
 typedef ferrule_host_code (*ferrule_host_callback)(void *user_data, const ferrule_host_value *args, size_t arg_count,
@@ -355,8 +357,9 @@ ferrule_host_code ferrule_host_find_function(const ferrule_host_plugin *plugin, 
 
 /* Call function index with arg_count values (args may be NULL for none),
  * each checked against the signature (FERRULE_HOST_E_TYPE, _VALUE with the
- * Rust host's messages). *result (result may be NULL: dropped) is set to
- * FERRULE_HOST_NONE first, then to the result: bool, I64 for signed
+ * Rust host's messages). *result (result may be NULL: dropped; it may be
+ * one of args) is written after the arguments were read: on failure
+ * FERRULE_HOST_NONE, else the result: bool, I64 for signed
  * integers, U64 for unsigned, F32, F64, or an OWNED str or bytes
  * (NUL-terminated too) to release with ferrule_host_value_free. Buffers are
  * read (MUTBUF: written) in place during the call; host functions run only

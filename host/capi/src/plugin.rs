@@ -487,12 +487,10 @@ pub unsafe extern "C" fn ferrule_host_call(
     result: *mut CValue,
     error: *mut *mut Failure,
 ) -> i32 {
-    // SAFETY: the caller's promises, checked for NULL.
-    unsafe {
+    // SAFETY: the caller's promises, checked for NULL. `*result` is written
+    // only once the arguments were read: it may be one of them.
+    let code = unsafe {
         guard(error, || {
-            if !result.is_null() {
-                *result = CValue::NONE;
-            }
             let h = handle(plugin, "ferrule_host_call")?;
             let f = h.function(function, "ferrule_host_call")?;
             if args.is_null() && arg_count != 0 {
@@ -514,7 +512,12 @@ pub unsafe extern "C" fn ferrule_host_call(
             }
             Ok(())
         })
+    };
+    if code != crate::error::OK && !result.is_null() {
+        // SAFETY: the caller's promise: writable.
+        unsafe { *result = CValue::NONE };
     }
+    code
 }
 
 /// Call the function called `name`: ferrule_host_find_function, then

@@ -357,3 +357,21 @@ fn every_kind_of_the_rust_host_has_its_own_code() {
         assert_eq!(kind_of(code_of(k)), Some(k));
     }
 }
+
+#[test]
+fn a_result_slot_may_be_an_argument() {
+    let path = build("examples/c_plugin/calc.c", "libcalc_alias.so");
+    let mut plugin: *mut Handle = std::ptr::null_mut();
+    // SAFETY: a NUL-terminated path, writable outputs.
+    assert_eq!(unsafe { ferrule_host_open(path.as_ptr(), std::ptr::null(), &mut plugin, std::ptr::null_mut()) }, OK);
+    let name = CString::new("mul").unwrap();
+    let mut args = [CValue::with(tag::I64, CUnion { i64: 6 }), CValue::with(tag::I64, CUnion { i64: 7 })];
+    let at: *mut CValue = &mut args[0];
+    // SAFETY: two values, and the first of them as the result slot (the header allows it).
+    let code = unsafe { ferrule_host_call_by_name(plugin, name.as_ptr(), args.as_ptr(), 2, at, std::ptr::null_mut()) };
+    assert_eq!(code, OK);
+    // SAFETY: the call wrote an I64 result into it.
+    assert_eq!((args[0].tag, unsafe { args[0].v.i64 }), (tag::I64, 42));
+    // SAFETY: a handle from open, freed once.
+    unsafe { ferrule_host_plugin_free(plugin) };
+}

@@ -140,7 +140,7 @@ const _: () = assert!(std::mem::size_of::<CValue>() == 40 && std::mem::align_of:
 impl CValue {
     pub(crate) const NONE: CValue = CValue { tag: tag::NONE, elem: 0, flags: 0, v: CUnion { reserved: [0; 32] } };
 
-    fn with(tag: u32, v: CUnion) -> CValue {
+    pub(crate) fn with(tag: u32, v: CUnion) -> CValue {
         CValue { tag, v, ..CValue::NONE }
     }
 
@@ -257,6 +257,9 @@ impl HostCallback {
             // SAFETY: an error the function made with ferrule_host_error_new: now this library's.
             *unsafe { Box::from_raw(error) }
         });
+        // A result flagged OWNED (a nested call's, passed on) is this
+        // library's memory: freed once read, whatever the code.
+        let _free = FreeOwned(&mut result as *mut CValue);
         if code != OK {
             let mut failure = reported.unwrap_or_else(|| {
                 Failure::new(code, format!("{} failed with code {code} and set no error: set *error with \
@@ -272,6 +275,19 @@ impl HostCallback {
         unsafe { self.result(&result) }.map_err(|f| self.fail(f))
     }
 
+}
+
+/// Frees an OWNED value when dropped.
+struct FreeOwned(*mut CValue);
+
+impl Drop for FreeOwned {
+    fn drop(&mut self) {
+        // SAFETY: a live local value; OWNED only as this library made it.
+        unsafe { ferrule_host_value_free(self.0) };
+    }
+}
+
+impl HostCallback {
     /// The result the C function set, as the Rust host's value; its text is
     /// copied now (the memory stays the function's).
     ///
