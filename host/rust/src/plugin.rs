@@ -315,8 +315,12 @@ impl Plugin {
         self.target().status_error(&self.inner.descriptor.functions[index].name, status)
     }
 
-    /// Wait for calls in flight, then run the plugin's shutdown. Idempotent.
-    /// Refused from inside one of the plugin's own calls (it would wait for itself).
+    /// Wait for calls in flight, give back what the plugin got from queries,
+    /// then run its shutdown: at once, or, while instances or typed handles
+    /// of it are alive, when the last of them is dropped (they fail once
+    /// closed). Later calls return at once. Refused from inside one of the
+    /// plugin's own calls (it would wait for itself). Dropping the last
+    /// handle of the plugin closes it too.
     pub fn close(&self) -> Result<()> {
         let inner = &*self.inner;
         if inside(inner.gate.key()) {
