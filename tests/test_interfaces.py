@@ -479,3 +479,36 @@ def test_the_front_doors_annotations_resolve() -> None:
     import typing
 
     assert typing.get_type_hints(ferrule.load)["return"] is not None
+
+
+def test_two_plugins_whose_creates_query_each_other_do_not_deadlock(tmp_path: Path) -> None:
+    """tests/plugins/c/lender.c with one offer, loaded twice: each create
+    queries a Counter, which the host lends from the other plugin, so two
+    threads creating at once would each hold its own plugin's create lock and
+    wait for the other's. One re-entrant lock per host serves both (the Rust
+    host's lending.rs plays the same)."""
+    from .conftest import CC, INCLUDE, ROOT, run
+
+    libs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"liblender_{name}.so"
+        run([CC, "-shared", "-fPIC", "-O2", f"-I{INCLUDE}", f"-I{ROOT / 'tests' / 'plugins' / 'generated'}",
+             "-DONE_OFFER", str(ROOT / "tests" / "plugins" / "c" / "lender.c"), "-o", str(out), "-lpthread"])
+        libs.append(out)
+    host = ferrule.PluginHost()
+    a, b = (host.load(str(p)) for p in libs)
+    a.set(1, 1)
+    b.set(1, 1)  # each create queries a Counter (and keeps it until its destroy)
+
+    def creates(plugin: Any) -> None:
+        for _ in range(300):
+            plugin.create(api.Counter).close()
+
+    threads = [threading.Thread(target=creates, args=(p,), daemon=True) for p in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "the two creates deadlocked"
+    a.close()
+    b.close()

@@ -80,6 +80,7 @@ class Services:
         self.debug = debug
         self.runner = runner if runner is not None else DEFAULT_RUNNER  # awaited in-process calls run there
         self.lock = threading.RLock()
+        self.create_lock = threading.RLock()  # of every plugin it serves (plugin.py)
         self.services: dict[tuple[str, int], tuple[InterfaceSpec, Any, Any]] = {}
         self.plugins: list[Owner] = []  # the loaded plugins a query may lend from, in load order
         self.tables: dict[int, weakref.ref[Owner]] = {}  # host table address -> its plugin

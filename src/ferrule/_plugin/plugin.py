@@ -70,7 +70,9 @@ class PluginCore:
             f"plugin {spec.id!r} is closed: load it again to call it",
             f"plugin {spec.id!r}: close() from inside one of its calls (a host function); close it after the call returns",
         )
-        self._create_lock = threading.RLock()  # create and destroy run one at a time (re-entrant: create may query)
+        # create and destroy run one at a time, re-entrant (a create may query, a destroy release), and one
+        # lock for all the plugins of a host: two plugins whose creates query each other cannot deadlock
+        self._create_lock = services.create_lock
         self._count_lock = threading.Lock()
         self._instances = 0
         self._shutdown_pending = False
