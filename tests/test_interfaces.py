@@ -481,20 +481,42 @@ def test_the_front_doors_annotations_resolve() -> None:
     assert typing.get_type_hints(ferrule.load)["return"] is not None
 
 
+def lender_libs(tmp_path: Path, *names: str) -> list[Path]:
+    """Copies of tests/plugins/c/lender.c with one offer (its counters are each copy's own)."""
+    from .conftest import CC, INCLUDE, ROOT, run
+
+    libs = []
+    for name in names:
+        out = tmp_path / f"liblender_{name}.so"
+        run([CC, "-shared", "-fPIC", "-O2", f"-I{INCLUDE}", f"-I{ROOT / 'tests' / 'plugins' / 'generated'}",
+             "-DONE_OFFER", str(ROOT / "tests" / "plugins" / "c" / "lender.c"), "-o", str(out), "-lpthread"])
+        libs.append(out)
+    return libs
+
+
+def test_nothing_stays_lent_after_a_failed_init_or_a_query_in_shutdown(tmp_path: Path) -> None:
+    """lender.c's init that queries and then fails, and its shutdown that
+    queries: the instances of B they got are destroyed (B counts them)."""
+    pa, pb = lender_libs(tmp_path, "loan_a", "loan_b")
+    host = ferrule.PluginHost()
+    b = host.load(str(pb))
+    with pytest.raises(ferrule.PluginInitError):
+        host.load(str(pa), config="query-fail")
+    assert b.stats().startswith("live=0 "), b.stats()
+    a = host.load(str(pa))
+    a.set(3, 1)  # its shutdown queries a Counter and keeps it
+    a.close()
+    assert b.stats().startswith("live=0 "), b.stats()
+    b.close()
+
+
 def test_two_plugins_whose_creates_query_each_other_do_not_deadlock(tmp_path: Path) -> None:
     """tests/plugins/c/lender.c with one offer, loaded twice: each create
     queries a Counter, which the host lends from the other plugin, so two
     threads creating at once would each hold its own plugin's create lock and
     wait for the other's. One re-entrant lock per host serves both (the Rust
     host's lending.rs plays the same)."""
-    from .conftest import CC, INCLUDE, ROOT, run
-
-    libs = []
-    for name in ("a", "b"):
-        out = tmp_path / f"liblender_{name}.so"
-        run([CC, "-shared", "-fPIC", "-O2", f"-I{INCLUDE}", f"-I{ROOT / 'tests' / 'plugins' / 'generated'}",
-             "-DONE_OFFER", str(ROOT / "tests" / "plugins" / "c" / "lender.c"), "-o", str(out), "-lpthread"])
-        libs.append(out)
+    libs = lender_libs(tmp_path, "a", "b")
     host = ferrule.PluginHost()
     a, b = (host.load(str(p)) for p in libs)
     a.set(1, 1)

@@ -86,6 +86,7 @@ class PluginCore:
             self.state = self._init(desc.init, config)
         except BaseException:
             services.detach(host.address)  # init failed: no shutdown will
+            services.release_all(host.address)  # what its init got from queries
             raise
         self._finalizer = weakref.finalize(self, _shutdown, self.gate, desc.shutdown, host, self.table, self.state,
                                            services, self.debug)
@@ -188,12 +189,13 @@ def _shutdown(gate: Gate, shutdown: Any, host: HostTable, table: Any, state: Any
     left = services.release_all(host.address)
     if left:
         logging.getLogger("ferrule").warning("a plugin shut down holding %d objects from host->query; released them", left)
+    services.detach(host.address)  # its queries from now on find nothing
     try:
         if shutdown != ffi.NULL:
             with running(host, debug):
                 shutdown(table, state)
     finally:
-        services.detach(host.address)
+        services.release_all(host.address)
 
 
 class _FunctionSlot:
