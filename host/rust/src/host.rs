@@ -23,10 +23,17 @@ pub(crate) const NO_MESSAGE: &str = "(the plugin gave no error message)";
 thread_local! {
     /// The failure message the plugin set on this thread for the current call.
     static ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Whether ERROR may hold a message: a thread-local without a destructor,
+    /// so that a call that finds none (nearly every call) reads one flag.
+    static PENDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 #[inline]
 pub(crate) fn clear_error() {
+    if !PENDING.with(std::cell::Cell::get) {
+        return;
+    }
+    PENDING.with(|p| p.set(false));
     ERROR.with(|e| {
         if let Ok(mut message) = e.try_borrow_mut() {
             if message.is_some() {
@@ -43,6 +50,9 @@ pub(crate) fn stash_error() -> Option<String> {
 }
 
 pub(crate) fn restore_error(saved: Option<String>) {
+    if saved.is_some() {
+        PENDING.with(|p| p.set(true));
+    }
     ERROR.with(|e| {
         if let Ok(mut m) = e.try_borrow_mut() {
             *m = saved;
@@ -172,6 +182,7 @@ unsafe extern "C" fn set_error(_host: *const abi::Host, msg: *const c_char, len:
         // SAFETY: the ABI says msg holds len bytes; at most MAX_MESSAGE are kept.
         let text = unsafe { message(msg, len.min(MAX_MESSAGE)) };
         ERROR.with(|e| *e.borrow_mut() = Some(text));
+        PENDING.with(|p| p.set(true));
     }));
 }
 
