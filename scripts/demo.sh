@@ -3,13 +3,14 @@
 # run the example hosts: examples/host.py (plugin functions), examples/async_host.py
 # (the same, awaited), the text
 # pipeline of examples/pipeline (host-defined interfaces and a service), in
-# process and isolated, and the C++ wordstat plugin.
+# process and isolated, the C++ wordstat plugin, and the Rust hosts:
+# examples/rust_host and the examples/app workspace (interfaces declared in Rust).
 set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")/.."
 bash scripts/system-deps.sh
 python3 -m pip install --quiet --disable-pip-version-check -e .
-cargo build --release --quiet -p greeter -p textkit -p rust-host
+cargo build --release --quiet -p greeter -p textkit -p rust-host -p app -p app-plugin
 mkdir -p build
 CFLAGS="-shared -fPIC -fvisibility=hidden -O2 -std=c99 -Wall -Wextra -pedantic -Werror -I sdk/c/include"
 cc $CFLAGS examples/c_plugin/calc.c -lm -o build/libcalc.so
@@ -20,6 +21,9 @@ python3 examples/host.py target/release/libgreeter.so build/libcalc.so
 echo
 echo "== the same plugin binaries, hosted by a Rust program (examples/rust_host), with the pipeline's Rust plugin"
 target/release/rust-host target/release/libgreeter.so build/libcalc.so target/release/libtextkit.so
+echo
+echo "== a Rust app and its Rust plugin, the interfaces declared in Rust only (examples/app)"
+target/release/app target/release/libapp_plugin.so
 echo
 echo "== the same two plugins awaited from one asyncio event loop"
 python3 examples/async_host.py target/release/libgreeter.so build/libcalc.so
