@@ -294,7 +294,11 @@ unsafe fn call_service(service: &Service, host: *const abi::Host, method: u32, a
     if status == abi::OK {
         return abi::OK;
     }
+    let mut message = take_error();
+    if message == crate::host::NO_MESSAGE {
+        message = format!("(the host's {} service gave no error message)", service.spec().name); // no plugin failed
+    }
     // SAFETY: as above.
-    unsafe { give_bytes(ret, take_error().as_bytes()) };
+    unsafe { give_bytes(ret, message.as_bytes()) };
     if status == abi::PANIC { abi::PANIC } else { abi::ERROR }
 }

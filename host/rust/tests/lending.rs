@@ -288,6 +288,9 @@ fn forged_stale_and_null_calls_are_refused_or_given_slots() {
     let service = token(a.call("grab", &mut []).unwrap());
     assert_eq!(raw(&a, service, 0, true), Value::Str("status 1: host->call: Counter.add needs arguments, got NULL".into()));
     assert_eq!(raw(&a, service, 5, false), Value::Str("status 1: host->call: Counter has no method number 5".into()));
+    // A service failing with an empty message: no plugin failed, so the text says whose it is.
+    assert_eq!(raw(&a, service, 4, false),
+               Value::Str("status 1: (the host's Counter service gave no error message)".into()));
 }
 
 /// A Counter the host provides.
