@@ -81,6 +81,9 @@ pub(crate) struct HostData {
     pub(crate) serial: usize,
     /// Its shutdown began: queries find nothing.
     pub(crate) shutting: std::sync::atomic::AtomicBool,
+    /// The plugin, once loaded: a lending callback holds it for its duration
+    /// (what the callback runs may drop the program's last handle).
+    pub(crate) owner: std::sync::OnceLock<std::sync::Weak<crate::plugin::Inner>>,
 }
 
 static SERIALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
@@ -126,6 +129,7 @@ impl HostTable {
             plugin_id: plugin_id.to_string(),
             serial: SERIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shutting: std::sync::atomic::AtomicBool::new(false),
+            owner: std::sync::OnceLock::new(),
         });
         let table = Box::new(abi::Host {
             struct_size: std::mem::size_of::<abi::Host>() as u32,
@@ -303,19 +307,29 @@ unsafe fn run_host_function(frame: &Frame, args: *const abi::Value, ret: *mut ab
 ///
 /// # Safety
 /// `host` is NULL or a table this crate made.
-unsafe fn registry(host: *const abi::Host) -> Option<(&'static HostData, Arc<crate::services::Registry>)> {
+unsafe fn registry(host: *const abi::Host) -> Option<Lending> {
     if host.is_null() {
         return None;
     }
-    // SAFETY: a table this crate made, which lives as long as its plugin (and so through this callback).
+    // SAFETY: a table this crate made. It lives as long as its plugin, which
+    // `alive` holds through the callback (before the plugin is loaded, its
+    // load holds it; while it is being dropped, its drop does).
     let data: &'static HostData = unsafe { &*((*host).host_data as *const HostData) };
-    data.registry.as_ref()?.upgrade().map(|r| (data, r))
+    let alive = data.owner.get().and_then(std::sync::Weak::upgrade);
+    data.registry.as_ref()?.upgrade().map(|registry| Lending { data, registry, _alive: alive })
+}
+
+/// What a lending callback works with, and the plugin it keeps alive meanwhile.
+struct Lending {
+    data: &'static HostData,
+    registry: Arc<crate::services::Registry>,
+    _alive: Option<Arc<crate::plugin::Inner>>,
 }
 
 unsafe extern "C" fn query(host: *const abi::Host, id: *const c_char, revision: u32, fingerprint: u64) -> *const abi::Object {
     catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the plugin passes its own table.
-        let Some((data, registry)) = (unsafe { registry(host) }) else { return std::ptr::null() };
+        let Some(Lending { data, registry, _alive }) = (unsafe { registry(host) }) else { return std::ptr::null() };
         if id.is_null() || data.shutting.load(std::sync::atomic::Ordering::SeqCst) {
             return std::ptr::null();
         }
@@ -354,7 +368,7 @@ unsafe extern "C" fn call(
     }
     catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the plugin passes its own table.
-        let Some((data, registry)) = (unsafe { registry(host) }) else {
+        let Some(Lending { data, registry, _alive }) = (unsafe { registry(host) }) else {
             // SAFETY: ret is the caller's slot.
             unsafe { give_bytes(ret, b"host->call: unknown or released object") };
             return abi::ERROR;
@@ -368,7 +382,7 @@ unsafe extern "C" fn call(
 unsafe extern "C" fn release(host: *const abi::Host, object: *const abi::Object) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the plugin passes its own table.
-        if let Some((data, registry)) = unsafe { registry(host) } {
+        if let Some(Lending { data, registry, _alive }) = unsafe { registry(host) } {
             registry.release(data.serial, object as usize);
         }
     }));

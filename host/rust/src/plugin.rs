@@ -71,6 +71,13 @@ pub(crate) struct Inner {
     /// and whether the shutdown ran.
     close_started: AtomicBool,
     finished: AtomicBool,
+    /// The program's last handle went while this thread was inside one of
+    /// its calls (a lent create that ran the host's code): the close runs
+    /// when the last call leaves, not under it.
+    close_on_exit: AtomicBool,
+    /// Live typed handles: their calls are not counted in the gate, so what
+    /// the plugin got from queries is given back only once none is left.
+    pub(crate) typed: AtomicUsize,
     /// Calls into functions that are not thread-safe take it (re-entrant: a
     /// host function may call back into the plugin on the same thread).
     pub(crate) serial: Serial,
@@ -202,7 +209,15 @@ struct UserHandles(Arc<Inner>);
 
 impl Drop for UserHandles {
     fn drop(&mut self) {
-        self.0.shutdown();
+        let inner = &self.0;
+        if inside(inner.gate.key()) {
+            // Waiting for the calls in flight would wait for this one: new
+            // calls are refused now, and the last call out closes it.
+            inner.close_on_exit.store(true, Ordering::SeqCst);
+            inner.gate.closing.store(true, Ordering::SeqCst);
+            return;
+        }
+        inner.shutdown();
     }
 }
 
@@ -260,11 +275,14 @@ impl Plugin {
                 gate: Gate::default(),
                 close_started: AtomicBool::new(false),
                 finished: AtomicBool::new(false),
+                close_on_exit: AtomicBool::new(false),
+                typed: AtomicUsize::new(0),
                 serial: Serial::default(),
                 instances: Mutex::new((0, false)),
                 making,
                 registry,
         });
+        let _ = inner.host.data.owner.set(Arc::downgrade(&inner));
         Ok(Plugin { _user: Some(Arc::new(UserHandles(inner.clone()))), inner })
     }
 
@@ -412,17 +430,26 @@ impl Target<'_> {
     #[inline]
     pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
         let gate = self.gate;
-        // Counted in before closing is read, and close sets closing before it
-        // reads the count (both sequentially consistent): a call either sees
-        // closing, or close waits for it.
-        gate.active.fetch_add(1, Ordering::SeqCst);
-        let frame = Inside { plugin: gate.key(), outer: INSIDE.with(Cell::get) };
-        let _entered = Entered { active: &gate.active, outer: frame.outer };
-        if gate.closing.load(Ordering::SeqCst) {
-            return Err(self.closed_error());
+        let out = {
+            // Counted in before closing is read, and close sets closing before it
+            // reads the count (both sequentially consistent): a call either sees
+            // closing, or close waits for it.
+            gate.active.fetch_add(1, Ordering::SeqCst);
+            let frame = Inside { plugin: gate.key(), outer: INSIDE.with(Cell::get) };
+            let _entered = Entered { active: &gate.active, outer: frame.outer };
+            if gate.closing.load(Ordering::SeqCst) {
+                Err(self.closed_error())
+            } else {
+                INSIDE.with(|c| c.set(&frame));
+                Ok(f())
+            }
+        };
+        if self.instance.is_none() && self.plugin.close_on_exit.load(Ordering::SeqCst)
+            && gate.active.load(Ordering::SeqCst) == 0
+        {
+            self.plugin.shutdown(); // the close its last handle left to the last call out
         }
-        INSIDE.with(|c| c.set(&frame));
-        Ok(f())
+        out
     }
 
     /// The dynamic call path: `args` checked against `sig` first (the Python
@@ -490,7 +517,9 @@ impl Inner {
             return;
         }
         self.gate.close_and_wait();
-        self.give_back();
+        if self.typed.load(Ordering::SeqCst) == 0 {
+            self.give_back(); // (else the last typed handle does, when no typed call can be using it)
+        }
         let run = {
             let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
             instances.1 = instances.0 > 0;
@@ -502,7 +531,7 @@ impl Inner {
     }
 
     /// Release what it still holds from queries (it may be one of its own instances).
-    fn give_back(&self) {
+    pub(crate) fn give_back(&self) {
         if let Some(registry) = &self.registry {
             let left = registry.release_all(self.host.data.serial);
             if left > 0 {
@@ -526,6 +555,14 @@ impl Inner {
         if let Some(registry) = &self.registry {
             registry.detach(self);
         }
+    }
+
+    /// A typed handle went: the last one gives back what a close left.
+    pub(crate) fn typed_gone(&self) {
+        if self.typed.fetch_sub(1, Ordering::SeqCst) == 1 && self.close_started.load(Ordering::SeqCst) {
+            self.give_back();
+        }
+        self.instance_gone();
     }
 
     /// One more instance or typed handle.

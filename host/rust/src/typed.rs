@@ -157,6 +157,7 @@ pub struct Typed<A, R> {
 impl<A, R> Typed<A, R> {
     fn new(plugin: &Plugin, index: usize) -> Self {
         plugin.inner.hold();
+        plugin.inner.typed.fetch_add(1, Ordering::SeqCst);
         let f = &plugin.descriptor().functions[index];
         Typed { plugin: plugin.clone(), index, call: f.call, thread_safe: f.thread_safe(), _types: PhantomData }
     }
@@ -170,7 +171,7 @@ impl<A, R> Clone for Typed<A, R> {
 
 impl<A, R> Drop for Typed<A, R> {
     fn drop(&mut self) {
-        self.plugin.inner.instance_gone();
+        self.plugin.inner.typed_gone();
     }
 }
 

@@ -14,7 +14,7 @@ mod api;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ferrule_host::{Arg, ErrorKind, LoadOptions, Plugin, PluginHost, Value};
@@ -27,6 +27,12 @@ fn lender(name: &str, one_offer: bool) -> PathBuf {
         flags.push("-DONE_OFFER");
     }
     common::build_c_plugin("tests/plugins/c/lender.c", &format!("liblender_{name}.so"), &flags)
+}
+
+/// A copy of borrower.c named `name`.
+fn borrower(name: &str) -> PathBuf {
+    let include = format!("-I{}", concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/plugins/generated"));
+    common::build_c_plugin("tests/plugins/c/borrower.c", &format!("libborrower_{name}.so"), &[&include, "-lpthread"])
 }
 
 /// Fails the whole run if `what` has not finished in `secs`: a deadlock.
@@ -394,4 +400,135 @@ fn an_instance_lent_from_a_closed_plugin_works_until_released() {
     assert!(stats(&pa).starts_with("live=1 shut=0 viol=0"), "{}", stats(&pa));
     b.call("drop_token", &mut []).unwrap();
     assert!(stats(&pa).starts_with("live=0 shut=2 viol=0"), "{}", stats(&pa));
+}
+
+static DROPPED_BY_SERVICE: Mutex<Option<Plugin>> = Mutex::new(None);
+
+/// A Store whose put drops the program's last handle of a plugin.
+struct Dropper;
+
+impl api::store::Store for Dropper {
+    type Error = String;
+    fn create() -> Result<Self, String> {
+        Err("provided".into())
+    }
+    fn get(&self, _: &str) -> Result<String, String> {
+        Ok(String::new())
+    }
+    fn put(&self, _: &str, _: &str) -> Result<(), String> {
+        drop(DROPPED_BY_SERVICE.lock().unwrap().take());
+        Ok(())
+    }
+}
+
+#[test]
+fn the_last_handle_dropped_inside_a_lent_create_closes_after_it() {
+    let _w = Watchdog::new(20, "the last handle dropped inside a lent create");
+    let path = borrower("last_handle");
+    let host = PluginHost::new();
+    host.provide(ferrule_host::Service::new(api::store::provided(Dropper)));
+    let a = host.load(&path, LoadOptions::default()).unwrap();
+    let b = host.load(lender("last_handle_b", true), LoadOptions::default()).unwrap();
+    set(&a, 1, 1); // A's create calls Store.put, which drops the program's only handle of A
+    *DROPPED_BY_SERVICE.lock().unwrap() = Some(a);
+    // B queries a Counter: an instance of A's is made for it; the close waits for that create to end.
+    assert_ne!(token(b.call("grab", &mut []).unwrap()), 0);
+    b.close().unwrap(); // gives the instance back: A's shutdown runs then
+    let check = Plugin::load(&path, LoadOptions::default()).unwrap();
+    assert_eq!(check.call("shutdowns", &mut []).unwrap(), Value::I64(1));
+}
+
+/// A Counter the host provides, for borrower.c's twice().
+struct Plain;
+
+impl api::counter::Counter for Plain {
+    type Error = String;
+    fn create() -> Result<Self, String> {
+        Ok(Plain)
+    }
+    fn add(&mut self, n: i64) -> Result<i64, String> {
+        Ok(n)
+    }
+    fn total(&mut self) -> Result<i64, String> {
+        Ok(0)
+    }
+    fn slow_add(&mut self, n: i64, _: u32) -> Result<i64, String> {
+        Ok(n)
+    }
+    fn name(&mut self) -> Result<String, String> {
+        Ok("plain".into())
+    }
+    fn fail(&mut self, m: &str) -> Result<(), String> {
+        Err(m.into())
+    }
+}
+
+#[test]
+fn a_close_keeps_the_loans_of_calls_in_flight() {
+    for typed in [false, true] {
+        let host = PluginHost::new();
+        host.provide(api::counter::service(Plain));
+        let a = host.load(borrower(if typed { "inflight_t" } else { "inflight_d" }), LoadOptions::default()).unwrap();
+        a.call("grab", &mut []).unwrap();
+        let twice = a.typed::<(u32,), i64>("twice").unwrap();
+        let a2 = a.clone();
+        let t = std::thread::spawn(move || {
+            // twice uses its loan, sleeps 300 ms, and uses it again
+            if typed { twice.call((300_000,)).map(Value::I64) } else { a2.call("twice", &mut [Arg::from(300_000u64)]) }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        a.close().unwrap();
+        let got = t.join().unwrap();
+        assert!(got.is_ok(), "typed={typed}: the call in flight lost its loan: {got:?}");
+    }
+}
+
+/// A zero-sized Counter that calls another plugin, which calls another instance of it.
+struct Zst;
+
+static OTHER_PLUGIN: Mutex<Option<Plugin>> = Mutex::new(None);
+
+impl api::counter::Counter for Zst {
+    type Error = String;
+    fn create() -> Result<Self, String> {
+        Ok(Zst)
+    }
+    fn add(&mut self, n: i64) -> Result<i64, String> {
+        if n == 1 {
+            let p = OTHER_PLUGIN.lock().unwrap().clone().expect("set");
+            return match p.call("poke", &mut [Arg::from(2)]) {
+                Ok(Value::I64(v)) => Ok(100 + v),
+                other => Err(format!("{other:?}")),
+            };
+        }
+        Ok(n)
+    }
+    fn total(&mut self) -> Result<i64, String> {
+        Ok(0)
+    }
+    fn slow_add(&mut self, n: i64, _: u32) -> Result<i64, String> {
+        Ok(n)
+    }
+    fn name(&mut self) -> Result<String, String> {
+        Ok("zst".into())
+    }
+    fn fail(&mut self, m: &str) -> Result<(), String> {
+        Err(m.into())
+    }
+}
+
+#[test]
+fn two_zero_sized_instances_are_two_instances() {
+    // Every box of a zero-sized type has one address: the SDK's re-entry check must not take them for one.
+    let (h1, h2) = (PluginHost::new(), PluginHost::new());
+    h1.provide(api::counter::service(Zst));
+    h2.provide(api::counter::service(Zst));
+    let p1 = h1.load(lender("zst_1", true), LoadOptions::default()).unwrap();
+    let p2 = h2.load(lender("zst_2", true), LoadOptions::default()).unwrap();
+    p1.call("grab", &mut []).unwrap();
+    p2.call("grab", &mut []).unwrap();
+    *OTHER_PLUGIN.lock().unwrap() = Some(p2);
+    let got = p1.call("poke", &mut [Arg::from(1)]);
+    OTHER_PLUGIN.lock().unwrap().take();
+    assert_eq!(got.map_err(|e| e.message().to_string()), Ok(Value::I64(102)));
 }
