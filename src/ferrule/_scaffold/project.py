@@ -25,7 +25,7 @@ __all__ = ["LANGUAGES", "ScaffoldError", "Names", "add_parser", "find_sdk", "nam
 LANGUAGES = ("rust", "c", "cpp")
 
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-_NAME_MAX = 64  # crates.io's limit; also keeps file names reasonable
+_NAME_MAX = 64  # the crate registry's limit; also keeps file names reasonable
 # Names cargo refuses for a package: Rust keywords and the built-in crates.
 _RUST_RESERVED = frozenset("""
     as async await break const continue crate dyn else enum extern false fn for if impl in let loop match mod move
@@ -192,8 +192,8 @@ _SDK_PATH_NOTE = """\
 was made from; a wheel's sdist does not carry that path along."""
 
 _SDK_VERSION_NOTE = """\
-`Cargo.toml` asks for `ferrule-sdk = "0.1"`, but the crate is not published on
-crates.io yet: until it is, point it at a ferrule checkout's SDK,
+`Cargo.toml` asks for `ferrule-sdk = "0.1"`, but the crate is not published to
+the crate registry yet: until it is, point it at a ferrule checkout's SDK,
 `ferrule-sdk = {{ path = "/path/to/ferrule/sdk/rust" }}`."""
 
 _RUST_GITIGNORE = """\
