@@ -255,6 +255,14 @@ pub struct Spec {
 /// The implementing type must be `#[repr(C)]` with only [`CallFn`] fields.
 pub unsafe trait Vtable: Copy + 'static {}
 
+/// A vtable's thunks, in declaration order.
+fn methods_of<V: Vtable>(vtable: &V) -> Vec<CallFn> {
+    const { assert!(size_of::<V>() % size_of::<CallFn>() == 0 && align_of::<V>() == align_of::<CallFn>()) };
+    let count = size_of::<V>() / size_of::<CallFn>();
+    // SAFETY: V is a #[repr(C)] struct of `count` CallFn fields (Vtable).
+    unsafe { core::slice::from_raw_parts((vtable as *const V).cast::<CallFn>(), count) }.to_vec()
+}
+
 /// One implementation of an interface, for `plugin!`'s `interfaces: [...]`
 /// section; made by a generated `export::<T>(name, doc)`.
 pub struct Export {
@@ -293,10 +301,7 @@ impl Export {
         create: CreateFn,
         destroy: DestroyFn,
     ) -> Export {
-        const { assert!(size_of::<V>() % size_of::<CallFn>() == 0 && align_of::<V>() == align_of::<CallFn>()) };
-        let count = size_of::<V>() / size_of::<CallFn>();
-        // SAFETY: V is a #[repr(C)] struct of `count` CallFn fields (Vtable).
-        let methods = unsafe { core::slice::from_raw_parts((&vtable as *const V).cast::<CallFn>(), count) }.to_vec();
+        let methods = methods_of(&vtable);
         Export {
             id: spec.id,
             revision: spec.revision,
@@ -353,10 +358,7 @@ impl Provided {
     /// `vtable` must be the thunks generated for `T` (`Vtable::of::<T>()`) of
     /// the interface `spec` declares.
     pub unsafe fn new<V: Vtable, T: Send + 'static>(spec: &Spec, vtable: V, value: T) -> Provided {
-        const { assert!(size_of::<V>() % size_of::<CallFn>() == 0 && align_of::<V>() == align_of::<CallFn>()) };
-        let count = size_of::<V>() / size_of::<CallFn>();
-        // SAFETY: V is a #[repr(C)] struct of `count` CallFn fields (Vtable).
-        let methods = unsafe { core::slice::from_raw_parts((&vtable as *const V).cast::<CallFn>(), count) }.to_vec();
+        let methods = methods_of(&vtable);
         rt::ensure_panic_hook(); // a panic in a method is reported where it happened
         Provided { spec: *spec, methods, this: Box::into_raw(Box::new(value)).cast::<c_void>(), drop_value: drop_box::<T> }
     }
