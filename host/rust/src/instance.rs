@@ -68,7 +68,8 @@ impl std::fmt::Debug for Instance {
     }
 }
 
-fn indent(text: &str) -> String {
+/// `text` indented by four spaces, for the layouts in messages.
+pub(crate) fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()
 }
 
@@ -259,20 +260,23 @@ impl Instance {
         self.methods.get(index)
     }
 
+    /// The method called `name` (its own name, not `Parity.name`), if the host declared it.
+    fn named(&self, name: &str) -> Option<(&Method, &Signature)> {
+        let m = self.methods.iter().find(|m| m.name.rsplit_once('.').is_some_and(|(_, n)| n == name))?;
+        m.signature.as_ref().map(|s| (m, s))
+    }
+
     /// The call-layer signature of method `name` (a struct argument as
     /// `bytes`, a struct result as a trailing `out: mutbuf[u8]`).
     pub fn signature(&self, name: &str) -> Option<&Signature> {
-        let short = |m: &&Method| m.name.rsplit_once('.').is_some_and(|(_, n)| n == name);
-        self.methods.iter().find(short).and_then(|m| m.signature.as_ref())
+        self.named(name).map(|(_, s)| s)
     }
 
     /// Call method `name` with `args`, checked against its call-layer
     /// signature (a struct argument is its C layout as bytes, a struct result
     /// a trailing `out` buffer): the Python host's checks and messages.
     pub fn call(&self, name: &str, args: &mut [Arg<'_>]) -> Result<Value> {
-        let short = |m: &Method| m.name.rsplit_once('.').map(|(_, n)| n == name).unwrap_or(false);
-        let found = self.methods.iter().find(|m| short(m));
-        let Some((m, Some(signature))) = found.map(|m| (m, m.signature.as_ref())) else {
+        let Some((m, signature)) = self.named(name) else {
             return Err(Error::new(ErrorKind::NoSuchFunction, format!("{} has no method {}", self.what, py_repr(name))));
         };
         self.target().dynamic(&m.name, signature, m.call, self.thread_safe, args)

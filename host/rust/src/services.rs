@@ -144,7 +144,7 @@ impl Registry {
         let service = self.services.read().unwrap_or_else(|e| e.into_inner()).get(&(id.to_string(), revision)).cloned();
         let what = if let Some(service) = service {
             if service.spec().fingerprint != fingerprint {
-                let indented: String = service.spec().layout.lines().map(|l| format!("    {l}\n")).collect();
+                let indented = crate::instance::indent(service.spec().layout);
                 log::warn!(target: target,
                     "{}, the host's {} has {:#018x}: regenerate the plugin's code from the host's declaration\nhost layout:\n{indented}",
                     asked(caller_id, id, revision, fingerprint), service.spec().name, service.spec().fingerprint);
@@ -216,7 +216,7 @@ impl Registry {
         // NULL arguments: a service method that takes some refuses them (the
         // Python host's words); otherwise the callee gets zeroed slots, never
         // NULL, as the Python host gives (implementations may rely on it).
-        let zeros = [abi::Value::ZERO; NULL_ARGS_SLOTS];
+        let zeros; // (made only for a NULL: host->call is a hot path)
         let args = if args.is_null() {
             if let Lentee::Service(service) = &*what {
                 if let Some((name, signature)) = service.spec().methods.get(method as usize) {
@@ -228,6 +228,7 @@ impl Registry {
                     }
                 }
             }
+            zeros = [abi::Value::ZERO; NULL_ARGS_SLOTS];
             zeros.as_ptr()
         } else {
             args
