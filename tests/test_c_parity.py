@@ -259,11 +259,7 @@ class Encoder:
             if name == "add_twenty":
                 return reenter("add", [i64(20), i64(args[0])])
             if name == "echo":
-                buf = C.create_string_buffer(args[0].encode())
-                self.keep.append(buf)
-                v = Value()
-                v.tag, v.v.str.ptr, v.v.str.len = STR, C.addressof(buf), len(args[0].encode())
-                return reenter("echo_str", [v])
+                return reenter("echo_str", [self.value(args[0], None, -1)])
             if name == "fail_inside":
                 got = reenter("fail", [self.value("inner", None, -1)])
                 assert got[0] == "raises" and got[1] == "PluginCallError" and "inner" in got[2], got
